@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 GROK = str(Path(sys.executable).with_name("grok-tui"))
+TITLE = "loss per epoch"  # the title of the Curves pane's loss plot
 
 
 def tmux(*args: str) -> str:
@@ -74,7 +75,7 @@ def main() -> int:
     env = f"COLORTERM=truecolor TERM=xterm-256color {args.env} {GROK} train --run-dir {app_run}"
     tmux("new-session", "-d", "-s", session, "-x", cols, "-y", rows, env)
     try:
-        wait_for(lambda: "training" in screen(session) and "loss (" in screen(session), 120,
+        wait_for(lambda: "training" in screen(session) and f"{TITLE} (" in screen(session), 120,
                  "the app to train")  # fmt: skip
         time.sleep(5.0)  # past start-up
         start_wall = json.loads((app_run / "metrics.jsonl").read_text().splitlines()[-1])["wall_s"]
@@ -82,12 +83,12 @@ def main() -> int:
         latencies = []
         rng = random.Random(0)
         for _ in range(args.presses):
-            before = "log y" if "loss (log y)" in screen(session) else "linear y"
+            before = "log y" if f"{TITLE} (log y)" in screen(session) else "linear y"
             after = "linear y" if before == "log y" else "log y"
             t0 = time.perf_counter()
             tmux("send-keys", "-t", session, "l")
-            wait_for(lambda after=after: f"loss ({after})" in screen(session), 10, "the redraw",
-                     poll=0.002)  # fmt: skip
+            wait_for(lambda after=after: f"{TITLE} ({after})" in screen(session), 10,
+                     "the redraw", poll=0.002)  # fmt: skip
             latencies.append(1e3 * (time.perf_counter() - t0))
             time.sleep(rng.uniform(0.1, 0.4))
         remaining = args.seconds - (time.time() - t_start)

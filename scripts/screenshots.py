@@ -2,7 +2,7 @@
 
 Trains the quick preset (p=53) headless, then opens the app on it:
   - curves.svg: the first screen mid-training (the app resumes the run and trains live);
-  - one SVG per analysis pane at a grokked checkpoint (when the panes exist).
+  - measures.svg and one SVG per analysis pane at the last checkpoint of the grokked run.
 
     .venv/bin/python scripts/screenshots.py [--out screenshots] [--keep RUN_DIR]
 """
@@ -18,10 +18,12 @@ import tempfile
 from pathlib import Path
 
 from grok_tui.engine.config import preset
+from grok_tui.engine.progress import progress_table
 from grok_tui.engine.runs import Run
 from grok_tui.engine.train import Progress, TrainControl, Trainer
-from grok_tui.ui.app import GrokApp
+from grok_tui.ui.app import ANALYSIS_PANES, GrokApp
 from grok_tui.ui.widgets.status_bar import StatusBar
+from grok_tui.ui.widgets.timeline import CheckpointTimeline
 
 SIZE = (120, 36)
 
@@ -51,6 +53,37 @@ async def shoot_first_screen(run: Run, out: Path) -> None:
             await pilot.pause(0.1)
 
 
+async def settle(pilot, app: GrokApp, timeout: float = 60.0) -> None:
+    """Wait until the panes show the selected checkpoint's snapshot."""
+    timeline = app.query_one(CheckpointTimeline)
+    for _ in range(int(timeout / 0.1)):
+        snap = app.snapshot
+        if snap is not None and snap.epoch == timeline.selected:
+            break
+        await pilot.pause(0.1)
+    await pilot.pause(0.8)  # plots repaint on a timer
+
+
+async def shoot_panes(run: Run, out: Path) -> list[str]:
+    """The grokked run at its last checkpoint: measures, then every analysis pane."""
+    names = []
+    app = GrokApp(run, train=False, device="cpu")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("end")
+        await settle(pilot, app)
+        await pilot.press("m")  # loss curves -> restricted and excluded losses
+        await pilot.pause(0.8)
+        app.save_screenshot(filename="measures.svg", path=str(out))
+        names.append("measures.svg")
+        for key, (pane_id, _title, _cls) in enumerate(ANALYSIS_PANES, start=2):
+            await pilot.press(str(key))
+            await settle(pilot, app)
+            app.save_screenshot(filename=f"{pane_id}.svg", path=str(out))
+            names.append(f"{pane_id}.svg")
+        await pilot.press("q")
+    return names
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("screenshots"))
@@ -64,7 +97,12 @@ def main() -> int:
     # Mid-training, in the middle of the grokking gap: memorised, not yet general.
     train_until(run, 700)
     asyncio.run(shoot_first_screen(run, args.out))
-    print(f"wrote {args.out / 'curves.svg'} from {run_dir}", file=sys.stderr)
+    # Then the whole preset (grokked near epoch 1,000, cleaned up by 3,000) for the panes,
+    # with the progress measures computed first so the app reads them from the cache.
+    Trainer(run, "cpu").train()
+    progress_table(run)
+    names = ["curves.svg", *asyncio.run(shoot_panes(run, args.out))]
+    print(f"wrote {', '.join(names)} into {args.out} from {run_dir}", file=sys.stderr)
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -132,7 +132,7 @@ def test_a_run_with_checkpoints_but_no_optimiser_state_is_not_restarted(tmp_path
     Trainer(run, "cpu").train(_stop_at_once())
     run.resume_path.unlink()
     before = run.metrics_path.read_bytes()
-    with pytest.raises(RunError, match="no resume.pt"):
+    with pytest.raises(RunError, match=r"no resume\.pt"):
         Trainer(run, "cpu")
     assert run.metrics_path.read_bytes() == before  # history kept
 

@@ -22,7 +22,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 
 from grok_tui.engine.follow import MetricsHistory, RunFollower, RunUpdate
 from grok_tui.engine.runs import Run, RunError, RunMeta
@@ -60,8 +60,10 @@ PANE_KEYS = {  # key -> (pane action, step)
     "b": ("component", 1),
     "B": ("component", -1),
     "v": ("view", 1),
+    "V": ("view", -1),
     "z": ("enlarge", 1),
 }
+SHARED_SELECTION = ("neuron", "head")  # picked in one pane, shown in the others
 
 
 class GrokCommands(Provider):
@@ -147,6 +149,7 @@ class GrokApp(App[int]):
         self.snapshot: Any = None  # the newest Snapshot shown, for panes activated later
         self.snapshot_note = "no checkpoint selected"
         self.requested_epoch: int | None = None
+        self.selection: dict[str, int] = {}  # the neuron and head last picked in any pane
         self.snapshots: SnapshotService | None = None
         self.progress: ProgressService | None = None
 
@@ -164,6 +167,9 @@ class GrokApp(App[int]):
 
     def on_mount(self) -> None:
         self.title = f"grok-tui: {self.run_dir.name}"
+        # The tab bar would take left/right for itself; panes switch with 1-5 (or a click),
+        # and the arrows always scrub checkpoints (an enlarged map, focused, moves its cursor).
+        self.query_one(TabbedContent).query_one(Tabs).can_focus = False
         self.reduced_colours = self.console.color_system != "truecolor"
         if self.reduced_colours:
             self.notify(
@@ -288,8 +294,7 @@ class GrokApp(App[int]):
         if update.checkpoints is not None:
             self.checkpoints = update.checkpoints
             self.query_one(CheckpointTimeline).set_checkpoints(update.checkpoints)
-            if self.progress is not None:
-                self.progress.poke()
+            self._update_progress_mode()
         if update.writer_alive is not None:
             was_alive = self.writer_alive
             self.writer_alive = update.writer_alive
@@ -305,11 +310,31 @@ class GrokApp(App[int]):
         if update.rows or update.reset:
             self.query_one(CurvesPane).mark_dirty()
         self.refresh_status()
+        if (
+            not update.checkpoints
+            and update.rows
+            and "generalises" in (self.query_one(CurvesPane).measures_note)
+        ):
+            self._update_progress_mode()  # it may just have generalised
 
     def _update_progress_mode(self) -> None:
-        if self.progress is not None:
-            self.progress.live = self.training or self.writer_alive
-            self.progress.poke()
+        """Ask for fresh progress measures, except while a live run has not generalised.
+
+        Before the circuit forms, the newest checkpoint's key frequencies are noise and
+        change with every checkpoint, and each change means measuring every checkpoint
+        again: work that would slow training and mean nothing.
+        """
+        if self.progress is None:
+            return
+        live = self.training or self.writer_alive
+        waiting = live and self.history.first_epoch_at_least("test_acc", 0.99) is None
+        self.query_one(CurvesPane).measures_note = (
+            "progress measures: once the run generalises (test acc >= 99%)" if waiting else ""
+        )
+        if waiting:
+            return
+        self.progress.live = live
+        self.progress.poke()
 
     def state(self) -> str:
         if self.training:
@@ -361,8 +386,11 @@ class GrokApp(App[int]):
         pane = self.active_analysis_pane()
         if pane is None:
             return
+        picked = self._apply_selection(pane)
         if pane.snapshot is not self.snapshot or pane.note != self.snapshot_note:
             pane.show_snapshot(self.snapshot, self.snapshot_note)
+        elif picked:
+            pane.refresh_view()
         self._request_snapshot()
         self.refresh_bindings()
 
@@ -428,8 +456,22 @@ class GrokApp(App[int]):
         if pane is None or name not in pane.ACTIONS or name not in PANE_ACTIONS:
             return
         status = pane.pane_action(name, step)
+        for shared in SHARED_SELECTION:
+            value = getattr(pane, shared, None)
+            if isinstance(value, int) and not isinstance(value, bool):
+                self.selection[shared] = value
         if status:
             self.notify(status, timeout=2)
+
+    def _apply_selection(self, pane: AnalysisPane) -> bool:
+        """Give a pane the neuron and head picked elsewhere; True if that changed it."""
+        changed = False
+        for name, value in self.selection.items():
+            current = getattr(pane, name, None)
+            if isinstance(current, int) and not isinstance(current, bool) and current != value:
+                setattr(pane, name, value)
+                changed = True
+        return changed
 
     def action_step(self, n: int) -> None:
         self.query_one(CheckpointTimeline).step(n)

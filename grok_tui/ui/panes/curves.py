@@ -196,6 +196,7 @@ class CurvesPane(Vertical):
         self.measures: Any = None  # engine.progress.ProgressTable
         self.view = "losses"
         self.phases: dict[str, int | None] = {}
+        self.measures_note = ""  # why there are no measures yet, when there is a reason
         self.selected_epoch: int | None = None
         self._dirty = True
 
@@ -310,4 +311,6 @@ class CurvesPane(Vertical):
             text.append("\nphases (from the measures): " + ", ".join(parts))
         if self.measures is not None and self.measures.key_freqs:
             text.append(f"   key frequencies: {', '.join(map(str, self.measures.key_freqs))}")
+        elif self.measures_note:
+            text.append(f"\n{self.measures_note}")
         return text

@@ -1,0 +1,205 @@
+"""Scrubbing checkpoints in the app: every pane shows the selected one, holding a key never
+queues stale analyses, damaged or missing checkpoints are said, not raised."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import string
+
+import pytest
+
+from grok_tui.engine.config import RunConfig
+from grok_tui.engine.runs import Run
+from grok_tui.engine.train import Trainer
+from grok_tui.ui.app import ANALYSIS_PANES, GrokApp
+from grok_tui.ui.panes.base import AnalysisPane
+from grok_tui.ui.widgets.timeline import CheckpointTimeline
+
+CFG = RunConfig(p=23, frac_train=0.6, lr=3e-3, epochs=300, checkpoint_every=20, preset="t")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Run:
+    run = Run.create(tmp_path_factory.mktemp("scrub") / "run", CFG, "cpu")
+    Trainer(run, "cpu").train()
+    return run
+
+
+async def settle(pilot, app: GrokApp, timeout: float = 30.0) -> None:
+    """Wait until the shown snapshot is the selected checkpoint's (or its error is shown)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    timeline = app.query_one(CheckpointTimeline)
+    while True:
+        await pilot.pause(0.05)
+        snap = app.snapshot
+        if (snap is not None and snap.epoch == timeline.selected) or (
+            snap is None and app.snapshot_note and "analysing" not in app.snapshot_note
+        ):
+            return
+        assert loop.time() < deadline, f"no snapshot for {timeline.selected}"
+
+
+async def test_keys_move_the_selection_and_every_pane_follows(trained: Run) -> None:
+    app = GrokApp(trained)
+    async with app.run_test(size=(120, 36)) as pilot:
+        timeline = app.query_one(CheckpointTimeline)
+        assert timeline.epochs == list(range(0, 301, 20)) and timeline.selected == 300
+        await pilot.press("2")
+        await settle(pilot, app)
+        assert app.snapshot.epoch == 300
+        await pilot.press("left")
+        await settle(pilot, app)
+        assert timeline.selected == 280 and app.snapshot.epoch == 280
+        await pilot.press("shift+left")
+        await settle(pilot, app)
+        assert timeline.selected == 80 and not timeline.follow
+        await pilot.press("home")
+        await settle(pilot, app)
+        assert app.snapshot.epoch == 0
+        for key, (pane_id, _, _) in zip("2345", ANALYSIS_PANES, strict=True):
+            await pilot.press(key)
+            await pilot.pause(0.1)
+            pane = app.query_one(f"#{pane_id}-pane", AnalysisPane)
+            assert pane.snapshot is app.snapshot and pane.snapshot.epoch == 0, pane_id
+        await pilot.press("end")
+        await settle(pilot, app)
+        assert app.snapshot.epoch == 300
+
+
+async def test_holding_a_key_analyses_only_the_newest_request(trained: Run) -> None:
+    app = GrokApp(trained)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("2")
+        await settle(pilot, app)
+        before = len(app.snapshots.computed)
+        timeline = app.query_one(CheckpointTimeline)
+        for _ in range(14):  # key repeat outrunning the app: 14 steps before it looks
+            timeline.step(-1)
+        await settle(pilot, app)
+        assert timeline.selected == 20 and app.snapshot.epoch == 20
+        analysed = app.snapshots.computed[before:]
+        assert analysed[-1] == 20
+        assert len(analysed) < 14  # requests that were overtaken were never computed
+
+
+async def test_damaged_and_vanished_checkpoints_are_handled(trained: Run, tmp_path) -> None:
+    import shutil
+
+    run = Run(shutil.copytree(trained.path, tmp_path / "copy"))
+    damaged = run.checkpoint_path(140)
+    damaged.write_bytes(damaged.read_bytes()[:100])  # truncated
+    app = GrokApp(run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("3")
+        timeline = app.query_one(CheckpointTimeline)
+        timeline.jump_to(140)
+        await settle(pilot, app)
+        assert app.snapshot is None and "damaged" in app.snapshot_note
+        pane = app.query_one("#neurons-pane", AnalysisPane)
+        assert pane.snapshot is None and "damaged" in pane.note and "damaged" in timeline.note
+        run.checkpoint_path(120).unlink()  # gone from under the viewer: the timeline follows
+        await pilot.pause(1.0)
+        assert 120 not in timeline.epochs
+        await pilot.press("home")  # and the app goes on
+        await settle(pilot, app)
+        assert app.snapshot is not None and app.snapshot.epoch == 0
+
+
+async def test_a_run_without_checkpoints(tmp_path) -> None:
+    run = Run.create(tmp_path / "empty", CFG, "cpu")
+    app = GrokApp(run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for key in "12345":
+            await pilot.press(key)
+            await pilot.pause(0.05)
+        pane = app.query_one("#circuits-pane", AnalysisPane)
+        assert pane.snapshot is None and "no checkpoints" in pane.note
+        await pilot.press("left", "right", "home", "end", "g", "s", "f", "z", "h", "n", "c")
+        await pilot.pause(0.2)
+
+
+async def test_go_to_epoch_and_screenshot(trained: Run, tmp_path) -> None:
+    import shutil
+
+    run = Run(shutil.copytree(trained.path, tmp_path / "copy"))
+    app = GrokApp(run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("g")
+        await pilot.pause(0.1)
+        await pilot.press("1", "5", "5", "enter")
+        await pilot.pause(0.1)
+        assert app.query_one(CheckpointTimeline).selected == 160  # nearest to 155
+        await pilot.press("s")
+        await pilot.pause(0.2)
+    shots = list(run.path.glob("screenshot-curves-epoch160-*.svg"))
+    assert len(shots) == 1 and shots[0].read_text().startswith("<svg")
+
+
+async def test_follow_the_newest_checkpoint_while_training(tmp_path) -> None:
+    cfg = CFG.replace(epochs=100_000)
+    run = Run.create(tmp_path / "live", cfg, "cpu")
+    app = GrokApp(run, train=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        timeline = app.query_one(CheckpointTimeline)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while len(timeline.epochs) < 3:
+            assert loop.time() < deadline
+            await pilot.pause(0.1)
+        assert timeline.follow and timeline.selected == timeline.epochs[-1]
+        await pilot.press("f")  # stop following: the selection stays put
+        held = timeline.selected
+        while len(timeline.epochs) < 5:
+            assert loop.time() < deadline
+            await pilot.pause(0.1)
+        assert timeline.selected == held
+        await pilot.press("f")
+        assert timeline.follow and timeline.selected == timeline.epochs[-1]
+        await pilot.press("q")
+
+
+@pytest.mark.slow
+@pytest.fixture
+def pilot_ignores_cpu_load(monkeypatch) -> None:
+    """Pilot waits for the *process* to go idle after each key (up to 1 s, twice), and a
+    training thread never lets it: 2 s a press. Messages are still awaited; only that CPU
+    heuristic is replaced by a short sleep, so a storm of keys during training takes seconds."""
+    import textual.app
+    import textual.pilot
+
+    async def short_idle(*_args, **_kwargs) -> None:
+        await asyncio.sleep(0.005)
+
+    monkeypatch.setattr(textual.app, "wait_for_idle", short_idle)
+    monkeypatch.setattr(textual.pilot, "wait_for_idle", short_idle)
+
+
+@pytest.mark.usefixtures("pilot_ignores_cpu_load")
+async def test_random_key_storm_with_resizes_while_training(tmp_path) -> None:
+    """Random bound and unbound keys, and resizes from 20x8 to 250x70: nothing raises."""
+    run = Run.create(tmp_path / "storm", CFG.replace(epochs=100_000), "cpu")
+    app = GrokApp(run, train=True)
+    rng = random.Random(7)
+    arrows = ["left", "right", "shift+left", "shift+right", "home", "end", "up", "down"]
+    bound = [*"123456hHnNcCbBvVzflmMrg?s", *arrows, "space", "escape", "tab", "enter"]
+    unbound = [*"aAeEijkopquwxyZ0789!@#", "f5", "ctrl+x", "pageup", "delete"]
+    unbound.remove("q")
+    async with app.run_test(size=(100, 30)) as pilot:
+        for i in range(250):
+            key = rng.choice(bound if rng.random() < 0.7 else unbound)
+            if key == "s" and rng.random() < 0.9:
+                key = "x"  # a few screenshots are enough
+            await pilot.press(key)
+            if i % 40 == 0:
+                await pilot.resize_terminal(rng.randint(20, 250), rng.randint(8, 70))
+            if rng.random() < 0.1:
+                await pilot.pause(0.05)
+            if app.screen.is_modal:
+                await pilot.press(*rng.choice([["escape"], [*string.digits[:3], "enter"]]))
+        assert app.is_running
+        await pilot.press("escape")
+        await pilot.press("q")
+    assert app.trainer_done.is_set()
+    assert run.meta().status in ("paused", "done")

@@ -1,0 +1,68 @@
+"""The analysis threads: only the newest request is computed; errors come back as lines."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from grok_tui.engine.config import RunConfig
+from grok_tui.engine.runs import Run
+from grok_tui.engine.services import SnapshotResult, SnapshotService
+from grok_tui.engine.train import Trainer
+
+CFG = RunConfig(p=11, frac_train=0.5, epochs=40, checkpoint_every=10, preset="t")
+
+
+def test_requests_that_are_overtaken_are_never_computed(tmp_path, monkeypatch) -> None:
+    run = Run.create(tmp_path / "r", CFG, "cpu")
+    Trainer(run, "cpu").train()
+    results: list[SnapshotResult] = []
+    done = threading.Event()
+    release = threading.Event()
+
+    def on_result(result: SnapshotResult) -> None:
+        results.append(result)
+        if result.epoch == 40:
+            done.set()
+
+    service = SnapshotService(run, "cpu", on_result)
+    real = service._compute
+
+    def slow(epoch: int):
+        release.wait(10)  # the first analysis is still running while keys arrive
+        return real(epoch)
+
+    monkeypatch.setattr(service, "_compute", slow)
+    service.request(0)
+    time.sleep(0.2)
+    for epoch in (10, 20, 30, 40):
+        service.request(epoch)
+    release.set()
+    assert done.wait(30)
+    service.stop()
+    service.join(10)
+    assert service.computed == [0, 40]
+    assert [r.snapshot.epoch for r in results] == [0, 40]
+
+
+def test_a_damaged_checkpoint_is_an_error_line_and_the_service_goes_on(tmp_path) -> None:
+    run = Run.create(tmp_path / "r", CFG, "cpu")
+    Trainer(run, "cpu").train()
+    run.checkpoint_path(20).write_bytes(b"not a safetensors file")
+    results: list[SnapshotResult] = []
+    got = threading.Semaphore(0)
+
+    def on_result(result: SnapshotResult) -> None:
+        results.append(result)
+        got.release()
+
+    run.checkpoint_path(10).unlink()
+    service = SnapshotService(run, "cpu", on_result)
+    for epoch in (20, 10, 30):
+        service.request(epoch)
+        assert got.acquire(timeout=30)
+    service.stop()
+    damaged, missing, good = results
+    assert damaged.snapshot is None and "damaged" in damaged.error and "\n" not in damaged.error
+    assert missing.snapshot is None and "missing" in missing.error
+    assert good.snapshot is not None and good.snapshot.epoch == 30
