@@ -71,8 +71,7 @@ async def shoot_panes(run: Run, out: Path) -> list[str]:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("end")
         await settle(pilot, app)
-        await pilot.press("m")  # loss curves -> restricted and excluded losses
-        await pilot.pause(0.8)
+        await pilot.pause(0.8)  # the measures plot (restricted, excluded loss) is drawn
         app.save_screenshot(filename="measures.svg", path=str(out))
         names.append("measures.svg")
         for key, (pane_id, _title, _cls) in enumerate(ANALYSIS_PANES, start=2):

@@ -2,46 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import math
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from textual.app import App, ComposeResult
-from textual.widgets import Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent
 
-from grok_tui.engine.analysis import Analyzer, Snapshot, clusters_from
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.runs import Run
-from grok_tui.engine.train import Trainer
+from grok_tui.engine.analysis import Snapshot, clusters_from
 from grok_tui.ui.panes.attention import AttentionPane
-from grok_tui.ui.panes.base import AnalysisPane, PaneNote
+from grok_tui.ui.panes.base import PaneNote
 from grok_tui.ui.panes.curves import PALETTE
+from tests.pane_harness import SIZES, PaneApp, TabsApp, text_of, tiny_snapshots
 from tests.planted import explicit_basis
-
-TINY = RunConfig(p=23, frac_train=0.6, lr=3e-3, weight_decay=1.0, epochs=600,
-                 checkpoint_every=100, preset="t")  # fmt: skip
-EPOCHS = (300, 600)
-SIZES = ((80, 24), (200, 60), (20, 8))
-
-
-@functools.cache
-def tiny_snapshots() -> dict[int, Snapshot]:
-    """Snapshots of a tiny real run (trained once per test session, ~5 s on one thread)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: OpenMP threads crawl when the box is busy
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            run = Run.create(Path(tmp) / "run", TINY, "cpu")
-            assert Trainer(run, "cpu").train().status == "done"
-            analyzer = Analyzer(TINY)
-            return {e: analyzer.snapshot(run.load_checkpoint(e), e) for e in EPOCHS}
-    finally:
-        torch.set_num_threads(threads)
 
 
 def planted_snapshot(p: int = 23, n_heads: int = 4, d_mlp: int = 8) -> Snapshot:
@@ -93,26 +66,6 @@ def freq_norms_explicit(curves: np.ndarray) -> np.ndarray:
     """|coefficients| per frequency, from the explicit basis: (h, p) -> (h, K + 1)."""
     c = np.asarray(curves, dtype=np.float64) @ explicit_basis(curves.shape[1]).T
     return np.concatenate([np.abs(c[:, :1]), np.hypot(c[:, 1::2], c[:, 2::2])], axis=1)
-
-
-class PaneApp(App[None]):
-    """One analysis pane filling the screen, as a tab would hold it."""
-
-    def __init__(self, pane: AnalysisPane, snapshot: Snapshot | None = None) -> None:
-        super().__init__()
-        self.pane = pane
-        self.first = snapshot
-
-    def compose(self) -> ComposeResult:
-        yield self.pane
-
-    def on_mount(self) -> None:
-        if self.first is not None:
-            self.pane.show_snapshot(self.first, "")
-
-
-def text_of(widget: Static) -> str:
-    return str(widget.render())
 
 
 @pytest.fixture(scope="module")
@@ -293,21 +246,6 @@ def test_snapshot_attention_pane(
     assert snap_compare(PaneApp(pane, planted_snapshot()), terminal_size=(100, 30))
 
 
-class TabsApp(App[None]):
-    """The pane in the second tab of a TabbedContent, as the app holds it."""
-
-    def __init__(self, pane: AnalysisPane) -> None:
-        super().__init__()
-        self.pane = pane
-
-    def compose(self) -> ComposeResult:
-        with TabbedContent(initial="first"):
-            with TabPane("First", id="first"):
-                yield Static("another pane")
-            with TabPane("Attention", id="second"):
-                yield self.pane
-
-
 async def test_a_snapshot_shown_in_a_hidden_tab_fits_once_the_tab_opens(
     snaps: dict[int, Snapshot],
 ) -> None:
@@ -316,7 +254,7 @@ async def test_a_snapshot_shown_in_a_hidden_tab_fits_once_the_tab_opens(
     async with app.run_test(size=(80, 24)) as pilot:
         pane.show_snapshot(snaps[600], "")  # hidden: nothing to size against yet
         await pilot.pause()
-        app.query_one(TabbedContent).active = "second"
+        app.query_one(TabbedContent).active = "pane"
         for _ in range(4):
             await pilot.pause()
         assert np.array_equal(pane.maps[3].data, snaps[600].attn_key0[3].astype(np.float64))

@@ -12,14 +12,8 @@ from grok_tui.engine.analysis import Snapshot
 from grok_tui.ui.panes.base import PaneNote
 from grok_tui.ui.panes.circuits import CircuitsPane
 from grok_tui.ui.panes.curves import PALETTE, SafePlot
-from tests.test_pane_attention import (
-    SIZES,
-    PaneApp,
-    freq_norms_explicit,
-    planted_snapshot,
-    text_of,
-    tiny_snapshots,
-)
+from tests.pane_harness import SIZES, PaneApp, text_of, tiny_snapshots
+from tests.test_pane_attention import freq_norms_explicit, planted_snapshot
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ from grok_tui.engine.analysis import Snapshot
 from grok_tui.engine.demos import planted_demo
 from grok_tui.ui.panes.base import PaneNote
 from grok_tui.ui.panes.fourier import VIEWS, FourierPane, cluster_rows
+from tests.pane_harness import PaneApp, TabsApp, text_of, tiny_snapshots
 from tests.planted import explicit_basis
-from tests.test_pane_neurons import PaneApp, TabsApp, planted_snapshot, text_of, tiny_snapshots
+from tests.test_pane_neurons import planted_snapshot
 
 SIZES = ((80, 24), (200, 60), (20, 8))
 

@@ -194,19 +194,17 @@ class AttentionPane(AnalysisPane):
         """True while one of this pane's maps fills the screen."""
         return self.is_mounted and self.screen.maximized in self.maps
 
+    def forget_drawn(self) -> None:
+        self._maps_key = self._plot_key = None
+
     # -- drawing -----------------------------------------------------------------------------
     def refresh_view(self) -> None:
         """Redraw what changed: the maps on a new snapshot or view, the rest always (cheap)."""
         if not self.is_mounted:
             return
-        snap = self.snapshot
-        self.set_class(snap is None, "-empty")
-        if snap is None:
-            self.query_one("#attn-note", PaneNote).update(self.note_text(self.note))
-            self._maps_key = self._plot_key = None
-            if self.enlarged:
-                self.screen.minimize()
+        if self.draw_empty():
             return
+        snap = self.snapshot
         n_heads = snap.n_heads
         if n_heads != len(self.maps):
             self._rebuild_maps(n_heads)

@@ -46,6 +46,25 @@ class AnalysisPane(Vertical):
         """Redraw from `self.snapshot` and the pane's own selection state."""
         raise NotImplementedError
 
+    @property
+    def enlarged(self) -> bool:
+        """True while one of this pane's maps fills the screen (panes with maps say)."""
+        return False
+
+    def forget_drawn(self) -> None:
+        """Drop the pane's redraw caches, so the next snapshot draws everything."""
+
+    def draw_empty(self) -> bool:
+        """With no snapshot, show the note instead of the pictures and return True."""
+        empty = self.snapshot is None
+        self.set_class(empty, "-empty")
+        if empty:
+            self.query_one(PaneNote).update(self.note_text(self.note))
+            self.forget_drawn()
+            if self.enlarged:
+                self.screen.minimize()
+        return empty
+
     def pane_action(self, name: str, step: int) -> str | None:
         """Handle one of ACTIONS (step +1/-1); return a short status text, or None."""
         return None

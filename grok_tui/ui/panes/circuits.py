@@ -142,17 +142,17 @@ class CircuitsPane(AnalysisPane):
             return f"OV contributions {VIEW_NAMES[self.view]}"
         return None
 
+    def forget_drawn(self) -> None:
+        self._plot_keys.clear()
+
     # -- drawing -----------------------------------------------------------------------------
     def refresh_view(self) -> None:
         """Text always (cheap); each plot only when its numbers, emphasis or width changed."""
         if not self.is_mounted:
             return
-        snap = self.snapshot
-        self.set_class(snap is None, "-empty")
-        if snap is None:
-            self.query_one("#circ-note", PaneNote).update(self.note_text(self.note))
-            self._plot_keys.clear()
+        if self.draw_empty():
             return
+        snap = self.snapshot
         self._clamp_selection()
         curves = np.asarray(snap.W_neur[:, :, self.neuron], dtype=np.float64)  # (h, p)
         spectrum = fourier.freq_amplitudes(snap.ov_fourier(self.neuron))  # (h, K+1)

@@ -178,7 +178,8 @@ def draw_series(
 class CurvesPane(Vertical):
     """Loss curves per epoch and progress measures per checkpoint, with the phases marked.
 
-    Repaints on a timer, only when new data arrived: the buffers are plain, not reactive.
+    Repaints on a timer, only when new data arrived (keys repaint at once): the buffers are
+    plain, not reactive.
     """
 
     DEFAULT_CSS = """
@@ -206,7 +207,9 @@ class CurvesPane(Vertical):
         yield Static("", id="curves-summary")
 
     def on_mount(self) -> None:
-        self.set_interval(0.25, self._repaint_if_dirty)
+        # New epochs repaint once a second: plotext is pure Python, and on two cores every
+        # millisecond the UI thread holds the GIL is one the trainer thread waits.
+        self.set_interval(1.0, self._repaint_if_dirty)
 
     # -- inputs ------------------------------------------------------------------------------
     def mark_dirty(self) -> None:
@@ -222,6 +225,8 @@ class CurvesPane(Vertical):
         if epoch != self.selected_epoch:
             self.selected_epoch = epoch
             self._dirty = True
+            if self.is_mounted:
+                self.set_timer(0.1, self._repaint_if_dirty)  # a scrub shows soon, held keys once
 
     def toggle_log(self) -> None:
         self.log_y = not self.log_y

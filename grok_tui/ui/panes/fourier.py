@@ -313,21 +313,19 @@ class FourierPane(AnalysisPane):
             self._demo = demos.planted_demo(p)
         return self._demo
 
+    def forget_drawn(self) -> None:
+        self._drawn.clear()
+
     # -- drawing -----------------------------------------------------------------------------
     def refresh_view(self) -> None:
         """Show the current sub-view and redraw it if its inputs or size changed."""
         if not self.is_mounted:
             return
-        snap = self.snapshot
-        self.set_class(snap is None, "-empty")
         for name in VIEWS:
             self.set_class(name == self.view, f"-view-{name.replace(' ', '-')}")
-        if snap is None:
-            self.query_one("#fourier-note", PaneNote).update(self.note_text(self.note))
-            self._drawn.clear()
-            if self.enlarged:
-                self.screen.minimize()
+        if self.draw_empty():
             return
+        snap = self.snapshot
         self._clamp(snap)
         self._update_header()
         draw = {

@@ -323,19 +323,17 @@ class NeuronsPane(AnalysisPane):
             return "unclustered neurons"
         return f"cluster {self.cluster}"
 
+    def forget_drawn(self) -> None:
+        self._tiles_key = self._big_key = None
+
     # -- drawing -----------------------------------------------------------------------------
     def refresh_view(self) -> None:
         """Fit the grid to the space, then redraw what changed (cheap when nothing did)."""
         if not self.is_mounted:
             return
-        snap = self.snapshot
-        self.set_class(snap is None, "-empty")
-        if snap is None:
-            self.query_one("#neurons-note", PaneNote).update(self.note_text(self.note))
-            self._tiles_key = self._big_key = None
-            if self.enlarged:
-                self.screen.minimize()
+        if self.draw_empty():
             return
+        snap = self.snapshot
         self.neuron = min(max(self.neuron, 0), snap.d_mlp - 1)
         self._fit(snap)
         listed = self.neuron_list(snap)
