@@ -11,9 +11,10 @@ import pytest
 
 from grok_tui.engine.config import RunConfig
 from grok_tui.engine.runs import Run
-from grok_tui.engine.train import Trainer
+from grok_tui.engine.train import Progress, TrainControl, Trainer
 from grok_tui.ui.app import ANALYSIS_PANES, GrokApp
 from grok_tui.ui.panes.base import AnalysisPane
+from grok_tui.ui.panes.curves import CurvesPane
 from grok_tui.ui.widgets.timeline import CheckpointTimeline
 
 CFG = RunConfig(p=23, frac_train=0.6, lr=3e-3, epochs=300, checkpoint_every=20, preset="t")
@@ -203,3 +204,33 @@ async def test_random_key_storm_with_resizes_while_training(tmp_path) -> None:
         await pilot.press("q")
     assert app.trainer_done.is_set()
     assert run.meta().status in ("paused", "done")
+
+
+async def test_progress_measures_wait_until_a_live_run_generalises(tmp_path) -> None:
+    """Before the circuit forms, key frequencies churn with every checkpoint: a live run
+    shows a note instead of measures; the same run opened as a viewer gets them."""
+    run = Run.create(tmp_path / "young", CFG.replace(epochs=5_000), "cpu")
+    control = TrainControl()
+
+    def stop_at_60(event: object) -> None:
+        if isinstance(event, Progress) and event.rows[-1]["epoch"] >= 60:
+            control.request_stop()
+
+    Trainer(run, "cpu", stop_at_60).train(control)
+    assert max(r["test_acc"] for r in run.read_metrics()) < 0.99
+    app = GrokApp(run, train=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(1.5)  # several polls and checkpoints
+        curves = app.query_one(CurvesPane)
+        assert curves.measures is None
+        assert "generalises" in curves.measures_note
+        await pilot.press("q")
+    viewer = GrokApp(run, train=False)
+    async with viewer.run_test(size=(100, 30)) as pilot:
+        curves = viewer.query_one(CurvesPane)
+        for _ in range(300):
+            if curves.measures is not None and len(curves.measures):
+                break
+            await pilot.pause(0.1)
+        assert len(curves.measures) == len(run.checkpoint_epochs())
+        assert curves.measures_note == ""

@@ -134,6 +134,7 @@ class GrokApp(App[int]):
         self.run_dir = run
         self.device = device
         self.want_train = train
+        self.trainer_started = False  # start_training has run (whether or not it could train)
         self.control = TrainControl()
         self.trainer_done = threading.Event()
         self.trainer_done.set()  # no trainer yet
@@ -189,6 +190,7 @@ class GrokApp(App[int]):
         self.set_interval(POLL_SECONDS, self.poll_run)
         if self.want_train:
             self.start_training()
+            self._update_progress_mode()  # training or not, the gate now knows
 
     def on_unmount(self) -> None:
         """However the app ends (q, a signal, a crash, a test), the trainer saves and stops."""
@@ -219,6 +221,7 @@ class GrokApp(App[int]):
 
     # -- training thread ------------------------------------------------------------------
     def start_training(self) -> None:
+        self.trainer_started = True
         if self.training:
             return
         if self.viewer:
@@ -326,7 +329,9 @@ class GrokApp(App[int]):
         """
         if self.progress is None:
             return
-        live = self.training or self.writer_alive
+        # Opened to train: the first poll comes before the trainer starts, and is live too.
+        starting = self.want_train and not self.trainer_started
+        live = self.training or self.writer_alive or starting
         waiting = live and self.history.first_epoch_at_least("test_acc", 0.99) is None
         self.query_one(CurvesPane).measures_note = (
             "progress measures: once the run generalises (test acc >= 99%)" if waiting else ""
