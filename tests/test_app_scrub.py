@@ -234,3 +234,36 @@ async def test_progress_measures_wait_until_a_live_run_generalises(tmp_path) -> 
             await pilot.pause(0.1)
         assert len(curves.measures) == len(run.checkpoint_epochs())
         assert curves.measures_note == ""
+
+
+async def test_progress_measures_appear_once_a_live_run_generalises(tmp_path) -> None:
+    """The app trains a run past the point it generalises: the measures come, live."""
+    groks = RunConfig(
+        p=23,
+        frac_train=0.8,
+        lr=3e-3,
+        weight_decay=2.0,
+        epochs=3_000,
+        checkpoint_every=50,
+        preset="t",
+    )  # fmt: skip  (groks near epoch 450)
+    run = Run.create(tmp_path / "groks", groks, "cpu")
+    control = TrainControl()
+
+    def stop_at_200(event: object) -> None:
+        if isinstance(event, Progress) and event.rows[-1]["epoch"] >= 200:
+            control.request_stop()
+
+    Trainer(run, "cpu", stop_at_200).train(control)
+    app = GrokApp(run, train=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        curves = app.query_one(CurvesPane)
+        await pilot.pause(0.5)
+        assert curves.measures is None and app.measures_waiting
+        for _ in range(600):
+            if curves.measures is not None and len(curves.measures):
+                break
+            await pilot.pause(0.1)
+        assert app.history.first_epoch_at_least("test_acc", 0.99) is not None
+        assert len(curves.measures) > 0 and not app.measures_waiting
+        await pilot.press("q")

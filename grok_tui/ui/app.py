@@ -135,6 +135,7 @@ class GrokApp(App[int]):
         self.device = device
         self.want_train = train
         self.trainer_started = False  # start_training has run (whether or not it could train)
+        self.measures_waiting = False  # progress measures held back until the run generalises
         self.control = TrainControl()
         self.trainer_done = threading.Event()
         self.trainer_done.set()  # no trainer yet
@@ -313,11 +314,7 @@ class GrokApp(App[int]):
         if update.rows or update.reset:
             self.query_one(CurvesPane).mark_dirty()
         self.refresh_status()
-        if (
-            not update.checkpoints
-            and update.rows
-            and "generalises" in (self.query_one(CurvesPane).measures_note)
-        ):
+        if update.rows and not update.checkpoints and self.measures_waiting:
             self._update_progress_mode()  # it may just have generalised
 
     def _update_progress_mode(self) -> None:
@@ -333,6 +330,7 @@ class GrokApp(App[int]):
         starting = self.want_train and not self.trainer_started
         live = self.training or self.writer_alive or starting
         waiting = live and self.history.first_epoch_at_least("test_acc", 0.99) is None
+        self.measures_waiting = waiting
         self.query_one(CurvesPane).measures_note = (
             "progress measures: once the run generalises (test acc >= 99%)" if waiting else ""
         )
