@@ -3,12 +3,13 @@
 1. Starts `grok-tui train` (paper preset) in a tmux pane and lets it train.
 2. Presses `l` (log/linear y: the heaviest redraw, the loss plot) N times at random moments
    and polls `tmux capture-pane` until the plot title flips: key-to-screen latency.
-3. Reads training speed from the run's metrics (wall_s per epoch) over the next N seconds,
-   the app open and redrawing but this script idle, and from `grok-tui train --headless`
-   on the same config for the same time: the ratio. (The speed during step 2 is printed
-   too; there the script's own screen polling takes CPU from the trainer.)
+3. Reads training speed from the run's metrics (wall_s per epoch) over N seconds with the
+   app open and redrawing (this script asleep), then from `grok-tui train --headless` for
+   the same time; repeats the pair with a fresh app (--rounds) and reports the median
+   ratio. (The speed during step 2 is printed too; there the script's own screen polling
+   takes CPU from the trainer.)
 
-    .venv/bin/python bench/ui_latency.py [--presses 40] [--seconds 40]
+    .venv/bin/python bench/ui_latency.py [--presses 40] [--seconds 30] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -61,10 +62,76 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
+def last_wall(run_dir: Path) -> float:
+    return json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["wall_s"]
+
+
+class AppInTmux:
+    """`grok-tui train` in a detached tmux session of a given size."""
+
+    def __init__(self, run_dir: Path, cols: str, rows: str, env: str) -> None:
+        self.run_dir = run_dir
+        self.session = f"grokbench{os.getpid()}{run_dir.name}"
+        command = f"COLORTERM=truecolor TERM=xterm-256color {env} {GROK} train --run-dir {run_dir}"
+        tmux("new-session", "-d", "-s", self.session, "-x", cols, "-y", rows, command)
+        wait_for(lambda: "training" in self.screen() and f"{TITLE} (" in self.screen(), 120,
+                 "the app to train")  # fmt: skip
+        time.sleep(5.0)  # past start-up
+
+    def screen(self) -> str:
+        return screen(self.session)
+
+    def quit(self) -> None:
+        tmux("send-keys", "-t", self.session, "q")
+        wait_for(lambda: not (self.run_dir / "lock").exists(), 60, "the app to save and quit")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+
+
+def measure_latency(app: AppInTmux, presses: int) -> list[float]:
+    """Press `l` at random moments; time each until the plot title shows the new scale."""
+    latencies = []
+    rng = random.Random(0)
+    for _ in range(presses):
+        before = "log y" if f"{TITLE} (log y)" in app.screen() else "linear y"
+        after = "linear y" if before == "log y" else "log y"
+        t0 = time.perf_counter()
+        tmux("send-keys", "-t", app.session, "l")
+        wait_for(lambda after=after: f"{TITLE} ({after})" in app.screen(), 10,
+                 "the redraw", poll=0.002)  # fmt: skip
+        latencies.append(1e3 * (time.perf_counter() - t0))
+        time.sleep(rng.uniform(0.1, 0.4))
+    return latencies
+
+
+def app_speed(app: AppInTmux, seconds: float) -> float:
+    """Epochs/s over `seconds` with the app open and redrawing, this script asleep."""
+    since = last_wall(app.run_dir)
+    time.sleep(seconds)
+    return rate_from_metrics(app.run_dir, since)
+
+
+def headless_speed(run_dir: Path, seconds: float) -> float:
+    proc = subprocess.Popen([GROK, "train", "--headless", "--run-dir", str(run_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        metrics = run_dir / "metrics.jsonl"
+        wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, 120, "headless start")
+        time.sleep(5.0)
+        since = last_wall(run_dir)
+        time.sleep(seconds)
+        return rate_from_metrics(run_dir, since)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--presses", type=int, default=40)
-    parser.add_argument("--seconds", type=float, default=40.0, help="per speed measurement")
+    parser.add_argument("--seconds", type=float, default=30.0, help="per speed window")
+    parser.add_argument("--rounds", type=int, default=3, help="app/headless window pairs")
     parser.add_argument("--size", default="120x40")
     parser.add_argument("--env", default="", help="extra VAR=value for the app process")
     args = parser.parse_args()
@@ -72,60 +139,35 @@ def main() -> int:
         raise SystemExit("tmux is needed")
     cols, rows = args.size.split("x")
     tmp = Path(tempfile.mkdtemp())
-    session = f"grokbench{os.getpid()}"
-    app_run = tmp / "app"
-    env = f"COLORTERM=truecolor TERM=xterm-256color {args.env} {GROK} train --run-dir {app_run}"
-    tmux("new-session", "-d", "-s", session, "-x", cols, "-y", rows, env)
-    try:
-        wait_for(lambda: "training" in screen(session) and f"{TITLE} (" in screen(session), 120,
-                 "the app to train")  # fmt: skip
-        time.sleep(5.0)  # past start-up
-        start_wall = json.loads((app_run / "metrics.jsonl").read_text().splitlines()[-1])["wall_s"]
-        latencies = []
-        rng = random.Random(0)
-        for _ in range(args.presses):
-            before = "log y" if f"{TITLE} (log y)" in screen(session) else "linear y"
-            after = "linear y" if before == "log y" else "log y"
-            t0 = time.perf_counter()
-            tmux("send-keys", "-t", session, "l")
-            wait_for(lambda after=after: f"{TITLE} ({after})" in screen(session), 10,
-                     "the redraw", poll=0.002)  # fmt: skip
-            latencies.append(1e3 * (time.perf_counter() - t0))
-            time.sleep(rng.uniform(0.1, 0.4))
-        busy_rate = rate_from_metrics(app_run, start_wall)
-        # The speed window proper: the app open and redrawing live, this script asleep (its
-        # capture-pane polling above spawns a tmux client every 2 ms: load the headless run
-        # below would not get, so that window is reported apart).
-        quiet_wall = json.loads((app_run / "metrics.jsonl").read_text().splitlines()[-1])["wall_s"]
-        time.sleep(args.seconds)
-        app_rate = rate_from_metrics(app_run, quiet_wall)
-        tmux("send-keys", "-t", session, "q")
-        wait_for(lambda: not (app_run / "lock").exists(), 60, "the app to save and quit")
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
-
-    head_run = tmp / "headless"
-    proc = subprocess.Popen([GROK, "train", "--headless", "--run-dir", str(head_run)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        metrics = head_run / "metrics.jsonl"
-        wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, 120, "headless start")
-        time.sleep(5.0)
-        first = json.loads((head_run / "metrics.jsonl").read_text().splitlines()[-1])["wall_s"]
-        time.sleep(args.seconds)
-        head_rate = rate_from_metrics(head_run, first)
-    finally:
-        proc.terminate()
-        proc.wait()
+    pairs: list[tuple[float, float]] = []
+    busy_rate = 0.0
+    latencies: list[float] = []
+    for i in range(args.rounds):
+        app = AppInTmux(tmp / f"app{i}", cols, rows, args.env)
+        try:
+            if i == 0:
+                since = last_wall(app.run_dir)
+                latencies = measure_latency(app, args.presses)
+                # The script's capture-pane polling spawns a tmux client every 2 ms: load a
+                # headless run never gets, so this window is reported apart.
+                busy_rate = rate_from_metrics(app.run_dir, since)
+            app_rate = app_speed(app, args.seconds)
+            app.quit()
+        finally:
+            app.close()
+        # Alternating windows: drifting load on a shared machine hits both sides.
+        pairs.append((app_rate, headless_speed(tmp / f"headless{i}", args.seconds)))
     shutil.rmtree(tmp, ignore_errors=True)
 
+    ratios = [a / h for a, h in pairs]
     print(f"terminal {args.size}, {args.presses} presses of `l` while training the paper run")
     print(f"key-to-screen latency: median {statistics.median(latencies):.0f} ms, "
           f"p95 {percentile(latencies, 0.95):.0f} ms, max {max(latencies):.0f} ms")  # fmt: skip
-    print(f"training with the app open: {app_rate:.1f} epochs/s; headless: {head_rate:.1f} "
-          f"epochs/s; ratio {app_rate / head_rate:.1%}")  # fmt: skip
-    print(f"(while this script polled the screen for the latencies: {busy_rate:.1f} epochs/s, "
-          f"{busy_rate / head_rate:.1%})")  # fmt: skip
+    for i, (a, h) in enumerate(pairs):
+        print(f"round {i + 1}: app open {a:.1f} epochs/s, headless {h:.1f} epochs/s, {a / h:.1%}")
+    print(f"training with the app open / headless: median {statistics.median(ratios):.1%} "
+          f"over {len(ratios)} alternating {args.seconds:.0f} s windows")  # fmt: skip
+    print(f"(while this script polled the screen for the latencies: {busy_rate:.1f} epochs/s)")
     return 0
 
 
