@@ -20,23 +20,12 @@ from pathlib import Path
 from grok_tui.engine.config import preset
 from grok_tui.engine.progress import progress_table
 from grok_tui.engine.runs import Run
-from grok_tui.engine.train import Progress, TrainControl, Trainer
+from grok_tui.engine.train import TrainControl, Trainer
 from grok_tui.ui.app import ANALYSIS_PANES, GrokApp
 from grok_tui.ui.widgets.status_bar import StatusBar
 from grok_tui.ui.widgets.timeline import CheckpointTimeline
 
 SIZE = (120, 36)
-
-
-def train_until(run: Run, epoch: int) -> None:
-    """Train headless and stop (with a checkpoint) once `epoch` is reached."""
-    control = TrainControl()
-
-    def on_event(event: object) -> None:
-        if isinstance(event, Progress) and event.rows[-1]["epoch"] >= epoch:
-            control.request_stop()
-
-    Trainer(run, "cpu", on_event).train(control)
 
 
 async def shoot_first_screen(run: Run, out: Path) -> None:
@@ -70,8 +59,7 @@ async def shoot_panes(run: Run, out: Path) -> list[str]:
     app = GrokApp(run, train=False, device="cpu")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("end")
-        await settle(pilot, app)
-        await pilot.pause(0.8)  # the measures plot (restricted, excluded loss) is drawn
+        await settle(pilot, app)  # and the measures plot (restricted, excluded loss) drawn
         app.save_screenshot(filename="measures.svg", path=str(out))
         names.append("measures.svg")
         for key, (pane_id, _title, _cls) in enumerate(ANALYSIS_PANES, start=2):
@@ -94,7 +82,7 @@ def main() -> int:
     run_dir = args.keep or tmp / "quick"
     run = Run.create(run_dir, preset("quick"), "cpu")
     # Mid-training, in the middle of the grokking gap: memorised, not yet general.
-    train_until(run, 700)
+    Trainer(run, "cpu").train(TrainControl(stop_at=700))
     asyncio.run(shoot_first_screen(run, args.out))
     # Then the whole preset (grokked near epoch 1,000, cleaned up by 3,000) for the panes,
     # with the progress measures computed first so the app reads them from the cache.

@@ -11,7 +11,7 @@ import pytest
 
 from grok_tui.engine.config import RunConfig
 from grok_tui.engine.runs import Run
-from grok_tui.engine.train import Progress, TrainControl, Trainer
+from grok_tui.engine.train import TrainControl, Trainer
 from grok_tui.ui.app import ANALYSIS_PANES, GrokApp
 from grok_tui.ui.panes.base import AnalysisPane
 from grok_tui.ui.panes.curves import CurvesPane
@@ -210,13 +210,8 @@ async def test_progress_measures_wait_until_a_live_run_generalises(tmp_path) -> 
     """Before the circuit forms, key frequencies churn with every checkpoint: a live run
     shows a note instead of measures; the same run opened as a viewer gets them."""
     run = Run.create(tmp_path / "young", CFG.replace(epochs=5_000), "cpu")
-    control = TrainControl()
-
-    def stop_at_60(event: object) -> None:
-        if isinstance(event, Progress) and event.rows[-1]["epoch"] >= 60:
-            control.request_stop()
-
-    Trainer(run, "cpu", stop_at_60).train(control)
+    stopped = Trainer(run, "cpu").train(TrainControl(stop_at=60))
+    assert (stopped.status, stopped.epoch, run.checkpoint_epochs()[-1]) == ("paused", 60, 60)
     assert max(r["test_acc"] for r in run.read_metrics()) < 0.99
     app = GrokApp(run, train=True)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -241,13 +236,7 @@ async def test_progress_measures_appear_once_a_live_run_generalises(tmp_path) ->
     # Groks near epoch 450, in a few seconds.
     groks = CFG.replace(frac_train=0.8, weight_decay=2.0, epochs=3_000, checkpoint_every=50)
     run = Run.create(tmp_path / "groks", groks, "cpu")
-    control = TrainControl()
-
-    def stop_at_200(event: object) -> None:
-        if isinstance(event, Progress) and event.rows[-1]["epoch"] >= 200:
-            control.request_stop()
-
-    Trainer(run, "cpu", stop_at_200).train(control)
+    Trainer(run, "cpu").train(TrainControl(stop_at=200))
     app = GrokApp(run, train=True)
     async with app.run_test(size=(100, 30)) as pilot:
         curves = app.query_one(CurvesPane)

@@ -77,6 +77,7 @@ class TrainControl:
     stop: threading.Event = field(default_factory=threading.Event)
     pause: threading.Event = field(default_factory=threading.Event)
     resumed: threading.Event = field(default_factory=threading.Event)
+    stop_at: int | None = None  # stop (saving a checkpoint) once this epoch is reached
 
     def request_stop(self) -> None:
         self.stop.set()
@@ -270,6 +271,8 @@ class Trainer:
 
         try:
             while True:
+                if control.stop_at is not None and self.epoch >= control.stop_at:
+                    control.request_stop()
                 if control.stop.is_set() or control.pause.is_set():
                     failed = flush()
                     if failed:
