@@ -68,15 +68,11 @@ class FastLoop:
 
     def __init__(self, cfg: RunConfig, device: str, workdir: Path) -> None:
         run = Run.create(workdir / "fast", cfg, device)
-        self.trainer = Trainer(run, device)
+        self.stepper = Trainer(run, device).stepper
 
     def epoch(self) -> None:
-        t = self.trainer
-        train_loss, metrics = t._measure()
-        train_loss.backward()
-        t.opt.step()
-        t.opt.zero_grad(set_to_none=True)
-        t.sched.step()
+        loss, metrics = self.stepper.measure()
+        self.stepper.step(loss)
         metrics.tolist()  # what a flush costs when it happens every epoch
 
 

@@ -14,6 +14,7 @@ from grok_tui.engine.config import PRESETS, ConfigError, RunConfig, preset
 from grok_tui.engine.device import DeviceError, resolve_device
 from grok_tui.engine.model import WeightsError
 from grok_tui.engine.runs import Run, RunError
+from grok_tui.sweep_cli import add_sweep_parser, cmd_sweep
 
 USER_ERRORS = (ConfigError, DeviceError, RunError, WeightsError)
 DEFAULT_RUNS_DIR = Path("runs")
@@ -84,6 +85,8 @@ def build_parser() -> Parser:
     ana.add_argument("--epoch", type=int, help="the checkpoint (default: the newest)")
     ana.add_argument("--json", action="store_true", help="one JSON object on stdout")
     add_device_option(ana)
+
+    add_sweep_parser(sub)
 
     serve = sub.add_parser("serve", help="serve the viewer of a run in a browser (textual-serve)")
     serve.add_argument("run", type=Path)
@@ -270,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "export": cmd_export,
             "analyze": cmd_analyze,
             "serve": cmd_serve,
+            "sweep": lambda a: cmd_sweep(a, DEFAULT_RUNS_DIR),
         }[args.command]
         return handler(args)
     except UsageError as exc:

@@ -8,8 +8,9 @@ import torch
 from grok_tui.engine.config import RunConfig
 from grok_tui.engine.data import make_dataset
 from grok_tui.engine.loss import reference_cross_entropy
-from grok_tui.engine.model import paper_init
+from grok_tui.engine.model import PAPER_TRAINED, paper_init
 from grok_tui.engine.runs import Run
+from grok_tui.engine.stepper import Layout
 from grok_tui.engine.tl import hooked_model
 from grok_tui.engine.train import Trainer, lr_at
 from tests.tl_reference import tl_to_classic
@@ -76,9 +77,13 @@ def test_trainer_follows_the_papers_loop(cfg: RunConfig, tmp_path) -> None:
 
 
 def test_optimizer_settings(tmp_path) -> None:
+    """The paper's optimiser: AdamW on the 11 weights it trains, its settings in resume.pt."""
     cfg = RunConfig(p=7, frac_train=0.5, epochs=1, preset="t")
-    trainer = Trainer(Run.create(tmp_path / "r", cfg, "cpu"), "cpu")
-    (group,) = trainer.opt.param_groups
-    assert isinstance(trainer.opt, torch.optim.AdamW)
+    run = Run.create(tmp_path / "r", cfg, "cpu")
+    trainer = Trainer(run, "cpu")
+    assert trainer.stepper.layout.trained == list(PAPER_TRAINED)
+    assert trainer.train().status == "done"
+    (group,) = run.load_resume()["optimizer"]["param_groups"]
     assert group["weight_decay"] == 1.0 and group["betas"] == (0.9, 0.98)
-    assert len(group["params"]) == len(list(trainer.model.parameters())) == 11
+    assert group["lr"] == 1e-3 and len(group["params"]) == 11
+    assert Layout(RunConfig()).width == 226_816  # the paper model's trained parameters

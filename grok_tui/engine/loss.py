@@ -17,12 +17,19 @@ from __future__ import annotations
 
 import torch
 
+# (first member, end member, rows per member, first row), as in `fastpath.Segment`.
+Segment = tuple[int, int, int, int]
+
 
 class _CrossEntropy(torch.autograd.Function):
-    """Returns (mean loss, accuracy); the accuracy is free: the label leads iff z_label = 0."""
+    """Per-member (mean loss, accuracy); the accuracy is free: the label leads iff z_label = 0.
+
+    Rows are grouped by member in `segments`; each member's loss is the mean over its own
+    rows, so the sum over members has each member's own gradient.
+    """
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor):  # type: ignore[override]
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, segments: list[Segment]):  # type: ignore[override]
         shift = logits.amax(1, keepdim=True)
         z_label = logits.gather(1, labels[:, None]) - shift  # <= 0
         others = (logits - shift).exp_()
@@ -30,9 +37,11 @@ class _CrossEntropy(torch.autograd.Function):
         others.scatter_(1, labels[:, None], 0.0)
         rest = others.sum(1, keepdim=True)  # sum over j != label of exp(z_j - shift)
         # loss = log(label_term + rest) - z_label; log1p keeps the label-is-max case exact.
-        loss = (torch.log1p(rest + (label_term - 1.0)) - z_label).mean()
-        accuracy = (z_label == 0).to(logits.dtype).mean()
+        row_loss = (torch.log1p(rest + (label_term - 1.0)) - z_label).squeeze(1)
+        loss = member_means(row_loss, segments)
+        accuracy = member_means((z_label == 0).squeeze(1).to(logits.dtype), segments)
         ctx.mark_non_differentiable(accuracy)
+        ctx.segments = segments
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(others, labels, rest, label_term + rest)
         return loss, accuracy
@@ -40,15 +49,33 @@ class _CrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor, _grad_accuracy: torch.Tensor):  # type: ignore[override]
         others, labels, rest, total = ctx.saved_tensors
-        scale = grad / others.shape[0]
+        scale = torch.cat(
+            [
+                (grad[m0:m1, None] / n).expand(m1 - m0, n).reshape(-1)
+                for m0, m1, n, _ in ctx.segments
+            ]
+        )[:, None]
         grad_logits = others.div_(total).mul_(scale)
         grad_logits.scatter_(1, labels[:, None], (-rest / total) * scale)
-        return grad_logits, None
+        return grad_logits, None, None
+
+
+def member_means(rows: torch.Tensor, segments: list[Segment]) -> torch.Tensor:
+    """Mean of each member's rows, (M,)."""
+    means = [rows[r0 : r0 + (m1 - m0) * n].view(m1 - m0, n).mean(1) for m0, m1, n, r0 in segments]
+    return means[0] if len(means) == 1 else torch.cat(means)
+
+
+def member_loss_and_accuracy(
+    logits: torch.Tensor, labels: torch.Tensor, segments: list[Segment]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy and accuracy of each member, both (M,), rows grouped by segments."""
+    return _CrossEntropy.apply(logits, labels, segments)
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of `logits` (batch, classes) against integer `labels`."""
-    return _CrossEntropy.apply(logits, labels)[0]
+    return loss_and_accuracy(logits, labels)[0]
 
 
 def loss_and_accuracy(
@@ -59,7 +86,8 @@ def loss_and_accuracy(
     A row whose label ties for the largest logit counts as correct (argmax would pick the
     first of the tied classes; ties do not happen with trained float logits).
     """
-    return _CrossEntropy.apply(logits, labels)
+    loss, accuracy = _CrossEntropy.apply(logits, labels, [(0, 1, len(labels), 0)])
+    return loss[0], accuracy[0]
 
 
 def reference_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

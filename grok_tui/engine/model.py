@@ -2,34 +2,32 @@
 
 Weights live under the classic HookedTransformer names and shapes (`embed.W_E`,
 `blocks.0.attn.W_Q`, ...), the names ARENA notebooks and TransformerLens 3 load. Analysis
-builds a real TransformerLens model from them (`grok_tui.engine.tl`); training does not,
-because the loss reads one position only and everything before the MLP is a function of
-per-token tables of size p:
-
-    the query at the last position is always `=` at position 2, so
-    score_h(x, y) = [q_h . k_h(x at 0), q_h . k_h(y at 1), q_h . k_h(= at 2)] / sqrt(d_head)
-    attn_out(x, y) = sum_h sum_j softmax(score_h)_j * (v_h(token_j, j) @ W_O[h]) + b_O
-
-so `last_logits` builds the tables once per step (O(p) work), gathers them per example,
-and runs only the MLP and unembedding per example. `tests/test_model.py` pins it to the
-TransformerLens forward and gradients.
+builds a real TransformerLens model from them (`grok_tui.engine.tl`); training does not:
+the loss reads one position only, and `grok_tui.engine.fastpath` computes it exactly from
+per-token tables. `GrokModel` is one model on that path (a member axis of length 1);
+`tests/test_model.py` pins it to the TransformerLens forward and gradients.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import einops
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from grok_tui.engine.config import RunConfig
+from grok_tui.engine.fastpath import (
+    InputPlan,
+    LastPosition,
+    Tables,
+    last_logits,
+    last_position,
+    member_tables,
+)
 
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+__all__ = ["CLASSIC_NAMES", "GrokModel", "InputPlan", "LastPosition", "Tables", "WeightsError"]
 
 # Short attribute name -> classic HookedTransformer state-dict name.
 CLASSIC_NAMES: dict[str, str] = {
@@ -235,47 +233,13 @@ class GrokModel(nn.Module):
 
     def tables(self) -> Tables:
         """Everything before the per-example work: O(p) rows, shared by any set of inputs."""
-        p, h = self.cfg.p, self.cfg.n_heads
-        w_e, w_pos = self.W_E, self.W_pos
-        eq = w_e[p] + w_pos[2]  # (d) residual stream at the last position before attention
-        # Residual stream of each number token at position 0 and at position 1.
-        resid = torch.stack([w_e[:p] + w_pos[0], w_e[:p] + w_pos[1]])  # (2, p, d)
-
-        q = torch.einsum("d,hde->he", eq, self.W_Q) + self.b_Q  # (h, e)
-        k = torch.einsum("jxd,hde->jxhe", resid, self.W_K) + self.b_K  # (2, p, h, e)
-        k_eq = torch.einsum("d,hde->he", eq, self.W_K) + self.b_K  # (h, e)
-        scale = math.sqrt(self.cfg.d_head)
-        scores_xy = torch.einsum("he,jxhe->jxh", q, k) / scale  # (2, p, h)
-        score_eq = (q * k_eq).sum(-1) / scale  # (h)
-
-        # What each head writes if it attends to a token, pushed on through the two linear
-        # maps that read the residual stream: W_in (to the MLP) and W_U (direct logits).
-        w_read = torch.cat([self.W_in, self.W_U], dim=1)  # (d, d_mlp + d_vocab)
-        ov_read = torch.einsum("hed,dk->hek", self.W_O, w_read)  # (h, e, k)
-        v = torch.einsum("jxd,hde->jxhe", resid, self.W_V) + self.b_V
-        v_eq = torch.einsum("d,hde->he", eq, self.W_V) + self.b_V
-        rows = torch.cat(
-            [
-                torch.einsum("jxhe,hek->jxhk", v, ov_read).reshape(2 * p * h, -1),
-                torch.einsum("he,hek->hk", v_eq, ov_read),
-            ]
-        )  # rows: (x, head) at key 0, (y, head) at key 1, (head) at key 2
-        # Input-independent terms: `=`'s own residual stream, b_O, and the read biases.
-        # Each head's pattern sums to 1, so adding const / h to every row adds const once.
-        const = (eq + self.b_O) @ w_read + torch.cat([self.b_in, self.b_out @ self.W_U + self.b_U])
-        rows = rows + const / h
-        d_mlp = self.cfg.d_mlp
-        return Tables(
-            scores_xy=scores_xy,
-            score_eq=score_eq,
-            to_mlp=rows[:, :d_mlp].contiguous(),
-            to_logits=rows[:, d_mlp:].contiguous(),
-            w_l=self.W_out @ self.W_U,
+        return member_tables(
+            {short: getattr(self, short)[None] for short in CLASSIC_NAMES}, self.cfg.p
         )
 
     def plan_logits(self, tables: Tables, plan: InputPlan) -> torch.Tensor:
         """Per-example work for a fixed input set: softmax over 3 keys, MLP, unembed."""
-        return self._last_position(tables, plan, keep_pre=False).logits
+        return last_logits(tables, plan)
 
     def plan_activations(self, tables: Tables, plan: InputPlan) -> LastPosition:
         """`plan_logits` keeping what the analysis reads at the last position (no gradients).
@@ -283,122 +247,4 @@ class GrokModel(nn.Module):
         The values TransformerLens caches as hook_pattern[:, :, -1], mlp.hook_pre[:, -1],
         mlp.hook_post[:, -1] and logits[:, -1]; tests/test_analysis.py pins them to it.
         """
-        with torch.no_grad():
-            return self._last_position(tables, plan, keep_pre=True)
-
-    def _last_position(self, tables: Tables, plan: InputPlan, keep_pre: bool) -> LastPosition:
-        b, h = plan.batch, self.cfg.n_heads
-        scores = torch.stack(
-            [
-                tables.scores_xy[0][plan.x],
-                tables.scores_xy[1][plan.y],
-                tables.score_eq.expand(b, h),
-            ],
-            dim=1,
-        )  # (b, 3, h): the order of the tables' row blocks
-        pattern = scores.softmax(dim=1)
-        flat = pattern.reshape(b, 3 * h)
-        pre = weighted_row_sum(flat, tables.to_mlp, plan)
-        # Training keeps no pre-activations: ReLU in place saves a (b, d_mlp) buffer.
-        post = torch.relu(pre) if keep_pre else torch.relu_(pre)
-        direct = weighted_row_sum(flat, tables.to_logits, plan)
-        # logits = (resid_mid + post @ W_out + b_out) @ W_U + b_U, with W_out @ W_U folded.
-        logits = torch.addmm(direct, post, tables.w_l)
-        return LastPosition(pattern=pattern.transpose(1, 2), pre=pre, post=post, logits=logits)
-
-
-@dataclass
-class LastPosition:
-    """Per-example values at the last position (see `GrokModel.plan_activations`)."""
-
-    pattern: torch.Tensor  # (b, h, 3) attention of `=` to keys x, y, =
-    pre: torch.Tensor  # (b, d_mlp) MLP pre-activations (bias included)
-    post: torch.Tensor  # (b, d_mlp) ReLU of pre
-    logits: torch.Tensor  # (b, d_vocab)
-
-
-@dataclass
-class Tables:
-    """Per-token tables of the fast forward (see `GrokModel.tables`)."""
-
-    scores_xy: torch.Tensor  # (2, p, h) attention score of key 0 (token x) and key 1 (token y)
-    score_eq: torch.Tensor  # (h) score of key 2, the `=` token
-    to_mlp: torch.Tensor  # (2ph + h, d_mlp) each key's row as read by W_in, plus consts
-    to_logits: torch.Tensor  # (2ph + h, d_vocab) each key's row as read by W_U, plus consts
-    w_l: torch.Tensor  # (d_mlp, d_vocab) W_out @ W_U, the neuron-logit map
-
-
-class InputPlan:
-    """The fixed gather structure of a set of inputs [x, y, =], computed once per set.
-
-    Example b reads table rows x*h + head (key 0), p*h + y*h + head (key 1) and
-    2*p*h + head (key 2), sorted ascending, as the rows of a sparse (batch, rows) matrix S
-    whose values are the attention pattern. Forward is S @ table (an embedding bag);
-    backward needs S^T @ grad and grad @ table^T sampled on S, both sparse kernels.
-    """
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, p: int, n_heads: int) -> None:
-        h = n_heads
-        heads = torch.arange(h, device=x.device)
-        self.x, self.y = x, y
-        self.batch, self.rows = x.shape[0], 2 * p * h + h
-        self.idx = torch.cat(
-            [
-                x[:, None] * h + heads,
-                p * h + y[:, None] * h + heads,
-                2 * p * h + heads.expand(len(x), h),
-            ],
-            dim=1,
-        )  # (b, 3h)
-        col = self.idx.flatten()
-        nnz = col.numel()
-        self.crow = torch.arange(0, nnz + 1, 3 * h, device=x.device)
-        self.col = col
-        # S^T in CSR form: the same entries sorted by table row (stable, so by example too).
-        self.perm = torch.argsort(col, stable=True)
-        counts = torch.bincount(col, minlength=self.rows)
-        self.crow_t = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-        self.col_t = torch.div(self.perm, 3 * h, rounding_mode="floor")
-        self._ones = torch.ones(nnz, device=x.device)
-
-    def structure(self, dtype: torch.dtype) -> torch.Tensor:
-        return torch.sparse_csr_tensor(
-            self.crow,
-            self.col,
-            self._ones.to(dtype),
-            (self.batch, self.rows),
-            check_invariants=False,
-        )
-
-
-class _WeightedRowSum(torch.autograd.Function):
-    """out[b] = sum_j weights[b, j] * table[idx[b, j]], with sparse-kernel gradients."""
-
-    @staticmethod
-    def forward(ctx, weights: torch.Tensor, table: torch.Tensor, plan: InputPlan) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(weights, table)
-        ctx.plan = plan
-        return F.embedding_bag(plan.idx, table, per_sample_weights=weights, mode="sum")
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        weights, table = ctx.saved_tensors
-        plan: InputPlan = ctx.plan
-        grad = grad.contiguous()
-        grad_weights = grad_table = None
-        if ctx.needs_input_grad[0]:
-            sampled = torch.sparse.sampled_addmm(
-                plan.structure(grad.dtype), grad, table.T, beta=0.0
-            )
-            grad_weights = sampled.values().view_as(weights)
-        if ctx.needs_input_grad[1]:
-            values = weights.flatten()[plan.perm]
-            s_t = torch.sparse_csr_tensor(
-                plan.crow_t, plan.col_t, values, (plan.rows, plan.batch), check_invariants=False
-            )
-            grad_table = s_t @ grad
-        return grad_weights, grad_table, None
-
-
-def weighted_row_sum(weights: torch.Tensor, table: torch.Tensor, plan: InputPlan) -> torch.Tensor:
-    return _WeightedRowSum.apply(weights, table, plan)
+        return last_position(tables, plan)

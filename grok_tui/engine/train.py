@@ -1,49 +1,71 @@
-"""The training loop: full-batch AdamW on the paper's task, writing into a run directory.
+"""The training loop: full-batch AdamW on the paper's task, writing into run directories.
 
-One epoch is one optimiser step. Row `e` of metrics.jsonl and checkpoint `e` describe the
-same weights W_e, the weights after e steps: the train loss (whose gradient makes step e)
-and the test loss are both measured on W_e. A run of N epochs has rows 0..N and N steps.
+One loop trains a group of member runs of one shape as one batched model (`Stepper`: pure
+tensors) and hands each member's rows and checkpoints to its `RunWriter`; a single run is
+a group of one (`Trainer`). One epoch is one optimiser step. Row `e` of metrics.jsonl and
+checkpoint `e` describe the same weights W_e, the weights after e steps: the train loss
+(whose gradient makes step e) and the test loss are both measured on W_e. A run of N
+epochs has rows 0..N and N steps.
 
 The loop never waits on a reader: it reports through a callback (the app turns it into
 coalescing messages), keeps metrics in a device buffer and reads them back a few times a
-second, so a GPU is not synchronised every epoch.
+second, so a GPU is not synchronised every epoch. A member whose loss turns NaN or inf
+stops alone, keeping its last good checkpoint; the others go on.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import math
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
+from grok_tui.engine.checkpoints import CheckpointPolicy
 from grok_tui.engine.config import RunConfig
-from grok_tui.engine.data import make_dataset
 from grok_tui.engine.device import resolve_device
-from grok_tui.engine.loss import loss_and_accuracy
-from grok_tui.engine.model import GrokModel, InputPlan, WeightsError, paper_init
-from grok_tui.engine.runs import Run, RunError
+from grok_tui.engine.runs import Run
+from grok_tui.engine.stepper import Stepper, lr_at
+from grok_tui.engine.writer import RunWriter
+
+__all__ = [
+    "CheckpointSaved",
+    "Event",
+    "Finished",
+    "GroupTrainer",
+    "Paused",
+    "Progress",
+    "Resumed",
+    "TrainControl",
+    "Trainer",
+    "lr_at",
+]
 
 FLUSH_SECONDS = 0.2  # how stale the UI's numbers may get
 
 
 @dataclass
 class Progress:
-    """New metrics rows (the newest last) and the speed."""
+    """New metrics rows of one member (the newest last) and the speed."""
 
     rows: list[dict[str, float]]
     total_epochs: int
     epochs_per_s: float
+    member: str = ""
 
 
 @dataclass
 class CheckpointSaved:
+    """A checkpoint and the resume state beside it are on disk (`path`: the checkpoint)."""
+
     epoch: int
+    member: str = ""
+    path: Path | None = None
 
 
 @dataclass
@@ -60,11 +82,12 @@ class Resumed:
 
 @dataclass
 class Finished:
-    """The loop ended: status is done, paused (stopped on request) or failed."""
+    """A member's training ended: status is done, paused (stopped on request) or failed."""
 
     status: str
     epoch: int
     message: str = ""
+    member: str = ""
 
 
 Event = Progress | CheckpointSaved | Paused | Resumed | Finished
@@ -110,31 +133,223 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_trim_threshold, 1 << 30)
 
 
-def lr_at(cfg: RunConfig, step: int) -> float:
-    """Linear warm-up over warmup_steps (the paper's LambdaLR(min(step / 10, 1)))."""
-    if cfg.warmup_steps <= 0:
-        return cfg.lr
-    return cfg.lr * min(step / cfg.warmup_steps, 1.0)
+@dataclass
+class _Pending:
+    """One measured epoch of the active members, metrics still on the device."""
+
+    epochs: list[int]
+    lrs: list[float]
+    wall: list[float]
+    metrics: torch.Tensor  # (members, 4)
 
 
-def make_optimizer(cfg: RunConfig, model: GrokModel) -> torch.optim.AdamW:
-    """AdamW on every trained parameter; the fused kernel where this torch has one."""
-    kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "betas": (cfg.beta1, cfg.beta2)}
-    device = next(model.parameters()).device.type
-    if device in ("cpu", "cuda"):
+class GroupTrainer:
+    """Trains member runs of one shape (one p, one architecture) together on one device.
+
+    `members` holds writer indices in stepper order; a member leaves the batch when it is
+    done, diverges or reaches `TrainControl.stop_at`. `train()` returns one `Finished` per
+    run, in the order given.
+    """
+
+    def __init__(
+        self,
+        runs: Sequence[Run],
+        device: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        policies: Sequence[CheckpointPolicy] | None = None,
+    ) -> None:
+        self.device = resolve_device(device or "auto")
+        self.on_event = on_event or (lambda event: None)
+        if self.device == "cpu":
+            keep_freed_memory()
+        self.writers = [RunWriter(run) for run in runs]
+        self.names = [run.name for run in runs]
+        self.cfgs: list[RunConfig] = [w.cfg for w in self.writers]
+        states = [w.load_state() for w in self.writers]
+        self.epochs = [s.epoch for s in states]
+        self.wall = [s.wall_s for s in states]
+        self.policies = list(policies or [CheckpointPolicy(c.checkpoint_every) for c in self.cfgs])
+        self.members = list(range(len(runs)))
+        self.stepper = Stepper(self.cfgs, self.device, states)
+        self.results: dict[int, Finished] = {}
+        self._rate = (time.perf_counter(), 0)
+        self._steps = 0
+        self.epochs_per_s = 0.0
+
+    # -- saving ----------------------------------------------------------------------------------
+    def save(self, members: Sequence[int] | None = None, dense: Sequence[int] = ()) -> None:
+        """Checkpoint W_epoch and the resume state of these members (stepper positions)."""
+        positions = list(range(len(self.members))) if members is None else list(members)
+        for pos, state in zip(positions, self.stepper.export(positions), strict=True):
+            i = self.members[pos]
+            path = self.writers[i].save(state, self.wall[i])
+            self.policies[i].saved(None, dense=pos in dense)
+            self.on_event(CheckpointSaved(state.epoch, self.names[i], path))
+
+    def finished(self, i: int) -> bool:
+        return (
+            self.epochs[i] >= self.cfgs[i].epochs
+            and self.writers[i].run.checkpoint_path(self.epochs[i]).exists()
+        )
+
+    # -- ending members --------------------------------------------------------------------------
+    def _finish(self, i: int, status: str, message: str) -> None:
+        result = Finished(status, self.epochs[i], message, self.names[i])
+        self.writers[i].status(status, message)
+        self.results[i] = result
+        self.on_event(result)
+
+    def _drop(self, positions: set[int]) -> None:
+        if positions:
+            keep = [pos for pos in range(len(self.members)) if pos not in positions]
+            self.members = [self.members[pos] for pos in keep]
+            if keep:
+                self.stepper.keep(keep)
+
+    # -- metrics ---------------------------------------------------------------------------------
+    def _flush(self, pending: list[_Pending], last_rows: dict[int, dict[str, float]]) -> set[int]:
+        """Write pending rows; return positions whose loss became non-finite (now ended)."""
+        if not pending:
+            return set()
+        values = torch.stack([p.metrics for p in pending]).tolist()  # one device sync
+        failed: dict[int, int] = {}
+        rows: list[list[dict[str, float]]] = [[] for _ in self.members]
+        for p, per_member in zip(pending, values, strict=True):
+            for pos, (tr, te, tra, tea) in enumerate(per_member):
+                if pos in failed:
+                    continue
+                epoch = p.epochs[pos]
+                rows[pos].append(
+                    {"epoch": epoch, "train_loss": tr, "test_loss": te, "train_acc": tra,
+                     "test_acc": tea, "lr": p.lrs[pos], "wall_s": p.wall[pos]}
+                )  # fmt: skip
+                if not (math.isfinite(tr) and math.isfinite(te)):
+                    failed[pos] = epoch
+        pending.clear()
+        now = time.perf_counter()
+        t0, steps0 = self._rate
+        if now > t0 and self._steps > steps0:
+            self.epochs_per_s = (self._steps - steps0) / (now - t0)
+        self._rate = (now, self._steps)
+        for pos, member_rows in enumerate(rows):
+            i = self.members[pos]
+            self.writers[i].append(member_rows)
+            last_rows[pos] = member_rows[-1]
+            if self.policies[i].last is None:
+                self.policies[i].last = member_rows[0]
+            self.on_event(
+                Progress(member_rows, self.cfgs[i].epochs, self.epochs_per_s, self.names[i])
+            )
+        for pos, epoch in failed.items():
+            i = self.members[pos]
+            self.epochs[i] = epoch
+            self._finish(i, "failed", self.writers[i].non_finite(epoch))
+        return set(failed)
+
+    # -- the loop --------------------------------------------------------------------------------
+    def train(self, control: TrainControl | None = None) -> list[Finished]:
+        control = control or TrainControl()
+        for i in self.members:
+            self.writers[i].started(self.device)
+        pending: list[_Pending] = []
+        last_flush = segment_start = time.perf_counter()
+        self._rate = (last_flush, self._steps)
         try:
-            return torch.optim.AdamW(model.parameters(), fused=True, **kwargs)
-        except (RuntimeError, TypeError, ValueError):
-            pass  # an older torch without fused AdamW for this device
-    return torch.optim.AdamW(model.parameters(), **kwargs)
+            while self.members:
+                last_rows: dict[int, dict[str, float]] = {}
+                # Requests first: stop, pause, or members that reached stop_at.
+                stop_at = control.stop_at
+                reached = (
+                    {pos for pos, i in enumerate(self.members) if self.epochs[i] >= stop_at}
+                    if stop_at is not None
+                    else set()
+                )
+                if control.stop.is_set() or control.pause.is_set() or reached:
+                    failed = self._flush(pending, last_rows)
+                    alive = set(range(len(self.members))) - failed
+                    pausing = bool(alive) and control.pause.is_set() and not control.stop.is_set()
+                    stopping = alive if control.stop.is_set() else reached - failed
+                    self.save(sorted(alive if pausing else stopping))
+                    if pausing:
+                        for pos in alive:
+                            self.writers[self.members[pos]].status("paused")
+                        self.on_event(Paused(min(self.epochs[self.members[p]] for p in alive)))
+                        control.resumed.wait()
+                        if control.stop.is_set():
+                            stopping = alive  # all saved above
+                    for pos in sorted(stopping):
+                        self._finish(self.members[pos], "paused", "stopped; resumable")
+                    self._drop(failed | stopping)
+                    if not self.members:
+                        break
+                    if pausing:
+                        for i in self.members:
+                            self.writers[i].status("running")
+                        self.on_event(Resumed(min(self.epochs[i] for i in self.members)))
+                        segment_start = time.perf_counter()
+                        self._rate = (segment_start, self._steps)
 
+                loss, metrics = self.stepper.measure()
+                now = time.perf_counter()
+                for i in self.members:
+                    self.wall[i] += now - segment_start
+                segment_start = now
+                epochs = [self.epochs[i] for i in self.members]
+                pending.append(
+                    _Pending(
+                        epochs, self.stepper.lrs(), [self.wall[i] for i in self.members], metrics
+                    )
+                )
+                done = {
+                    pos
+                    for pos, i in enumerate(self.members)
+                    if self.epochs[i] >= self.cfgs[i].epochs
+                }
+                due = {
+                    pos
+                    for pos, i in enumerate(self.members)
+                    if self.policies[i].due(self.epochs[i])
+                } | done
+                maybe = {
+                    pos
+                    for pos, i in enumerate(self.members)
+                    if pos not in due and self.policies[i].wants_row(self.epochs[i])
+                }
+                failed: set[int] = set()
+                if due or maybe or now - last_flush >= FLUSH_SECONDS:
+                    failed = self._flush(pending, last_rows)
+                    last_flush = now
+                dense = {
+                    pos
+                    for pos in maybe - failed
+                    if self.policies[self.members[pos]].dense_due(last_rows[pos])
+                }
+                saving = sorted((due | dense) - failed)
+                if saving:
+                    self.save(saving, dense=dense)
+                    for pos in saving:
+                        self.policies[self.members[pos]].last = last_rows.get(pos)
+                for pos in sorted(done - failed):
+                    self._finish(self.members[pos], "done", "finished")
+                ended = failed | done
+                if len(ended) == len(self.members):
+                    self.members = []
+                    break
 
-def make_scheduler(cfg: RunConfig, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_at(cfg, step) / cfg.lr)
+                self.stepper.step(loss)
+                self._steps += 1
+                for i in self.members:
+                    self.epochs[i] += 1
+                self._drop(ended)
+        except Exception as exc:
+            for i in self.members:
+                self._finish(i, "failed", self.writers[i].crashed(exc))
+            self.members = []
+        return [self.results[i] for i in range(len(self.writers))]
 
 
 class Trainer:
-    """Owns the model and optimiser of one run; `train()` runs until done, stopped or failed."""
+    """One run: a group of one member, with the single-run API the app and CLI use."""
 
     def __init__(
         self,
@@ -143,180 +358,29 @@ class Trainer:
         on_event: Callable[[Event], None] | None = None,
     ) -> None:
         self.run = run
-        meta = run.meta()
-        self.cfg: RunConfig = meta.config
-        self.device = resolve_device(device or "auto")
-        self.on_event = on_event or (lambda event: None)
-        if self.device == "cpu":
-            keep_freed_memory()
+        self.group = GroupTrainer([run], device, on_event)
+        self.cfg: RunConfig = self.group.cfgs[0]
+        self.device = self.group.device
 
-        data = make_dataset(self.cfg).to(self.device)
-        self.train_plan = InputPlan(
-            data.x[data.train_idx], data.y[data.train_idx], self.cfg.p, self.cfg.n_heads
-        )
-        self.test_plan = InputPlan(
-            data.x[data.test_idx], data.y[data.test_idx], self.cfg.p, self.cfg.n_heads
-        )
-        self.train_labels = data.labels[data.train_idx]
-        self.test_labels = data.labels[data.test_idx]
+    @property
+    def epoch(self) -> int:
+        return self.group.epochs[0]
 
-        self.model = GrokModel(self.cfg).to(self.device)
-        self.opt = make_optimizer(self.cfg, self.model)
-        self.sched = make_scheduler(self.cfg, self.opt)
-        self.epoch = 0
-        self.wall_s = 0.0
-        self._load_or_init()
+    @property
+    def wall_s(self) -> float:
+        return self.group.wall[0]
 
-    # -- state -----------------------------------------------------------------------------
-    def _load_or_init(self) -> None:
-        state = self.run.load_resume()
-        if state is None:
-            self.run.ensure_resumable()  # checkpoints without resume.pt: never start over
-            self.model.load_classic(paper_init(self.cfg))
-            self.run.truncate_metrics(before_epoch=0)
-            return
-        try:
-            self.model.load_classic(state["weights"])
-            self.opt.load_state_dict(state["optimizer"])
-            self.sched.load_state_dict(state["scheduler"])
-            if "rng" in state:
-                torch.set_rng_state(state["rng"])
-            self.epoch = int(state["epoch"])
-            self.wall_s = float(state.get("wall_s", 0.0))
-        except (KeyError, ValueError, RuntimeError, TypeError, WeightsError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RunError(f"{self.run.resume_path} does not fit this run: {first}") from None
-        # Rows from W_epoch on are recomputed; everything before it is kept as written.
-        self.run.truncate_metrics(before_epoch=self.epoch)
+    @property
+    def stepper(self) -> Stepper:
+        return self.group.stepper
 
     def save(self) -> None:
         """Checkpoint W_epoch and the resume state beside it."""
-        weights = self.model.classic_state()
-        self.run.save_checkpoint(self.epoch, weights)
-        self.run.save_resume(
-            {
-                "epoch": self.epoch,
-                "weights": weights,
-                "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(),
-                "rng": torch.get_rng_state(),
-                "wall_s": self.wall_s,
-            }
-        )
-        self.on_event(CheckpointSaved(self.epoch))
+        self.group.save()
 
     @property
     def finished(self) -> bool:
-        return self.epoch >= self.cfg.epochs and self.run.checkpoint_path(self.epoch).exists()
-
-    # -- the loop ----------------------------------------------------------------------------
-    def _measure(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Train loss of W_epoch (with graph) and the 4 metrics of W_epoch (no graph)."""
-        tables = self.model.tables()
-        train_logits = self.model.plan_logits(tables, self.train_plan)
-        train_loss, train_acc = loss_and_accuracy(train_logits, self.train_labels)
-        with torch.no_grad():
-            test_logits = self.model.plan_logits(tables, self.test_plan)
-            test_loss, test_acc = loss_and_accuracy(test_logits, self.test_labels)
-            metrics = torch.stack([train_loss.detach(), test_loss, train_acc, test_acc])
-        return train_loss, metrics
+        return self.group.finished(0)
 
     def train(self, control: TrainControl | None = None) -> Finished:
-        control = control or TrainControl()
-        cfg = self.cfg
-        self.run.update_meta(status="running", device=self.device, message="")
-        self.model.train()
-
-        # (epoch, lr, wall seconds, metrics still on the device)
-        pending: list[tuple[int, float, float, torch.Tensor]] = []
-        last_flush = time.perf_counter()
-        rate_t, rate_epoch = last_flush, self.epoch
-        epochs_per_s = 0.0
-        segment_start = last_flush
-
-        def flush() -> Finished | None:
-            nonlocal last_flush, rate_t, rate_epoch, epochs_per_s
-            if not pending:
-                return None
-            values = torch.stack([m for *_, m in pending]).tolist()  # one device sync
-            rows = []
-            failed = None
-            for (epoch, lr, wall, _), (tr, te, tra, tea) in zip(pending, values, strict=True):
-                rows.append(
-                    {"epoch": epoch, "train_loss": tr, "test_loss": te, "train_acc": tra,
-                     "test_acc": tea, "lr": lr, "wall_s": wall}
-                )  # fmt: skip
-                if not (math.isfinite(tr) and math.isfinite(te)):
-                    failed = epoch
-                    break
-            pending.clear()
-            self.run.append_metrics(rows)
-            now = time.perf_counter()
-            if now > rate_t and rows[-1]["epoch"] > rate_epoch:
-                epochs_per_s = (rows[-1]["epoch"] - rate_epoch) / (now - rate_t)
-            rate_t, rate_epoch, last_flush = now, rows[-1]["epoch"], now
-            self.on_event(Progress(rows, cfg.epochs, epochs_per_s))
-            if failed is not None:
-                good = [e for e in self.run.checkpoint_epochs() if e < failed]
-                kept = f"; last good checkpoint: epoch {good[-1]}" if good else ""
-                return Finished(
-                    "failed", failed, f"loss became non-finite at epoch {failed}; stopped{kept}"
-                )
-            return None
-
-        def finish(result: Finished) -> Finished:
-            self.run.update_meta(status=result.status, message=result.message)
-            self.on_event(result)
-            return result
-
-        try:
-            while True:
-                if control.stop_at is not None and self.epoch >= control.stop_at:
-                    control.request_stop()
-                if control.stop.is_set() or control.pause.is_set():
-                    failed = flush()
-                    if failed:
-                        return finish(failed)
-                    self.save()
-                    if control.stop.is_set():
-                        return finish(Finished("paused", self.epoch, "stopped; resumable"))
-                    self.run.update_meta(status="paused")
-                    self.on_event(Paused(self.epoch))
-                    control.resumed.wait()
-                    if control.stop.is_set():
-                        return finish(Finished("paused", self.epoch, "stopped; resumable"))
-                    self.run.update_meta(status="running")
-                    self.on_event(Resumed(self.epoch))
-                    segment_start = rate_t = time.perf_counter()
-                    rate_epoch = self.epoch
-
-                train_loss, metrics = self._measure()
-                now = time.perf_counter()
-                self.wall_s += now - segment_start
-                segment_start = now
-                pending.append((self.epoch, lr_at(cfg, self.epoch), self.wall_s, metrics))
-                at_checkpoint = self.epoch % cfg.checkpoint_every == 0 or self.epoch >= cfg.epochs
-                if at_checkpoint or now - last_flush >= FLUSH_SECONDS:
-                    failed = flush()
-                    if failed:
-                        return finish(failed)
-                if at_checkpoint:
-                    self.save()
-                if self.epoch >= cfg.epochs:
-                    return finish(Finished("done", self.epoch, "finished"))
-
-                train_loss.backward()
-                self.opt.step()
-                self.opt.zero_grad(set_to_none=True)
-                self.sched.step()
-                self.epoch += 1
-        except Exception as exc:
-            # Out of memory, a full disk, ...: say what happened, keep what is on disk, and
-            # leave the traceback in the run for a bug report.
-            import traceback
-
-            with contextlib.suppress(OSError):
-                (self.run.path / "error.log").write_text(traceback.format_exc())
-            text = str(exc).strip().splitlines()
-            msg = f"{type(exc).__name__}: {text[0] if text else ''} (see error.log)"
-            return finish(Finished("failed", self.epoch, msg))
+        return self.group.train(control)[0]

@@ -1,0 +1,100 @@
+"""Sweep throughput: members trained as one batched model against one after another.
+
+Both sides run the engine's own epoch (`Stepper.measure`, `Stepper.step`, the metrics read
+back every epoch) on the same members in one process: the batched side steps all members
+as one model; the sequential side steps each member's own single-member stepper in turn
+(what training the same runs one after another costs, without the file writes either side
+has). Blocks of each alternate, so drifting machine load hits both; the ratio is the median
+of per-block ratios.
+
+    .venv/bin/python bench/sweep_speed.py                      # 16 quick-preset members
+    .venv/bin/python bench/sweep_speed.py --preset paper --members 64 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+from grok_tui.engine.config import RunConfig, preset
+from grok_tui.engine.device import resolve_device
+from grok_tui.engine.model import paper_init
+from grok_tui.engine.stepper import MemberState, Stepper
+from grok_tui.engine.train import keep_freed_memory
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def members(base: RunConfig, n: int) -> list[RunConfig]:
+    """n members over four weight decays and as many seeds as it takes (one shape)."""
+    decays = [base.weight_decay * f for f in (0.5, 1.0, 1.5, 2.0)]
+    return [base.replace(weight_decay=decays[i % 4], seed=i // 4) for i in range(n)]
+
+
+def stepper(cfgs: list[RunConfig], device: str) -> Stepper:
+    return Stepper(cfgs, device, [MemberState(0, paper_init(c)) for c in cfgs])
+
+
+def epochs(st: Stepper, n: int, device: str) -> float:
+    """Seconds for n epochs of one stepper."""
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(n):
+        loss, metrics = st.measure()
+        st.step(loss)
+        metrics.tolist()  # what a flush costs when it happens every epoch
+    sync(device)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--members", type=int, default=16)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--blocks", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=20, help="epochs per block and member")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    if device == "cpu":
+        keep_freed_memory()
+    cfgs = members(preset(args.preset), args.members)
+    batched = stepper(cfgs, device)
+    singles = [stepper([c], device) for c in cfgs]
+    epochs(batched, 3, device)  # warm-up
+    for s in singles:
+        epochs(s, 3, device)
+    n = args.epochs
+    rates_b, rates_s, ratios = [], [], []
+    for _ in range(args.blocks):
+        rb = len(cfgs) * n / epochs(batched, n, device)
+        rs = len(cfgs) * n / sum(epochs(s, n, device) for s in singles)
+        rates_b.append(rb)
+        rates_s.append(rs)
+        ratios.append(rb / rs)
+
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
+    wait = os.environ.get("OMP_WAIT_POLICY", "default")
+    print(f"device: {device} ({name}), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY={wait}")  # fmt: skip
+    print(f"{len(cfgs)} members of the {args.preset} preset (p = {cfgs[0].p}), "
+          f"{n} epochs per member per block, {args.blocks} blocks")  # fmt: skip
+    print(f"batched:    {statistics.median(rates_b):9.1f} member-epochs/s  (blocks: "
+          + ", ".join(f"{x:.0f}" for x in rates_b) + ")")  # fmt: skip
+    print(f"one by one: {statistics.median(rates_s):9.1f} member-epochs/s  (blocks: "
+          + ", ".join(f"{x:.0f}" for x in rates_s) + ")")  # fmt: skip
+    print(f"speed-up:   {statistics.median(ratios):9.2f}x (median of per-block ratios; "
+          f"min {min(ratios):.2f}x, max {max(ratios):.2f}x)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""The exact fast forward of M models of one shape at once (a leading member axis).
+
+The loss reads the last position only, and the query there is always `=` at position 2, so
+
+    score_h(x, y) = [q_h . k_h(x at 0), q_h . k_h(y at 1), q_h . k_h(= at 2)] / sqrt(d_head)
+    attn_out(x, y) = sum_h sum_j softmax(score_h)_j * (v_h(token_j, j) @ W_O[h]) + b_O
+
+Everything before the MLP is a function of per-token tables of size p. `member_tables`
+builds them once per step for every member (O(p) work each): per head, the score and the
+value of each key (x at position 0, y at position 1, `=`), the value already pushed through
+W_O and on through the two maps that read the residual stream, W_in and W_U. Per example,
+`last_logits` only mixes 3h table rows by the attention pattern (an embedding bag with
+sparse-kernel gradients), applies the ReLU and multiplies by W_L = W_out W_U: the one dense
+GEMM of the step, batched over members. tests/test_model.py pins all of it to the
+TransformerLens forward and gradients.
+
+Layout (internal to this module and `InputPlan`): member m has R = h (2p + 1) table rows,
+row (m, head, t) at m R + head (2p + 1) + t with t = x (key 0), p + y (key 1), 2p (`=`).
+The same index picks an example's scores and its value rows, and an example's 3h indices
+are ascending, which is what the sparse CSR kernels of the backward need.
+
+Shapes: M members, B examples in all (each belongs to one member; a member's examples are
+contiguous, members in order), k = d_mlp + d_vocab table columns.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+
+# (first member, end member, examples per member, first row): a run of consecutive members
+# with equal example counts, whose rows form one (members, n, ...) block for a batched GEMM.
+Segment = tuple[int, int, int, int]
+
+
+@dataclass
+class Tables:
+    """Per-token tables of every member (see `member_tables`)."""
+
+    scores: torch.Tensor  # (M, h, 2p + 1) attention score of each key, per head
+    rows: torch.Tensor  # (M, R, d_mlp + d_vocab) each key's value as read by W_in | W_U, + consts
+    w_l: torch.Tensor  # (M, d_mlp, d_vocab) W_out @ W_U, the neuron-logit map
+    d_mlp: int
+
+
+@dataclass
+class LastPosition:
+    """Per-example values at the last position (see `last_position`)."""
+
+    pattern: torch.Tensor  # (B, h, 3) attention of `=` to keys x, y, =
+    pre: torch.Tensor  # (B, d_mlp) MLP pre-activations (bias included)
+    post: torch.Tensor  # (B, d_mlp) ReLU of pre
+    logits: torch.Tensor  # (B, d_vocab)
+
+
+def member_tables(w: Mapping[str, torch.Tensor], p: int) -> Tables:
+    """Tables of M members from weights under short names with a leading member axis."""
+    w_e, w_pos = w["W_E"], w["W_pos"]  # (M, v, d), (M, 3, d)
+    n_members, n_heads, _, d_head = w["W_Q"].shape
+    d_mlp = w["W_in"].shape[2]
+    eq = w_e[:, p] + w_pos[:, 2]  # (M, d): the residual stream at `=` before attention
+    # Residual stream of every key: x at position 0, y at position 1, then `=` at 2.
+    resid = torch.cat([w_e[:, :p] + w_pos[:, 0:1], w_e[:, :p] + w_pos[:, 1:2], eq[:, None]], 1)
+
+    q = torch.einsum("md,mhde->mhe", eq, w["W_Q"]) + w["b_Q"]  # (M, h, e)
+    # A score is q . (resid W_K + b_K): fold q into W_K once rather than keying every token.
+    qk = torch.einsum("mhde,mhe->mhd", w["W_K"], q)  # (M, h, d)
+    q_bk = (q * w["b_K"]).sum(-1)  # (M, h)
+    scores = (torch.bmm(qk, resid.transpose(1, 2)) + q_bk[..., None]) / math.sqrt(d_head)
+
+    # What each head writes if it attends to a key, pushed on through W_in and W_U.
+    w_read = torch.cat([w["W_in"], w["W_U"]], dim=2)  # (M, d, k)
+    ov_read = torch.einsum("mhed,mdk->mhek", w["W_O"], w_read)  # (M, h, e, k)
+    v = torch.matmul(resid[:, None], w["W_V"]) + w["b_V"][:, :, None]  # (M, h, 2p+1, e)
+    rows = torch.matmul(v, ov_read).reshape(n_members, -1, w_read.shape[2])  # (M, R, k)
+    # Input-independent terms: `=`'s own residual stream, b_O and the read biases. Each
+    # head's pattern sums to 1, so adding const / h to every row adds const once.
+    direct_bias = torch.einsum("md,mdv->mv", w["b_out"], w["W_U"]) + w["b_U"]
+    const = torch.einsum("md,mdk->mk", eq + w["b_O"], w_read)
+    const = const + torch.cat([w["b_in"], direct_bias], dim=1)
+    rows = rows + const[:, None] / n_heads
+    return Tables(scores=scores, rows=rows, w_l=torch.bmm(w["W_out"], w["W_U"]), d_mlp=d_mlp)
+
+
+class InputPlan:
+    """The fixed gather structure of each member's input set [x, y, =], built once per set.
+
+    `counts[m]` examples of member m, contiguous and in member order (one member if None).
+    Example b of member m reads rows m R + head (2p + 1) + {x, p + y, 2p} of the flattened
+    tables: the rows of a sparse (B, M R) matrix S whose values are the attention pattern.
+    Forward is S @ table (an embedding bag); backward needs S^T @ grad and grad @ table^T
+    sampled on S, both sparse kernels.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        p: int,
+        n_heads: int,
+        counts: Sequence[int] | None = None,
+    ) -> None:
+        h, device = n_heads, x.device
+        counts = [len(x)] if counts is None else [int(c) for c in counts]
+        if sum(counts) != len(x) or min(counts) < 1:
+            raise ValueError(f"member counts {counts} do not cover {len(x)} examples")
+        self.x, self.y = x, y
+        self.p, self.n_heads = p, h
+        self.counts = counts
+        self.n_members = len(counts)
+        self.batch = len(x)
+        self.rows = self.n_members * h * (2 * p + 1)
+        self.segments = segments_of(counts)
+        self.member = torch.repeat_interleave(
+            torch.arange(self.n_members, device=device), torch.tensor(counts, device=device)
+        )
+        keys = torch.stack([x, p + y, torch.full_like(x, 2 * p)], dim=1)  # (B, 3)
+        heads = self.member[:, None] * h + torch.arange(h, device=device)  # (B, h)
+        self.idx = (heads[:, :, None] * (2 * p + 1) + keys[:, None, :]).reshape(len(x), 3 * h)
+        col = self.idx.flatten()
+        nnz = col.numel()
+        self.crow = torch.arange(0, nnz + 1, 3 * h, device=device)
+        self.col = col
+        # S^T in CSR form: the same entries sorted by table row (stable, so by example too).
+        self.perm = torch.argsort(col, stable=True)
+        per_row = torch.bincount(col, minlength=self.rows)
+        self.crow_t = torch.cat([per_row.new_zeros(1), per_row.cumsum(0)])
+        self.col_t = torch.div(self.perm, 3 * h, rounding_mode="floor")
+        self._ones = torch.ones(nnz, device=device)
+
+    def structure(self, dtype: torch.dtype) -> torch.Tensor:
+        return torch.sparse_csr_tensor(
+            self.crow,
+            self.col,
+            self._ones.to(dtype),
+            (self.batch, self.rows),
+            check_invariants=False,
+        )
+
+    def transposed(self, values: torch.Tensor) -> torch.Tensor:
+        """S^T with the given values (flattened in S's row order)."""
+        return torch.sparse_csr_tensor(
+            self.crow_t,
+            self.col_t,
+            values[self.perm],
+            (self.rows, self.batch),
+            check_invariants=False,
+        )
+
+
+def segments_of(counts: Sequence[int]) -> list[Segment]:
+    """Maximal runs of consecutive members with equal counts."""
+    out: list[Segment] = []
+    row = 0
+    for m, n in enumerate(counts):
+        if out and out[-1][1] == m and out[-1][2] == n:
+            m0, _, _, r0 = out[-1]
+            out[-1] = (m0, m + 1, n, r0)
+        else:
+            out.append((m, m + 1, n, row))
+        row += n
+    return out
+
+
+def blocks(t: torch.Tensor, seg: Segment) -> torch.Tensor:
+    """The rows of one segment of a (B, ...) tensor as (members, n, ...)."""
+    m0, m1, n, r0 = seg
+    return t[r0 : r0 + (m1 - m0) * n].view(m1 - m0, n, *t.shape[1:])
+
+
+def attention_pattern(tables: Tables, plan: InputPlan) -> torch.Tensor:
+    """Softmax over the three keys per head: (B, h, 3)."""
+    scores = tables.scores.reshape(-1)[plan.idx].view(plan.batch, plan.n_heads, 3)
+    return scores.softmax(dim=2)
+
+
+def last_logits(tables: Tables, plan: InputPlan) -> torch.Tensor:
+    """Logits at the last position, (B, d_vocab); differentiable in the tables."""
+    pattern = attention_pattern(tables, plan)
+    return _PerExample.apply(pattern.view(plan.batch, -1), tables.rows, tables.w_l, plan)
+
+
+def last_position(tables: Tables, plan: InputPlan) -> LastPosition:
+    """`last_logits` keeping what the analysis reads at the last position (no gradients)."""
+    with torch.no_grad():
+        pattern = attention_pattern(tables, plan)
+        flat = pattern.view(plan.batch, -1)
+        bag, post, logits = _forward(flat, tables.rows, tables.w_l, plan, in_place=False)
+        pre = bag[:, : tables.d_mlp]
+        return LastPosition(pattern=pattern, pre=pre, post=post, logits=logits)
+
+
+def _forward(
+    weights: torch.Tensor, rows: torch.Tensor, w_l: torch.Tensor, plan: InputPlan, in_place: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(bag, post, logits): bag = S @ rows; post its ReLU'd first d_mlp columns, in place
+    (a view of bag) if asked."""
+    d_mlp = rows.shape[2] - w_l.shape[2]
+    flat_rows = rows.reshape(-1, rows.shape[2])
+    bag = F.embedding_bag(plan.idx, flat_rows, per_sample_weights=weights, mode="sum")
+    post = bag[:, :d_mlp].relu_() if in_place else torch.relu(bag[:, :d_mlp])
+    direct = bag[:, d_mlp:]
+    logits = bag.new_empty(plan.batch, w_l.shape[2])
+    # logits = (resid_mid + post @ W_out + b_out) @ W_U + b_U, with W_out @ W_U folded.
+    for seg in plan.segments:
+        m0, m1 = seg[0], seg[1]
+        torch.baddbmm(blocks(direct, seg), blocks(post, seg), w_l[m0:m1], out=blocks(logits, seg))
+    return bag, post, logits
+
+
+class _PerExample(torch.autograd.Function):
+    """Per-example work: the embedding bag, ReLU, and the batched W_L GEMM, in one node.
+
+    One node rather than a chain of autograd ops: the backward reuses the forward's buffer
+    (the ReLU is applied in place), and every member's GEMM is a block of one batched call.
+    """
+
+    @staticmethod
+    def forward(ctx, weights: torch.Tensor, rows: torch.Tensor, w_l: torch.Tensor, plan: InputPlan):  # type: ignore[override]
+        bag, _, logits = _forward(weights, rows, w_l, plan, in_place=True)
+        ctx.save_for_backward(weights, rows, w_l, bag)
+        ctx.plan = plan
+        return logits
+
+    @staticmethod
+    def backward(ctx, grad_logits: torch.Tensor):  # type: ignore[override]
+        weights, rows, w_l, bag = ctx.saved_tensors
+        plan: InputPlan = ctx.plan
+        d_mlp = rows.shape[2] - w_l.shape[2]
+        grad_logits = grad_logits.contiguous()
+        post = bag[:, :d_mlp]
+        grad_post = grad_logits.new_empty(plan.batch, d_mlp)
+        grad_w_l = torch.empty_like(w_l) if ctx.needs_input_grad[2] else None
+        for seg in plan.segments:
+            m0, m1 = seg[0], seg[1]
+            g = blocks(grad_logits, seg)
+            torch.bmm(g, w_l[m0:m1].transpose(1, 2), out=blocks(grad_post, seg))
+            if grad_w_l is not None:
+                torch.bmm(blocks(post, seg).transpose(1, 2), g, out=grad_w_l[m0:m1])
+        grad_pre = torch.ops.aten.threshold_backward(grad_post, post, 0.0)
+        grad_bag = torch.cat([grad_pre, grad_logits], dim=1)  # (B, k)
+        grad_weights = grad_rows = None
+        flat_rows = rows.reshape(-1, rows.shape[2])
+        if ctx.needs_input_grad[0]:
+            sampled = torch.sparse.sampled_addmm(
+                plan.structure(grad_bag.dtype), grad_bag, flat_rows.T, beta=0.0
+            )
+            grad_weights = sampled.values().view_as(weights)
+        if ctx.needs_input_grad[1]:
+            grad_rows = (plan.transposed(weights.flatten()) @ grad_bag).view_as(rows)
+        return grad_weights, grad_rows, grad_w_l, None

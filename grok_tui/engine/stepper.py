@@ -1,0 +1,241 @@
+"""Stepping M models of one shape as one batched model: pure tensors, no files.
+
+Every trained weight of every member lives in one (M, P) tensor, a row per member, so the
+forward takes views of it with a leading member axis (`fastpath`) and autograd returns the
+gradient of all members as one (M, P) tensor. Each member's loss is the mean over its own
+train set and the step minimises their sum, whose gradient with respect to a member's row
+is that member's own gradient: members never mix.
+
+AdamW is torch's own (the functional `adamw`, fused where the device has it), called once
+per set of members that share hyperparameters this step, on their rows: a member's update
+is bit-for-bit the one `torch.optim.AdamW` makes for a single run with its settings, with
+its own step count (bias correction) and its own warm-up.
+
+Row e of a member's metrics and its weights W_e: `measure()` evaluates the current weights
+(train loss with a graph, test metrics without), `step()` then makes optimiser step e.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.optim.adamw import adamw
+
+from grok_tui.engine.config import RunConfig
+from grok_tui.engine.data import split_indices
+from grok_tui.engine.fastpath import InputPlan, last_logits, member_tables
+from grok_tui.engine.loss import member_loss_and_accuracy
+from grok_tui.engine.model import CLASSIC_NAMES, PAPER_TRAINED, check_weights, param_shapes
+
+ADAM_EPS = 1e-8  # torch's default, the paper's
+SHAPE_FIELDS = ("p", "d_model", "n_heads", "d_head", "d_mlp")
+
+
+def lr_at(cfg: RunConfig, step: int) -> float:
+    """Linear warm-up over warmup_steps (the paper's LambdaLR(min(step / 10, 1)))."""
+    if cfg.warmup_steps <= 0:
+        return cfg.lr
+    return cfg.lr * min(step / cfg.warmup_steps, 1.0)
+
+
+@dataclass
+class MemberState:
+    """Where a member stands: weights W_epoch (classic names) and AdamW's moments after
+    `epoch` steps (short trained names; None for a fresh start, which needs epoch 0), and
+    the training time it took (the stepper keeps no clock; the trainer does)."""
+
+    epoch: int
+    weights: dict[str, torch.Tensor]
+    exp_avg: dict[str, torch.Tensor] | None = None
+    exp_avg_sq: dict[str, torch.Tensor] | None = None
+    wall_s: float = 0.0
+
+
+class Layout:
+    """Where each trained weight sits in a member's row, and the untrained (zero) biases."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        shapes = param_shapes(cfg)
+        self.trained = list(PAPER_TRAINED)
+        self.untrained = [s for s in CLASSIC_NAMES if s not in PAPER_TRAINED]
+        self.shapes = shapes
+        self.sizes = [int(torch.Size(shapes[s]).numel()) for s in self.trained]
+        self.width = sum(self.sizes)
+
+    def split(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Views (M, *shape) of (M, P) rows under short names."""
+        lead = rows.shape[0]
+        parts = rows.split(self.sizes, dim=1)
+        return {s: t.view(lead, *self.shapes[s]) for s, t in zip(self.trained, parts, strict=True)}
+
+    def join(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One member's row (P,) from its trained tensors under short names."""
+        return torch.cat([tensors[s].reshape(-1).to(torch.float32) for s in self.trained])
+
+
+def same_shape(cfgs: Sequence[RunConfig]) -> bool:
+    """Whether configs can train as one batched model (one p, one architecture)."""
+    return all(getattr(c, f) == getattr(cfgs[0], f) for c in cfgs for f in SHAPE_FIELDS)
+
+
+def member_split(cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat (x * p + y) train and test indices of a member, the paper's split for its seed."""
+    train, test = split_indices(cfg.p, cfg.frac_train, cfg.data_seed)
+    return torch.tensor(train), torch.tensor(test)
+
+
+class Stepper:
+    """M members of one shape: their weights, AdamW state, data, and one step of all."""
+
+    def __init__(
+        self, cfgs: Sequence[RunConfig], device: str, states: Sequence[MemberState]
+    ) -> None:
+        if not cfgs or len(cfgs) != len(states):
+            raise ValueError("a stepper needs one state per config, and at least one")
+        if not same_shape(cfgs):
+            raise ValueError("members of one stepper must share p and the architecture")
+        self.device = torch.device(device)
+        self.cfgs = list(cfgs)
+        self.layout = Layout(cfgs[0])
+        self.fused = self.device.type in ("cpu", "cuda")
+        rows, avg, avg_sq, buffers = [], [], [], {s: [] for s in self.layout.untrained}
+        for cfg, state in zip(cfgs, states, strict=True):
+            check_weights(cfg, state.weights)
+            short = {s: state.weights[CLASSIC_NAMES[s]] for s in CLASSIC_NAMES}
+            rows.append(self.layout.join(short))
+            for s in self.layout.untrained:
+                buffers[s].append(short[s].to(torch.float32))
+            if state.exp_avg is None or state.exp_avg_sq is None:
+                if state.epoch != 0:
+                    raise ValueError("a member past epoch 0 needs its optimiser state")
+                avg.append(torch.zeros_like(rows[-1]))
+                avg_sq.append(torch.zeros_like(rows[-1]))
+            else:
+                avg.append(self.layout.join(state.exp_avg))
+                avg_sq.append(self.layout.join(state.exp_avg_sq))
+        self.flat = torch.stack(rows).to(self.device).requires_grad_(True)
+        self.exp_avg = torch.stack(avg).to(self.device)
+        self.exp_avg_sq = torch.stack(avg_sq).to(self.device)
+        self.buffers = {s: torch.stack(b).to(self.device) for s, b in buffers.items()}
+        self.epochs = [s.epoch for s in states]
+        step_device = self.device if self.fused else torch.device("cpu")
+        self.steps = [
+            torch.tensor(float(s.epoch), dtype=torch.float32, device=step_device) for s in states
+        ]
+        self._build_data()
+
+    @property
+    def n_members(self) -> int:
+        return len(self.cfgs)
+
+    # -- data ----------------------------------------------------------------------------------
+    def _build_data(self) -> None:
+        """Each member's train and test inputs, concatenated member after member."""
+        p, h = self.cfgs[0].p, self.cfgs[0].n_heads
+        splits: dict[tuple[float, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        train, test = [], []
+        for cfg in self.cfgs:
+            key = (cfg.frac_train, cfg.data_seed)
+            if key not in splits:
+                splits[key] = member_split(cfg)
+            train.append(splits[key][0])
+            test.append(splits[key][1])
+        self.train_plan, self.train_labels = self._plan(train, p, h)
+        self.test_plan, self.test_labels = self._plan(test, p, h)
+
+    def _plan(self, idx: list[torch.Tensor], p: int, h: int) -> tuple[InputPlan, torch.Tensor]:
+        flat = torch.cat(idx).to(self.device)
+        x, y = flat // p, flat % p
+        return InputPlan(x, y, p, h, counts=[len(i) for i in idx]), (x + y) % p
+
+    # -- the step ------------------------------------------------------------------------------
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Every weight under its short name, (M, *shape); trained ones are views of `flat`."""
+        return {**self.layout.split(self.flat), **self.buffers}
+
+    def measure(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum of the members' train losses, with a graph; metrics (M, 4) without): train
+        loss, test loss, train accuracy, test accuracy of each member's current weights."""
+        tables = member_tables(self.weights(), self.cfgs[0].p)
+        train_logits = last_logits(tables, self.train_plan)
+        segments = self.train_plan.segments
+        train_loss, train_acc = member_loss_and_accuracy(train_logits, self.train_labels, segments)
+        with torch.no_grad():
+            test_logits = last_logits(tables, self.test_plan)
+            test_loss, test_acc = member_loss_and_accuracy(
+                test_logits, self.test_labels, self.test_plan.segments
+            )
+            metrics = torch.stack([train_loss.detach(), test_loss, train_acc, test_acc], dim=1)
+        return train_loss.sum(), metrics
+
+    def lrs(self) -> list[float]:
+        """The learning rate of each member's next step (its warm-up at its own epoch)."""
+        return [lr_at(cfg, e) for cfg, e in zip(self.cfgs, self.epochs, strict=True)]
+
+    def step(self, loss: torch.Tensor) -> None:
+        """Backward through `loss` and one AdamW step of every member; epochs advance."""
+        self.flat.grad = None
+        loss.backward()
+        grad = self.flat.grad
+        groups: dict[tuple[float, float, float, float], list[int]] = {}
+        for m, (cfg, lr) in enumerate(zip(self.cfgs, self.lrs(), strict=True)):
+            groups.setdefault((lr, cfg.weight_decay, cfg.beta1, cfg.beta2), []).append(m)
+        with torch.no_grad():
+            for (lr, wd, beta1, beta2), members in groups.items():
+                adamw(
+                    [self.flat[m] for m in members],
+                    [grad[m] for m in members],
+                    [self.exp_avg[m] for m in members],
+                    [self.exp_avg_sq[m] for m in members],
+                    [],
+                    [self.steps[m] for m in members],
+                    fused=self.fused or None,
+                    amsgrad=False,
+                    beta1=beta1,
+                    beta2=beta2,
+                    lr=lr,
+                    weight_decay=wd,
+                    eps=ADAM_EPS,
+                    maximize=False,
+                )
+        self.flat.grad = None
+        self.epochs = [e + 1 for e in self.epochs]
+
+    # -- members in and out ----------------------------------------------------------------------
+    def export(self, members: Sequence[int]) -> list[MemberState]:
+        """CPU copies of some members' weights and AdamW moments (one transfer for all)."""
+        index = torch.tensor(list(members), device=self.device)
+        with torch.no_grad():
+            rows = self.flat.detach().index_select(0, index).cpu()
+            avg = self.exp_avg.index_select(0, index).cpu()
+            avg_sq = self.exp_avg_sq.index_select(0, index).cpu()
+            buffers = {s: b.index_select(0, index).cpu() for s, b in self.buffers.items()}
+        out = []
+        for i, m in enumerate(members):
+            short = {s: t[0].clone() for s, t in self.layout.split(rows[i : i + 1]).items()}
+            short.update({s: b[i].clone() for s, b in buffers.items()})
+            weights = {CLASSIC_NAMES[s]: short[s].contiguous() for s in CLASSIC_NAMES}
+            moments = [
+                {s: t[0].clone() for s, t in self.layout.split(a[i : i + 1]).items()}
+                for a in (avg, avg_sq)
+            ]
+            out.append(MemberState(self.epochs[m], weights, moments[0], moments[1]))
+        return out
+
+    def keep(self, members: Sequence[int]) -> None:
+        """Go on with these members only (finished or diverged ones leave the batch)."""
+        members = list(members)
+        if members == list(range(self.n_members)):
+            return
+        index = torch.tensor(members, device=self.device)
+        with torch.no_grad():
+            self.flat = self.flat.detach().index_select(0, index).requires_grad_(True)
+            self.exp_avg = self.exp_avg.index_select(0, index)
+            self.exp_avg_sq = self.exp_avg_sq.index_select(0, index)
+            self.buffers = {s: b.index_select(0, index) for s, b in self.buffers.items()}
+        self.cfgs = [self.cfgs[m] for m in members]
+        self.epochs = [self.epochs[m] for m in members]
+        self.steps = [self.steps[m] for m in members]
+        self._build_data()

@@ -1,0 +1,161 @@
+"""A sweep without the UI: a rich live table of members on stderr, a summary at the end."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from grok_tui.engine.sweep import Sweep, train_sweep
+from grok_tui.engine.sweep_status import MemberSummary, SweepWatcher
+from grok_tui.engine.train import Finished, Progress, TrainControl
+from grok_tui.headless import stop_on_signals
+
+REFRESH_S = 0.5
+OUTCOME_STYLE = {
+    "comprehension": "green",
+    "grokking": "bold magenta",
+    "memorisation": "yellow",
+    "confusion": "red",
+}
+
+
+def fmt_epoch(e: int | None) -> str:
+    return "-" if e is None else str(e)
+
+
+def fmt_acc(x: float) -> str:
+    return "-" if not math.isfinite(x) else f"{x:.0%}"
+
+
+def fmt_short(x: float) -> str:
+    """A loss in 7 characters: 1.2e-05."""
+    return "-" if not math.isfinite(x) else f"{x:.1e}"
+
+
+COLUMNS = ("member", "epoch", "tr loss", "te loss", "tr acc", "te acc", "mem@", "grok@",
+           "outcome", "status")  # fmt: skip
+WIDE = 112  # below this many columns the status shows as the row's style only
+
+
+def member_table(watcher: SweepWatcher, max_rows: int, speed: float, width: int = 200) -> Group:
+    """The members (training ones first when they do not all fit) and a summary line.
+
+    tr/te: train and test; mem@ and grok@: the first epochs with train and test accuracy
+    >= 99%. At narrow widths member names are cut, never the numbers."""
+    members = list(watcher.members.values())
+    if len(members) > max_rows:
+        order = {"running": 0, "paused": 1, "created": 2, "failed": 3, "done": 4}
+        members = sorted(members, key=lambda s: order.get(s.status, 5))[:max_rows]
+    table = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 1, 0, 0))
+    columns = COLUMNS if width >= WIDE else COLUMNS[:-1]
+    for name in columns:
+        left = name in ("member", "outcome", "status")
+        table.add_column(
+            name,
+            justify="left" if left else "right",
+            no_wrap=True,
+            overflow="ellipsis" if name == "member" else "crop",
+            min_width=len(name) if name != "member" else 8,
+        )
+    for s in members:
+        style = "red" if s.diverged or s.status == "failed" else ""
+        style = style or (
+            "bold" if s.status == "running" else "dim" if s.status == "created" else ""
+        )
+        table.add_row(*row_cells(s)[: len(columns)], style=style)
+    counts = watcher.counts()
+    total = len(watcher.members)
+    parts = [f"{counts.get(k, 0)} {k}" for k in ("done", "running", "failed") if counts.get(k)]
+    if counts.get("diverged"):
+        parts.append(f"{counts['diverged']} diverged")
+    hidden = total - len(members)
+    more = f" ({hidden} more not shown)" if hidden > 0 else ""
+    summary = Text(
+        f"{watcher.sweep.path}: {total} members, {', '.join(parts) or 'starting'}; "
+        f"{speed:,.0f} member-epochs/s{more}",
+        style="dim",
+    )
+    return Group(table, summary)
+
+
+def row_cells(s: MemberSummary) -> list[str | Text]:
+    outcome = s.outcome
+    style = OUTCOME_STYLE.get(outcome.name, "") if outcome.final else "dim"
+    status = "diverged" if s.diverged else s.status
+    return [
+        s.name,
+        f"{max(s.epoch, 0)}/{s.config.epochs}",
+        fmt_short(s.train_loss),
+        fmt_short(s.test_loss),
+        fmt_acc(s.train_acc),
+        fmt_acc(s.test_acc),
+        fmt_epoch(s.memorised_at),
+        fmt_epoch(s.grokked_at),
+        Text(outcome.label, style=style),
+        Text(status, style="red" if status in ("failed", "diverged") else ""),
+    ]
+
+
+def train_sweep_headless(sweep: Sweep, device: str, console: Console | None = None) -> int:
+    """Train a sweep to the end (or a signal); return the process exit code."""
+    console = console or Console(stderr=True)
+    watcher = SweepWatcher(sweep)
+    watcher.poll()
+    control = TrainControl()
+    results: list[Finished] = []
+    started = time.perf_counter()
+    state = {"last": 0.0, "member_epochs": 0, "speed": 0.0, "t0": started}
+    max_rows = max(console.height - 4, 5)
+
+    with Live(console=console, auto_refresh=False, transient=False) as live:
+
+        def refresh(force: bool = False) -> None:
+            now = time.perf_counter()
+            if not force and now - state["last"] < REFRESH_S:
+                return
+            dt = now - state["t0"]
+            if dt > 0:
+                state["speed"] = state["member_epochs"] / dt
+            state["last"] = now
+            watcher.poll()
+            table = member_table(watcher, max_rows, state["speed"], console.width)
+            live.update(table, refresh=True)
+
+        def on_event(event: object) -> None:
+            if isinstance(event, Progress):
+                state["member_epochs"] += len(event.rows)
+                refresh()
+            elif isinstance(event, Finished):
+                refresh(force=True)
+
+        refresh(force=True)
+        with stop_on_signals(control) as received:
+            results = train_sweep(sweep, device, on_event, control)
+        refresh(force=True)
+
+    if not console.is_terminal:
+        console.line()
+    elapsed = time.perf_counter() - started
+    counts = watcher.counts()
+    crashed = [r for r in results if r.status == "failed" and "non-finite" not in r.message]
+    summary = (
+        f"sweep {sweep.path}: {counts.get('done', 0)}/{len(watcher.members)} members done, "
+        f"{counts.get('diverged', 0)} diverged, in {elapsed:.0f} s "
+        f"({state['member_epochs'] / max(elapsed, 1e-9):,.0f} member-epochs/s on {device})"
+    )
+    console.print(summary, highlight=False, soft_wrap=True)
+    for r in crashed:
+        console.print(f"[red]{r.member}: {r.message}[/]", highlight=False, soft_wrap=True)
+    if received:
+        console.print(
+            f"stopped by signal; continue with: grok-tui sweep --resume {sweep.path}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 130
+    return 1 if crashed else 0

@@ -1,0 +1,187 @@
+"""`grok-tui sweep`: a grid from list-valued options or a TOML file, or --resume DIR.
+
+    grok-tui sweep --preset quick --weight-decay 0.3,1,3 --frac-train 0.3,0.5 --seeds 4
+    grok-tui sweep grid.toml --headless
+    grok-tui sweep --resume runs/sweep-quick-20261201-120000
+
+A TOML sweep file holds the same options under their config names: a list is an axis, a
+single value is fixed, plus `preset`, `seeds`, `disk_budget` and `group_size`:
+
+    preset = "quick"
+    weight_decay = [0.3, 1.0, 3.0]
+    frac_train = [0.3, 0.5]
+    seeds = 4
+    disk_budget = "1GB"
+
+Options given on the command line override the file's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from grok_tui.engine.config import PRESETS, ConfigError, preset
+
+# Sweepable options on the command line (each takes a comma-separated list).
+LIST_OPTIONS = (
+    "p",
+    "frac_train",
+    "lr",
+    "weight_decay",
+    "beta1",
+    "beta2",
+    "warmup_steps",
+    "epochs",
+    "seed",
+    "data_seed",
+)
+FILE_KEYS = {"preset", "seeds", "disk_budget", "group_size", "checkpoint_every"}
+
+
+def add_sweep_parser(sub: Any) -> None:
+    sweep = sub.add_parser(
+        "sweep",
+        help="train a grid of runs together as one batched model (a sweep directory)",
+        description="List-valued options (0.3,1,3) are the grid's axes; every combination "
+        "is a member run. Members of one p train together as one batched model.",
+    )
+    sweep.add_argument("file", nargs="?", type=Path, help="a TOML sweep file (optional)")
+    sweep.add_argument("--resume", type=Path, metavar="DIR", help="continue a killed sweep")
+    sweep.add_argument("--sweep-dir", type=Path, help="where the sweep lives (default: runs/)")
+    sweep.add_argument("--headless", action="store_true", help="no UI: a live table")
+    sweep.add_argument("--dry-run", action="store_true", help="print the plan, train nothing")
+    g = sweep.add_argument_group("grid (comma-separated lists; defaults: the preset's)")
+    g.add_argument("--preset", choices=sorted(PRESETS))
+    for name in LIST_OPTIONS:
+        g.add_argument("--" + name.replace("_", "-"), metavar="LIST")
+    g.add_argument("--seeds", type=int, metavar="N", help="initialisation seeds 0..N-1 (an axis)")
+    g.add_argument("--checkpoint-every", type=int, help="the densest checkpoint spacing allowed")
+    g.add_argument("--disk-budget", help="disk for all members' files (default 2GB)")
+    g.add_argument("--group-size", type=int, help="most members per batched model (default: auto)")
+    sweep.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda[:N], mps")
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise ConfigError(
+                "TOML sweep files need Python 3.11+ (or: pip install tomli)"
+            ) from None
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"no sweep file at {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    unknown = set(data) - set(LIST_OPTIONS) - FILE_KEYS
+    if unknown:
+        known = ", ".join([*LIST_OPTIONS, *sorted(FILE_KEYS)])
+        raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r} (known: {known})")
+    return data
+
+
+def spec_from_args(args: argparse.Namespace) -> Any:
+    """A SweepSpec from a TOML file (if any) overridden by command-line options."""
+    from grok_tui.engine.checkpoints import parse_bytes
+    from grok_tui.engine.sweep import DEFAULT_BUDGET, SweepSpec, parse_values
+
+    data = load_toml(args.file) if args.file else {}
+    preset_name = args.preset or data.get("preset", "paper")
+    if not isinstance(preset_name, str):
+        raise ConfigError("preset must be a string")
+    base = preset(preset_name)
+    values: dict[str, list[Any]] = {}
+    for name in LIST_OPTIONS:
+        raw = getattr(args, name)
+        if raw is not None:
+            values[name] = parse_values(name, raw)
+        elif name in data:
+            values[name] = _file_values(name, data[name])
+    seeds = args.seeds if args.seeds is not None else data.get("seeds")
+    if seeds is not None:
+        if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+            raise ConfigError(f"--seeds must be a positive integer, got {seeds!r}")
+        if "seed" in values:
+            raise ConfigError("give --seeds N or --seed LIST, not both")
+        values["seed"] = list(range(seeds))
+    fixed = {k: v[0] for k, v in values.items() if len(v) == 1}
+    every = (
+        args.checkpoint_every if args.checkpoint_every is not None else data.get("checkpoint_every")
+    )
+    if every is not None:
+        fixed["checkpoint_every"] = _int_value("checkpoint_every", every)
+    base = base.replace(**fixed).validated()
+    axes = {k: v for k, v in values.items() if len(v) > 1}
+    budget_raw = args.disk_budget if args.disk_budget is not None else data.get("disk_budget")
+    budget = DEFAULT_BUDGET if budget_raw is None else parse_bytes(str(budget_raw))
+    group_size = args.group_size if args.group_size is not None else data.get("group_size", 0)
+    return SweepSpec(base, axes, budget, _int_value("group_size", group_size)).validated()
+
+
+def _file_values(name: str, raw: Any) -> list[Any]:
+    from grok_tui.engine.config import RunConfig
+
+    items = raw if isinstance(raw, list) else [raw]
+    want = type(getattr(RunConfig(), name))
+    out = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise ConfigError(f"{name}: {item!r} is not a number")
+        if want is int and not isinstance(item, int):
+            raise ConfigError(f"{name}: {item!r} is not an integer")
+        out.append(want(item))
+    return out
+
+
+def _int_value(name: str, raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ConfigError(f"{name} must be an integer, got {raw!r}")
+    return raw
+
+
+def cmd_sweep(args: argparse.Namespace, runs_root: Path) -> int:
+    from grok_tui.engine.device import resolve_device
+    from grok_tui.engine.sweep import Sweep, default_sweep_path
+
+    device = resolve_device(args.device)
+    if args.resume is not None:
+        given = [n for n in (*LIST_OPTIONS, "seeds", "preset", "disk_budget", "group_size")
+                 if getattr(args, n) is not None]  # fmt: skip
+        if given or args.file or args.sweep_dir or args.checkpoint_every is not None:
+            raise ConfigError(
+                "--resume DIR continues a sweep as it was made: drop the grid options"
+            )
+        sweep = Sweep.open(args.resume)
+    else:
+        spec = spec_from_args(args)
+        members = spec.members()
+        plan = spec.plan()
+        say(plan.describe(len(members)))
+        if args.dry_run:
+            for m in members:
+                say(f"  {m.name}")
+            return 0
+        sweep = Sweep.create(args.sweep_dir or default_sweep_path(runs_root, spec), spec, device)
+        meta = sweep.meta()
+        say(f"{len(meta.groups)} batched group(s) on {device} -> {sweep.path}")
+    if args.headless:
+        from grok_tui.headless_sweep import train_sweep_headless
+
+        return train_sweep_headless(sweep, device)
+    from grok_tui.headless_sweep import train_sweep_headless
+
+    return train_sweep_headless(sweep, device)
+
+
+def say(text: str) -> None:
+    print(f"grok-tui: {text}", file=sys.stderr)

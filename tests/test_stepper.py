@@ -1,0 +1,221 @@
+"""Batched training: every member of a group follows the trajectory of its own single run.
+
+The reference for a single run is written out here as the trainer was before the batched
+engine: one GrokModel on the fast path, `torch.optim.AdamW` and `LambdaLR` from torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from grok_tui.engine.config import RunConfig, preset
+from grok_tui.engine.data import make_dataset
+from grok_tui.engine.loss import loss_and_accuracy
+from grok_tui.engine.model import GrokModel, InputPlan, paper_init
+from grok_tui.engine.runs import Run
+from grok_tui.engine.stepper import MemberState, Stepper, lr_at
+from grok_tui.engine.train import GroupTrainer, Trainer
+
+BASE = RunConfig(p=23, frac_train=0.5, epochs=200, checkpoint_every=50, preset="t")
+# Three members that differ in everything a member may differ in: lr, weight decay, betas,
+# warm-up, init seed, split seed and train fraction (so train sets of different sizes).
+MEMBERS = [
+    BASE,
+    BASE.replace(lr=3e-3, weight_decay=0.3, seed=1, frac_train=0.3, warmup_steps=0),
+    BASE.replace(weight_decay=2.0, beta2=0.99, beta1=0.8, data_seed=3, seed=2, frac_train=0.5),
+]
+
+
+def reference_run(cfg: RunConfig, epochs: int) -> tuple[list[list[float]], dict[str, torch.Tensor]]:
+    """Metrics [train_loss, test_loss, train_acc, test_acc] of W_0..W_epochs, final weights."""
+    model = GrokModel(cfg)
+    model.load_classic(paper_init(cfg))
+    opt = torch.optim.AdamW(
+        model.parameters(),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        betas=(cfg.beta1, cfg.beta2),
+        fused=True,
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_at(cfg, step) / cfg.lr)
+    data = make_dataset(cfg)
+    plans = [
+        (InputPlan(data.x[i], data.y[i], cfg.p, cfg.n_heads), data.labels[i])
+        for i in (data.train_idx, data.test_idx)
+    ]
+    rows = []
+    for epoch in range(epochs + 1):
+        tables = model.tables()
+        (train_plan, train_labels), (test_plan, test_labels) = plans
+        loss, acc = loss_and_accuracy(model.plan_logits(tables, train_plan), train_labels)
+        with torch.no_grad():
+            test = loss_and_accuracy(model.plan_logits(tables, test_plan), test_labels)
+        rows.append([loss.item(), test[0].item(), acc.item(), test[1].item()])
+        if epoch == epochs:
+            break
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+    return rows, model.classic_state()
+
+
+@pytest.fixture(scope="module")
+def references() -> list[tuple[list[list[float]], dict[str, torch.Tensor]]]:
+    return [reference_run(cfg, BASE.epochs) for cfg in MEMBERS]
+
+
+# Batched GEMMs round differently from single ones (~1e-7); Adam amplifies that where a
+# gradient is rounding noise, to ~5e-4 in 200 epochs (measured). A 1% error in one member's
+# weight decay moves its losses by >= 1.7% in the same 200 epochs (lr: >= 7%; measured and
+# checked below), so this tolerance still catches a wrong hyperparameter.
+LOSS_RTOL = 2e-3
+EARLY_RTOL = 1e-5  # the first 20 epochs, before the rounding noise has grown
+
+
+def max_rel(ours: list[list[float]], theirs: list[list[float]]) -> float:
+    """Largest relative difference of train and test loss over the epochs given."""
+    return max(
+        abs(a[c] - b[c]) / abs(b[c]) for a, b in zip(ours, theirs, strict=True) for c in (0, 1)
+    )
+
+
+def test_members_train_as_their_single_runs(references) -> None:
+    stepper = Stepper(MEMBERS, "cpu", [MemberState(0, paper_init(c)) for c in MEMBERS])
+    history = []
+    for epoch in range(BASE.epochs + 1):
+        loss, metrics = stepper.measure()
+        history.append(metrics.tolist())
+        if epoch < BASE.epochs:
+            stepper.step(loss)
+    assert stepper.epochs == [BASE.epochs] * 3
+    for m, (rows, weights) in enumerate(references):
+        ours = [h[m] for h in history]
+        assert max_rel(ours[:20], rows[:20]) < EARLY_RTOL, m
+        assert max_rel(ours, rows) < LOSS_RTOL, m
+        for a, b in zip(ours, rows, strict=True):
+            assert abs(a[2] - b[2]) <= 0.01 and abs(a[3] - b[3]) <= 0.01  # accuracies
+        final = stepper.export([m])[0].weights
+        ours_w = torch.cat([final[name].flatten() for name in weights])
+        theirs_w = torch.cat([t.flatten() for t in weights.values()])
+        assert (ours_w - theirs_w).norm() <= 1e-2 * theirs_w.norm()
+    # The members really differ, and the tolerance is tight enough to see a 1% error.
+    assert len({round(h[-1][0], 6) for h in [[row[m] for row in history] for m in range(3)]}) == 3
+    wrong, _ = reference_run(MEMBERS[2].replace(weight_decay=2.02), BASE.epochs)
+    assert max_rel(wrong, references[2][0]) > 5 * LOSS_RTOL
+
+
+def test_each_member_reads_its_own_split() -> None:
+    stepper = Stepper(MEMBERS, "cpu", [MemberState(0, paper_init(c)) for c in MEMBERS])
+    plan = stepper.train_plan
+    assert plan.counts == [c.n_train for c in MEMBERS]
+    start = 0
+    for m, cfg in enumerate(MEMBERS):
+        data = make_dataset(cfg)
+        n = cfg.n_train
+        flat = plan.x[start : start + n] * cfg.p + plan.y[start : start + n]
+        assert torch.equal(flat, data.train_idx)
+        assert torch.equal(stepper.train_labels[start : start + n], data.labels[data.train_idx])
+        assert bool((plan.member[start : start + n] == m).all())
+        start += n
+    test_counts = stepper.test_plan.counts
+    assert test_counts == [c.p**2 - c.n_train for c in MEMBERS]
+
+
+def test_a_diverging_member_stops_alone(tmp_path, references) -> None:
+    # lr 1e12: the first real step throws the weights to ~1e12 and the logits overflow.
+    bad = BASE.replace(lr=1e12, warmup_steps=0, seed=5)
+    cfgs = [MEMBERS[0], bad, MEMBERS[2]]
+    runs = [Run.create(tmp_path / f"m{i}", c, "cpu") for i, c in enumerate(cfgs)]
+    results = GroupTrainer(runs, "cpu").train()
+    assert [r.status for r in results] == ["done", "failed", "done"]
+    assert "non-finite" in results[1].message and "last good checkpoint: epoch 0" in (
+        results[1].message
+    )
+    assert runs[1].meta().status == "failed"
+    assert runs[1].checkpoint_epochs() == [0]
+    last = runs[1].read_metrics()[-1]
+    assert not (math.isfinite(last["train_loss"]) and math.isfinite(last["test_loss"]))
+    for run, (rows, _) in zip([runs[0], runs[2]], [references[0], references[2]], strict=True):
+        got = [[r["train_loss"], r["test_loss"]] for r in run.read_metrics()]
+        assert max_rel(got, rows) < LOSS_RTOL
+        assert run.checkpoint_epochs() == [0, 50, 100, 150, 200]
+
+
+def test_members_at_different_epochs_resume_together(tmp_path) -> None:
+    """A group can hold members at different epochs (a killed sweep resumes that way)."""
+    cfgs = [BASE.replace(epochs=60, checkpoint_every=10), MEMBERS[1].replace(epochs=60)]
+    straight = [Run.create(tmp_path / f"s{i}", c, "cpu") for i, c in enumerate(cfgs)]
+    for run in straight:
+        Trainer(run, "cpu").train()
+    runs = [Run.create(tmp_path / f"r{i}", c, "cpu") for i, c in enumerate(cfgs)]
+    from grok_tui.engine.train import TrainControl
+
+    Trainer(runs[1], "cpu").train(TrainControl(stop_at=30))  # member 1 at 30, member 0 at 0
+    results = GroupTrainer(runs, "cpu").train()
+    assert [r.status for r in results] == ["done", "done"]
+    for run, ref in zip(runs, straight, strict=True):
+        assert [r["epoch"] for r in run.read_metrics()] == list(range(61))
+        ours = [[r["train_loss"], r["test_loss"]] for r in run.read_metrics()]
+        assert max_rel(ours, [[r["train_loss"], r["test_loss"]] for r in ref.read_metrics()]) < (
+            LOSS_RTOL
+        )
+        a, b = run.load_checkpoint(60), ref.load_checkpoint(60)
+        diff = sum(float((a[k] - b[k]).square().sum()) for k in a) ** 0.5
+        assert diff <= 1e-2 * sum(float(b[k].square().sum()) for k in b) ** 0.5
+
+
+def test_a_resume_state_of_the_torch_adamw_trainer_still_resumes(tmp_path) -> None:
+    """resume.pt written by the trainer before the batched engine (torch's AdamW and LambdaLR
+    state dicts) continues exactly where that trainer would have."""
+    cfg = BASE.replace(epochs=40, checkpoint_every=20)
+    model = GrokModel(cfg)
+    model.load_classic(paper_init(cfg))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            betas=(cfg.beta1, cfg.beta2), fused=True)  # fmt: skip
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_at(cfg, step) / cfg.lr)
+    data = make_dataset(cfg)
+    plan = InputPlan(data.x[data.train_idx], data.y[data.train_idx], cfg.p, cfg.n_heads)
+    for _ in range(20):
+        loss, _ = loss_and_accuracy(
+            model.plan_logits(model.tables(), plan), data.labels[data.train_idx]
+        )
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+    run = Run.create(tmp_path / "old", cfg, "cpu")
+    run.save_checkpoint(20, model.classic_state())
+    old_format = {
+        "epoch": 20,
+        "weights": model.classic_state(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "rng": torch.get_rng_state(),
+        "wall_s": 1.0,
+    }
+    run.save_resume(old_format)
+    assert Trainer(run, "cpu").train().status == "done"
+    _, want = reference_run(cfg, 40)
+    got = run.load_checkpoint(40)
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_a_quick_member_groks_when_its_single_run_does(tmp_path) -> None:
+    cfg = preset("quick")
+    cfgs = [cfg, cfg.replace(seed=1), cfg.replace(weight_decay=1.0)]
+    single = Run.create(tmp_path / "single", cfg, "cpu")
+    Trainer(single, "cpu").train()
+    runs = [Run.create(tmp_path / f"m{i}", c, "cpu") for i, c in enumerate(cfgs)]
+    assert [r.status for r in GroupTrainer(runs, "cpu").train()] == ["done"] * 3
+
+    def grok_epoch(run: Run) -> int:
+        return next(int(r["epoch"]) for r in run.read_metrics() if r["test_acc"] >= 0.99)
+
+    alone, batched = grok_epoch(single), grok_epoch(runs[0])
+    assert abs(batched - alone) <= 0.05 * alone

@@ -1,0 +1,186 @@
+"""`grok-tui sweep`: the grid, the sweep directory, its members as normal runs, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from grok_tui.cli import main
+from grok_tui.engine.config import ConfigError, preset
+from grok_tui.engine.runs import Run
+from grok_tui.engine.sweep import Sweep, SweepError, SweepSpec, make_groups, member_name
+from grok_tui.engine.sweep_status import SweepWatcher
+from grok_tui.engine.train import Trainer
+from tests.sweep_harness import TINY_BASE, make_tiny_sweep
+
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR")
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    return make_tiny_sweep(tmp_path_factory.mktemp("sweep") / "tiny")
+
+
+def test_the_grid_is_every_combination() -> None:
+    spec = SweepSpec(
+        preset("quick"), {"weight_decay": [0.3, 1.0, 3.0], "frac_train": [0.2, 0.5], "seed": [0, 1]}
+    ).validated()
+    members = spec.members()
+    assert len(members) == 12
+    assert members[0].name == "wd0.3_frac0.2_s0" and members[-1].name == "wd3_frac0.5_s1"
+    assert len({m.name for m in members}) == 12
+    m = members[5]
+    assert m.config == preset("quick").replace(**m.values)
+    assert m.values == {"weight_decay": 1.0, "frac_train": 0.2, "seed": 1}
+
+
+def test_groups_split_by_shape_and_size() -> None:
+    spec = SweepSpec(preset("quick"), {"p": [53, 59], "frac_train": [0.5, 0.2], "seed": [0, 1]})
+    groups = make_groups(spec.members(), group_size=3)
+    by_p = {53: [], 59: []}
+    for g in groups:
+        assert len(g) <= 3
+        p = {int(n.split("_")[0][1:]) for n in g}
+        assert len(p) == 1  # one p per batched model
+        by_p[p.pop()] += g
+    # Fewest train examples first, so members of equal size sit side by side.
+    assert by_p[53] == ["p53_frac0.2_s0", "p53_frac0.2_s1", "p53_frac0.5_s0", "p53_frac0.5_s1"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--weight-decay", "0.3,x"], "--weight-decay: 'x' is not a number"),
+        (["--seed", "1.5"], "--seed: '1.5' is not an int"),
+        (["--seeds", "0"], "--seeds must be a positive integer"),
+        (["--seeds", "2", "--seed", "1,2"], "give --seeds N or --seed LIST, not both"),
+        (["--frac-train", "0.5,1.5"], "member frac_train=1.5: --frac-train must be in (0, 1)"),
+        (["--p", "53,54"], "sweep member p=54: --p must be a prime"),
+        (["--weight-decay", "1,1"], "repeats a value"),
+        (["--disk-budget", "lots"], "--disk-budget 'lots' is not a size"),
+        (["--disk-budget", "1MB", "--seeds", "8"], "too small for 8 members"),
+        (["--resume", "/nonexistent"], "is not a sweep directory"),
+        (["--resume", "x", "--seeds", "2"], "drop the grid options"),
+    ],
+)
+def test_bad_sweep_input_is_one_line(argv, needle, capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "--headless", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("grok-tui: error: ") and needle in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_dry_run_says_the_plan_and_makes_nothing(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["sweep", "--preset", "quick", "--weight-decay", "1,2", "--seeds", "3", "--dry-run"]
+    assert main([*argv, "--disk-budget", "100MB"]) == 0
+    err = capsys.readouterr().err
+    assert "6 members, a checkpoint every" in err and "expected disk use" in err
+    assert "wd2_s2" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_toml_file_and_the_command_line(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    grid = tmp_path / "grid.toml"
+    grid.write_text(
+        'preset = "quick"\nweight_decay = [0.3, 1.0]\nfrac_train = 0.5\nseeds = 2\n'
+        'disk_budget = "500MB"\n'
+    )
+    assert main(["sweep", str(grid), "--dry-run"]) == 0
+    assert "4 members" in capsys.readouterr().err
+    # The command line wins over the file.
+    assert main(["sweep", str(grid), "--weight-decay", "1,2,3", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "6 members" in err and "wd3_s1" in err
+    grid.write_text('preset = "quick"\nlearning_rate = [1, 2]\n')
+    assert main(["sweep", str(grid), "--dry-run"]) == 2
+    assert "unknown key 'learning_rate'" in capsys.readouterr().err
+    grid.write_text("weight_decay = [0.3, \n")
+    assert main(["sweep", str(grid), "--dry-run"]) == 2
+    assert "is not valid TOML" in capsys.readouterr().err
+
+
+def test_members_are_normal_runs_and_match_their_single_runs(tiny_sweep, tmp_path) -> None:
+    sweep = Sweep.open(tiny_sweep)
+    meta = sweep.meta()
+    assert [m.name for m in meta.members] == ["wd1_s0", "wd1_s1", "wd3_s0", "wd3_s1"]
+    data = json.loads((tiny_sweep / "sweep.json").read_text())
+    assert data["axes"] == {"weight_decay": [1.0, 3.0], "seed": [0, 1]}
+    assert data["base"]["p"] == TINY_BASE.p and data["groups"] == [[m.name for m in meta.members]]
+    for member in meta.members:
+        run = Run.open(sweep.member_run(member.name).path)
+        assert run.meta().status == "done"
+        rows = run.read_metrics()
+        assert [r["epoch"] for r in rows] == list(range(TINY_BASE.epochs + 1))
+        assert run.checkpoint_epochs()[0] == 0 and run.checkpoint_epochs()[-1] == TINY_BASE.epochs
+        assert not run.lock_path.exists()
+    # One member trained alone gives the same losses. This tiny recipe (p = 17, lr 3e-3) is
+    # chaotic: a 1e-7 change of the initial weights moves its test loss by ~5% at epoch 300
+    # (measured), as batching's different rounding does; so compare the first 50 epochs,
+    # before rounding noise grows (tests/test_stepper.py compares 200 on a calmer recipe).
+    member = meta.members[3]
+    cfg = sweep.member_run(member.name).meta().config
+    alone = Run.create(tmp_path / "alone", cfg.replace(epochs=50), "cpu")
+    Trainer(alone, "cpu").train()
+    ours = [r["test_loss"] for r in sweep.member_run(member.name).read_metrics()][:51]
+    theirs = [r["test_loss"] for r in alone.read_metrics()]
+    assert ours == pytest.approx(theirs, rel=1e-5)
+
+
+def test_disk_use_stays_within_the_plan(tiny_sweep) -> None:
+    meta = Sweep.open(tiny_sweep).meta()
+    used = sum(f.stat().st_size for f in (tiny_sweep / "members").rglob("*") if f.is_file())
+    assert used <= meta.plan.base_bytes + meta.plan.dense_bytes <= meta.disk_budget
+
+
+def test_the_watcher_reads_every_member(tiny_sweep) -> None:
+    watcher = SweepWatcher(Sweep.open(tiny_sweep))
+    assert watcher.poll()
+    assert not watcher.poll()  # nothing new
+    for name, summary in watcher.members.items():
+        rows = Run(tiny_sweep / "members" / name).read_metrics()
+        assert summary.epoch == TINY_BASE.epochs and summary.status == "done"
+        assert summary.test_loss == rows[-1]["test_loss"]
+        first = next((r["epoch"] for r in rows if r["train_acc"] >= 0.99), None)
+        assert summary.memorised_at == first
+        assert summary.outcome.final
+
+
+def test_a_hostile_sweep_json_is_one_line(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for text, needle in [
+        ("{", "is not valid JSON"),
+        ('{"kind": "grok-tui-sweep", "format": 9}', "format 9"),
+        (
+            json.dumps(
+                {
+                    "kind": "grok-tui-sweep",
+                    "format": 1,
+                    "base": {},
+                    "axes": {},
+                    "members": [{"name": "../../etc", "values": {}}],
+                }
+            ),
+            "is not a plain directory name",
+        ),
+    ]:
+        (bad / "sweep.json").write_text(text)
+        with pytest.raises(SweepError, match=r"sweep\.json") as info:
+            Sweep.open(bad)
+        assert needle in str(info.value) and "\n" not in str(info.value)
+        assert main(["sweep", "--resume", str(bad), "--headless"]) == 2
+        assert needle in capsys.readouterr().err
+
+
+def test_member_names_come_from_the_axes() -> None:
+    assert member_name({"weight_decay": 0.3, "frac_train": 0.25, "lr": 1e-3, "seed": 2}) == (
+        "wd0.3_frac0.25_lr0.001_s2"
+    )
+    assert member_name({}) == "member"
+    with pytest.raises(ConfigError, match="cannot be a sweep axis"):
+        SweepSpec(TINY_BASE, {"checkpoint_every": [1, 2]}).validated()

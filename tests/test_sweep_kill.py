@@ -1,0 +1,100 @@
+"""Real processes: a sweep killed with SIGKILL resumes with `--resume`, losing nothing."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from grok_tui.engine.runs import Run
+from grok_tui.engine.sweep import Sweep
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 1200
+ARGS = ["sweep", "--headless", "--p", "13", "--frac-train", "0.5", "--epochs", str(EPOCHS),
+        "--checkpoint-every", "25", "--weight-decay", "1,2", "--seeds", "2",
+        "--disk-budget", "100MB"]  # fmt: skip
+
+
+def start(*argv: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "grok_tui", *argv],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def checkpoint_count(sweep_dir: Path) -> int:
+    return len(list(sweep_dir.glob("members/*/checkpoints/*.safetensors")))
+
+
+def wait_for(sweep_dir: Path, count: int, proc: subprocess.Popen) -> None:
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if checkpoint_count(sweep_dir) >= count:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"sweep exited early: {proc.stderr.read()}")
+        time.sleep(0.02)
+    pytest.fail("no checkpoints appeared")
+
+
+def snapshot(sweep: Sweep) -> dict[str, tuple[list[int], bytes, int]]:
+    """Per member: checkpoint epochs, metrics bytes, epoch of the resume state."""
+    out = {}
+    for name, run in sweep.runs().items():
+        state = run.load_resume()
+        epoch = state["epoch"] if state else 0
+        out[name] = (run.checkpoint_epochs(), run.metrics_path.read_bytes(), epoch)
+    return out
+
+
+def test_sigkill_mid_sweep_then_resume(tmp_path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    rng = random.Random(7)
+    proc = start(*ARGS, "--sweep-dir", str(sweep_dir), cwd=tmp_path)
+    for kill in range(3):
+        wait_for(sweep_dir, checkpoint_count(sweep_dir) + 4 if kill else 8, proc)
+        time.sleep(rng.uniform(0.0, 0.3))  # mid-step, mid-write, mid-checkpoint
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        sweep = Sweep.open(sweep_dir)
+        before = snapshot(sweep)
+        for name, (ckpts, _, resume_epoch) in before.items():
+            run = sweep.member_run(name)
+            rows = [int(r["epoch"]) for r in Run.open(run.path).read_metrics()]
+            assert rows == list(range(len(rows))), f"{name}: a hole or a repeat"
+            assert resume_epoch in ckpts or resume_epoch == 0
+            run.load_checkpoint(ckpts[-1])  # never a torn checkpoint
+        proc = start("sweep", "--resume", str(sweep_dir), "--headless", cwd=tmp_path)
+        # Wait until the resumed process has written past every member's resume point.
+        time.sleep(0.5)
+        after = snapshot(Sweep.open(sweep_dir))
+        for name, (ckpts, metrics, resume_epoch) in before.items():
+            # Nothing before the last checkpoint is lost: every checkpoint up to the resume
+            # point is still there, and the metrics rows before it are kept byte for byte.
+            assert [e for e in ckpts if e <= resume_epoch] == [
+                e for e in after[name][0] if e <= resume_epoch
+            ]
+            keep = b"".join(
+                line + b"\n"
+                for line in metrics.split(b"\n")
+                if line and int(line.split(b",")[0].split(b":")[1]) < resume_epoch
+            )
+            assert after[name][1].startswith(keep)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()
+    sweep = Sweep.open(sweep_dir)
+    for name, run in sweep.runs().items():
+        assert run.meta().status == "done", name
+        rows = [int(r["epoch"]) for r in run.read_metrics()]
+        assert rows == list(range(EPOCHS + 1)), name
+        assert run.checkpoint_epochs()[-1] == EPOCHS
+        assert not run.lock_path.exists()
