@@ -236,6 +236,8 @@ class _PerExample(torch.autograd.Function):
         d_mlp = rows.shape[2] - w_l.shape[2]
         grad_logits = grad_logits.contiguous()
         post = bag[:, :d_mlp]
+        # The bag's gradient, written in place: the ReLU'd W_L gradient, then the logits'.
+        grad_bag = grad_logits.new_empty(plan.batch, rows.shape[2])
         grad_post = grad_logits.new_empty(plan.batch, d_mlp)
         grad_w_l = torch.empty_like(w_l) if ctx.needs_input_grad[2] else None
         for seg in plan.segments:
@@ -244,8 +246,10 @@ class _PerExample(torch.autograd.Function):
             torch.bmm(g, w_l[m0:m1].transpose(1, 2), out=blocks(grad_post, seg))
             if grad_w_l is not None:
                 torch.bmm(blocks(post, seg).transpose(1, 2), g, out=grad_w_l[m0:m1])
-        grad_pre = torch.ops.aten.threshold_backward(grad_post, post, 0.0)
-        grad_bag = torch.cat([grad_pre, grad_logits], dim=1)  # (B, k)
+        torch.ops.aten.threshold_backward.grad_input(
+            grad_post, post, 0.0, grad_input=grad_bag[:, :d_mlp]
+        )
+        grad_bag[:, d_mlp:] = grad_logits
         grad_weights = grad_rows = None
         flat_rows = rows.reshape(-1, rows.shape[2])
         if ctx.needs_input_grad[0]:

@@ -12,7 +12,10 @@ is bit-for-bit the one `torch.optim.AdamW` makes for a single run with its setti
 its own step count (bias correction) and its own warm-up.
 
 Row e of a member's metrics and its weights W_e: `measure()` evaluates the current weights
-(train loss with a graph, test metrics without), `step()` then makes optimiser step e.
+(train and test metrics, and the train loss's gradient), `step()` then makes optimiser step
+e. Members are processed in chunks (`default_chunk_size`): all at once on a GPU, where
+batching pays; a cache's worth at a time on a CPU, where each member's epoch is bound by its
+own arithmetic and memory traffic and a larger batch only spills the caches.
 """
 
 from __future__ import annotations
@@ -86,11 +89,37 @@ def member_split(cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(train), torch.tensor(test)
 
 
+def default_chunk_size(cfg: RunConfig, device: torch.device) -> int:
+    """Members per forward/backward pass: all of them on a GPU; one on a CPU.
+
+    On a CPU each member's epoch is bound by its own arithmetic and memory traffic, and
+    larger chunks only spill the caches (measured: bench/RESULTS.md); a chunk of one also
+    makes every member reproduce its single run bit for bit.
+    """
+    return 1 if device.type == "cpu" else 1 << 30
+
+
+@dataclass
+class _Chunk:
+    """Members start..end-1 and their inputs, concatenated member after member."""
+
+    start: int
+    end: int
+    train_plan: InputPlan
+    train_labels: torch.Tensor
+    test_plan: InputPlan
+    test_labels: torch.Tensor
+
+
 class Stepper:
     """M members of one shape: their weights, AdamW state, data, and one step of all."""
 
     def __init__(
-        self, cfgs: Sequence[RunConfig], device: str, states: Sequence[MemberState]
+        self,
+        cfgs: Sequence[RunConfig],
+        device: str,
+        states: Sequence[MemberState],
+        chunk_size: int = 0,
     ) -> None:
         if not cfgs or len(cfgs) != len(states):
             raise ValueError("a stepper needs one state per config, and at least one")
@@ -115,7 +144,8 @@ class Stepper:
             else:
                 avg.append(self.layout.join(state.exp_avg))
                 avg_sq.append(self.layout.join(state.exp_avg_sq))
-        self.flat = torch.stack(rows).to(self.device).requires_grad_(True)
+        self.flat = torch.stack(rows).to(self.device)
+        self.grads: list[torch.Tensor] = []  # each member's gradient row, set by measure()
         self.exp_avg = torch.stack(avg).to(self.device)
         self.exp_avg_sq = torch.stack(avg_sq).to(self.device)
         self.buffers = {s: torch.stack(b).to(self.device) for s, b in buffers.items()}
@@ -124,6 +154,7 @@ class Stepper:
         self.steps = [
             torch.tensor(float(s.epoch), dtype=torch.float32, device=step_device) for s in states
         ]
+        self.chunk_size = chunk_size or default_chunk_size(cfgs[0], self.device)
         self._build_data()
 
     @property
@@ -132,18 +163,21 @@ class Stepper:
 
     # -- data ----------------------------------------------------------------------------------
     def _build_data(self) -> None:
-        """Each member's train and test inputs, concatenated member after member."""
+        """Each chunk's train and test inputs, concatenated member after member."""
         p, h = self.cfgs[0].p, self.cfgs[0].n_heads
         splits: dict[tuple[float, int], tuple[torch.Tensor, torch.Tensor]] = {}
-        train, test = [], []
         for cfg in self.cfgs:
             key = (cfg.frac_train, cfg.data_seed)
             if key not in splits:
                 splits[key] = member_split(cfg)
-            train.append(splits[key][0])
-            test.append(splits[key][1])
-        self.train_plan, self.train_labels = self._plan(train, p, h)
-        self.test_plan, self.test_labels = self._plan(test, p, h)
+        self.chunks = []
+        for start in range(0, self.n_members, self.chunk_size):
+            end = min(start + self.chunk_size, self.n_members)
+            cfgs = self.cfgs[start:end]
+            keys = [(c.frac_train, c.data_seed) for c in cfgs]
+            train = self._plan([splits[k][0] for k in keys], p, h)
+            test = self._plan([splits[k][1] for k in keys], p, h)
+            self.chunks.append(_Chunk(start, end, *train, *test))
 
     def _plan(self, idx: list[torch.Tensor], p: int, h: int) -> tuple[InputPlan, torch.Tensor]:
         flat = torch.cat(idx).to(self.device)
@@ -151,34 +185,46 @@ class Stepper:
         return InputPlan(x, y, p, h, counts=[len(i) for i in idx]), (x + y) % p
 
     # -- the step ------------------------------------------------------------------------------
-    def weights(self) -> dict[str, torch.Tensor]:
-        """Every weight under its short name, (M, *shape); trained ones are views of `flat`."""
-        return {**self.layout.split(self.flat), **self.buffers}
+    def weights(self, rows: torch.Tensor, start: int = 0) -> dict[str, torch.Tensor]:
+        """Every weight under its short name, (members, *shape), for the members whose rows
+        these are (from `start`); trained ones are views of `rows`."""
+        end = start + rows.shape[0]
+        return {**self.layout.split(rows), **{s: b[start:end] for s, b in self.buffers.items()}}
 
-    def measure(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sum of the members' train losses, with a graph; metrics (M, 4) without): train
-        loss, test loss, train accuracy, test accuracy of each member's current weights."""
-        tables = member_tables(self.weights(), self.cfgs[0].p)
-        train_logits = last_logits(tables, self.train_plan)
-        segments = self.train_plan.segments
-        train_loss, train_acc = member_loss_and_accuracy(train_logits, self.train_labels, segments)
-        with torch.no_grad():
-            test_logits = last_logits(tables, self.test_plan)
-            test_loss, test_acc = member_loss_and_accuracy(
-                test_logits, self.test_labels, self.test_plan.segments
-            )
-            metrics = torch.stack([train_loss.detach(), test_loss, train_acc, test_acc], dim=1)
-        return train_loss.sum(), metrics
+    def measure(self) -> torch.Tensor:
+        """Metrics (M, 4) of each member's current weights W_e: train loss, test loss, train
+        accuracy, test accuracy; and, kept for `step`, the gradient of each train loss.
+
+        Chunk by chunk: a chunk's forward and backward run before the next chunk's, so its
+        activations are freed (and, on a CPU, stay in cache) before the next one starts.
+        """
+        p = self.cfgs[0].p
+        out, grads = [], []
+        for ch in self.chunks:
+            leaf = self.flat[ch.start : ch.end].detach().requires_grad_(True)
+            tables = member_tables(self.weights(leaf, ch.start), p)
+            segments = ch.train_plan.segments
+            logits = last_logits(tables, ch.train_plan)
+            train_loss, train_acc = member_loss_and_accuracy(logits, ch.train_labels, segments)
+            with torch.no_grad():
+                test_loss, test_acc = member_loss_and_accuracy(
+                    last_logits(tables, ch.test_plan), ch.test_labels, ch.test_plan.segments
+                )
+            out.append(torch.stack([train_loss.detach(), test_loss, train_acc, test_acc], dim=1))
+            train_loss.sum().backward()
+            grads.extend(leaf.grad.unbind(0))
+        self.grads = grads
+        return out[0] if len(out) == 1 else torch.cat(out)
 
     def lrs(self) -> list[float]:
         """The learning rate of each member's next step (its warm-up at its own epoch)."""
         return [lr_at(cfg, e) for cfg, e in zip(self.cfgs, self.epochs, strict=True)]
 
-    def step(self, loss: torch.Tensor) -> None:
-        """Backward through `loss` and one AdamW step of every member; epochs advance."""
-        self.flat.grad = None
-        loss.backward()
-        grad = self.flat.grad
+    def step(self) -> None:
+        """One AdamW step of every member along the gradients `measure` kept; epochs advance."""
+        if len(self.grads) != self.n_members:
+            raise RuntimeError("step() needs a measure() first")
+        grad = self.grads
         groups: dict[tuple[float, float, float, float], list[int]] = {}
         for m, (cfg, lr) in enumerate(zip(self.cfgs, self.lrs(), strict=True)):
             groups.setdefault((lr, cfg.weight_decay, cfg.beta1, cfg.beta2), []).append(m)
@@ -200,7 +246,7 @@ class Stepper:
                     eps=ADAM_EPS,
                     maximize=False,
                 )
-        self.flat.grad = None
+        self.grads = []
         self.epochs = [e + 1 for e in self.epochs]
 
     # -- members in and out ----------------------------------------------------------------------
@@ -208,7 +254,7 @@ class Stepper:
         """CPU copies of some members' weights and AdamW moments (one transfer for all)."""
         index = torch.tensor(list(members), device=self.device)
         with torch.no_grad():
-            rows = self.flat.detach().index_select(0, index).cpu()
+            rows = self.flat.index_select(0, index).cpu()
             avg = self.exp_avg.index_select(0, index).cpu()
             avg_sq = self.exp_avg_sq.index_select(0, index).cpu()
             buffers = {s: b.index_select(0, index).cpu() for s, b in self.buffers.items()}
@@ -231,11 +277,12 @@ class Stepper:
             return
         index = torch.tensor(members, device=self.device)
         with torch.no_grad():
-            self.flat = self.flat.detach().index_select(0, index).requires_grad_(True)
+            self.flat = self.flat.index_select(0, index)
             self.exp_avg = self.exp_avg.index_select(0, index)
             self.exp_avg_sq = self.exp_avg_sq.index_select(0, index)
             self.buffers = {s: b.index_select(0, index) for s, b in self.buffers.items()}
         self.cfgs = [self.cfgs[m] for m in members]
         self.epochs = [self.epochs[m] for m in members]
         self.steps = [self.steps[m] for m in members]
+        self.grads = []
         self._build_data()

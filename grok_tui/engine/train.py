@@ -289,7 +289,7 @@ class GroupTrainer:
                         segment_start = time.perf_counter()
                         self._rate = (segment_start, self._steps)
 
-                loss, metrics = self.stepper.measure()
+                metrics = self.stepper.measure()
                 now = time.perf_counter()
                 for i in self.members:
                     self.wall[i] += now - segment_start
@@ -336,7 +336,7 @@ class GroupTrainer:
                     self.members = []
                     break
 
-                self.stepper.step(loss)
+                self.stepper.step()
                 self._steps += 1
                 for i in self.members:
                     self.epochs[i] += 1
