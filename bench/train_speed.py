@@ -76,6 +76,54 @@ class FastLoop:
         metrics.tolist()  # what a flush costs when it happens every epoch
 
 
+class GemmFloor:
+    """The float32 GEMMs no exact rewrite removes from an epoch, alone: the logits of all
+    p^2 inputs (post @ W_L), and on the train set the gradients grad_post = g @ W_L^T and
+    grad_W_L = post^T @ g. Each with the fastest kernel this process has (torch.matmul,
+    or oneDNN's linear where torch ships it), picked per GEMM during warm-up."""
+
+    def __init__(self, cfg: RunConfig, device: str) -> None:
+        n_all, n_train = cfg.p**2, cfg.n_train
+        g = torch.Generator().manual_seed(0)
+
+        def rand(*shape: int) -> torch.Tensor:
+            return torch.randn(*shape, generator=g).to(device)
+
+        post_all, w_l = rand(n_all, cfg.d_mlp).relu_(), rand(cfg.d_mlp, cfg.d_vocab)
+        post, grad = post_all[:n_train].contiguous(), rand(n_train, cfg.d_vocab)
+        w_l_t = w_l.T.contiguous()
+        lin = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+
+        def with_onednn(plain, x: torch.Tensor, w: torch.Tensor) -> list:
+            """torch's kernel, and oneDNN's linear x @ w^T when torch ships it."""
+            if lin is None or device != "cpu":
+                return [plain]
+            return [plain, lambda: lin(x, w, None, "none", [], "")]
+
+        post_t = post.T.contiguous()
+        candidates = [
+            with_onednn(lambda: post_all @ w_l, post_all, w_l_t),
+            with_onednn(lambda: grad @ w_l.T, grad, w_l),
+            with_onednn(lambda: post.T @ grad, post_t, grad.T.contiguous()),
+        ]
+        self.gemms = [min(c, key=lambda f: best_of(f, device)) for c in candidates]
+
+    def epoch(self) -> None:
+        for f in self.gemms:
+            f()
+
+
+def best_of(f, device: str, n: int = 5) -> float:
+    times = []
+    for _ in range(n):
+        sync(device)
+        start = time.perf_counter()
+        f()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def time_epochs(loop, n: int, device: str) -> float:
     sync(device)
     start = time.perf_counter()
@@ -108,13 +156,17 @@ def main() -> int:
     cfg = RunConfig()
     with tempfile.TemporaryDirectory() as tmp:
         ref, fast = ReferenceLoop(cfg, device), FastLoop(cfg, device, Path(tmp))
+        floor = GemmFloor(cfg, device)
         time_epochs(ref, 3, device)  # warm-up
         time_epochs(fast, 10, device)
-        ref_ms, fast_ms = [], []
+        time_epochs(floor, 10, device)
+        ref_ms, fast_ms, floor_ms = [], [], []
         for _ in range(args.blocks):
             ref_ms.append(1e3 * time_epochs(ref, args.ref_epochs, device))
             fast_ms.append(1e3 * time_epochs(fast, args.fast_epochs, device))
+            floor_ms.append(1e3 * time_epochs(floor, args.fast_epochs, device))
         ratios = [r / f for r, f in zip(ref_ms, fast_ms, strict=True)]
+        fractions = [g / f for g, f in zip(floor_ms, fast_ms, strict=True)]
         full = full_run_rate(cfg, device, Path(tmp), args.full_epochs)
 
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
@@ -127,6 +179,12 @@ def main() -> int:
     print(
         f"speed-up:       {statistics.median(ratios):8.2f}x (median of per-block ratios; "
         f"min {min(ratios):.2f}x, max {max(ratios):.2f}x)"
+    )
+    print(f"GEMM floor:     {statistics.median(floor_ms):8.2f} ms/epoch  (blocks: "
+          + ", ".join(f"{x:.1f}" for x in floor_ms) + ")")  # fmt: skip
+    print(
+        f"fast loop at {statistics.median(fractions):.0%} of the GEMM floor's speed "
+        f"(median of per-block floor / fast; min {min(fractions):.0%}, max {max(fractions):.0%})"
     )
     print(
         f"Trainer.train() with I/O: {full:.1f} epochs/s = {1e3 / full:.2f} ms/epoch "

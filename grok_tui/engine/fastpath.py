@@ -20,7 +20,7 @@ The same index picks an example's scores and its value rows, and an example's 3h
 are ascending, which is what the sparse CSR kernels of the backward need.
 
 Shapes: M members, B examples in all (each belongs to one member; a member's examples are
-contiguous, members in order), k = d_mlp + d_vocab table columns.
+contiguous, members in order).
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ class Tables:
     """Per-token tables of every member (see `member_tables`)."""
 
     scores: torch.Tensor  # (M, h, 2p + 1) attention score of each key, per head
-    rows: torch.Tensor  # (M, R, d_mlp + d_vocab) each key's value as read by W_in | W_U, + consts
+    to_mlp: torch.Tensor  # (M, R, d_mlp) each key's value as read by W_in, plus constants
+    to_logits: torch.Tensor  # (M, R, d_vocab) each key's value as read by W_U, plus constants
     w_l: torch.Tensor  # (M, d_mlp, d_vocab) W_out @ W_U, the neuron-logit map
-    d_mlp: int
 
 
 @dataclass
@@ -64,7 +64,6 @@ def member_tables(w: Mapping[str, torch.Tensor], p: int) -> Tables:
     """Tables of M members from weights under short names with a leading member axis."""
     w_e, w_pos = w["W_E"], w["W_pos"]  # (M, v, d), (M, 3, d)
     n_members, n_heads, _, d_head = w["W_Q"].shape
-    d_mlp = w["W_in"].shape[2]
     eq = w_e[:, p] + w_pos[:, 2]  # (M, d): the residual stream at `=` before attention
     # Residual stream of every key: x at position 0, y at position 1, then `=` at 2.
     resid = torch.cat([w_e[:, :p] + w_pos[:, 0:1], w_e[:, :p] + w_pos[:, 1:2], eq[:, None]], 1)
@@ -76,17 +75,18 @@ def member_tables(w: Mapping[str, torch.Tensor], p: int) -> Tables:
     scores = (torch.bmm(qk, resid.transpose(1, 2)) + q_bk[..., None]) / math.sqrt(d_head)
 
     # What each head writes if it attends to a key, pushed on through W_in and W_U.
-    w_read = torch.cat([w["W_in"], w["W_U"]], dim=2)  # (M, d, k)
-    ov_read = torch.einsum("mhed,mdk->mhek", w["W_O"], w_read)  # (M, h, e, k)
     v = torch.matmul(resid[:, None], w["W_V"]) + w["b_V"][:, :, None]  # (M, h, 2p+1, e)
-    rows = torch.matmul(v, ov_read).reshape(n_members, -1, w_read.shape[2])  # (M, R, k)
-    # Input-independent terms: `=`'s own residual stream, b_O and the read biases. Each
-    # head's pattern sums to 1, so adding const / h to every row adds const once.
+    eq_resid = eq + w["b_O"]  # `=`'s own residual stream after attention, less its output
     direct_bias = torch.einsum("md,mdv->mv", w["b_out"], w["W_U"]) + w["b_U"]
-    const = torch.einsum("md,mdk->mk", eq + w["b_O"], w_read)
-    const = const + torch.cat([w["b_in"], direct_bias], dim=1)
-    rows = rows + const[:, None] / n_heads
-    return Tables(scores=scores, rows=rows, w_l=torch.bmm(w["W_out"], w["W_U"]), d_mlp=d_mlp)
+    tables = []
+    for w_read, bias in ((w["W_in"], w["b_in"]), (w["W_U"], direct_bias)):
+        ov_read = torch.einsum("mhed,mdk->mhek", w["W_O"], w_read)  # (M, h, e, k)
+        rows = torch.matmul(v, ov_read).reshape(n_members, -1, w_read.shape[2])  # (M, R, k)
+        # Input-independent terms: `=`'s own residual stream, b_O and the read bias. Each
+        # head's pattern sums to 1, so adding const / h to every row adds const once.
+        const = torch.einsum("md,mdk->mk", eq_resid, w_read) + bias
+        tables.append(rows + const[:, None] / n_heads)
+    return Tables(scores, tables[0], tables[1], torch.bmm(w["W_out"], w["W_U"]))
 
 
 class InputPlan:
@@ -178,13 +178,30 @@ def blocks(t: torch.Tensor, seg: Segment) -> torch.Tensor:
 def attention_pattern(tables: Tables, plan: InputPlan) -> torch.Tensor:
     """Softmax over the three keys per head: (B, h, 3)."""
     scores = tables.scores.reshape(-1)[plan.idx].view(plan.batch, plan.n_heads, 3)
-    return scores.softmax(dim=2)
+    return _SoftmaxLast.apply(scores)
+
+
+class _SoftmaxLast(torch.autograd.Function):
+    """Softmax over a short last axis. torch's kernel vectorises along that axis, which
+    here has 3 entries: measured 4x slower than these few whole-tensor ops."""
+
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        e = (scores - scores.amax(-1, keepdim=True)).exp_()
+        pattern = e.div_(e.sum(-1, keepdim=True))
+        ctx.save_for_backward(pattern)
+        return pattern
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (pattern,) = ctx.saved_tensors
+        return pattern * (grad - (grad * pattern).sum(-1, keepdim=True))
 
 
 def last_logits(tables: Tables, plan: InputPlan) -> torch.Tensor:
     """Logits at the last position, (B, d_vocab); differentiable in the tables."""
-    pattern = attention_pattern(tables, plan)
-    return _PerExample.apply(pattern.view(plan.batch, -1), tables.rows, tables.w_l, plan)
+    pattern = attention_pattern(tables, plan).view(plan.batch, -1)
+    return _PerExample.apply(pattern, tables.to_mlp, tables.to_logits, tables.w_l, plan)
 
 
 def last_position(tables: Tables, plan: InputPlan) -> LastPosition:
@@ -192,71 +209,110 @@ def last_position(tables: Tables, plan: InputPlan) -> LastPosition:
     with torch.no_grad():
         pattern = attention_pattern(tables, plan)
         flat = pattern.view(plan.batch, -1)
-        bag, post, logits = _forward(flat, tables.rows, tables.w_l, plan, in_place=False)
-        pre = bag[:, : tables.d_mlp]
+        pre = _bag(flat, tables.to_mlp, plan)
+        post = torch.relu(pre)
+        logits = _logits(post, _bag(flat, tables.to_logits, plan), tables.w_l, plan)
         return LastPosition(pattern=pattern, pre=pre, post=post, logits=logits)
 
 
-def _forward(
-    weights: torch.Tensor, rows: torch.Tensor, w_l: torch.Tensor, plan: InputPlan, in_place: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(bag, post, logits): bag = S @ rows; post its ReLU'd first d_mlp columns, in place
-    (a view of bag) if asked."""
-    d_mlp = rows.shape[2] - w_l.shape[2]
-    flat_rows = rows.reshape(-1, rows.shape[2])
-    bag = F.embedding_bag(plan.idx, flat_rows, per_sample_weights=weights, mode="sum")
-    post = bag[:, :d_mlp].relu_() if in_place else torch.relu(bag[:, :d_mlp])
-    direct = bag[:, d_mlp:]
-    logits = bag.new_empty(plan.batch, w_l.shape[2])
-    # logits = (resid_mid + post @ W_out + b_out) @ W_U + b_U, with W_out @ W_U folded.
+def _bag(weights: torch.Tensor, table: torch.Tensor, plan: InputPlan) -> torch.Tensor:
+    """S @ table: each example's 3h rows of its member's table, weighted by its pattern."""
+    flat = table.reshape(-1, table.shape[2])
+    return F.embedding_bag(plan.idx, flat, per_sample_weights=weights, mode="sum")
+
+
+# torch's float32 GEMM on x86 CPUs is MKL's, which on AMD processors runs a generic path
+# at under half the speed of oneDNN's (measured 35-50 against 80-110 GFLOP/s per core on
+# the development machine's AMD EPYC; bench/RESULTS.md). oneDNN's linear, which torch ships
+# for its compiler, takes the two GEMMs of every example; it computes in float32 (tested
+# against float64 in tests/test_model.py). Elsewhere (GPU, no oneDNN) torch's bmm does.
+_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+_USE_ONEDNN = _LINEAR is not None and torch.backends.mkldnn.is_available()
+
+
+def _onednn(t: torch.Tensor) -> bool:
+    return _USE_ONEDNN and t.device.type == "cpu" and t.dtype == torch.float32
+
+
+def _member_rows(plan: InputPlan) -> list[tuple[int, int, int]]:
+    """(member, first row, end row) of each member's examples."""
+    out, row = [], 0
+    for m, n in enumerate(plan.counts):
+        out.append((m, row, row + n))
+        row += n
+    return out
+
+
+def _logits(post: torch.Tensor, direct: torch.Tensor, w_l: torch.Tensor, plan: InputPlan):
+    """direct + post @ W_L per member: (resid_mid + post @ W_out + b_out) @ W_U + b_U with
+    W_out @ W_U folded into W_L."""
+    if _onednn(post):
+        parts = [
+            _LINEAR.binary(post[a:b], direct[a:b], w_l[m].T.contiguous(), None, "add")
+            for m, a, b in _member_rows(plan)
+        ]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+    logits = post.new_empty(plan.batch, w_l.shape[2])
     for seg in plan.segments:
         m0, m1 = seg[0], seg[1]
         torch.baddbmm(blocks(direct, seg), blocks(post, seg), w_l[m0:m1], out=blocks(logits, seg))
-    return bag, post, logits
+    return logits
+
+
+def _grad_post(grad_logits: torch.Tensor, w_l: torch.Tensor, plan: InputPlan) -> torch.Tensor:
+    """grad_logits @ W_L^T per member."""
+    if _onednn(grad_logits):
+        parts = [
+            _LINEAR(grad_logits[a:b], w_l[m], None, "none", [], "")
+            for m, a, b in _member_rows(plan)
+        ]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+    out = grad_logits.new_empty(plan.batch, w_l.shape[1])
+    for seg in plan.segments:
+        m0, m1 = seg[0], seg[1]
+        torch.bmm(blocks(grad_logits, seg), w_l[m0:m1].transpose(1, 2), out=blocks(out, seg))
+    return out
 
 
 class _PerExample(torch.autograd.Function):
-    """Per-example work: the embedding bag, ReLU, and the batched W_L GEMM, in one node.
+    """Per-example work: two embedding bags, the ReLU and the W_L GEMM, in one node.
 
-    One node rather than a chain of autograd ops: the backward reuses the forward's buffer
-    (the ReLU is applied in place), and every member's GEMM is a block of one batched call.
+    One node rather than a chain of autograd ops: the ReLU is applied in place to the bag's
+    output, which the backward reads as its own mask.
     """
 
     @staticmethod
-    def forward(ctx, weights: torch.Tensor, rows: torch.Tensor, w_l: torch.Tensor, plan: InputPlan):  # type: ignore[override]
-        bag, _, logits = _forward(weights, rows, w_l, plan, in_place=True)
-        ctx.save_for_backward(weights, rows, w_l, bag)
+    def forward(ctx, weights, to_mlp, to_logits, w_l, plan: InputPlan):  # type: ignore[override]
+        post = _bag(weights, to_mlp, plan).relu_()
+        logits = _logits(post, _bag(weights, to_logits, plan), w_l, plan)
+        ctx.save_for_backward(weights, to_mlp, to_logits, w_l, post)
         ctx.plan = plan
         return logits
 
     @staticmethod
     def backward(ctx, grad_logits: torch.Tensor):  # type: ignore[override]
-        weights, rows, w_l, bag = ctx.saved_tensors
+        weights, to_mlp, to_logits, w_l, post = ctx.saved_tensors
         plan: InputPlan = ctx.plan
-        d_mlp = rows.shape[2] - w_l.shape[2]
         grad_logits = grad_logits.contiguous()
-        post = bag[:, :d_mlp]
-        # The bag's gradient, written in place: the ReLU'd W_L gradient, then the logits'.
-        grad_bag = grad_logits.new_empty(plan.batch, rows.shape[2])
-        grad_post = grad_logits.new_empty(plan.batch, d_mlp)
-        grad_w_l = torch.empty_like(w_l) if ctx.needs_input_grad[2] else None
-        for seg in plan.segments:
-            m0, m1 = seg[0], seg[1]
-            g = blocks(grad_logits, seg)
-            torch.bmm(g, w_l[m0:m1].transpose(1, 2), out=blocks(grad_post, seg))
-            if grad_w_l is not None:
+        grad_pre = torch.ops.aten.threshold_backward(_grad_post(grad_logits, w_l, plan), post, 0.0)
+        grad_w_l = None
+        if ctx.needs_input_grad[3]:
+            grad_w_l = torch.empty_like(w_l)
+            for seg in plan.segments:
+                m0, m1 = seg[0], seg[1]
+                g = blocks(grad_logits, seg)
                 torch.bmm(blocks(post, seg).transpose(1, 2), g, out=grad_w_l[m0:m1])
-        torch.ops.aten.threshold_backward.grad_input(
-            grad_post, post, 0.0, grad_input=grad_bag[:, :d_mlp]
-        )
-        grad_bag[:, d_mlp:] = grad_logits
-        grad_weights = grad_rows = None
-        flat_rows = rows.reshape(-1, rows.shape[2])
+        grads = [grad_pre, grad_logits]
+        grad_weights = None
         if ctx.needs_input_grad[0]:
-            sampled = torch.sparse.sampled_addmm(
-                plan.structure(grad_bag.dtype), grad_bag, flat_rows.T, beta=0.0
+            structure = plan.structure(grad_logits.dtype)
+            grad_weights = sum(
+                torch.sparse.sampled_addmm(structure, g, t.reshape(-1, t.shape[2]).T, beta=0.0)
+                .values()
+                .view_as(weights)
+                for g, t in zip(grads, (to_mlp, to_logits), strict=True)
             )
-            grad_weights = sampled.values().view_as(weights)
-        if ctx.needs_input_grad[1]:
-            grad_rows = (plan.transposed(weights.flatten()) @ grad_bag).view_as(rows)
-        return grad_weights, grad_rows, grad_w_l, None
+        s_t = plan.transposed(weights.flatten())
+        grad_to_mlp = (s_t @ grad_pre).view_as(to_mlp) if ctx.needs_input_grad[1] else None
+        grad_to_logits = (s_t @ grad_logits).view_as(to_logits) if ctx.needs_input_grad[2] else None
+        return grad_weights, grad_to_mlp, grad_to_logits, grad_w_l, None
