@@ -14,7 +14,13 @@ from grok_tui.engine.config import PRESETS, ConfigError, RunConfig, preset
 from grok_tui.engine.device import DeviceError, resolve_device
 from grok_tui.engine.model import WeightsError
 from grok_tui.engine.runs import Run, RunError
-from grok_tui.sweep_cli import add_sweep_parser, cmd_sweep
+from grok_tui.sweep_cli import (
+    add_compare_parser,
+    add_sweep_parser,
+    cmd_compare,
+    cmd_sweep,
+    open_sweep,
+)
 
 USER_ERRORS = (ConfigError, DeviceError, RunError, WeightsError)
 DEFAULT_RUNS_DIR = Path("runs")
@@ -87,6 +93,7 @@ def build_parser() -> Parser:
     add_device_option(ana)
 
     add_sweep_parser(sub)
+    add_compare_parser(sub)
 
     serve = sub.add_parser("serve", help="serve the viewer of a run in a browser (textual-serve)")
     serve.add_argument("run", type=Path)
@@ -139,6 +146,8 @@ def cmd_open(args: argparse.Namespace) -> int:
     if args.viewer and args.resume:
         raise UsageError("--viewer never trains: drop --resume")
     device = resolve_device(args.device)
+    if (Path(args.run) / "sweep.json").is_file():  # a sweep directory: the sweep screen
+        return open_sweep(Path(args.run), device, args.resume, args.headless)
     run = open_or_import(args.run, device)
     if args.resume:
         run.ensure_resumable()
@@ -274,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "analyze": cmd_analyze,
             "serve": cmd_serve,
             "sweep": lambda a: cmd_sweep(a, DEFAULT_RUNS_DIR),
+            "compare": cmd_compare,
         }[args.command]
         return handler(args)
     except UsageError as exc:

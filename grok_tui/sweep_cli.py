@@ -178,9 +178,45 @@ def cmd_sweep(args: argparse.Namespace, runs_root: Path) -> int:
         from grok_tui.headless_sweep import train_sweep_headless
 
         return train_sweep_headless(sweep, device)
-    from grok_tui.headless_sweep import train_sweep_headless
+    from grok_tui.ui.sweep_app import run_sweep_ui
 
-    return train_sweep_headless(sweep, device)
+    return run_sweep_ui(sweep, device, train=True)
+
+
+def open_sweep(path: Path, device: str, resume: bool, headless: bool) -> int:
+    """`grok-tui open SWEEPDIR`: the sweep screen, following it live; --resume trains it."""
+    from grok_tui.engine.sweep import Sweep
+
+    sweep = Sweep.open(path)
+    if headless:
+        from grok_tui.headless_sweep import train_sweep_headless
+
+        return train_sweep_headless(sweep, device)
+    from grok_tui.ui.sweep_app import run_sweep_ui
+
+    return run_sweep_ui(sweep, device, train=resume)
+
+
+def add_compare_parser(sub: Any) -> None:
+    compare = sub.add_parser(
+        "compare",
+        help="overlay the curves of several runs (or sweep members), aligned by epoch or grok",
+    )
+    compare.add_argument("runs", nargs="+", type=Path, help="run directories (two or more)")
+    compare.add_argument("--device", default="auto", help="for the progress measures")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from grok_tui.engine.device import resolve_device
+    from grok_tui.engine.runs import Run
+
+    if len(args.runs) < 2:
+        raise ConfigError("compare needs two or more runs")
+    runs = [Run.open(p) for p in args.runs]
+    from grok_tui.ui.compare_app import CompareApp
+
+    CompareApp(runs, resolve_device(args.device)).run()
+    return 0
 
 
 def say(text: str) -> None:

@@ -124,13 +124,20 @@ class GrokApp(App[int]):
         Binding("s", "screenshot", "Screenshot", show=False),
         Binding("question_mark", "toggle_help", "Keys"),
         Binding("q", "quit", "Quit"),
+        Binding("escape", "back", "Back to the sweep", show=False),
     ]
 
     def __init__(
-        self, run: Run, train: bool = False, device: str = "cpu", viewer: bool = False
+        self,
+        run: Run,
+        train: bool = False,
+        device: str = "cpu",
+        viewer: bool = False,
+        back: bool = False,
     ) -> None:
         super().__init__()
         self.viewer = viewer  # served to a browser: shows the run, never trains it
+        self.back = back  # opened from the sweep screen: escape returns to it
         self.run_dir = run
         self.device = device
         self.want_train = train
@@ -452,7 +459,14 @@ class GrokApp(App[int]):
             return self.training
         if action in ("measures_view", "toggle_log"):
             return self.active_pane_id() == "curves"
+        if action == "back":
+            return self.back and self.screen.maximized is None  # escape first shrinks a map
         return True
+
+    def action_back(self) -> None:
+        from grok_tui.ui.compare_app import BACK
+
+        self.exit(BACK)
 
     def action_pane_key(self, name: str, step: int) -> None:
         pane = self.active_analysis_pane()

@@ -1,0 +1,431 @@
+"""The sweep screen: the phase diagram and the member table of a sweep directory, live.
+
+`run_sweep_ui` is the loop behind `grok-tui sweep` and `grok-tui open SWEEPDIR`: a
+`SweepSession` owns the training thread (if this process trains the sweep) for the whole
+visit, and the screens come and go above it: the sweep screen; Enter on a member opens it
+in the normal panes (`GrokApp`, as a viewer: the session trains it); `c` compares the
+marked members (`CompareApp`); escape in either returns to the sweep screen.
+
+Everything on screen is read from the sweep directory (`SweepWatcher`), so a sweep that
+another process (or machine) trains looks and updates the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Static
+
+from grok_tui.engine.phase_grid import display_axes, phase_grid, pin_choices
+from grok_tui.engine.runs import RunError
+from grok_tui.engine.sweep import AXES, Sweep, fmt_value, train_sweep
+from grok_tui.engine.sweep_status import MemberSummary, SweepWatcher
+from grok_tui.engine.threads import TRAINER_NICENESS, lower_this_thread
+from grok_tui.engine.train import TrainControl
+from grok_tui.headless_sweep import OUTCOME_STYLE
+from grok_tui.ui.widgets.phase_diagram import PhaseDiagram
+
+POLL_SECONDS = 1.0
+
+
+class SweepSession:
+    """The training thread of a sweep, living across the screens of one visit."""
+
+    def __init__(self, sweep: Sweep, device: str) -> None:
+        self.sweep = sweep
+        self.device = device
+        self.control = TrainControl()
+        self.done = threading.Event()
+        self.done.set()
+        self.error = ""
+        self._thread: threading.Thread | None = None
+
+    @property
+    def training(self) -> bool:
+        return not self.done.is_set()
+
+    def start(self) -> None:
+        if self.training:
+            return
+        self.control = TrainControl()
+        self.error = ""
+        self.done.clear()
+        self._thread = threading.Thread(target=self._train, name="grok-sweep", daemon=True)
+        self._thread.start()
+
+    def _train(self) -> None:
+        lower_this_thread(TRAINER_NICENESS)
+        try:
+            train_sweep(self.sweep, self.device, None, self.control)
+        except RunError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # a bug must not leave the app waiting forever
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.done.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the trainer to save and stop, and wait for it."""
+        self.control.request_stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+# The columns that matter most first: at 80 columns the rest scroll into view.
+COLUMNS = ("", "member", "outcome", "grok@", "mem@", "epoch", "train loss", "test loss", "status")
+
+
+@dataclass
+class SweepView:
+    """What the sweep screen shows, kept while a member or a comparison is open."""
+
+    x_axis: str = ""
+    y_axis: str = ""
+    pin: int = 0  # index into pin_choices
+    sort: str = "member"
+    reverse: bool = False
+    marked: set[str] = field(default_factory=set)
+    cell: set[str] | None = None  # members of the selected diagram cell (table filter)
+    cursor_member: str = ""
+
+
+def sort_key(column: str, s: MemberSummary) -> Any:
+    """Members sort by any column; missing values (-, NaN) last."""
+    missing = (1, 0.0)
+
+    def num(x: float | int | None) -> tuple[int, float]:
+        return missing if x is None or (isinstance(x, float) and math.isnan(x)) else (0, x)
+
+    if column in AXES:
+        return (0, s.values.get(column, 0))
+    return {
+        "member": (0, s.name),
+        "status": (0, s.status),
+        "epoch": num(s.epoch),
+        "train loss": num(s.train_loss),
+        "test loss": num(s.test_loss),
+        "mem@": num(s.memorised_at),
+        "grok@": num(s.grokked_at),
+        "outcome": (0, s.outcome.label),
+    }.get(column, (0, s.name))
+
+
+def fmt_num(x: float) -> str:
+    return "-" if not math.isfinite(x) else f"{x:.1e}"
+
+
+class SweepApp(App[Any]):
+    TITLE = "grok-tui sweep"
+    CSS = """
+    Screen { layout: vertical; }
+    #sweep-status { height: 1; background: $panel; padding: 0 1; }
+    #sweep-axes { height: 1; padding: 0 1; color: $text-muted; }
+    PhaseDiagram { padding: 0 1; }
+    DataTable { height: 1fr; }
+    """
+    BINDINGS = [
+        Binding("x", "axis('x', 1)", "X axis"),
+        Binding("y", "axis('y', 1)", "Y axis"),
+        Binding("f", "pin(1)", "Slice"),
+        Binding("s", "sort(1)", "Sort"),
+        Binding("S", "reverse", "Reverse", show=False),
+        Binding("space", "mark", "Mark"),
+        Binding("c", "compare", "Compare"),
+        Binding("d", "focus_diagram", "Diagram", show=False),
+        Binding("escape", "clear_cell", "All members", show=False),
+        Binding("r", "resume", "Resume", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, session: SweepSession, view: SweepView | None = None) -> None:
+        super().__init__()
+        self.session = session
+        self.sweep = session.sweep
+        self.view = view or SweepView()
+        self.watcher = SweepWatcher(self.sweep)
+        self.meta = self.watcher.meta
+        self.axes = self.meta.axes
+        shown = display_axes(self.axes) if self.axes else []
+        if not self.view.x_axis and shown:
+            self.view.x_axis = shown[0]
+            self.view.y_axis = shown[1] if len(shown) > 1 else ""
+        self._speed = (time.perf_counter(), self._member_epochs())
+        self.member_epochs_per_s = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="sweep-status")
+        yield PhaseDiagram(id="diagram")
+        yield Static("", id="sweep-axes")
+        yield DataTable(id="members", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = f"grok-tui sweep: {self.sweep.path.name}"
+        table = self.query_one(DataTable)
+        for name in self.table_columns():
+            table.add_column(name, key=name)
+        self._install_signal_handlers()
+        self.watcher.poll()
+        self.refresh_all()
+        table.focus()
+        self.set_interval(POLL_SECONDS, self.poll)
+
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM and SIGHUP end the visit; the session's trainer saves on the way out."""
+        loop = asyncio.get_running_loop()
+        for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
+            if sig is not None:
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, lambda: self.exit(None))
+
+    # -- data --------------------------------------------------------------------------------
+    def _member_epochs(self) -> int:
+        return sum(max(s.epoch, 0) for s in self.watcher.members.values())
+
+    def poll(self) -> None:
+        if self.watcher.poll():
+            now, total = time.perf_counter(), self._member_epochs()
+            t0, e0 = self._speed
+            if now > t0 and total >= e0:
+                self.member_epochs_per_s = (total - e0) / (now - t0)
+            self._speed = (now, total)
+            self.refresh_all()
+        else:
+            self.refresh_status()
+
+    def table_columns(self) -> list[str]:
+        return [*COLUMNS, *(AXES[a] for a in self.axes)]
+
+    def state(self) -> str:
+        if self.session.training:
+            return "training"
+        if any(self.watcher.run(n).writer_alive() for n in self.watcher.members):
+            return "following"
+        counts = self.watcher.counts()
+        if counts.get("done", 0) + counts.get("failed", 0) == len(self.watcher.members):
+            return "done"
+        return "stopped (r: resume)"
+
+    # -- drawing -----------------------------------------------------------------------------
+    def refresh_all(self) -> None:
+        self.refresh_diagram()
+        self.refresh_table()
+        self.refresh_status()
+
+    def refresh_status(self) -> None:
+        counts = self.watcher.counts()
+        n = len(self.watcher.members)
+        parts = [f"{counts[k]} {k}" for k in ("done", "running", "failed") if counts.get(k)]
+        if counts.get("diverged"):
+            parts.append(f"{counts['diverged']} diverged")
+        state = self.state()
+        speed = f", {self.member_epochs_per_s:,.0f} member-epochs/s" if state != "done" else ""
+        text = Text()
+        text.append(f"{self.sweep.path.name}", style="bold")
+        text.append(f"  {n} members: {', '.join(parts) or 'none started'}{speed}  ")
+        style = {"training": "green", "following": "cyan", "done": "bold"}.get(state, "yellow")
+        text.append(state, style=style)
+        if self.session.error:
+            text.append(f"  {self.session.error}", style="red")
+        self.query_one("#sweep-status", Static).update(text)
+
+    def pins(self) -> list[dict[str, Any]]:
+        return pin_choices(self.axes, [self.view.x_axis, self.view.y_axis])
+
+    def refresh_diagram(self) -> None:
+        diagram = self.query_one(PhaseDiagram)
+        if not self.view.x_axis:
+            diagram.show(None, "a sweep of one configuration: no axes to draw")
+        else:
+            pins = self.pins()
+            pin = pins[self.view.pin % len(pins)]
+            grid = phase_grid(self.axes, self.watcher.members.values(), self.view.x_axis,
+                              self.view.y_axis or None, pin)  # fmt: skip
+            diagram.show(grid)
+        self.query_one("#sweep-axes", Static).update(self.axes_line())
+
+    def axes_line(self) -> Text:
+        v = self.view
+        pins = self.pins()
+        pin = pins[v.pin % len(pins)] if pins else {}
+        sliced = ", ".join(f"{AXES[k]}={fmt_value(x)}" for k, x in pin.items()) or "all pooled"
+        seeds = " (seeds pooled: spread of grok epochs)" if "seed" in self.axes else ""
+        cell = f"  table: {len(v.cell)} members of a cell (esc: all)" if v.cell is not None else ""
+        return (
+            f"x: {v.x_axis or '-'} [x]  y: {v.y_axis or '-'} [y]  slice: {sliced} [f]{seeds}{cell}"
+        )
+
+    def rows(self) -> list[MemberSummary]:
+        members = list(self.watcher.members.values())
+        if self.view.cell is not None:
+            members = [m for m in members if m.name in self.view.cell]
+        members.sort(key=lambda s: sort_key(self.view.sort, s), reverse=self.view.reverse)
+        return members
+
+    def refresh_table(self) -> None:
+        table = self.query_one(DataTable)
+        current = self.current_member() or self.view.cursor_member
+        table.clear()
+        for s in self.rows():
+            outcome = s.outcome
+            style = OUTCOME_STYLE.get(outcome.name, "") if outcome.final else "dim"
+            status = "diverged" if s.diverged else s.status
+            table.add_row(
+                "●" if s.name in self.view.marked else " ",
+                s.name,
+                Text(outcome.label, style=style),
+                "-" if s.grokked_at is None else f"{s.grokked_at:,}",
+                "-" if s.memorised_at is None else f"{s.memorised_at:,}",
+                f"{max(s.epoch, 0)}/{s.config.epochs}",
+                fmt_num(s.train_loss),
+                fmt_num(s.test_loss),
+                Text(status, style="red" if status in ("failed", "diverged") else ""),
+                *[fmt_value(s.values.get(a)) for a in self.axes],
+                key=s.name,
+            )
+        if current:
+            with contextlib.suppress(Exception):
+                table.move_cursor(row=table.get_row_index(current), animate=False)
+
+    def current_member(self) -> str:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return ""
+        with contextlib.suppress(Exception):
+            return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        return ""
+
+    # -- actions -----------------------------------------------------------------------------
+    def action_axis(self, which: str, step: int) -> None:
+        shown = display_axes(self.axes)
+        if len(shown) < 2 and which == "y":
+            self.notify("only one axis to show")
+            return
+        attr = f"{which}_axis"
+        other = self.view.y_axis if which == "x" else self.view.x_axis
+        choices = [a for a in shown if a != other] or shown
+        current = getattr(self.view, attr)
+        index = choices.index(current) if current in choices else -1
+        setattr(self.view, attr, choices[(index + step) % len(choices)])
+        self.view.pin = 0
+        self.view.cell = None
+        self.refresh_diagram()
+        self.refresh_table()
+
+    def action_pin(self, step: int) -> None:
+        pins = self.pins()
+        if len(pins) <= 1:
+            self.notify("every other axis is shown or pooled by seed already")
+            return
+        self.view.pin = (self.view.pin + step) % len(pins)
+        self.refresh_diagram()
+
+    def action_sort(self, step: int) -> None:
+        columns = [c for c in self.table_columns() if c]
+        names = [next((a for a, s in AXES.items() if s == c), c) for c in columns]
+        index = names.index(self.view.sort) if self.view.sort in names else 0
+        self.view.sort = names[(index + step) % len(names)]
+        self.notify(f"sorted by {columns[names.index(self.view.sort)]}", timeout=2)
+        self.refresh_table()
+
+    def action_reverse(self) -> None:
+        self.view.reverse = not self.view.reverse
+        self.refresh_table()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        label = str(event.label)
+        name = next((a for a, s in AXES.items() if s == label), label)
+        if name:
+            self.view.reverse = (not self.view.reverse) if self.view.sort == name else False
+            self.view.sort = name
+            self.refresh_table()
+
+    def action_mark(self) -> None:
+        name = self.current_member()
+        if not name:
+            return
+        self.view.marked ^= {name}
+        self.refresh_table()
+
+    def action_compare(self) -> None:
+        marked = [n for n in self.watcher.members if n in self.view.marked]
+        if len(marked) < 2:
+            self.notify("mark two or more members with space, then press c")
+            return
+        self.view.cursor_member = self.current_member()
+        self.exit(("compare", marked))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        name = str(event.row_key.value)
+        self.view.cursor_member = name
+        self.exit(("open", name))
+
+    def on_phase_diagram_cell_selected(self, message: PhaseDiagram.CellSelected) -> None:
+        cell = message.cell
+        self.view.cell = set(cell.members) if cell is not None else None
+        self.refresh_table()
+        self.query_one("#sweep-axes", Static).update(self.axes_line())
+
+    def action_focus_diagram(self) -> None:
+        self.query_one(PhaseDiagram).focus()
+
+    def action_clear_cell(self) -> None:
+        if self.view.cell is not None:
+            self.view.cell = None
+            self.refresh_table()
+            self.query_one("#sweep-axes", Static).update(self.axes_line())
+        self.query_one(DataTable).focus()
+
+    def action_resume(self) -> None:
+        state = self.state()
+        if state in ("training", "following", "done"):
+            self.notify(f"the sweep is {state}: nothing to resume")
+            return
+        self.session.start()
+        self.notify("training the unfinished members")
+        self.refresh_status()
+
+    async def action_quit(self) -> None:
+        self.exit(None)
+
+
+def run_sweep_ui(sweep: Sweep, device: str, train: bool) -> int:
+    """The sweep screen, the members and comparisons it opens, until the user quits."""
+    from grok_tui.ui.app import GrokApp
+    from grok_tui.ui.compare_app import BACK, CompareApp
+
+    session = SweepSession(sweep, device)
+    if train:
+        session.start()
+    view = SweepView()
+    try:
+        while True:
+            result = SweepApp(session, view).run()
+            if not result:
+                break
+            kind, arg = result
+            if kind == "open":
+                back = GrokApp(sweep.member_run(arg), device=device, viewer=True, back=True).run()
+            else:
+                runs = [sweep.member_run(n) for n in arg]
+                back = CompareApp(runs, device, back=True).run()
+            if back != BACK:
+                break
+    finally:
+        if session.training:
+            print("grok-tui: saving the sweep's checkpoints…", flush=True)
+        session.stop()
+    if session.error:
+        print(f"grok-tui: error: {session.error}")
+        return 2
+    return 0
