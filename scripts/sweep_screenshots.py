@@ -1,0 +1,95 @@
+"""Make the sweep screenshots in screenshots/ from a real sweep.
+
+Opens the sweep screen on a sweep directory (by default it trains one first: the quick
+preset over weight decay x train fraction, two seeds each) and saves:
+  - sweep.svg: the phase diagram and the member table;
+  - sweep-cell.svg: the diagram's cursor on a cell, the table showing that cell's members;
+  - compare.svg: `grok-tui compare` on three members, aligned by grok epoch.
+
+    .venv/bin/python scripts/sweep_screenshots.py [--sweep DIR] [--out screenshots]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from grok_tui.engine.config import preset
+from grok_tui.engine.sweep import Sweep, SweepSpec, train_sweep
+from grok_tui.engine.sweep_status import SweepWatcher
+from grok_tui.ui.compare_app import CompareApp
+from grok_tui.ui.sweep_app import SweepApp, SweepSession, SweepView
+
+SIZE = (120, 40)
+
+
+def make_sweep(path: Path) -> Sweep:
+    spec = SweepSpec(
+        preset("quick").replace(epochs=1500),
+        {"weight_decay": [0.5, 1.0, 2.0, 4.0], "frac_train": [0.3, 0.4, 0.6], "seed": [0, 1]},
+    )
+    sweep = Sweep.create(path, spec, "cpu")
+    train_sweep(sweep, "cpu")
+    return sweep
+
+
+async def shoot_sweep(sweep: Sweep, out: Path) -> None:
+    app = SweepApp(SweepSession(sweep, "cpu"), SweepView(sort="grok@"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.5)
+        app.save_screenshot(filename="sweep.svg", path=str(out))
+        await pilot.press("d", "right", "up")
+        await pilot.pause(0.3)
+        app.save_screenshot(filename="sweep-cell.svg", path=str(out))
+        await pilot.press("q")
+
+
+def pick_members(sweep: Sweep) -> list[str]:
+    """Three members that grokked at different times (earliest, middle, latest)."""
+    watcher = SweepWatcher(sweep)
+    watcher.poll()
+    grokked = sorted(
+        (s for s in watcher.members.values() if s.grokked_at is not None and s.values.get("seed", 0) == 0),
+        key=lambda s: s.grokked_at or 0,
+    )
+    if len(grokked) < 3:
+        return list(watcher.members)[:3]
+    return [grokked[0].name, grokked[len(grokked) // 2].name, grokked[-1].name]
+
+
+async def shoot_compare(sweep: Sweep, out: Path) -> None:
+    runs = [sweep.member_run(n) for n in pick_members(sweep)]
+    app = CompareApp(runs, "cpu")
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(1200):
+            await pilot.pause(0.1)
+            if not app.measuring and len(app.tables) == len(runs):
+                break
+        await pilot.press("a")
+        await pilot.pause(0.5)
+        app.save_screenshot(filename="compare.svg", path=str(out))
+        await pilot.press("q")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=Path("screenshots"))
+    parser.add_argument("--sweep", type=Path, help="an existing sweep directory")
+    args = parser.parse_args()
+    os.environ["COLORTERM"] = "truecolor"
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.sweep is not None and Sweep.is_sweep(args.sweep):
+        sweep = Sweep.open(args.sweep)
+    else:
+        sweep = make_sweep(args.sweep or Path("runs") / "screenshot-sweep")
+    asyncio.run(shoot_sweep(sweep, args.out))
+    asyncio.run(shoot_compare(sweep, args.out))
+    print(f"wrote sweep.svg, sweep-cell.svg, compare.svg to {args.out} from {sweep.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
