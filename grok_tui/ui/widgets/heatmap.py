@@ -55,6 +55,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from grok_tui.ui import colormap
+from grok_tui.ui.widgets.ticks import nice_step
 
 __all__ = [
     "Heatmap",
@@ -74,7 +75,6 @@ Pooling = Literal["maxabs", "mean"]
 
 _BLACK_KEY = {False: 0x000000, True: 16}  # cursor colours per reduced mode
 _WHITE_KEY = {False: 0xFFFFFF, True: 231}
-_NICE_STEPS = (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000)
 _STYLE_CACHE_LIMIT = 50_000
 
 
@@ -115,10 +115,15 @@ def block_pool(
         return sums / counts
 
 
-def shared_range(arrays: np.ndarray | list[np.ndarray]) -> tuple[float, float]:
+def shared_range(
+    arrays: np.ndarray | list[np.ndarray], saturate_origin: bool = False
+) -> tuple[float, float]:
     """One (min, max) colour range over several maps, so a grid of them is comparable and
-    uses the whole colour map (a grokked model's attention spans ~0.3..0.7, not 0..1)."""
-    a = np.asarray(arrays, dtype=np.float64)
+    uses the whole colour map (a grokked model's attention spans ~0.3..0.7, not 0..1).
+    `saturate_origin`: leave every map's [0, 0] out (a spectrum's constant)."""
+    a = np.array(arrays, dtype=np.float64)
+    if saturate_origin and a.ndim >= 2:
+        a[..., 0, 0] = np.nan
     finite = a[np.isfinite(a)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     return (lo, hi) if hi > lo else (0.0, 1.0)
@@ -278,11 +283,9 @@ def _luminance(rgb: np.ndarray) -> float:
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
 
-def _choose_step(n: int, px_per_unit: float, min_gap: float) -> int:
-    for step in _NICE_STEPS:
-        if step * px_per_unit >= min_gap:
-            return step
-    return max(1, n)
+def _choose_step(px_per_unit: float, min_gap: float) -> int:
+    """A round tick step (in data units) whose ticks lie at least min_gap pixels apart."""
+    return int(nice_step(min_gap / px_per_unit)) if px_per_unit > 0 else 1
 
 
 def _to_256(style: Style) -> Style:
@@ -828,7 +831,7 @@ class Heatmap(Widget):
         s = layout.scale
         assert s is not None
         h = self._data.shape[0]
-        step = _choose_step(h, s.ky / (2 * s.fy), 3)
+        step = _choose_step(s.ky / (2 * s.fy), 3)
         ticks: dict[int, str] = {}
         last_line = -10
         for t in [*range(0, h, step), h - 1]:
@@ -844,7 +847,7 @@ class Heatmap(Widget):
         w = self._data.shape[1]
         chars = [" "] * layout.dw
         label_w = len(str(w - 1))
-        step = _choose_step(w, s.kx / s.fx, label_w + 2)
+        step = _choose_step(s.kx / s.fx, label_w + 2)
         end = -2
         for t in [*range(0, w, step), w - 1]:
             label = str(t)
