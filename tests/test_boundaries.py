@@ -11,8 +11,9 @@ from __future__ import annotations
 import pkgutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 import grok_tui.engine
 

@@ -67,10 +67,10 @@ class AttentionPane(AnalysisPane):
                 yield from self._maps
             with Vertical(id="attn-side"):
                 yield Static("", id="attn-table")
-                yield self.plot("attn-qk")
+                yield self.make_plot("attn-qk")
 
     def _new_map(self, h: int) -> Heatmap:
-        return self.heatmap(title=f"head {h}", x_label="y", y_label="x")
+        return self.make_heatmap(title=f"head {h}", x_label="y", y_label="x")
 
     @property
     def maps(self) -> list[Heatmap]:

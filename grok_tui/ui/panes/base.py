@@ -260,7 +260,7 @@ class AnalysisPane(Vertical):
 
     # -- building blocks -------------------------------------------------------------------------
     @staticmethod
-    def heatmap(map_id: str | None = None, **options: Any) -> Heatmap:
+    def make_heatmap(map_id: str | None = None, **options: Any) -> Heatmap:
         """A heatmap as panes hold them: no cursor and not focusable until enlarged, so the
         arrow keys stay with the app's checkpoint timeline."""
         heatmap = Heatmap(id=map_id, show_cursor=False, **options)
@@ -268,7 +268,7 @@ class AnalysisPane(Vertical):
         return heatmap
 
     @staticmethod
-    def plot(plot_id: str | None = None) -> Plot:
+    def make_plot(plot_id: str | None = None) -> Plot:
         return Plot(id=plot_id)
 
 

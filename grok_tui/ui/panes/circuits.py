@@ -48,8 +48,8 @@ class CircuitsPane(AnalysisPane):
         yield PaneNote()
         yield Static("", id="circ-info", classes="pane-body")
         with Container(id="circ-plots", classes="pane-body"):
-            yield self.plot("circ-token")
-            yield self.plot("circ-fourier")
+            yield self.make_plot("circ-token")
+            yield self.make_plot("circ-fourier")
 
     def figure(self, which: str) -> Figure:
         """What the "token" or "fourier" plot shows."""

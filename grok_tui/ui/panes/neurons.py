@@ -116,7 +116,7 @@ class NeuronTile(Container):
 
     def __init__(self) -> None:
         super().__init__(classes="neuron-tile")
-        self.heatmap = AnalysisPane.heatmap(x_label="y", y_label="")
+        self.heatmap = AnalysisPane.make_heatmap(x_label="y", y_label="")
 
     def compose(self) -> ComposeResult:
         yield self.heatmap
@@ -176,8 +176,8 @@ class NeuronsPane(AnalysisPane):
             with Vertical(id="neurons-side"):
                 yield Static("", id="neurons-info")
                 with Horizontal(id="neurons-big"):
-                    yield self.heatmap("neuron-map", x_label="y", y_label="x")
-                    yield self.heatmap("neuron-spectrum", x_label="y", y_label="x")
+                    yield self.make_heatmap("neuron-map", x_label="y", y_label="x")
+                    yield self.make_heatmap("neuron-spectrum", x_label="y", y_label="x")
 
     # -- public views of the state -------------------------------------------------------------
     @property
