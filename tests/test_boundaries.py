@@ -44,6 +44,14 @@ def test_the_ui_contract_forbids_every_engine_module_but_the_allowed_ones() -> N
     assert {"torch", "transformer_lens"} <= forbidden
 
 
+def test_the_pane_contract_covers_every_pane() -> None:
+    panes = {
+        f"grok_tui.ui.panes.{m.name}" for m in pkgutil.iter_modules(grok_tui.ui.panes.__path__)
+    }
+    independent = set(contracts()["no pane imports another pane"]["modules"])
+    assert independent == panes - {"grok_tui.ui.panes.base"}
+
+
 def test_engine_never_imports_textual_and_defers_transformer_lens() -> None:
     modules = engine_modules()
     assert "grok_tui.engine.train" in modules

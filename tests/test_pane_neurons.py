@@ -10,10 +10,9 @@ import pytest
 from textual.widgets import Static, TabbedContent
 
 from grok_tui.engine import fourier
-from grok_tui.engine.analysis import Snapshot, clusters_from
+from grok_tui.engine.analysis import UNCLUSTERED, Snapshot, clusters_from
 from grok_tui.ui.panes.base import PaneNote
 from grok_tui.ui.panes.neurons import (
-    UNCLUSTERED,
     NeuronsPane,
     even_pooling,
     grid_shape,

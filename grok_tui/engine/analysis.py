@@ -16,7 +16,7 @@ import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -68,6 +68,7 @@ class Snapshot:
     W_L_fourier: np.ndarray  # (m, p) W_L = W_out W_U[:, :p] with classes in the Fourier basis
     logits_fourier_sq: np.ndarray  # (p, p) sum over classes of the squared fft2d of the logits
     basis_names: tuple[str, ...] = field(default=())  # names of the p Fourier components
+    UNCLUSTERED: ClassVar[int] = UNCLUSTERED  # the cluster of neurons in none (-1)
 
     # -- sizes ---------------------------------------------------------------------------------
     @property

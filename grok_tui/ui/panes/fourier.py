@@ -29,7 +29,6 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from grok_tui.ui.panes.base import AnalysisPane, PaneBody, PaneNote
-from grok_tui.ui.panes.neurons import UNCLUSTERED
 from grok_tui.ui.widgets.heatmap import Heatmap, natural_width
 from grok_tui.ui.widgets.plot import PALETTE, Figure, Plot
 
@@ -60,7 +59,7 @@ SIDE_TEXT = 26  # cells kept for the words beside a pair of maps
 def cluster_words(snap: Any) -> str:
     sizes = snap.cluster_sizes
     parts = [f"{k}: {sizes.get(k, 0)}" for k in snap.key_freqs]
-    parts.append(f"unclustered: {sizes.get(UNCLUSTERED, 0)}")
+    parts.append(f"unclustered: {sizes.get(snap.UNCLUSTERED, 0)}")
     return "neurons per cluster  " + " · ".join(parts)
 
 
@@ -274,7 +273,7 @@ class FourierPane(AnalysisPane):
         text = Text()
         text.append("rows by cluster\n", style="bold")
         for freq, first, last in snap.cluster_spans():
-            name = "unclustered" if freq == UNCLUSTERED else f"freq {freq}"
+            name = "unclustered" if freq == snap.UNCLUSTERED else f"freq {freq}"
             text.append(f"{first:>3}-{last:<3} {name} ({last - first + 1})\n")
         text.append(
             "\nColumns: Const, cos 1, sin 1, ...; cluster k writes to columns 2k-1 and 2k "

@@ -32,7 +32,6 @@ from grok_tui.ui.widgets.heatmap import Heatmap, Scale, fit_scale, heatmap_layou
 if TYPE_CHECKING:
     from grok_tui.engine.analysis import Snapshot
 
-UNCLUSTERED = -1  # the engine's marker for neurons in no cluster (Snapshot.neuron_cluster)
 TILE_CLIP = 2  # heatmap lines hidden below each tile: the axis line and the colour bar
 INFO_LINES = 5  # the selected neuron's text block
 MIN_TILE_W = 9  # room for a tile title such as "117 k14"
@@ -209,7 +208,8 @@ class NeuronsPane(AnalysisPane):
     def list_name(self) -> str:
         if self.cluster is None:
             return "all neurons"
-        return "unclustered neurons" if self.cluster == UNCLUSTERED else f"cluster {self.cluster}"
+        unclustered = self.snapshot is not None and self.cluster == self.snapshot.UNCLUSTERED
+        return "unclustered neurons" if unclustered else f"cluster {self.cluster}"
 
     def select_neuron(self, neuron: int) -> str | None:
         """Select a neuron by index (the grid pages to it if it is in the list)."""
@@ -300,7 +300,7 @@ class NeuronsPane(AnalysisPane):
         # Classes on the heatmap itself: its title style is cached until its classes change.
         for heatmap, neuron in zip(self.tiles, self.page.tolist(), strict=False):
             heatmap.set_class(neuron == self.neuron, "-selected")
-            heatmap.set_class(int(snap.neuron_cluster[neuron]) == UNCLUSTERED, "-unclustered")
+            heatmap.set_class(int(snap.neuron_cluster[neuron]) == snap.UNCLUSTERED, "-unclustered")
 
     def _draw_big(self, snap: Snapshot) -> None:
         n = self.neuron
@@ -317,7 +317,7 @@ class NeuronsPane(AnalysisPane):
         span = f"{start + 1}-{start + shown}/{len(listed)}" if len(listed) else "none now"
         order = "" if self.cluster is None else ", best first"
         room = self.query_one("#neurons-left", Vertical).size.width
-        short = {None: "all", UNCLUSTERED: "uncl."}.get(self.cluster, f"k={self.cluster}")
+        short = {None: "all", snap.UNCLUSTERED: "uncl."}.get(self.cluster, f"k={self.cluster}")
         options = [
             f"{self.list_name()}{order}: {span} · {self.view}",
             f"{self.list_name()}: {span} · {self.view}",
