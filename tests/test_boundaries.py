@@ -13,9 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import tomllib
-
 import grok_tui.engine
+from grok_tui.ui import panes as ui_panes
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parents[1]
 UI_MAY_IMPORT = {"config", "follow", "runs", "services", "threads", "train"}
