@@ -24,7 +24,15 @@ from textual.widgets import Static
 
 from grok_tui.ui.panes.base import AnalysisPane, PaneBody, PaneNote
 from grok_tui.ui.widgets.heatmap import Heatmap, natural_width, shared_range
-from grok_tui.ui.widgets.plot import PALETTE, Figure, Plot, faint, head_series, hex_color
+from grok_tui.ui.widgets.plot import (
+    PALETTE,
+    STEM_SPREAD,
+    Figure,
+    Plot,
+    faint,
+    head_series,
+    hex_color,
+)
 
 if TYPE_CHECKING:
     from grok_tui.engine.analysis import Snapshot
@@ -148,7 +156,7 @@ class AttentionPane(AnalysisPane):
         else:
             amps = snap.W_attn_freq
             xs = [float(k) for k in range(amps.shape[1])]
-            series = head_series(amps, xs, self.head)
+            series = head_series(amps, xs, self.head, side_by_side=STEM_SPREAD)
             figure = Figure("QK: |W_attn| per frequency", series, "frequency (0 = const)",
                             style="stems", legend=False)  # fmt: skip
         self.qk_plot.show(figure)

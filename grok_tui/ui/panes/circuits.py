@@ -18,7 +18,15 @@ from textual.containers import Container
 from textual.widgets import Static
 
 from grok_tui.ui.panes.base import AnalysisPane, PaneNote
-from grok_tui.ui.widgets.plot import PALETTE, Figure, Plot, faint, head_series, hex_color
+from grok_tui.ui.widgets.plot import (
+    PALETTE,
+    STEM_SPREAD,
+    Figure,
+    Plot,
+    faint,
+    head_series,
+    hex_color,
+)
 
 if TYPE_CHECKING:
     from grok_tui.engine.analysis import Snapshot
@@ -73,7 +81,8 @@ class CircuitsPane(AnalysisPane):
             freq = int(snap.neuron_freq[n])
             spectrum.show(Figure(
                 f"|W_neur| per frequency, neuron {n} (its freq: {freq})",
-                head_series(amps, [float(k) for k in range(amps.shape[1])], self.head),
+                head_series(amps, [float(k) for k in range(amps.shape[1])], self.head,
+                            side_by_side=STEM_SPREAD),
                 "frequency (0 = const)", style="stems", legend=False,
             ))  # fmt: skip
         self.query_one("#circ-info", Static).update(self._info(snap))

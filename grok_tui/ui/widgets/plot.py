@@ -37,6 +37,7 @@ OTHER_COLOUR: RGB = (140, 140, 140)  # other bars, zero lines
 MARK_COLOUR: RGB = (150, 150, 150)  # vertical marks (phase boundaries)
 SELECTED_COLOUR: RGB = (255, 255, 255)  # the selected epoch's vertical line
 FAINT = 0.3  # how much of its own colour a series that is not selected keeps
+STEM_SPREAD = 0.15  # heads' stems at one frequency, this share of a step apart
 
 
 def hex_color(rgb: RGB) -> str:
@@ -51,17 +52,26 @@ def faint(rgb: RGB, keep: float = FAINT) -> RGB:
 
 
 def head_series(
-    values: np.ndarray, xs: list[float], selected: int | None, label: str = "head"
+    values: np.ndarray,
+    xs: list[float],
+    selected: int | None,
+    label: str = "head",
+    side_by_side: float = 0.0,
 ) -> list[Series]:
     """One series per row of `values` (a head each); the selected one in full colour and
-    drawn last (on top), the others faint."""
+    drawn last (on top), the others faint. `side_by_side`: shift head h's x by that share of
+    a step per head around its value, so stems at one frequency stand side by side like
+    grouped bars instead of hiding each other."""
     series: list[Series] = []
-    for h in range(values.shape[0]):
+    n = values.shape[0]
+    for h in range(n):
         colour = PALETTE[h % len(PALETTE)]
         if selected is not None and h != selected:
             colour = faint(colour)
         name = f"{label} {h}" + (" ◀" if h == selected else "")
-        series.append((name, xs, [float(v) for v in values[h]], colour))
+        shift = side_by_side * (h - (n - 1) / 2)
+        hx = [x + shift for x in xs] if shift else xs
+        series.append((name, hx, [float(v) for v in values[h]], colour))
     if selected is not None and 0 <= selected < len(series):
         series.append(series.pop(selected))
     return series
