@@ -21,13 +21,14 @@ import os
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.reactive import reactive
+from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 
 from grok_tui.engine.follow import FollowService, MetricsHistory, RunUpdate
@@ -55,6 +56,8 @@ from grok_tui.ui.widgets.timeline import CheckpointTimeline
 
 if TYPE_CHECKING:
     from grok_tui.engine.analysis import Snapshot
+
+W = TypeVar("W", bound=Widget)
 
 POLL_SECONDS = 0.5
 EXIT_GRACE_S = 3.0  # after a signal, how long Textual may take to restore the terminal
@@ -176,6 +179,10 @@ class GrokApp(App[int]):
         if not self.want_train:
             self.set_reactive(GrokApp.state, state_on_disk(self.meta.status, False))
 
+    def widget(self, selector: type[W] | str, expect_type: type[W] | None = None) -> W:
+        """One of the main screen's widgets, whatever screen is on top (the palette, go to)."""
+        return self.screen_stack[0].query_one(selector, expect_type)  # type: ignore[arg-type,return-value]
+
     # -- state -------------------------------------------------------------------------------
     def go(self, new: RunState) -> None:
         """Move the state machine (an illegal move is a bug and raises)."""
@@ -211,7 +218,7 @@ class GrokApp(App[int]):
         self.title = f"grok-tui: {self.run_dir.name}"
         # The tab bar would take left/right for itself; panes switch with 1-5 (or a click),
         # and the arrows always scrub checkpoints (an enlarged map, focused, moves its cursor).
-        self.query_one(TabbedContent).query_one(Tabs).can_focus = False
+        self.widget(TabbedContent).query_one(Tabs).can_focus = False
         self.reduced_colours = self.console.color_system != "truecolor"
         if self.reduced_colours:
             self.notify(
@@ -344,7 +351,7 @@ class GrokApp(App[int]):
             self.meta = update.meta
         if update.checkpoints is not None:
             self.checkpoints = update.checkpoints
-            self.query_one(CheckpointTimeline).set_checkpoints(update.checkpoints)
+            self.widget(CheckpointTimeline).set_checkpoints(update.checkpoints)
         if update.writer_alive is not None:
             if self.writer_alive and not update.writer_alive and self.meta.status == "running":
                 self.notify(
@@ -357,7 +364,7 @@ class GrokApp(App[int]):
         if update.meta is not None or update.writer_alive is not None:
             self._settle_from_disk()
         if update.rows or update.reset:
-            self.query_one(CurvesPane).mark_dirty()
+            self.widget(CurvesPane).mark_dirty()
         self.refresh_status()
         if update.checkpoints is not None or (update.rows and self.measures_waiting):
             self._update_progress_mode()  # new checkpoints, or the run may just have grokked
@@ -382,7 +389,7 @@ class GrokApp(App[int]):
         live = self.state in LIVE
         waiting = live and self.history.first_epoch_at_least("test_acc", 0.99) is None
         self.measures_waiting = waiting
-        self.query_one(CurvesPane).measures_note = (
+        self.widget(CurvesPane).measures_note = (
             "progress measures: once the run generalises (test acc >= 99%)" if waiting else ""
         )
         if waiting:
@@ -410,20 +417,20 @@ class GrokApp(App[int]):
             eta_s=self.history.eta_s(cfg.epochs) if growing else None,
             state=str(self.state),
         )
-        self.query_one(StatusBar).show(info)
+        self.widget(StatusBar).show(info)
 
     # -- the selected checkpoint ----------------------------------------------------------
     def active_pane_id(self) -> str:
-        return self.query_one(TabbedContent).active
+        return self.widget(TabbedContent).active
 
     def active_analysis_pane(self) -> AnalysisPane | None:
         pane_id = self.active_pane_id()
         if pane_id == "curves":
             return None
-        return self.query_one(f"#{pane_id}-pane", AnalysisPane)
+        return self.widget(f"#{pane_id}-pane", AnalysisPane)
 
     def on_checkpoint_timeline_selected(self, message: CheckpointTimeline.Selected) -> None:
-        self.query_one(CurvesPane).set_selected(message.epoch)
+        self.widget(CurvesPane).set_selected(message.epoch)
         self._request_snapshot()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -433,7 +440,7 @@ class GrokApp(App[int]):
 
     def _request_snapshot(self) -> None:
         """Ask for the selected checkpoint's analysis, if an analysis pane is showing."""
-        epoch = self.query_one(CheckpointTimeline).selected
+        epoch = self.widget(CheckpointTimeline).selected
         if epoch is None:
             self._show_snapshot(None, "no checkpoints yet")
             return
@@ -454,7 +461,7 @@ class GrokApp(App[int]):
         result: SnapshotResult = message.result
         if result.epoch == self.requested_epoch:
             self.requested_epoch = None
-        timeline = self.query_one(CheckpointTimeline)
+        timeline = self.widget(CheckpointTimeline)
         if result.epoch != timeline.selected:
             self._request_snapshot()  # the selection moved on while this was computed
             return
@@ -473,7 +480,7 @@ class GrokApp(App[int]):
         if message.error:
             self.notify(message.error, title="Progress measures", severity="warning")
             return
-        self.query_one(CurvesPane).set_measures(message.table)
+        self.widget(CurvesPane).set_measures(message.table)
 
     # -- actions --------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -496,20 +503,20 @@ class GrokApp(App[int]):
             self.notify(status, timeout=2)
 
     def action_step(self, n: int) -> None:
-        self.query_one(CheckpointTimeline).step(n)
+        self.widget(CheckpointTimeline).step(n)
 
     def action_first_checkpoint(self) -> None:
-        self.query_one(CheckpointTimeline).first()
+        self.widget(CheckpointTimeline).first()
 
     def action_last_checkpoint(self) -> None:
-        self.query_one(CheckpointTimeline).last()
+        self.widget(CheckpointTimeline).last()
 
     def action_toggle_follow(self) -> None:
-        following = self.query_one(CheckpointTimeline).toggle_follow()
+        following = self.widget(CheckpointTimeline).toggle_follow()
         self.notify("following the newest checkpoint" if following else "not following")
 
     def action_goto_epoch(self) -> None:
-        timeline = self.query_one(CheckpointTimeline)
+        timeline = self.widget(CheckpointTimeline)
         if not timeline.epochs:
             self.notify("no checkpoints yet")
             return
@@ -523,7 +530,7 @@ class GrokApp(App[int]):
 
     def action_screenshot(self) -> None:
         """Save the screen as SVG into the run directory, and say where."""
-        epoch = self.query_one(CheckpointTimeline).selected
+        epoch = self.widget(CheckpointTimeline).selected
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         name = f"screenshot-{self.active_pane_id()}-epoch{epoch or 0}-{stamp}.svg"
         try:
@@ -534,7 +541,7 @@ class GrokApp(App[int]):
         self.notify(f"saved {path}", title="Screenshot", timeout=6)
 
     def action_measures_view(self, step: int) -> None:
-        view = self.query_one(CurvesPane).cycle_view(step)
+        view = self.widget(CurvesPane).cycle_view(step)
         self.notify(f"measures: {view}", timeout=2)
 
     def action_toggle_pause(self) -> None:
@@ -560,10 +567,10 @@ class GrokApp(App[int]):
         self.start_training()
 
     def action_toggle_log(self) -> None:
-        self.query_one(CurvesPane).toggle_log()
+        self.widget(CurvesPane).toggle_log()
 
     def action_pane(self, pane: str) -> None:
-        self.query_one(TabbedContent).active = pane
+        self.widget(TabbedContent).active = pane
 
     def action_toggle_help(self) -> None:
         if self.screen.query("HelpPanel"):
