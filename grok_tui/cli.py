@@ -8,12 +8,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from grok_tui.engine.config import PRESETS, ConfigError, RunConfig, preset
-from grok_tui.engine.device import DeviceError, resolve_device
-from grok_tui.engine.model import WeightsError
-from grok_tui.engine.runs import Run, RunError
+from grok_tui.engine.config import PRESETS, RunConfig, preset
 from grok_tui.sweep_cli import (
     add_compare_parser,
     add_sweep_parser,
@@ -22,8 +19,33 @@ from grok_tui.sweep_cli import (
     open_sweep,
 )
 
-USER_ERRORS = (ConfigError, DeviceError, RunError, WeightsError)
+if TYPE_CHECKING:
+    from grok_tui.engine.runs import Run
+
+# The user errors of modules that import torch, by module: `--help` must not import them
+# (torch alone takes a second), so an error is matched only against modules already loaded.
+USER_ERRORS = {
+    "grok_tui.engine.config": "ConfigError",
+    "grok_tui.engine.device": "DeviceError",
+    "grok_tui.engine.runs": "RunError",
+    "grok_tui.engine.model": "WeightsError",
+}
 DEFAULT_RUNS_DIR = Path("runs")
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """True for the engine's one-line user errors (bad config, device, run, weights)."""
+    for module, name in USER_ERRORS.items():
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(exc, getattr(loaded, name)):
+            return True
+    return False
+
+
+def resolve_device(name: str) -> str:
+    from grok_tui.engine.device import resolve_device as resolve
+
+    return resolve(name)
 
 
 class UsageError(Exception):
@@ -132,6 +154,8 @@ def new_run_path(cfg: RunConfig) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from grok_tui.engine.runs import Run
+
     cfg = config_from_args(args)
     device = resolve_device(args.device)
     run = Run.create(args.run_dir or new_run_path(cfg), cfg, device)
@@ -159,6 +183,7 @@ def cmd_open(args: argparse.Namespace) -> int:
 def open_or_import(target: str, device: str) -> Run:
     """A run directory as it is; a .pth file or hf: spec imported once under runs/."""
     from grok_tui.engine.hub import is_hub_spec
+    from grok_tui.engine.runs import Run, RunError
 
     path = Path(target)
     if not is_hub_spec(target) and (path.is_dir() or path.suffix != ".pth"):
@@ -205,6 +230,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from grok_tui.engine.arena import export_arena
     from grok_tui.engine.export import export_csv
+    from grok_tui.engine.runs import Run
 
     run = Run.open(args.run)
     out = export_arena(run, args.out) if args.format == "arena" else export_csv(run, args.out)
@@ -218,6 +244,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from grok_tui.engine.report import analysis_report, render_report
+    from grok_tui.engine.runs import Run
 
     run = Run.open(args.run)
     report = analysis_report(run, args.epoch, resolve_device(args.device))
@@ -236,6 +263,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from textual_serve.server import Server
     except ImportError:
         raise UsageError("serve needs textual-serve: pip install 'grok-tui[serve]'") from None
+    from grok_tui.engine.runs import Run
+
     run = Run.open(args.run)
     command = shlex.join([sys.executable, "-m", "grok_tui", "open", str(run.path), "--viewer"])
     Server(command, host=args.host, port=args.port, title=f"grok-tui: {run.name}").serve()
@@ -289,15 +318,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"grok-tui: error: {exc}", file=sys.stderr)
         return 2
-    except USER_ERRORS as exc:
-        print(f"grok-tui: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `grok-tui analyze --json | head`: the reader left, that's fine
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
+        print(f"grok-tui: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

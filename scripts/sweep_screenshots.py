@@ -51,10 +51,8 @@ def pick_members(sweep: Sweep) -> list[str]:
     """Three members that grokked at different times (earliest, middle, latest)."""
     watcher = SweepWatcher(sweep)
     watcher.poll()
-    grokked = sorted(
-        (s for s in watcher.members.values() if s.grokked_at is not None and s.values.get("seed", 0) == 0),
-        key=lambda s: s.grokked_at or 0,
-    )
+    seed0 = [s for s in watcher.members.values() if s.values.get("seed", 0) == 0]
+    grokked = sorted((s for s in seed0 if s.grokked_at is not None), key=lambda s: s.grokked_at)
     if len(grokked) < 3:
         return list(watcher.members)[:3]
     return [grokked[0].name, grokked[len(grokked) // 2].name, grokked[-1].name]

@@ -182,3 +182,71 @@ def test_snapshot_is_plain_numpy_and_the_analyzer_is_reusable() -> None:
     )
     for value in vars(a).values():
         assert not isinstance(value, torch.Tensor)
+
+
+def test_derived_arrays_match_explicit_loops() -> None:
+    """Every number the panes show beyond the raw arrays, against plain loops over the basis."""
+    snap = Analyzer(SMALL).snapshot(random_weights(SMALL, seed=5), epoch=3)
+    p, h, m = SMALL.p, SMALL.n_heads, SMALL.d_mlp
+    k = (p - 1) // 2
+    f = explicit_basis(p)
+    comps = [[0]] + [[2 * j - 1, 2 * j] for j in range(1, k + 1)]
+
+    def amps(curve: np.ndarray) -> np.ndarray:  # (p,) over tokens -> (K + 1,) per frequency
+        c = f @ curve.astype(np.float64)
+        return np.array([math.sqrt(sum(c[i] ** 2 for i in comp)) for comp in comps])
+
+    for head in range(h):
+        assert_close("W_attn_freq", snap.W_attn_freq[head], amps(snap.W_attn[head]))
+        spec = f @ snap.attn_key0[head].astype(np.float64) @ f.T
+        pairs = np.array([[math.sqrt(sum(spec[i, j] ** 2 for i in a for j in b))
+                           for b in comps] for a in comps])  # fmt: skip
+        assert_close("attn_pair_norms", snap.attn_pair_norms[head], pairs)
+        assert_close("attn_spectrum", snap.attn_spectrum(head), np.abs(spec))
+        best = max(((a, b) for a in range(k + 1) for b in range(k + 1) if (a, b) != (0, 0)),
+                   key=lambda ab: pairs[ab])  # fmt: skip
+        assert snap.top_attn_pairs(head, 1)[0][:2] == best
+    for n in (0, 7, m - 1):
+        curves = np.stack([amps(snap.W_neur[i, :, n]) for i in range(h)])
+        assert_close("W_neur_freq", snap.W_neur_freq[:, :, n], curves)
+        freq = int(snap.neuron_freq[n])
+        share = curves[:, freq] ** 2 / (curves**2).sum(axis=1)
+        assert_close("ov_freq_shares", snap.ov_freq_shares(n), share)
+        top = snap.neuron_top_freqs(n, 2)
+        assert top[0] == (freq, pytest.approx(float(snap.neuron_frac[n])))
+        assert top[1][1] <= top[0][1]
+        magnitude = np.abs(f @ snap.neuron_acts[:, :, n].astype(np.float64) @ f.T)
+        assert_close("neuron_spectrum", snap.neuron_spectrum(n, magnitude=True), magnitude)
+    d = 3
+    power = (f @ snap.W_E[:, d].astype(np.float64)) ** 2
+    want = np.array([sum(power[i] for i in comp) for comp in comps])
+    assert_close("embed_dim_power", snap.embed_dim_power(d), want)
+    assert_close("W_L_by_cluster", snap.W_L_by_cluster,
+                 np.abs(snap.W_L_fourier[snap.neuron_order]))  # fmt: skip
+    assert_close("fourier_basis", snap.fourier_basis, f)
+
+
+def test_cluster_helpers_on_planted_frequencies() -> None:
+    weights, expected = planted_weights(PLANTED, (3, 7), per_freq=6, n_mixed=2)
+    snap = snapshot(PLANTED, weights)
+    assert snap.cluster_choices() == [None, 3, 7, -1]
+    assert snap.neurons_in(None).tolist() == list(range(PLANTED.d_mlp))
+    for cluster in (3, 7, -1):
+        listed = snap.neurons_in(cluster)
+        assert sorted(listed.tolist()) == sorted(np.asarray(expected[cluster]).tolist())
+        assert (np.diff(snap.neuron_frac[listed]) <= 0).all()
+    spans = snap.cluster_spans()
+    assert [s[0] for s in spans] == [3, 7, -1]
+    assert spans[0][1] == 0 and spans[-1][2] == PLANTED.d_mlp - 1
+    for freq, first, last in spans:
+        members = set(np.asarray(expected[freq]).tolist())
+        assert set(snap.neuron_order[first : last + 1].tolist()) == members
+    n = int(expected[3][0])
+    assert snap.describe_neuron(n) == f"neuron {n}: freq 3, 100% explained, cluster 3 (6 neurons)"
+    assert snap.describe_cluster(-1).startswith("unclustered (< 85%;")
+    comps = snap.key_components().tolist()
+    assert comps == [5, 6, 13, 14]  # cos 3, sin 3, cos 7, sin 7
+    total = float(snap.embed_fourier_sq.sum())
+    assert snap.embed_key_share() == pytest.approx(
+        float(snap.embed_fourier_sq[comps].sum()) / total
+    )

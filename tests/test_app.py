@@ -64,7 +64,8 @@ async def test_view_a_finished_run_and_toggle_log(tmp_path) -> None:
     app = GrokApp(run, train=False)
     async with app.run_test(size=(80, 24)) as pilot:
         status = app.query_one(StatusBar)
-        assert status.info.state == "done" and status.info.epoch == 30
+        await wait_until(pilot, lambda: status.info.epoch == 30)  # read by the follow thread
+        assert status.info.state == "done"
         pane = app.query_one(CurvesPane)
         assert pane.log_y
         await pilot.press("l")

@@ -42,9 +42,19 @@ async def settle(pilot, app: GrokApp, timeout: float = 30.0) -> None:
         assert loop.time() < deadline, f"no snapshot for {timeline.selected}"
 
 
+async def loaded(pilot, app: GrokApp, timeout: float = 30.0) -> None:
+    """Wait for the follow thread's first look at the run (its checkpoints)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not app.query_one(CheckpointTimeline).epochs:
+        assert loop.time() < deadline, "no checkpoints read"
+        await pilot.pause(0.05)
+
+
 async def test_keys_move_the_selection_and_every_pane_follows(trained: Run) -> None:
     app = GrokApp(trained)
     async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot, app)
         timeline = app.query_one(CheckpointTimeline)
         assert timeline.epochs == list(range(0, 301, 20)) and timeline.selected == 300
         await pilot.press("2")
@@ -127,6 +137,7 @@ async def test_go_to_epoch_and_screenshot(trained: Run, tmp_path) -> None:
     run = Run(shutil.copytree(trained.path, tmp_path / "copy"))
     app = GrokApp(run)
     async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot, app)
         await pilot.press("g")
         await pilot.pause(0.1)
         await pilot.press("1", "5", "5", "enter")

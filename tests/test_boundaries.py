@@ -1,16 +1,70 @@
-"""Import contracts: the engine is a library without a UI, and heavy imports stay lazy."""
+"""Import contracts: the engine is a library without a UI, the UI does no maths, and heavy
+imports stay lazy.
+
+The contracts live in pyproject.toml ([tool.importlinter]); `lint-imports` checks them, and
+so does this test. The UI may import only the engine modules in UI_MAY_IMPORT (direct
+imports; what those import in turn, such as torch under the trainer, is theirs).
+"""
 
 from __future__ import annotations
 
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import grok_tui.engine
+from grok_tui.ui import panes as ui_panes
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+ROOT = Path(__file__).resolve().parents[1]
+# The sweep screen and compare read summaries (sweep, sweep_status, phase_grid, compare),
+# plain data: the maths behind them (stepper, fastpath, progress) stays forbidden.
+UI_MAY_IMPORT = {
+    "config",
+    "follow",
+    "runs",
+    "services",
+    "threads",
+    "train",
+    "sweep",
+    "sweep_status",
+    "phase_grid",
+    "compare",
+}
 
 
 def engine_modules() -> list[str]:
     return [f"grok_tui.engine.{m.name}" for m in pkgutil.iter_modules(grok_tui.engine.__path__)]
+
+
+def contracts() -> dict[str, dict]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    return {c["name"]: c for c in config["contracts"]}
+
+
+def test_import_contracts_hold() -> None:
+    from importlinter.cli import lint_imports
+
+    assert lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True) == 0
+
+
+def test_the_ui_contract_forbids_every_engine_module_but_the_allowed_ones() -> None:
+    ui = contracts()["the UI imports no torch and none of the engine's maths"]
+    forbidden = set(ui["forbidden_modules"])
+    others = {m for m in engine_modules() if m.rsplit(".", 1)[1] not in UI_MAY_IMPORT}
+    assert others == {m for m in forbidden if m.startswith("grok_tui.engine.")}
+    assert {"torch", "transformer_lens"} <= forbidden
+
+
+def test_the_pane_contract_covers_every_pane() -> None:
+    panes = {f"grok_tui.ui.panes.{m.name}" for m in pkgutil.iter_modules(ui_panes.__path__)}
+    independent = set(contracts()["no pane imports another pane"]["modules"])
+    assert independent == panes - {"grok_tui.ui.panes.base"}
 
 
 def test_engine_never_imports_textual_and_defers_transformer_lens() -> None:
@@ -25,7 +79,14 @@ def test_engine_never_imports_textual_and_defers_transformer_lens() -> None:
     assert out.stdout.split() == ["False", "False"]
 
 
-def test_cli_starts_without_transformer_lens() -> None:
-    code = "import sys, grok_tui.cli; print('transformer_lens' in sys.modules)"
+def test_help_loads_no_torch() -> None:
+    """`grok-tui --help` answers at once: the CLI imports the engine only on use."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from grok_tui.cli import main\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['--help'])\n"
+        "print('torch' in sys.modules, 'textual' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.split() == ["False", "False"]

@@ -13,7 +13,16 @@ from textual.app import App, ComposeResult
 from textual.strip import Strip
 
 from grok_tui.ui import colormap as cm
-from grok_tui.ui.widgets.heatmap import HALF_BLOCK, Heatmap, Scale, block_pool, fit_scale
+from grok_tui.ui.widgets.heatmap import (
+    HALF_BLOCK,
+    Heatmap,
+    Scale,
+    block_pool,
+    fit_scale,
+    heatmap_layout,
+    natural_width,
+    shared_range,
+)
 from grok_tui.ui.widgets.heatmap import pixels_to_strips as to_strips
 
 P = 23
@@ -81,6 +90,42 @@ def test_block_pool_edges_and_nan() -> None:
         block_pool(np.zeros(4), 2)
     with pytest.raises(ValueError):
         block_pool(np.zeros((4, 4)), 0)
+
+
+def test_maxabs_pooling_keeps_extremes_and_signs() -> None:
+    a = np.array([[1.0, -5.0, 2.0], [3.0, 4.0, np.nan], [0.5, -0.2, np.nan]])
+    pooled = block_pool(a, 2, how="maxabs")
+    assert pooled.tolist()[0] == [-5.0, 2.0]  # the largest magnitude, sign kept; NaN ignored
+    assert pooled[1, 0] == 0.5 and np.isnan(pooled[1, 1])  # an all-NaN block stays NaN
+    assert np.array_equal(block_pool(a, 1, how="maxabs"), a, equal_nan=True)
+
+
+def test_a_high_frequency_neuron_stays_visible_when_pooled() -> None:
+    """A relu'd wave of frequency 26 at p = 53 (the quick preset's neuron 0) is a checkerboard
+    with a slow beat. Block means flatten it, and more at factor 2 (enlarged) than at 3 (a
+    tile); max-abs pooling shows less the more it pools, so enlarged never shows less."""
+    p = 53
+    t = np.arange(p)
+    wave = np.maximum(np.cos(2 * np.pi * 26 * (t[:, None] + t[None, :]) / p) + 0.2, 0.0)
+    spread = [float(block_pool(wave, f, how="maxabs").std()) for f in range(1, 9)]
+    assert (np.diff(spread) <= 0).all()
+    assert spread[1] >= 0.5 * spread[0]  # enlarged at 2x2 keeps half the full contrast
+    mean = [float(block_pool(wave, f).std()) for f in (2, 3)]
+    assert mean[0] < mean[1] and mean[0] < 0.35 * spread[0]  # what the mean did
+
+
+def test_public_layout_rules() -> None:
+    layout = heatmap_layout((113, 113), 80, 24)
+    assert layout.scale == Scale(3, 3, 1, 1) and layout.gutter == 4 and layout.dw == 38
+    assert (layout.title_y, layout.plot_y, layout.plot_lines) == (0, 1, 19)
+    assert natural_width((113, 113), 24, x_label="y") == 4 + 38 + 2
+    assert natural_width((23, 23), 24, x_label="y") == 3 + 23 * 1 + 2  # zoom fits the height
+    assert shared_range([np.array([0.3, 0.7]), np.array([0.4, np.nan])]) == (0.3, 0.7)
+    assert shared_range([np.full(3, np.nan)]) == (0.0, 1.0)
+    spectrum = np.array([[50.0, 1.0], [2.0, 0.5]])
+    heatmap = Heatmap()
+    heatmap.set_data(spectrum, vmin=0.0, saturate_origin=True)  # the constant left out
+    assert heatmap.value_range == (0.0, 2.0) and heatmap.data[0, 0] == 50.0
 
 
 def test_fit_scale_keeps_pixels_square_and_zooms_small_maps() -> None:
@@ -174,7 +219,7 @@ async def test_layout_at_80x24_and_full_resolution_when_big() -> None:
         assert lines[1].startswith("  0>")  # y tick and cursor mark in the gutter
         axis = lines[1 + 19]  # 38 pooled rows (ceil(113 / 3)) = 19 plot lines
         assert axis.split() == ["0", "20", "40", "60", "80", "100", "x"]
-        assert "-1" in lines[21] and "3×3 mean" in lines[21]  # colour bar and scale
+        assert "-1" in lines[21] and "3×3 max|·|" in lines[21]  # colour bar and scale
         await pilot.resize_terminal(200, 70)
         await pilot.pause()
         assert heatmap.scale == Scale(1, 1, 1, 1)  # enlarged: every value its own pixel

@@ -12,7 +12,7 @@ from textual.widgets import Static, TabbedContent
 from grok_tui.engine.analysis import Snapshot, clusters_from
 from grok_tui.ui.panes.attention import AttentionPane
 from grok_tui.ui.panes.base import PaneNote
-from grok_tui.ui.panes.curves import PALETTE
+from grok_tui.ui.widgets.plot import PALETTE
 from tests.pane_harness import SIZES, PaneApp, TabsApp, text_of, tiny_snapshots
 from tests.planted import explicit_basis
 
@@ -86,11 +86,13 @@ async def test_maps_table_and_qk_plot_hold_the_snapshot(snaps: dict[int, Snapsho
             assert not heatmap.diverging
             assert not heatmap.can_focus and not heatmap.show_cursor
         assert maps[0].has_class("-selected") and not maps[1].has_class("-selected")
-        # view 6: W_attn per head over the input token, one series per head
-        assert pane.last_plot_title.startswith("QK: W_attn")
-        drawn = {name.split()[1]: ys for name, _, ys, _ in pane.last_series}
+        # view 6 per frequency (by default): |W_attn| per head and frequency, as stems
+        figure = pane.qk_plot.figure
+        assert figure.title.startswith("QK: |W_attn| per frequency") and figure.style == "stems"
+        drawn = {name.split()[1]: ys for name, _, ys, _ in figure.series}
+        expected = freq_norms_explicit(snap.W_attn)
         for h in range(4):
-            assert np.allclose(drawn[str(h)], snap.W_attn[h])
+            assert np.allclose(drawn[str(h)], expected[h], rtol=1e-4, atol=1e-5)
         table = text_of(pane.query_one("#attn-table", Static))
         for value in snap.avg_attn[1]:
             assert f"{value:5.3f}" in table
@@ -107,10 +109,11 @@ async def test_head_key_moves_the_highlight_and_the_text(snaps: dict[int, Snapsh
         assert status is not None and f"{snap.avg_attn[1, 0]:.3f}" in status
         assert [m.has_class("-selected") for m in pane.maps] == [False, True, False, False]
         assert "▶  1" in text_of(pane.query_one("#attn-table", Static))
-        name, _, ys, colour = pane.last_series[-1]  # the selected head is drawn on top
+        series = pane.qk_plot.figure.series
+        name, _, ys, colour = series[-1]  # the selected head is drawn on top, in full colour
         assert name.startswith("head 1") and colour == PALETTE[1]
-        assert np.allclose(ys, snap.W_attn[1])
-        assert all(c != PALETTE[i] for n, _, _, c in pane.last_series[:-1]
+        assert np.allclose(ys, freq_norms_explicit(snap.W_attn)[1], rtol=1e-4, atol=1e-5)
+        assert all(c != PALETTE[i] for n, _, _, c in series[:-1]
                    for i in [int(n.split()[1])])  # fmt: skip
         pane.pane_action("head", -1)
         pane.pane_action("head", -1)
@@ -134,7 +137,7 @@ async def test_view_key_shows_the_fourier_spectra(snaps: dict[int, Snapshot]) ->
     snap = snaps[600]
     pane = AttentionPane()
     async with PaneApp(pane, snap).run_test(size=(100, 30)) as pilot:
-        assert pane.pane_action("view", 1) == "attention view: |fft2| per freq pair"
+        assert "|fft2| per freq pair" in (pane.pane_action("view", 1) or "")
         await pilot.pause()
         for h, heatmap in enumerate(pane.maps):  # view 11: attention in the Fourier basis
             expected = pair_norms_explicit(snap.attn_key0_fourier[h])
@@ -145,14 +148,14 @@ async def test_view_key_shows_the_fourier_spectra(snaps: dict[int, Snapshot]) ->
         kx, ky = np.unravel_index(np.argmax(top), top.shape)
         table = text_of(pane.query_one("#attn-table", Static))
         assert f"top: ({kx},{ky}) {top[kx, ky]:.3g}" in table
-        assert "kx=0 ky=0" in pane.cursor_text
-        expected = freq_norms_explicit(snap.W_attn)
-        drawn = {name.split()[1]: ys for name, _, ys, _ in pane.last_series}
-        for h in range(4):
-            assert np.allclose(drawn[str(h)], expected[h], rtol=1e-4, atol=1e-5)
-        pane.pane_action("view", 1)
+        assert "QK over the input token" in (pane.pane_action("view", 1) or "")  # view 3
         await pilot.pause()
         assert np.array_equal(pane.maps[0].data, snap.attn_key0[0].astype(np.float64))
+        drawn = {name.split()[1]: ys for name, _, ys, _ in pane.qk_plot.figure.series}
+        for h in range(4):  # W_attn per head over the input token
+            assert np.allclose(drawn[str(h)], snap.W_attn[h])
+        pane.pane_action("view", 1)
+        assert pane.view == "maps"
 
 
 async def test_enlarge_maximises_the_selected_map_and_arrows_move_its_cursor(
@@ -176,7 +179,7 @@ async def test_enlarge_maximises_the_selected_map_and_arrows_move_its_cursor(
         await pilot.pause()
         assert pilot.app.screen.maximized is pane.maps[2] and pane.maps[2].cursor == (1, 2)
         assert not heatmap.can_focus and not heatmap.show_cursor
-        assert pane.pane_action("enlarge", 1) == "maps restored"
+        assert pane.pane_action("enlarge", 1) == "restored"
         await pilot.pause()
         assert pilot.app.screen.maximized is None and not pane.enlarged
         assert pilot.app.focused is None and not pane.maps[2].can_focus
@@ -192,7 +195,7 @@ async def test_no_snapshot_shows_the_note(snaps: dict[int, Snapshot]) -> None:
     async with PaneApp(pane).run_test(size=(80, 24)) as pilot:
         pane.show_snapshot(None, "no checkpoints yet")
         await pilot.pause()
-        note = pane.query_one("#attn-note", PaneNote)
+        note = pane.query_one(PaneNote)
         assert note.display and "no checkpoints yet" in text_of(note)
         assert not pane.query_one("#attn-body").display
         assert pane.pane_action("head", 1) is None and pane.pane_action("enlarge", 1) is None
@@ -260,7 +263,7 @@ async def test_a_snapshot_shown_in_a_hidden_tab_fits_once_the_tab_opens(
         assert np.array_equal(pane.maps[3].data, snaps[600].attn_key0[3].astype(np.float64))
         side = pane.query_one("#attn-side")
         assert side.size.width >= 30 and pane.query_one("#attn-grid").size.width >= 30
-        assert pane.query_one("#attn-qk").size.height >= 6 and len(pane.last_series) == 4
+        assert pane.query_one("#attn-qk").size.height >= 6 and len(pane.qk_plot.figure.series) == 4
 
 
 async def test_another_run_with_other_head_count_rebuilds_the_grid(
@@ -276,4 +279,4 @@ async def test_another_run_with_other_head_count_rebuilds_the_grid(
         await pilot.pause()
         assert len(pane.maps) == 2 and pane.head == 1 and not pane.enlarged
         assert np.array_equal(pane.maps[1].data, two.attn_key0[1].astype(np.float64))
-        assert len(pane.last_series) == 2
+        assert len(pane.qk_plot.figure.series) == 2

@@ -11,7 +11,7 @@ from textual.widgets import Static
 from grok_tui.engine.analysis import Snapshot
 from grok_tui.ui.panes.base import PaneNote
 from grok_tui.ui.panes.circuits import CircuitsPane
-from grok_tui.ui.panes.curves import PALETTE, SafePlot
+from grok_tui.ui.widgets.plot import PALETTE, Plot
 from tests.pane_harness import SIZES, PaneApp, text_of, tiny_snapshots
 from tests.test_pane_attention import freq_norms_explicit, planted_snapshot
 
@@ -23,7 +23,7 @@ def snaps() -> dict[int, Snapshot]:
 
 def drawn_curves(pane: CircuitsPane, view: str = "token") -> dict[int, list[float]]:
     """Head -> the y values last handed to the plot of `view`."""
-    return {int(name.split()[1]): ys for name, _, ys, _ in pane.drawn[view]}
+    return {int(name.split()[1]): ys for name, _, ys, _ in pane.figure(view).series}
 
 
 def assert_shows_neuron(pane: CircuitsPane, snap: Snapshot, neuron: int) -> None:
@@ -44,7 +44,8 @@ async def test_starts_at_neuron_0_and_steps_neurons(snaps: dict[int, Snapshot]) 
     async with PaneApp(pane, snap).run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         assert_shows_neuron(pane, snap, 0)
-        assert "W_neur[head, token, 0]" in pane.titles["token"]
+        assert "W_neur[head, token, 0]" in pane.figure("token").title
+        assert pane.view == "fourier"  # per frequency by default: one spike per head
         status = pane.pane_action("neuron", 1)
         await pilot.pause()
         assert_shows_neuron(pane, snap, 1)
@@ -58,45 +59,49 @@ async def test_starts_at_neuron_0_and_steps_neurons(snaps: dict[int, Snapshot]) 
         assert_shows_neuron(pane, snaps[300], snap.d_mlp - 1)
 
 
-async def test_cluster_key_visits_the_first_neuron_of_each_cluster(
+async def test_cluster_key_visits_the_best_neuron_of_each_cluster(
     snaps: dict[int, Snapshot],
 ) -> None:
     snap = snaps[600]
-    order = [k for k, idx in snap.clusters.items() if len(idx)]
-    assert len(order) >= 3  # the tiny run has grokked into a few frequencies
+    choices = snap.cluster_choices()
+    assert len(choices) >= 4  # the tiny run has grokked into a few frequencies
     pane = CircuitsPane()
     async with PaneApp(pane, snap).run_test(size=(100, 30)) as pilot:
-        start = order.index(int(snap.neuron_cluster[0]))
-        visited = []
-        for _ in order:
+        for cluster in choices[1:]:
             status = pane.pane_action("cluster", 1)
-            assert status is not None and "neuron" in status
-            visited.append(pane.neuron)
-        expected = [int(snap.clusters[order[(start + i) % len(order)]][0])
-                    for i in range(1, len(order) + 1)]  # fmt: skip
-        assert visited == expected
+            assert pane.cluster == cluster and status is not None and "neuron" in status
+            members = snap.clusters[cluster]
+            best = int(members[np.argmax(snap.neuron_frac[members])])
+            assert pane.neuron == best
+        pane.pane_action("cluster", 1)  # back to all neurons: the neuron stays
+        assert pane.cluster is None and pane.neuron == best
         pane.pane_action("cluster", -1)
         await pilot.pause()
-        assert pane.neuron == int(snap.clusters[order[start - 1]][0])
+        assert pane.cluster == -1
         assert_shows_neuron(pane, snap, pane.neuron)
+        first = pane.neuron
+        pane.pane_action("neuron", 1)  # n steps through the selected cluster's list
+        assert pane.neuron == int(snap.neurons_in(-1)[1]) != first
 
 
-async def test_head_key_emphasises_one_curve(snaps: dict[int, Snapshot]) -> None:
+async def test_the_selected_head_is_bold_and_drawn_last(snaps: dict[int, Snapshot]) -> None:
     snap = snaps[600]
     pane = CircuitsPane()
     async with PaneApp(pane, snap).run_test(size=(100, 30)) as pilot:
-        assert [c for _, _, _, c in pane.drawn["token"]] == PALETTE[:4]  # all alike
-        assert pane.pane_action("head", 1) == "head 0 emphasised"
         await pilot.pause()
-        name, _, ys, colour = pane.drawn["token"][-1]  # drawn last: on top
-        assert name.startswith("head 0") and colour == PALETTE[0]
-        assert np.allclose(ys, snap.W_neur[0, :, 0])
-        assert all(c not in PALETTE for _, _, _, c in pane.drawn["token"][:-1])
-        pane.pane_action("head", 1)
-        assert pane.head == 1
+        for view in ("token", "fourier"):
+            name, _, _, colour = pane.figure(view).series[-1]  # drawn last: on top
+            assert name.startswith("head 0") and colour == PALETTE[0]
+        assert pane.pane_action("head", 1) == "head 1"
+        await pilot.pause()
+        series = pane.figure("token").series
+        name, _, ys, colour = series[-1]
+        assert name.startswith("head 1") and colour == PALETTE[1]
+        assert np.allclose(ys, snap.W_neur[1, :, 0])
+        assert all(c not in PALETTE for _, _, _, c in series[:-1])  # the others faint
         pane.pane_action("head", -1)
         pane.pane_action("head", -1)
-        assert pane.head is None and pane.pane_action("head", -1) == "head 3 emphasised"
+        assert pane.head == 3  # wraps
 
 
 async def test_fourier_view_is_sparse_in_the_neurons_frequency() -> None:
@@ -104,22 +109,25 @@ async def test_fourier_view_is_sparse_in_the_neurons_frequency() -> None:
     pane = CircuitsPane()
     async with PaneApp(pane, snap).run_test(size=(100, 30)) as pilot:
         pane.pane_action("neuron", 1)
-        assert pane.pane_action("view", 1) == "OV contributions per frequency"
         await pilot.pause()
-        assert not pane.query_one("#circ-token", SafePlot).display
+        assert not pane.query_one("#circ-token", Plot).display
         spectra = drawn_curves(pane, "fourier")
         expected = freq_norms_explicit(snap.W_neur[:, :, 1])
         freq = int(snap.neuron_freq[1])
         for h, ys in spectra.items():
             assert np.allclose(ys, expected[h], atol=1e-4)
             assert int(np.argmax(ys)) == freq
-        assert f"its freq: {freq}" in pane.titles["fourier"]
+        assert f"its freq: {freq}" in pane.figure("fourier").title
         info = text_of(pane.query_one("#circ-info", Static))
         assert f"share in freq {freq}" in info and "100%" in info
+        assert pane.pane_action("view", 1) == "OV contributions over the input token"
+        await pilot.pause()
+        assert pane.query_one("#circ-token", Plot).display
+        assert not pane.query_one("#circ-fourier", Plot).display
         pane.pane_action("view", 1)  # both
         await pilot.pause()
-        assert pane.query_one("#circ-token", SafePlot).display
-        assert pane.query_one("#circ-fourier", SafePlot).display
+        assert pane.query_one("#circ-token", Plot).display
+        assert pane.query_one("#circ-fourier", Plot).display
 
 
 async def test_no_snapshot_shows_the_note(snaps: dict[int, Snapshot]) -> None:
@@ -127,17 +135,18 @@ async def test_no_snapshot_shows_the_note(snaps: dict[int, Snapshot]) -> None:
     async with PaneApp(pane).run_test(size=(80, 24)) as pilot:
         pane.show_snapshot(None, "analysing epoch 1,200…")
         await pilot.pause()
-        note = pane.query_one("#circ-note", PaneNote)
+        note = pane.query_one(PaneNote)
         assert note.display and "analysing epoch 1,200" in text_of(note)
         assert not pane.query_one("#circ-plots").display
-        for action in CircuitsPane.ACTIONS:
+        for action in ("neuron", "cluster", "head"):
             assert pane.pane_action(action, 1) is None
+        assert pane.pane_action("view", 1) is not None  # the view may change with nothing drawn
         pane.show_snapshot(snaps[600], "")
         await pilot.pause()
         assert not note.display and pane.query_one("#circ-plots").display
 
 
-@pytest.mark.parametrize("view", ["token", "both"])
+@pytest.mark.parametrize("view", ["fourier", "both"])
 async def test_resizing_never_raises(snaps: dict[int, Snapshot], view: str) -> None:
     pane = CircuitsPane()
     pane.view = view
@@ -147,7 +156,8 @@ async def test_resizing_never_raises(snaps: dict[int, Snapshot], view: str) -> N
             await pilot.pause()
             await pilot.pause()
             if size == (80, 24):
-                assert pane.query_one("#circ-token", SafePlot).size.height >= 6
+                shown = "circ-token" if view == "both" else "circ-fourier"
+                assert pane.query_one(f"#{shown}", Plot).size.height >= 6
         pane.show_snapshot(None, "no checkpoints yet")
         await pilot.resize_terminal(20, 8)
         await pilot.pause()
@@ -174,5 +184,5 @@ async def test_another_run_with_fewer_neurons_keeps_a_valid_choice(
         small = planted_snapshot(n_heads=2, d_mlp=8)
         pane.show_snapshot(small, "")
         await pilot.pause()
-        assert pane.neuron == 7 and pane.head is None
+        assert pane.neuron == 7 and pane.head == 1
         assert_shows_neuron(pane, small, 7)

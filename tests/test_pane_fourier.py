@@ -12,12 +12,13 @@ from grok_tui.engine import fourier
 from grok_tui.engine.analysis import Snapshot
 from grok_tui.engine.demos import planted_demo
 from grok_tui.ui.panes.base import PaneNote
-from grok_tui.ui.panes.fourier import VIEWS, FourierPane, cluster_rows
+from grok_tui.ui.panes.fourier import FourierPane
 from tests.pane_harness import PaneApp, TabsApp, text_of, tiny_snapshots
 from tests.planted import explicit_basis
 from tests.test_pane_neurons import planted_snapshot
 
 SIZES = ((80, 24), (200, 60), (20, 8))
+VIEWS = FourierPane.VIEWS
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +38,6 @@ async def show(pane: FourierPane, view: str, pilot: object) -> None:
 
 def header(pane: FourierPane) -> str:
     return text_of(pane.query_one("#fourier-header", Static))
-
-
-def test_cluster_rows_follow_neuron_order(snaps: dict[int, Snapshot]) -> None:
-    snap = snaps[600]
-    rows = cluster_rows(snap)
-    assert [f for f, _, _ in rows] == [k for k, v in snap.clusters.items() if len(v)]
-    for freq, first, last in rows:
-        assert set(snap.neuron_order[first : last + 1]) == set(snap.clusters[freq].tolist())
-    assert rows[-1][2] == snap.d_mlp - 1
 
 
 async def test_views_cycle_with_titles(snaps: dict[int, Snapshot]) -> None:
@@ -69,7 +61,7 @@ async def test_embedding_view_shows_component_norms(snaps: dict[int, Snapshot]) 
     pane = FourierPane()
     async with PaneApp(pane, snap).run_test(size=(30, 24)) as pilot:
         await show(pane, "embedding", pilot)
-        drawn = pane.plotted["embed-plot"]  # narrow (< p + 12 columns): a bar per frequency
+        drawn = pane.figure("embed-plot")  # narrow (< p + 12 columns): a bar per frequency
         assert np.allclose(drawn.series[0][2], snap.embed_freq_sq)
         assert drawn.highlight == set(snap.key_freqs)
         text = text_of(pane.query_one("#embed-text", Static))
@@ -80,7 +72,7 @@ async def test_embedding_view_shows_component_norms(snaps: dict[int, Snapshot]) 
         await pilot.resize_terminal(80, 24)  # wide: one bar per component, cos and sin
         await pilot.pause()
         await pilot.pause()
-        drawn = pane.plotted["embed-plot"]
+        drawn = pane.figure("embed-plot")
         assert np.allclose(drawn.series[0][2], snap.embed_fourier_sq)
         assert drawn.highlight == {2 * k - 1 for k in snap.key_freqs} | {
             2 * k for k in snap.key_freqs
@@ -126,7 +118,7 @@ async def test_wl_view_sorted_by_cluster(snaps: dict[int, Snapshot]) -> None:
         lo, hi = heatmap.value_range
         assert lo == 0.0 and 0 < hi <= np.abs(snap.W_L_fourier).max() + 1e-6
         text = text_of(pane.query_one("#wl-text", Static))
-        for freq, first, last in cluster_rows(snap):
+        for freq, first, last in snap.cluster_spans():
             name = "unclustered" if freq == -1 else f"freq {freq}"
             assert f"{first:>3}-{last:<3} {name} ({last - first + 1})" in text
 
@@ -138,18 +130,18 @@ async def test_basis_view_components_and_dimension(snaps: dict[int, Snapshot]) -
     pane = FourierPane()
     async with PaneApp(pane, snap).run_test(size=(100, 30)) as pilot:
         await show(pane, "basis", pilot)
-        assert np.allclose(pane.plotted["basis-plot"].series[0][2], basis[1])  # cos 1
+        assert np.allclose(pane.figure("basis-plot").series[0][2], basis[1])  # cos 1
         status = pane.pane_action("component", 1)
         await pilot.pause()
         assert status == "basis component 2: sin 1"
-        assert np.allclose(pane.plotted["basis-plot"].series[0][2], basis[2])
-        assert "sin 1" in pane.plotted["basis-plot"].title
+        assert np.allclose(pane.figure("basis-plot").series[0][2], basis[2])
+        assert "sin 1" in pane.figure("basis-plot").title
         pane.pane_action("component", -3)
         assert pane.component == p - 1  # wraps
-        assert pane.pane_action("neuron", 1) == "embedding dimension 1"  # n: the dimension
+        assert pane.pane_action("dim", 1) == "embedding dimension 1"
         await pilot.pause()
-        assert np.allclose(pane.plotted["dim-plot"].series[0][2], snap.W_E[:, 1])
-        fft = pane.plotted["dim-fft-plot"]
+        assert np.allclose(pane.figure("dim-plot").series[0][2], snap.W_E[:, 1])
+        fft = pane.figure("dim-fft-plot")
         want = fourier.freq_norms((basis @ snap.W_E[:, 1].astype(np.float64)) ** 2)
         assert np.allclose(fft.series[0][2], want, rtol=1e-4, atol=1e-8)
         assert fft.highlight == set(snap.key_freqs)
@@ -174,14 +166,14 @@ async def test_embed_dims_view(snaps: dict[int, Snapshot]) -> None:
     pane = FourierPane()
     async with PaneApp(pane, snap).run_test(size=(100, 30)) as pilot:
         await show(pane, "embed dims", pilot)
-        drawn = pane.plotted["dims-plot"]
-        assert [label for label, _, _ in drawn.series] == ["dim 0", "dim 1", "dim 2", "dim 3"]
-        for d, (_, xs, ys) in enumerate(drawn.series):
+        drawn = pane.figure("dims-plot")
+        assert [label for label, *_ in drawn.series] == ["dim 0", "dim 1", "dim 2", "dim 3"]
+        for d, (_, xs, ys, _) in enumerate(drawn.series):
             assert xs == list(range(snap.p)) and np.allclose(ys, snap.W_E[:, d])
-        pane.pane_action("neuron", -1)
+        pane.pane_action("dim", -1)
         await pilot.pause()
         d_model = snap.W_E.shape[1]
-        assert pane.plotted["dims-plot"].series[0][0] == f"dim {d_model - 1}"
+        assert pane.figure("dims-plot").series[0][0] == f"dim {d_model - 1}"
 
 
 async def test_enlarge_and_cursor(snaps: dict[int, Snapshot]) -> None:
@@ -190,7 +182,7 @@ async def test_enlarge_and_cursor(snaps: dict[int, Snapshot]) -> None:
     async with PaneApp(pane, snap).run_test(size=(80, 24)) as pilot:
         await show(pane, "W_L", pilot)
         heatmap = pane.heatmap("wl-map")
-        assert pane.pane_action("enlarge", 1) == "W_L enlarged: arrows move the cursor"
+        assert pane.pane_action("enlarge", 1).startswith("W_L enlarged: arrows move the cursor")
         await pilot.pause()
         assert pane.screen.maximized is heatmap and pane.screen.focused is heatmap
         await pilot.press("down", "right")
@@ -227,10 +219,10 @@ async def test_no_snapshot_shows_the_note() -> None:
     async with PaneApp(pane).run_test(size=(80, 24)) as pilot:
         pane.show_snapshot(None, "checkpoint 1,200 is damaged")
         await pilot.pause()
-        note = pane.query_one("#fourier-note", PaneNote)
+        note = pane.query_one(PaneNote)
         assert note.display and "damaged" in text_of(note)
         assert not pane.query_one("#fourier-body").display
-        for name in ("head", "neuron", "cluster", "component", "enlarge"):
+        for name in ("head", "neuron", "cluster", "component", "dim", "enlarge"):
             assert pane.pane_action(name, 1) is None
         pane.pane_action("view", 1)  # the view may change with nothing to draw
         assert pane.view == VIEWS[1]
@@ -238,7 +230,8 @@ async def test_no_snapshot_shows_the_note() -> None:
         await pilot.pause()
         await pilot.pause()
         attn = pane.heatmap("attn-spectrum")
-        assert attn.size.width > 0 and pane._drawn.get("spectra") is not None
+        snap = tiny_snapshots()[600]
+        assert attn.size.width > 0 and np.allclose(attn.data, np.abs(snap.attn_key0_fourier[0]))
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -248,7 +241,7 @@ async def test_every_view_at_every_size(snaps: dict[int, Snapshot], size: tuple[
     async with PaneApp(pane, snap).run_test(size=size) as pilot:
         for _ in VIEWS:
             await pilot.pause()
-            for name in ("head", "neuron", "component", "cluster", "enlarge", "enlarge"):
+            for name in ("head", "neuron", "component", "dim", "cluster", "enlarge", "enlarge"):
                 pane.pane_action(name, 1)
             other = SIZES[(SIZES.index(size) + 1) % len(SIZES)]
             await pilot.resize_terminal(*other)
@@ -274,8 +267,9 @@ async def test_snapshot_arrives_while_hidden(snaps: dict[int, Snapshot]) -> None
         await pilot.pause()
         await pilot.pause()
         attn = pane.heatmap("attn-spectrum")
+        snap = tiny_snapshots()[600]
         assert attn.size.width > 0 and np.allclose(attn.data, np.abs(snap.attn_key0_fourier[0]))
-        assert pane._drawn.get("spectra") is not None  # drawn again once laid out
+        assert attn.size.width < 100  # the pair was fitted once laid out
 
 
 def test_snapshot_fourier_pane(

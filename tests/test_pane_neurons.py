@@ -10,15 +10,12 @@ import pytest
 from textual.widgets import Static, TabbedContent
 
 from grok_tui.engine import fourier
-from grok_tui.engine.analysis import Snapshot, clusters_from
+from grok_tui.engine.analysis import UNCLUSTERED, Snapshot, clusters_from
 from grok_tui.ui.panes.base import PaneNote
 from grok_tui.ui.panes.neurons import (
-    UNCLUSTERED,
     NeuronsPane,
     even_pooling,
     grid_shape,
-    heatmap_scale,
-    pooled_top,
     tile_title,
 )
 from tests.pane_harness import SIZES, PaneApp, TabsApp, text_of, tiny_snapshots
@@ -112,12 +109,7 @@ def test_grid_shape_fits_and_grows() -> None:
     assert grid_shape(1, 1, 113)[:2] == (1, 1)  # never zero tiles
 
 
-def test_pooled_top_follows_the_pooling() -> None:
-    data = np.zeros((8, 8))
-    data[0, 0] = 16.0
-    assert pooled_top(data, None) == 16.0
-    assert pooled_top(data, heatmap_scale((8, 8), 6, 5)) == pytest.approx(16.0 / 4)  # 2x2 mean
-    assert pooled_top(np.zeros((3, 3)), None) == 1.0  # a dead neuron still gets a range
+def test_even_pooling_leaves_no_thin_edge() -> None:
     assert even_pooling(113, 7).fy == 9  # 113 = 16 * 7 + 1 would leave a one-row edge
     assert even_pooling(113, 2).fy == 2 and even_pooling(23, 4).fy == 4
     assert all(113 % even_pooling(113, f).fy * 2 >= even_pooling(113, f).fy for f in range(2, 60))
@@ -156,10 +148,11 @@ async def test_grid_and_enlarged_neuron_hold_the_snapshot(snaps: dict[int, Snaps
         assert f"neuron 0 · freq {freq}" in info
         assert f"{float(snap.neuron_frac[0]):.0%} explained" in info
         cluster = int(snap.neuron_cluster[0])
+        assert snap.describe_cluster(cluster) in info
         if cluster == UNCLUSTERED:
-            assert f"unclustered (< 85%): {len(snap.clusters[UNCLUSTERED])}" in info
+            assert f"unclustered (< 85%; {len(snap.clusters[UNCLUSTERED])} such)" in info
         else:
-            assert f"cluster {cluster}: {len(snap.clusters[cluster])} neurons" in info
+            assert f"cluster {cluster} ({len(snap.clusters[cluster])} neurons)" in info
         grid_title = text_of(pane.query_one("#neurons-grid-title", Static))
         assert f"all neurons: 1-{rows * cols}/{snap.d_mlp}" in grid_title
 
@@ -189,7 +182,7 @@ async def test_cluster_filter_lists_the_cluster_by_fraction(snaps: dict[int, Sna
             for heatmap, n in zip(pane.tiles, listed[:shown], strict=False):
                 assert np.array_equal(heatmap.data, as64(snap.neuron_acts[:, :, n]))
                 assert heatmap.has_class("-unclustered") == (pane.cluster == UNCLUSTERED)
-            assert status is not None and f"{len(members)} neurons" in status
+            assert status is not None and snap.describe_cluster(pane.cluster) in status
         assert seen == [*snap.key_freqs, UNCLUSTERED, None]  # all -> clusters -> unclustered
         pane.pane_action("cluster", -1)
         assert pane.cluster == UNCLUSTERED
@@ -273,7 +266,7 @@ async def test_enlarge_focuses_the_map_and_reads_the_cursor(snaps: dict[int, Sna
         assert (x, y) != (0, 0)
         value = float(snap.neuron_acts[y, x, 5])
         assert pane.cursor_text == f"neuron 5 at x={y} y={x}: {value:.4g}"
-        assert pane.pane_action("enlarge", 1) == "neurons restored"
+        assert pane.pane_action("enlarge", 1) == "restored"
         await pilot.pause()
         assert not pane.enlarged and pane.screen.focused is not heatmap
         assert not heatmap.show_cursor and not heatmap.can_focus
@@ -293,11 +286,13 @@ async def test_no_snapshot_shows_the_note() -> None:
         pane.show_snapshot(None, "no checkpoints yet")
         await pilot.pause()
         assert pane.has_class("-empty")
-        note = pane.query_one("#neurons-note", PaneNote)
+        note = pane.query_one(PaneNote)
         assert note.display and "no checkpoints yet" in text_of(note)
         assert not pane.query_one("#neurons-body").display
-        for name in NeuronsPane.ACTIONS:
+        for name in ("neuron", "cluster", "enlarge"):
             assert pane.pane_action(name, 1) is None
+        pane.pane_action("view", -1)  # the view may change with nothing drawn
+        assert pane.view == "raw spectra"
         # The first snapshot after the note: the body was hidden, the grid must still fit.
         pane.show_snapshot(tiny_snapshots()[600], "")
         await pilot.pause()

@@ -12,9 +12,11 @@ trainer, keeps all p + 1; the two agree once the model puts ~0 mass on `=`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -24,6 +26,9 @@ from grok_tui.engine.config import RunConfig
 from grok_tui.engine.data import make_dataset
 from grok_tui.engine.loss import loss_and_accuracy
 from grok_tui.engine.model import GrokModel, InputPlan, LastPosition, Tables
+
+if TYPE_CHECKING:
+    from grok_tui.engine.demos import PlantedDemo
 
 # A neuron belongs to its frequency's cluster when that frequency's 3x3 block holds at least
 # this share of its centred 2D spectrum (Nanda et al. 2023; ARENA 1.5.2).
@@ -63,7 +68,9 @@ class Snapshot:
     W_L_fourier: np.ndarray  # (m, p) W_L = W_out W_U[:, :p] with classes in the Fourier basis
     logits_fourier_sq: np.ndarray  # (p, p) sum over classes of the squared fft2d of the logits
     basis_names: tuple[str, ...] = field(default=())  # names of the p Fourier components
+    UNCLUSTERED: ClassVar[int] = UNCLUSTERED  # the cluster of neurons in none (-1)
 
+    # -- sizes ---------------------------------------------------------------------------------
     @property
     def n_heads(self) -> int:
         return self.avg_attn.shape[0]
@@ -73,19 +80,150 @@ class Snapshot:
         return self.neuron_acts.shape[2]
 
     @property
+    def d_model(self) -> int:
+        return self.W_E.shape[1]
+
+    # -- clusters ------------------------------------------------------------------------------
+    @property
     def cluster_sizes(self) -> dict[int, int]:
         return {freq: len(idx) for freq, idx in self.clusters.items()}
+
+    def cluster_choices(self) -> list[int | None]:
+        """What a "cluster" key cycles through: all neurons (None), each key frequency
+        ascending, the unclustered."""
+        return [None, *(int(k) for k in self.key_freqs), UNCLUSTERED]
+
+    def neurons_in(self, cluster: int | None) -> np.ndarray:
+        """All neurons by index (None), or one cluster's by fraction explained, best first."""
+        if cluster is None:
+            return np.arange(self.d_mlp, dtype=np.int64)
+        members = np.asarray(self.clusters.get(cluster, ()), dtype=np.int64)
+        frac = np.asarray(self.neuron_frac)[members]
+        return members[np.lexsort((members, -frac))]
+
+    def cluster_spans(self) -> list[tuple[int, int, int]]:
+        """(frequency, first row, last row) of each non-empty cluster in `neuron_order`."""
+        spans, start = [], 0
+        for freq, members in self.clusters.items():
+            if len(members):
+                spans.append((int(freq), start, start + len(members) - 1))
+            start += len(members)
+        return spans
+
+    def neuron_top_freqs(self, neuron: int, count: int = 3) -> list[tuple[int, float]]:
+        """The neuron's strongest frequencies with their shares of its centred spectrum."""
+        shares = np.asarray(self.neuron_shares)[:, neuron]
+        best = np.argsort(-shares, kind="stable")[:count]
+        return [(int(k) + 1, float(shares[k])) for k in best]
+
+    def describe_cluster(self, cluster: int | None) -> str:
+        """'cluster 9 (33 neurons)', 'unclustered (< 85%; 40 such)' or 'all 512 neurons'."""
+        if cluster is None:
+            return f"all {self.d_mlp} neurons"
+        size = len(self.clusters.get(cluster, ()))
+        if cluster == UNCLUSTERED:
+            return f"unclustered (< {CLUSTER_THRESHOLD:.0%}; {size} such)"
+        return f"cluster {cluster} ({size} neurons)"
+
+    def describe_neuron(self, neuron: int) -> str:
+        """One neuron in words: 'neuron 17: freq 9, 93% explained, cluster 9 (33 neurons)'."""
+        freq, frac = int(self.neuron_freq[neuron]), float(self.neuron_frac[neuron])
+        where = self.describe_cluster(int(self.neuron_cluster[neuron]))
+        return f"neuron {neuron}: freq {freq}, {frac:.0%} explained, {where}"
+
+    # -- derived arrays: computed once (the analysis thread asks for them all, see `derive`) ----
+    @functools.cached_property
+    def attn_pair_norms(self) -> np.ndarray:
+        """(h, K + 1, K + 1) amplitude of attn_key0_fourier per frequency pair (kx, ky)."""
+        return fourier.freq_pair_amplitudes(self.attn_key0_fourier).astype(np.float32)
+
+    @functools.cached_property
+    def W_attn_freq(self) -> np.ndarray:
+        """(h, K + 1) amplitude of the QK circuit W_attn per frequency [Const, 1, ..., K]."""
+        return fourier.freq_amplitudes(self.W_attn_fourier).astype(np.float32)
+
+    @functools.cached_property
+    def W_neur_freq(self) -> np.ndarray:
+        """(h, K + 1, m) amplitude per frequency of each head's OV curve W_neur[h, :, n]."""
+        coeffs = fourier.fft1d(np.asarray(self.W_neur, dtype=np.float64), dim=1)
+        return np.moveaxis(fourier.freq_amplitudes(np.moveaxis(coeffs, 1, 2)), 2, 1).astype(
+            np.float32
+        )
+
+    @functools.cached_property
+    def W_L_by_cluster(self) -> np.ndarray:
+        """(m, p) |W_L| in the Fourier basis, rows in `neuron_order` (grouped by cluster)."""
+        return np.abs(np.asarray(self.W_L_fourier)[np.asarray(self.neuron_order)])
+
+    @functools.cached_property
+    def fourier_basis(self) -> np.ndarray:
+        """(p, p) the basis F itself, rows named by `basis_names`."""
+        return fourier.fourier_basis_np(self.p).astype(np.float32)
+
+    @functools.cached_property
+    def planted(self) -> PlantedDemo:
+        """A planted function of (x, y) for this p and its exact 2D spectrum (fft2d demo)."""
+        from grok_tui.engine.demos import planted_demo
+
+        return planted_demo(self.p)
+
+    def derive(self) -> Snapshot:
+        """Compute every derived array now (on the analysis thread, not the UI's)."""
+        for name in ("attn_pair_norms", "W_attn_freq", "W_neur_freq", "W_L_by_cluster",
+                     "fourier_basis", "planted"):  # fmt: skip
+            getattr(self, name)
+        return self
+
+    # -- small derived numbers -----------------------------------------------------------------
+    def top_attn_pairs(self, head: int, count: int = 3) -> list[tuple[int, int, float]]:
+        """The strongest (kx, ky, amplitude) of one head's attention spectrum, the constant
+        pair (0, 0) left out."""
+        flat = np.asarray(self.attn_pair_norms[head], dtype=np.float64).copy()
+        flat[0, 0] = -np.inf
+        order = np.argsort(flat, axis=None)[::-1][:count]
+        rows, cols = np.unravel_index(order, flat.shape)
+        return [(int(r), int(c), float(flat[r, c])) for r, c in zip(rows, cols, strict=True)]
+
+    def ov_freq_shares(self, neuron: int) -> np.ndarray:
+        """(h,) share of each head's OV curve energy (to one neuron) in the neuron's frequency."""
+        amps = np.asarray(self.W_neur_freq[:, :, neuron], dtype=np.float64)
+        energy = np.square(amps).sum(axis=1)
+        freq = int(self.neuron_freq[neuron])
+        return np.square(amps[:, freq]) / np.where(energy > 0, energy, 1.0)
+
+    def key_components(self) -> np.ndarray:
+        """Indices of the Fourier components (rows of F) at the key frequencies."""
+        return np.flatnonzero(np.isin(fourier.component_freqs(self.p), self.key_freqs))
+
+    def embed_key_share(self) -> float:
+        """Share of |W_E|^2 (in the Fourier basis) held by the key frequencies."""
+        total = float(np.sum(self.embed_fourier_sq))
+        keys = float(np.sum(np.asarray(self.embed_fourier_sq)[self.key_components()]))
+        return keys / total if total > 0 else 0.0
+
+    def embed_dim_power(self, dim: int) -> np.ndarray:
+        """(K + 1,) one embedding dimension's squared Fourier coefficients per frequency."""
+        coeffs = np.asarray(self.W_E_fourier, dtype=np.float64)[:, dim] ** 2
+        return fourier.freq_norms(coeffs)
+
+    def attn_spectrum(self, head: int) -> np.ndarray:
+        """(p, p) |fft2d| of one head's attention to x."""
+        return np.abs(np.asarray(self.attn_key0_fourier[head], dtype=np.float64))
 
     def ov_fourier(self, neuron: int) -> np.ndarray:
         """fft1d over the input token of each head's OV contribution to a neuron, (h, p)."""
         return fourier.fft1d(self.W_neur[:, :, neuron].astype(np.float64)).astype(np.float32)
 
-    def neuron_spectrum(self, neuron: int, centred: bool = False) -> np.ndarray:
-        """fft2d of one neuron's (x, y) map, (p, p); cheap (two p x p matmuls) on demand."""
+    def neuron_spectrum(
+        self, neuron: int, centred: bool = False, magnitude: bool = False
+    ) -> np.ndarray:
+        """fft2d of one neuron's (x, y) map, (p, p) (|fft2d| with `magnitude`); cheap (two
+        p x p matmuls), so computed on demand."""
         acts = self.neuron_acts[:, :, neuron].astype(np.float64)
         if centred:
             acts = acts - acts.mean()
-        return fourier.fft2d(acts).astype(np.float32)
+        spectrum = fourier.fft2d(acts).astype(np.float32)
+        return np.abs(spectrum) if magnitude else spectrum
 
 
 class Analyzer:
@@ -218,7 +356,7 @@ class Analyzer:
             embed_freq_sq=fourier.freq_norms(arrays["embed_fourier_sq"]).astype(np.float32),
             basis_names=self.basis_names,
             **arrays,
-        )
+        ).derive()
 
     def key_freqs(self, weights: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
         """Key frequencies of one checkpoint (the neuron clustering only)."""

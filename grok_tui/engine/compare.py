@@ -8,14 +8,15 @@ runs that grok at different times can be compared around the transition.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from grok_tui.engine.config import RunConfig
 from grok_tui.engine.follow import MetricsHistory
-from grok_tui.engine.runs import Run
+from grok_tui.engine.runs import Run, RunError
 
 GROK_ACC = 0.99
 SHORT = {
@@ -81,3 +82,26 @@ def load_runs(runs: Sequence[Run]) -> list[ComparedRun]:
         label = legend(cfg, fields) or run.name
         out.append(ComparedRun(run, run.name, cfg, label, history))
     return out
+
+
+def measure_runs(
+    runs: Sequence[Run],
+    device: str,
+    should_stop: Callable[[], bool],
+    on_start: Callable[[int], None],
+    on_table: Callable[[int, Any, str], None],
+) -> None:
+    """Progress measures of each run in turn (cached rows reused, missing ones computed and
+    cached); `on_table(i, ProgressTable | None, error line)` after each."""
+    from grok_tui.engine.progress import ProgressTracker
+
+    for i, run in enumerate(runs):
+        if should_stop():
+            return
+        on_start(i)
+        try:
+            tracker = ProgressTracker(run, device)
+            tracker.update(should_stop)
+            on_table(i, tracker.table(), "")
+        except (RunError, ValueError, RuntimeError) as exc:
+            on_table(i, None, f"{run.name}: {exc}")

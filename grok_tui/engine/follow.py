@@ -3,13 +3,16 @@
 The app shows a run the same way whether it trains it in a thread or another process
 (`grok-tui train --headless` under tmux) writes it: it polls the directory. Polling reads
 only the bytes appended to metrics.jsonl, one directory listing and one small JSON file,
-so a few polls a second cost nothing next to training.
+so a few polls a second cost nothing next to training. `FollowService` polls in its own
+thread, so a UI never waits on the disk or parses JSON.
 """
 
 from __future__ import annotations
 
-import math
 import os
+import socket
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +26,7 @@ class RunUpdate:
     reset: bool = False  # metrics.jsonl was rewritten (a resume): forget earlier rows
     checkpoints: list[int] | None = None  # the whole sorted list, when it changed
     meta: RunMeta | None = None  # run.json, when it changed
-    writer_alive: bool | None = None  # the trainer lock's owner, when that changed
+    writer_alive: bool | None = None  # another live process holds the lock; when that changed
     error: str = ""  # run.json became unreadable (one line)
 
     @property
@@ -57,17 +60,64 @@ class RunFollower:
                 update.meta = self.run.meta()
         except (OSError, RunError) as exc:
             update.error = str(exc)
-        alive = self.run.writer_alive()
+        alive = self._other_writer_alive()
         if alive != self._writer_alive:
             self._writer_alive = alive
             update.writer_alive = alive
         return update
 
+    def _other_writer_alive(self) -> bool:
+        """A live process other than this one holds the trainer lock (a trainer thread in
+        this process writes the run too, but nobody needs to be told about it)."""
+        owner = self.run.lock_owner()
+        if owner is None or not self.run.writer_alive():
+            return False
+        return (owner["pid"], owner["host"]) != (os.getpid(), socket.gethostname())
+
+
+class FollowService:
+    """Polls a run directory in its own thread: every `interval` seconds, or at once when
+    poked (the in-process trainer wrote), and hands each non-empty update to `on_update`."""
+
+    def __init__(
+        self, run: Run, on_update: Callable[[RunUpdate], None], interval: float = 0.5
+    ) -> None:
+        self.follower = RunFollower(run)
+        self.on_update = on_update
+        self.interval = interval
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="grok-follow", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                update = self.follower.poll()
+            except Exception as exc:  # a bug or a vanished directory: say it, keep polling
+                update = RunUpdate(error=f"reading the run failed: {type(exc).__name__}: {exc}")
+            if not update.empty and not self._stopped.is_set():
+                self.on_update(update)
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
 
 class MetricsHistory:
     """Metrics as growable numpy columns for plotting, plus what a status bar shows."""
 
-    RATE_WINDOW_S = 5.0
+    RATE_WINDOW_S = 10.0  # the speed is measured over this much recent training time
+    RATE_MIN_EPOCHS = 20  # ... and shown only once it spans this many epochs
+    RATE_MIN_S = 1.0  # ... and this much time
     COLUMNS = ("epoch", "train_loss", "test_loss", "train_acc", "test_acc", "wall_s")
 
     def __init__(self) -> None:
@@ -132,19 +182,26 @@ class MetricsHistory:
         return int(self.epoch[hits[0]]) if hits.size else None
 
     def epochs_per_s(self) -> float:
-        """Training speed over the last few seconds of training time (0 if unknown)."""
+        """Training speed over the last RATE_WINDOW_S of training time; 0 until meaningful.
+
+        The median of the per-epoch durations in the window: the first epochs of a session
+        (start-up, allocations) and the odd checkpoint write take far longer than the rest,
+        and a mean over a few seconds would turn them into an ETA of hours.
+        """
         n = self._n
-        wall = self.column("wall_s")
-        if n < 2 or not math.isfinite(wall[-1]):
+        if n < 2:
             return 0.0
-        start = int(np.searchsorted(wall, wall[-1] - self.RATE_WINDOW_S, side="right"))
-        start = min(max(start - 1, 0), n - 2)
-        dw = wall[-1] - wall[start]
-        if not dw > 0:
+        wall, epoch = self.column("wall_s"), self.epoch
+        start = max(int(np.searchsorted(wall, wall[-1] - self.RATE_WINDOW_S, side="left")), 0)
+        start = min(start, n - 2)
+        dw, de = np.diff(wall[start:]), np.diff(epoch[start:])
+        ok = np.isfinite(dw) & (dw > 0) & (de > 0)
+        if de[ok].sum() < self.RATE_MIN_EPOCHS or dw[ok].sum() < self.RATE_MIN_S:
             return 0.0
-        return float((self.epoch[-1] - self.epoch[start]) / dw)
+        return float(1.0 / np.median(dw[ok] / de[ok]))
 
     def eta_s(self, total_epochs: int) -> float | None:
+        """Seconds to `total_epochs` at the current speed; None until the speed is known."""
         rate = self.epochs_per_s()
         if not self._n or rate <= 0:
             return None

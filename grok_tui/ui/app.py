@@ -2,9 +2,14 @@
 
 The app shows a run directory. If asked to train, it runs the engine's Trainer in a thread
 worker that writes to that directory and pokes the UI with a coalescing message; either
-way the UI reads what changed from the directory (RunFollower), so a run trained by
-another process looks and updates the same. Two engine threads analyse: one computes the
-selected checkpoint's Snapshot (newest request only), one the progress measures.
+way the UI learns what changed from the directory, read in a thread (FollowService), so a
+run trained by another process looks and updates the same. Two engine threads analyse:
+one computes the selected checkpoint's Snapshot (newest request only), one the progress
+measures.
+
+State: `state` (ui/state.py) is the one machine that says whether the run trains here, is
+followed, or is finished; `head`, `neuron`, `cluster`, `snapshot` are the shared selection
+every analysis pane binds to and redraws from.
 """
 
 from __future__ import annotations
@@ -16,20 +21,28 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.reactive import reactive
+from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 
-from grok_tui.engine.follow import MetricsHistory, RunFollower, RunUpdate
+from grok_tui.engine.follow import FollowService, MetricsHistory, RunUpdate
 from grok_tui.engine.runs import Run, RunError, RunMeta
 from grok_tui.engine.services import ProgressService, SnapshotResult, SnapshotService
 from grok_tui.engine.threads import TRAINER_NICENESS, lower_this_thread
 from grok_tui.engine.train import Event, Finished, TrainControl, Trainer
-from grok_tui.ui.messages import MeasuresReady, RunChanged, SnapshotReady, TrainerFinished
+from grok_tui.ui.messages import (
+    MeasuresReady,
+    RunChanged,
+    RunPolled,
+    SnapshotReady,
+    TrainerFinished,
+)
 from grok_tui.ui.panes.attention import AttentionPane
 from grok_tui.ui.panes.base import PANE_ACTIONS, AnalysisPane
 from grok_tui.ui.panes.circuits import CircuitsPane
@@ -37,8 +50,14 @@ from grok_tui.ui.panes.curves import CurvesPane
 from grok_tui.ui.panes.fourier import FourierPane
 from grok_tui.ui.panes.neurons import NeuronsPane
 from grok_tui.ui.screens import GotoEpochScreen
+from grok_tui.ui.state import LIVE, TRAINING_HERE, RunState, check_transition, state_on_disk
 from grok_tui.ui.widgets.status_bar import StatusBar, StatusInfo
 from grok_tui.ui.widgets.timeline import CheckpointTimeline
+
+if TYPE_CHECKING:
+    from grok_tui.engine.analysis import Snapshot
+
+W = TypeVar("W", bound=Widget)
 
 POLL_SECONDS = 0.5
 EXIT_GRACE_S = 3.0  # after a signal, how long Textual may take to restore the terminal
@@ -61,9 +80,10 @@ PANE_KEYS = {  # key -> (pane action, step)
     "B": ("component", -1),
     "v": ("view", 1),
     "V": ("view", -1),
+    "d": ("dim", 1),
+    "D": ("dim", -1),
     "z": ("enlarge", 1),
 }
-SHARED_SELECTION = ("neuron", "head")  # picked in one pane, shown in the others
 
 
 class GrokCommands(Provider):
@@ -97,6 +117,7 @@ class GrokApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "grok-tui"
     COMMANDS = App.COMMANDS | {GrokCommands}
+    AUTO_FOCUS = None  # nothing takes the arrows from the checkpoint timeline at start-up
 
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause"),
@@ -127,6 +148,14 @@ class GrokApp(App[int]):
         Binding("escape", "back", "Back to the sweep", show=False),
     ]
 
+    state: reactive[RunState] = reactive(RunState.STARTING, init=False)
+    # The shared selection: every analysis pane binds to these (data_bind) and redraws.
+    head: reactive[int] = reactive(0, init=False)
+    neuron: reactive[int] = reactive(0, init=False)
+    cluster: reactive[int | None] = reactive(None, init=False)
+    snapshot: reactive[Snapshot | None] = reactive(None, init=False)
+    snapshot_note: reactive[str] = reactive("no checkpoint selected", init=False)
+
     def __init__(
         self,
         run: Run,
@@ -140,27 +169,42 @@ class GrokApp(App[int]):
         self.back = back  # opened from the sweep screen: escape returns to it
         self.run_dir = run
         self.device = device
-        self.want_train = train
-        self.trainer_started = False  # start_training has run (whether or not it could train)
-        self.measures_waiting = False  # progress measures held back until the run generalises
+        self.want_train = train and not viewer
         self.control = TrainControl()
         self.trainer_done = threading.Event()
         self.trainer_done.set()  # no trainer yet
-        self.training = False
-        self.paused = False
-        self.quitting = False
         self.history = MetricsHistory()
-        self.follower = RunFollower(run)
         self.meta: RunMeta = run.meta()
+        self.writer_alive = False  # another process trains the run
         self.checkpoints: list[int] = []
-        self.writer_alive = False
         self.reduced_colours = False
-        self.snapshot: Any = None  # the newest Snapshot shown, for panes activated later
-        self.snapshot_note = "no checkpoint selected"
         self.requested_epoch: int | None = None
-        self.selection: dict[str, int] = {}  # the neuron and head last picked in any pane
+        self.measures_waiting = False  # progress measures held back until the run generalises
         self.snapshots: SnapshotService | None = None
         self.progress: ProgressService | None = None
+        self.follow: FollowService | None = None
+        if not self.want_train:
+            self.set_reactive(GrokApp.state, state_on_disk(self.meta.status, False))
+
+    def widget(self, selector: type[W] | str, expect_type: type[W] | None = None) -> W:
+        """One of the main screen's widgets, whatever screen is on top (the palette, go to)."""
+        return self.screen_stack[0].query_one(selector, expect_type)  # type: ignore[arg-type,return-value]
+
+    # -- state -------------------------------------------------------------------------------
+    def go(self, new: RunState) -> None:
+        """Move the state machine (an illegal move is a bug and raises)."""
+        check_transition(self.state, new)
+        self.state = new
+
+    def watch_state(self) -> None:
+        self.refresh_status()
+        self.refresh_bindings()
+        self._update_progress_mode()
+
+    @property
+    def training(self) -> bool:
+        """The trainer thread of this app is running (also while it saves to quit)."""
+        return not self.trainer_done.is_set()
 
     # -- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -170,7 +214,10 @@ class GrokApp(App[int]):
                 yield CurvesPane(self.history, id="curves-pane")
             for pane_id, title, pane_class in ANALYSIS_PANES:
                 with TabPane(title, id=pane_id):
-                    yield pane_class(id=f"{pane_id}-pane")
+                    pane = pane_class(id=f"{pane_id}-pane")
+                    pane.bound_to_app = True
+                    yield pane.data_bind(GrokApp.head, GrokApp.neuron, GrokApp.cluster,
+                                         GrokApp.snapshot, note=GrokApp.snapshot_note)  # fmt: skip
         yield CheckpointTimeline(id="timeline")
         yield Footer()
 
@@ -178,7 +225,7 @@ class GrokApp(App[int]):
         self.title = f"grok-tui: {self.run_dir.name}"
         # The tab bar would take left/right for itself; panes switch with 1-5 (or a click),
         # and the arrows always scrub checkpoints (an enlarged map, focused, moves its cursor).
-        self.query_one(TabbedContent).query_one(Tabs).can_focus = False
+        self.widget(TabbedContent).query_one(Tabs).can_focus = False
         self.reduced_colours = self.console.color_system != "truecolor"
         if self.reduced_colours:
             self.notify(
@@ -194,18 +241,21 @@ class GrokApp(App[int]):
         self.progress = ProgressService(
             self.run_dir, self.device, lambda t, e: self.post_message(MeasuresReady(t, e))
         )
-        self.poll_run()
-        self.set_interval(POLL_SECONDS, self.poll_run)
+        self.follow = FollowService(
+            self.run_dir, lambda u: self.post_message(RunPolled(u)), interval=POLL_SECONDS
+        )
         if self.want_train:
             self.start_training()
-            self._update_progress_mode()  # training or not, the gate now knows
+        self.refresh_status()
 
     def on_unmount(self) -> None:
         """However the app ends (q, a signal, a crash, a test), the trainer saves and stops."""
         self.control.request_stop()
-        for service in (self.snapshots, self.progress):
+        for service in (self.follow, self.snapshots, self.progress):
             if service is not None:
                 service.stop()
+        if self.follow is not None:
+            self.follow.join(timeout=5)
         self.trainer_done.wait(timeout=120)
 
     def _install_signal_handlers(self) -> None:
@@ -229,29 +279,30 @@ class GrokApp(App[int]):
 
     # -- training thread ------------------------------------------------------------------
     def start_training(self) -> None:
-        self.trainer_started = True
-        if self.training:
+        if self.state in TRAINING_HERE or self.state == RunState.QUITTING:
             return
         if self.viewer:
             self.notify("this is a viewer: it never trains the run")
             return
         if self.writer_alive:
             self.notify("another process is training this run", severity="warning")
+            self.want_train = False
+            self._settle_from_disk()
             return
         try:
             self.run_dir.ensure_resumable()
             notice = self.run_dir.acquire_lock()
         except RunError as exc:
             self.notify(str(exc), severity="error")
+            self.want_train = False
+            self._settle_from_disk()
             return
         if notice:
             self.notify(notice)
         self.control = TrainControl()
         self.trainer_done.clear()
-        self.training = True
-        self.paused = False
+        self.go(RunState.TRAINING)
         self.train_worker()
-        self.refresh_status()
 
     @work(thread=True, exclusive=True, group="trainer", exit_on_error=False)
     def train_worker(self) -> None:
@@ -275,23 +326,26 @@ class GrokApp(App[int]):
         self.poll_run()
 
     def on_trainer_finished(self, message: TrainerFinished) -> None:
-        self.training = False
-        self.paused = False
         result = message.result
         if result.status == "failed":
             self.notify(result.message, title="Training stopped", severity="error", timeout=15)
         elif result.status == "done":
             self.notify(f"finished at epoch {result.epoch:,}", title="Training done")
-        self.poll_run()
-        self._update_progress_mode()
-        if self.quitting:
+        if self.state == RunState.QUITTING:
             self.exit(0)
+            return
+        final = {"done": RunState.DONE, "failed": RunState.FAILED}
+        self.go(final.get(result.status, RunState.STOPPED))
+        self.poll_run()
 
-    # -- reading the run ------------------------------------------------------------------
+    # -- reading the run (the FollowService thread reads; the UI applies) --------------------
     def poll_run(self) -> None:
-        update = self.follower.poll()
-        if not update.empty:
-            self.apply_update(update)
+        """Ask for a look at the run directory now (the answer comes as RunPolled)."""
+        if self.follow is not None:
+            self.follow.poke()
+
+    def on_run_polled(self, message: RunPolled) -> None:
+        self.apply_update(message.update)
 
     def apply_update(self, update: RunUpdate) -> None:
         if update.error:
@@ -304,25 +358,31 @@ class GrokApp(App[int]):
             self.meta = update.meta
         if update.checkpoints is not None:
             self.checkpoints = update.checkpoints
-            self.query_one(CheckpointTimeline).set_checkpoints(update.checkpoints)
-            self._update_progress_mode()
+            self.widget(CheckpointTimeline).set_checkpoints(update.checkpoints)
         if update.writer_alive is not None:
-            was_alive = self.writer_alive
-            self.writer_alive = update.writer_alive
-            writer_died = was_alive and not self.writer_alive and not self.training
-            if writer_died and self.meta.status == "running":
+            if self.writer_alive and not update.writer_alive and self.meta.status == "running":
                 self.notify(
                     "The process training this run is gone. Press r to resume here.",
                     title="Writer stopped",
                     severity="warning",
                     timeout=15,
                 )
-            self._update_progress_mode()
+            self.writer_alive = update.writer_alive
+        if update.meta is not None or update.writer_alive is not None:
+            self._settle_from_disk()
         if update.rows or update.reset:
-            self.query_one(CurvesPane).mark_dirty()
+            self.widget(CurvesPane).mark_dirty()
         self.refresh_status()
-        if update.rows and not update.checkpoints and self.measures_waiting:
-            self._update_progress_mode()  # it may just have generalised
+        if update.checkpoints is not None or (update.rows and self.measures_waiting):
+            self._update_progress_mode()  # new checkpoints, or the run may just have grokked
+
+    def _settle_from_disk(self) -> None:
+        """A run this app does not train: its state is what the directory says."""
+        if self.state in TRAINING_HERE or self.state == RunState.QUITTING or self.training:
+            return
+        if self.state == RunState.STARTING and self.want_train:
+            return  # the trainer is about to start
+        self.go(state_on_disk(self.meta.status, self.writer_alive))
 
     def _update_progress_mode(self) -> None:
         """Ask for fresh progress measures, except while a live run has not generalised.
@@ -331,14 +391,12 @@ class GrokApp(App[int]):
         change with every checkpoint, and each change means measuring every checkpoint
         again: work that would slow training and mean nothing.
         """
-        if self.progress is None:
+        if self.progress is None or self.state == RunState.QUITTING:
             return
-        # Opened to train: the first poll comes before the trainer starts, and is live too.
-        starting = self.want_train and not self.trainer_started
-        live = self.training or self.writer_alive or starting
+        live = self.state in LIVE
         waiting = live and self.history.first_epoch_at_least("test_acc", 0.99) is None
         self.measures_waiting = waiting
-        self.query_one(CurvesPane).measures_note = (
+        self.widget(CurvesPane).measures_note = (
             "progress measures: once the run generalises (test acc >= 99%)" if waiting else ""
         )
         if waiting:
@@ -346,24 +404,15 @@ class GrokApp(App[int]):
         self.progress.live = live
         self.progress.poke()
 
-    def state(self) -> str:
-        if self.training:
-            return "paused" if self.paused else "training"
-        if self.writer_alive:
-            return "following"
-        status = self.meta.status
-        if status in ("done", "failed"):
-            return status
-        return "stopped"
-
     def refresh_status(self) -> None:
+        if not self.is_mounted:
+            return
         last = self.history.last()
         cfg = self.meta.config
-        state = self.state()
-        live = state in ("training", "following")
+        growing = self.state in (RunState.TRAINING, RunState.FOLLOWING)
         info = StatusInfo(
             run=self.run_dir.name,
-            device=(self.device if self.training else self.meta.device)
+            device=(self.device if self.state in TRAINING_HERE else self.meta.device)
             + (" 256c" if self.reduced_colours else ""),
             epoch=last.get("epoch"),
             total=cfg.epochs,
@@ -371,46 +420,40 @@ class GrokApp(App[int]):
             test_loss=last.get("test_loss"),
             train_acc=last.get("train_acc"),
             test_acc=last.get("test_acc"),
-            epochs_per_s=self.history.epochs_per_s() if live else 0,
-            eta_s=self.history.eta_s(cfg.epochs) if live else None,
-            state=state,
+            epochs_per_s=self.history.epochs_per_s() if growing else 0,
+            eta_s=self.history.eta_s(cfg.epochs) if growing else None,
+            state=str(self.state),
         )
-        self.query_one(StatusBar).show(info)
+        self.widget(StatusBar).show(info)
 
     # -- the selected checkpoint ----------------------------------------------------------
     def active_pane_id(self) -> str:
-        return self.query_one(TabbedContent).active
+        return self.widget(TabbedContent).active
 
     def active_analysis_pane(self) -> AnalysisPane | None:
         pane_id = self.active_pane_id()
         if pane_id == "curves":
             return None
-        return self.query_one(f"#{pane_id}-pane", AnalysisPane)
+        return self.widget(f"#{pane_id}-pane", AnalysisPane)
 
     def on_checkpoint_timeline_selected(self, message: CheckpointTimeline.Selected) -> None:
-        self.query_one(CurvesPane).set_selected(message.epoch)
+        self.widget(CurvesPane).set_selected(message.epoch)
         self._request_snapshot()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.screen.minimize()  # an enlarged map of the pane we left must not stay on top
-        pane = self.active_analysis_pane()
-        if pane is None:
-            return
-        picked = self._apply_selection(pane)
-        if pane.snapshot is not self.snapshot or pane.note != self.snapshot_note:
-            pane.show_snapshot(self.snapshot, self.snapshot_note)
-        elif picked:
-            pane.refresh_view()
         self._request_snapshot()
         self.refresh_bindings()
 
     def _request_snapshot(self) -> None:
         """Ask for the selected checkpoint's analysis, if an analysis pane is showing."""
-        epoch = self.query_one(CheckpointTimeline).selected
+        epoch = self.widget(CheckpointTimeline).selected
         if epoch is None:
             self._show_snapshot(None, "no checkpoints yet")
             return
-        if self.active_analysis_pane() is None or self.snapshots is None:
+        if self.state == RunState.QUITTING or self.snapshots is None:
+            return
+        if self.active_analysis_pane() is None:
             return
         if self.snapshot is not None and self.snapshot.epoch == epoch:
             return
@@ -425,7 +468,7 @@ class GrokApp(App[int]):
         result: SnapshotResult = message.result
         if result.epoch == self.requested_epoch:
             self.requested_epoch = None
-        timeline = self.query_one(CheckpointTimeline)
+        timeline = self.widget(CheckpointTimeline)
         if result.epoch != timeline.selected:
             self._request_snapshot()  # the selection moved on while this was computed
             return
@@ -437,17 +480,14 @@ class GrokApp(App[int]):
             self._show_snapshot(result.snapshot, "")
         timeline.refresh()
 
-    def _show_snapshot(self, snapshot: Any, note: str) -> None:
+    def _show_snapshot(self, snapshot: Snapshot | None, note: str) -> None:
         self.snapshot, self.snapshot_note = snapshot, note
-        pane = self.active_analysis_pane()
-        if pane is not None:
-            pane.show_snapshot(snapshot, note)
 
     def on_measures_ready(self, message: MeasuresReady) -> None:
         if message.error:
             self.notify(message.error, title="Progress measures", severity="warning")
             return
-        self.query_one(CurvesPane).set_measures(message.table)
+        self.widget(CurvesPane).set_measures(message.table)
 
     # -- actions --------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -456,7 +496,7 @@ class GrokApp(App[int]):
             pane = self.active_analysis_pane()
             return pane is not None and parameters[0] in pane.ACTIONS
         if action == "toggle_pause":
-            return self.training
+            return self.state in TRAINING_HERE
         if action in ("measures_view", "toggle_log"):
             return self.active_pane_id() == "curves"
         if action == "back":
@@ -473,38 +513,24 @@ class GrokApp(App[int]):
         if pane is None or name not in pane.ACTIONS or name not in PANE_ACTIONS:
             return
         status = pane.pane_action(name, step)
-        for shared in SHARED_SELECTION:
-            value = getattr(pane, shared, None)
-            if isinstance(value, int) and not isinstance(value, bool):
-                self.selection[shared] = value
         if status:
             self.notify(status, timeout=2)
 
-    def _apply_selection(self, pane: AnalysisPane) -> bool:
-        """Give a pane the neuron and head picked elsewhere; True if that changed it."""
-        changed = False
-        for name, value in self.selection.items():
-            current = getattr(pane, name, None)
-            if isinstance(current, int) and not isinstance(current, bool) and current != value:
-                setattr(pane, name, value)
-                changed = True
-        return changed
-
     def action_step(self, n: int) -> None:
-        self.query_one(CheckpointTimeline).step(n)
+        self.widget(CheckpointTimeline).step(n)
 
     def action_first_checkpoint(self) -> None:
-        self.query_one(CheckpointTimeline).first()
+        self.widget(CheckpointTimeline).first()
 
     def action_last_checkpoint(self) -> None:
-        self.query_one(CheckpointTimeline).last()
+        self.widget(CheckpointTimeline).last()
 
     def action_toggle_follow(self) -> None:
-        following = self.query_one(CheckpointTimeline).toggle_follow()
+        following = self.widget(CheckpointTimeline).toggle_follow()
         self.notify("following the newest checkpoint" if following else "not following")
 
     def action_goto_epoch(self) -> None:
-        timeline = self.query_one(CheckpointTimeline)
+        timeline = self.widget(CheckpointTimeline)
         if not timeline.epochs:
             self.notify("no checkpoints yet")
             return
@@ -518,7 +544,7 @@ class GrokApp(App[int]):
 
     def action_screenshot(self) -> None:
         """Save the screen as SVG into the run directory, and say where."""
-        epoch = self.query_one(CheckpointTimeline).selected
+        epoch = self.widget(CheckpointTimeline).selected
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         name = f"screenshot-{self.active_pane_id()}-epoch{epoch or 0}-{stamp}.svg"
         try:
@@ -529,25 +555,24 @@ class GrokApp(App[int]):
         self.notify(f"saved {path}", title="Screenshot", timeout=6)
 
     def action_measures_view(self, step: int) -> None:
-        view = self.query_one(CurvesPane).cycle_view(step)
+        view = self.widget(CurvesPane).cycle_view(step)
         self.notify(f"measures: {view}", timeout=2)
 
     def action_toggle_pause(self) -> None:
-        if not self.training:
-            self.notify("not training here (r resumes an unfinished run)")
-            return
-        if self.paused:
-            self.control.request_resume()
-            self.paused = False
-        else:
+        if self.state == RunState.TRAINING:
             self.control.request_pause()
-            self.paused = True
-        self.refresh_status()
+            self.go(RunState.PAUSED)
+        elif self.state == RunState.PAUSED:
+            self.control.request_resume()
+            self.go(RunState.TRAINING)
+        else:
+            self.notify("not training here (r resumes an unfinished run)")
 
     def action_resume_training(self) -> None:
-        if self.training:
-            if self.paused:
-                self.action_toggle_pause()
+        if self.state == RunState.PAUSED:
+            self.action_toggle_pause()
+            return
+        if self.state in (RunState.TRAINING, RunState.QUITTING):
             return
         last_epoch = self.history.last().get("epoch", -1)
         if self.meta.status == "done" or last_epoch >= self.meta.config.epochs:
@@ -556,10 +581,10 @@ class GrokApp(App[int]):
         self.start_training()
 
     def action_toggle_log(self) -> None:
-        self.query_one(CurvesPane).toggle_log()
+        self.widget(CurvesPane).toggle_log()
 
     def action_pane(self, pane: str) -> None:
-        self.query_one(TabbedContent).active = pane
+        self.widget(TabbedContent).active = pane
 
     def action_toggle_help(self) -> None:
         if self.screen.query("HelpPanel"):
@@ -569,10 +594,11 @@ class GrokApp(App[int]):
 
     def action_quit(self) -> None:  # type: ignore[override]  (sync: also a signal handler)
         """Quit; a training run first saves a checkpoint (the trainer thread does it)."""
-        if self.training and not self.trainer_done.is_set():
-            if not self.quitting:
-                self.quitting = True
-                self.notify("saving a checkpoint before quitting…", timeout=30)
-                self.control.request_stop()
+        if self.state == RunState.QUITTING:
+            return
+        if self.training:
+            self.go(RunState.QUITTING)
+            self.notify("saving a checkpoint before quitting…", timeout=30)
+            self.control.request_stop()
             return
         self.exit(0)

@@ -19,17 +19,10 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Static
 
-from grok_tui.engine.compare import ComparedRun, load_runs
-from grok_tui.engine.runs import MetricsReader, Run, RunError
+from grok_tui.engine.compare import ComparedRun, load_runs, measure_runs
+from grok_tui.engine.runs import MetricsReader, Run
 from grok_tui.engine.threads import ANALYSIS_NICENESS, lower_this_thread
-from grok_tui.ui.panes.curves import (
-    PALETTE,
-    SafePlot,
-    Series,
-    draw_series,
-    hex_color,
-    sampled_series,
-)
+from grok_tui.ui.widgets.plot import PALETTE, Figure, Plot, Series, hex_color, sampled_series
 
 BACK = -1  # the app's result when escape asked to go back to the sweep screen
 # name -> (title, log y, source, column): source "metrics" (every epoch) or "measures".
@@ -53,7 +46,7 @@ class CompareApp(App[int]):
     CSS = """
     Screen { layout: vertical; }
     #compare-status { height: 1; background: $panel; padding: 0 1; }
-    SafePlot { height: 1fr; min-height: 6; }
+    Plot { height: 1fr; min-height: 6; }
     #compare-legend { height: auto; max-height: 8; padding: 0 1; }
     """
     BINDINGS = [
@@ -81,8 +74,8 @@ class CompareApp(App[int]):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="compare-status")
-        yield SafePlot(id="loss-plot")
-        yield SafePlot(id="view-plot")
+        yield Plot(id="loss-plot")
+        yield Plot(id="view-plot")
         yield Static("", id="compare-legend")
         yield Footer()
 
@@ -94,7 +87,7 @@ class CompareApp(App[int]):
             reader.read_new()  # load_runs read what is there; follow from here
             self._readers.append(reader)
         self.set_interval(1.0, self.poll)
-        self.measure_runs()
+        self.start_measuring()
         self.redraw()
 
     def on_unmount(self) -> None:
@@ -115,22 +108,23 @@ class CompareApp(App[int]):
             self.redraw()
 
     @work(thread=True, exclusive=True, group="measures", exit_on_error=False)
-    def measure_runs(self) -> None:
-        """Progress measures of every run, from the cache where it has them."""
-        from grok_tui.engine.progress import ProgressTracker
-
+    def start_measuring(self) -> None:
+        """Progress measures of every run (the engine's, from each run's cache if it has them)."""
         lower_this_thread(ANALYSIS_NICENESS)
-        for i, c in enumerate(self.compared):
-            if self._stop.is_set():
-                return
-            self.measuring = f"measuring {c.name} ({i + 1}/{len(self.compared)})"
+
+        def on_table(i: int, table: Any, error: str) -> None:
+            if error:
+                self.call_from_thread(self.notify, error, severity="warning")
+            else:
+                self.tables[i] = table
             self.call_from_thread(self.redraw)
-            try:
-                tracker = ProgressTracker(c.run, self.device)
-                tracker.update(self._stop.is_set)
-                self.tables[i] = tracker.table()
-            except (RunError, ValueError, RuntimeError) as exc:
-                self.call_from_thread(self.notify, f"{c.name}: {exc}", severity="warning")
+
+        def on_start(i: int) -> None:
+            self.measuring = f"measuring {self.compared[i].name} ({i + 1}/{len(self.compared)})"
+            self.call_from_thread(self.redraw)
+
+        measure_runs([c.run for c in self.compared], self.device, self._stop.is_set, on_start,
+                     on_table)  # fmt: skip
         self.measuring = ""
         if not self._stop.is_set():
             self.call_from_thread(self.redraw)
@@ -138,7 +132,7 @@ class CompareApp(App[int]):
     # -- drawing -----------------------------------------------------------------------------
     def series(self, view: str | None) -> tuple[list[Series], list[str]]:
         """The plotted series and the names of runs left out (no grok epoch to align by)."""
-        plot = self.query_one("#loss-plot", SafePlot)
+        plot = self.query_one("#loss-plot", Plot)
         width = max(plot.size.width, 20)
         out: list[Series] = []
         skipped = []
@@ -169,20 +163,21 @@ class CompareApp(App[int]):
         if not self.is_mounted or not self.compared:
             return
         x_label = "epoch" if self.align == "epoch" else "epochs from grokking"
+        marks = [0.0] if self.align == "grok" else []
         series, skipped = self.series(None)
-        draw_series(self.query_one("#loss-plot", SafePlot), series,
-                    title="loss per epoch (dim: train, bright: test)", log_y=self.log_y,
-                    marks=[0] if self.align == "grok" else [], selected=None,
-                    x_label=x_label, round_x_ticks=self.align == "epoch")  # fmt: skip
+        log = "log" if self.log_y else "linear"
+        self.query_one("#loss-plot", Plot).show(Figure(
+            f"loss per epoch, dim: train, bright: test ({log} y)", series, x_label,
+            log_y=self.log_y, marks=marks, legend=False,
+        ))  # fmt: skip
         title, log_y, source, _ = VIEWS[self.view]
         series, _ = self.series(self.view)
-        note = ""
-        if source == "measures" and not series:
-            note = f": {self.measuring or 'no measures'}"
-        draw_series(self.query_one("#view-plot", SafePlot), series,
-                    title=f"{title}{note} [m: next]", log_y=log_y and self.log_y,
-                    marks=[0] if self.align == "grok" else [], selected=None,
-                    x_label=x_label, round_x_ticks=self.align == "epoch")  # fmt: skip
+        note = f": {self.measuring or 'no measures'}" if source == "measures" and not series else ""
+        log_y = log_y and self.log_y
+        self.query_one("#view-plot", Plot).show(Figure(
+            f"{title}{note} ({'log' if log_y else 'linear'} y) [m: next]", series, x_label,
+            log_y=log_y, marks=marks, legend=False,
+        ))  # fmt: skip
         self.query_one("#compare-legend", Static).update(self.legend(skipped))
         status = f"{len(self.compared)} runs, x: {x_label}"
         if self.measuring:

@@ -7,6 +7,7 @@ from typing import Any
 
 from textual.message import Message
 
+from grok_tui.engine.follow import RunUpdate
 from grok_tui.engine.services import SnapshotResult
 from grok_tui.engine.train import Finished
 
@@ -16,6 +17,15 @@ class RunChanged(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunChanged)
+
+
+class RunPolled(Message):
+    """What changed in the run directory, read by the follow thread. Never coalesced: each
+    update carries new metrics rows."""
+
+    def __init__(self, update: RunUpdate) -> None:
+        super().__init__()
+        self.update = update
 
 
 class TrainerFinished(Message):

@@ -19,6 +19,7 @@ class GotoEpochScreen(ModalScreen[int | None]):
     GotoEpochScreen Label { width: 100%; }
     """
     BINDINGS = [("escape", "cancel", "Cancel")]
+    AUTO_FOCUS = "Input"  # the app focuses nothing by itself; this screen types
 
     def __init__(self, first: int, last: int) -> None:
         super().__init__()

@@ -1,93 +1,27 @@
-"""The grokking curve: train and test loss over epochs, log y, with the phases marked."""
+"""The grokking curve: train and test loss over epochs, log y, with the phases marked; under
+it, once there are any, the progress measures per checkpoint (`m` cycles their views).
+
+The loss buffers are plain (the app's MetricsHistory), not reactive: new epochs repaint on a
+1 Hz timer (plotext is pure Python, and every millisecond the UI thread holds the GIL is one
+the trainer thread waits); keys repaint at once.
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 from rich.text import Text
-from textual.app import ComposeResult, RenderResult
+from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
-from textual_plotext import PlotextPlot
 
 from grok_tui.engine.follow import MetricsHistory
+from grok_tui.ui.widgets.plot import PALETTE, Figure, Plot, Series, hex_color, sampled_series
 
-TRAIN_COLOR = (80, 160, 255)
-TEST_COLOR = (255, 120, 60)
-MARK_COLOR = (150, 150, 150)
-
-
-def sample_indices(n: int, width: int) -> list[int]:
-    """About one point per column (the last point always), so 50k epochs draw fast."""
-    if n <= 0:
-        return []
-    budget = max(width, 16)
-    if n <= budget:
-        return list(range(n))
-    step = n / budget
-    idx = [int(i * step) for i in range(budget)]
-    if idx[-1] != n - 1:
-        idx.append(n - 1)
-    return idx
-
-
-def sampled_series(
-    name: str, xs: np.ndarray, ys: np.ndarray, color: tuple[int, int, int], width: int
-) -> Series:
-    """The finite points of a column, thinned to the plot's width.
-
-    Thinning after dropping NaN keeps sparse columns (an imported run has a test loss
-    every 10th epoch only) drawn as lines rather than as the few samples that hit.
-    """
-    finite = np.flatnonzero(np.isfinite(ys))
-    pick = finite[sample_indices(len(finite), width)]
-    return (name, xs[pick].tolist(), ys[pick].tolist(), color)
-
-
-class SafePlot(PlotextPlot):
-    """plotext raises on some inputs (log scale of an empty series, ...): draw a note instead."""
-
-    def render(self) -> RenderResult:
-        try:
-            return super().render()
-        except Exception as exc:  # a plotting library's corner case must not end the app
-            return Text(f"(plot unavailable: {type(exc).__name__})", style="dim")
-
-
-def epoch_ticks(last: int, count: int = 5) -> list[int]:
-    """Round epoch numbers for the x axis: 0, then multiples of 1, 2 or 5 times 10^k."""
-    if last <= 0:
-        return [0]
-    raw = last / max(count - 1, 1)
-    magnitude = 10 ** max(len(str(int(raw))) - 1, 0)
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
-    return list(range(0, last + 1, step))
-
-
-def decade_ticks(values: list[float]) -> list[float]:
-    """Powers of ten spanning the positive values: the ticks of a log axis."""
-    positive = [v for v in values if v > 0 and math.isfinite(v)]
-    if not positive:
-        return []
-    lo, hi = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
-    step = max(1, (hi - lo) // 6 + 1)
-    return [10.0**k for k in range(lo, hi + 1, step)]
-
-
-PALETTE = [
-    (80, 160, 255),
-    (255, 120, 60),
-    (120, 220, 120),
-    (230, 200, 60),
-    (200, 120, 230),
-    (90, 220, 220),
-    (240, 110, 160),
-    (170, 170, 170),
-]
-
-Series = tuple[str, list[float], list[float], tuple[int, int, int]]
+TRAIN_COLOR = PALETTE[0]
+TEST_COLOR = PALETTE[1]
+PRIMARY = ("train", "test")  # drawn last in every plot, so no other series hides them
 
 # name -> (title, log y, [(label, scalar column)]); columns of engine.progress.ProgressTable.
 MEASURE_VIEWS: dict[str, tuple[str, bool, list[tuple[str, str]]]] = {
@@ -101,7 +35,11 @@ MEASURE_VIEWS: dict[str, tuple[str, bool, list[tuple[str, str]]]] = {
             ("excluded", "excluded_loss"),
         ],
     ),
-    "per-frequency": ("excluded loss per key frequency", True, []),
+    "per-frequency": (
+        "excluded loss per key frequency",
+        True,
+        [("train", "train_loss"), ("test", "test_loss")],
+    ),
     "gini": (
         "Gini of Fourier norms (sparsity)",
         False,
@@ -115,82 +53,30 @@ MEASURE_VIEWS: dict[str, tuple[str, bool, list[tuple[str, str]]]] = {
     ),
     "attention": ("average attention from = to x, per head", False, []),
 }
+PHASE_NAMES = {
+    "memorisation_end": "memorisation ends",
+    "circuit_formation_end": "circuit formed",
+    "cleanup_end": "cleanup ends",
+}
 
 
-def hex_color(rgb: tuple[int, int, int]) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*rgb)
-
-
-def draw_series(
-    plot: SafePlot,
-    series: list[Series],
-    *,
-    title: str,
-    log_y: bool,
-    marks: list[int],
-    selected: int | None,
-    x_label: str = "epoch",
-    round_x_ticks: bool = True,
-) -> bool:
-    """Draw line series (already sampled) with decade ticks on a log axis; True if any.
-
-    With round_x_ticks the x axis gets round epoch numbers; callers with another x (tokens,
-    frequencies) pass False and set their own ticks.
-    """
-    plt = plot.plt
-    plt.clear_data()
-    plt.clear_figure()
-    plt.xlabel(x_label)
-    width = max(plot.size.width, 20)
-    plotted: list[float] = []
-    last_x = 0
-    for name, xs, ys, color in series:
-        keep = [
-            (x, y) for x, y in zip(xs, ys, strict=True)
-            if math.isfinite(y) and (y > 0 or not log_y)
-        ]  # fmt: skip
-        if not keep:
-            continue
-        px, py = zip(*keep, strict=True)
-        plt.plot(list(px), list(py), label=name, color=color, marker="braille")
-        plotted.extend(py)
-        last_x = max(last_x, int(px[-1]))
-    if not plotted:
-        plt.title(f"{title}: nothing yet")
-        plot.refresh()
-        return False
-    plt.title(f"{title} ({'log' if log_y else 'linear'} y)")
-    if log_y:
-        plt.yscale("log")
-        ticks = decade_ticks(plotted)
-        plt.yticks(ticks, [f"1e{round(math.log10(t))}" for t in ticks])
-    if round_x_ticks:
-        ticks = epoch_ticks(last_x, count=max(2, min(6, width // 14)))
-        plt.xticks(ticks, [f"{t:,}" for t in ticks])
-    for epoch in marks:
-        plt.vline(epoch, color=MARK_COLOR)
-    if selected is not None:
-        plt.vline(selected, color=(255, 255, 255))
-    plot.refresh()
-    return True
+def primary_last(series: list[Series]) -> list[Series]:
+    """The train and test curves moved to the end: drawn last, on top of the rest."""
+    return [s for s in series if s[0] not in PRIMARY] + [s for s in series if s[0] in PRIMARY]
 
 
 class CurvesPane(Vertical):
-    """Loss curves per epoch and progress measures per checkpoint, with the phases marked.
-
-    Repaints on a timer, only when new data arrived (keys repaint at once): the buffers are
-    plain, not reactive.
-    """
+    """Loss curves per epoch and progress measures per checkpoint, with the phases marked."""
 
     DEFAULT_CSS = """
     CurvesPane { height: 1fr; }
-    CurvesPane SafePlot { height: 1fr; min-height: 5; }
+    CurvesPane Plot { height: 1fr; min-height: 5; }
     CurvesPane #measures-plot { display: none; }
     CurvesPane.-measures #measures-plot { display: block; }
     CurvesPane #curves-summary { height: auto; max-height: 3; color: $text-muted; }
     """
 
-    def __init__(self, history: MetricsHistory, **kwargs) -> None:
+    def __init__(self, history: MetricsHistory, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.history = history
         self.log_y = True
@@ -202,13 +88,11 @@ class CurvesPane(Vertical):
         self._dirty = True
 
     def compose(self) -> ComposeResult:
-        yield SafePlot(id="loss-plot")
-        yield SafePlot(id="measures-plot")
+        yield Plot(id="loss-plot")
+        yield Plot(id="measures-plot")
         yield Static("", id="curves-summary")
 
     def on_mount(self) -> None:
-        # New epochs repaint once a second: plotext is pure Python, and on two cores every
-        # millisecond the UI thread holds the GIL is one the trainer thread waits.
         self.set_interval(1.0, self._repaint_if_dirty)
 
     # -- inputs ------------------------------------------------------------------------------
@@ -248,31 +132,40 @@ class CurvesPane(Vertical):
         self._draw()
 
     @property
-    def marks(self) -> list[int]:
-        return [e for e in self.phases.values() if e is not None]
+    def marks(self) -> list[float]:
+        return [float(e) for e in self.phases.values() if e is not None]
 
     def _draw(self) -> None:
         h = self.history
-        plot = self.query_one("#loss-plot", SafePlot)
+        plot = self.query_one("#loss-plot", Plot)
         width = max(plot.size.width, 20)
         series = [
             sampled_series("train", h.epoch, h.train_loss, TRAIN_COLOR, width),
             sampled_series("test", h.epoch, h.test_loss, TEST_COLOR, width),
         ]
-        draw_series(plot, series, title="loss per epoch", log_y=self.log_y, marks=self.marks,
-                    selected=self.selected_epoch)  # fmt: skip
+        plot.show(Figure(self._title("loss per epoch", self.log_y), primary_last(series),
+                         "epoch", log_y=self.log_y, marks=self.marks,
+                         selected=self.selected_epoch))  # fmt: skip
         if self.measures is not None and len(self.measures):
-            self._draw_measures()
+            title, log_y, series = self.measure_series()
+            log_y = log_y and self.log_y
+            self.query_one("#measures-plot", Plot).show(Figure(
+                self._title(title, log_y) + " [m: next view]", series, "epoch", log_y=log_y,
+                marks=self.marks, selected=self.selected_epoch,
+            ))  # fmt: skip
         self.query_one("#curves-summary", Static).update(self._summary())
 
+    @staticmethod
+    def _title(title: str, log_y: bool) -> str:
+        return f"{title} ({'log' if log_y else 'linear'} y)"
+
     def measure_series(self) -> tuple[str, bool, list[Series]]:
+        """The current measures view: title, log y, and its series (primary ones last)."""
         table = self.measures
         title, log_y, columns = MEASURE_VIEWS[self.view]
-        width = max(self.query_one("#measures-plot", SafePlot).size.width, 20)
-        xs = table.epochs.astype(np.float64)
+        width = max(self.query_one("#measures-plot", Plot).size.width, 20)
         named = [(label, table[column]) for label, column in columns]
         if self.view == "per-frequency":
-            named += [("train", table["train_loss"]), ("test", table["test_loss"])]
             named += [
                 (f"k={k}", table.excluded_per_freq[:, j]) for j, k in enumerate(table.key_freqs)
             ]
@@ -280,19 +173,12 @@ class CurvesPane(Vertical):
             named += [
                 (f"head {h}", table.avg_attn[:, h, 0]) for h in range(table.avg_attn.shape[1])
             ]
+        xs = table.epochs.astype(np.float64)
         series = [
-            sampled_series(
-                label, xs, np.asarray(ys, dtype=np.float64), PALETTE[i % len(PALETTE)], width
-            )
+            sampled_series(label, xs, ys, PALETTE[i % len(PALETTE)], width)
             for i, (label, ys) in enumerate(named)
         ]
-        return title, log_y, series
-
-    def _draw_measures(self) -> None:
-        title, log_y, series = self.measure_series()
-        draw_series(self.query_one("#measures-plot", SafePlot), series,
-                    title=f"{title} [m: next view]", log_y=log_y and self.log_y,
-                    marks=self.marks, selected=self.selected_epoch)  # fmt: skip
+        return title, log_y, primary_last(series)
 
     def _summary(self) -> Text:
         h = self.history
@@ -306,11 +192,8 @@ class CurvesPane(Vertical):
         text.append(f" train acc >= 99% at {memorised if memorised is not None else '-'}")
         text.append(f", test acc >= 99% at {generalised if generalised is not None else '-'}")
         if self.phases:
-            names = {"memorisation_end": "memorisation ends",
-                     "circuit_formation_end": "circuit formed",
-                     "cleanup_end": "cleanup ends"}  # fmt: skip
             parts = [
-                f"{names.get(k, k)} {v:,}" if v is not None else f"{names.get(k, k)} -"
+                f"{PHASE_NAMES.get(k, k)} {v:,}" if v is not None else f"{PHASE_NAMES.get(k, k)} -"
                 for k, v in self.phases.items()
             ]
             text.append("\nphases (from the measures): " + ", ".join(parts))

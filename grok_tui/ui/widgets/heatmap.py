@@ -19,10 +19,19 @@ on the left, columns go left to right and are labelled by ``x_label``. The curso
 ``(x, y) = (col, row)`` in data coordinates.
 
 Pooling: the widget shrinks the array by an integer factor f (the same on both axes while
-``keep_aspect`` is on, so pixels stay square), each pixel the NaN-ignoring mean of an f x f
-block (edge blocks average what they hold). When the array fits with room to spare it is
-drawn at full resolution, and (``zoom``) each value becomes a k x k block of pixels, the
-largest k that fits, so small maps (p = 23, a 4 x 3 attention pattern) fill the widget.
+``keep_aspect`` is on, so pixels stay square). By default each pixel is the value of largest
+magnitude in its f x f block, sign kept (``pooling="maxabs"``): a mean would average a
+high-frequency pattern or a single bright Fourier coefficient away, and a pooled map would
+then show less than it holds (``pooling="mean"`` is there for smooth data). NaN is ignored;
+edge blocks use what they hold. When the array fits with room to spare it is drawn at full
+resolution, and (``zoom``) each value becomes a k x k block of pixels, the largest k that
+fits, so small maps (p = 23, a 4 x 3 attention pattern) fill the widget.
+
+Layout and colours are public rules, so panes size their boxes without copying them:
+``heatmap_layout`` (which lines hold what, and the scale, at a size), ``natural_width`` (the
+cells a map needs at a height), ``shared_range`` (one colour range for a grid of maps). The
+colour range comes from the data (max-abs pooling keeps its extremes at any size); a
+spectrum's dominant constant can be left out of it with ``saturate_origin``.
 
 1-D arrays are drawn as a single row (shape (1, n)); 3-D and higher raise ``ValueError``.
 Empty arrays show "no data".
@@ -46,26 +55,40 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from grok_tui.ui import colormap
+from grok_tui.ui.widgets.ticks import nice_step
 
-__all__ = ["Heatmap", "Scale", "block_pool", "fit_scale", "pixels_to_strips"]
+__all__ = [
+    "Heatmap",
+    "HeatmapLayout",
+    "Scale",
+    "block_pool",
+    "fit_scale",
+    "heatmap_layout",
+    "natural_width",
+    "pixels_to_strips",
+    "shared_range",
+]
 
 HALF_BLOCK = "▀"
 ColourMode = Literal["auto", "truecolor", "256"]
+Pooling = Literal["maxabs", "mean"]
 
 _BLACK_KEY = {False: 0x000000, True: 16}  # cursor colours per reduced mode
 _WHITE_KEY = {False: 0xFFFFFF, True: 231}
-_NICE_STEPS = (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000)
 _STYLE_CACHE_LIMIT = 50_000
 
 
 # ---- pure helpers (tested without a terminal) -----------------------------------------------
 
 
-def block_pool(data: np.ndarray, fy: int, fx: int | None = None) -> np.ndarray:
-    """Block means over fy x fx blocks (fx defaults to fy), ignoring NaN.
+def block_pool(
+    data: np.ndarray, fy: int, fx: int | None = None, how: Pooling = "mean"
+) -> np.ndarray:
+    """Pool fy x fx blocks (fx defaults to fy), ignoring NaN: their means, or (``maxabs``) the
+    value of largest magnitude in each, with its sign.
 
-    Edge blocks that the shape does not fill average only the values they hold, so nothing
-    is dropped; a block with no non-NaN value is NaN. +-inf propagate (and inf - inf = NaN).
+    Edge blocks that the shape does not fill use only the values they hold, so nothing is
+    dropped; a block with no non-NaN value is NaN. +-inf propagate (mean: inf - inf = NaN).
     """
     fx = fy if fx is None else fx
     if fy < 1 or fx < 1:
@@ -81,10 +104,29 @@ def block_pool(data: np.ndarray, fy: int, fx: int | None = None) -> np.ndarray:
     padded[:h, :w] = a
     blocks = padded.reshape(ph, fy, pw, fx)
     valid = ~np.isnan(blocks)
+    if how == "maxabs":
+        flat = blocks.transpose(0, 2, 1, 3).reshape(ph, pw, fy * fx)
+        size = np.where(np.isnan(flat), -1.0, np.abs(flat))
+        pick = np.argmax(size, axis=2)[..., None]
+        return np.take_along_axis(flat, pick, axis=2)[..., 0]
     sums = np.where(valid, blocks, 0.0).sum(axis=(1, 3))
     counts = valid.sum(axis=(1, 3))
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / counts
+
+
+def shared_range(
+    arrays: np.ndarray | list[np.ndarray], saturate_origin: bool = False
+) -> tuple[float, float]:
+    """One (min, max) colour range over several maps, so a grid of them is comparable and
+    uses the whole colour map (a grokked model's attention spans ~0.3..0.7, not 0..1).
+    `saturate_origin`: leave every map's [0, 0] out (a spectrum's constant)."""
+    a = np.array(arrays, dtype=np.float64)
+    if saturate_origin and a.ndim >= 2:
+        a[..., 0, 0] = np.nan
+    finite = a[np.isfinite(a)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    return (lo, hi) if hi > lo else (0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -241,11 +283,9 @@ def _luminance(rgb: np.ndarray) -> float:
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
 
-def _choose_step(n: int, px_per_unit: float, min_gap: float) -> int:
-    for step in _NICE_STEPS:
-        if step * px_per_unit >= min_gap:
-            return step
-    return max(1, n)
+def _choose_step(px_per_unit: float, min_gap: float) -> int:
+    """A round tick step (in data units) whose ticks lie at least min_gap pixels apart."""
+    return int(nice_step(min_gap / px_per_unit)) if px_per_unit > 0 else 1
 
 
 def _to_256(style: Style) -> Style:
@@ -264,7 +304,9 @@ def _to_256(style: Style) -> Style:
 
 
 @dataclass(frozen=True)
-class _Layout:
+class HeatmapLayout:
+    """Which text lines of a width x height heatmap hold what, and the scale of its pixels."""
+
     width: int
     height: int
     title_y: int | None
@@ -359,6 +401,7 @@ class Heatmap(Widget):
         zoom: bool = True,
         show_cursor: bool = True,
         colour_mode: ColourMode = "auto",
+        pooling: Pooling = "maxabs",
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
@@ -375,11 +418,12 @@ class Heatmap(Widget):
         self._zoom = zoom
         self._show_cursor = show_cursor
         self._colour_mode: ColourMode = colour_mode
+        self._pooling: Pooling = pooling
         self._cursor = (0, 0)
         self._version = 0
         # Render caches: the pixel image for (data version, size, mode), strips per line.
         self._image_key: tuple[object, ...] | None = None
-        self._layout: _Layout | None = None
+        self._layout: HeatmapLayout | None = None
         self._keys: np.ndarray = np.zeros((0, 0), dtype=np.int64)
         self._pooled_rgb: np.ndarray = np.zeros((0, 0, 3), dtype=np.uint8)
         self._lines: dict[int, Strip] = {}
@@ -410,14 +454,17 @@ class Heatmap(Widget):
         y_label: str = "y",
         vmin: float | None = None,
         vmax: float | None = None,
+        saturate_origin: bool = False,
     ) -> None:
         """Show a new array (copied). ``diverging=None``: diverging iff any value is < 0.
 
         ``vmin``/``vmax`` None: automatic (``colormap.resolve_range``, over the whole array,
-        not the pooled one, so colours mean the same at every size); a diverging map with one
-        end given is made symmetric. Raises ValueError for arrays of 3 or more dims. Call it
-        on the UI thread (from a message handler, or via ``app.call_from_thread``). Posts
-        CursorMoved if the value under the cursor changed.
+        so colours mean the same at every size); a diverging map with one end given is made
+        symmetric. ``saturate_origin``: the automatic range leaves entry [0, 0] out (the
+        constant of a spectrum, which would dwarf the rest; it is drawn saturated). Raises
+        ValueError for arrays of 3 or more dims. Call it on the UI thread (from a message
+        handler, or via ``app.call_from_thread``). Posts CursorMoved if the value under the
+        cursor changed.
         """
         a = np.array(array, dtype=np.float64, copy=True)
         if a.ndim == 1:
@@ -434,7 +481,11 @@ class Heatmap(Widget):
             diverging = bool(known.size and known.min() < 0)
         self._data = a
         self._diverging = diverging
-        self._range = colormap.resolve_range(a, diverging=diverging, vmin=vmin, vmax=vmax)
+        ranged = a
+        if saturate_origin and a.size > 1:
+            ranged = a.copy()
+            ranged[0, 0] = np.nan
+        self._range = colormap.resolve_range(ranged, diverging=diverging, vmin=vmin, vmax=vmax)
         self._title, self._x_label, self._y_label = title, x_label, y_label
         self._cursor = self._clamp(*self._cursor)
         self._version += 1
@@ -585,7 +636,7 @@ class Heatmap(Widget):
         """Natural height (for ``height: auto``): title, map (pooled to width), axis, bar."""
         if self._data.size == 0:
             return 1
-        layout = _compute_layout(self._data.shape, width, 10_000, self._keep_aspect, zoom=False)
+        layout = heatmap_layout(self._data.shape, width, 10_000, self._keep_aspect, zoom=False)
         return 3 + layout.plot_lines
 
     # -- rendering ----------------------------------------------------------------------------
@@ -621,7 +672,7 @@ class Heatmap(Widget):
             return
         self._image_key = key
         self._clear_lines()
-        layout = _compute_layout(self._data.shape, width, height, self._keep_aspect, self._zoom)
+        layout = heatmap_layout(self._data.shape, width, height, self._keep_aspect, self._zoom)
         self._layout = layout
         s = layout.scale
         self._y_tick_labels = self._y_ticks(layout) if s is not None else {}
@@ -629,7 +680,7 @@ class Heatmap(Widget):
             self._keys = np.zeros((0, 0), dtype=np.int64)
             self._pooled_rgb = np.zeros((0, 0, 3), dtype=np.uint8)
             return
-        pooled = block_pool(self._data, s.fy, s.fx)
+        pooled = block_pool(self._data, s.fy, s.fx, self._pooling)
         lut = colormap.DIVERGING if self._diverging else colormap.SEQUENTIAL
         rgb = colormap.apply_lut(pooled, lut, *self._range)
         self._pooled_rgb = rgb
@@ -671,7 +722,7 @@ class Heatmap(Widget):
             self.refresh(Region(0, line, width, 1))
 
     @staticmethod
-    def _cursor_lines(layout: _Layout, x: int, y: int) -> tuple[int, int]:
+    def _cursor_lines(layout: HeatmapLayout, x: int, y: int) -> tuple[int, int]:
         s = layout.scale or Scale()
         row0 = (y // s.fy) * s.ky
         return row0 // 2, (row0 + s.ky - 1) // 2
@@ -702,7 +753,7 @@ class Heatmap(Widget):
         segments = [Segment(text, style) for text, style in parts if text]
         return Strip(segments).crop_extend(0, width, base)
 
-    def _title_strip(self, layout: _Layout, base: Style) -> Strip:
+    def _title_strip(self, layout: HeatmapLayout, base: Style) -> Strip:
         axis, title_style = self._style("heatmap--axis"), self._style("heatmap--title")
         lead = self._y_label.ljust(layout.gutter) if layout.gutter else ""
         if lead and not lead.endswith(" "):
@@ -721,7 +772,7 @@ class Heatmap(Widget):
                     break
         return self._text_strip(parts, layout.width, base)
 
-    def _plot_strip(self, layout: _Layout, line: int, base: Style) -> Strip:
+    def _plot_strip(self, layout: HeatmapLayout, line: int, base: Style) -> Strip:
         s = layout.scale
         assert s is not None
         reduced = self.reduced_colours
@@ -753,7 +804,7 @@ class Heatmap(Widget):
 
     def _with_cursor(
         self,
-        layout: _Layout,
+        layout: HeatmapLayout,
         r: int,
         top: np.ndarray,
         bottom: np.ndarray | None,
@@ -775,12 +826,12 @@ class Heatmap(Widget):
             bottom[cols] = colour
         return top, bottom
 
-    def _y_ticks(self, layout: _Layout) -> dict[int, str]:
+    def _y_ticks(self, layout: HeatmapLayout) -> dict[int, str]:
         """Plot line -> row label: a nice step, at least 3 lines apart, plus the last row."""
         s = layout.scale
         assert s is not None
         h = self._data.shape[0]
-        step = _choose_step(h, s.ky / (2 * s.fy), 3)
+        step = _choose_step(s.ky / (2 * s.fy), 3)
         ticks: dict[int, str] = {}
         last_line = -10
         for t in [*range(0, h, step), h - 1]:
@@ -790,13 +841,13 @@ class Heatmap(Widget):
                 last_line = line
         return ticks
 
-    def _axis_strip(self, layout: _Layout, base: Style) -> Strip:
+    def _axis_strip(self, layout: HeatmapLayout, base: Style) -> Strip:
         s = layout.scale
         assert s is not None
         w = self._data.shape[1]
         chars = [" "] * layout.dw
         label_w = len(str(w - 1))
-        step = _choose_step(w, s.kx / s.fx, label_w + 2)
+        step = _choose_step(s.kx / s.fx, label_w + 2)
         end = -2
         for t in [*range(0, w, step), w - 1]:
             label = str(t)
@@ -820,7 +871,7 @@ class Heatmap(Widget):
             parts.append((" " + self._x_label, axis))
         return self._text_strip(parts, layout.width, base)
 
-    def _bar_strip(self, layout: _Layout, base: Style) -> Strip:
+    def _bar_strip(self, layout: HeatmapLayout, base: Style) -> Strip:
         """``vmin [gradient] vmax  256 colours  2×2 mean``; the bar shrinks before notes go."""
         axis = self._style("heatmap--axis")
         reduced = self.reduced_colours
@@ -830,7 +881,8 @@ class Heatmap(Widget):
             notes.append(("256 colours", "heatmap--notice"))
         s = layout.scale
         if s is not None and (s.fx > 1 or s.fy > 1):
-            notes.append((f"{s.fy}×{s.fx} mean", "heatmap--axis"))
+            how = "max|·|" if self._pooling == "maxabs" else "mean"
+            notes.append((f"{s.fy}×{s.fx} {how}", "heatmap--axis"))
         elif s is not None and (s.kx > 1 or s.ky > 1):
             zoom = f"zoom ×{s.kx}" if s.kx == s.ky else f"zoom {s.ky}×{s.kx}"
             notes.append((zoom, "heatmap--axis"))
@@ -865,9 +917,9 @@ def _same_value(a: float | None, b: float | None) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
-def _compute_layout(
-    shape: tuple[int, ...], width: int, height: int, keep_aspect: bool, zoom: bool
-) -> _Layout:
+def heatmap_layout(
+    shape: tuple[int, ...], width: int, height: int, keep_aspect: bool = True, zoom: bool = True
+) -> HeatmapLayout:
     """Which lines hold what at this size. Extras go first when short: bar, axis, title."""
     extras = 3 if height >= 5 else max(0, height - 2)
     title_y = 0 if extras >= 1 else None
@@ -890,7 +942,7 @@ def _compute_layout(
     plot_lines = -(-dh // 2)
     axis_y = plot_y + plot_lines if extras >= 2 else None
     bar_y = (axis_y + 1) if (axis_y is not None and extras >= 3) else None
-    return _Layout(
+    return HeatmapLayout(
         width=width,
         height=height,
         title_y=title_y,
@@ -903,3 +955,12 @@ def _compute_layout(
         dh=dh,
         dw=dw,
     )
+
+
+def natural_width(
+    shape: tuple[int, int], height: int, x_label: str = "x", keep_aspect: bool = True
+) -> int:
+    """Cells a heatmap of `shape` fills at `height` lines, unconstrained in width: its y-tick
+    gutter, its pixels (pooled or zoomed to the height) and the x label after the axis."""
+    layout = heatmap_layout(shape, 10_000, height, keep_aspect, zoom=True)
+    return layout.gutter + layout.dw + 1 + len(x_label)

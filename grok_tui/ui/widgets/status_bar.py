@@ -1,4 +1,9 @@
-"""One line that says where the run is: name, device, epoch, losses, speed, state."""
+"""One line that says where the run is: state, phase, epoch, losses, speed, ETA, device, run.
+
+The state comes from the app's state machine (ui/state.py) and shows at once when it
+changes; speed and ETA only while the run grows (otherwise "-"). `phase` and `forecast`
+(the grokking phase the run is in, and when it may generalise) follow the state when set.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +20,8 @@ STATE_STYLES = {
     "done": "bold blue",
     "failed": "bold red",
     "stopped": "bold magenta",
-    "viewing": "bold",
     "starting": "dim",
+    "quitting": "bold yellow",
 }
 
 
@@ -52,6 +57,8 @@ class StatusInfo:
     epochs_per_s: float = 0.0
     eta_s: float | None = None
     state: str = "starting"
+    phase: str = ""  # e.g. "circuit formation" (the progress measures' phase)
+    forecast: str = ""  # e.g. "groks ~10.2k" (a forecast of when the run generalises)
 
 
 class StatusBar(Static):
@@ -78,6 +85,7 @@ class StatusBar(Static):
         state = Text()
         state.append(f" {info.state} ", style=STATE_STYLES.get(info.state, "bold"))
         parts = [
+            *((text, style) for text, style in ((info.phase, "bold"), (info.forecast, "")) if text),
             (f"epoch {epoch}/{info.total:,}", "bold"),
             (f"loss {fmt_loss(info.train_loss)}/{fmt_loss(info.test_loss)}", ""),
             (f"acc {fmt_acc(info.train_acc)}/{fmt_acc(info.test_acc)}", ""),

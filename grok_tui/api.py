@@ -1,0 +1,117 @@
+"""The engine as a library, for notebooks.
+
+    from grok_tui import open_run
+    run = open_run("runs/a")
+    run.epochs                      # checkpoint epochs, ascending
+    m = run.metrics()               # numpy columns: m["epoch"], m["train_loss"], ...
+    w = run.weights(10_000)         # classic HookedTransformer names -> torch tensors
+    model = run.model(10_000)       # a TransformerLens model holding those weights
+    logits, cache = model.run_with_cache(run.tokens())
+    snap = run.snapshot(10_000)     # the app's analysis of one checkpoint (numpy arrays)
+    table = run.measures()          # progress measures of every checkpoint, and phases
+
+Every method reads the run directory as it is now, so a run that is still training can be
+opened and read again. `epoch=None` means the newest checkpoint. TransformerLens (~3 s to
+import) is loaded by `model()` only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from grok_tui.engine.runs import METRIC_KEYS, Run, RunError
+
+if TYPE_CHECKING:
+    import torch
+
+    from grok_tui.engine.analysis import Analyzer, Snapshot
+    from grok_tui.engine.config import RunConfig
+    from grok_tui.engine.data import Dataset
+    from grok_tui.engine.progress import ProgressTable
+
+
+class GrokRun:
+    """One run directory, read for analysis (never written, except the measures cache)."""
+
+    def __init__(self, run: Run, device: str = "cpu") -> None:
+        self.run = run
+        self.device = device
+        self._analyzer: Analyzer | None = None
+
+    def __repr__(self) -> str:
+        return f"GrokRun({str(self.run.path)!r}, {len(self.epochs)} checkpoints)"
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    @property
+    def config(self) -> RunConfig:
+        return self.run.meta().config
+
+    @property
+    def epochs(self) -> list[int]:
+        """The epochs that have a checkpoint, ascending."""
+        return self.run.checkpoint_epochs()
+
+    def _epoch(self, epoch: int | None) -> int:
+        epochs = self.epochs
+        if not epochs:
+            raise RunError(f"{self.run.path} has no checkpoints yet")
+        if epoch is None:
+            return epochs[-1]
+        if epoch not in epochs:
+            raise RunError(f"no checkpoint at epoch {epoch} (have {epochs[0]}..{epochs[-1]})")
+        return epoch
+
+    def metrics(self) -> dict[str, np.ndarray]:
+        """metrics.jsonl as numpy columns (float64; missing values NaN), one row per epoch."""
+        rows = self.run.read_metrics()
+        return {
+            key: np.array([row.get(key, np.nan) for row in rows], dtype=np.float64)
+            for key in METRIC_KEYS
+        }
+
+    def weights(self, epoch: int | None = None) -> dict[str, torch.Tensor]:
+        """The checkpoint's weights under the classic HookedTransformer names."""
+        return self.run.load_checkpoint(self._epoch(epoch), self.config)
+
+    def model(self, epoch: int | None = None) -> Any:
+        """A TransformerLens model with the checkpoint's weights: hooks, `run_with_cache`."""
+        from grok_tui.engine.tl import hooked_model
+
+        return hooked_model(self.config, self.weights(epoch), self.device)
+
+    def dataset(self) -> Dataset:
+        """Every input [x, y, =] (flat index x * p + y), labels, and the run's train/test split."""
+        from grok_tui.engine.data import make_dataset
+
+        return make_dataset(self.config)
+
+    def tokens(self) -> torch.Tensor:
+        """All p^2 inputs as a (p^2, 3) token tensor, in the order of `dataset()`."""
+        return self.dataset().tokens.to(self.device)
+
+    def snapshot(self, epoch: int | None = None) -> Snapshot:
+        """The app's analysis of one checkpoint: a Snapshot of numpy arrays."""
+        from grok_tui.engine.analysis import Analyzer
+
+        cfg = self.config
+        if self._analyzer is None or self._analyzer.cfg != cfg:
+            self._analyzer = Analyzer(cfg, self.device)
+        e = self._epoch(epoch)
+        return self._analyzer.snapshot(self.run.load_checkpoint(e, cfg), e)
+
+    def measures(self) -> ProgressTable:
+        """Progress measures of every checkpoint (cached in measures.jsonl), with `.phases()`."""
+        from grok_tui.engine.progress import progress_table
+
+        return progress_table(self.run, self.device)
+
+
+def open_run(path: str | Path, device: str = "cpu") -> GrokRun:
+    """Open a run directory for analysis; raises RunError (one line) if it is not one."""
+    return GrokRun(Run.open(path), device)

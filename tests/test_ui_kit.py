@@ -1,0 +1,108 @@
+"""The UI kit without an app: ticks, plot figures, the state machine, the status line, the
+speed and ETA, and the shared selection keys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from grok_tui.engine.follow import MetricsHistory
+from grok_tui.ui import selection
+from grok_tui.ui.panes.curves import primary_last
+from grok_tui.ui.state import (
+    TRANSITIONS,
+    IllegalTransition,
+    RunState,
+    check_transition,
+    state_on_disk,
+)
+from grok_tui.ui.widgets.plot import PALETTE, faint, head_series
+from grok_tui.ui.widgets.status_bar import StatusBar, StatusInfo
+from grok_tui.ui.widgets.ticks import log_ticks, nice_step, round_ticks, tick_label
+from tests.pane_harness import tiny_snapshots
+
+
+def test_log_ticks_label_a_span_under_a_decade() -> None:
+    """The paper run's first 100 epochs: loss 2.4 to 7.6, no power of ten inside."""
+    ticks = log_ticks([2.4, 3.0, 5.5, 7.6])
+    values = [v for v, _ in ticks]
+    assert len(ticks) >= 3 and all(2.4 <= v <= 7.6 for v in values)
+    assert [label for _, label in ticks] == [tick_label(v) for v in values]
+    assert [label for _, label in log_ticks([0.3, 0.45])] == ["0.3", "0.4"]
+    assert len(log_ticks([0.31, 0.33])) == 2  # inside one step: its ends, rounded
+
+
+def test_log_ticks_use_decades_when_the_data_spans_them() -> None:
+    ticks = log_ticks([3e-7, 1e-3, 4.0])
+    assert [v for v, _ in ticks] == [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0][::2]
+    assert [label for _, label in ticks] == ["1e-7", "1e-5", "0.001", "0.1", "10"]
+    assert log_ticks([0.0, -1.0, float("nan")]) == []
+
+
+def test_round_ticks_and_steps() -> None:
+    assert round_ticks(50_000, 6) == list(range(0, 50_001, 10_000))
+    assert round_ticks(112, 12) == [*range(0, 101, 20), 112]  # at most 11 steps of 10.2
+    assert round_ticks(112, 13) == list(range(0, 111, 10))
+    assert round_ticks(0, 5) == [0]
+    assert [nice_step(x) for x in (0.3, 1, 3, 7, 23, 240)] == [1, 1, 5, 10, 25, 250]
+    assert nice_step(0.3, integer=False) == pytest.approx(0.5)
+
+
+def test_head_series_selected_last_others_faint_and_primary_curves_last() -> None:
+    values = np.arange(12.0).reshape(4, 3)
+    series = head_series(values, [0.0, 1.0, 2.0], selected=2)
+    assert [name.split()[1] for name, *_ in series] == ["0", "1", "3", "2"]
+    assert series[-1][3] == PALETTE[2] and series[0][3] == faint(PALETTE[0]) != PALETTE[0]
+    named = [(n, [], [], PALETTE[0]) for n in ("train", "restricted", "test", "excluded")]
+    assert [s[0] for s in primary_last(named)] == ["restricted", "excluded", "train", "test"]
+
+
+def test_state_machine() -> None:
+    check_transition(RunState.TRAINING, RunState.PAUSED)
+    check_transition(RunState.PAUSED, RunState.DONE)
+    with pytest.raises(IllegalTransition):
+        check_transition(RunState.QUITTING, RunState.TRAINING)  # quitting starts nothing
+    with pytest.raises(IllegalTransition):
+        check_transition(RunState.DONE, RunState.TRAINING)  # a finished run never trains
+    assert TRANSITIONS[RunState.QUITTING] == set()
+    assert all(RunState.QUITTING in TRANSITIONS[s] for s in RunState if s != RunState.QUITTING)
+    assert state_on_disk("running", writer_alive=True) == RunState.FOLLOWING
+    assert state_on_disk("running", writer_alive=False) == RunState.STOPPED
+    assert state_on_disk("done", False) == RunState.DONE
+    assert state_on_disk("failed", False) == RunState.FAILED
+
+
+def test_status_line_shows_state_phase_and_forecast_first() -> None:
+    info = StatusInfo(run="r", epoch=5, total=10, state="done", phase="cleanup",
+                      forecast="groks ~9k")  # fmt: skip
+    line = StatusBar.render_info(info, 200).plain
+    assert line.startswith(" done ") and line.index("cleanup") < line.index("groks ~9k")
+    assert "- ep/s" in line and "ETA -" in line
+    narrow = StatusBar.render_info(info, 30).plain
+    assert narrow.startswith(" done ") and len(narrow) <= 30
+
+
+def rows(epochs: range, seconds_per_epoch: float, start_wall: float = 0.0) -> list[dict]:
+    return [{"epoch": e, "train_loss": 1.0, "test_loss": 1.0, "train_acc": 0.5,
+             "test_acc": 0.5, "wall_s": start_wall + (e - epochs[0]) * seconds_per_epoch}
+            for e in epochs]  # fmt: skip
+
+
+def test_speed_and_eta_ignore_a_slow_start_and_wait_until_meaningful() -> None:
+    history = MetricsHistory()
+    history.extend(rows(range(0, 2), 3.0))  # the first epoch took 3 s (start-up)
+    assert history.epochs_per_s() == 0 and history.eta_s(50_000) is None  # "-"
+    history.extend(rows(range(2, 400), 0.01, start_wall=3.0 + 0.01))
+    assert history.epochs_per_s() == pytest.approx(100.0, rel=1e-6)
+    assert history.eta_s(50_000) == pytest.approx((50_000 - 399) / 100.0, rel=1e-6)
+
+
+def test_selection_keys_mean_the_same_everywhere() -> None:
+    snap = tiny_snapshots()[600]
+    assert selection.step_head(snap, 3, 1) == 0
+    cluster, neuron = selection.step_cluster(snap, None, 5, 1)
+    assert cluster == snap.key_freqs[0] and neuron == int(snap.neurons_in(cluster)[0])
+    assert selection.step_neuron(snap, neuron, cluster, 1) == int(snap.neurons_in(cluster)[1])
+    assert selection.step_neuron(snap, 7, None, -1) == 6
+    back, kept = selection.step_cluster(snap, snap.cluster_choices()[-1], 42, 1)
+    assert back is None and kept == 42  # back at "all": the neuron stays
