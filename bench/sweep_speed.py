@@ -7,7 +7,7 @@ as one model; the sequential side steps each member's own single-member stepper 
 has). Blocks of each alternate, so drifting machine load hits both; the ratio is the median
 of per-block ratios.
 
-    .venv/bin/python bench/sweep_speed.py                      # 16 quick-preset members
+    .venv/bin/python bench/sweep_speed.py --chunks 0,16        # 16 quick-preset members
     .venv/bin/python bench/sweep_speed.py --preset paper --members 64 --device cuda
 """
 
@@ -39,8 +39,8 @@ def members(base: RunConfig, n: int) -> list[RunConfig]:
     return [base.replace(weight_decay=decays[i % 4], seed=i // 4) for i in range(n)]
 
 
-def stepper(cfgs: list[RunConfig], device: str) -> Stepper:
-    return Stepper(cfgs, device, [MemberState(0, paper_init(c)) for c in cfgs])
+def stepper(cfgs: list[RunConfig], device: str, chunk: int = 0) -> Stepper:
+    return Stepper(cfgs, device, [MemberState(0, paper_init(c)) for c in cfgs], chunk_size=chunk)
 
 
 def epochs(st: Stepper, n: int, device: str) -> float:
@@ -62,24 +62,32 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--blocks", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=20, help="epochs per block and member")
+    parser.add_argument(
+        "--chunks", default="0", help="members per pass to measure, comma-separated (0: default)"
+    )
     args = parser.parse_args()
     device = resolve_device(args.device)
     if device == "cpu":
         keep_freed_memory()
     cfgs = members(preset(args.preset), args.members)
-    batched = stepper(cfgs, device)
+    chunks = [int(c) for c in args.chunks.split(",")]
+    batched = {c: stepper(cfgs, device, c) for c in chunks}
     singles = [stepper([c], device) for c in cfgs]
-    epochs(batched, 3, device)  # warm-up
+    for b in batched.values():
+        epochs(b, 3, device)  # warm-up
     for s in singles:
         epochs(s, 3, device)
     n = args.epochs
-    rates_b, rates_s, ratios = [], [], []
+    rates_b: dict[int, list[float]] = {c: [] for c in chunks}
+    ratios: dict[int, list[float]] = {c: [] for c in chunks}
+    rates_s = []
     for _ in range(args.blocks):
-        rb = len(cfgs) * n / epochs(batched, n, device)
         rs = len(cfgs) * n / sum(epochs(s, n, device) for s in singles)
-        rates_b.append(rb)
         rates_s.append(rs)
-        ratios.append(rb / rs)
+        for c, b in batched.items():
+            rb = len(cfgs) * n / epochs(b, n, device)
+            rates_b[c].append(rb)
+            ratios[c].append(rb / rs)
 
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
     wait = os.environ.get("OMP_WAIT_POLICY", "default")
@@ -87,12 +95,15 @@ def main() -> int:
           f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY={wait}")  # fmt: skip
     print(f"{len(cfgs)} members of the {args.preset} preset (p = {cfgs[0].p}), "
           f"{n} epochs per member per block, {args.blocks} blocks")  # fmt: skip
-    print(f"batched:    {statistics.median(rates_b):9.1f} member-epochs/s  (blocks: "
-          + ", ".join(f"{x:.0f}" for x in rates_b) + ")")  # fmt: skip
     print(f"one by one: {statistics.median(rates_s):9.1f} member-epochs/s  (blocks: "
           + ", ".join(f"{x:.0f}" for x in rates_s) + ")")  # fmt: skip
-    print(f"speed-up:   {statistics.median(ratios):9.2f}x (median of per-block ratios; "
-          f"min {min(ratios):.2f}x, max {max(ratios):.2f}x)")  # fmt: skip
+    for c, b in batched.items():
+        label = f"batched, {b.chunk_size if b.chunk_size < len(cfgs) else len(cfgs)} per pass"
+        print(f"{label}: {statistics.median(rates_b[c]):9.1f} member-epochs/s  (blocks: "
+              + ", ".join(f"{x:.0f}" for x in rates_b[c]) + ")")  # fmt: skip
+        r = ratios[c]
+        print(f"  speed-up over one by one: {statistics.median(r):.2f}x (median of per-block "
+              f"ratios; min {min(r):.2f}x, max {max(r):.2f}x)")  # fmt: skip
     return 0
 
 

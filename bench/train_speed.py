@@ -106,7 +106,10 @@ class GemmFloor:
             with_onednn(lambda: grad @ w_l.T, grad, w_l),
             with_onednn(lambda: post.T @ grad, post_t, grad.T.contiguous()),
         ]
-        self.gemms = [min(c, key=lambda f: best_of(f, device)) for c in candidates]
+        timed = [[(best_of(f, device), f) for f in c] for c in candidates]
+        self.gemms = [min(t, key=lambda pair: pair[0])[1] for t in timed]
+        # ms of each GEMM with torch's kernel, and with oneDNN's where it has one
+        self.kernels = [[1e3 * t for t, _ in pairs] for pairs in timed]
 
     def epoch(self) -> None:
         for f in self.gemms:
@@ -182,6 +185,10 @@ def main() -> int:
     )
     print(f"GEMM floor:     {statistics.median(floor_ms):8.2f} ms/epoch  (blocks: "
           + ", ".join(f"{x:.1f}" for x in floor_ms) + ")")  # fmt: skip
+    names = ("logits, all inputs", "grad_post, train", "grad_W_L, train")
+    for name, times in zip(names, floor.kernels, strict=True):
+        dnn = f", oneDNN {times[1]:.2f} ms" if len(times) > 1 else ""
+        print(f"  {name}: torch.matmul {times[0]:.2f} ms{dnn} (best of 5, at start)")
     print(
         f"fast loop at {statistics.median(fractions):.0%} of the GEMM floor's speed "
         f"(median of per-block floor / fast; min {min(fractions):.0%}, max {max(fractions):.0%})"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import sys
 from collections.abc import Sequence
@@ -144,13 +143,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def new_run_path(cfg: RunConfig) -> Path:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = DEFAULT_RUNS_DIR / f"{cfg.preset}-{stamp}"
-    n = 1
-    while path.exists():
-        n += 1
-        path = DEFAULT_RUNS_DIR / f"{cfg.preset}-{stamp}-{n}"
-    return path
+    from grok_tui.engine.runs import stamped_path
+
+    return stamped_path(DEFAULT_RUNS_DIR, cfg.preset)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from grok_tui.engine.runs import Run
 from grok_tui.engine.sweep import Sweep
+from tests.test_kill_resume import start
 
 pytestmark = pytest.mark.slow
 
@@ -20,16 +20,6 @@ EPOCHS = 1200
 ARGS = ["sweep", "--headless", "--p", "13", "--frac-train", "0.5", "--epochs", str(EPOCHS),
         "--checkpoint-every", "25", "--weight-decay", "1,2", "--seeds", "2",
         "--disk-budget", "100MB"]  # fmt: skip
-
-
-def start(*argv: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "grok_tui", *argv],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def checkpoint_count(sweep_dir: Path) -> int:

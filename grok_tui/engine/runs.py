@@ -534,6 +534,19 @@ def clean_metric_row(row: dict[str, Any]) -> dict[str, float] | None:
     return out
 
 
+def stamped_path(root: Path, prefix: str) -> Path:
+    """root/PREFIX-YYYYmmdd-HHMMSS, with -2, -3, ... if that exists already."""
+    import datetime
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / f"{prefix}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{prefix}-{stamp}-{n}"
+    return path
+
+
 def iter_runs(root: Path) -> Iterator[Path]:
     """Run directories directly under root, newest first."""
     if not root.is_dir():

@@ -25,7 +25,14 @@ from typing import Any
 
 from grok_tui.engine.checkpoints import CheckpointPolicy, DiskPlan, plan_checkpoints
 from grok_tui.engine.config import ConfigError, RunConfig
-from grok_tui.engine.runs import Run, RunError, atomic_write_bytes, now_iso, software_versions
+from grok_tui.engine.runs import (
+    Run,
+    RunError,
+    atomic_write_bytes,
+    now_iso,
+    software_versions,
+    stamped_path,
+)
 from grok_tui.engine.stepper import SHAPE_FIELDS
 
 SWEEP_FORMAT = 1
@@ -414,15 +421,7 @@ def train_sweep(
 
 
 def default_sweep_path(root: Path, spec: SweepSpec) -> Path:
-    import datetime as dt
-
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = root / f"sweep-{spec.base.preset}-{stamp}"
-    n = 1
-    while path.exists():
-        n += 1
-        path = root / f"sweep-{spec.base.preset}-{stamp}-{n}"
-    return path
+    return stamped_path(root, f"sweep-{spec.base.preset}")
 
 
 def parse_values(field_name: str, text: str) -> list[Any]:

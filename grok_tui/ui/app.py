@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane, Tabs
@@ -36,6 +35,7 @@ from grok_tui.engine.runs import Run, RunError, RunMeta
 from grok_tui.engine.services import ProgressService, SnapshotResult, SnapshotService
 from grok_tui.engine.threads import TRAINER_NICENESS, lower_this_thread
 from grok_tui.engine.train import Event, Finished, TrainControl, Trainer
+from grok_tui.ui.commands import ListedCommands
 from grok_tui.ui.messages import (
     MeasuresReady,
     RunChanged,
@@ -86,7 +86,7 @@ PANE_KEYS = {  # key -> (pane action, step)
 }
 
 
-class GrokCommands(Provider):
+class GrokCommands(ListedCommands):
     """Command palette entries: jump, follow, screenshot, panes."""
 
     def _commands(self) -> list[tuple[str, Any, str]]:
@@ -100,17 +100,6 @@ class GrokCommands(Provider):
         for pane_id, title, _ in [("curves", "Curves", None), *ANALYSIS_PANES]:
             commands.append((f"Show {title}", lambda p=pane_id: app.action_pane(p), "pane"))
         return commands
-
-    async def discover(self) -> Hits:
-        for name, callback, help_text in self._commands():
-            yield DiscoveryHit(name, callback, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for name, callback, help_text in self._commands():
-            score = matcher.match(name)
-            if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)
 
 
 class GrokApp(App[int]):

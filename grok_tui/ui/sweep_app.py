@@ -33,6 +33,7 @@ from grok_tui.engine.sweep_status import MemberSummary, SweepWatcher
 from grok_tui.engine.threads import TRAINER_NICENESS, lower_this_thread
 from grok_tui.engine.train import TrainControl
 from grok_tui.headless_sweep import OUTCOME_STYLE
+from grok_tui.ui.commands import ListedCommands
 from grok_tui.ui.widgets.phase_diagram import PhaseDiagram
 
 POLL_SECONDS = 1.0
@@ -124,8 +125,25 @@ def fmt_num(x: float) -> str:
     return "-" if not math.isfinite(x) else f"{x:.1e}"
 
 
+class SweepCommands(ListedCommands):
+    """Command palette entries of the sweep screen."""
+
+    def _commands(self) -> list[tuple[str, Any, str]]:
+        app: SweepApp = self.app  # type: ignore[assignment]
+        return [
+            ("Next x axis", lambda: app.action_axis("x", 1), "the diagram's columns"),
+            ("Next y axis", lambda: app.action_axis("y", 1), "the diagram's rows"),
+            ("Next slice", lambda: app.action_pin(1), "pin the axes not shown, or pool them"),
+            ("Sort by the next column", lambda: app.action_sort(1), "the member table"),
+            ("Reverse the sort", app.action_reverse, "the member table"),
+            ("Compare marked members", app.action_compare, "space marks a member"),
+            ("Resume training", app.action_resume, "an unfinished sweep nobody trains"),
+        ]
+
+
 class SweepApp(App[Any]):
     TITLE = "grok-tui sweep"
+    COMMANDS = App.COMMANDS | {SweepCommands}
     CSS = """
     Screen { layout: vertical; }
     #sweep-status { height: 1; background: $panel; padding: 0 1; }
