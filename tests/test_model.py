@@ -29,8 +29,21 @@ def random_weights(cfg: RunConfig, seed: int) -> dict[str, torch.Tensor]:
     return {k: torch.randn(v.shape, generator=g) * 0.4 for k, v in paper_init(cfg).items()}
 
 
+@pytest.fixture(params=["onednn", "bmm"])
+def gemm(request, monkeypatch) -> str:
+    """Both ways the fast path multiplies by W_L: oneDNN's linear (CPUs that have it) and
+    torch's batched matmul (GPUs, and every member block of a batched pass)."""
+    import grok_tui.engine.fastpath as fastpath
+
+    if request.param == "bmm":
+        monkeypatch.setattr(fastpath, "_USE_ONEDNN", False)
+    elif not fastpath._USE_ONEDNN:
+        pytest.skip("this torch has no oneDNN linear")
+    return request.param
+
+
 @pytest.mark.parametrize("cfg", [RunConfig(), SMALL], ids=["p113", "p7"])
-def test_fast_forward_and_gradients_match_transformer_lens(cfg: RunConfig) -> None:
+def test_fast_forward_and_gradients_match_transformer_lens(cfg: RunConfig, gemm: str) -> None:
     weights = random_weights(cfg, seed=1)
     fast = GrokModel.from_classic(cfg, weights, train_biases=True)
     tl = hooked_model(cfg, weights).train()

@@ -83,8 +83,14 @@ def max_rel(ours: list[list[float]], theirs: list[list[float]]) -> float:
     )
 
 
-def test_members_train_as_their_single_runs(references) -> None:
-    # Chunks of two: members 0 and 1 share a forward pass, member 2 has its own.
+@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "bmm"])
+def test_members_train_as_their_single_runs(references, onednn, monkeypatch) -> None:
+    # Chunks of two: members 0 and 1 share a forward pass, member 2 has its own; with and
+    # without oneDNN (without, a chunk's members go through one batched matmul, as on a GPU).
+    import grok_tui.engine.fastpath as fastpath
+
+    if not onednn:
+        monkeypatch.setattr(fastpath, "_USE_ONEDNN", False)
     states = [MemberState(0, paper_init(c)) for c in MEMBERS]
     stepper = Stepper(MEMBERS, "cpu", states, chunk_size=2)
     history = []
