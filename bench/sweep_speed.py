@@ -65,7 +65,10 @@ def main() -> int:
     parser.add_argument(
         "--chunks", default="0", help="members per pass to measure, comma-separated (0: default)"
     )
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if device == "cpu":
         keep_freed_memory()

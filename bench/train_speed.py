@@ -152,7 +152,10 @@ def main() -> int:
     parser.add_argument("--ref-epochs", type=int, default=10)
     parser.add_argument("--fast-epochs", type=int, default=100)
     parser.add_argument("--full-epochs", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if device == "cpu":
         keep_freed_memory()  # the Trainer does this; give the reference the same allocator

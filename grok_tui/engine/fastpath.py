@@ -274,6 +274,20 @@ def _grad_post(grad_logits: torch.Tensor, w_l: torch.Tensor, plan: InputPlan) ->
     return out
 
 
+def _grad_w_l(post: torch.Tensor, grad_logits: torch.Tensor, w_l: torch.Tensor, plan: InputPlan):
+    """post^T @ grad_logits per member: the gradient of W_L."""
+    if _onednn(post):
+        return torch.stack([
+            _LINEAR(post[a:b].T.contiguous(), grad_logits[a:b].T.contiguous(), None, "none", [], "")
+            for _, a, b in _member_rows(plan)
+        ])  # fmt: skip
+    out = torch.empty_like(w_l)
+    for seg in plan.segments:
+        m0, m1 = seg[0], seg[1]
+        torch.bmm(blocks(post, seg).transpose(1, 2), blocks(grad_logits, seg), out=out[m0:m1])
+    return out
+
+
 class _PerExample(torch.autograd.Function):
     """Per-example work: two embedding bags, the ReLU and the W_L GEMM, in one node.
 
@@ -295,13 +309,7 @@ class _PerExample(torch.autograd.Function):
         plan: InputPlan = ctx.plan
         grad_logits = grad_logits.contiguous()
         grad_pre = torch.ops.aten.threshold_backward(_grad_post(grad_logits, w_l, plan), post, 0.0)
-        grad_w_l = None
-        if ctx.needs_input_grad[3]:
-            grad_w_l = torch.empty_like(w_l)
-            for seg in plan.segments:
-                m0, m1 = seg[0], seg[1]
-                g = blocks(grad_logits, seg)
-                torch.bmm(blocks(post, seg).transpose(1, 2), g, out=grad_w_l[m0:m1])
+        grad_w_l = _grad_w_l(post, grad_logits, w_l, plan) if ctx.needs_input_grad[3] else None
         grads = [grad_pre, grad_logits]
         grad_weights = None
         if ctx.needs_input_grad[0]:
