@@ -250,9 +250,9 @@ def run_app(run: Run, train: bool, device: str, viewer: bool = False) -> int:
         app.run()
     finally:
         # However the UI ended (q, a signal, a dead terminal), the trainer thread saves a
-        # checkpoint and releases the lock before the process goes.
-        app.control.request_stop()
-        app.trainer_done.wait()
+        # checkpoint and releases the lock, and every thread is joined, before the
+        # process goes.
+        app.stop_threads()
     return app.return_code or 0
 
 

@@ -26,7 +26,12 @@ from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 
 from grok_tui.engine.follow import MetricsHistory, RunFollower, RunUpdate
 from grok_tui.engine.runs import Run, RunError, RunMeta
-from grok_tui.engine.services import ProgressService, SnapshotResult, SnapshotService
+from grok_tui.engine.services import (
+    ProgressService,
+    ServiceGroup,
+    SnapshotResult,
+    SnapshotService,
+)
 from grok_tui.engine.threads import TRAINER_NICENESS, lower_this_thread
 from grok_tui.engine.train import Event, Finished, TrainControl, Trainer
 from grok_tui.ui.messages import MeasuresReady, RunChanged, SnapshotReady, TrainerFinished
@@ -154,6 +159,7 @@ class GrokApp(App[int]):
         self.selection: dict[str, int] = {}  # the neuron and head last picked in any pane
         self.snapshots: SnapshotService | None = None
         self.progress: ProgressService | None = None
+        self.services = ServiceGroup()  # stopped and joined before the process ends
 
     # -- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -181,11 +187,15 @@ class GrokApp(App[int]):
                 timeout=8,
             )
         self._install_signal_handlers()
-        self.snapshots = SnapshotService(
-            self.run_dir, self.device, lambda r: self.post_message(SnapshotReady(r))
+        self.snapshots = self.services.add(
+            SnapshotService(
+                self.run_dir, self.device, lambda r: self.post_message(SnapshotReady(r))
+            )
         )
-        self.progress = ProgressService(
-            self.run_dir, self.device, lambda t, e: self.post_message(MeasuresReady(t, e))
+        self.progress = self.services.add(
+            ProgressService(
+                self.run_dir, self.device, lambda t, e: self.post_message(MeasuresReady(t, e))
+            )
         )
         self.poll_run()
         self.set_interval(POLL_SECONDS, self.poll_run)
@@ -195,11 +205,18 @@ class GrokApp(App[int]):
 
     def on_unmount(self) -> None:
         """However the app ends (q, a signal, a crash, a test), the trainer saves and stops."""
+        self.stop_threads()
+
+    def stop_threads(self) -> None:
+        """Stop the trainer (it saves first) and the analysis threads, and wait for all.
+
+        Called again by whoever runs the app (idempotent): no thread of ours may still be
+        inside a torch op when the interpreter finalises, or the process aborts.
+        """
         self.control.request_stop()
-        for service in (self.snapshots, self.progress):
-            if service is not None:
-                service.stop()
-        self.trainer_done.wait(timeout=120)
+        self.services.stop()  # no new analysis while the trainer saves
+        self.trainer_done.wait(timeout=600)
+        self.services.stop_and_join()
 
     def _install_signal_handlers(self) -> None:
         """SIGTERM and SIGHUP (the SSH link dropped) save a checkpoint, then quit."""
@@ -217,6 +234,7 @@ class GrokApp(App[int]):
 
     def _exit_once_saved(self) -> None:
         self.trainer_done.wait()
+        self.services.stop_and_join()
         time.sleep(EXIT_GRACE_S)
         os._exit(0)
 
@@ -560,5 +578,6 @@ class GrokApp(App[int]):
                 self.quitting = True
                 self.notify("saving a checkpoint before quitting…", timeout=30)
                 self.control.request_stop()
+                self.services.stop()  # the trainer's finish must not start new analysis
             return
         self.exit(0)
