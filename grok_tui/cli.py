@@ -253,6 +253,9 @@ def run_app(run: Run, train: bool, device: str, viewer: bool = False) -> int:
         # checkpoint and releases the lock, and every thread is joined, before the
         # process goes.
         app.stop_threads()
+    if app.trainer_failure:  # the screen is gone: say it once more where it stays
+        print(f"grok-tui: error: {app.trainer_failure}", file=sys.stderr)
+        return 1
     return app.return_code or 0
 
 

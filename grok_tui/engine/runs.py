@@ -9,14 +9,17 @@
       lock              {"pid", "host"} of the one process allowed to train this run
 
 Every write is atomic (temp file + os.replace) or an append, so a kill -9 at any moment
-leaves a run that opens and resumes. Nothing here executes code from a file: weights are
-safetensors, `resume.pt` is read with `weights_only=True`, JSON is type-checked.
+leaves a run that opens and resumes. A write that fails (a full disk, a quota) leaves no
+trace: the temp file is removed, an append is cut back to the last whole line, and the
+error is one line (`DiskFull` for a full disk). Nothing here executes code from a file:
+weights are safetensors, `resume.pt` is read with `weights_only=True`, JSON is type-checked.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
 import math
 import os
@@ -40,6 +43,17 @@ _CHECKPOINT_RE = re.compile(r"^epoch_(\d{7,})\.safetensors$")
 
 class RunError(Exception):
     """A run directory that cannot be used as asked; the message is one line for the user."""
+
+
+class DiskFull(RunError):
+    """The file system ran out of space (or quota) while writing `path`; nothing was torn."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        super().__init__(f"disk full while writing {self.path}")
+
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -113,18 +127,71 @@ def software_versions() -> dict[str, str]:
     return out
 
 
+def write_error(exc: OSError, path: Path) -> RunError:
+    """A failed write as one line: DiskFull for a full disk or quota, else RunError."""
+    if exc.errno in _FULL_ERRNOS:
+        return DiskFull(path)
+    return RunError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    """All of `data` to `fd` (os.write may write less than asked). Every run-directory
+    write goes through here (tests inject a full disk at this one place)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def atomic_write_bytes(path: Path, data: bytes, fsync: bool = False) -> None:
     """Write a whole file or nothing: a reader (or a kill -9) never sees half of it.
 
-    fsync is for power loss only; a killed process cannot tear a replaced file.
+    A failure removes the temp file and raises DiskFull / RunError. fsync is for power
+    loss only; a killed process cannot tear a replaced file.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            _write_fd(fd, data)
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(exc, path) from None
+        raise
+
+
+def append_bytes(path: Path, data: bytes) -> None:
+    """Append whole lines or nothing: a failed append is cut back to where it began (a file
+    it created is removed), so no half line is left to read as garbage once others follow."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    try:
+        try:
+            fd, created = os.open(path, flags | os.O_EXCL, 0o666), True
+        except FileExistsError:
+            fd, created = os.open(path, flags, 0o666), False
+    except OSError as exc:
+        raise write_error(exc, path) from None
+    try:
+        start = os.fstat(fd).st_size  # one writer per file (the lock): no one appends between
+        try:
+            _write_fd(fd, data)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                if created:
+                    os.unlink(path)
+                else:
+                    os.ftruncate(fd, start)  # shrinking needs no space
+            if isinstance(exc, OSError):
+                raise write_error(exc, path) from None
+            raise
+    finally:
+        os.close(fd)
 
 
 def format_metric_row(row: dict[str, float]) -> str:
@@ -266,8 +333,7 @@ class Run:
     def append_metrics(self, rows: Iterable[dict[str, float]]) -> None:
         text = "".join(format_metric_row(row) for row in rows)
         if text:
-            with open(self.metrics_path, "a") as f:
-                f.write(text)
+            append_bytes(self.metrics_path, text.encode())
 
     def read_metrics(self) -> list[dict[str, float]]:
         return MetricsReader(self).read_new()
@@ -332,6 +398,23 @@ class Run:
             raise RunError(f"{self.resume_path} does not hold a resume state")
         return state
 
+    def resume_epoch(self) -> int | None:
+        """The epoch a resume starts from (resume.pt's), or None if there is none usable."""
+        try:
+            state = self.load_resume()
+        except RunError:
+            return None
+        return None if state is None else int(state["epoch"])
+
+    def disk_full_message(self, exc: DiskFull) -> str:
+        """One line for a write that failed on a full disk: what, and what is kept."""
+        epoch = self.resume_epoch()
+        if epoch is None:
+            kept = "nothing resumable was saved yet"
+        else:
+            kept = f"the run is intact up to epoch {epoch:,} and resumes from there"
+        return f"disk full while writing {exc.path.name}; {kept} once space is freed"
+
     def ensure_resumable(self) -> None:
         """Raise RunError (one line) for a run with checkpoints but no optimiser state.
 
@@ -352,8 +435,7 @@ class Run:
     def append_measures(self, rows: Iterable[dict[str, Any]]) -> None:
         lines = [json.dumps(r, separators=(",", ":"), allow_nan=False) for r in rows]
         if lines:
-            with open(self.measures_path, "a") as f:
-                f.write("\n".join(lines) + "\n")
+            append_bytes(self.measures_path, ("\n".join(lines) + "\n").encode())
 
     def read_measures(self) -> list[dict[str, Any]]:
         try:
@@ -365,36 +447,38 @@ class Run:
     def acquire_lock(self) -> str:
         """Take the trainer lock; return a notice if a stale lock was taken over ('' if not)."""
         me = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}
+        notice = ""
         for _ in range(3):
-            try:
-                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self.lock_owner()
-                if owner is None or lock_is_stale(owner):
-                    who = f"pid {owner['pid']}" if owner else "an unreadable lock"
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.lock_path)
-                    notice = f"took over a stale lock ({who} is gone)"
-                    if self._create_lock(me):
-                        return notice
-                    continue
-                if owner["pid"] == os.getpid() and owner["host"] == me["host"]:
-                    return ""
-                raise RunError(
-                    f"{self.path} is being trained by pid {owner['pid']} on {owner['host']}"
-                ) from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            return ""
+            if self._create_lock(me):
+                return notice
+            owner = self.lock_owner()
+            if owner is None or lock_is_stale(owner):
+                who = f"pid {owner['pid']}" if owner else "an unreadable lock"
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.lock_path)
+                notice = f"took over a stale lock ({who} is gone)"
+                continue
+            if owner["pid"] == os.getpid() and owner["host"] == me["host"]:
+                return ""
+            raise RunError(f"{self.path} is being trained by pid {owner['pid']} on {owner['host']}")
         raise RunError(f"cannot take the lock {self.lock_path}")
 
     def _create_lock(self, me: dict[str, Any]) -> bool:
+        """Create the lock holding `me`; False if one exists. Never leaves an empty lock."""
         try:
             fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
+        except OSError as exc:
+            raise write_error(exc, self.lock_path) from None
+        try:
+            _write_fd(fd, json.dumps(me).encode())
+        except OSError as exc:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.lock_path)
+            raise write_error(exc, self.lock_path) from None
+        os.close(fd)
         return True
 
     def lock_owner(self) -> dict[str, Any] | None:

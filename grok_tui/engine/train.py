@@ -27,7 +27,7 @@ from grok_tui.engine.data import make_dataset
 from grok_tui.engine.device import resolve_device
 from grok_tui.engine.loss import loss_and_accuracy
 from grok_tui.engine.model import GrokModel, InputPlan, WeightsError, paper_init
-from grok_tui.engine.runs import Run, RunError
+from grok_tui.engine.runs import DiskFull, Run, RunError, atomic_write_bytes
 
 FLUSH_SECONDS = 0.2  # how stale the UI's numbers may get
 
@@ -265,7 +265,8 @@ class Trainer:
             return None
 
         def finish(result: Finished) -> Finished:
-            self.run.update_meta(status=result.status, message=result.message)
+            with contextlib.suppress(RunError):  # a full disk may refuse even this
+                self.run.update_meta(status=result.status, message=result.message)
             self.on_event(result)
             return result
 
@@ -310,13 +311,15 @@ class Trainer:
                 self.opt.zero_grad(set_to_none=True)
                 self.sched.step()
                 self.epoch += 1
+        except DiskFull as exc:  # the failed write left nothing behind; say what is kept
+            return finish(Finished("failed", self.epoch, self.run.disk_full_message(exc)))
         except Exception as exc:
-            # Out of memory, a full disk, ...: say what happened, keep what is on disk, and
+            # Out of memory, a bug, ...: say what happened, keep what is on disk, and
             # leave the traceback in the run for a bug report.
             import traceback
 
-            with contextlib.suppress(OSError):
-                (self.run.path / "error.log").write_text(traceback.format_exc())
+            with contextlib.suppress(RunError):
+                atomic_write_bytes(self.run.path / "error.log", traceback.format_exc().encode())
             text = str(exc).strip().splitlines()
             msg = f"{type(exc).__name__}: {text[0] if text else ''} (see error.log)"
             return finish(Finished("failed", self.epoch, msg))

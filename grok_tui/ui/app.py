@@ -144,6 +144,7 @@ class GrokApp(App[int]):
         self.control = TrainControl()
         self.trainer_done = threading.Event()
         self.trainer_done.set()  # no trainer yet
+        self.trainer_failure = ""  # why training last failed: the exit status and last line
         self.training = False
         self.paused = False
         self.quitting = False
@@ -273,6 +274,8 @@ class GrokApp(App[int]):
             result = trainer.train(self.control)
         except RunError as exc:
             result = Finished("failed", 0, str(exc))
+        except Exception as exc:  # a bug: say it rather than "did not start"
+            result = Finished("failed", 0, f"{type(exc).__name__}: {exc}".splitlines()[0])
         finally:
             self.run_dir.release_lock()
             self.trainer_done.set()
@@ -289,6 +292,7 @@ class GrokApp(App[int]):
         self.training = False
         self.paused = False
         result = message.result
+        self.trainer_failure = result.message if result.status == "failed" else ""
         if result.status == "failed":
             self.notify(result.message, title="Training stopped", severity="error", timeout=15)
         elif result.status == "done":
