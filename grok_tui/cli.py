@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from grok_tui.engine.config import PRESETS, ConfigError, RunConfig, preset
 from grok_tui.engine.device import DeviceError, resolve_device
@@ -259,8 +259,36 @@ def run_app(run: Run, train: bool, device: str, viewer: bool = False) -> int:
     return app.return_code or 0
 
 
+def show_run_warnings() -> None:
+    """A RunWarning (a damaged line skipped, a file kept) is one line on stderr."""
+    import warnings
+
+    from grok_tui.engine.untrusted import RunWarning
+
+    original = warnings.showwarning
+    if getattr(original, "grok_tui", False):
+        return
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, RunWarning):
+            print(f"grok-tui: warning: {message}", file=sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    show.grok_tui = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    show_run_warnings()
     parser = build_parser()
     try:
         if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):

@@ -455,8 +455,18 @@ def export_arena(run: Run, out_path: Path | str) -> Path:
                 sd[MASK_KEY] = mask.clone()  # the paper's module order puts the buffer here
         state_dicts.append(sd)
 
-    by_epoch = {int(r["epoch"]): r for r in run.read_metrics()}
-    last = max(by_epoch, default=epochs[-1])
+    # One train loss per epoch up to the last checkpoint or row, whichever is later (a
+    # stopped run's newest checkpoint has no row yet: its losses are NaN). Rows beyond what
+    # the config plans are not the trainer's: they must not size these lists.
+    bound = max(cfg.epochs, epochs[-1])
+    by_epoch = {}
+    for r in run.read_metrics():
+        if r["epoch"] > bound:
+            run.warn_once(f"metrics.jsonl has a row for epoch {int(r['epoch']):,}, past this run's "
+                 f"{bound:,} epochs: left out of the export")  # fmt: skip
+            continue
+        by_epoch[int(r["epoch"])] = r
+    last = max([epochs[-1], *by_epoch])
     train_losses = [float(by_epoch.get(e, {}).get("train_loss", math.nan)) for e in range(last + 1)]
     test_losses = [
         float(by_epoch.get(e, {}).get("test_loss", math.nan))

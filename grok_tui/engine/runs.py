@@ -32,8 +32,22 @@ from typing import Any
 
 import torch
 
-from grok_tui.engine.config import ConfigError, RunConfig
+from grok_tui.engine.config import MAX_EPOCHS, ConfigError, RunConfig
 from grok_tui.engine.model import WeightsError, check_weights
+from grok_tui.engine.untrusted import (
+    FileProblem,
+    JsonLines,
+    RowProblem,
+    check_epoch,
+    check_numeric_tree,
+    describe_skipped,
+    finite_or_none,
+    is_number,
+    parse_jsonl,
+    read_json_file,
+    read_jsonl,
+    warn,
+)
 
 FORMAT_VERSION = 1
 STATUSES = ("created", "running", "paused", "done", "failed")
@@ -168,8 +182,9 @@ def atomic_write_bytes(path: Path, data: bytes, fsync: bool = False) -> None:
 
 def append_bytes(path: Path, data: bytes) -> None:
     """Append whole lines or nothing: a failed append is cut back to where it began (a file
-    it created is removed), so no half line is left to read as garbage once others follow."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    it created is removed), so no half line is left to read as garbage once others follow.
+    After a torn last line (a kill mid-write) the new lines start on a line of their own."""
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT
     try:
         try:
             fd, created = os.open(path, flags | os.O_EXCL, 0o666), True
@@ -179,6 +194,8 @@ def append_bytes(path: Path, data: bytes) -> None:
         raise write_error(exc, path) from None
     try:
         start = os.fstat(fd).st_size  # one writer per file (the lock): no one appends between
+        if start and os.pread(fd, 1, start - 1) != b"\n":
+            data = b"\n" + data  # a torn last line stays a line of its own, not glued to ours
         try:
             _write_fd(fd, data)
         except BaseException as exc:
@@ -207,29 +224,17 @@ def format_metric_row(row: dict[str, float]) -> str:
     return json.dumps(clean, separators=(",", ":")) + "\n"
 
 
-def parse_jsonl(text: str) -> list[dict[str, Any]]:
-    """Rows of a JSON-lines text; a torn (unterminated or unparsable) last line is dropped."""
-    rows = []
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    elif lines:
-        lines.pop()  # no trailing newline: the writer was cut off mid-line
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
 class Run:
     """One run directory on disk."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self._warned: set[str] = set()  # each damaged line is reported once per Run
+
+    def warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            warn(message)
 
     # -- paths -------------------------------------------------------------------------
     @property
@@ -301,21 +306,11 @@ class Run:
 
     def meta(self) -> RunMeta:
         try:
-            text = self.meta_path.read_text()
+            data = read_json_file(self.meta_path)
         except FileNotFoundError:
             raise RunError(f"{self.path} is not a run directory (no run.json)") from None
-        except OSError as exc:
-            raise RunError(f"cannot read {self.meta_path}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise RunError(f"{self.meta_path} is not UTF-8 text") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise RunError(
-                f"{self.meta_path} is not valid JSON ({exc.msg}, line {exc.lineno})"
-            ) from None
-        except RecursionError:
-            raise RunError(f"{self.meta_path} is nested too deeply to be a run.json") from None
+        except FileProblem as exc:
+            raise RunError(str(exc)) from None
         return RunMeta.from_json(data, self.meta_path)
 
     def write_meta(self, meta: RunMeta) -> None:
@@ -336,13 +331,68 @@ class Run:
             append_bytes(self.metrics_path, text.encode())
 
     def read_metrics(self) -> list[dict[str, float]]:
-        return MetricsReader(self).read_new()
+        """Every whole, valid row; each line skipped is a RunWarning naming it."""
+        return self._read_metrics_lines(warn_skipped=True).rows
+
+    def _read_metrics_lines(self, warn_skipped: bool) -> JsonLines:
+        try:
+            found = read_jsonl(self.metrics_path, clean_metric_row)
+        except FileProblem as exc:
+            raise RunError(str(exc)) from None
+        if warn_skipped:
+            for line in describe_skipped(self.metrics_path.name, found.skipped):
+                self.warn_once(line)
+        return found
 
     def truncate_metrics(self, before_epoch: int) -> None:
-        """Keep rows with epoch < before_epoch (resuming recomputes the rest)."""
-        rows = [r for r in self.read_metrics() if r["epoch"] < before_epoch]
+        """Keep rows with epoch < before_epoch (resuming recomputes the rest).
+
+        A line that cannot be read is never dropped silently: the file as it was is kept
+        beside it (`metrics.jsonl.damaged-STAMP`), and a warning names the line and the
+        epochs left without a row.
+        """
+        found = self._read_metrics_lines(warn_skipped=False)
+        rows = [r for r in found.rows if r["epoch"] < before_epoch]
+        if found.skipped:
+            kept = self.keep_damaged_copy(self.metrics_path)
+            have = {int(r["epoch"]) for r in rows}
+            missing = [e for e in range(min(before_epoch, MAX_EPOCHS + 1)) if e not in have]
+            gap = f"; epochs without a row: {describe_epochs(missing)}" if missing else ""
+            first = found.skipped[0]
+            which = f"line {first.line:,}"
+            if len(found.skipped) > 1:
+                numbers = ", ".join(f"{s.line:,}" for s in found.skipped[1:5])
+                more = ", ..." if len(found.skipped) > 5 else ""
+                which = f"lines {first.line:,}, {numbers}{more} ({which}"
+                first_reason = f"{first.reason})"
+            else:
+                first_reason = first.reason
+            self.warn_once(
+                f"{self.metrics_path.name} {which} {first_reason}: dropped from the "
+                f"rewritten file, kept in {kept.name}{gap}"
+            )
         text = "".join(format_metric_row(r) for r in rows)
         atomic_write_bytes(self.metrics_path, text.encode())
+
+    def keep_damaged_copy(self, path: Path) -> Path:
+        """Keep `path` as it is now under a new name (a hard link where it can be)."""
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        copy = path.with_name(f"{path.name}.damaged-{stamp}")
+        n = 1
+        while copy.exists():
+            n += 1
+            copy = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+        try:
+            os.link(path, copy)
+        except OSError:
+            import shutil
+
+            try:
+                shutil.copyfile(path, copy)
+            except OSError as exc:
+                copy.unlink(missing_ok=True)
+                raise write_error(exc, copy) from None
+        return copy
 
     # -- checkpoints ---------------------------------------------------------------------
     def checkpoint_epochs(self) -> list[int]:
@@ -438,10 +488,15 @@ class Run:
             append_bytes(self.measures_path, ("\n".join(lines) + "\n").encode())
 
     def read_measures(self) -> list[dict[str, Any]]:
+        """Every whole, valid cached row; each line skipped is a RunWarning naming it (the
+        cache is recomputed where rows are missing)."""
         try:
-            return parse_jsonl(self.measures_path.read_text())
-        except FileNotFoundError:
-            return []
+            found = read_jsonl(self.measures_path, check_measures_row)
+        except FileProblem as exc:
+            raise RunError(str(exc)) from None
+        for line in describe_skipped(self.measures_path.name, found.skipped):
+            self.warn_once(line)
+        return found.rows
 
     # -- lock ----------------------------------------------------------------------------
     def acquire_lock(self) -> str:
@@ -483,8 +538,8 @@ class Run:
 
     def lock_owner(self) -> dict[str, Any] | None:
         try:
-            data = json.loads(self.lock_path.read_text())
-        except (OSError, json.JSONDecodeError):
+            data = read_json_file(self.lock_path)
+        except (OSError, FileProblem):
             return None
         if (
             isinstance(data, dict)
@@ -570,12 +625,18 @@ def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 class MetricsReader:
-    """Reads metrics.jsonl incrementally: what a follower calls every few hundred ms."""
+    """Reads metrics.jsonl incrementally: what a follower calls every few hundred ms.
+
+    Lines that cannot be used are skipped and described in `problems` (the caller shows
+    them once); the rows after them still arrive.
+    """
 
     def __init__(self, run: Run) -> None:
         self.run = run
         self.offset = 0
+        self.line = 1  # number of the next line to read
         self._inode: int | None = None
+        self.problems: list[str] = []
 
     def read_new(self) -> list[dict[str, float]]:
         """Rows appended since the last call (all rows again if the file was rewritten)."""
@@ -589,33 +650,56 @@ class MetricsReader:
             return [], False
         reset = self._inode is not None and (st.st_ino != self._inode or st.st_size < self.offset)
         if reset:
-            self.offset = 0  # rewritten (a resume truncated it): read it again
+            self.offset, self.line = 0, 1  # rewritten (a resume truncated it): read it again
         self._inode = st.st_ino
-        with open(self.run.metrics_path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read()
-        end = data.rfind(b"\n")
-        if end < 0:
+        try:
+            with open(self.run.metrics_path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError as exc:
+            self.problems.append(f"cannot read {self.run.metrics_path}: {exc.strerror}")
             return [], reset
-        self.offset += end + 1
-        rows = []
-        for row in parse_jsonl(data[: end + 1].decode("utf-8", "replace")):
-            clean = clean_metric_row(row)
-            if clean is not None:
-                rows.append(clean)
-        return rows, reset
+        found = parse_jsonl(data, clean_metric_row, first_line=self.line)
+        self.offset += found.consumed
+        self.line += found.lines
+        self.problems.extend(describe_skipped(self.run.metrics_path.name, found.skipped))
+        return found.rows, reset
 
 
-def clean_metric_row(row: dict[str, Any]) -> dict[str, float] | None:
-    """A metrics row with float values (null -> NaN), or None if it has no integer epoch."""
-    epoch = row.get("epoch")
-    if not isinstance(epoch, int) or isinstance(epoch, bool):
-        return None
-    out: dict[str, float] = {"epoch": epoch}
+def clean_metric_row(row: dict[str, Any]) -> dict[str, float]:
+    """A metrics row with float values (null -> NaN); RowProblem if it is not one."""
+    out: dict[str, float] = {"epoch": check_epoch(row, MAX_EPOCHS)}
     for key in METRIC_KEYS[1:]:
         value = row.get(key)
-        out[key] = float(value) if isinstance(value, (int, float)) else math.nan
+        if value is not None and not is_number(value):
+            raise RowProblem(f"has {key} {str(value)[:30]!r}, not a number")
+        out[key] = finite_or_none(value)
     return out
+
+
+def check_measures_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A cached progress-measures row: an epoch, and numbers in dicts and rectangular lists."""
+    check_epoch(row, MAX_EPOCHS)
+    for key, value in row.items():
+        check_numeric_tree(value, key)
+    freqs = row.get("key_freqs")
+    if freqs is not None and not (
+        isinstance(freqs, list) and all(isinstance(k, int) and k >= 0 for k in freqs)
+    ):
+        raise RowProblem("has key_freqs that are not whole numbers")
+    return row
+
+
+def describe_epochs(epochs: list[int], most: int = 6) -> str:
+    """[3, 4, 5, 9] -> '3-5, 9' (the first few runs of consecutive epochs)."""
+    runs: list[tuple[int, int]] = []
+    for e in epochs:
+        if runs and e == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], e)
+        else:
+            runs.append((e, e))
+    parts = [f"{a:,}" if a == b else f"{a:,}-{b:,}" for a, b in runs[:most]]
+    return ", ".join(parts) + (", ..." if len(runs) > most else "")
 
 
 def iter_runs(root: Path) -> Iterator[Path]:

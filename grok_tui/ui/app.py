@@ -311,6 +311,8 @@ class GrokApp(App[int]):
     def apply_update(self, update: RunUpdate) -> None:
         if update.error:
             self.notify(update.error, severity="error")
+        for warning in update.warnings[:3]:  # a damaged file: say so, never crash on it
+            self.notify(warning, title="Damaged run file", severity="warning", timeout=15)
         if update.reset:
             self.history.clear()
         if update.rows:
