@@ -33,13 +33,14 @@ from typing import Any
 import torch
 
 from grok_tui.engine.config import MAX_EPOCHS, ConfigError, RunConfig
-from grok_tui.engine.model import WeightsError, check_weights
+from grok_tui.engine.model import WeightsError, check_weights, param_shapes
 from grok_tui.engine.untrusted import (
     FileProblem,
     JsonLines,
     RowProblem,
     check_epoch,
     check_numeric_tree,
+    check_zip_sizes,
     describe_skipped,
     finite_or_none,
     is_number,
@@ -439,6 +440,13 @@ class Run:
     def load_resume(self) -> dict[str, Any] | None:
         if not self.resume_path.exists():
             return None
+        # Weights and two Adam moments, each at most the largest weight (float64 at worst),
+        # plus the pickle and RNG state: nothing in a genuine file declares more.
+        largest = max(math.prod(s) for s in param_shapes(self.meta().config).values())
+        try:
+            check_zip_sizes(self.resume_path, 8 * largest + (1 << 20))
+        except FileProblem as exc:
+            raise RunError(str(exc)) from None
         try:
             state = torch.load(self.resume_path, map_location="cpu", weights_only=True)
         except Exception as exc:  # unpickling refused, truncated zip, ...
