@@ -67,6 +67,8 @@ def build_parser() -> Parser:
     open_.add_argument("--resume", action="store_true", help="continue training if unfinished")
     open_.add_argument("--headless", action="store_true", help="with --resume: no UI")
     open_.add_argument("--viewer", action="store_true", help=argparse.SUPPRESS)  # never trains
+    # A viewer opens the run read-only unless serve was given --allow-writes.
+    open_.add_argument("--allow-writes", action="store_true", help=argparse.SUPPRESS)
     add_device_option(open_)
 
     imp = sub.add_parser("import", help="make a run directory from a full_run_data.pth file")
@@ -87,8 +89,16 @@ def build_parser() -> Parser:
 
     serve = sub.add_parser("serve", help="serve the viewer of a run in a browser (textual-serve)")
     serve.add_argument("run", type=Path)
-    serve.add_argument("--host", default="localhost")
+    serve.add_argument("--host", default="localhost", help="address to serve on (loopback)")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--max-sessions", type=int, default=4, help="browser sessions at once (each a process)"
+    )
+    serve.add_argument(
+        "--allow-writes",
+        action="store_true",
+        help="let viewers write into the run directory (measures cache, screenshots)",
+    )
     return parser
 
 
@@ -137,6 +147,7 @@ def cmd_open(args: argparse.Namespace) -> int:
         raise UsageError("--viewer never trains: drop --resume")
     device = resolve_device(args.device)
     run = open_or_import(args.run, device)
+    run.read_only = args.viewer and not args.allow_writes
     if args.resume:
         run.ensure_resumable()
     if args.headless:
@@ -217,16 +228,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """The viewer in a browser: each page load runs `grok-tui open RUN --viewer`."""
-    import shlex
-
+    """The viewer in a browser: each session runs `grok-tui open RUN --viewer` (serve.py)."""
     try:
-        from textual_serve.server import Server
+        from grok_tui.serve import serve_viewer
     except ImportError:
         raise UsageError("serve needs textual-serve: pip install 'grok-tui[serve]'") from None
+    if not 1 <= args.max_sessions <= 64:
+        raise UsageError(f"--max-sessions must be in 1..64, got {args.max_sessions}")
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be in 1..65535, got {args.port}")
     run = Run.open(args.run)
-    command = shlex.join([sys.executable, "-m", "grok_tui", "open", str(run.path), "--viewer"])
-    Server(command, host=args.host, port=args.port, title=f"grok-tui: {run.name}").serve()
+    serve_viewer(run.path, run.name, args.host, args.port, args.max_sessions, args.allow_writes)
     return 0
 
 

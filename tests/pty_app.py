@@ -53,7 +53,9 @@ class PtyApp:
     def __init__(self, *args: str, cwd: Path, size: tuple[int, int] = (100, 30)) -> None:
         self.master, slave = os.openpty()
         set_size(slave, *size)
-        env = dict(os.environ, TERM="xterm-256color", COLORTERM="truecolor")
+        # PYTHONFAULTHANDLER: a test that finds the app hung sends SIGABRT and reads where
+        # every thread was.
+        env = dict(os.environ, TERM="xterm-256color", COLORTERM="truecolor", PYTHONFAULTHANDLER="1")
         for key in ("COLUMNS", "LINES", "TEXTUAL_DRIVER"):
             env.pop(key, None)
         self.proc = subprocess.Popen(
@@ -108,9 +110,9 @@ class PtyApp:
         finally:
             self.close()
 
-    def text(self) -> str:
-        """The last screenful of output as text, escape sequences removed."""
-        text = self.tail()[-20_000:].decode("utf-8", "replace")
+    def text(self, last: int = 20_000) -> str:
+        """The last `last` bytes of output as text, escape sequences removed."""
+        text = self.tail()[-last:].decode("utf-8", "replace")
         return re.sub(r"\x1b\[[0-9;?<>=$]*[A-Za-z~]", "", text)
 
     def close(self) -> None:

@@ -228,9 +228,17 @@ def format_metric_row(row: dict[str, float]) -> str:
 class Run:
     """One run directory on disk."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, read_only: bool = False) -> None:
         self.path = Path(path)
         self._warned: set[str] = set()  # each damaged line is reported once per Run
+        # A read-only run (a served viewer's) writes nothing: its progress measures stay
+        # in memory, and anything that would change the directory is a RunError.
+        self.read_only = read_only
+        self._measures_in_memory: list[dict[str, Any]] = []
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise RunError(f"{self.path} is open read-only here")
 
     def warn_once(self, message: str) -> None:
         if message not in self._warned:
@@ -296,8 +304,8 @@ class Run:
         return run
 
     @classmethod
-    def open(cls, path: Path | str) -> Run:
-        run = cls(path)
+    def open(cls, path: Path | str, read_only: bool = False) -> Run:
+        run = cls(path, read_only=read_only)
         if not run.path.exists():
             raise RunError(f"no run at {run.path}")
         if not run.path.is_dir():
@@ -315,6 +323,7 @@ class Run:
         return RunMeta.from_json(data, self.meta_path)
 
     def write_meta(self, meta: RunMeta) -> None:
+        self._writable()
         data = json.dumps(meta.to_json(), indent=2).encode() + b"\n"
         atomic_write_bytes(self.meta_path, data)
 
@@ -327,6 +336,7 @@ class Run:
 
     # -- metrics -------------------------------------------------------------------------
     def append_metrics(self, rows: Iterable[dict[str, float]]) -> None:
+        self._writable()
         text = "".join(format_metric_row(row) for row in rows)
         if text:
             append_bytes(self.metrics_path, text.encode())
@@ -352,6 +362,7 @@ class Run:
         beside it (`metrics.jsonl.damaged-STAMP`), and a warning names the line and the
         epochs left without a row.
         """
+        self._writable()
         found = self._read_metrics_lines(warn_skipped=False)
         rows = [r for r in found.rows if r["epoch"] < before_epoch]
         if found.skipped:
@@ -409,6 +420,7 @@ class Run:
         return sorted(epochs)
 
     def save_checkpoint(self, epoch: int, weights: dict[str, torch.Tensor]) -> Path:
+        self._writable()
         from safetensors.torch import save
 
         path = self.checkpoint_path(epoch)
@@ -431,6 +443,7 @@ class Run:
 
     # -- resume --------------------------------------------------------------------------
     def save_resume(self, state: dict[str, Any]) -> None:
+        self._writable()
         import io
 
         buf = io.BytesIO()
@@ -491,9 +504,19 @@ class Run:
 
     # -- measures cache ------------------------------------------------------------------
     def append_measures(self, rows: Iterable[dict[str, Any]]) -> None:
+        if self.read_only:
+            self._measures_in_memory.extend(rows)
+            return
         lines = [json.dumps(r, separators=(",", ":"), allow_nan=False) for r in rows]
         if lines:
             append_bytes(self.measures_path, ("\n".join(lines) + "\n").encode())
+
+    def rewrite_measures(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Replace the cache with `rows` (dropping rows no longer useful)."""
+        if self.read_only:
+            return  # the file stays as it is; rows computed here stay in memory
+        text = "".join(json.dumps(r, separators=(",", ":"), allow_nan=False) + "\n" for r in rows)
+        atomic_write_bytes(self.measures_path, text.encode())
 
     def read_measures(self) -> list[dict[str, Any]]:
         """Every whole, valid cached row; each line skipped is a RunWarning naming it (the
@@ -504,11 +527,12 @@ class Run:
             raise RunError(str(exc)) from None
         for line in describe_skipped(self.measures_path.name, found.skipped):
             self.warn_once(line)
-        return found.rows
+        return found.rows + self._measures_in_memory
 
     # -- lock ----------------------------------------------------------------------------
     def acquire_lock(self) -> str:
         """Take the trainer lock; return a notice if a stale lock was taken over ('' if not)."""
+        self._writable()
         me = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}
         notice = ""
         for _ in range(3):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
 import os
 import signal
 import threading
@@ -35,6 +36,7 @@ from grok_tui.engine.services import (
 from grok_tui.engine.threads import TRAINER_NICENESS, lower_this_thread
 from grok_tui.engine.train import Event, Finished, TrainControl, Trainer
 from grok_tui.ui.messages import MeasuresReady, RunChanged, SnapshotReady, TrainerFinished
+from grok_tui.ui.palette import PaletteGuard
 from grok_tui.ui.panes.attention import AttentionPane
 from grok_tui.ui.panes.base import PANE_ACTIONS, AnalysisPane
 from grok_tui.ui.panes.circuits import CircuitsPane
@@ -98,7 +100,7 @@ class GrokCommands(Provider):
                 yield Hit(score, matcher.highlight(name), callback, help=help_text)
 
 
-class GrokApp(App[int]):
+class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashes, worked around
     CSS_PATH = "app.tcss"
     TITLE = "grok-tui"
     COMMANDS = App.COMMANDS | {GrokCommands}
@@ -531,6 +533,12 @@ class GrokApp(App[int]):
         epoch = self.query_one(CheckpointTimeline).selected
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         name = f"screenshot-{self.active_pane_id()}-epoch{epoch or 0}-{stamp}.svg"
+        if self.run_dir.read_only:  # a served viewer: to the browser, not the run directory
+            if self.is_web:
+                self.deliver_text(io.StringIO(self.export_screenshot()), save_filename=name)
+            else:
+                self.notify("the run is open read-only: no screenshot saved", timeout=4)
+            return
         try:
             path = self.save_screenshot(filename=name, path=str(self.run_dir.path))
         except OSError as exc:
