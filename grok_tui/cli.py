@@ -163,12 +163,12 @@ def open_or_import(target: str, device: str) -> Run:
     if not is_hub_spec(target) and (path.is_dir() or path.suffix != ".pth"):
         return Run.open(path)
     if is_hub_spec(target):
-        name = "arena-" + target.split(":", 1)[1].strip("/").split("/")[-1]
+        name = "arena-" + import_dir_name(target.split(":", 1)[1].strip("/").split("/")[-1])
         source = f"arena:{target}"
     else:
         if not path.is_file():
             raise RunError(f"no file at {path}")
-        name, source = path.stem, f"arena:{path.name}"
+        name, source = import_dir_name(path.stem), f"arena:{path.name}"
     dest = DEFAULT_RUNS_DIR / name
     if (dest / "run.json").is_file():
         run = Run.open(dest)
@@ -177,6 +177,14 @@ def open_or_import(target: str, device: str) -> Run:
             return run
         raise RunError(f"{dest} holds another run; import {target} elsewhere with grok-tui import")
     return import_with_progress(target, dest, device)
+
+
+def import_dir_name(stem: str) -> str:
+    """A directory name under runs/ for an imported file: letters, digits, '-', '_' and
+    inner dots only, so `..pth` (stem '.') or a stem of dots never names runs/ itself or
+    its parent."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip(".")
+    return cleaned[:64] or "imported"
 
 
 def import_with_progress(source: str, dest: Path, device: str) -> Run:

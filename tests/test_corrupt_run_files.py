@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -232,3 +233,50 @@ def test_run_json_too_large_or_a_directory(run) -> None:
     run.meta_path.mkdir()
     with pytest.raises(RunError, match="is a directory"):
         run.meta()
+
+
+# -- not files at all --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda p: p.symlink_to(p.name), "is a symbolic link that loops"),
+        (lambda p: p.symlink_to("nowhere.safetensors"), "is a symbolic link to nowhere"),
+        (lambda p: os.mkfifo(p), "is a FIFO"),
+        (lambda p: p.mkdir(), "is a directory"),
+    ],
+    ids=["loop", "dangling", "fifo", "directory"],
+)
+def test_a_checkpoint_that_is_not_a_file_says_what_it_is(run, make, needle) -> None:
+    path = run.checkpoint_path(30)
+    path.unlink()
+    make(path)
+    with pytest.raises(RunError) as exc:
+        run.load_checkpoint(30)
+    assert str(exc.value).startswith(f"checkpoint epoch_0000030.safetensors {needle}"), exc.value
+
+
+def test_run_files_that_are_fifos_never_hang_a_reader(run) -> None:
+    """A FIFO where run.json or metrics.jsonl should be: opening it for reading would
+    block until a writer came. In a child process, so a hang fails instead of hanging."""
+    import subprocess
+    import sys
+
+    for name in ("run.json", "metrics.jsonl", "lock"):
+        path = run.path / name
+        path.unlink(missing_ok=True)
+        os.mkfifo(path)
+    code = (
+        "import sys, warnings; from grok_tui.engine.runs import Run, MetricsReader, RunError\n"
+        "r = Run(sys.argv[1])\n"
+        "try: r.meta()\n"
+        "except RunError as e: print('meta:', e)\n"
+        "reader = MetricsReader(r); reader.poll(); print('poll:', reader.problems)\n"
+        "print('lock:', r.lock_owner())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(run.path)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "run.json is a FIFO, not a file" in proc.stdout
+    assert "metrics.jsonl is a FIFO, not a file" in proc.stdout
+    assert "lock: None" in proc.stdout

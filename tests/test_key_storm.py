@@ -80,7 +80,7 @@ def test_random_keys_and_resizes_while_training(tmp_path) -> None:
                 assert starts < 50, f"seed {seed}: the app keeps ending"
                 continue
             app.resize(100, 30)
-            for _ in range(10):  # out of palettes, dialogs (stacked), help, an enlarged map
+            for _ in range(12):  # out of a palette, a dialog, help, an enlarged map
                 time.sleep(0.4)
                 app.press("escape")
             time.sleep(0.5)
@@ -91,7 +91,7 @@ def test_random_keys_and_resizes_while_training(tmp_path) -> None:
                 app.proc.send_signal(signal.SIGABRT)  # faulthandler: every thread's stack
                 time.sleep(2)
                 (tmp_path / "output.txt").write_text(app.text(last=200_000))
-                pytest.fail(f"seed {seed}: escape x 10, q: still running (stacks in output)")
+                pytest.fail(f"seed {seed}: escape x 12, q: still running (stacks in output)")
             assert_clean_exit(app, rc, seed, tmp_path / "output.txt")
             break
         finally:

@@ -25,6 +25,7 @@ import math
 import os
 import re
 import socket
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ from grok_tui.engine.untrusted import (
     read_json_file,
     read_jsonl,
     warn,
+    what_is_wrong,
 )
 
 FORMAT_VERSION = 1
@@ -647,6 +649,9 @@ def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    problem = what_is_wrong(path)  # a loop, a dangling link, a FIFO: say which
+    if problem:
+        raise RunError(f"checkpoint {path.name} {problem}")
     try:
         return load_file(str(path))
     except FileNotFoundError:
@@ -680,10 +685,16 @@ class MetricsReader:
             st = os.stat(self.run.metrics_path)
         except FileNotFoundError:
             return [], False
+        except OSError:  # a symbolic link loop, say
+            self.problems.append(f"{self.run.metrics_path} {what_is_wrong(self.run.metrics_path)}")
+            return [], False
         reset = self._inode is not None and (st.st_ino != self._inode or st.st_size < self.offset)
         if reset:
             self.offset, self.line = 0, 1  # rewritten (a resume truncated it): read it again
         self._inode = st.st_ino
+        if not stat.S_ISREG(st.st_mode):
+            self.problems.append(f"{self.run.metrics_path} {what_is_wrong(self.run.metrics_path)}")
+            return [], reset
         try:
             with open(self.run.metrics_path, "rb") as f:
                 f.seek(self.offset)

@@ -16,9 +16,11 @@ deflated file cannot declare gigabytes and exhaust memory.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import stat
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -49,19 +51,57 @@ def warn(message: str) -> None:
     warnings.warn_explicit(message, RunWarning, "grok_tui", 0, registry={})
 
 
+# -- opening -----------------------------------------------------------------------------------
+def what_is_wrong(path: Path) -> str:
+    """Why `path` cannot be read as a plain file ('' if it can): a symbolic link that
+    loops or points nowhere, a directory, a FIFO (whose reading would block forever)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+        return "is missing"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link that loops (it never reaches a file)"
+        return f"cannot be read: {exc.strerror or exc}"
+    if stat.S_ISREG(st.st_mode):
+        return ""
+    kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+    if stat.S_ISFIFO(st.st_mode):
+        kind = "a FIFO, not a file"
+    return f"is {kind}"
+
+
+def read_regular_file(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of a plain file (at most `limit`); FileNotFoundError if it does not exist,
+    FileProblem naming it for anything else. Opened non-blocking, so a FIFO planted under
+    the name is refused instead of hanging the reader."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise FileProblem(f"{path} {what_is_wrong(path)}") from None
+        raise
+    except OSError:
+        raise FileProblem(f"{path} {what_is_wrong(path) or 'cannot be read'}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise FileProblem(f"{path} {what_is_wrong(path) or 'is not a regular file'}")
+        try:
+            return f.read() if limit is None else f.read(limit)
+        except OSError as exc:
+            raise FileProblem(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 # -- whole JSON files --------------------------------------------------------------------------
 def read_json_file(path: Path, what: str = "") -> Any:
     """The JSON value in `path`; FileProblem (one line) for any failure at all."""
     name = what or str(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_JSON_BYTES + 1)
-    except FileNotFoundError:
-        raise
-    except IsADirectoryError:
-        raise FileProblem(f"{name} is a directory, not a file") from None
-    except OSError as exc:
-        raise FileProblem(f"cannot read {name}: {exc.strerror or exc}") from None
+        data = read_regular_file(path, MAX_JSON_BYTES + 1)
+    except FileProblem as exc:
+        raise FileProblem(str(exc).replace(str(path), name, 1)) from None
     if len(data) > MAX_JSON_BYTES:
         raise FileProblem(f"{name} is larger than {MAX_JSON_BYTES >> 20} MB: not a run file")
     try:
@@ -170,11 +210,9 @@ def read_jsonl(
 ) -> JsonLines:
     """All rows of a JSON-lines file (none if it is missing); FileProblem if unreadable."""
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path)
     except FileNotFoundError:
         return JsonLines()
-    except OSError as exc:
-        raise FileProblem(f"cannot read {path}: {exc.strerror or exc}") from None
     return parse_jsonl(data, check_row)
 
 

@@ -516,6 +516,8 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
         self.notify("following the newest checkpoint" if following else "not following")
 
     def action_goto_epoch(self) -> None:
+        if isinstance(self.screen, GotoEpochScreen):
+            return  # one is open already (g again, or the palette on top of it): no stack
         timeline = self.query_one(CheckpointTimeline)
         if not timeline.epochs:
             self.notify("no checkpoints yet")
