@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from grok_tui.engine.config import PRESETS, RunConfig, preset
 from grok_tui.sweep_cli import (
@@ -95,6 +95,8 @@ def build_parser() -> Parser:
     open_.add_argument("--resume", action="store_true", help="continue training if unfinished")
     open_.add_argument("--headless", action="store_true", help="with --resume: no UI")
     open_.add_argument("--viewer", action="store_true", help=argparse.SUPPRESS)  # never trains
+    # A viewer opens the run read-only unless serve was given --allow-writes.
+    open_.add_argument("--allow-writes", action="store_true", help=argparse.SUPPRESS)
     add_device_option(open_)
 
     imp = sub.add_parser("import", help="make a run directory from a full_run_data.pth file")
@@ -118,8 +120,16 @@ def build_parser() -> Parser:
 
     serve = sub.add_parser("serve", help="serve the viewer of a run in a browser (textual-serve)")
     serve.add_argument("run", type=Path)
-    serve.add_argument("--host", default="localhost")
+    serve.add_argument("--host", default="localhost", help="address to serve on (loopback)")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--max-sessions", type=int, default=4, help="browser sessions at once (each a process)"
+    )
+    serve.add_argument(
+        "--allow-writes",
+        action="store_true",
+        help="let viewers write into the run directory (measures cache, screenshots)",
+    )
     return parser
 
 
@@ -168,6 +178,7 @@ def cmd_open(args: argparse.Namespace) -> int:
     if (Path(args.run) / "sweep.json").is_file():  # a sweep directory: the sweep screen
         return open_sweep(Path(args.run), device, args.resume, args.headless)
     run = open_or_import(args.run, device)
+    run.read_only = args.viewer and not args.allow_writes
     if args.resume:
         run.ensure_resumable()
     if args.headless:
@@ -184,12 +195,12 @@ def open_or_import(target: str, device: str) -> Run:
     if not is_hub_spec(target) and (path.is_dir() or path.suffix != ".pth"):
         return Run.open(path)
     if is_hub_spec(target):
-        name = "arena-" + target.split(":", 1)[1].strip("/").split("/")[-1]
+        name = "arena-" + import_dir_name(target.split(":", 1)[1].strip("/").split("/")[-1])
         source = f"arena:{target}"
     else:
         if not path.is_file():
             raise RunError(f"no file at {path}")
-        name, source = path.stem, f"arena:{path.name}"
+        name, source = import_dir_name(path.stem), f"arena:{path.name}"
     dest = DEFAULT_RUNS_DIR / name
     if (dest / "run.json").is_file():
         run = Run.open(dest)
@@ -198,6 +209,14 @@ def open_or_import(target: str, device: str) -> Run:
             return run
         raise RunError(f"{dest} holds another run; import {target} elsewhere with grok-tui import")
     return import_with_progress(target, dest, device)
+
+
+def import_dir_name(stem: str) -> str:
+    """A directory name under runs/ for an imported file: letters, digits, '-', '_' and
+    inner dots only, so `..pth` (stem '.') or a stem of dots never names runs/ itself or
+    its parent."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip(".")
+    return cleaned[:64] or "imported"
 
 
 def import_with_progress(source: str, dest: Path, device: str) -> Run:
@@ -251,18 +270,19 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """The viewer in a browser: each page load runs `grok-tui open RUN --viewer`."""
-    import shlex
-
+    """The viewer in a browser: each session runs `grok-tui open RUN --viewer` (serve.py)."""
     try:
-        from textual_serve.server import Server
+        from grok_tui.serve import serve_viewer
     except ImportError:
         raise UsageError("serve needs textual-serve: pip install 'grok-tui[serve]'") from None
+    if not 1 <= args.max_sessions <= 64:
+        raise UsageError(f"--max-sessions must be in 1..64, got {args.max_sessions}")
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be in 1..65535, got {args.port}")
     from grok_tui.engine.runs import Run
 
     run = Run.open(args.run)
-    command = shlex.join([sys.executable, "-m", "grok_tui", "open", str(run.path), "--viewer"])
-    Server(command, host=args.host, port=args.port, title=f"grok-tui: {run.name}").serve()
+    serve_viewer(run.path, run.name, args.host, args.port, args.max_sessions, args.allow_writes)
     return 0
 
 
@@ -286,14 +306,45 @@ def run_app(run: Run, train: bool, device: str, viewer: bool = False) -> int:
         app.run()
     finally:
         # However the UI ended (q, a signal, a dead terminal), the trainer thread saves a
-        # checkpoint and releases the lock before the process goes.
-        app.control.request_stop()
-        app.trainer_done.wait()
+        # checkpoint and releases the lock, and every thread is joined, before the
+        # process goes.
+        app.stop_threads()
+    if app.trainer_failure:  # the screen is gone: say it once more where it stays
+        print(f"grok-tui: error: {app.trainer_failure}", file=sys.stderr)
+        return 1
     return app.return_code or 0
+
+
+def show_run_warnings() -> None:
+    """A RunWarning (a damaged line skipped, a file kept) is one line on stderr."""
+    import warnings
+
+    from grok_tui.engine.untrusted import RunWarning
+
+    original = warnings.showwarning
+    if getattr(original, "grok_tui", False):
+        return
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, RunWarning):
+            print(f"grok-tui: warning: {message}", file=sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    show.grok_tui = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    show_run_warnings()
     parser = build_parser()
     try:
         if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):

@@ -102,3 +102,26 @@ async def test_any_exit_stops_the_trainer_with_a_checkpoint(tmp_path) -> None:
     assert app.trainer_done.is_set()
     assert run.meta().status == "paused"
     assert run.load_resume()["epoch"] == run.checkpoint_epochs()[-1] > 5
+
+
+async def test_go_to_epoch_dialogs_do_not_stack(tmp_path) -> None:
+    """`g` or the palette's "Go to epoch…" while the dialog is open opens no second one (a
+    key storm stacked dozens, and escape then seemed not to work)."""
+    from grok_tui.engine.train import Trainer
+    from grok_tui.ui.screens import GotoEpochScreen
+
+    run = Run.create(tmp_path / "run", TINY.replace(epochs=30, checkpoint_every=10), "cpu")
+    Trainer(run, "cpu").train()
+    app = GrokApp(run, train=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("g")
+        await pilot.pause()
+        app.action_goto_epoch()
+        app.action_goto_epoch()
+        await pilot.pause()
+        assert sum(isinstance(s, GotoEpochScreen) for s in app.screen_stack) == 1
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, GotoEpochScreen)
+        await pilot.press("q")
+    assert app.return_code == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,9 @@ from grok_tui.cli import main
         (["train", "--headless", "--p", "abc"], "invalid int value: 'abc'"),
         (["train", "--headless", "--frac-train", "1.5"], "--frac-train must be in (0, 1)"),
         (["train", "--headless", "--frac-train", "0"], "--frac-train must be in (0, 1)"),
-        (["train", "--headless", "--epochs", "-5"], "--epochs must be >= 0, got -5"),
+        (["train", "--headless", "--epochs", "-5"], "--epochs must be in 0..10,000,000, got -5"),
+        (["train", "--headless", "--epochs", "10000000000"], "--epochs must be in 0..10,000,000"),
+        (["train", "--headless", "--lr", "inf"], "--lr must be a finite number > 0, got inf"),
         (["train", "--headless", "--checkpoint-every", "0"], "--checkpoint-every"),
         (["train", "--headless", "--device", "tpu"], "--device 'tpu' is not one of"),
         (["train", "--headless", "--preset", "fast"], "invalid choice: 'fast'"),
@@ -137,3 +140,20 @@ def test_serve_and_export_name_bad_runs(capsys) -> None:
     assert main(["export", "/nonexistent", "--format", "xls", "x"]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 3 and all(line.startswith("grok-tui: error: ") for line in lines)
+
+
+@pytest.mark.parametrize("name", ["..pth", "...pth", " .pth"])
+def test_an_imported_file_never_names_the_runs_directory_itself(
+    small_run, tmp_path, monkeypatch, name
+) -> None:
+    from grok_tui.cli import open_or_import
+
+    pth = tmp_path / name
+    assert main(["export", str(small_run), "--format", "arena", str(pth)]) == 0
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    run = open_or_import(str(pth), "cpu")
+    assert run.path.parent == Path("runs") and run.path.name not in ("", ".", "..")
+    assert not (work / "runs" / "run.json").exists()
+    assert (run.path / "run.json").is_file()

@@ -35,11 +35,31 @@ def test_presets_validate(name: str) -> None:
         ({"lr": 0.0}, "--lr"),
         ({"weight_decay": -1.0}, "--weight-decay"),
         ({"d_model": 100}, "n_heads \\* d_head"),
+        # Caps, so that a run.json from elsewhere cannot make us allocate terabytes:
+        ({"d_mlp": 100_000_000_000}, "d_mlp must be in 1..16,384"),
+        ({"n_heads": 1000, "d_head": 1}, "n_heads must be in 1..64"),
+        ({"epochs": 10_000_000_000}, "--epochs must be in 0..10,000,000"),
+        ({"checkpoint_every": 10**12}, "--checkpoint-every must be in"),
+        ({"warmup_steps": 10**12}, "warmup_steps must be in"),
+        ({"lr": float("inf")}, "--lr must be a finite number"),
+        ({"weight_decay": float("nan")}, "--weight-decay must be a finite"),
+        ({"seed": 2**70}, "--seed must be below 2\\*\\*63"),
+        ({"p": 997, "d_mlp": 1024}, "too large to analyse"),
+        ({"preset": "x" * 1000}, "not a short name"),
+        ({"preset": "a\x1b[2J"}, "not a short name"),
     ],
 )
 def test_bad_values_are_named(changes: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         RunConfig().replace(**changes).validated()
+
+
+def test_the_caps_leave_room_for_real_runs() -> None:
+    """The largest configs anyone runs pass: p = 997 at the paper's width, a wide MLP at
+    p = 113, a long run."""
+    RunConfig(p=997).validated()
+    RunConfig(d_model=1024, n_heads=16, d_head=64, d_mlp=16384).validated()
+    RunConfig(epochs=10_000_000, checkpoint_every=1_000).validated()
 
 
 def test_from_dict_checks_types_and_ignores_unknown_keys() -> None:

@@ -81,3 +81,23 @@ def test_the_file_is_replaced_whole(tmp_path) -> None:
     assert out.read_text().splitlines()[0] == ",".join(METRIC_KEYS)
     assert len(out.read_text().splitlines()) == 2
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_exports_agree_on_a_stopped_run(tmp_path) -> None:
+    """After a stop at epoch E, checkpoint E holds the weights training resumes from and its
+    metrics row comes when it does (rows end at E - 1). Both exports still cover E: the
+    CSV with a row of empty cells, the ARENA file with a NaN loss at index E, so a notebook
+    indexing train_losses by a checkpoint epoch never runs off the end."""
+    import torch
+
+    from grok_tui.engine.arena import export_arena
+    from grok_tui.engine.train import TrainControl, Trainer
+
+    run = Run.create(tmp_path / "r", CFG.replace(epochs=100, checkpoint_every=10), "cpu")
+    Trainer(run, "cpu").train(TrainControl(stop_at=23))
+    epochs = run.checkpoint_epochs()
+    assert epochs[-1] == 23 and run.read_metrics()[-1]["epoch"] == 22
+    assert [r["epoch"] for r in read(export_csv(run, tmp_path / "m.csv"))][-1] == "23"
+    data = torch.load(export_arena(run, tmp_path / "a.pth"), weights_only=True)
+    assert data["epochs"][-1] == 23 and len(data["train_losses"]) == 24
+    assert math.isnan(data["train_losses"][23]) and not math.isnan(data["train_losses"][22])

@@ -323,10 +323,15 @@ def test_import_of_a_file_whose_unpickling_would_run_code(tmp_path, where: str) 
 
 def test_a_far_future_checkpoint_epoch_does_not_mean_that_many_rows(tmp_path) -> None:
     data = good_file()
-    data["epochs"] = [0, 10**12]
+    data["epochs"] = [0, 10**7]
     torch.save(data, tmp_path / "f.pth")
     rows = import_arena(tmp_path / "f.pth", tmp_path / "run").read_metrics()
-    assert [r["epoch"] for r in rows] == [*range(100), 10**12]
+    assert [r["epoch"] for r in rows] == [*range(100), 10**7]
+    data["epochs"] = [0, 10**12]  # past any run's epochs: refused, in one line
+    torch.save(data, tmp_path / "g.pth")
+    with pytest.raises(RunError) as exc:
+        import_arena(tmp_path / "g.pth", tmp_path / "run2")
+    assert_one_line(exc, "g.pth", "epochs must be in 0..10,000,000")
 
 
 def test_nan_losses_are_kept_as_gaps_not_errors(tmp_path) -> None:

@@ -66,3 +66,39 @@ def test_a_damaged_checkpoint_is_an_error_line_and_the_service_goes_on(tmp_path)
     assert damaged.snapshot is None and "damaged" in damaged.error and "\n" not in damaged.error
     assert missing.snapshot is None and "missing" in missing.error
     assert good.snapshot is not None and good.snapshot.epoch == 30
+
+
+def test_a_stopped_group_finishes_the_work_in_flight_then_nothing_more(
+    tmp_path, monkeypatch
+) -> None:
+    """stop_and_join waits for the snapshot being computed, reports nothing after the stop,
+    and a request after it starts no work: the app joins this before the process ends."""
+    from grok_tui.engine.services import ProgressService, ServiceGroup
+
+    run = Run.create(tmp_path / "r", CFG, "cpu")
+    Trainer(run, "cpu").train()
+    results: list[SnapshotResult] = []
+    started, release = threading.Event(), threading.Event()
+    group = ServiceGroup()
+    service = group.add(SnapshotService(run, "cpu", results.append))
+    progress = group.add(ProgressService(run, "cpu", lambda table, error: None))
+    real = service._compute
+
+    def slow(epoch: int):
+        started.set()
+        release.wait(10)
+        return real(epoch)
+
+    monkeypatch.setattr(service, "_compute", slow)
+    service.request(10)
+    assert started.wait(10)
+    group.stop()
+    service.request(20)  # arrives while stopping: never computed
+    threading.Timer(0.3, release.set).start()
+    assert group.stop_and_join(timeout=30) == []
+    assert not service.is_alive() and not progress.is_alive()
+    assert service.computed == [10]  # the one in flight finished...
+    assert results == []  # ...and was not reported to a viewer that is going away
+    late = group.add(SnapshotService(run, "cpu", results.append))
+    late.join(5)
+    assert not late.is_alive()  # added to a stopped group: stopped at once

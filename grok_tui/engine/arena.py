@@ -21,8 +21,10 @@ accepted: `epochs` as a range or integer tensor, losses as tensors, a test loss 
 
 Reading never unpickles arbitrary objects: only `torch.load(weights_only=True)` (plus the
 harmless `range`), so a file whose unpickling would run code is refused before anything
-runs. Files this module exports also carry `config` (`RunConfig.to_dict()`), so a round
-trip keeps the split and recipe.
+runs; and the sizes its zip directory declares are checked first, so a small deflated file
+cannot declare gigabytes and exhaust memory (`untrusted.check_zip_sizes`). Files this
+module exports also carry `config` (`RunConfig.to_dict()`), so a round trip keeps the split
+and recipe.
 
 An imported run has checkpoints and metrics but no `resume.pt` (no optimiser state): it can
 be analysed, not trained further; `Run.ensure_resumable()` says so in one line.
@@ -43,7 +45,7 @@ from typing import Any
 
 import torch
 
-from grok_tui.engine.config import ConfigError, RunConfig
+from grok_tui.engine.config import ConfigError, RunConfig, max_tensor_elements
 from grok_tui.engine.model import (
     CLASSIC_NAMES,
     GrokModel,
@@ -54,6 +56,7 @@ from grok_tui.engine.model import (
     param_shapes,
 )
 from grok_tui.engine.runs import Run, RunError, RunMeta, describe_load_error
+from grok_tui.engine.untrusted import FileProblem, check_zip_sizes
 
 SOURCE_PREFIX = "arena:"
 TEST_EVERY = 10  # the published file records the test loss every 10 epochs
@@ -101,6 +104,10 @@ def load_arena_file(path: Path | str) -> ArenaFile:
         raise RunError(f"no such file: {path}")
     if not path.is_file():
         raise RunError(f"{path} is not a file")
+    try:  # before torch inflates anything: a small file must not declare gigabytes
+        check_zip_sizes(path, 8 * max_tensor_elements())
+    except FileProblem as exc:
+        raise RunError(str(exc)) from None
     try:
         with _harmless_globals():
             data = torch.load(path, map_location="cpu", weights_only=True)
@@ -455,8 +462,18 @@ def export_arena(run: Run, out_path: Path | str) -> Path:
                 sd[MASK_KEY] = mask.clone()  # the paper's module order puts the buffer here
         state_dicts.append(sd)
 
-    by_epoch = {int(r["epoch"]): r for r in run.read_metrics()}
-    last = max(by_epoch, default=epochs[-1])
+    # One train loss per epoch up to the last checkpoint or row, whichever is later (a
+    # stopped run's newest checkpoint has no row yet: its losses are NaN). Rows beyond what
+    # the config plans are not the trainer's: they must not size these lists.
+    bound = max(cfg.epochs, epochs[-1])
+    by_epoch = {}
+    for r in run.read_metrics():
+        if r["epoch"] > bound:
+            run.warn_once(f"metrics.jsonl has a row for epoch {int(r['epoch']):,}, past this run's "
+                 f"{bound:,} epochs: left out of the export")  # fmt: skip
+            continue
+        by_epoch[int(r["epoch"])] = r
+    last = max([epochs[-1], *by_epoch])
     train_losses = [float(by_epoch.get(e, {}).get("train_loss", math.nan)) for e in range(last + 1)]
     test_losses = [
         float(by_epoch.get(e, {}).get("test_loss", math.nan))

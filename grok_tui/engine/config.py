@@ -7,10 +7,25 @@ run can be resumed or re-analysed by another process without guessing.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
 MAX_P = 997  # p^2 inputs x d_mlp activations must fit a snapshot in memory
+# Caps on what a config may ask for: far above any real run (the paper's: 128, 4, 32, 512,
+# 50,000 epochs), low enough that a run.json from elsewhere cannot make us allocate
+# terabytes. Checked on input and on every read.
+MAX_DIMS = {"d_model": 4096, "n_heads": 64, "d_head": 1024, "d_mlp": 16384}
+MAX_EPOCHS = 10_000_000
+MAX_SEED = 2**63 - 1
+MAX_ACTIVATIONS = 2**29  # p^2 x max(d_model, d_mlp) floats: one analysis pass (2 GiB)
+MAX_PRESET_CHARS = 64
+
+
+def max_tensor_elements() -> int:
+    """The most elements any tensor of an accepted run holds (a weight, or a loss per epoch)."""
+    widest = MAX_DIMS["d_model"] * max(MAX_DIMS["d_mlp"], MAX_P + 1)
+    return max(widest, MAX_EPOCHS + 1)
 
 
 class ConfigError(ValueError):
@@ -90,21 +105,35 @@ class RunConfig:
             raise ConfigError(
                 f"--frac-train {self.frac_train} leaves an empty train or test set for p={self.p}"
             )
-        if self.epochs < 0:
-            raise ConfigError(f"--epochs must be >= 0, got {self.epochs}")
-        if self.checkpoint_every < 1:
-            raise ConfigError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
-        if not self.weight_decay >= 0:
-            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.epochs <= MAX_EPOCHS:
+            raise ConfigError(f"--epochs must be in 0..{MAX_EPOCHS:,}, got {self.epochs}")
+        if not 1 <= self.checkpoint_every <= MAX_EPOCHS:
+            raise ConfigError(
+                f"--checkpoint-every must be in 1..{MAX_EPOCHS:,}, got {self.checkpoint_every}"
+            )
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"--lr must be a finite number > 0, got {self.lr}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ConfigError(
+                f"--weight-decay must be a finite number >= 0, got {self.weight_decay}"
+            )
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ConfigError(f"betas must be in [0, 1), got ({self.beta1}, {self.beta2})")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        for name in ("d_model", "n_heads", "d_head", "d_mlp"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.warmup_steps <= MAX_EPOCHS:
+            raise ConfigError(f"warmup_steps must be in 0..{MAX_EPOCHS:,}, got {self.warmup_steps}")
+        for name in ("seed", "data_seed"):
+            if abs(getattr(self, name)) > MAX_SEED:
+                raise ConfigError(f"--{name.replace('_', '-')} must be below 2**63 in size")
+        for name, most in MAX_DIMS.items():
+            if not 1 <= getattr(self, name) <= most:
+                raise ConfigError(f"{name} must be in 1..{most:,}, got {getattr(self, name):,}")
+        if self.p * self.p * max(self.d_model, self.d_mlp) > MAX_ACTIVATIONS:
+            raise ConfigError(
+                f"p={self.p} with d_model {self.d_model} and d_mlp {self.d_mlp} is too large "
+                f"to analyse (p^2 x width above {MAX_ACTIVATIONS:,})"
+            )
+        if len(self.preset) > MAX_PRESET_CHARS or not self.preset.isprintable():
+            raise ConfigError(f"preset name {self.preset[:20]!r}... is not a short name")
         if self.d_model != self.n_heads * self.d_head:
             raise ConfigError(
                 f"d_model ({self.d_model}) must equal n_heads * d_head "

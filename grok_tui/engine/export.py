@@ -12,8 +12,9 @@ Columns, in order:
 
 measures.jsonl rows are read generically: any JSON object with an integer `epoch`; a
 later row for the same epoch overrides an earlier one key by key (a recomputed cache).
-An epoch measured but absent from the metrics still gets a row; a measure named like a
-metric column is left out (the metrics win).
+An epoch measured, or checkpointed, but absent from the metrics still gets a row (after a
+stop, the newest checkpoint's row is written when training resumes); a measure named
+like a metric column is left out (the metrics win).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def csv_rows(run: Run) -> tuple[list[str], list[dict[str, Any]]]:
     rows: dict[int, dict[str, Any]] = {}
     for metric in run.read_metrics():
         rows[int(metric["epoch"])] = dict(metric)
+    for epoch in run.checkpoint_epochs():  # a stopped run's newest has no metrics row yet
+        rows.setdefault(epoch, {"epoch": epoch})
     measure_columns: dict[str, None] = {}  # ordered set
     for raw in run.read_measures():
         epoch = raw.get("epoch")

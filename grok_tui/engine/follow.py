@@ -28,12 +28,14 @@ class RunUpdate:
     meta: RunMeta | None = None  # run.json, when it changed
     writer_alive: bool | None = None  # another live process holds the lock; when that changed
     error: str = ""  # run.json became unreadable (one line)
+    warnings: list[str] = field(default_factory=list)  # lines of metrics.jsonl skipped
 
     @property
     def empty(self) -> bool:
         return (
             not (self.rows or self.reset or self.checkpoints is not None or self.meta or self.error)
             and self.writer_alive is None
+            and not self.warnings
         )
 
 
@@ -48,6 +50,7 @@ class RunFollower:
     def poll(self) -> RunUpdate:
         update = RunUpdate()
         update.rows, update.reset = self._reader.poll()
+        update.warnings, self._reader.problems = self._reader.problems, []
         checkpoints = self.run.checkpoint_epochs()
         if checkpoints != self._checkpoints:
             self._checkpoints = checkpoints
@@ -99,6 +102,9 @@ class FollowService:
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
 
     def _loop(self) -> None:
         while not self._stopped.is_set():

@@ -29,7 +29,6 @@ they were computed with; a row whose set differs from the current one is recompu
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from grok_tui.engine import fourier
 from grok_tui.engine.analysis import Analyzer
 from grok_tui.engine.loss import cross_entropy
 from grok_tui.engine.model import CLASSIC_NAMES
-from grok_tui.engine.runs import Run, atomic_write_bytes
+from grok_tui.engine.runs import Run
 
 MEASURES_VERSION = 1
 
@@ -380,10 +379,7 @@ class ProgressTracker:
         keep = [r for r in rows if _valid_row(r) and tuple(r["key_freqs"]) == keys]
         stale = len(rows) - len(keep)
         if stale > max(64, len(keep)):
-            text = "".join(
-                json.dumps(r, separators=(",", ":"), allow_nan=False) + "\n" for r in keep
-            )
-            atomic_write_bytes(self.run.measures_path, text.encode())
+            self.run.rewrite_measures(keep)
 
     def table(self) -> ProgressTable:
         """The cached rows for the current key set, for the checkpoints that exist."""

@@ -4,6 +4,12 @@ Both run in their own threads and report through callbacks (the app turns them i
 messages). Scrubbing never queues stale work: a request replaces any request not yet
 started, so holding an arrow key analyses the checkpoint the key stops on, plus at most
 the one already in flight.
+
+Stopping: `stop()` lets the unit of work in flight (one snapshot, one checkpoint's
+measures) finish and starts no other; `join()` waits for that. A process must join them
+before it ends: the interpreter finalising while a thread is inside a torch op aborts
+("terminate called without an active exception", exit status 134). `ServiceGroup` stops
+and joins a viewer's threads together.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from grok_tui.engine.runs import Run, RunError
 from grok_tui.engine.threads import ANALYSIS_NICENESS, lower_this_thread
@@ -54,6 +60,13 @@ class SnapshotService:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
     def _next(self) -> int | None:
         with self._lock:
             while self._pending is None and not self._stopped:
@@ -77,6 +90,8 @@ class SnapshotService:
                     epoch, None, f"analysis failed: {type(exc).__name__}: {exc}"
                 )
             self.computed.append(epoch)
+            if self._stopped:
+                return  # nobody is listening any more
             self.on_result(result)
 
     def _compute(self, epoch: int) -> Any:
@@ -126,6 +141,9 @@ class ProgressService:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
     def _loop(self) -> None:
         from grok_tui.engine.progress import ProgressTracker
 
@@ -144,14 +162,71 @@ class ProgressService:
             try:
                 if self._tracker is None:
                     self._tracker = ProgressTracker(self.run, self.device)
+                    if self._stopped.is_set():
+                        return
                     self.on_update(self._tracker.table(), "")  # the cache, at once
                 while not self._stopped.is_set():
                     rows = self._tracker.update(self._stopped.is_set, limit=25)
-                    if not rows:
+                    if not rows or self._stopped.is_set():
                         break
                     self.on_update(self._tracker.table(), "")
+                if self._stopped.is_set():
+                    return  # table() may analyse the newest checkpoint: no new work now
                 self.on_update(self._tracker.table(), "")
             except RunError as exc:
                 self.on_update(None, str(exc))
             except Exception as exc:
                 self.on_update(None, f"progress measures failed: {type(exc).__name__}: {exc}")
+
+
+class Service(Protocol):
+    """A background thread with a stop flag it checks between units of work."""
+
+    def stop(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+    def is_alive(self) -> bool: ...
+
+
+S = TypeVar("S", bound=Service)
+
+
+class ServiceGroup:
+    """A viewer's background threads, stopped together and joined before the process ends.
+
+    `stop()` is cheap and can come early (the moment the user quits: no new analysis
+    starts while the trainer saves); `stop_and_join()` then waits for the work in flight.
+    """
+
+    def __init__(self) -> None:
+        self._services: list[Service] = []
+        self._lock = threading.Lock()
+        self.stopping = False
+
+    def add(self, service: S) -> S:
+        """Keep `service`; one added after the group stopped is stopped at once."""
+        with self._lock:
+            self._services.append(service)
+            stopping = self.stopping
+        if stopping:
+            service.stop()
+        return service
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopping = True
+            services = list(self._services)
+        for service in services:
+            service.stop()
+
+    def stop_and_join(self, timeout: float | None = 60.0) -> list[Service]:
+        """Stop every service, wait up to `timeout` s in all; return those still running."""
+        self.stop()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            services = list(self._services)
+        for service in services:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            service.join(left)
+        return [s for s in services if s.is_alive()]

@@ -24,7 +24,7 @@ from grok_tui.engine.model import (
     check_weights,
     paper_init,
 )
-from grok_tui.engine.runs import Run, RunError
+from grok_tui.engine.runs import DiskFull, Run, RunError, atomic_write_bytes
 from grok_tui.engine.stepper import ADAM_EPS, MemberState
 
 
@@ -72,7 +72,8 @@ class RunWriter:
         changes: dict[str, Any] = {"status": status}
         if message is not None:
             changes["message"] = message
-        self.run.update_meta(**changes)
+        with contextlib.suppress(RunError):  # a full disk may refuse even this
+            self.run.update_meta(**changes)
 
     # -- how it ended --------------------------------------------------------------------------
     def non_finite(self, epoch: int) -> str:
@@ -82,9 +83,12 @@ class RunWriter:
         return f"loss became non-finite at epoch {epoch}; stopped{kept}"
 
     def crashed(self, exc: BaseException) -> str:
-        """Out of memory, a full disk, ...: keep the traceback in the run, say it in a line."""
-        with contextlib.suppress(OSError):
-            (self.run.path / "error.log").write_text(traceback.format_exc())
+        """Out of memory, a full disk, a bug: say it in a line; keep the traceback in the
+        run for a bug report (not for a full disk: the failed write left nothing behind)."""
+        if isinstance(exc, DiskFull):
+            return self.run.disk_full_message(exc)
+        with contextlib.suppress(RunError):
+            atomic_write_bytes(self.run.path / "error.log", traceback.format_exc().encode())
         text = str(exc).strip().splitlines()
         return f"{type(exc).__name__}: {text[0] if text else ''} (see error.log)"
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
 import os
 import signal
 import threading
@@ -32,7 +33,12 @@ from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 
 from grok_tui.engine.follow import FollowService, MetricsHistory, RunUpdate
 from grok_tui.engine.runs import Run, RunError, RunMeta
-from grok_tui.engine.services import ProgressService, SnapshotResult, SnapshotService
+from grok_tui.engine.services import (
+    ProgressService,
+    ServiceGroup,
+    SnapshotResult,
+    SnapshotService,
+)
 from grok_tui.engine.threads import TRAINER_NICENESS, lower_this_thread
 from grok_tui.engine.train import Event, Finished, TrainControl, Trainer
 from grok_tui.ui.commands import ListedCommands
@@ -43,6 +49,7 @@ from grok_tui.ui.messages import (
     SnapshotReady,
     TrainerFinished,
 )
+from grok_tui.ui.palette import PaletteGuard
 from grok_tui.ui.panes.attention import AttentionPane
 from grok_tui.ui.panes.base import PANE_ACTIONS, AnalysisPane
 from grok_tui.ui.panes.circuits import CircuitsPane
@@ -102,7 +109,7 @@ class GrokCommands(ListedCommands):
         return commands
 
 
-class GrokApp(App[int]):
+class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashes, worked around
     CSS_PATH = "app.tcss"
     TITLE = "grok-tui"
     COMMANDS = App.COMMANDS | {GrokCommands}
@@ -162,6 +169,7 @@ class GrokApp(App[int]):
         self.control = TrainControl()
         self.trainer_done = threading.Event()
         self.trainer_done.set()  # no trainer yet
+        self.trainer_failure = ""  # why training last failed: the exit status and last line
         self.history = MetricsHistory()
         self.meta: RunMeta = run.meta()
         self.writer_alive = False  # another process trains the run
@@ -172,6 +180,7 @@ class GrokApp(App[int]):
         self.snapshots: SnapshotService | None = None
         self.progress: ProgressService | None = None
         self.follow: FollowService | None = None
+        self.services = ServiceGroup()  # stopped and joined before the process ends
         if not self.want_train:
             self.set_reactive(GrokApp.state, state_on_disk(self.meta.status, False))
 
@@ -224,14 +233,20 @@ class GrokApp(App[int]):
                 timeout=8,
             )
         self._install_signal_handlers()
-        self.snapshots = SnapshotService(
-            self.run_dir, self.device, lambda r: self.post_message(SnapshotReady(r))
+        self.snapshots = self.services.add(
+            SnapshotService(
+                self.run_dir, self.device, lambda r: self.post_message(SnapshotReady(r))
+            )
         )
-        self.progress = ProgressService(
-            self.run_dir, self.device, lambda t, e: self.post_message(MeasuresReady(t, e))
+        self.progress = self.services.add(
+            ProgressService(
+                self.run_dir, self.device, lambda t, e: self.post_message(MeasuresReady(t, e))
+            )
         )
-        self.follow = FollowService(
-            self.run_dir, lambda u: self.post_message(RunPolled(u)), interval=POLL_SECONDS
+        self.follow = self.services.add(
+            FollowService(
+                self.run_dir, lambda u: self.post_message(RunPolled(u)), interval=POLL_SECONDS
+            )
         )
         if self.want_train:
             self.start_training()
@@ -239,13 +254,18 @@ class GrokApp(App[int]):
 
     def on_unmount(self) -> None:
         """However the app ends (q, a signal, a crash, a test), the trainer saves and stops."""
+        self.stop_threads()
+
+    def stop_threads(self) -> None:
+        """Stop the trainer (it saves first) and the analysis threads, and wait for all.
+
+        Called again by whoever runs the app (idempotent): no thread of ours may still be
+        inside a torch op when the interpreter finalises, or the process aborts.
+        """
         self.control.request_stop()
-        for service in (self.follow, self.snapshots, self.progress):
-            if service is not None:
-                service.stop()
-        if self.follow is not None:
-            self.follow.join(timeout=5)
-        self.trainer_done.wait(timeout=120)
+        self.services.stop()  # no new analysis while the trainer saves
+        self.trainer_done.wait(timeout=600)
+        self.services.stop_and_join()
 
     def _install_signal_handlers(self) -> None:
         """SIGTERM and SIGHUP (the SSH link dropped) save a checkpoint, then quit."""
@@ -263,6 +283,7 @@ class GrokApp(App[int]):
 
     def _exit_once_saved(self) -> None:
         self.trainer_done.wait()
+        self.services.stop_and_join()
         time.sleep(EXIT_GRACE_S)
         os._exit(0)
 
@@ -302,6 +323,8 @@ class GrokApp(App[int]):
             result = trainer.train(self.control)
         except RunError as exc:
             result = Finished("failed", 0, str(exc))
+        except Exception as exc:  # a bug: say it rather than "did not start"
+            result = Finished("failed", 0, f"{type(exc).__name__}: {exc}".splitlines()[0])
         finally:
             self.run_dir.release_lock()
             self.trainer_done.set()
@@ -316,6 +339,7 @@ class GrokApp(App[int]):
 
     def on_trainer_finished(self, message: TrainerFinished) -> None:
         result = message.result
+        self.trainer_failure = result.message if result.status == "failed" else ""
         if result.status == "failed":
             self.notify(result.message, title="Training stopped", severity="error", timeout=15)
         elif result.status == "done":
@@ -339,6 +363,8 @@ class GrokApp(App[int]):
     def apply_update(self, update: RunUpdate) -> None:
         if update.error:
             self.notify(update.error, severity="error")
+        for warning in update.warnings[:3]:  # a damaged file: say so, never crash on it
+            self.notify(warning, title="Damaged run file", severity="warning", timeout=15)
         if update.reset:
             self.history.clear()
         if update.rows:
@@ -519,6 +545,8 @@ class GrokApp(App[int]):
         self.notify("following the newest checkpoint" if following else "not following")
 
     def action_goto_epoch(self) -> None:
+        if isinstance(self.screen, GotoEpochScreen):
+            return  # one is open already (g again, or the palette on top of it): no stack
         timeline = self.widget(CheckpointTimeline)
         if not timeline.epochs:
             self.notify("no checkpoints yet")
@@ -536,6 +564,12 @@ class GrokApp(App[int]):
         epoch = self.widget(CheckpointTimeline).selected
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         name = f"screenshot-{self.active_pane_id()}-epoch{epoch or 0}-{stamp}.svg"
+        if self.run_dir.read_only:  # a served viewer: to the browser, not the run directory
+            if self.is_web:
+                self.deliver_text(io.StringIO(self.export_screenshot()), save_filename=name)
+            else:
+                self.notify("the run is open read-only: no screenshot saved", timeout=4)
+            return
         try:
             path = self.save_screenshot(filename=name, path=str(self.run_dir.path))
         except OSError as exc:
@@ -589,5 +623,6 @@ class GrokApp(App[int]):
             self.go(RunState.QUITTING)
             self.notify("saving a checkpoint before quitting…", timeout=30)
             self.control.request_stop()
+            self.services.stop()  # the trainer's finish must not start new analysis
             return
         self.exit(0)

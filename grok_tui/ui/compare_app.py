@@ -22,6 +22,7 @@ from textual.widgets import Footer, Static
 from grok_tui.engine.compare import ComparedRun, load_runs, measure_runs
 from grok_tui.engine.runs import MetricsReader, Run
 from grok_tui.engine.threads import ANALYSIS_NICENESS, lower_this_thread
+from grok_tui.ui.palette import PaletteGuard
 from grok_tui.ui.widgets.plot import PALETTE, Figure, Plot, Series, hex_color, sampled_series
 
 BACK = -1  # the app's result when escape asked to go back to the sweep screen
@@ -41,7 +42,7 @@ def dim(rgb: tuple[int, int, int], factor: float = 0.55) -> tuple[int, int, int]
     return (int(rgb[0] * factor), int(rgb[1] * factor), int(rgb[2] * factor))
 
 
-class CompareApp(App[int]):
+class CompareApp(PaletteGuard, App[int]):  # PaletteGuard: see ui/palette.py
     TITLE = "grok-tui compare"
     CSS = """
     Screen { layout: vertical; }

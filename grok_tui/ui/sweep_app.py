@@ -34,6 +34,7 @@ from grok_tui.engine.threads import TRAINER_NICENESS, lower_this_thread
 from grok_tui.engine.train import TrainControl
 from grok_tui.headless_sweep import OUTCOME_STYLE
 from grok_tui.ui.commands import ListedCommands
+from grok_tui.ui.palette import PaletteGuard
 from grok_tui.ui.widgets.phase_diagram import PhaseDiagram
 
 POLL_SECONDS = 1.0
@@ -141,7 +142,7 @@ class SweepCommands(ListedCommands):
         ]
 
 
-class SweepApp(App[Any]):
+class SweepApp(PaletteGuard, App[Any]):  # PaletteGuard: see ui/palette.py
     TITLE = "grok-tui sweep"
     COMMANDS = App.COMMANDS | {SweepCommands}
     CSS = """

@@ -1,0 +1,282 @@
+"""Corrupt run files, each on a fresh copy of a good run: one line or a warning, never a
+traceback, never a silent loss.
+
+Every case came from probing the app as a careful, hostile user would (issue 15): random
+bytes for measures.jsonl, rows of the wrong types, a line of 100,000 nested brackets, an
+epoch of ten billion, a run.json asking for d_mlp = 10^11, a garbage line in the middle of
+metrics.jsonl that a resume used to rewrite away without a word.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from grok_tui.cli import main
+from grok_tui.engine.config import RunConfig
+from grok_tui.engine.progress import ProgressTracker
+from grok_tui.engine.runs import MetricsReader, Run, RunError
+from grok_tui.engine.train import Trainer
+from grok_tui.engine.untrusted import RunWarning
+
+CFG = RunConfig(p=11, frac_train=0.5, epochs=60, checkpoint_every=10, preset="t")
+NESTED = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory) -> Path:
+    run = Run.create(tmp_path_factory.mktemp("good") / "run", CFG, "cpu")
+    Trainer(run, "cpu").train()
+    ProgressTracker(run, "cpu").update()
+    return run.path
+
+
+@pytest.fixture
+def run(good_run, tmp_path) -> Run:
+    """A fresh copy of the good run, whose config plans 20 more epochs (resumable)."""
+    path = tmp_path / "run"
+    shutil.copytree(good_run, path)
+    copy = Run(path)
+    copy.update_meta(config=CFG.replace(epochs=80), status="paused")
+    return copy
+
+
+def replace_line(path: Path, index: int, text: str) -> bytes:
+    lines = path.read_text().splitlines(keepends=True)
+    lines[index] = text + "\n"
+    path.write_text("".join(lines))
+    return path.read_bytes()
+
+
+def grok(capsys, *argv: str) -> tuple[int, list[str]]:
+    capsys.readouterr()
+    rc = main(list(argv))
+    return rc, capsys.readouterr().err.splitlines()
+
+
+def warnings_in(err: list[str]) -> list[str]:
+    assert not any("Traceback" in line for line in err), err
+    return [line for line in err if line.startswith("grok-tui: warning: ")]
+
+
+# -- measures.jsonl ----------------------------------------------------------------------------
+def test_measures_of_random_bytes(run, capsys, tmp_path) -> None:
+    rng = __import__("random").Random(7)
+    run.measures_path.write_bytes(bytes(rng.randrange(256) for _ in range(5000)))
+    rc, err = grok(capsys, "analyze", str(run.path), "--json")
+    assert rc == 0
+    found = warnings_in(err)
+    assert found and "measures.jsonl line 1 " in found[0], err
+    assert len(found) <= 5  # the first few lines, then one line for the rest
+    rc, err = grok(capsys, "export", str(run.path), "--format", "csv", str(tmp_path / "m.csv"))
+    assert rc == 0 and warnings_in(err)
+    assert len((tmp_path / "m.csv").read_text().splitlines()) == 1 + CFG.epochs + 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"restricted_loss": "x"},
+        {"avg_attn": [[0.1, 0.2, 0.7], [0.5]]},
+        {"avg_attn": [["a", "b", "c"]]},
+        {"key_freqs": ["a"]},
+        {"epoch": "10"},
+        {"excluded_loss_per_freq": {"3": [1, {"x": 1}]}},
+    ],
+    ids=["string", "ragged", "strings", "freqs", "epoch", "nested"],
+)
+def test_measures_row_of_wrong_types(run, capsys, change) -> None:
+    rows = [json.loads(line) for line in run.measures_path.read_text().splitlines()]
+    rows[2].update(change)
+    run.measures_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rc, err = grok(capsys, "analyze", str(run.path), "--json")
+    assert rc == 0
+    assert any("measures.jsonl line 3 " in w for w in warnings_in(err)), err
+
+
+# -- metrics.jsonl -----------------------------------------------------------------------------
+def test_a_line_of_nested_brackets(run, capsys, tmp_path) -> None:
+    with open(run.metrics_path, "a") as f:
+        f.write(NESTED + "\n")  # after row 60, past the resume point: the rewrite drops it
+    original = run.metrics_path.read_bytes()
+    rc, err = grok(capsys, "export", str(run.path), "--format", "csv", str(tmp_path / "a.csv"))
+    assert rc == 0 and any("line 62 is nested too deeply" in w for w in warnings_in(err)), err
+    rc, err = grok(capsys, "export", str(run.path), "--format", "arena", str(tmp_path / "a.pth"))
+    assert rc == 0 and warnings_in(err)
+    rc, err = grok(capsys, "open", str(run.path), "--resume", "--headless")
+    assert rc == 0, err
+    (kept,) = run.path.glob("metrics.jsonl.damaged-*")
+    assert kept.read_bytes() == original  # what the rewrite dropped is kept, byte for byte
+    assert [r["epoch"] for r in Run(run.path).read_metrics()] == list(range(81))
+
+
+def test_an_absurd_epoch_does_not_size_the_export(run, capsys, tmp_path) -> None:
+    with open(run.metrics_path, "a") as f:
+        f.write('{"epoch": 10000000000, "train_loss": 1.0}\n')
+        f.write('{"epoch": 9999999, "train_loss": 1.0}\n')  # within the cap, past the run
+    out = tmp_path / "a.pth"
+    rc, err = grok(capsys, "export", str(run.path), "--format", "arena", str(out))
+    assert rc == 0
+    text = "\n".join(warnings_in(err))
+    assert "epoch 10,000,000,000, outside 0..10,000,000" in text
+    assert "epoch 9,999,999, past this run's 80 epochs" in text
+    import torch
+
+    data = torch.load(out, weights_only=True)
+    assert len(data["train_losses"]) == CFG.epochs + 1
+
+
+def test_a_huge_integer_and_wrong_types_in_metrics(run) -> None:
+    replace_line(run.metrics_path, 5, '{"epoch": ' + "1" * 5000 + "}")
+    replace_line(run.metrics_path, 6, '{"epoch": 6, "train_loss": "low"}')
+    replace_line(run.metrics_path, 7, "[1, 2, 3]")
+    with pytest.warns(RunWarning) as record:
+        rows = run.read_metrics()
+    messages = [str(w.message) for w in record]
+    assert messages[0].startswith("metrics.jsonl line 6 is not usable JSON (Exceeds the limit")
+    assert messages[1:] == [
+        "metrics.jsonl line 7 has train_loss 'low', not a number: skipped",
+        "metrics.jsonl line 8 is a JSON list, not an object: skipped",
+    ]
+    assert [r["epoch"] for r in rows] == [e for e in range(61) if e not in (5, 6, 7)]
+
+
+def test_a_garbage_line_mid_metrics_is_never_rewritten_away_silently(run, capsys) -> None:
+    original = replace_line(run.metrics_path, 30, "garbage here")
+    rc, err = grok(capsys, "open", str(run.path), "--resume", "--headless")
+    assert rc == 0, err
+    (warning,) = warnings_in(err)
+    (kept,) = run.path.glob("metrics.jsonl.damaged-*")
+    assert "line 31 is not valid JSON" in warning and kept.name in warning
+    assert "epochs without a row: 30" in warning  # the gap, said
+    assert kept.read_bytes() == original
+    epochs = [r["epoch"] for r in Run(run.path).read_metrics()]
+    assert epochs == [e for e in range(81) if e != 30]
+
+
+def test_the_follower_reports_a_bad_line_once_and_reads_on(run) -> None:
+    reader = MetricsReader(run)
+    replace_line(run.metrics_path, 3, NESTED)
+    rows, _ = reader.poll()
+    assert [r["epoch"] for r in rows] == [e for e in range(61) if e != 3]
+    assert reader.problems == [
+        "metrics.jsonl line 4 is nested too deeply to be a run file: skipped"
+    ]
+    run.append_metrics([{"epoch": 61, "train_loss": 1.0}])
+    assert [r["epoch"] for r in reader.read_new()] == [61]
+    assert len(reader.problems) == 1  # not again
+
+
+def test_a_torn_line_is_not_glued_to_the_next_append(run) -> None:
+    with open(run.metrics_path, "a") as f:
+        f.write('{"epoch": 61, "train_lo')  # a kill mid-write
+    run.append_metrics([{"epoch": 61, "train_loss": 1.0}])
+    with pytest.warns(RunWarning, match="line 62 is not valid JSON"):
+        rows = run.read_metrics()
+    assert rows[-1]["epoch"] == 61 and rows[-1]["train_loss"] == 1.0
+
+
+async def test_the_app_shows_a_damaged_metrics_file_and_stays_up(run) -> None:
+    from grok_tui.ui.app import GrokApp
+
+    replace_line(run.metrics_path, 20, NESTED)
+    app = GrokApp(run, train=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.5)
+        notes = [str(n.message) for n in app._notifications]
+        assert any("line 21 is nested too deeply" in n for n in notes), notes
+        assert len(app.history) == CFG.epochs  # every other row
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+# -- run.json and the lock ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"d_mlp": 100_000_000_000}, "d_mlp must be in 1..16,384"),
+        ({"epochs": 10**10}, "--epochs must be in 0..10,000,000"),
+        ({"lr": math.inf}, "--lr must be a finite number"),
+    ],
+)
+def test_run_json_with_absurd_values(run, capsys, change, needle) -> None:
+    meta = json.loads(run.meta_path.read_text())
+    meta["config"].update(change)
+    run.meta_path.write_text(json.dumps(meta))  # json writes inf as Infinity, as Python reads
+    for argv in (["analyze", str(run.path)], ["open", str(run.path), "--resume", "--headless"]):
+        rc, err = grok(capsys, *argv)
+        assert rc == 2 and len(err) == 1 and "run.json" in err[0] and needle in err[0], err
+
+
+@pytest.mark.parametrize(
+    "text",
+    [NESTED, "\xff\xfe garbage", '{"pid": ' + "9" * 5000 + ', "host": "x"}', "[]"],
+    ids=["nested", "binary", "huge-int", "list"],
+)
+def test_a_damaged_lock_is_unreadable_not_a_crash(run, text) -> None:
+    run.lock_path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    assert run.lock_owner() is None and not run.writer_alive()
+    assert "unreadable lock" in run.acquire_lock()
+    run.release_lock()
+
+
+def test_run_json_too_large_or_a_directory(run) -> None:
+    run.meta_path.write_bytes(b" " * (5 << 20))
+    with pytest.raises(RunError, match="larger than 4 MB"):
+        run.meta()
+    run.meta_path.unlink()
+    run.meta_path.mkdir()
+    with pytest.raises(RunError, match="is a directory"):
+        run.meta()
+
+
+# -- not files at all --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda p: p.symlink_to(p.name), "is a symbolic link that loops"),
+        (lambda p: p.symlink_to("nowhere.safetensors"), "is a symbolic link to nowhere"),
+        (lambda p: os.mkfifo(p), "is a FIFO"),
+        (lambda p: p.mkdir(), "is a directory"),
+    ],
+    ids=["loop", "dangling", "fifo", "directory"],
+)
+def test_a_checkpoint_that_is_not_a_file_says_what_it_is(run, make, needle) -> None:
+    path = run.checkpoint_path(30)
+    path.unlink()
+    make(path)
+    with pytest.raises(RunError) as exc:
+        run.load_checkpoint(30)
+    assert str(exc.value).startswith(f"checkpoint epoch_0000030.safetensors {needle}"), exc.value
+
+
+def test_run_files_that_are_fifos_never_hang_a_reader(run) -> None:
+    """A FIFO where run.json or metrics.jsonl should be: opening it for reading would
+    block until a writer came. In a child process, so a hang fails instead of hanging."""
+    import subprocess
+    import sys
+
+    for name in ("run.json", "metrics.jsonl", "lock"):
+        path = run.path / name
+        path.unlink(missing_ok=True)
+        os.mkfifo(path)
+    code = (
+        "import sys, warnings; from grok_tui.engine.runs import Run, MetricsReader, RunError\n"
+        "r = Run(sys.argv[1])\n"
+        "try: r.meta()\n"
+        "except RunError as e: print('meta:', e)\n"
+        "reader = MetricsReader(r); reader.poll(); print('poll:', reader.problems)\n"
+        "print('lock:', r.lock_owner())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(run.path)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "run.json is a FIFO, not a file" in proc.stdout
+    assert "metrics.jsonl is a FIFO, not a file" in proc.stdout
+    assert "lock: None" in proc.stdout
