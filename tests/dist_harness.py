@@ -20,12 +20,18 @@ GRID = [
 ]  # fmt: skip
 
 
-def make_local_sweep(path: Path) -> Path:
-    """The reference: the same grid trained by one process, the local backend."""
+_REFERENCE: dict[str, Path] = {}
+
+
+def local_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference: the grid trained by one process, the local backend (once a session)."""
     from grok_tui.cli import main
 
-    assert main([*GRID, "--headless", "--sweep-dir", str(path)]) == 0
-    return path
+    if "path" not in _REFERENCE:
+        path = tmp_path_factory.mktemp("local") / "sweep"
+        assert main([*GRID, "--headless", "--sweep-dir", str(path)]) == 0
+        _REFERENCE["path"] = path
+    return _REFERENCE["path"]
 
 
 def start(*argv: str, cwd: Path) -> subprocess.Popen:

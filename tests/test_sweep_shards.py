@@ -13,14 +13,14 @@ from grok_tui.cli import main
 from grok_tui.engine.backends import parse_shard, shard_groups
 from grok_tui.engine.config import ConfigError
 from grok_tui.engine.sweep import Sweep
-from tests.dist_harness import GRID, assert_same_sweep, make_local_sweep, start
+from tests.dist_harness import GRID, assert_same_sweep, local_reference, start
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR")
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    return make_local_sweep(tmp_path_factory.mktemp("local") / "sweep")
+    return local_reference(tmp_path_factory)
 
 
 def test_shards_split_the_groups_round_robin() -> None:
