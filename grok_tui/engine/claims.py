@@ -196,11 +196,11 @@ class Claims:
                 f.write(json.dumps(data).encode())
                 f.flush()
                 os.fsync(f.fileno())
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.link(tmp, path)
-            except FileExistsError:
-                return False
-            return True
+            # Not the link's answer but the link count: over NFS a retried LINK whose first
+            # reply was lost answers "exists" although it made the link (as liblockfile does).
+            return os.stat(tmp).st_nlink == 2
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
