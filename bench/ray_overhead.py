@@ -61,6 +61,13 @@ def main() -> None:
     t_start = time.perf_counter() - t0
     print(f"ray.init {t_init:.2f} s; first task (fresh worker, imports torch: {t_import:.2f} s) "
           f"-> startup {t_start:.2f} s")  # fmt: skip
+    noop = ray.remote(lambda: None)
+    trips = []
+    for _ in range(20):
+        t = time.perf_counter()
+        ray.get(noop.remote())
+        trips.append(time.perf_counter() - t)
+    print(f"an empty task, warm worker: {statistics.median(trips) * 1e3:.1f} ms (median of 20)")
 
     local, on_ray = [], []
     for r in range(args.rounds):

@@ -13,6 +13,7 @@ from grok_tui.cli import main
 from grok_tui.engine.backends import parse_shard, shard_groups
 from grok_tui.engine.config import ConfigError
 from grok_tui.engine.sweep import Sweep
+from grok_tui.engine.sweep_status import SweepWatcher
 from tests.dist_harness import GRID, assert_same_sweep, local_reference, start
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR")
@@ -99,6 +100,12 @@ def test_a_third_process_on_a_claimed_group_waits_and_never_trains_it_twice(tmp_
     while not (claim.exists() and list(sweep_dir.glob("members/*/checkpoints/*25.*"))):
         assert time.time() < deadline and first.poll() is None, first.stderr.read()
         time.sleep(0.05)
+    # `grok-tui open DIR` follows whoever writes: its watcher sees the shard's progress.
+    watcher = SweepWatcher(Sweep.open(sweep_dir))
+    watcher.poll()
+    names = Sweep.open(sweep_dir).meta().groups[0]
+    assert all(watcher.members[n].epoch >= 25 for n in names)
+    assert {watcher.members[n].status for n in names} == {"running"}
     lines: list[str] = []
     second = start(*long, "--sweep-dir", str(sweep_dir), "--shard", "0/2", cwd=tmp_path)
     pump = read_lines(second, lines)
@@ -107,7 +114,6 @@ def test_a_third_process_on_a_claimed_group_waits_and_never_trains_it_twice(tmp_
         time.sleep(0.05)
     holder = json.loads(claim.read_text())
     assert holder["pid"] == first.pid and holder["state"] == "held"
-    names = Sweep.open(sweep_dir).meta().groups[0]
     locks = [json.loads((sweep_dir / "members" / n / "lock").read_text()) for n in names]
     assert {lock["pid"] for lock in locks} == {first.pid}  # the waiting one holds nothing
     first.send_signal(signal.SIGTERM)

@@ -8,8 +8,8 @@
 A member is a normal run: every pane, `open`, `analyze` and `export` works on it unchanged.
 Members of one shape (one p, one architecture) are split into groups, each trained as one
 batched model by one process (`train_group`); `sweep.json` fixes the groups when the sweep
-is made, so any number of processes, shards or workers agree on them (a claim file per
-group, for several writers, is the next step: DESIGN.md section 8).
+is made, so any number of processes, shards or workers agree on them; a claim file per
+group keeps each group to one of them at a time (claims.py, backends.py).
 """
 
 from __future__ import annotations
