@@ -83,6 +83,12 @@ def build_parser() -> Parser:
     ana.add_argument("run", type=Path)
     ana.add_argument("--epoch", type=int, help="the checkpoint (default: the newest)")
     ana.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    ana.add_argument(
+        "--key-epoch",
+        type=int,
+        help="take the key frequencies from this checkpoint (the paper used 40000 of 50000); "
+        "default: as known at the newest checkpoint",
+    )
     add_device_option(ana)
 
     serve = sub.add_parser("serve", help="serve the viewer of a run in a browser (textual-serve)")
@@ -208,7 +214,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from grok_tui.engine.report import analysis_report, render_report
 
     run = Run.open(args.run)
-    report = analysis_report(run, args.epoch, resolve_device(args.device))
+    report = analysis_report(run, args.epoch, resolve_device(args.device), key_epoch=args.key_epoch)
     if args.json:
         print(json.dumps(report, allow_nan=False))
     else:
