@@ -57,6 +57,11 @@ def build_parser() -> Parser:
     train = sub.add_parser("train", help="train a new run (in the app, or --headless)")
     train.add_argument("--run-dir", type=Path, help="where the run lives (default: runs/NAME)")
     train.add_argument("--headless", action="store_true", help="no UI: a progress bar")
+    train.add_argument(
+        "--no-measures",
+        action="store_true",
+        help="with --headless: do not record progress measures as checkpoints are written",
+    )
     add_config_options(train)
     add_device_option(train)
 
@@ -66,6 +71,7 @@ def build_parser() -> Parser:
     open_.add_argument("run", help="a run directory, a full_run_data.pth file, or hf:OWNER/REPO")
     open_.add_argument("--resume", action="store_true", help="continue training if unfinished")
     open_.add_argument("--headless", action="store_true", help="with --resume: no UI")
+    open_.add_argument("--no-measures", action="store_true", help=argparse.SUPPRESS)
     open_.add_argument("--viewer", action="store_true", help=argparse.SUPPRESS)  # never trains
     add_device_option(open_)
 
@@ -132,7 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     run = Run.create(args.run_dir or new_run_path(cfg), cfg, device)
     if args.headless:
-        return train_headless_locked(run, device)
+        return train_headless_locked(run, device, measures=not args.no_measures)
     return run_app(run, train=True, device=device)
 
 
@@ -146,7 +152,7 @@ def cmd_open(args: argparse.Namespace) -> int:
     if args.resume:
         run.ensure_resumable()
     if args.headless:
-        return train_headless_locked(run, device)
+        return train_headless_locked(run, device, measures=not args.no_measures)
     return run_app(run, train=args.resume, device=device, viewer=args.viewer)
 
 
@@ -236,14 +242,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_headless_locked(run: Run, device: str) -> int:
+def train_headless_locked(run: Run, device: str, measures: bool = True) -> int:
     from grok_tui.headless import train_headless
 
     notice = run.acquire_lock()
     if notice:
         print(f"grok-tui: {notice}", file=sys.stderr)
     try:
-        return train_headless(run, device)
+        return train_headless(run, device, measures=measures)
     finally:
         run.release_lock()
 

@@ -236,6 +236,14 @@ def test_table_trig_fraction_is_the_sum_over_the_key_set(case: dict) -> None:
     var = (centred**2).sum(0)
     along = sum((v @ centred) ** 2 for k in keys for v in trig_vectors(SMALL.p, k))
     assert table["trig_frac_logits"][0] == pytest.approx((along / var).mean(), rel=2e-4)
+    # Over every frequency: the share of each class's variance that is a function of x + y,
+    # i.e. of the logits averaged over each anti-diagonal x + y = s.
+    p = SMALL.p
+    x, y = np.divmod(np.arange(p * p), p)
+    s_of = (x + y) % p
+    diag_mean = np.stack([logits[s_of == s].mean(0) for s in range(p)])[s_of]
+    explained = ((diag_mean - logits.mean(0)) ** 2).sum(0) / var
+    assert table["xy_share_logits"][0] == pytest.approx(explained.mean(), rel=2e-4)
     assert table.key_freqs == keys and table.excluded_per_freq.shape == (1, 3)
     # Fourier-norm spectrogram rows are the per-frequency norms.
     f = fourier.fourier_basis_np(SMALL.p)

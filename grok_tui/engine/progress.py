@@ -32,6 +32,10 @@ Measures of a `ProgressTable` for the key set S in use (engine/keyfreqs.py says 
 - `mlp_out_frac`: the paper's Table 1 averaged over S: the share of the MLP output along
   W_L's cos k (sin k) class direction explained by cos(w_k(x+y)) (sin(w_k(x+y))); per key
   frequency in `mlp_out_frac_per_key` (|S| x 2, cos then sin).
+- `xy_share_logits`: the trig fraction of the logits over *every* frequency, i.e. the share
+  of their variance that is a function of x + y (cos/sin(w_k(x+y)) for all k and the
+  constant span all functions of x + y). Key-set free and exact live: the generalising
+  part of the logits against the memorising rest (engine/forecast.py extrapolates it).
 - average attention from `=` to each key position per head (h x 3), and the spectrograms:
   per-frequency norms of W_E and W_L over epochs (n x K), frequency-free and exact live.
 
@@ -95,6 +99,7 @@ SCALARS = (
     "trig_frac_logits",
     "neuron_frac_explained",
     "mlp_out_frac",
+    "xy_share_logits",
 )
 MAX_LINE = 1 << 20  # a measures.jsonl line longer than this is not one we wrote
 
@@ -490,10 +495,12 @@ class ProgressTracker:
         self,
         should_stop: Callable[[], bool] | None = None,
         limit: int | None = None,
+        keys: tuple[int, ...] | None = None,
     ) -> int:
-        """Compute the excluded loss of the current key set where it is missing, newest first."""
+        """Compute the excluded losses of the current key set (or of `keys`) where they are
+        missing, newest first; return how many this tracker has computed in all."""
         self._rescan()
-        keys = self.key_history().current
+        keys = self.key_history().current if keys is None else keys
         if not keys:
             return 0
         todo = [
@@ -638,6 +645,7 @@ def build_table(
         "trig_frac_logits": trig["trig_logits"],
         "neuron_frac_explained": frac_explained,
         "mlp_out_frac": mlp_out,
+        "xy_share_logits": arrays["trig_logits"].sum(axis=1).astype(np.float64),
     }
     h = max((r.avg_attn.shape[0] for r in records), default=0)
     avg_attn = np.full((n, h, 3), math.nan)
