@@ -62,6 +62,14 @@ class Forecast:
             return None
         return {"grok_epoch": self.grok_epoch, "low": self.low, "high": self.high}
 
+    def short(self) -> str:
+        """A few characters for a status bar: 'grok ~10.6k (9.8k-11.9k)'; '' without one."""
+        if self.grok_epoch is None:
+            return ""
+        if self.observed:
+            return f"grokked {self.grok_epoch:,}"
+        return f"grok ~{_k(self.grok_epoch)} ({_k(self.low)}-{_k(self.high)})"
+
     def describe(self) -> str:
         """One line for a status bar: 'groks ~10,600 (9,800-11,900)'."""
         if self.grok_epoch is None:
@@ -69,6 +77,12 @@ class Forecast:
         if self.observed:
             return f"grokked at {self.grok_epoch:,}"
         return f"groks ~{self.grok_epoch:,} ({self.low:,}-{self.high:,})"
+
+
+def _k(epoch: int | None) -> str:
+    if epoch is None:
+        return "?"
+    return f"{epoch / 1000:.1f}k" if epoch >= 10_000 else f"{epoch:,}"
 
 
 def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

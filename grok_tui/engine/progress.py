@@ -153,6 +153,15 @@ def restricted_losses(
     return total, train, acc
 
 
+def spectrum_shares(spectrogram: np.ndarray) -> np.ndarray:
+    """Each row (a checkpoint's per-frequency norms) as shares of its sum: emergence of the
+    key frequencies shows whatever the overall size of the weights."""
+    spec = np.asarray(spectrogram, dtype=np.float64)
+    total = spec.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, spec / total, np.nan)
+
+
 # -- the table -------------------------------------------------------------------------------
 
 

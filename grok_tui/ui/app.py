@@ -135,7 +135,7 @@ class GrokApp(App[int]):
         self.device = device
         self.want_train = train
         self.trainer_started = False  # start_training has run (whether or not it could train)
-        self.measures_waiting = False  # progress measures held back until the run generalises
+        self.outlook: Any = None  # engine.outlook.Outlook from the newest progress measures
         self.control = TrainControl()
         self.trainer_done = threading.Event()
         self.trainer_done.set()  # no trainer yet
@@ -185,13 +185,13 @@ class GrokApp(App[int]):
             self.run_dir, self.device, lambda r: self.post_message(SnapshotReady(r))
         )
         self.progress = ProgressService(
-            self.run_dir, self.device, lambda t, e: self.post_message(MeasuresReady(t, e))
+            self.run_dir, self.device, lambda update: self.post_message(MeasuresReady(update))
         )
         self.poll_run()
         self.set_interval(POLL_SECONDS, self.poll_run)
         if self.want_train:
             self.start_training()
-            self._update_progress_mode()  # training or not, the gate now knows
+            self._update_progress_mode()  # training here: measure every checkpoint
 
     def on_unmount(self) -> None:
         """However the app ends (q, a signal, a crash, a test), the trainer saves and stops."""
@@ -314,29 +314,18 @@ class GrokApp(App[int]):
         if update.rows or update.reset:
             self.query_one(CurvesPane).mark_dirty()
         self.refresh_status()
-        if update.rows and not update.checkpoints and self.measures_waiting:
-            self._update_progress_mode()  # it may just have generalised
 
     def _update_progress_mode(self) -> None:
-        """Ask for fresh progress measures, except while a live run has not generalised.
+        """Ask for the progress measures of new checkpoints, from the first one on.
 
-        Before the circuit forms, the newest checkpoint's key frequencies are noise and
-        change with every checkpoint, and each change means measuring every checkpoint
-        again: work that would slow training and mean nothing.
+        Each checkpoint is recorded once (engine/record.py); a change of key frequencies
+        costs the service one train forward per checkpoint, in its low-priority thread.
+        A run trained by another process that measures its own checkpoints (headless
+        training does) is left to do so.
         """
         if self.progress is None:
             return
-        # Opened to train: the first poll comes before the trainer starts, and is live too.
-        starting = self.want_train and not self.trainer_started
-        live = self.training or self.writer_alive or starting
-        waiting = live and self.history.first_epoch_at_least("test_acc", 0.99) is None
-        self.measures_waiting = waiting
-        self.query_one(CurvesPane).measures_note = (
-            "progress measures: once the run generalises (test acc >= 99%)" if waiting else ""
-        )
-        if waiting:
-            return
-        self.progress.live = live
+        self.progress.writer_measures = self.writer_alive and not self.training
         self.progress.poke()
 
     def state(self) -> str:
@@ -354,6 +343,7 @@ class GrokApp(App[int]):
         cfg = self.meta.config
         state = self.state()
         live = state in ("training", "following")
+        outlook = self.outlook
         info = StatusInfo(
             run=self.run_dir.name,
             device=(self.device if self.training else self.meta.device)
@@ -367,6 +357,8 @@ class GrokApp(App[int]):
             epochs_per_s=self.history.epochs_per_s() if live else 0,
             eta_s=self.history.eta_s(cfg.epochs) if live else None,
             state=state,
+            phase=outlook.describe_phase() if outlook is not None and live else "",
+            forecast=outlook.forecast.short() if outlook is not None else "",
         )
         self.query_one(StatusBar).show(info)
 
@@ -437,10 +429,21 @@ class GrokApp(App[int]):
             pane.show_snapshot(snapshot, note)
 
     def on_measures_ready(self, message: MeasuresReady) -> None:
-        if message.error:
-            self.notify(message.error, title="Progress measures", severity="warning")
+        update = message.update
+        if update.error:
+            self.notify(update.error, title="Progress measures", severity="warning")
             return
-        self.query_one(CurvesPane).set_measures(message.table)
+        self.query_one(CurvesPane).set_measures(update.table, update.outlook)
+        before, self.outlook = self.outlook, update.outlook
+        self._announce_phase(before, update.outlook)
+        self.refresh_status()
+
+    def _announce_phase(self, before: Any, after: Any) -> None:
+        """A live run that enters a new phase says so (not a viewer filling in a cache)."""
+        if before is None or after is None or self.state() not in ("training", "following"):
+            return
+        if after.phase != before.phase and after.since is not None:
+            self.notify(after.describe_phase(), title="New phase", timeout=8)
 
     # -- actions --------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

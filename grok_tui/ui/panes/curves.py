@@ -13,6 +13,7 @@ from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 from grok_tui.engine.follow import MetricsHistory
+from grok_tui.ui.widgets.spectrogram import Spectrogram
 
 TRAIN_COLOR = (80, 160, 255)
 TEST_COLOR = (255, 120, 60)
@@ -109,12 +110,25 @@ MEASURE_VIEWS: dict[str, tuple[str, bool, list[tuple[str, str]]]] = {
     ),
     "weights": ("sum of squared weights", False, [("total", "sum_sq_weights")]),
     "trig": (
-        "trig fraction (key frequencies)",
-        False,
+        "trig fraction: share of variance on cos/sin(w_k(x+y)), k in key set "
+        "(ideal ReLU neuron <~0.15, logits ~0.9-0.97)",
+        True,
         [("pre", "trig_frac_pre"), ("post", "trig_frac_post"), ("logits", "trig_frac_logits")],
     ),
+    "neurons": (
+        "the paper's neuron measures: variance explained",
+        False,
+        [
+            ("neuron freq (clusters frozen at ref)", "neuron_frac_explained"),
+            ("MLP out on W_L dirs (Table 1)", "mlp_out_frac"),
+            ("x+y share of logits", "xy_share_logits"),
+        ],
+    ),
     "attention": ("average attention from = to x, per head", False, []),
+    "spectrogram W_E": ("W_E Fourier norms per frequency", False, []),
+    "spectrogram W_L": ("W_L Fourier norms per frequency", False, []),
 }
+KEYED_VIEWS = ("losses", "per-frequency", "trig", "neurons")  # curves that use the key set
 
 
 def hex_color(rgb: tuple[int, int, int]) -> str:
@@ -187,7 +201,10 @@ class CurvesPane(Vertical):
     CurvesPane SafePlot { height: 1fr; min-height: 5; }
     CurvesPane #measures-plot { display: none; }
     CurvesPane.-measures #measures-plot { display: block; }
-    CurvesPane #curves-summary { height: auto; max-height: 3; color: $text-muted; }
+    CurvesPane #spectrogram { display: none; }
+    CurvesPane.-measures.-spectrogram #measures-plot { display: none; }
+    CurvesPane.-measures.-spectrogram #spectrogram { display: block; }
+    CurvesPane #curves-summary { height: auto; max-height: 4; color: $text-muted; }
     """
 
     def __init__(self, history: MetricsHistory, **kwargs) -> None:
@@ -195,6 +212,7 @@ class CurvesPane(Vertical):
         self.history = history
         self.log_y = True
         self.measures: Any = None  # engine.progress.ProgressTable
+        self.outlook: Any = None  # engine.outlook.Outlook: phases, phase now, forecast
         self.view = "losses"
         self.phases: dict[str, int | None] = {}
         self.measures_note = ""  # why there are no measures yet, when there is a reason
@@ -204,6 +222,7 @@ class CurvesPane(Vertical):
     def compose(self) -> ComposeResult:
         yield SafePlot(id="loss-plot")
         yield SafePlot(id="measures-plot")
+        yield Spectrogram(id="spectrogram")
         yield Static("", id="curves-summary")
 
     def on_mount(self) -> None:
@@ -215,9 +234,13 @@ class CurvesPane(Vertical):
     def mark_dirty(self) -> None:
         self._dirty = True
 
-    def set_measures(self, table: Any) -> None:
+    def set_measures(self, table: Any, outlook: Any = None) -> None:
         self.measures = table
-        self.phases = table.phases() if table is not None and len(table) else {}
+        self.outlook = outlook
+        if outlook is not None:
+            self.phases = outlook.phases
+        else:
+            self.phases = table.phases() if table is not None and len(table) else {}
         self.set_class(table is not None and len(table) > 0, "-measures")
         self._dirty = True
 
@@ -236,6 +259,7 @@ class CurvesPane(Vertical):
     def cycle_view(self, step: int = 1) -> str:
         names = list(MEASURE_VIEWS)
         self.view = names[(names.index(self.view) + step) % len(names)]
+        self.set_class(self.view.startswith("spectrogram"), "-spectrogram")
         self._dirty = True
         self._repaint_if_dirty()
         return self.view
@@ -289,10 +313,26 @@ class CurvesPane(Vertical):
         return title, log_y, series
 
     def _draw_measures(self) -> None:
+        if self.view.startswith("spectrogram"):
+            self.query_one(Spectrogram).show_table(self.measures, self.view.split()[-1])
+            return
         title, log_y, series = self.measure_series()
+        if self.view in KEYED_VIEWS:
+            title = f"{title} [{self.key_set_label()}]"
         draw_series(self.query_one("#measures-plot", SafePlot), series,
                     title=f"{title} [m: next view]", log_y=log_y and self.log_y,
                     marks=self.marks, selected=self.selected_epoch)  # fmt: skip
+
+    def key_set_label(self) -> str:
+        """Which key set the frequency-dependent curves use, and since which checkpoint."""
+        table = self.measures
+        if table is None or not table.key_freqs:
+            return "key freqs: none yet (no stable neuron clusters)"
+        keys = ", ".join(map(str, table.key_freqs))
+        history = table.key_history
+        if history.fixed:
+            return f"key freqs {keys} from epoch {history.reference_epoch:,}"
+        return f"key freqs {keys} since {table.key_since:,}"
 
     def _summary(self) -> Text:
         h = self.history
@@ -314,8 +354,13 @@ class CurvesPane(Vertical):
                 for k, v in self.phases.items()
             ]
             text.append("\nphases (from the measures): " + ", ".join(parts))
-        if self.measures is not None and self.measures.key_freqs:
-            text.append(f"   key frequencies: {', '.join(map(str, self.measures.key_freqs))}")
+        if self.measures is not None and len(self.measures):
+            text.append(f"   {self.key_set_label()}")
+            if self.measures.warning:
+                text.append(f"\n{self.measures.warning}", style="yellow")
+        if self.outlook is not None:
+            o = self.outlook
+            text.append(f"\nnow: {o.describe_phase()}; {o.forecast.describe()}")
         elif self.measures_note:
             text.append(f"\n{self.measures_note}")
         return text

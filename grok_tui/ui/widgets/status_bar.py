@@ -52,6 +52,8 @@ class StatusInfo:
     epochs_per_s: float = 0.0
     eta_s: float | None = None
     state: str = "starting"
+    phase: str = ""  # "circuit forming since 1,400" (from the progress measures)
+    forecast: str = ""  # "grok ~10.6k (9.8k-11.9k)"
 
 
 class StatusBar(Static):
@@ -79,6 +81,8 @@ class StatusBar(Static):
         state.append(f" {info.state} ", style=STATE_STYLES.get(info.state, "bold"))
         parts = [
             (f"epoch {epoch}/{info.total:,}", "bold"),
+            (info.phase, "italic"),
+            (info.forecast, "bold magenta"),
             (f"loss {fmt_loss(info.train_loss)}/{fmt_loss(info.test_loss)}", ""),
             (f"acc {fmt_acc(info.train_acc)}/{fmt_acc(info.test_acc)}", ""),
             (f"{info.epochs_per_s:.0f} ep/s" if info.epochs_per_s else "- ep/s", ""),
@@ -89,6 +93,8 @@ class StatusBar(Static):
         line = state.copy()
         budget = max(width - 2, 0) - len(state)
         for text, style in parts:
+            if not text:
+                continue
             piece = "  " + text
             if len(piece) > budget:
                 break
