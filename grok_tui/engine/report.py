@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from rich.table import Table
 
+from grok_tui.engine.outlook import outlook
 from grok_tui.engine.progress import ProgressTracker
 from grok_tui.engine.runs import Run, RunError
 
@@ -57,6 +58,7 @@ def analysis_report(
     tracker.fill_excluded(should_stop)
     table = tracker.table()
     row = table.row(epoch)
+    view = outlook(table)
     if row is None:  # stopped before this epoch was measured
         raise RunError(f"measuring {run.path} was stopped before epoch {epoch}")
 
@@ -94,8 +96,17 @@ def analysis_report(
         "key_history": table.key_history.to_json(),
         "key_reference_epoch": table.key_history.reference_epoch,
         "key_warning": table.warning,
-        "phases": table.phases(),
+        "phases": view.phases,
+        "phase": view.describe_phase(),
+        "forecast": view.forecast.to_json(),
     }
+    if view.forecast.grok_epoch is None:
+        report["forecast_reason"] = view.forecast.reason
+    elif view.forecast.observed:
+        seen = next((int(r["epoch"]) for r in run.read_metrics() if r["test_acc"] >= 0.99), None)
+        if seen is not None:  # metrics have every epoch, the measures only checkpoints
+            report["forecast"] = {"grok_epoch": seen, "low": seen, "high": seen}
+        report["forecast_reason"] = "observed: the run reached test accuracy 99% at this epoch"
     return report
 
 
@@ -145,4 +156,16 @@ def render_report(report: dict[str, Any]) -> Table:
     )
     for name, value in report["phases"].items():
         add(name.replace("_", " "), "not reached" if value is None else str(value))
+    add("phase now", report["phase"])
+    fc = report["forecast"]
+    if fc is None:
+        add("grok forecast", f"none: {report.get('forecast_reason', '')}")
+    else:
+        add("grok forecast", f"{fc['grok_epoch']:,} ({fc['low']:,}-{fc['high']:,})")
+    history = ", ".join(
+        f"{'/'.join(map(str, h['key_freqs']))} since {h['since']:,}" for h in report["key_history"]
+    )
+    add("key set history", history or "none")
+    if report["key_warning"]:
+        add("key set check", report["key_warning"])
     return table

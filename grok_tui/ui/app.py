@@ -358,9 +358,17 @@ class GrokApp(App[int]):
             eta_s=self.history.eta_s(cfg.epochs) if live else None,
             state=state,
             phase=outlook.describe_phase() if outlook is not None and live else "",
-            forecast=outlook.forecast.short() if outlook is not None else "",
+            forecast=self._forecast_text(),
         )
         self.query_one(StatusBar).show(info)
+
+    def _forecast_text(self) -> str:
+        """The forecast, or once the run has grokked the epoch it did (every epoch is known
+        here; the measures only see checkpoints)."""
+        grokked = self.history.first_epoch_at_least("test_acc", 0.99)
+        if grokked is not None:
+            return f"grokked {int(grokked):,}"
+        return self.outlook.forecast.short() if self.outlook is not None else ""
 
     # -- the selected checkpoint ----------------------------------------------------------
     def active_pane_id(self) -> str:
