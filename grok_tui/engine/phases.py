@@ -116,7 +116,7 @@ def sharp_change(
     high = float(ys[i + 1 :].max())
     if not high - low >= min_change:
         return None
-    start = x_mid - (y_mid - low) / slopes[i]
+    start = onset(x[: i + 1], ys[: i + 1], x_mid, y_mid, float(slopes[i]))
     end = x_mid + (high - y_mid) / slopes[i]
     # Settled: from where the curve first comes within the band of its level after, it has
     # stayed there for a while (a curve still changing keeps moving its own extreme).
@@ -150,6 +150,22 @@ def train_floor(x: np.ndarray, log_train: np.ndarray, params: PhaseParams) -> fl
     if not hits.size or i + 1 + hits[0] == len(ys) - 1:
         return None  # not yet, or only just: the floor is not known yet
     return float(xs[i + 1 + hits[0]])
+
+
+def onset(x: np.ndarray, y: np.ndarray, x_mid: float, y_mid: float, slope: float) -> float:
+    """Where the tangent at the steepest point leaves the curve's trend before it.
+
+    The trend is the straight line through the first half of the curve before the steepest
+    point (least squares): a curve that was already drifting (a test loss creeping down, a
+    Gini coefficient rising slowly through circuit formation) has its knee where the steep
+    tangent meets that drift, not where it meets the curve's lowest value.
+    """
+    half = x <= (x[0] + x_mid) / 2
+    if half.sum() >= 2:
+        b, a = np.polyfit(x[half], y[half], 1)
+        if slope > b:
+            return float(max((a - y_mid + slope * x_mid) / (slope - b), x[0]))
+    return float(x_mid - (y_mid - y.min()) / slope)
 
 
 def _log(y: Any) -> np.ndarray:
