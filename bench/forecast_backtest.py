@@ -234,7 +234,8 @@ def tune(runs: list[RunCurves]) -> None:
     grid = {
         "target_share": [0.8, 0.85, 0.9],
         "window": [0.3, 0.5, 0.7],
-        "max_ratio": [1.4, 1.6, 2.0],
+        "min_growth": [1.5, 2.0, 3.0],
+        "max_ratio": [2.0, 3.0],
         "margin": [0.05, 0.1, 0.2],
     }
     scored = []

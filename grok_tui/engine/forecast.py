@@ -11,15 +11,16 @@ reaches 99%. With z = log(share / (1 - share)), the log-odds of the generalising
 - extrapolating the odds' reciprocal exp(-z) linearly (the memorising residual's relative
   size shrinking at its recent rate) over-predicts it: an early estimate.
 
-The forecast is the geometric mean of the two, the interval the two widened by `MARGIN`.
-Both are fitted on the last `WINDOW` of the epochs since memorisation ended (so the fit
-follows the acceleration), and the target share is `TARGET_SHARE`. The thresholds were
+The forecast is the geometric mean of the two, the interval the two widened by `margin`.
+Both are fitted on the last `window` of the epochs since memorisation ended (so the fit
+follows the acceleration), and the target share is `target_share`. The thresholds were
 chosen on the tuning runs only (bench/forecast_backtest.py lists them) and the forecast
 is judged on runs it never saw.
 
-No forecast (None, with the reason) before memorisation has ended, while the share is not
-growing, or while the two estimates are more than `MAX_RATIO` apart: the backtest showed
-those early forecasts to be unreliable. A run that has grokked reports the epoch seen.
+No forecast (None, with the reason) before memorisation has ended, until the share has
+grown `min_growth` times since then (before that, on the tuning runs, the estimates jump
+about), while it is not growing, or while the two estimates are more than `max_ratio`
+apart. A run that has grokked reports the epoch seen.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ class ForecastParams:
     target_share: float = 0.85  # x + y share of the logits' variance when a run groks
     window: float = 0.5  # fit on the last half of the epochs since memorisation ended
     min_points: int = 6  # checkpoints in the fit, at least
-    max_ratio: float = 1.6  # no forecast while late / early estimate exceeds this
+    min_growth: float = 2.0  # no forecast until the share is this many times its value at
+    # memorisation end: before that, circuit formation has barely begun to show
+    max_ratio: float = 3.0  # no forecast while late / early estimate exceeds this
     margin: float = 0.1  # the interval: [early / (1 + margin), late * (1 + margin)]
 
 
@@ -114,6 +117,9 @@ def forecast_grok(
     x, s = epochs[ok], share[ok]
     if len(x) < params.min_points:
         return Forecast(None, reason="too few checkpoints since memorisation", as_of=now)
+    if s[-1] < params.min_growth * s[0]:
+        why = f"circuit formation has only begun (x+y share {s[-1]:.3f}, {s[0]:.3f} at first)"
+        return Forecast(None, reason=why, as_of=now)
     start = x[-1] - params.window * (x[-1] - memorisation_end)
     fit = x >= min(start, x[-params.min_points])
     x, z = x[fit], np.log(s[fit] / (1 - s[fit]))
