@@ -82,6 +82,23 @@ class Forecast:
         return f"groks ~{self.grok_epoch:,} ({self.low:,}-{self.high:,})"
 
 
+def _settled_or_premature(
+    epochs: np.ndarray, test_acc: Any, memorisation_end: int | None
+) -> Forecast | None:
+    """What any forecaster answers before looking at curves: no checkpoints, already
+    grokked (the epoch seen), memorisation not over; None when there is work to do."""
+    if not len(epochs):
+        return Forecast(None, reason="no checkpoints yet")
+    now = int(epochs[-1])
+    hit = np.flatnonzero(np.asarray(test_acc, dtype=np.float64) >= GROKKED_ACC)
+    if hit.size:
+        seen = int(epochs[hit[0]])
+        return Forecast(seen, seen, seen, reason="grokked", observed=True, as_of=now)
+    if memorisation_end is None:
+        return Forecast(None, reason="memorisation has not ended yet", as_of=now)
+    return None
+
+
 def _k(epoch: int | None) -> str:
     if epoch is None:
         return "?"
@@ -102,16 +119,10 @@ def forecast_grok(
 ) -> Forecast:
     """The forecast from curves over checkpoint epochs (ascending) as of the last one."""
     epochs = np.asarray(epochs, dtype=np.float64)
-    if not len(epochs):
-        return Forecast(None, reason="no checkpoints yet")
+    early_answer = _settled_or_premature(epochs, test_acc, memorisation_end)
+    if early_answer is not None:
+        return early_answer
     now = int(epochs[-1])
-    acc = np.asarray(test_acc, dtype=np.float64)
-    hit = np.flatnonzero(acc >= GROKKED_ACC)
-    if hit.size:
-        seen = int(epochs[hit[0]])
-        return Forecast(seen, seen, seen, reason="grokked", observed=True, as_of=now)
-    if memorisation_end is None:
-        return Forecast(None, reason="memorisation has not ended yet", as_of=now)
     share = np.asarray(xy_share, dtype=np.float64)
     ok = np.isfinite(share) & (share > 0) & (share < 1) & (epochs >= memorisation_end)
     x, s = epochs[ok], share[ok]
@@ -183,15 +194,10 @@ def baseline_forecast(
     """What one can say from the test loss alone: extrapolate log test loss linearly (fit on
     the same window) to the loss at which runs grok. For comparison with `forecast_grok`."""
     epochs = np.asarray(epochs, dtype=np.float64)
-    if not len(epochs):
-        return Forecast(None, reason="no checkpoints yet")
+    early_answer = _settled_or_premature(epochs, test_acc, memorisation_end)
+    if early_answer is not None:
+        return early_answer
     now = int(epochs[-1])
-    hit = np.flatnonzero(np.asarray(test_acc) >= GROKKED_ACC)
-    if hit.size:
-        seen = int(epochs[hit[0]])
-        return Forecast(seen, seen, seen, reason="grokked", observed=True, as_of=now)
-    if memorisation_end is None:
-        return Forecast(None, reason="memorisation has not ended yet", as_of=now)
     loss = np.asarray(test_loss, dtype=np.float64)
     ok = np.isfinite(loss) & (loss > 0) & (epochs >= memorisation_end)
     x, y = epochs[ok], np.log(loss[ok])

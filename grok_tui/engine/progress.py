@@ -52,7 +52,7 @@ import json
 import math
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -482,14 +482,7 @@ class ProgressTracker:
         if limit is not None:
             todo = todo[:limit]
         done = []
-        for epoch in todo:
-            if should_stop is not None and should_stop():
-                break
-            try:
-                weights = self.run.load_checkpoint(epoch, self.cfg)
-            except RunError as exc:
-                self.bad[epoch] = str(exc)
-                continue
+        for epoch, weights in self._weights(todo, should_stop):
             record = self.recorder.record(weights, epoch)
             self.store.save(record)
             self.records[epoch] = record
@@ -499,6 +492,19 @@ class ProgressTracker:
             with contextlib.suppress(OSError):
                 self._scanned_size = self.run.measures_path.stat().st_size
         return done
+
+    def _weights(
+        self, epochs: list[int], should_stop: Callable[[], bool] | None
+    ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """Each checkpoint's weights in turn until asked to stop; unreadable ones are noted
+        in `bad` (with the reason) and skipped."""
+        for epoch in epochs:
+            if should_stop is not None and should_stop():
+                return
+            try:
+                yield epoch, self.run.load_checkpoint(epoch, self.cfg)
+            except RunError as exc:
+                self.bad[epoch] = str(exc)
 
     def fill_excluded(
         self,
@@ -525,14 +531,7 @@ class ProgressTracker:
             with contextlib.suppress(OSError):
                 self._scanned_size = self.run.measures_path.stat().st_size
         batch: list[tuple[int, tuple[int, ...], Excluded]] = []
-        for epoch in todo:
-            if should_stop is not None and should_stop():
-                break
-            try:
-                weights = self.run.load_checkpoint(epoch, self.cfg)
-            except RunError as exc:
-                self.bad[epoch] = str(exc)
-                continue
+        for epoch, weights in self._weights(todo, should_stop):
             coeffs = self.records[epoch].arrays["logit_coeffs"]
             total, per_freq = self.recorder.excluded_losses(weights, keys, coeffs)
             value = (total, *per_freq)
