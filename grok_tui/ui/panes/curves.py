@@ -317,10 +317,15 @@ class CurvesPane(Vertical):
             self.query_one(Spectrogram).show_table(self.measures, self.view.split()[-1])
             return
         title, log_y, series = self.measure_series()
-        if self.view in KEYED_VIEWS:
-            title = f"{title} [{self.key_set_label()}]"
-        draw_series(self.query_one("#measures-plot", SafePlot), series,
-                    title=f"{title} [m: next view]", log_y=log_y and self.log_y,
+        plot = self.query_one("#measures-plot", SafePlot)
+        full = f"{title} [{self.key_set_label()}]" if self.view in KEYED_VIEWS else title
+        # plotext drops a title wider than the plot: keep the long one where it fits (the
+        # key set is in the summary line below either way).
+        room = max(plot.size.width - 16, 20)
+        title = next(
+            t for t in (f"{full} [m: next view]", full, title) if len(t) <= room or t == title
+        )
+        draw_series(plot, series, title=title, log_y=log_y and self.log_y,
                     marks=self.marks, selected=self.selected_epoch)  # fmt: skip
 
     def key_set_label(self) -> str:
@@ -360,7 +365,8 @@ class CurvesPane(Vertical):
                 text.append(f"\n{self.measures.warning}", style="yellow")
         if self.outlook is not None:
             o = self.outlook
-            text.append(f"\nnow: {o.describe_phase()}; {o.forecast.describe()}")
+            forecast = "" if o.forecast.observed else f"; {o.forecast.describe()}"
+            text.append(f"\nnow: {o.describe_phase()}{forecast}")
         elif self.measures_note:
             text.append(f"\n{self.measures_note}")
         return text
