@@ -72,6 +72,12 @@ def build_parser() -> Parser:
     open_.add_argument("--resume", action="store_true", help="continue training if unfinished")
     open_.add_argument("--headless", action="store_true", help="with --resume: no UI")
     open_.add_argument("--no-measures", action="store_true", help=argparse.SUPPRESS)
+    open_.add_argument(
+        "--key-epoch",
+        type=int,
+        help="progress measures use the key frequencies of this checkpoint (default: as known "
+        "at each point of the run)",
+    )
     open_.add_argument("--viewer", action="store_true", help=argparse.SUPPRESS)  # never trains
     add_device_option(open_)
 
@@ -153,7 +159,11 @@ def cmd_open(args: argparse.Namespace) -> int:
         run.ensure_resumable()
     if args.headless:
         return train_headless_locked(run, device, measures=not args.no_measures)
-    return run_app(run, train=args.resume, device=device, viewer=args.viewer)
+    if args.key_epoch is not None and args.key_epoch not in run.checkpoint_epochs():
+        raise RunError(f"--key-epoch {args.key_epoch}: no checkpoint at that epoch in {run.path}")
+    return run_app(
+        run, train=args.resume, device=device, viewer=args.viewer, key_epoch=args.key_epoch
+    )
 
 
 def open_or_import(target: str, device: str) -> Run:
@@ -254,10 +264,12 @@ def train_headless_locked(run: Run, device: str, measures: bool = True) -> int:
         run.release_lock()
 
 
-def run_app(run: Run, train: bool, device: str, viewer: bool = False) -> int:
+def run_app(
+    run: Run, train: bool, device: str, viewer: bool = False, key_epoch: int | None = None
+) -> int:
     from grok_tui.ui.app import GrokApp
 
-    app = GrokApp(run, train=train, device=device, viewer=viewer)
+    app = GrokApp(run, train=train, device=device, viewer=viewer, key_epoch=key_epoch)
     try:
         app.run()
     finally:

@@ -137,3 +137,18 @@ def test_serve_and_export_name_bad_runs(capsys) -> None:
     assert main(["export", "/nonexistent", "--format", "xls", "x"]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 3 and all(line.startswith("grok-tui: error: ") for line in lines)
+
+
+def test_a_key_epoch_without_a_checkpoint_is_one_line(tmp_path, capsys) -> None:
+    from grok_tui.engine.config import RunConfig
+    from grok_tui.engine.model import paper_init
+    from grok_tui.engine.runs import Run
+
+    cfg = RunConfig(p=7, frac_train=0.5, epochs=10, checkpoint_every=5, preset="t")
+    run = Run.create(tmp_path / "r", cfg, "cpu")
+    run.save_checkpoint(0, paper_init(cfg))
+    for argv in (["open", str(run.path), "--key-epoch", "5"],
+                 ["analyze", str(run.path), "--key-epoch", "5"]):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--key-epoch 5" in err, err

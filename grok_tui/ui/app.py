@@ -127,9 +127,15 @@ class GrokApp(App[int]):
     ]
 
     def __init__(
-        self, run: Run, train: bool = False, device: str = "cpu", viewer: bool = False
+        self,
+        run: Run,
+        train: bool = False,
+        device: str = "cpu",
+        viewer: bool = False,
+        key_epoch: int | None = None,
     ) -> None:
         super().__init__()
+        self.key_epoch = key_epoch  # progress measures use this checkpoint's key frequencies
         self.viewer = viewer  # served to a browser: shows the run, never trains it
         self.run_dir = run
         self.device = device
@@ -185,7 +191,10 @@ class GrokApp(App[int]):
             self.run_dir, self.device, lambda r: self.post_message(SnapshotReady(r))
         )
         self.progress = ProgressService(
-            self.run_dir, self.device, lambda update: self.post_message(MeasuresReady(update))
+            self.run_dir,
+            self.device,
+            lambda update: self.post_message(MeasuresReady(update)),
+            key_epoch=self.key_epoch,
         )
         self.poll_run()
         self.set_interval(POLL_SECONDS, self.poll_run)

@@ -108,7 +108,11 @@ MEASURE_VIEWS: dict[str, tuple[str, bool, list[tuple[str, str]]]] = {
         False,
         [("W_E", "gini_W_E"), ("W_L", "gini_W_L")],
     ),
-    "weights": ("sum of squared weights", False, [("total", "sum_sq_weights")]),
+    "weights": (
+        "sum of squared weights, total and per matrix",
+        True,
+        [("total", "sum_sq_weights")],
+    ),
     "trig": (
         "trig fraction: share of variance on cos/sin(w_k(x+y)), k in key set "
         "(ideal ReLU neuron <~0.15, logits ~0.9-0.97)",
@@ -299,6 +303,12 @@ class CurvesPane(Vertical):
             named += [("train", table["train_loss"]), ("test", table["test_loss"])]
             named += [
                 (f"k={k}", table.excluded_per_freq[:, j]) for j, k in enumerate(table.key_freqs)
+            ]
+        elif self.view == "weights":
+            named += [
+                (name.split(".")[-1], values)
+                for name, values in table.sum_sq_per_param.items()
+                if not name.split(".")[-1].startswith("b_") and np.nanmax(values, initial=0) > 0
             ]
         elif self.view == "attention":
             named += [
