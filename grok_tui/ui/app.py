@@ -209,6 +209,8 @@ class GrokApp(App[int]):
             if service is not None:
                 service.stop()
         self.trainer_done.wait(timeout=120)
+        if self.progress is not None:  # a torch op in a thread at interpreter exit aborts
+            self.progress.join(timeout=60)
 
     def _install_signal_handlers(self) -> None:
         """SIGTERM and SIGHUP (the SSH link dropped) save a checkpoint, then quit."""

@@ -23,6 +23,7 @@ class Spectrogram(Heatmap):
     DEFAULT_CSS = """
     Spectrogram { height: 1fr; min-height: 6; }
     """
+    can_focus = False  # no cursor: the arrow keys stay with the checkpoint timeline
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(keep_aspect=False, zoom=True, show_cursor=False, **kwargs)
