@@ -97,10 +97,8 @@ def load_run(path: Path, role: str, device: str) -> RunCurves:
     )  # fmt: skip
 
 
-def cut_forecasts(
-    rc: RunCurves, params: ForecastParams, baseline: BaselineParams
-) -> list[tuple[int, Forecast, Forecast]]:
-    """(cut epoch, forecast, baseline) at every checkpoint before the run groks."""
+def memorisation_ends(rc: RunCurves) -> list[tuple[int, int, int | None]]:
+    """(index, cut epoch, memorisation end seen then) at every checkpoint before the grok."""
     out = []
     for i, epoch in enumerate(rc.epochs):
         if rc.grok is not None and epoch >= rc.grok:
@@ -114,12 +112,24 @@ def cut_forecasts(
              "sum_sq_weights": c["sum_sq_weights"], "gini_W_E": c["gini_W_E"],
              "excluded_loss": rc.excluded_curve(i)},
         )  # fmt: skip
-        memorised = phases["memorisation_end"]
-        fc = forecast_grok(rc.epochs[: i + 1], c["xy_share_logits"], c["test_acc"], memorised,
-                           params)  # fmt: skip
-        base = baseline_forecast(rc.epochs[: i + 1], c["test_loss"], c["test_acc"], memorised,
-                                 baseline)  # fmt: skip
-        out.append((int(epoch), fc, base))
+        out.append((i, int(epoch), phases["memorisation_end"]))
+    return out
+
+
+def cut_forecasts(
+    rc: RunCurves,
+    params: ForecastParams,
+    baseline: BaselineParams,
+    cuts: list[tuple[int, int, int | None]] | None = None,
+) -> list[tuple[int, Forecast, Forecast]]:
+    """(cut epoch, forecast, baseline) at every checkpoint before the run groks."""
+    out = []
+    for i, epoch, memorised in cuts if cuts is not None else memorisation_ends(rc):
+        c = {name: v[: i + 1] for name, v in rc.curves.items()}
+        x = rc.epochs[: i + 1]
+        fc = forecast_grok(x, c["xy_share_logits"], c["test_acc"], memorised, params)
+        base = baseline_forecast(x, c["test_loss"], c["test_acc"], memorised, baseline)
+        out.append((epoch, fc, base))
     return out
 
 
@@ -161,10 +171,16 @@ def score(rc: RunCurves, forecasts: list[tuple[int, Forecast]]) -> FirstForecast
     return first
 
 
-def evaluate(runs: list[RunCurves], params: ForecastParams, baseline: BaselineParams):
+def evaluate(
+    runs: list[RunCurves],
+    params: ForecastParams,
+    baseline: BaselineParams,
+    memorised: dict[str, list[tuple[int, int, int | None]]] | None = None,
+):
     results = []
     for rc in runs:
-        cuts = cut_forecasts(rc, params, baseline)
+        known = memorised[rc.name] if memorised is not None else None
+        cuts = cut_forecasts(rc, params, baseline, known)
         results.append((rc, score(rc, [(e, f) for e, f, _ in cuts]),
                         score(rc, [(e, b) for e, _, b in cuts])))  # fmt: skip
     return results
@@ -233,15 +249,17 @@ def tune(runs: list[RunCurves]) -> None:
     assert all(rc.role == "tune" for rc in runs), "tuning sees tuning runs only"
     grid = {
         "target_share": [0.8, 0.85, 0.9],
-        "window": [0.3, 0.5, 0.7],
-        "min_growth": [1.5, 2.0, 3.0],
-        "max_ratio": [2.0, 3.0],
-        "margin": [0.05, 0.1, 0.2],
+        "window": [0.3, 0.5],
+        "min_growth": [1.0, 2.0],
+        "stable_window": [0.05, 0.1, 0.2],
+        "stable_tol": [0.03, 0.05, 0.1],
+        "margin": [0.1],
     }
+    memorised = {rc.name: memorisation_ends(rc) for rc in runs}
     scored = []
     for values in itertools.product(*grid.values()):
         params = replace(DEFAULT, **dict(zip(grid, values, strict=True)))
-        results = evaluate(runs, params, BaselineParams())
+        results = evaluate(runs, params, BaselineParams(), memorised)
         firsts = [f for _, f, _ in results]
         good = sum(meets_goals(f) for f in firsts)
         errs = [abs(f.error) for f in firsts if f.error is not None]

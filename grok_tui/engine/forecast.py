@@ -18,9 +18,11 @@ chosen on the tuning runs only (bench/forecast_backtest.py lists them) and the f
 is judged on runs it never saw.
 
 No forecast (None, with the reason) before memorisation has ended, until the share has
-grown `min_growth` times since then (before that, on the tuning runs, the estimates jump
-about), while it is not growing, or while the two estimates are more than `max_ratio`
-apart. A run that has grokked reports the epoch seen.
+grown `min_growth` times since then, while it is not growing, while the two estimates are
+more than `max_ratio` apart, or while the forecast is still settling: the forecasts the
+same rule made at the checkpoints of the last `stable_window` of the time since
+memorisation must agree with this one within `stable_tol` (on the tuning runs the first
+forecasts drift before they settle). A run that has grokked reports the epoch seen.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class ForecastParams:
     min_growth: float = 2.0  # no forecast until the share is this many times its value at
     # memorisation end: before that, circuit formation has barely begun to show
     max_ratio: float = 3.0  # no forecast while late / early estimate exceeds this
+    stable_window: float = 0.2  # ... or while the forecasts made over this share of the
+    stable_tol: float = 0.03  # epochs since memorisation differ from this one by more
     margin: float = 0.1  # the interval: [early / (1 + margin), late * (1 + margin)]
 
 
@@ -110,6 +114,26 @@ def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
+def _estimates(
+    x: np.ndarray, s: np.ndarray, memorisation_end: float, params: ForecastParams
+) -> tuple[float, float] | str:
+    """(early, late) estimates from the share s at epochs x (since memorisation, up to a
+    cut), or the reason there are none."""
+    start = x[-1] - params.window * (x[-1] - memorisation_end)
+    fit = x >= min(start, x[-params.min_points])
+    x, z = x[fit], np.log(s[fit] / (1 - s[fit]))
+    z_target = math.log(params.target_share / (1 - params.target_share))
+    if z[-1] >= z_target:
+        return "the circuit is in place; test accuracy lags"
+    slope, intercept = _fit_line(x, z)
+    inv_slope, inv_intercept = _fit_line(x, np.exp(-z))
+    if not slope > 0 or not inv_slope < 0:
+        return "the generalising share of the logits is not growing"
+    late = (z_target - intercept) / slope
+    early = (math.exp(-z_target) - inv_intercept) / inv_slope
+    return max(early, x[-1]), max(late, x[-1])
+
+
 def forecast_grok(
     epochs: np.ndarray,
     xy_share: np.ndarray,
@@ -122,6 +146,7 @@ def forecast_grok(
     early_answer = _settled_or_premature(epochs, test_acc, memorisation_end)
     if early_answer is not None:
         return early_answer
+    assert memorisation_end is not None
     now = int(epochs[-1])
     share = np.asarray(xy_share, dtype=np.float64)
     ok = np.isfinite(share) & (share > 0) & (share < 1) & (epochs >= memorisation_end)
@@ -131,26 +156,28 @@ def forecast_grok(
     if s[-1] < params.min_growth * s[0]:
         why = f"circuit formation has only begun (x+y share {s[-1]:.3f}, {s[0]:.3f} at first)"
         return Forecast(None, reason=why, as_of=now)
-    start = x[-1] - params.window * (x[-1] - memorisation_end)
-    fit = x >= min(start, x[-params.min_points])
-    x, z = x[fit], np.log(s[fit] / (1 - s[fit]))
-    z_target = math.log(params.target_share / (1 - params.target_share))
-    if z[-1] >= z_target:
-        return Forecast(None, reason="the circuit is in place; test accuracy lags", as_of=now)
-    slope, intercept = _fit_line(x, z)
-    inv_slope, inv_intercept = _fit_line(x, np.exp(-z))
-    if not slope > 0 or not inv_slope < 0:
-        return Forecast(None, reason="the generalising share of the logits is not growing",
-                        as_of=now)  # fmt: skip
-    late = (z_target - intercept) / slope
-    early = (math.exp(-z_target) - inv_intercept) / inv_slope
-    early, late = max(early, x[-1]), max(late, x[-1])
+    est = _estimates(x, s, memorisation_end, params)
+    if isinstance(est, str):
+        return Forecast(None, reason=est, as_of=now)
+    early, late = est
+    center = math.sqrt(early * late)
     details = {"early": early, "late": late, "share": float(s[-1])}
     if late > params.max_ratio * early:
         lo, hi = round(early), round(late)
         return Forecast(None, reason=f"too uncertain yet ({lo:,}-{hi:,})", as_of=now,
                         details=details)  # fmt: skip
-    center = math.sqrt(early * late)
+    # Settled: the forecasts this rule made over the recent past agree with this one.
+    since = x[-1] - params.stable_window * (x[-1] - memorisation_end)
+    past = [
+        _estimates(x[: j + 1], s[: j + 1], memorisation_end, params)
+        for j in range(params.min_points - 1, len(x) - 1)
+        if x[j] >= since
+    ]
+    centers = [math.sqrt(e[0] * e[1]) for e in past if not isinstance(e, str)]
+    if len(centers) < len(past) or any(abs(c / center - 1) > params.stable_tol for c in centers):
+        spread = [*centers, center]
+        return Forecast(None, as_of=now, details=details, reason="settling (recent forecasts "
+                        f"{round(min(spread)):,}-{round(max(spread)):,})")  # fmt: skip
     return Forecast(
         grok_epoch=round(center),
         low=round(early / (1 + params.margin)),
