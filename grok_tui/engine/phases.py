@@ -51,7 +51,7 @@ class PhaseParams:
     min_change: float = 1.0  # a sharp change must span this many decades (losses) ...
     min_change_lin: float = 0.15  # ... or this share of the level (weights, Gini)
     train_floor: float = 0.05  # train loss within this share of its fall above its floor
-    floor_band: float = 0.1  # after the change the curve stays within this share of it
+    floor_band: float = 0.1  # after the change the curve moves by less than this share of it
     confirm: float = 0.25  # ... for this share of the change's duration, to count as ended
 
 
@@ -96,8 +96,8 @@ def sharp_change(
     (of the smoothed curve, between neighbouring samples) in the falling (or rising)
     direction; the level before is the curve's extreme between `after` and that point, the
     level after is its extreme from that point on. The tangent at the steepest point meets
-    them at the start and the end. The end counts only once the curve has stayed within
-    `floor_band` of the change near the level after it for `confirm` of the change's span.
+    them at the start and the end. The end counts once it is `confirm` of the change's span
+    in the past and the curve has since moved by less than `floor_band` of the change.
     """
     keep = np.isfinite(y) & (x > after) & (x < before)
     x, y = x[keep].astype(np.float64), y[keep].astype(np.float64)
@@ -118,17 +118,15 @@ def sharp_change(
         return None
     start = onset(x[: i + 1], ys[: i + 1], x_mid, y_mid, float(slopes[i]))
     end = x_mid + (high - y_mid) / slopes[i]
-    # Settled: from where the curve first comes within the band of its level after, it has
-    # stayed there for a while (a curve still changing keeps moving its own extreme).
-    band = params.floor_band * (high - low)
-    near = np.flatnonzero(ys >= high - band)
-    near = near[near > i]
+    # Settled: the tangent's end lies `confirm` of the change's span in the past, and over
+    # that recent stretch the curve has moved by less than `floor_band` of the change. (Not
+    # "within a band of its extreme": a test loss keeps drifting down under weight decay
+    # long after cleanup, so its extreme is wherever the run happens to stop.)
     settled = None
-    if near.size:
-        first = x[near[0]]
-        if np.all(ys[near[0] :] >= high - band) and x[-1] - first >= params.confirm * (
-            first - start
-        ):
+    wait = params.confirm * (end - start)
+    if end < x[-1] and x[-1] - end >= wait:
+        recent = ys[x >= min(x[-1] - wait, x[-2])]  # two checkpoints at least
+        if recent.size >= 2 and recent.max() - recent.min() <= params.floor_band * (high - low):
             settled = end
     return Change(start=float(start), end=settled, steepest=float(x_mid))
 
