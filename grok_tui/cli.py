@@ -366,8 +366,19 @@ def show_run_warnings() -> None:
     warnings.showwarning = show
 
 
+def passive_openmp_threads() -> None:
+    """Let torch's OpenMP threads sleep, not spin, between parallel regions (unless the
+    user chose a policy). Spinning threads on a machine whose cores are shared (a GPU
+    server's CPUs, a laptop running anything else) wait for a descheduled partner at every
+    barrier: measured here, 2 threads trained the paper preset at 1.2 epochs/s with the
+    default policy and ~25 epochs/s with PASSIVE while another process used one core. Must
+    run before torch is imported (the CLI imports it lazily)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    passive_openmp_threads()
     show_run_warnings()
     parser = build_parser()
     try:

@@ -104,6 +104,10 @@ class CurvesPane(Vertical):
         self.phases: dict[str, int | None] = {}
         self.selected_epoch: int | None = None
         self._dirty = True
+        # New epochs arrive twice a second, new measures once per checkpoint: the measures
+        # plot (plotext is pure Python, and the trainer thread waits for the GIL it holds)
+        # is drawn again only when what it shows changed.
+        self._measures_dirty = True
 
     def compose(self) -> ComposeResult:
         yield Plot(id="loss-plot")
@@ -126,25 +130,25 @@ class CurvesPane(Vertical):
         else:
             self.phases = table.phases() if table is not None and len(table) else {}
         self.set_class(table is not None and len(table) > 0, "-measures")
-        self._dirty = True
+        self._dirty = self._measures_dirty = True
 
     def set_selected(self, epoch: int | None) -> None:
         if epoch != self.selected_epoch:
             self.selected_epoch = epoch
-            self._dirty = True
+            self._dirty = self._measures_dirty = True
             if self.is_mounted:
                 self.set_timer(0.1, self._repaint_if_dirty)  # a scrub shows soon, held keys once
 
     def toggle_log(self) -> None:
         self.log_y = not self.log_y
-        self._dirty = True
+        self._dirty = self._measures_dirty = True
         self._repaint_if_dirty()
 
     def cycle_view(self, step: int = 1) -> str:
         names = list(MEASURE_VIEWS)
         self.view = names[(names.index(self.view) + step) % len(names)]
         self.set_class(self.view.startswith("spectrogram"), "-spectrogram")
-        self._dirty = True
+        self._dirty = self._measures_dirty = True
         self._repaint_if_dirty()
         return self.view
 
@@ -170,7 +174,8 @@ class CurvesPane(Vertical):
         plot.show(Figure(self._title("loss per epoch", self.log_y), primary_last(series),
                          "epoch", log_y=self.log_y, marks=self.marks,
                          selected=self.selected_epoch))  # fmt: skip
-        if self.measures is not None and len(self.measures):
+        if self._measures_dirty and self.measures is not None and len(self.measures):
+            self._measures_dirty = False
             self._draw_measures()
         self.query_one("#curves-summary", Static).update(self._summary())
 
