@@ -134,3 +134,25 @@ def test_a_trained_multiply_run_is_sparse_in_the_log_basis(tmp_path: Path) -> No
     assert snap.embed_key_share() > 0.7
     plain = Analyzer(cfg.replace(op="add")).snapshot(run.load_checkpoint(2000), 2000)
     assert plain.embed_key_share() < snap.embed_key_share()
+
+
+@pytest.mark.parametrize("op", ["random", "multiply", "subtract"])
+def test_analyze_says_na_rather_than_another_ops_number(tmp_path: Path, op: str, capsys) -> None:
+    from grok_tui.cli import main
+    from grok_tui.engine.report import DIRECTION_MEASURES, analysis_report
+    from grok_tui.engine.train import Trainer
+
+    cfg = PLANTED.replace(op=op, epochs=20, checkpoint_every=10, preset="t")
+    run = Run.create(tmp_path / op, cfg, "cpu")
+    Trainer(run, "cpu").train()
+    report = analysis_report(run)
+    assert report["op"] == op and report["basis"] == ops.basis_kind(op)
+    # The progress measures use x + y directions and Z_p's basis: for any other op their
+    # restricted/excluded losses and trig fractions are not this op's, and must not show.
+    for name in DIRECTION_MEASURES:
+        assert report[name] == ops.NOT_APPLICABLE, name
+    assert (report["gini_W_E"] == ops.NOT_APPLICABLE) == (op == "multiply")
+    assert isinstance(report["train_loss"], float) and isinstance(report["key_freqs"], list)
+    assert main(["analyze", str(run.path)]) == 0
+    out = capsys.readouterr().out
+    assert "n/a for this op" in out and ops.INFO[op].formula.split(" ")[0] in out

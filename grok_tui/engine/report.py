@@ -5,6 +5,13 @@ restricted and excluded losses use the run's key frequencies (`measure_key_freqs
 newest checkpoint), as the paper does, so an early checkpoint is measured against the
 circuit the run ends up with; they are the cached progress-measure row of that epoch, and
 the phases come from the same cache (computed where missing).
+
+Per op (engine/ops.py): multiplicative ops are analysed in the log basis, so frequencies
+are those of Z_(p-1) over discrete logs; a measure defined by the op's circuit directions
+(restricted / excluded loss, trig fractions) or by its basis (Gini) reads "n/a for this
+op" where it does not apply, and wherever the progress measures do not yet compute it for
+the op (`progress.MEASURES_OPS`: the ops whose directions and basis they use; addition
+alone until they call `ops.circuit_directions`) rather than show a number for another op.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 import torch
 from rich.table import Table
 
+from grok_tui.engine import ops, progress
 from grok_tui.engine.progress import Measurer, ProgressTracker
 from grok_tui.engine.runs import Run, RunError
 
@@ -58,6 +66,10 @@ def analysis_report(
     report: dict[str, Any] = {
         "run": str(run.path),
         "p": cfg.p,
+        "op": cfg.op,
+        "op_formula": ops.INFO[cfg.op].formula,
+        "basis": snap.basis,
+        "circuit": ops.INFO[cfg.op].combined or ops.NOT_APPLICABLE,
         "epoch": int(epoch),
         "checkpoints": len(epochs),
         "train_loss": row["train_loss"],
@@ -83,12 +95,41 @@ def analysis_report(
         "measure_key_freqs": list(row["key_freqs"]),
         "phases": table.phases(),
     }
+    for name in not_applicable(cfg.op):
+        report[name] = ops.NOT_APPLICABLE
     return report
+
+
+# Measures defined by the op's circuit directions, and by the basis its analysis uses.
+DIRECTION_MEASURES = (
+    "restricted_loss",
+    "restricted_loss_train",
+    "excluded_loss",
+    "excluded_loss_per_freq",
+    "test_restricted_ratio",
+    "trig_frac_pre",
+    "trig_frac_post",
+    "trig_frac_logits",
+    "measure_key_freqs",
+)
+BASIS_MEASURES = ("gini_W_E", "gini_W_L")
+
+
+def not_applicable(op: str) -> tuple[str, ...]:
+    """The report's measures that are "n/a for this op" (see the module docstring)."""
+    measured = getattr(progress, "MEASURES_OPS", ("add",))
+    if op in measured:
+        return ()
+    if not ops.has_circuit_directions(op):
+        return DIRECTION_MEASURES  # Gini in Z_p's basis is still a fair sparsity number
+    return DIRECTION_MEASURES + (BASIS_MEASURES if ops.basis_kind(op) != "fourier" else ())
 
 
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, str):
+        return value
     if isinstance(value, float):
         if not math.isfinite(value):
             return "-"
@@ -106,6 +147,9 @@ def render_report(report: dict[str, Any]) -> Table:
         table.add_row(label, value if isinstance(value, str) else _fmt(value))
 
     add("p", report["p"])
+    add("op", f"{report['op']}: {report['op_formula']}")
+    if report["basis"] == "log":
+        add("basis", "log (discrete log of a generator, Z_(p-1) frequencies)")
     add("checkpoints", report["checkpoints"])
     add("train loss", report["train_loss"])
     add("test loss", report["test_loss"])
@@ -116,19 +160,25 @@ def render_report(report: dict[str, Any]) -> Table:
         "neurons per cluster",
         ", ".join(f"{k if k != '-1' else 'none'}: {n}" for k, n in sizes.items()),
     )
-    add("measured with freqs", ", ".join(map(str, report["measure_key_freqs"])) or "none")
+    add("circuit reads", report["circuit"])
+    freqs = report["measure_key_freqs"]
+    add(
+        "measured with freqs",
+        freqs if isinstance(freqs, str) else ", ".join(map(str, freqs)) or "none",
+    )
     add("restricted loss", report["restricted_loss"])
     add("excluded loss", report["excluded_loss"])
-    for k, v in report["excluded_loss_per_freq"].items():
+    per_freq = report["excluded_loss_per_freq"]
+    for k, v in per_freq.items() if isinstance(per_freq, dict) else ():
         add(f"  excluding freq {k}", v)
     add("test / restricted", report["test_restricted_ratio"])
-    add("Gini W_E / W_L", f"{_fmt(report['gini_W_E'])} / {_fmt(report['gini_W_L'])}")
+    gini = (report["gini_W_E"], report["gini_W_L"])
+    add("Gini W_E / W_L", gini[0] if isinstance(gini[0], str) else " / ".join(map(_fmt, gini)))
     add("sum of squared weights", report["sum_sq_weights"])
+    trig = [report[k] for k in ("trig_frac_pre", "trig_frac_post", "trig_frac_logits")]
     add(
         "trig frac pre / post / logits",
-        " / ".join(
-            _fmt(report[k]) for k in ("trig_frac_pre", "trig_frac_post", "trig_frac_logits")
-        ),
+        trig[0] if isinstance(trig[0], str) else " / ".join(map(_fmt, trig)),
     )
     for name, value in report["phases"].items():
         add(name.replace("_", " "), "not reached" if value is None else str(value))
