@@ -120,7 +120,7 @@ def test_planted_logits_lie_on_the_ops_directions_at_their_frequencies(op: str) 
 
 @pytest.mark.slow
 def test_a_trained_multiply_run_is_sparse_in_the_log_basis(tmp_path: Path) -> None:
-    """Quick preset, op multiply (trained here unless /work/runs has one): it generalises,
+    """Quick preset, op multiply, trained here: it generalises,
     and its key frequencies in the log basis carry most of W_E's energy."""
     from grok_tui.engine.config import preset
     from grok_tui.engine.train import Trainer

@@ -87,6 +87,17 @@ class Snapshot:
     def d_model(self) -> int:
         return self.W_E.shape[1]
 
+    # -- the op --------------------------------------------------------------------------------
+    @property
+    def basis_label(self) -> str:
+        """How the panes name the basis of the "_fourier" arrays."""
+        return "log-basis" if self.basis == "log" else "Fourier"
+
+    @property
+    def op_note(self) -> str:
+        """One line on the op and what its analysis assumes ("" for the paper's addition)."""
+        return ops.describe(self.op, self.p)
+
     # -- clusters ------------------------------------------------------------------------------
     @property
     def cluster_sizes(self) -> dict[int, int]:

@@ -215,3 +215,19 @@ def structured_inputs(op: str, p: int) -> list[int]:
 def frequency_unit(op: str, p: int) -> str:
     """w_k as text: '2πk/p' or '2πk/(p-1)' for the log basis."""
     return f"2πk/{p - 1}" if basis_kind(op) == "log" else f"2πk/{p}"
+
+
+def describe(op: str, p: int) -> str:
+    """One line for the panes: the op and what its analysis reads ("" for addition)."""
+    info = INFO[check_op(op)]
+    if op == "add":
+        return ""
+    head = f"op {op}: {info.formula}"
+    if info.structure == "additive":
+        return f"{head}; circuit directions cos/sin(w_k({info.combined}))"
+    if info.structure == "multiplicative":
+        return (
+            f"{head}; log basis: frequencies of Z_{p - 1} over log_{generator(p)} of the "
+            f"token (0 apart), circuit on {info.combined}"
+        )
+    return f"{head}; no additive or multiplicative structure: circuit measures {NOT_APPLICABLE}"
