@@ -15,13 +15,12 @@ import torch
 
 from grok_tui.cli import build_parser, config_from_args
 from grok_tui.engine.config import ConfigError, RunConfig
-from grok_tui.engine.data import make_dataset
 from grok_tui.engine.grokfast import GradientFilter
-from grok_tui.engine.loss import loss_and_accuracy
-from grok_tui.engine.model import GrokModel, InputPlan, paper_init
+from grok_tui.engine.model import paper_init
 from grok_tui.engine.runs import Run, RunError
-from grok_tui.engine.stepper import MemberState, Stepper, lr_at
+from grok_tui.engine.stepper import MemberState, Stepper
 from grok_tui.engine.train import TrainControl, Trainer
+from tests.test_stepper import reference_run
 
 SMALL = RunConfig(
     p=23, frac_train=0.5, d_model=32, n_heads=4, d_head=8, d_mlp=64, epochs=40, preset="t"
@@ -54,35 +53,20 @@ def gradfilter_ma(m, grads=None, window_size=100, lamb=5.0):
 
 def paper_grokfast_run(cfg: RunConfig, epochs: int) -> list[float]:
     """Train losses of W_0..W_epochs: torch's AdamW with the paper's filter before step()."""
-    model = GrokModel(cfg)
-    model.load_classic(paper_init(cfg))
-    opt = torch.optim.AdamW(
-        model.parameters(),
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        betas=(cfg.beta1, cfg.beta2),
-        fused=True,
-    )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_at(cfg, step) / cfg.lr)
-    data = make_dataset(cfg)
-    plan = InputPlan(data.x[data.train_idx], data.y[data.train_idx], cfg.p, cfg.n_heads)
-    labels = data.labels[data.train_idx]
-    grads = None
-    losses = []
-    for epoch in range(epochs + 1):
-        loss, _ = loss_and_accuracy(model.plan_logits(model.tables(), plan), labels)
-        losses.append(loss.item())
-        if epoch == epochs:
-            break
-        loss.backward()
+    state: dict[str, object] = {"grads": None}
+
+    def grad_filter(model: torch.nn.Module) -> None:
         if cfg.grokfast == "ema":
-            grads = gradfilter_ema(model, grads, cfg.grokfast_alpha, cfg.grokfast_lamb)
+            state["grads"] = gradfilter_ema(
+                model, state["grads"], cfg.grokfast_alpha, cfg.grokfast_lamb
+            )
         else:
-            grads = gradfilter_ma(model, grads, cfg.grokfast_window, cfg.grokfast_lamb)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        sched.step()
-    return losses
+            state["grads"] = gradfilter_ma(
+                model, state["grads"], cfg.grokfast_window, cfg.grokfast_lamb
+            )
+
+    rows, _ = reference_run(cfg, epochs, grad_filter)
+    return [row[0] for row in rows]
 
 
 def stepper_losses(cfg: RunConfig, epochs: int) -> list[float]:
