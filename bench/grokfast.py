@@ -16,7 +16,8 @@ time then); it stops there (or at the preset's epochs: "never"). Runs alternate 
 by condition within each seed, so drifting machine load hits all conditions alike.
 
     nice -n 10 .venv/bin/python bench/grokfast.py --seeds 3          # quick preset
-    .venv/bin/python bench/grokfast.py --preset paper --seeds 2 --out paper.json
+    .venv/bin/python bench/grokfast.py --preset paper --seeds 1 --probe 0 \
+        --only adamw,grokfast-ema --out bench/grokfast_paper.json
 """
 
 from __future__ import annotations
@@ -85,12 +86,13 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--probe", type=int, default=300, help="epochs to measure the step ratio")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", help="comma-separated conditions (adamw,grokfast-ema,...)")
     parser.add_argument("--out", type=Path, default=Path("bench/grokfast_results.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     base = preset(args.preset)
     ema = base.replace(grokfast="ema", grokfast_alpha=0.98, grokfast_lamb=2.0)
-    ratio = effective_step_ratio(base, ema, args.probe)
+    ratio = effective_step_ratio(base, ema, args.probe) if args.probe else 1.0
     print(f"effective step ratio (Grokfast EMA / AdamW, first {args.probe} epochs): {ratio:.2f}")
     conditions = {
         "adamw": base,
@@ -98,6 +100,9 @@ def main() -> int:
         f"adamw-lr-x{ratio:.2f}": base.replace(lr=base.lr * ratio),
         "adamw-lr-x3": base.replace(lr=base.lr * 3),
     }
+    if args.only:
+        keep = args.only.split(",")
+        conditions = {k: v for k, v in conditions.items() if k in keep}
     results: dict[str, list[dict[str, float | None]]] = {c: [] for c in conditions}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
