@@ -177,7 +177,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def new_run_path(cfg: RunConfig) -> Path:
     from grok_tui.engine.runs import stamped_path
 
-    return stamped_path(DEFAULT_RUNS_DIR, cfg.preset)
+    name = cfg.preset
+    if cfg.op != "add":
+        name += f"-{cfg.op}"
+    if cfg.grokfast != "off":
+        name += f"-grokfast-{cfg.grokfast}"
+    return stamped_path(DEFAULT_RUNS_DIR, name)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -8,6 +8,12 @@ its low-pass filtered part, scaled by lamb, before the optimiser step (their
     MA:   h_t = mean of the last `window` gradients (g_t included);
           g_t <- g_t + lamb h_t once `window` gradients have been seen (before: unchanged)
 
+The MA sum is kept as a running sum (add the new gradient, subtract the one it replaces),
+recomputed from the window every `window` steps so rounding cannot drift; a full sum every
+step would read window x P floats per step (measured on the quick preset, 211,456
+weights, window 100: 15.5 ms a step against a 39.5 ms epoch; with the running sum an MA
+epoch took 41.4 ms, EMA 37.8, no filter 39.5: medians of 5 x 20 epochs, alternating).
+
 (the paper's EMA starts from h = g_0 and then applies the update, so h_0 = alpha g_0 +
 (1 - alpha) g_0; we do the same). The filter is per member, on its flat gradient row, and
 its state (h for EMA; the ring of recent gradients and their count for MA) is part of the
@@ -39,6 +45,7 @@ class GradientFilter:
         self.width, self.device = width, device
         self.ema: torch.Tensor | None = None  # (P,) h, None before the first gradient
         self.ring: torch.Tensor | None = None  # (window, P) the last gradients, by slot
+        self.total: torch.Tensor | None = None  # (P,) the sum of the ring's rows
         self.count = 0  # gradients seen (MA)
 
     def apply(self, grad: torch.Tensor) -> torch.Tensor:
@@ -49,13 +56,18 @@ class GradientFilter:
                     self.ema = grad.detach().clone()
                 self.ema.mul_(self.alpha).add_(grad, alpha=1.0 - self.alpha)
                 return grad + self.ema * self.lamb
-            if self.ring is None:
+            if self.ring is None or self.total is None:
                 self.ring = grad.new_zeros(self.window, grad.shape[0])
-            self.ring[self.count % self.window] = grad
+                self.total = grad.new_zeros(grad.shape[0])
+            slot = self.count % self.window
+            self.total.sub_(self.ring[slot]).add_(grad)
+            self.ring[slot] = grad
             self.count += 1
+            if self.count % self.window == 0:  # a full turn: the exact sum again
+                torch.sum(self.ring, 0, out=self.total)
             if self.count < self.window:
                 return grad.clone()
-            return grad + self.ring.sum(0).div_(self.window) * self.lamb
+            return grad + self.total / self.window * self.lamb
 
     # -- resume state ----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -64,7 +76,12 @@ class GradientFilter:
             return {} if self.ema is None else {"ema": self.ema.detach().cpu().clone()}
         if self.ring is None:
             return {}
-        return {"ring": self.ring.detach().cpu().clone(), "count": self.count}
+        assert self.total is not None
+        return {
+            "ring": self.ring.detach().cpu().clone(),
+            "sum": self.total.detach().cpu().clone(),
+            "count": self.count,
+        }
 
     def load(self, state: dict[str, Any]) -> None:
         """Restore `state()` output (checked: shapes, finiteness, count); raise ValueError."""
@@ -78,6 +95,8 @@ class GradientFilter:
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise ValueError(f"Grokfast MA count must be a positive integer, got {count!r}")
         self.ring = _checked(ring, (self.window, self.width), "Grokfast MA window").to(self.device)
+        total = _checked(state.get("sum"), (self.width,), "Grokfast MA sum")
+        self.total = total.to(self.device)
         self.count = count
 
 
