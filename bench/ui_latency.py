@@ -4,10 +4,14 @@
 2. Presses `l` (log/linear y: the heaviest redraw, the loss plot) N times at random moments
    and polls `tmux capture-pane` until the plot title flips: key-to-screen latency.
 3. Reads training speed from the run's metrics (wall_s per epoch) over N seconds with the
-   app open and redrawing (this script asleep), then from `grok-tui train --headless` for
-   the same time; repeats the pair with a fresh app (--rounds) and reports the median
-   ratio. (The speed during step 2 is printed too; there the script's own screen polling
-   takes CPU from the trainer.)
+   app open and redrawing (this script asleep), then from `grok-tui train --headless
+   --no-measures` (the plain trainer) and from `grok-tui train --headless` (which records
+   progress measures as checkpoints are written) for the same time; repeats the three with
+   a fresh app (--rounds) and reports the median ratios against the plain trainer. The app
+   records progress measures live from the first checkpoint (issue 9): at the end of its
+   window the script also reports how far the newest record lags the newest checkpoint.
+   (The speed during step 2 is printed too; there the script's own screen polling takes
+   CPU from the trainer.)
 
     .venv/bin/python bench/ui_latency.py [--presses 40] [--seconds 30] [--rounds 3]
 """
@@ -112,9 +116,24 @@ def app_speed(app: AppInTmux, seconds: float) -> float:
     return rate_from_metrics(app.run_dir, since)
 
 
-def headless_speed(run_dir: Path, seconds: float) -> float:
-    proc = subprocess.Popen([GROK, "train", "--headless", "--run-dir", str(run_dir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+def measure_lag(run_dir: Path) -> tuple[int, int]:
+    """(newest checkpoint epoch - newest recorded epoch, checkpoints recorded)."""
+
+    def epochs(folder: str) -> list[int]:
+        names = (run_dir / folder).glob("epoch_*.safetensors")
+        return sorted(int(p.stem.split("_")[1]) for p in names)
+
+    checkpoints, records = epochs("checkpoints"), epochs("measures")
+    if not checkpoints:
+        return 0, 0
+    return checkpoints[-1] - (records[-1] if records else -1), len(records)
+
+
+def headless_speed(run_dir: Path, seconds: float, measures: bool) -> float:
+    command = [GROK, "train", "--headless", "--run-dir", str(run_dir)]
+    if not measures:
+        command.append("--no-measures")
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         metrics = run_dir / "metrics.jsonl"
         wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, 120, "headless start")
@@ -139,7 +158,8 @@ def main() -> int:
         raise SystemExit("tmux is needed")
     cols, rows = args.size.split("x")
     tmp = Path(tempfile.mkdtemp())
-    pairs: list[tuple[float, float]] = []
+    pairs: list[tuple[float, float, float]] = []
+    lags: list[tuple[int, int]] = []
     busy_rate = 0.0
     latencies: list[float] = []
     for i in range(args.rounds):
@@ -152,21 +172,29 @@ def main() -> int:
                 # headless run never gets, so this window is reported apart.
                 busy_rate = rate_from_metrics(app.run_dir, since)
             app_rate = app_speed(app, args.seconds)
+            lags.append(measure_lag(app.run_dir))
             app.quit()
         finally:
             app.close()
         # Alternating windows: drifting load on a shared machine hits both sides.
-        pairs.append((app_rate, headless_speed(tmp / f"headless{i}", args.seconds)))
+        plain = headless_speed(tmp / f"plain{i}", args.seconds, measures=False)
+        measured = headless_speed(tmp / f"headless{i}", args.seconds, measures=True)
+        pairs.append((app_rate, plain, measured))
     shutil.rmtree(tmp, ignore_errors=True)
 
-    ratios = [a / h for a, h in pairs]
+    ratios = [a / h for a, h, _ in pairs]
+    measured_ratios = [m / h for _, h, m in pairs]
     print(f"terminal {args.size}, {args.presses} presses of `l` while training the paper run")
     print(f"key-to-screen latency: median {statistics.median(latencies):.0f} ms, "
           f"p95 {percentile(latencies, 0.95):.0f} ms, max {max(latencies):.0f} ms")  # fmt: skip
-    for i, (a, h) in enumerate(pairs):
-        print(f"round {i + 1}: app open {a:.1f} epochs/s, headless {h:.1f} epochs/s, {a / h:.1%}")
-    print(f"training with the app open / headless: median {statistics.median(ratios):.1%} "
+    for i, ((a, h, m), (lag, n)) in enumerate(zip(pairs, lags, strict=True)):
+        print(f"round {i + 1}: app open (live measures) {a:.1f} epochs/s = {a / h:.1%}, "
+              f"headless with measures {m:.1f} = {m / h:.1%}, plain headless {h:.1f}; "
+              f"app recorded {n} checkpoints, newest record {lag} epochs behind")  # fmt: skip
+    print(f"training with the app open / plain headless: median {statistics.median(ratios):.1%} "
           f"over {len(ratios)} alternating {args.seconds:.0f} s windows")  # fmt: skip
+    print(f"headless with measures / plain headless: median "
+          f"{statistics.median(measured_ratios):.1%}")  # fmt: skip
     print(f"(while this script polled the screen for the latencies: {busy_rate:.1f} epochs/s)")
     return 0
 

@@ -100,6 +100,11 @@ def build_parser() -> Parser:
     train = sub.add_parser("train", help="train a new run (in the app, or --headless)")
     train.add_argument("--run-dir", type=Path, help="where the run lives (default: runs/NAME)")
     train.add_argument("--headless", action="store_true", help="no UI: a progress bar")
+    train.add_argument(
+        "--no-measures",
+        action="store_true",
+        help="with --headless: do not record progress measures as checkpoints are written",
+    )
     add_config_options(train)
     add_device_option(train)
 
@@ -109,6 +114,13 @@ def build_parser() -> Parser:
     open_.add_argument("run", help="a run directory, a full_run_data.pth file, or hf:OWNER/REPO")
     open_.add_argument("--resume", action="store_true", help="continue training if unfinished")
     open_.add_argument("--headless", action="store_true", help="with --resume: no UI")
+    open_.add_argument("--no-measures", action="store_true", help=argparse.SUPPRESS)
+    open_.add_argument(
+        "--key-epoch",
+        type=int,
+        help="progress measures use the key frequencies of this checkpoint (default: as known "
+        "at each point of the run)",
+    )
     open_.add_argument("--viewer", action="store_true", help=argparse.SUPPRESS)  # never trains
     # A viewer opens the run read-only unless serve was given --allow-writes.
     open_.add_argument("--allow-writes", action="store_true", help=argparse.SUPPRESS)
@@ -128,6 +140,12 @@ def build_parser() -> Parser:
     ana.add_argument("run", type=Path)
     ana.add_argument("--epoch", type=int, help="the checkpoint (default: the newest)")
     ana.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    ana.add_argument(
+        "--key-epoch",
+        type=int,
+        help="take the key frequencies from this checkpoint (the paper used 40000 of 50000); "
+        "default: as known at the newest checkpoint",
+    )
     add_device_option(ana)
 
     add_sweep_parser(sub)
@@ -192,7 +210,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     run = Run.create(args.run_dir or new_run_path(cfg), cfg, device)
     if args.headless:
-        return train_headless_locked(run, device)
+        return train_headless_locked(run, device, measures=not args.no_measures)
     return run_app(run, train=True, device=device)
 
 
@@ -209,8 +227,12 @@ def cmd_open(args: argparse.Namespace) -> int:
     if args.resume:
         run.ensure_resumable()
     if args.headless:
-        return train_headless_locked(run, device)
-    return run_app(run, train=args.resume, device=device, viewer=args.viewer)
+        return train_headless_locked(run, device, measures=not args.no_measures)
+    if args.key_epoch is not None and args.key_epoch not in run.checkpoint_epochs():
+        raise UsageError(f"--key-epoch {args.key_epoch}: no checkpoint at that epoch in {run.path}")
+    return run_app(
+        run, train=args.resume, device=device, viewer=args.viewer, key_epoch=args.key_epoch
+    )
 
 
 def open_or_import(target: str, device: str) -> Run:
@@ -288,7 +310,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from grok_tui.engine.runs import Run
 
     run = Run.open(args.run)
-    report = analysis_report(run, args.epoch, resolve_device(args.device))
+    report = analysis_report(run, args.epoch, resolve_device(args.device), key_epoch=args.key_epoch)
     if args.json:
         print(json.dumps(report, allow_nan=False))
     else:
@@ -313,22 +335,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_headless_locked(run: Run, device: str) -> int:
+def train_headless_locked(run: Run, device: str, measures: bool = True) -> int:
     from grok_tui.headless import train_headless
 
     notice = run.acquire_lock()
     if notice:
         print(f"grok-tui: {notice}", file=sys.stderr)
     try:
-        return train_headless(run, device)
+        return train_headless(run, device, measures=measures)
     finally:
         run.release_lock()
 
 
-def run_app(run: Run, train: bool, device: str, viewer: bool = False) -> int:
+def run_app(
+    run: Run, train: bool, device: str, viewer: bool = False, key_epoch: int | None = None
+) -> int:
     from grok_tui.ui.app import GrokApp
 
-    app = GrokApp(run, train=train, device=device, viewer=viewer)
+    app = GrokApp(run, train=train, device=device, viewer=viewer, key_epoch=key_epoch)
     try:
         app.run()
     finally:

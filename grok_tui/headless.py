@@ -1,4 +1,9 @@
-"""Training without the UI: a rich progress bar on stderr and a one-line summary."""
+"""Training without the UI: a rich progress bar on stderr and a one-line summary.
+
+Progress measures are recorded as each checkpoint is written, by the same low-priority
+background service the app uses (a viewer that follows the run then finds them cached),
+and the bar shows the phase the run is in and the grok forecast.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +23,11 @@ from rich.progress import (
 )
 
 from grok_tui.engine.runs import Run
-from grok_tui.engine.train import Finished, TrainControl, Trainer
+from grok_tui.engine.services import ProgressService, ProgressUpdate
+from grok_tui.engine.train import CheckpointSaved, Finished, TrainControl, Trainer
 from grok_tui.engine.train import Progress as TrainProgress
+
+DRAIN_S = 120.0  # at the end of a run, how long to wait for its last measures
 
 
 def fmt_loss(x: float) -> str:
@@ -46,7 +54,9 @@ def stop_on_signals(control: TrainControl) -> Iterator[list[int]]:
             signal.signal(s, h)
 
 
-def train_headless(run: Run, device: str | None, console: Console | None = None) -> int:
+def train_headless(
+    run: Run, device: str | None, console: Console | None = None, measures: bool = True
+) -> int:
     """Train a run to the end (or a signal); return the process exit code."""
     console = console or Console(stderr=True)
     columns = (
@@ -56,13 +66,23 @@ def train_headless(run: Run, device: str | None, console: Console | None = None)
         TextColumn("train {task.fields[train]}  test {task.fields[test]}  acc {task.fields[acc]}"),
         TextColumn("{task.fields[speed]} ep/s"),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[outlook]}"),
     )
     control = TrainControl()
     last: dict[str, float] = {}
     started = time.perf_counter()
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(run.name, total=run.meta().config.epochs, train="-", test="-",
-                            acc="-", speed="-")  # fmt: skip
+                            acc="-", speed="-", outlook="")  # fmt: skip
+        service = None
+        if measures:
+
+            def on_measures(update: ProgressUpdate) -> None:
+                if update.outlook is not None:
+                    o = update.outlook
+                    bar.update(task, outlook=f"{o.describe_phase()}; {o.forecast.describe()}")
+
+            service = ProgressService(run, device or "cpu", on_measures)
 
         def on_event(event: object) -> None:
             if isinstance(event, TrainProgress) and event.rows:
@@ -76,12 +96,24 @@ def train_headless(run: Run, device: str | None, console: Console | None = None)
                     acc=f"{row['test_acc']:.1%}",
                     speed=f"{event.epochs_per_s:.0f}",
                 )
+            elif isinstance(event, CheckpointSaved) and service is not None:
+                service.poke()
 
         trainer = Trainer(run, device, on_event)
         start_epoch = trainer.epoch
         bar.update(task, completed=start_epoch)
-        with stop_on_signals(control) as received:
-            result: Finished = trainer.train(control)
+        result = Finished("failed", trainer.epoch, "interrupted")
+        received: list[int] = []
+        try:
+            with stop_on_signals(control) as received:
+                result: Finished = trainer.train(control)
+        finally:
+            if service is not None:
+                if result.status == "done" and not received:
+                    bar.update(task, outlook="measuring the last checkpoints…")
+                    service.drain(timeout=DRAIN_S)
+                service.stop()  # it finishes the checkpoint in hand, then stops
+                service.join()
     elapsed = time.perf_counter() - started
     epochs = max(result.epoch - start_epoch, 0)
     speed = epochs / elapsed if elapsed > 0 else 0.0

@@ -7,6 +7,7 @@ import asyncio
 import random
 import string
 
+import numpy as np
 import pytest
 
 from grok_tui.engine.config import RunConfig
@@ -15,6 +16,7 @@ from grok_tui.engine.train import TrainControl, Trainer
 from grok_tui.ui.app import ANALYSIS_PANES, GrokApp
 from grok_tui.ui.panes.base import AnalysisPane
 from grok_tui.ui.panes.curves import CurvesPane
+from grok_tui.ui.widgets.status_bar import StatusBar
 from grok_tui.ui.widgets.timeline import CheckpointTimeline
 
 CFG = RunConfig(p=23, frac_train=0.6, lr=3e-3, epochs=300, checkpoint_every=20, preset="t")
@@ -217,46 +219,62 @@ async def test_random_key_storm_with_resizes_while_training(tmp_path) -> None:
     assert run.meta().status in ("paused", "done")
 
 
-async def test_progress_measures_wait_until_a_live_run_generalises(tmp_path) -> None:
-    """Before the circuit forms, key frequencies churn with every checkpoint: a live run
-    shows a note instead of measures; the same run opened as a viewer gets them."""
+async def test_progress_measures_stream_live_from_the_first_checkpoint(tmp_path) -> None:
+    """No gate on test accuracy: a live run that has not generalised gets its measures as
+    its checkpoints are written, and the same run opened as a viewer finds them cached."""
     run = Run.create(tmp_path / "young", CFG.replace(epochs=5_000), "cpu")
     stopped = Trainer(run, "cpu").train(TrainControl(stop_at=60))
     assert (stopped.status, stopped.epoch, run.checkpoint_epochs()[-1]) == ("paused", 60, 60)
     assert max(r["test_acc"] for r in run.read_metrics()) < 0.99
     app = GrokApp(run, train=True)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.pause(1.5)  # several polls and checkpoints
         curves = app.query_one(CurvesPane)
-        assert curves.measures is None
-        assert "generalises" in curves.measures_note
+        for _ in range(600):
+            if curves.measures is not None and len(curves.measures) >= 6:
+                break
+            await pilot.pause(0.1)
+        assert len(curves.measures) >= 6  # 0..60 and the new ones, while it trains
+        assert app.state == "training"
+        assert (curves.measures["test_acc"] < 0.99).all()  # measured before it generalised
+        assert curves.outlook is not None and curves.outlook.phase
+        assert np.isfinite(curves.measures["gini_W_E"]).all()
+        assert curves.measures.spectrogram_W_E.shape[0] == len(curves.measures)
         await pilot.press("q")
     viewer = GrokApp(run, train=False)
     async with viewer.run_test(size=(100, 30)) as pilot:
         curves = viewer.query_one(CurvesPane)
         for _ in range(300):
-            if curves.measures is not None and len(curves.measures):
+            if curves.measures is not None and len(curves.measures) == len(run.checkpoint_epochs()):
                 break
             await pilot.pause(0.1)
         assert len(curves.measures) == len(run.checkpoint_epochs())
-        assert curves.measures_note == ""
 
 
-async def test_progress_measures_appear_once_a_live_run_generalises(tmp_path) -> None:
-    """The app trains a run past the point it generalises: the measures come, live."""
-    # Groks near epoch 450, in a few seconds.
+async def test_a_live_run_names_its_phase_and_draws_the_spectrogram(tmp_path) -> None:
+    """The app trains a run past the point it groks: the status bar names the phase from
+    the measures, the Curves pane says which key set its curves use, and the spectrogram
+    view draws frequency x checkpoint."""
     groks = CFG.replace(frac_train=0.8, weight_decay=2.0, epochs=3_000, checkpoint_every=50)
     run = Run.create(tmp_path / "groks", groks, "cpu")
     Trainer(run, "cpu").train(TrainControl(stop_at=200))
     app = GrokApp(run, train=True)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(size=(120, 40)) as pilot:
         curves = app.query_one(CurvesPane)
-        await pilot.pause(0.5)
-        assert curves.measures is None and app.measures_waiting
-        for _ in range(600):
-            if curves.measures is not None and len(curves.measures):
+        status = app.query_one(StatusBar)
+        for _ in range(900):
+            grokked = app.history.first_epoch_at_least("test_acc", 0.99) is not None
+            if grokked and status.info.phase.startswith(("cleaning up", "cleaned up")):
                 break
             await pilot.pause(0.1)
+        assert " since " in status.info.phase, status.info.phase
         assert app.history.first_epoch_at_least("test_acc", 0.99) is not None
-        assert len(curves.measures) > 0 and not app.measures_waiting
+        assert curves.measures.key_freqs
+        summary = str(curves.query_one("#curves-summary").render())
+        assert "key freqs" in summary and "since" in summary
+        while curves.view != "spectrogram W_L":
+            await pilot.press("m")
+        await pilot.pause(1.2)
+        spectrogram = curves.query_one("#spectrogram")
+        assert spectrogram.display and spectrogram.data.shape[0] == groks.p // 2 + 1
+        assert spectrogram.data.shape[1] == len(curves.measures)
         await pilot.press("q")

@@ -157,3 +157,18 @@ def test_an_imported_file_never_names_the_runs_directory_itself(
     assert run.path.parent == Path("runs") and run.path.name not in ("", ".", "..")
     assert not (work / "runs" / "run.json").exists()
     assert (run.path / "run.json").is_file()
+
+
+def test_a_key_epoch_without_a_checkpoint_is_one_line(tmp_path, capsys) -> None:
+    from grok_tui.engine.config import RunConfig
+    from grok_tui.engine.model import paper_init
+    from grok_tui.engine.runs import Run
+
+    cfg = RunConfig(p=7, frac_train=0.5, epochs=10, checkpoint_every=5, preset="t")
+    run = Run.create(tmp_path / "r", cfg, "cpu")
+    run.save_checkpoint(0, paper_init(cfg))
+    for argv in (["open", str(run.path), "--key-epoch", "5"],
+                 ["analyze", str(run.path), "--key-epoch", "5"]):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--key-epoch 5" in err, err

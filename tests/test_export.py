@@ -40,36 +40,35 @@ def test_metrics_only(tmp_path) -> None:
 
 
 def test_measures_are_flattened_onto_their_epochs(tmp_path) -> None:
-    run = Run.create(tmp_path / "r", CFG, "cpu")
-    run.append_metrics([metric(e) for e in range(4)])
-    run.append_measures(
-        [
-            {"epoch": 0, "restricted_loss": 4.0, "excluded_loss": {"14": 1.0, "35": 2.0}},
-            {"epoch": 2, "restricted_loss": 3.0, "gini": {"W_E": 0.1}, "key_freqs": [14, 35]},
-            {"epoch": 2, "restricted_loss": 2.5},  # a recomputed row wins, key by key
-            {"epoch": 9, "restricted_loss": 1.0, "train_loss": 123.0},  # no metrics row there
-            {"no_epoch": True},
-            {"epoch": "3", "restricted_loss": 0.0},
-        ]
-    )
+    from grok_tui.engine.progress import ProgressTracker
+    from tests.planted import PLANTED, planted_weights
+
+    run = Run.create(tmp_path / "r", PLANTED, "cpu")
+    run.append_metrics([metric(e) for e in range(0, 31, 10)])
+    for i, epoch in enumerate((0, 10, 20, 40)):  # 40: measured, no metrics row there
+        run.save_checkpoint(epoch, planted_weights(PLANTED, (3, 7), 6, 2, seed=i)[0])
+    tracker = ProgressTracker(run)
+    tracker.update()
+    tracker.fill_excluded()
+    table = tracker.table()
     columns, _ = csv_rows(run)
-    assert columns == [
-        *METRIC_KEYS,
+    assert columns[: len(METRIC_KEYS)] == list(METRIC_KEYS)
+    for name in (
         "restricted_loss",
-        "excluded_loss.14",
-        "excluded_loss.35",
-        "gini.W_E",
-        "key_freqs.0",
+        "excluded_loss",
+        "gini_W_E",
+        "xy_share_logits",
+        "excluded_loss_per_freq.3",
+        "excluded_loss_per_freq.7",
         "key_freqs.1",
-    ]
+    ):
+        assert name in columns, name  # fmt: skip
+    assert "train_loss" not in columns[len(METRIC_KEYS) :]  # the metrics win
     rows = {r["epoch"]: r for r in read(export_csv(run, tmp_path / "m.csv"))}
-    assert list(rows) == ["0", "1", "2", "3", "9"]
-    assert rows["0"]["excluded_loss.35"] == "2.0" and rows["0"]["gini.W_E"] == ""
-    assert rows["1"]["restricted_loss"] == ""
-    assert rows["2"]["restricted_loss"] == "2.5" and rows["2"]["gini.W_E"] == "0.1"
-    assert rows["2"]["key_freqs.1"] == "35"
-    assert rows["3"]["restricted_loss"] == ""  # the string epoch was not an epoch
-    assert rows["9"]["restricted_loss"] == "1.0" and rows["9"]["train_loss"] == ""
+    assert list(rows) == ["0", "10", "20", "30", "40"]
+    assert float(rows["20"]["restricted_loss"]) == table["restricted_loss"][2]
+    assert rows["30"]["restricted_loss"] == ""  # no checkpoint there
+    assert rows["40"]["train_loss"] == "" and rows["40"]["key_freqs.0"] == "3"
 
 
 def test_the_file_is_replaced_whole(tmp_path) -> None:

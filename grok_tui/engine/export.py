@@ -5,16 +5,16 @@ Columns, in order:
     epoch, train_loss, test_loss, train_acc, test_acc, lr, wall_s
         one row per epoch of metrics.jsonl (empty cell = not measured: a NaN, a null,
         a test loss the imported file did not record)
-    then one column per progress measure found in measures.jsonl, in order of first
-    appearance, filled on the checkpoint epochs it was computed for
-        nested dicts flatten to `name.key` (`excluded_loss.14`), lists to `name.0`,
-        `name.1`, ...; booleans are written true/false
+    then one column per progress measure, filled on the checkpoint epochs that have been
+    measured (the cache in the run directory: `grok-tui analyze RUN` fills it)
+        nested dicts flatten to `name.key` (`excluded_loss_per_freq.14`), lists to
+        `name.0`, `name.1`, ...; booleans are written true/false
 
-measures.jsonl rows are read generically: any JSON object with an integer `epoch`; a
-later row for the same epoch overrides an earlier one key by key (a recomputed cache).
-An epoch measured, or checkpointed, but absent from the metrics still gets a row (after a
-stop, the newest checkpoint's row is written when training resumes); a measure named
-like a metric column is left out (the metrics win).
+The measures are the rows of the run's progress table (engine/progress.py) with the key
+set the run uses at its newest checkpoint; an epoch measured, or checkpointed, but absent
+from the metrics still gets a row (after a stop, the newest checkpoint's metrics row is
+written when training resumes); a measure named like a metric column is left out (the
+metrics win).
 """
 
 from __future__ import annotations
@@ -62,10 +62,8 @@ def csv_rows(run: Run) -> tuple[list[str], list[dict[str, Any]]]:
     for epoch in run.checkpoint_epochs():  # a stopped run's newest has no metrics row yet
         rows.setdefault(epoch, {"epoch": epoch})
     measure_columns: dict[str, None] = {}  # ordered set
-    for raw in run.read_measures():
-        epoch = raw.get("epoch")
-        if not isinstance(epoch, int) or isinstance(epoch, bool):
-            continue
+    for raw in measure_rows(run):
+        epoch = raw["epoch"]
         flat = flatten({k: v for k, v in raw.items() if k != "epoch"})
         for key in flat:
             if key not in METRIC_KEYS:
@@ -74,6 +72,14 @@ def csv_rows(run: Run) -> tuple[list[str], list[dict[str, Any]]]:
         target.update({k: v for k, v in flat.items() if k not in METRIC_KEYS})
     columns = [*METRIC_KEYS, *measure_columns]
     return columns, [rows[e] for e in sorted(rows)]
+
+
+def measure_rows(run: Run) -> list[dict[str, Any]]:
+    """The cached progress measures of every measured checkpoint (nothing is computed)."""
+    from grok_tui.engine.progress import ProgressTracker
+
+    table = ProgressTracker(run).table()
+    return [row for e in table.epochs if (row := table.row(int(e))) is not None]
 
 
 def export_csv(run: Run, out_path: Path | str) -> Path:

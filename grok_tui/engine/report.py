@@ -1,10 +1,12 @@
 """`grok-tui analyze RUN`: one checkpoint's analysis and the run's phases, as data or a table.
 
 `key_freqs` and `cluster_sizes` are the chosen checkpoint's own neuron clusters. The
-restricted and excluded losses use the run's key frequencies (`measure_key_freqs`, from its
-newest checkpoint), as the paper does, so an early checkpoint is measured against the
-circuit the run ends up with; they are the cached progress-measure row of that epoch, and
-the phases come from the same cache (computed where missing).
+restricted and excluded losses use the run's key frequencies as known at its newest
+checkpoint (`measure_key_freqs`; engine/keyfreqs.py says how they are chosen, and
+`key_history` since when), or those of a reference checkpoint (`key_epoch`, the paper's
+40,000), so an early checkpoint is measured against the circuit the run has formed; they
+are the cached progress measures of that epoch, and the phases come from the same cache
+(computed where missing).
 
 Per op (engine/ops.py): multiplicative ops are analysed in the log basis, so frequencies
 are those of Z_(p-1) over discrete logs; a measure defined by the op's circuit directions
@@ -24,7 +26,8 @@ import torch
 from rich.table import Table
 
 from grok_tui.engine import ops, progress
-from grok_tui.engine.progress import Measurer, ProgressTracker
+from grok_tui.engine.outlook import outlook
+from grok_tui.engine.progress import ProgressTracker
 from grok_tui.engine.runs import Run, RunError
 
 
@@ -33,6 +36,7 @@ def analysis_report(
     epoch: int | None = None,
     device: str | torch.device = "cpu",
     should_stop: Callable[[], bool] | None = None,
+    key_epoch: int | None = None,
 ) -> dict[str, Any]:
     """JSON-ready analysis of checkpoint `epoch` (default: the newest) and the run's phases.
 
@@ -50,16 +54,21 @@ def analysis_report(
             f"(checkpoints {epochs[0]}..{epochs[-1]}, {len(epochs)} in all)"
         )
     cfg = run.meta().config
-    tracker = ProgressTracker(run, device)
-    analyzer = tracker.analyzer
-    weights = run.load_checkpoint(epoch, cfg)
-    snap = analyzer.snapshot(weights, epoch)
+    if key_epoch is not None and key_epoch not in epochs:
+        raise RunError(
+            f"--key-epoch {key_epoch}: no checkpoint at that epoch in {run.path} "
+            f"(checkpoints {epochs[0]}..{epochs[-1]}, {len(epochs)} in all)"
+        )
+    tracker = ProgressTracker(run, device, key_epoch=key_epoch)
+    snap = tracker.analyzer.snapshot(run.load_checkpoint(epoch, cfg), epoch)
 
     tracker.update(should_stop)
+    tracker.fill_excluded(should_stop)
     table = tracker.table()
-    row = next((r for r in table.rows if r["epoch"] == epoch), None)
+    row = table.row(epoch)
+    view = outlook(table)
     if row is None:  # stopped before this epoch was measured
-        row = Measurer(analyzer, table.key_freqs).measure(weights, epoch)
+        raise RunError(f"measuring {run.path} was stopped before epoch {epoch}")
 
     embed = snap.embed_freq_sq[1:]
     top = sorted(range(len(embed)), key=lambda i: -embed[i])[:8]
@@ -92,9 +101,24 @@ def analysis_report(
         "trig_frac_logits": row["trig_frac_logits"],
         "avg_attn": row["avg_attn"],
         "embed_top_freqs": [int(i + 1) for i in top],
+        "neuron_frac_explained": row["neuron_frac_explained"],
+        "mlp_out_frac": row["mlp_out_frac"],
+        "mlp_out_frac_per_freq": row["mlp_out_frac_per_freq"],
         "measure_key_freqs": list(row["key_freqs"]),
-        "phases": table.phases(),
+        "key_history": table.key_history.to_json(),
+        "key_reference_epoch": table.key_history.reference_epoch,
+        "key_warning": table.warning,
+        "phases": view.phases,
+        "phase": view.describe_phase(),
+        "forecast": view.forecast.to_json(),
     }
+    if view.forecast.grok_epoch is None:
+        report["forecast_reason"] = view.forecast.reason
+    elif view.forecast.observed:
+        seen = next((int(r["epoch"]) for r in run.read_metrics() if r["test_acc"] >= 0.99), None)
+        if seen is not None:  # metrics have every epoch, the measures only checkpoints
+            report["forecast"] = {"grok_epoch": seen, "low": seen, "high": seen}
+        report["forecast_reason"] = "observed: the run reached test accuracy 99% at this epoch"
     for name in not_applicable(cfg.op):
         report[name] = ops.NOT_APPLICABLE
     return report
@@ -111,8 +135,22 @@ DIRECTION_MEASURES = (
     "trig_frac_post",
     "trig_frac_logits",
     "measure_key_freqs",
+    "mlp_out_frac",
+    "mlp_out_frac_per_freq",
+    # the phases and the forecast are read off the measures above
+    "phases",
+    "phase",
+    "forecast",
 )
-BASIS_MEASURES = ("gini_W_E", "gini_W_L")
+# Measures of the progress records' Fourier basis of Z_p (key sets, neuron clustering).
+BASIS_MEASURES = (
+    "gini_W_E",
+    "gini_W_L",
+    "neuron_frac_explained",
+    "key_history",
+    "key_reference_epoch",
+    "key_warning",
+)
 
 
 def not_applicable(op: str) -> tuple[str, ...]:
@@ -180,6 +218,27 @@ def render_report(report: dict[str, Any]) -> Table:
         "trig frac pre / post / logits",
         trig[0] if isinstance(trig[0], str) else " / ".join(map(_fmt, trig)),
     )
-    for name, value in report["phases"].items():
-        add(name.replace("_", " "), "not reached" if value is None else str(value))
+    phases = report["phases"]
+    if isinstance(phases, str):
+        add("phases", phases)
+    else:
+        for name, value in phases.items():
+            add(name.replace("_", " "), "not reached" if value is None else str(value))
+    add("phase now", report["phase"])
+    fc = report["forecast"]
+    if isinstance(fc, str):
+        add("grok forecast", fc)
+    elif fc is None:
+        add("grok forecast", f"none: {report.get('forecast_reason', '')}")
+    else:
+        add("grok forecast", f"{fc['grok_epoch']:,} ({fc['low']:,}-{fc['high']:,})")
+    keys = report["key_history"]
+    history = (
+        keys
+        if isinstance(keys, str)
+        else ", ".join(f"{'/'.join(map(str, h['key_freqs']))} since {h['since']:,}" for h in keys)
+    )
+    add("key set history", history or "none")
+    if report["key_warning"]:
+        add("key set check", report["key_warning"])
     return table

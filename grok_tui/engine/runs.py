@@ -736,11 +736,17 @@ def stamped_path(root: Path, prefix: str) -> Path:
     return path
 
 
+MEASURES_ROW_KINDS = ("record", "excluded")  # engine/record.py's two kinds of row
+
+
 def check_measures_row(row: dict[str, Any]) -> dict[str, Any]:
     """A cached progress-measures row: an epoch, and numbers in dicts and rectangular lists."""
     check_epoch(row, MAX_EPOCHS)
+    if row.get("kind", "record") not in MEASURES_ROW_KINDS:
+        raise RowProblem(f"has kind {str(row.get('kind'))[:30]!r}, not one of ours")
     for key, value in row.items():
-        check_numeric_tree(value, key)
+        if key != "kind":
+            check_numeric_tree(value, key)
     freqs = row.get("key_freqs")
     if freqs is not None and not (
         isinstance(freqs, list) and all(isinstance(k, int) and k >= 0 for k in freqs)

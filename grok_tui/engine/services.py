@@ -104,26 +104,48 @@ class SnapshotService:
         return self._analyzer.snapshot(weights, epoch)
 
 
+@dataclass
+class ProgressUpdate:
+    """The progress measures as far as computed, what they say, and what is still to do."""
+
+    table: Any | None  # progress.ProgressTable
+    outlook: Any | None = None  # outlook.Outlook: phases, the phase now, the forecast
+    error: str = ""
+    pending: int = 0  # checkpoints still to record, plus excluded losses still to compute
+
+
 class ProgressService:
     """Keeps the progress measures of every checkpoint up to date, in the background.
 
-    While the run trains, new checkpoints arrive every few seconds and the key frequencies
-    (hence every cached row) may change with each; the service then refreshes at most every
-    `live_interval` seconds, so analysis never crowds out training.
+    A poke (new checkpoints, a key set to reconsider) wakes it: it records the checkpoints
+    without a record, oldest first, then computes the excluded loss of the current key set
+    where it is missing, newest first, and posts an update about once a second while it
+    works, and once when done. Records are cheap and never redone; a change of key set
+    costs one train forward per checkpoint, in this low-priority thread.
+
+    When another process trains the run and measures it itself (headless training does),
+    `writer_measures` makes the service leave the newest checkpoints to that process for
+    `grace_s` seconds rather than compute them twice.
     """
+
+    POST_EVERY_S = 1.0
+    BATCH = 8
 
     def __init__(
         self,
         run: Run,
         device: str,
-        on_update: Callable[[Any, str], None],
-        live_interval: float = 20.0,
+        on_update: Callable[[ProgressUpdate], None],
+        key_epoch: int | None = None,
+        grace_s: float = 10.0,
     ) -> None:
         self.run = run
         self.device = device
-        self.on_update = on_update  # (ProgressTable | None, error)
-        self.live_interval = live_interval
-        self.live = False
+        self.on_update = on_update
+        self.key_epoch = key_epoch
+        self.grace_s = grace_s
+        self.writer_measures = False
+        self._idle = threading.Event()  # set while nothing is left to do
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._tracker: Any = None
@@ -132,6 +154,7 @@ class ProgressService:
 
     def poke(self) -> None:
         """Checkpoints changed (or the viewer wants fresh measures)."""
+        self._idle.clear()
         self._wake.set()
 
     def stop(self) -> None:
@@ -144,39 +167,78 @@ class ProgressService:
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every checkpoint is measured (True), or the timeout passes."""
+        self.poke()
+        return self._idle.wait(timeout)
+
+    def _skip(self, epoch: int) -> bool:
+        """Leave a fresh checkpoint to the process that wrote it (and measures it)."""
+        if not self.writer_measures:
+            return False
+        try:
+            age = time.time() - self.run.checkpoint_path(epoch).stat().st_mtime
+        except OSError:
+            return False
+        return age < self.grace_s
+
+    def _post(self) -> None:
+        from grok_tui.engine.outlook import outlook
+
+        table = self._tracker.table()
+        pending = len(self._tracker.missing()) + table.excluded_pending
+        self.on_update(ProgressUpdate(table, outlook(table), pending=pending))
+
     def _loop(self) -> None:
         from grok_tui.engine.progress import ProgressTracker
 
         lower_this_thread(ANALYSIS_NICENESS)
-        last = 0.0
+        wait: float | None = None
         while not self._stopped.is_set():
-            self._wake.wait()
+            self._wake.wait(wait)
             if self._stopped.is_set():
                 return
-            if self.live:
-                wait = self.live_interval - (time.monotonic() - last)
-                if wait > 0 and self._stopped.wait(wait):
-                    return
             self._wake.clear()
-            last = time.monotonic()
+            wait = None
             try:
                 if self._tracker is None:
-                    self._tracker = ProgressTracker(self.run, self.device)
+                    self._tracker = ProgressTracker(self.run, self.device, self.key_epoch)
                     if self._stopped.is_set():
                         return
-                    self.on_update(self._tracker.table(), "")  # the cache, at once
-                while not self._stopped.is_set():
-                    rows = self._tracker.update(self._stopped.is_set, limit=25)
-                    if not rows or self._stopped.is_set():
-                        break
-                    self.on_update(self._tracker.table(), "")
-                if self._stopped.is_set():
-                    return  # table() may analyse the newest checkpoint: no new work now
-                self.on_update(self._tracker.table(), "")
+                    self._post()  # the cache, at once
+                wait = self._work()
+                if wait is None and not self._wake.is_set():
+                    self._idle.set()
             except RunError as exc:
-                self.on_update(None, str(exc))
-            except Exception as exc:
-                self.on_update(None, f"progress measures failed: {type(exc).__name__}: {exc}")
+                self.on_update(ProgressUpdate(None, error=str(exc)))
+            except Exception as exc:  # a bug must not kill the viewer: say it, keep going
+                msg = f"progress measures failed: {type(exc).__name__}: {exc}"
+                self.on_update(ProgressUpdate(None, error=msg))
+
+    def _work(self) -> float | None:
+        """Record and fill until nothing is left; the seconds to wait for skipped work."""
+        tracker = self._tracker
+        stop = self._stopped.is_set
+        last_post = time.monotonic()
+        changed = False
+        skipped = False
+        while not stop():
+            done = tracker.update(stop, limit=self.BATCH, skip=self._skip)
+            filled = 0
+            if not done:
+                before = tracker.excluded_computed
+                tracker.fill_excluded(stop, limit=self.BATCH)
+                filled = tracker.excluded_computed - before
+            changed = changed or bool(done or filled)
+            if not (done or filled):
+                skipped = any(self._skip(e) for e in tracker.missing())
+                break
+            if time.monotonic() - last_post >= self.POST_EVERY_S:
+                self._post()
+                last_post, changed = time.monotonic(), False
+        if changed and not stop():
+            self._post()
+        return self.grace_s if skipped else None
 
 
 class Service(Protocol):

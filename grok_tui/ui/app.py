@@ -159,13 +159,16 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
         device: str = "cpu",
         viewer: bool = False,
         back: bool = False,
+        key_epoch: int | None = None,
     ) -> None:
         super().__init__()
+        self.key_epoch = key_epoch  # progress measures use this checkpoint's key frequencies
         self.viewer = viewer  # served to a browser: shows the run, never trains it
         self.back = back  # opened from the sweep screen: escape returns to it
         self.run_dir = run
         self.device = device
         self.want_train = train and not viewer
+        self.outlook: Any = None  # engine.outlook.Outlook from the newest progress measures
         self.control = TrainControl()
         self.trainer_done = threading.Event()
         self.trainer_done.set()  # no trainer yet
@@ -176,7 +179,6 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
         self.checkpoints: list[int] = []
         self.reduced_colours = False
         self.requested_epoch: int | None = None
-        self.measures_waiting = False  # progress measures held back until the run generalises
         self.snapshots: SnapshotService | None = None
         self.progress: ProgressService | None = None
         self.follow: FollowService | None = None
@@ -240,7 +242,10 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
         )
         self.progress = self.services.add(
             ProgressService(
-                self.run_dir, self.device, lambda t, e: self.post_message(MeasuresReady(t, e))
+                self.run_dir,
+                self.device,
+                lambda update: self.post_message(MeasuresReady(update)),
+                key_epoch=self.key_epoch,
             )
         )
         self.follow = self.services.add(
@@ -388,8 +393,8 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
         if update.rows or update.reset:
             self.widget(CurvesPane).mark_dirty()
         self.refresh_status()
-        if update.checkpoints is not None or (update.rows and self.measures_waiting):
-            self._update_progress_mode()  # new checkpoints, or the run may just have grokked
+        if update.checkpoints is not None:
+            self._update_progress_mode()  # new checkpoints to record
 
     def _settle_from_disk(self) -> None:
         """A run this app does not train: its state is what the directory says."""
@@ -400,23 +405,16 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
         self.go(state_on_disk(self.meta.status, self.writer_alive))
 
     def _update_progress_mode(self) -> None:
-        """Ask for fresh progress measures, except while a live run has not generalised.
+        """Ask for the progress measures of new checkpoints, from the first one on.
 
-        Before the circuit forms, the newest checkpoint's key frequencies are noise and
-        change with every checkpoint, and each change means measuring every checkpoint
-        again: work that would slow training and mean nothing.
+        Each checkpoint is recorded once (engine/record.py); a change of key frequencies
+        costs the service one train forward per checkpoint, in its low-priority thread.
+        A run trained by another process that measures its own checkpoints (headless
+        training does) is left to do so.
         """
         if self.progress is None or self.state == RunState.QUITTING:
             return
-        live = self.state in LIVE
-        waiting = live and self.history.first_epoch_at_least("test_acc", 0.99) is None
-        self.measures_waiting = waiting
-        self.widget(CurvesPane).measures_note = (
-            "progress measures: once the run generalises (test acc >= 99%)" if waiting else ""
-        )
-        if waiting:
-            return
-        self.progress.live = live
+        self.progress.writer_measures = self.writer_alive and not self.training
         self.progress.poke()
 
     def refresh_status(self) -> None:
@@ -425,6 +423,7 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
         last = self.history.last()
         cfg = self.meta.config
         growing = self.state in (RunState.TRAINING, RunState.FOLLOWING)
+        outlook = self.outlook
         info = StatusInfo(
             run=self.run_dir.name,
             device=(self.device if self.state in TRAINING_HERE else self.meta.device)
@@ -438,8 +437,18 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
             epochs_per_s=self.history.epochs_per_s() if growing else 0,
             eta_s=self.history.eta_s(cfg.epochs) if growing else None,
             state=str(self.state),
+            phase=outlook.describe_phase() if outlook is not None and growing else "",
+            forecast=self._forecast_text(),
         )
         self.widget(StatusBar).show(info)
+
+    def _forecast_text(self) -> str:
+        """The forecast, or once the run has grokked the epoch it did (every epoch is known
+        here; the measures only see checkpoints)."""
+        grokked = self.history.first_epoch_at_least("test_acc", 0.99)
+        if grokked is not None:
+            return f"grokked {int(grokked):,}"
+        return self.outlook.forecast.short() if self.outlook is not None else ""
 
     # -- the selected checkpoint ----------------------------------------------------------
     def active_pane_id(self) -> str:
@@ -499,10 +508,21 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
         self.snapshot, self.snapshot_note = snapshot, note
 
     def on_measures_ready(self, message: MeasuresReady) -> None:
-        if message.error:
-            self.notify(message.error, title="Progress measures", severity="warning")
+        update = message.update
+        if update.error:
+            self.notify(update.error, title="Progress measures", severity="warning")
             return
-        self.widget(CurvesPane).set_measures(message.table)
+        self.widget(CurvesPane).set_measures(update.table, update.outlook)
+        before, self.outlook = self.outlook, update.outlook
+        self._announce_phase(before, update.outlook)
+        self.refresh_status()
+
+    def _announce_phase(self, before: Any, after: Any) -> None:
+        """A live run that enters a new phase says so (not a viewer filling in a cache)."""
+        if before is None or after is None or self.state not in LIVE:
+            return
+        if after.phase != before.phase and after.since is not None:
+            self.notify(after.describe_phase(), title="New phase", timeout=8)
 
     # -- actions --------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

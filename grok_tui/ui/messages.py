@@ -3,12 +3,10 @@ messages are small signals, and the ones that supersede each other coalesce."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.message import Message
 
 from grok_tui.engine.follow import RunUpdate
-from grok_tui.engine.services import SnapshotResult
+from grok_tui.engine.services import ProgressUpdate, SnapshotResult
 from grok_tui.engine.train import Finished
 
 
@@ -48,12 +46,11 @@ class SnapshotReady(Message):
 
 
 class MeasuresReady(Message):
-    """New progress measures (a ProgressTable), or an error line."""
+    """New progress measures and their outlook (a services.ProgressUpdate), or an error."""
 
-    def __init__(self, table: Any, error: str = "") -> None:
+    def __init__(self, update: ProgressUpdate) -> None:
         super().__init__()
-        self.table = table
-        self.error = error
+        self.update = update
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, MeasuresReady) and not message.error
+        return isinstance(message, MeasuresReady) and not message.update.error

@@ -1,5 +1,6 @@
 """The grokking curve: train and test loss over epochs, log y, with the phases marked; under
-it, once there are any, the progress measures per checkpoint (`m` cycles their views).
+it, from the first checkpoint on, the progress measures per checkpoint (`m` cycles their
+views: curves, and the W_E / W_L spectrograms).
 
 The loss buffers are plain (the app's MetricsHistory), not reactive: new epochs repaint on a
 1 Hz timer (plotext is pure Python, and every millisecond the UI thread holds the GIL is one
@@ -18,6 +19,7 @@ from textual.widgets import Static
 
 from grok_tui.engine.follow import MetricsHistory
 from grok_tui.ui.widgets.plot import PALETTE, Figure, Plot, Series, hex_color, sampled_series
+from grok_tui.ui.widgets.spectrogram import Spectrogram
 
 TRAIN_COLOR = PALETTE[0]
 TEST_COLOR = PALETTE[1]
@@ -35,24 +37,37 @@ MEASURE_VIEWS: dict[str, tuple[str, bool, list[tuple[str, str]]]] = {
             ("excluded", "excluded_loss"),
         ],
     ),
-    "per-frequency": (
-        "excluded loss per key frequency",
-        True,
-        [("train", "train_loss"), ("test", "test_loss")],
-    ),
+    "per-frequency": ("excluded loss per key frequency", True, []),
     "gini": (
         "Gini of Fourier norms (sparsity)",
         False,
         [("W_E", "gini_W_E"), ("W_L", "gini_W_L")],
     ),
-    "weights": ("sum of squared weights", False, [("total", "sum_sq_weights")]),
+    "weights": (
+        "sum of squared weights, total and per matrix",
+        True,
+        [("total", "sum_sq_weights")],
+    ),
     "trig": (
-        "trig fraction (key frequencies)",
-        False,
+        "trig fraction: share of variance on cos/sin(w_k(x+y)), k in key set "
+        "(ideal ReLU neuron <~0.15, logits ~0.9-0.97)",
+        True,
         [("pre", "trig_frac_pre"), ("post", "trig_frac_post"), ("logits", "trig_frac_logits")],
     ),
+    "neurons": (
+        "the paper's neuron measures: variance explained",
+        False,
+        [
+            ("neuron freq (clusters frozen at ref)", "neuron_frac_explained"),
+            ("MLP out on W_L dirs (Table 1)", "mlp_out_frac"),
+            ("x+y share of logits", "xy_share_logits"),
+        ],
+    ),
     "attention": ("average attention from = to x, per head", False, []),
+    "spectrogram W_E": ("W_E Fourier norms per frequency", False, []),
+    "spectrogram W_L": ("W_L Fourier norms per frequency", False, []),
 }
+KEYED_VIEWS = ("losses", "per-frequency", "trig", "neurons")  # curves that use the key set
 PHASE_NAMES = {
     "memorisation_end": "memorisation ends",
     "circuit_formation_end": "circuit formed",
@@ -73,7 +88,10 @@ class CurvesPane(Vertical):
     CurvesPane Plot { height: 1fr; min-height: 5; }
     CurvesPane #measures-plot { display: none; }
     CurvesPane.-measures #measures-plot { display: block; }
-    CurvesPane #curves-summary { height: auto; max-height: 3; color: $text-muted; }
+    CurvesPane #spectrogram { display: none; }
+    CurvesPane.-measures.-spectrogram #measures-plot { display: none; }
+    CurvesPane.-measures.-spectrogram #spectrogram { display: block; }
+    CurvesPane #curves-summary { height: auto; max-height: 4; color: $text-muted; }
     """
 
     def __init__(self, history: MetricsHistory, **kwargs: Any) -> None:
@@ -81,15 +99,16 @@ class CurvesPane(Vertical):
         self.history = history
         self.log_y = True
         self.measures: Any = None  # engine.progress.ProgressTable
+        self.outlook: Any = None  # engine.outlook.Outlook: phases, phase now, forecast
         self.view = "losses"
         self.phases: dict[str, int | None] = {}
-        self.measures_note = ""  # why there are no measures yet, when there is a reason
         self.selected_epoch: int | None = None
         self._dirty = True
 
     def compose(self) -> ComposeResult:
         yield Plot(id="loss-plot")
         yield Plot(id="measures-plot")
+        yield Spectrogram(id="spectrogram")
         yield Static("", id="curves-summary")
 
     def on_mount(self) -> None:
@@ -99,9 +118,13 @@ class CurvesPane(Vertical):
     def mark_dirty(self) -> None:
         self._dirty = True
 
-    def set_measures(self, table: Any) -> None:
+    def set_measures(self, table: Any, outlook: Any = None) -> None:
         self.measures = table
-        self.phases = table.phases() if table is not None and len(table) else {}
+        self.outlook = outlook
+        if outlook is not None:
+            self.phases = outlook.phases
+        else:
+            self.phases = table.phases() if table is not None and len(table) else {}
         self.set_class(table is not None and len(table) > 0, "-measures")
         self._dirty = True
 
@@ -120,6 +143,7 @@ class CurvesPane(Vertical):
     def cycle_view(self, step: int = 1) -> str:
         names = list(MEASURE_VIEWS)
         self.view = names[(names.index(self.view) + step) % len(names)]
+        self.set_class(self.view.startswith("spectrogram"), "-spectrogram")
         self._dirty = True
         self._repaint_if_dirty()
         return self.view
@@ -147,13 +171,26 @@ class CurvesPane(Vertical):
                          "epoch", log_y=self.log_y, marks=self.marks,
                          selected=self.selected_epoch))  # fmt: skip
         if self.measures is not None and len(self.measures):
-            title, log_y, series = self.measure_series()
-            log_y = log_y and self.log_y
-            self.query_one("#measures-plot", Plot).show(Figure(
-                self._title(title, log_y) + " [m: next view]", series, "epoch", log_y=log_y,
-                marks=self.marks, selected=self.selected_epoch,
-            ))  # fmt: skip
+            self._draw_measures()
         self.query_one("#curves-summary", Static).update(self._summary())
+
+    def _draw_measures(self) -> None:
+        if self.view.startswith("spectrogram"):
+            self.query_one(Spectrogram).show_table(self.measures, self.view.split()[-1])
+            return
+        title, log_y, series = self.measure_series()
+        log_y = log_y and self.log_y
+        plot = self.query_one("#measures-plot", Plot)
+        short = self._title(title, log_y)
+        full = f"{short} [{self.key_set_label()}]" if self.view in KEYED_VIEWS else short
+        # plotext drops a title wider than the plot: keep the long one where it fits (the
+        # key set is in the summary line below either way).
+        room = max(plot.size.width - 16, 20)
+        title = next(
+            t for t in (f"{full} [m: next view]", full, short) if len(t) <= room or t == short
+        )
+        plot.show(Figure(title, series, "epoch", log_y=log_y, marks=self.marks,
+                         selected=self.selected_epoch))  # fmt: skip
 
     @staticmethod
     def _title(title: str, log_y: bool) -> str:
@@ -166,8 +203,15 @@ class CurvesPane(Vertical):
         width = max(self.query_one("#measures-plot", Plot).size.width, 20)
         named = [(label, table[column]) for label, column in columns]
         if self.view == "per-frequency":
+            named += [("train", table["train_loss"]), ("test", table["test_loss"])]
             named += [
                 (f"k={k}", table.excluded_per_freq[:, j]) for j, k in enumerate(table.key_freqs)
+            ]
+        elif self.view == "weights":
+            named += [
+                (name.split(".")[-1], values)
+                for name, values in table.sum_sq_per_param.items()
+                if not name.split(".")[-1].startswith("b_") and np.nanmax(values, initial=0) > 0
             ]
         elif self.view == "attention":
             named += [
@@ -197,8 +241,23 @@ class CurvesPane(Vertical):
                 for k, v in self.phases.items()
             ]
             text.append("\nphases (from the measures): " + ", ".join(parts))
-        if self.measures is not None and self.measures.key_freqs:
-            text.append(f"   key frequencies: {', '.join(map(str, self.measures.key_freqs))}")
-        elif self.measures_note:
-            text.append(f"\n{self.measures_note}")
+        if self.measures is not None and len(self.measures):
+            text.append(f"   {self.key_set_label()}")
+            if self.measures.warning:
+                text.append(f"\n{self.measures.warning}", style="yellow")
+        if self.outlook is not None:
+            o = self.outlook
+            forecast = "" if o.forecast.observed else f"; {o.forecast.describe()}"
+            text.append(f"\nnow: {o.describe_phase()}{forecast}")
         return text
+
+    def key_set_label(self) -> str:
+        """Which key set the frequency-dependent curves use, and since which checkpoint."""
+        table = self.measures
+        if table is None or not table.key_freqs:
+            return "key freqs: none yet (no stable neuron clusters)"
+        keys = ", ".join(map(str, table.key_freqs))
+        history = table.key_history
+        if history.fixed:
+            return f"key freqs {keys} from epoch {history.reference_epoch:,}"
+        return f"key freqs {keys} since {table.key_since:,}"

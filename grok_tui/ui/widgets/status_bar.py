@@ -57,8 +57,8 @@ class StatusInfo:
     epochs_per_s: float = 0.0
     eta_s: float | None = None
     state: str = "starting"
-    phase: str = ""  # e.g. "circuit formation" (the progress measures' phase)
-    forecast: str = ""  # e.g. "groks ~10.2k" (a forecast of when the run generalises)
+    phase: str = ""  # "circuit forming since 1,400" (from the progress measures)
+    forecast: str = ""  # "grok ~10.6k (9.8k-11.9k)"
 
 
 class StatusBar(Static):
@@ -85,8 +85,9 @@ class StatusBar(Static):
         state = Text()
         state.append(f" {info.state} ", style=STATE_STYLES.get(info.state, "bold"))
         parts = [
-            *((text, style) for text, style in ((info.phase, "bold"), (info.forecast, "")) if text),
             (f"epoch {epoch}/{info.total:,}", "bold"),
+            (info.phase, "italic"),
+            (info.forecast, "bold magenta"),
             (f"loss {fmt_loss(info.train_loss)}/{fmt_loss(info.test_loss)}", ""),
             (f"acc {fmt_acc(info.train_acc)}/{fmt_acc(info.test_acc)}", ""),
             (f"{info.epochs_per_s:.0f} ep/s" if info.epochs_per_s else "- ep/s", ""),
@@ -97,6 +98,8 @@ class StatusBar(Static):
         line = state.copy()
         budget = max(width - 2, 0) - len(state)
         for text, style in parts:
+            if not text:
+                continue
             piece = "  " + text
             if len(piece) > budget:
                 break

@@ -1,0 +1,240 @@
+"""When will a run grok? A forecast from the progress measures, with an interval.
+
+What is extrapolated: the share of the logits' variance that is a function of x + y
+(`xy_share_logits`: the generalising part of the logits; the rest is the memorising
+residual). It is exact live, needs no key frequencies, and grows smoothly through circuit
+formation (full-batch training: no sampling noise) to about 0.85-0.9 when test accuracy
+reaches 99%. With z = log(share / (1 - share)), the log-odds of the generalising part:
+
+- extrapolating z linearly (the recent trend of the log-odds) under-predicts growth that
+  keeps accelerating, which it does through circuit formation: a late estimate;
+- extrapolating the odds' reciprocal exp(-z) linearly (the memorising residual's relative
+  size shrinking at its recent rate) over-predicts it: an early estimate.
+
+The forecast is the geometric mean of the two, the interval the two widened by `margin`.
+Both are fitted on the last `window` of the epochs since memorisation ended (so the fit
+follows the acceleration), and the target share is `target_share`. The thresholds were
+chosen on the tuning runs only (bench/forecast_backtest.py lists them) and the forecast
+is judged on runs it never saw.
+
+No forecast (None, with the reason) before memorisation has ended, until the share has
+grown `min_growth` times since then, while it is not growing, while the two estimates are
+more than `max_ratio` apart, or while the forecast is still settling: the forecasts the
+same rule made at the checkpoints of the last `stable_window` of the time since
+memorisation must agree with this one within `stable_tol` (on the tuning runs the first
+forecasts drift before they settle). A run that has grokked reports the epoch seen.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+GROKKED_ACC = 0.99  # the event forecast: test accuracy reaches 99%
+
+
+@dataclass(frozen=True)
+class ForecastParams:
+    target_share: float = 0.85  # x + y share of the logits' variance when a run groks
+    window: float = 0.5  # fit on the last half of the epochs since memorisation ended
+    min_points: int = 6  # checkpoints in the fit, at least
+    min_growth: float = 2.0  # no forecast until the share is this many times its value at
+    # memorisation end: before that, circuit formation has barely begun to show
+    max_ratio: float = 3.0  # no forecast while late / early estimate exceeds this
+    stable_window: float = 0.2  # ... or while the forecasts made over this share of the
+    stable_tol: float = 0.03  # epochs since memorisation differ from this one by more
+    margin: float = 0.1  # the interval: [early / (1 + margin), late * (1 + margin)]
+
+
+DEFAULT = ForecastParams()
+
+
+@dataclass
+class Forecast:
+    """A forecast of the epoch at which test accuracy reaches 99% (None: see `reason`)."""
+
+    grok_epoch: int | None
+    low: int | None = None
+    high: int | None = None
+    reason: str = ""
+    observed: bool = False  # the run has already grokked: grok_epoch is what happened
+    as_of: int | None = None  # the newest checkpoint the forecast saw
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any] | None:
+        if self.grok_epoch is None:
+            return None
+        return {"grok_epoch": self.grok_epoch, "low": self.low, "high": self.high}
+
+    def short(self) -> str:
+        """A few characters for a status bar: 'grok ~10.6k (9.8k-11.9k)'; '' without one."""
+        if self.grok_epoch is None:
+            return ""
+        if self.observed:
+            return f"grokked {self.grok_epoch:,}"
+        return f"grok ~{_k(self.grok_epoch)} ({_k(self.low)}-{_k(self.high)})"
+
+    def describe(self) -> str:
+        """One line for a status bar: 'groks ~10,600 (9,800-11,900)'."""
+        if self.grok_epoch is None:
+            return f"no forecast: {self.reason}"
+        if self.observed:
+            return f"grokked at {self.grok_epoch:,}"
+        return f"groks ~{self.grok_epoch:,} ({self.low:,}-{self.high:,})"
+
+
+def _settled_or_premature(
+    epochs: np.ndarray, test_acc: Any, memorisation_end: int | None
+) -> Forecast | None:
+    """What any forecaster answers before looking at curves: no checkpoints, already
+    grokked (the epoch seen), memorisation not over; None when there is work to do."""
+    if not len(epochs):
+        return Forecast(None, reason="no checkpoints yet")
+    now = int(epochs[-1])
+    hit = np.flatnonzero(np.asarray(test_acc, dtype=np.float64) >= GROKKED_ACC)
+    if hit.size:
+        seen = int(epochs[hit[0]])
+        return Forecast(seen, seen, seen, reason="grokked", observed=True, as_of=now)
+    if memorisation_end is None:
+        return Forecast(None, reason="memorisation has not ended yet", as_of=now)
+    return None
+
+
+def _k(epoch: int | None) -> str:
+    if epoch is None:
+        return "?"
+    return f"{epoch / 1000:.1f}k" if epoch >= 10_000 else f"{epoch:,}"
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(slope), float(intercept)
+
+
+def _estimates(
+    x: np.ndarray, s: np.ndarray, memorisation_end: float, params: ForecastParams
+) -> tuple[float, float] | str:
+    """(early, late) estimates from the share s at epochs x (since memorisation, up to a
+    cut), or the reason there are none."""
+    start = x[-1] - params.window * (x[-1] - memorisation_end)
+    fit = x >= min(start, x[-params.min_points])
+    x, z = x[fit], np.log(s[fit] / (1 - s[fit]))
+    z_target = math.log(params.target_share / (1 - params.target_share))
+    if z[-1] >= z_target:
+        return "the circuit is in place; test accuracy lags"
+    slope, intercept = _fit_line(x, z)
+    inv_slope, inv_intercept = _fit_line(x, np.exp(-z))
+    if not slope > 0 or not inv_slope < 0:
+        return "the generalising share of the logits is not growing"
+    late = (z_target - intercept) / slope
+    early = (math.exp(-z_target) - inv_intercept) / inv_slope
+    return max(early, x[-1]), max(late, x[-1])
+
+
+def forecast_grok(
+    epochs: np.ndarray,
+    xy_share: np.ndarray,
+    test_acc: np.ndarray,
+    memorisation_end: int | None,
+    params: ForecastParams = DEFAULT,
+) -> Forecast:
+    """The forecast from curves over checkpoint epochs (ascending) as of the last one."""
+    epochs = np.asarray(epochs, dtype=np.float64)
+    early_answer = _settled_or_premature(epochs, test_acc, memorisation_end)
+    if early_answer is not None:
+        return early_answer
+    assert memorisation_end is not None
+    now = int(epochs[-1])
+    share = np.asarray(xy_share, dtype=np.float64)
+    ok = np.isfinite(share) & (share > 0) & (share < 1) & (epochs >= memorisation_end)
+    x, s = epochs[ok], share[ok]
+    if len(x) < params.min_points:
+        return Forecast(None, reason="too few checkpoints since memorisation", as_of=now)
+    if s[-1] < params.min_growth * s[0]:
+        why = f"circuit formation has only begun (x+y share {s[-1]:.3f}, {s[0]:.3f} at first)"
+        return Forecast(None, reason=why, as_of=now)
+    est = _estimates(x, s, memorisation_end, params)
+    if isinstance(est, str):
+        return Forecast(None, reason=est, as_of=now)
+    early, late = est
+    center = math.sqrt(early * late)
+    details = {"early": early, "late": late, "share": float(s[-1])}
+    if late > params.max_ratio * early:
+        lo, hi = round(early), round(late)
+        return Forecast(None, reason=f"too uncertain yet ({lo:,}-{hi:,})", as_of=now,
+                        details=details)  # fmt: skip
+    # Settled: the forecasts this rule made over the recent past agree with this one.
+    since = x[-1] - params.stable_window * (x[-1] - memorisation_end)
+    past = [
+        _estimates(x[: j + 1], s[: j + 1], memorisation_end, params)
+        for j in range(params.min_points - 1, len(x) - 1)
+        if x[j] >= since
+    ]
+    centers = [math.sqrt(e[0] * e[1]) for e in past if not isinstance(e, str)]
+    if len(centers) < len(past) or any(abs(c / center - 1) > params.stable_tol for c in centers):
+        spread = [*centers, center]
+        return Forecast(None, as_of=now, details=details, reason="settling (recent forecasts "
+                        f"{round(min(spread)):,}-{round(max(spread)):,})")  # fmt: skip
+    return Forecast(
+        grok_epoch=round(center),
+        low=round(early / (1 + params.margin)),
+        high=round(late * (1 + params.margin)),
+        as_of=now,
+        details=details,
+    )
+
+
+def forecast_table(
+    table: Any, phases: dict[str, int | None], params: ForecastParams = DEFAULT
+) -> Forecast:
+    """The forecast of a `ProgressTable` as of its newest checkpoint."""
+    return forecast_grok(
+        table.epochs,
+        table["xy_share_logits"],
+        table["test_acc"],
+        phases.get("memorisation_end"),
+        params,
+    )
+
+
+# -- a baseline without the progress measures ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    target_loss: float = 0.05  # test loss when test accuracy reaches 99% (tuning runs)
+    window: float = 0.5
+    min_points: int = 6
+    margin: float = 0.25
+
+
+def baseline_forecast(
+    epochs: np.ndarray,
+    test_loss: np.ndarray,
+    test_acc: np.ndarray,
+    memorisation_end: int | None,
+    params: BaselineParams = BaselineParams(),
+) -> Forecast:
+    """What one can say from the test loss alone: extrapolate log test loss linearly (fit on
+    the same window) to the loss at which runs grok. For comparison with `forecast_grok`."""
+    epochs = np.asarray(epochs, dtype=np.float64)
+    early_answer = _settled_or_premature(epochs, test_acc, memorisation_end)
+    if early_answer is not None:
+        return early_answer
+    now = int(epochs[-1])
+    loss = np.asarray(test_loss, dtype=np.float64)
+    ok = np.isfinite(loss) & (loss > 0) & (epochs >= memorisation_end)
+    x, y = epochs[ok], np.log(loss[ok])
+    if len(x) < params.min_points:
+        return Forecast(None, reason="too few checkpoints since memorisation", as_of=now)
+    start = x[-1] - params.window * (x[-1] - memorisation_end)
+    fit = x >= min(start, x[-params.min_points])
+    slope, intercept = _fit_line(x[fit], y[fit])
+    if not slope < 0:
+        return Forecast(None, reason="the test loss is not falling", as_of=now)
+    at = max((math.log(params.target_loss) - intercept) / slope, x[-1])
+    return Forecast(round(at), round(at / (1 + params.margin)), round(at * (1 + params.margin)),
+                    as_of=now)  # fmt: skip
