@@ -216,3 +216,20 @@ def test_members_of_different_ops_train_as_their_single_runs() -> None:
     for m, cfg in enumerate(MIXED):
         rows, _ = reference_run(cfg, 60)
         assert max_rel([h[m] for h in history], rows) < 2e-3, cfg.op
+
+
+@pytest.mark.parametrize("op", ["add", "subtract", "multiply", "divide"])
+def test_circuit_coeffs_equal_the_dense_projection(op: str) -> None:
+    """The O(p^2) grouping the progress records use, against directions @ values."""
+    p = 23
+    k_top = (p - 1) // 2
+    values = torch.randn(p * p, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    dense = ops.circuit_directions(op, p, range(1, k_top + 1), dtype=torch.float64) @ values
+    fast = ops.circuit_coeffs(op, p, values)
+    torch.testing.assert_close(fast, dense.reshape(k_top, 2, 5), atol=1e-12, rtol=0)
+    # The label is a function of the coordinate on the inputs the directions describe.
+    t = ops.circuit_coordinate(op, p)
+    labels = ops.labels(op, p)
+    idx = torch.tensor(ops.structured_inputs(op, p))
+    assert bool((t[idx] >= 0).all())
+    assert torch.equal(ops.coordinate_labels(op, p)[t[idx]], labels[idx])

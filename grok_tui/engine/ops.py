@@ -21,6 +21,8 @@ What the analysis may assume depends on the op's structure:
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,7 +185,7 @@ def log_order(p: int) -> np.ndarray:
 def circuit_directions(
     op: str,
     p: int,
-    freqs: tuple[int, ...] | list[int],
+    freqs: Iterable[int],
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
@@ -231,3 +233,56 @@ def describe(op: str, p: int) -> str:
             f"token (0 apart), circuit on {info.combined}"
         )
     return f"{head}; no additive or multiplicative structure: circuit measures {NOT_APPLICABLE}"
+
+
+# -- the circuit's coordinate: what the progress records group inputs by ---------------------
+
+
+def circuit_modulus(op: str, p: int) -> int:
+    """n of the cyclic group the circuit adds in: p (additive ops) or p - 1 (logs)."""
+    if not has_circuit_directions(op):
+        raise ValueError(f"op {op!r} has no additive or multiplicative structure")
+    return p - 1 if basis_kind(op) == "log" else p
+
+
+def circuit_coordinate(op: str, p: int) -> torch.Tensor:
+    """t(x, y) in Z_n for every flat input: x +- y mod p, or log x +- log y mod p - 1 for
+    multiplicative ops (-1 where x = 0 or y = 0: no log). The circuit directions of
+    frequency k are sqrt(2)/n cos(2 pi k t / n) and sqrt(2)/n sin(...) on the inputs with a
+    coordinate (1/n (-1)^t for the log basis' top frequency n/2, which has no sine)."""
+    n, sign = circuit_modulus(op, p), INFO[op].sign
+    x = torch.arange(p).repeat_interleave(p)
+    y = torch.arange(p).repeat(p)
+    if basis_kind(op) != "log":
+        return (x + sign * y) % n
+    log = torch.from_numpy(discrete_log(p).copy())
+    t = (log[x] + sign * log[y]) % n
+    return torch.where((x == 0) | (y == 0), torch.full_like(t, -1), t)
+
+
+def coordinate_labels(op: str, p: int) -> torch.Tensor:
+    """(n,) the label of the inputs at coordinate t: t itself (additive), g^t (logs)."""
+    n = circuit_modulus(op, p)
+    if basis_kind(op) != "log":
+        return torch.arange(n)
+    g = generator(p)
+    return torch.tensor([pow(g, t, p) for t in range(n)])
+
+
+def circuit_coeffs(op: str, p: int, values: torch.Tensor) -> torch.Tensor:
+    """Coefficients (K, 2, cols) of per-input columns `values` (p^2, cols) on every
+    frequency's circuit directions (`circuit_directions(op, p, 1..K)`, rows paired), in
+    O(p^2) work: sum the columns over each coordinate t, then one small DFT over Z_n."""
+    n, k_top = circuit_modulus(op, p), (p - 1) // 2
+    t = circuit_coordinate(op, p).to(values.device)
+    keep = t >= 0
+    flat = values.reshape(values.shape[0], -1)
+    sums = flat.new_zeros(n, flat.shape[1]).index_add_(0, t[keep], flat[keep])  # (n, cols)
+    k = torch.arange(1, k_top + 1, dtype=torch.float64)[:, None]
+    angle = 2 * math.pi * k * torch.arange(n, dtype=torch.float64)[None, :] / n
+    waves = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1) * (math.sqrt(2) / n)
+    if 2 * k_top == n:  # the log basis' top frequency: (-1)^t / n, no sine
+        waves[-1, 0] = torch.cos(angle[-1]) / n
+        waves[-1, 1] = 0.0
+    waves = waves.to(device=flat.device, dtype=flat.dtype)  # (K, 2, n)
+    return torch.einsum("kdn,nc->kdc", waves, sums).reshape(k_top, 2, *values.shape[1:])
