@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -101,15 +102,25 @@ def row_cells(s: MemberSummary) -> list[str | Text]:
     ]
 
 
-def train_sweep_headless(sweep: Sweep, device: str, console: Console | None = None) -> int:
-    """Train a sweep to the end (or a signal); return the process exit code."""
+Runner = Callable[[Callable[[object], None], TrainControl, Callable[[str], None]], list[Finished]]
+
+
+def train_sweep_headless(
+    sweep: Sweep, device: str, console: Console | None = None, runner: Runner | None = None
+) -> int:
+    """Train a sweep to the end (or a signal); return the process exit code.
+
+    `runner(on_event, control, say)` trains it (default: every group in this process); a
+    runner whose workers live in other processes sends no Progress, so the speed comes
+    from the member directories the table reads anyway."""
     console = console or Console(stderr=True)
     watcher = SweepWatcher(sweep)
     watcher.poll()
     control = TrainControl()
     results: list[Finished] = []
     started = time.perf_counter()
-    state = {"last": 0.0, "member_epochs": 0, "speed": 0.0, "t0": started}
+    state = {"last": 0.0, "member_epochs": 0, "speed": 0.0, "t0": started, "events": 0}
+    epochs0 = sum(max(m.epoch, 0) for m in watcher.members.values())
     max_rows = max(console.height - 4, 5)
 
     with Live(console=console, auto_refresh=False, transient=False) as live:
@@ -123,19 +134,32 @@ def train_sweep_headless(sweep: Sweep, device: str, console: Console | None = No
                 state["speed"] = state["member_epochs"] / dt
             state["last"] = now
             watcher.poll()
+            if not state["events"]:  # workers elsewhere: count what the directory shows
+                moved = sum(max(m.epoch, 0) for m in watcher.members.values()) - epochs0
+                state["member_epochs"] = max(moved, 0)
             table = member_table(watcher, max_rows, state["speed"], console.width)
             live.update(table, refresh=True)
 
         def on_event(event: object) -> None:
             if isinstance(event, Progress):
+                state["events"] = 1
                 state["member_epochs"] += len(event.rows)
                 refresh()
             elif isinstance(event, Finished):
                 refresh(force=True)
+            else:  # a worker waiting, or a tick from workers elsewhere
+                refresh()
+
+        def say(text: str) -> None:
+            console.print(f"grok-tui: {text}", highlight=False, soft_wrap=True)
+
+        def train_here(on_event: Callable[[object], None], control: TrainControl,
+                       say: Callable[[str], None]) -> list[Finished]:  # fmt: skip
+            return train_sweep(sweep, device, on_event, control, say=say)
 
         refresh(force=True)
         with stop_on_signals(control) as received:
-            results = train_sweep(sweep, device, on_event, control)
+            results = (runner or train_here)(on_event, control, say)
         refresh(force=True)
 
     if not console.is_terminal:

@@ -68,6 +68,41 @@ def add_sweep_parser(sub: Any) -> None:
     g.add_argument("--disk-budget", help="disk for all members' files (default 2GB)")
     g.add_argument("--group-size", type=int, help="most members per batched model (default: auto)")
     sweep.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda[:N], mps")
+    add_distribution_options(sweep)
+
+
+def add_distribution_options(sweep: Any) -> None:
+    """Where the groups train: shards of an array job, several devices, a Ray cluster."""
+    d = sweep.add_argument_group(
+        "beyond one process (each implies --headless; follow with grok-tui open DIR)"
+    )
+    d.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="train only shard I of N (0 <= I < N), e.g. "
+        "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; needs --sweep-dir",
+    )
+    d.add_argument("--devices", metavar="LIST", help="one worker process per device: cuda:0,cuda:1")
+    d.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="ray: one Ray task per group (pip install grok-tui[ray])",
+    )
+    d.add_argument("--address", help="the Ray cluster to join (default: RAY_ADDRESS or a new one)")
+    d.add_argument(
+        "--cpus-per-group",
+        type=int,
+        metavar="N",
+        help="CPU slots a Ray task asks for when groups train on CPUs (default 1)",
+    )
+    d.add_argument(
+        "--claim-lease",
+        type=float,
+        metavar="S",
+        help="seconds without a heartbeat after which a worker on another host counts as "
+        "gone and its group is taken over (default 600)",
+    )
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -161,10 +196,24 @@ def _int_value(name: str, raw: Any) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace, runs_root: Path) -> int:
+    from grok_tui.dist_cli import distribution_from_args
     from grok_tui.engine.device import resolve_device
+
+    plan_run = distribution_from_args(args)
+    if plan_run is None:
+        device = resolve_device(args.device)
+    else:
+        device = plan_run.device_for_create(args.device, args.group_size)
+    try:
+        return sweep_with(args, runs_root, device, plan_run)
+    finally:
+        if plan_run is not None:
+            plan_run.close()
+
+
+def sweep_with(args: argparse.Namespace, runs_root: Path, device: str, plan_run: Any) -> int:
     from grok_tui.engine.sweep import Sweep, default_sweep_path
 
-    device = resolve_device(args.device)
     if args.resume is not None:
         given = [n for n in (*LIST_OPTIONS, "seeds", "preset", "disk_budget", "group_size")
                  if getattr(args, n) is not None]  # fmt: skip
@@ -182,9 +231,15 @@ def cmd_sweep(args: argparse.Namespace, runs_root: Path) -> int:
             for m in members:
                 say(f"  {m.name}")
             return 0
-        sweep = Sweep.create(args.sweep_dir or default_sweep_path(runs_root, spec), spec, device)
+        if args.shard is not None:  # every shard runs this: the first makes it, the rest join
+            sweep = Sweep.create_or_join(args.sweep_dir, spec, device)
+        else:
+            where = args.sweep_dir or default_sweep_path(runs_root, spec)
+            sweep = Sweep.create(where, spec, device)
         meta = sweep.meta()
         say(f"{len(meta.groups)} batched group(s) on {device} -> {sweep.path}")
+    if plan_run is not None:
+        return plan_run.run(sweep, device)
     if args.headless:
         from grok_tui.headless_sweep import train_sweep_headless
 

@@ -8,16 +8,21 @@
 A member is a normal run: every pane, `open`, `analyze` and `export` works on it unchanged.
 Members of one shape (one p, one architecture) are split into groups, each trained as one
 batched model by one process (`train_group`); `sweep.json` fixes the groups when the sweep
-is made, so any number of processes, shards or workers agree on them (a claim file per
-group, for several writers, is the next step: DESIGN.md section 8).
+is made, so any number of processes, shards or workers agree on them; a claim file per
+group keeps each group to one of them at a time (claims.py, backends.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
 import json
 import math
+import os
 import re
+import shutil
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +70,10 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,120}$")
 
 class SweepError(RunError):
     """A sweep directory or spec that cannot be used; the message is one line."""
+
+
+class SweepExists(SweepError):
+    """The sweep directory exists and is not empty."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +213,19 @@ class SweepMeta:
             "versions": self.versions,
         }
 
+    def same_grid(self, spec: SweepSpec) -> bool:
+        """Whether `spec` asks for this sweep: same fixed options, axes and disk budget (and
+        groups, when it fixes their size)."""
+        spec = spec.validated()
+        same = (
+            self.base.to_dict() == spec.base.to_dict()
+            and self.axes == json.loads(json.dumps(spec.axes))
+            and self.disk_budget == spec.disk_budget
+        )
+        if same and spec.group_size:
+            same = self.groups == make_groups(spec.members(), spec.group_size)
+        return same
+
     @classmethod
     def from_json(cls, data: Any, where: Path) -> SweepMeta:
         def bad(what: str) -> SweepError:
@@ -303,7 +325,7 @@ class Sweep:
         spec = spec.validated()
         sweep = cls(path)
         if sweep.path.exists() and (not sweep.path.is_dir() or any(sweep.path.iterdir())):
-            raise SweepError(f"sweep directory {sweep.path} already exists and is not empty")
+            raise SweepExists(f"sweep directory {sweep.path} already exists and is not empty")
         members = spec.members()
         plan = spec.plan()
         size = spec.group_size or auto_group_size(members[0].config, device)
@@ -318,14 +340,38 @@ class Sweep:
             created=now_iso(),
             versions=software_versions(),
         )
+        # Made aside and renamed into place: several shards started at once with the same
+        # grid race to create it, one rename wins, and nobody sees a half-made sweep.
+        staging = cls(sweep.path.parent / f".{sweep.path.name}.creating-{uuid.uuid4().hex[:12]}")
         try:
-            sweep.members_dir.mkdir(parents=True, exist_ok=True)
+            staging.members_dir.mkdir(parents=True)
+            for m in members:
+                Run.create(staging.members_dir / m.name, staging.member_config(m, plan), device)
+            staging.write_meta(meta)
+            os.rename(staging.path, sweep.path)  # onto nothing or an empty directory
         except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise SweepExists(
+                    f"sweep directory {sweep.path} already exists and is not empty"
+                ) from None
             raise SweepError(f"cannot create {sweep.path}: {exc.strerror}") from None
-        for m in members:
-            Run.create(sweep.members_dir / m.name, sweep.member_config(m, plan), device)
-        sweep.write_meta(meta)  # last: a sweep.json means every member directory exists
+        finally:
+            shutil.rmtree(staging.path, ignore_errors=True)
         return sweep
+
+    @classmethod
+    def create_or_join(cls, path: Path | str, spec: SweepSpec, device: str) -> Sweep:
+        """Create the sweep, or open it if another process made it with this very grid."""
+        try:
+            return cls.create(path, spec, device)
+        except SweepExists:
+            sweep = cls.open(path)
+            if not sweep.meta().same_grid(spec):
+                raise SweepError(
+                    f"{sweep.path} holds a sweep of another grid; give the same options as "
+                    "the process that made it, or --resume DIR"
+                ) from None
+            return sweep
 
     @staticmethod
     def member_config(member: Member, plan: DiskPlan) -> RunConfig:
@@ -383,10 +429,13 @@ def train_group(
     device: str,
     on_event: Callable[[Any], None] | None = None,
     control: Any = None,
+    stale_owner: dict[str, Any] | None = None,
 ) -> list[Any]:
     """Train one group's unfinished members as one batched model; returns their Finished.
 
     Takes each member's run lock first (a stale one is taken over) and releases them after.
+    `stale_owner` (pid and host): a worker whose claim on this group was found stale; its
+    member locks are broken, even from another host (the claim proved it gone).
     """
     from grok_tui.engine.train import GroupTrainer
 
@@ -398,6 +447,8 @@ def train_group(
     locked: list[Run] = []
     try:
         for run in runs:
+            if stale_owner is not None:
+                break_lock_of(run, stale_owner)
             run.acquire_lock()
             locked.append(run)
         policies = [sweep.policy(run, meta.plan) for run in runs]
@@ -408,21 +459,28 @@ def train_group(
             run.release_lock()
 
 
+def break_lock_of(run: Run, owner: dict[str, Any]) -> None:
+    """Remove the member's run lock if `owner` (a worker known to be gone) holds it."""
+    held = run.lock_owner()
+    if held is not None and (held["pid"], held["host"]) == (owner["pid"], owner["host"]):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(run.lock_path)
+
+
 def train_sweep(
     sweep: Sweep,
     device: str,
     on_event: Callable[[Any], None] | None = None,
     control: Any = None,
     groups: Iterable[int] | None = None,
+    **options: Any,
 ) -> list[Any]:
-    """Train the given groups (default: all) one after another; stop early on a stop request."""
-    meta = sweep.meta()
-    results: list[Any] = []
-    for index in groups if groups is not None else range(len(meta.groups)):
-        if control is not None and control.stop.is_set():
-            break
-        results += train_group(sweep, meta.groups[index], device, on_event, control)
-    return results
+    """Train the given groups (default: all) in this process, each under its claim (other
+    processes may train the others: backends.run_groups); stop early on a stop request."""
+    from grok_tui.engine.backends import run_groups
+
+    chosen = None if groups is None else list(groups)
+    return run_groups(sweep, device, chosen, on_event, control, **options)
 
 
 def default_sweep_path(root: Path, spec: SweepSpec) -> Path:

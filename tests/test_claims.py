@@ -1,0 +1,168 @@
+"""Claims: one worker per group, whatever the number of processes racing for it."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from grok_tui.engine.claims import Claim, Claims, process_start
+
+
+def write_claim(sweep_dir: Path, group: int, generation: int, **data) -> Path:
+    path = sweep_dir / "claims" / f"group-{group:04d}.{generation:04d}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"state": "held", **data}))
+    return path
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_one_claim_per_group_then_release(tmp_path) -> None:
+    a, b = Claims(tmp_path), Claims(tmp_path)
+    held = a.try_claim(3)
+    assert held is not None and held.generation == 1 and held.took_over is None
+    assert b.try_claim(3) is None  # a live process on this host holds it
+    assert b.try_claim(4) is not None  # other groups are free
+    held.release()
+    again = b.try_claim(3)
+    assert again is not None and again.generation == 2 and again.took_over is None
+    # Only the newest generation is kept.
+    assert sorted(p.name for p in (tmp_path / "claims").glob("group-0003.*")) == [
+        "group-0003.0002.json"
+    ]
+    assert not list((tmp_path / "claims").glob(".*"))  # no temporary file left behind
+
+
+def test_a_dead_holder_on_this_host_is_taken_over_at_once(tmp_path) -> None:
+    pid = dead_pid()
+    write_claim(tmp_path, 0, 1, pid=pid, host=socket.gethostname(), started=None)
+    claim = Claims(tmp_path).try_claim(0)
+    assert claim is not None and claim.generation == 2
+    assert claim.took_over == {"pid": pid, "host": socket.gethostname()}
+
+
+def test_a_reused_pid_is_not_its_old_holder(tmp_path) -> None:
+    # Our parent is alive, but not the process that claimed: its start time differs.
+    ppid = os.getppid()
+    started = process_start(ppid)
+    if started is None:
+        pytest.skip("no /proc here")
+    write_claim(tmp_path, 0, 1, pid=ppid, host=socket.gethostname(), started=started + 1)
+    assert Claims(tmp_path).try_claim(0) is not None
+    write_claim(tmp_path, 1, 1, pid=ppid, host=socket.gethostname(), started=started)
+    assert Claims(tmp_path).try_claim(1) is None
+
+
+def test_another_host_is_gone_only_after_its_heartbeat_stops_for_a_lease(tmp_path) -> None:
+    path = write_claim(tmp_path, 0, 1, pid=1, host="elsewhere.example", started=5)
+    clock = FakeClock()
+    claims = Claims(tmp_path, lease_s=60, clock=clock)
+    assert claims.try_claim(0) is None  # first sight: the lease starts now
+    clock.now = 59
+    assert claims.try_claim(0) is None
+    # A heartbeat (the holder touches the file) restarts the lease.
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    clock.now = 100
+    assert claims.try_claim(0) is None
+    clock.now = 159
+    assert claims.try_claim(0) is None
+    clock.now = 160.5
+    claim = claims.try_claim(0)
+    assert claim is not None and claim.took_over == {"pid": 1, "host": "elsewhere.example"}
+
+
+def test_a_retried_task_takes_its_own_claim_back(tmp_path) -> None:
+    write_claim(tmp_path, 0, 1, pid=1, host="elsewhere.example", token="task-7")
+    assert Claims(tmp_path, token="task-8").try_claim(0) is None
+    assert Claims(tmp_path, token="task-7").try_claim(0) is not None
+
+
+def test_an_unreadable_claim_counts_as_held_until_its_lease_runs_out(tmp_path) -> None:
+    (tmp_path / "claims").mkdir()
+    (tmp_path / "claims" / "group-0000.0001.json").write_bytes(b"\xff{not json")
+    clock = FakeClock()
+    claims = Claims(tmp_path, lease_s=10, clock=clock)
+    assert claims.try_claim(0) is None
+    clock.now = 10
+    claim = claims.try_claim(0)
+    assert claim is not None and claim.took_over is None
+
+
+def test_a_holder_that_was_taken_over_knows_at_its_next_heartbeat(tmp_path) -> None:
+    lost: list[Claim] = []
+    mine = Claims(tmp_path).try_claim(0)
+    assert mine is not None
+    mine.on_lost = lost.append
+    assert mine.beat() and not lost
+    # Another host decides we are gone (we were frozen past the lease).
+    clock = FakeClock()
+    other = Claims(tmp_path, lease_s=1, clock=clock)
+    data = json.loads(mine.path.read_text())
+    mine.path.write_text(json.dumps({**data, "host": "frozen.example"}))
+    assert other.try_claim(0) is None
+    clock.now = 2
+    theirs = other.try_claim(0)
+    assert theirs is not None and theirs.generation == 2
+    assert not mine.beat() and lost == [mine] and mine.lost.is_set()
+    mine.release()  # must not touch the new holder's claim
+    assert json.loads(theirs.path.read_text())["state"] == "held"
+
+
+def test_the_heartbeat_thread_touches_the_claim_and_is_joined(tmp_path) -> None:
+    claim = Claims(tmp_path, lease_s=0.5).try_claim(0)
+    assert claim is not None
+    before = claim.path.stat().st_mtime_ns
+    with claim:
+        deadline = time.time() + 10
+        while claim.path.stat().st_mtime_ns == before and time.time() < deadline:
+            time.sleep(0.01)
+        assert claim.path.stat().st_mtime_ns != before
+    assert claim._thread is None
+    assert json.loads(claim.path.read_text())["state"] == "released"
+
+
+def _race(sweep_dir: str, groups: int, start: float, out) -> None:
+    while time.time() < start:
+        pass
+    won = []
+    claims = Claims(sweep_dir)
+    for g in range(groups):
+        if claims.try_claim(g) is not None:  # held until this process exits
+            won.append(g)
+    out.put((os.getpid(), won))
+    time.sleep(1.0)  # stay alive so the claims stay held while the others look
+
+
+def test_processes_racing_for_the_same_groups_each_win_distinct_ones(tmp_path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    start = time.time() + 3.0  # after every process has imported
+    procs = [ctx.Process(target=_race, args=(str(tmp_path), 40, start, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    won = [g for _, groups in results for g in groups]
+    assert sorted(won) == list(range(40)), "a group claimed twice, or by nobody"
