@@ -9,7 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from grok_tui.engine.config import PRESETS, RunConfig, preset
+from grok_tui.engine.config import (
+    GROKFAST_MA_LAMB,
+    GROKFAST_MODES,
+    OPS,
+    PRESETS,
+    RunConfig,
+    preset,
+)
 from grok_tui.sweep_cli import (
     add_compare_parser,
     add_sweep_parser,
@@ -69,6 +76,14 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--checkpoint-every", type=int, help="epochs between checkpoints (paper: 100)")
     g.add_argument("--seed", type=int, help="model initialisation seed (paper: 0)")
     g.add_argument("--data-seed", type=int, help="train/test split seed (paper: 0)")
+    g.add_argument("--op", choices=OPS, help="the operation mod p (default add; divide: y != 0)")
+    gf = p.add_argument_group("Grokfast (Lee et al. 2024): a low-pass gradient filter")
+    gf.add_argument("--grokfast", choices=GROKFAST_MODES, help="the filter (default off)")
+    gf.add_argument("--grokfast-alpha", type=float, help="EMA momentum (default 0.98)")
+    gf.add_argument(
+        "--grokfast-lamb", type=float, help="amplification (default 2.0 for ema, 5.0 for ma)"
+    )
+    gf.add_argument("--grokfast-window", type=int, help="MA window in steps (default 100)")
 
 
 def add_device_option(p: argparse.ArgumentParser) -> None:
@@ -164,16 +179,28 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             "checkpoint_every",
             "seed",
             "data_seed",
+            "op",
+            "grokfast",
+            "grokfast_alpha",
+            "grokfast_lamb",
+            "grokfast_window",
         )
-        if getattr(args, field) is not None
+        if getattr(args, field, None) is not None
     }
+    if changes.get("grokfast") == "ma" and "grokfast_lamb" not in changes:
+        changes["grokfast_lamb"] = GROKFAST_MA_LAMB  # the paper's MA default
     return base.replace(**changes).validated()
 
 
 def new_run_path(cfg: RunConfig) -> Path:
     from grok_tui.engine.runs import stamped_path
 
-    return stamped_path(DEFAULT_RUNS_DIR, cfg.preset)
+    name = cfg.preset
+    if cfg.op != "add":
+        name += f"-{cfg.op}"
+    if cfg.grokfast != "off":
+        name += f"-grokfast-{cfg.grokfast}"
+    return stamped_path(DEFAULT_RUNS_DIR, name)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

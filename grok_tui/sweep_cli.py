@@ -4,7 +4,8 @@
     grok-tui sweep grid.toml --headless
     grok-tui sweep --resume runs/sweep-quick-20261201-120000
 
-A TOML sweep file holds the same options under their config names: a list is an axis, a
+A TOML sweep file holds the same options under their config names (op and grokfast take
+names: op = ["add", "multiply"]): a list is an axis, a
 single value is fixed, plus `preset`, `seeds`, `disk_budget` and `group_size`:
 
     preset = "quick"
@@ -37,6 +38,11 @@ LIST_OPTIONS = (
     "epochs",
     "seed",
     "data_seed",
+    "op",
+    "grokfast",
+    "grokfast_alpha",
+    "grokfast_lamb",
+    "grokfast_window",
 )
 FILE_KEYS = {"preset", "seeds", "disk_budget", "group_size", "checkpoint_every"}
 
@@ -168,8 +174,13 @@ def _file_values(name: str, raw: Any) -> list[Any]:
 
     items = raw if isinstance(raw, list) else [raw]
     want = type(getattr(RunConfig(), name))
-    out = []
+    out: list[Any] = []
     for item in items:
+        if want is str:
+            if not isinstance(item, str):
+                raise ConfigError(f"{name}: {item!r} is not a name")
+            out.append(item)
+            continue
         if isinstance(item, bool) or not isinstance(item, (int, float)):
             raise ConfigError(f"{name}: {item!r} is not a number")
         if want is int and not isinstance(item, int):

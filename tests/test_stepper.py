@@ -7,6 +7,7 @@ engine: one GrokModel on the fast path, `torch.optim.AdamW` and `LambdaLR` from 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -29,8 +30,11 @@ MEMBERS = [
 ]
 
 
-def reference_run(cfg: RunConfig, epochs: int) -> tuple[list[list[float]], dict[str, torch.Tensor]]:
-    """Metrics [train_loss, test_loss, train_acc, test_acc] of W_0..W_epochs, final weights."""
+def reference_run(
+    cfg: RunConfig, epochs: int, grad_filter: Callable[[torch.nn.Module], None] | None = None
+) -> tuple[list[list[float]], dict[str, torch.Tensor]]:
+    """Metrics [train_loss, test_loss, train_acc, test_acc] of W_0..W_epochs, final weights.
+    `grad_filter(model)` may change the gradients before each optimiser step (Grokfast)."""
     model = GrokModel(cfg)
     model.load_classic(paper_init(cfg))
     opt = torch.optim.AdamW(
@@ -57,6 +61,8 @@ def reference_run(cfg: RunConfig, epochs: int) -> tuple[list[list[float]], dict[
         if epoch == epochs:
             break
         loss.backward()
+        if grad_filter is not None:
+            grad_filter(model)
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()

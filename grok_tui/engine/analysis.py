@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import torch
 
-from grok_tui.engine import fourier
+from grok_tui.engine import fourier, ops
 from grok_tui.engine.config import RunConfig
 from grok_tui.engine.data import make_dataset
 from grok_tui.engine.loss import loss_and_accuracy
@@ -68,6 +68,10 @@ class Snapshot:
     W_L_fourier: np.ndarray  # (m, p) W_L = W_out W_U[:, :p] with classes in the Fourier basis
     logits_fourier_sq: np.ndarray  # (p, p) sum over classes of the squared fft2d of the logits
     basis_names: tuple[str, ...] = field(default=())  # names of the p Fourier components
+    op: str = "add"  # the run's operation (ops.OPS)
+    # The basis every "_fourier" array is in: "fourier" (Z_p), or "log" for multiplicative
+    # ops (Z_(p-1) over tokens in discrete-log order, and the token 0 apart; fourier.py).
+    basis: str = "fourier"
     UNCLUSTERED: ClassVar[int] = UNCLUSTERED  # the cluster of neurons in none (-1)
 
     # -- sizes ---------------------------------------------------------------------------------
@@ -82,6 +86,17 @@ class Snapshot:
     @property
     def d_model(self) -> int:
         return self.W_E.shape[1]
+
+    # -- the op --------------------------------------------------------------------------------
+    @property
+    def basis_label(self) -> str:
+        """How the panes name the basis of the "_fourier" arrays."""
+        return "log-basis" if self.basis == "log" else "Fourier"
+
+    @property
+    def op_note(self) -> str:
+        """One line on the op and what its analysis assumes ("" for the paper's addition)."""
+        return ops.describe(self.op, self.p)
 
     # -- clusters ------------------------------------------------------------------------------
     @property
@@ -135,20 +150,19 @@ class Snapshot:
     @functools.cached_property
     def attn_pair_norms(self) -> np.ndarray:
         """(h, K + 1, K + 1) amplitude of attn_key0_fourier per frequency pair (kx, ky)."""
-        return fourier.freq_pair_amplitudes(self.attn_key0_fourier).astype(np.float32)
+        return fourier.freq_pair_amplitudes(self.attn_key0_fourier, self.basis).astype(np.float32)
 
     @functools.cached_property
     def W_attn_freq(self) -> np.ndarray:
         """(h, K + 1) amplitude of the QK circuit W_attn per frequency [Const, 1, ..., K]."""
-        return fourier.freq_amplitudes(self.W_attn_fourier).astype(np.float32)
+        return fourier.freq_amplitudes(self.W_attn_fourier, self.basis).astype(np.float32)
 
     @functools.cached_property
     def W_neur_freq(self) -> np.ndarray:
         """(h, K + 1, m) amplitude per frequency of each head's OV curve W_neur[h, :, n]."""
-        coeffs = fourier.fft1d(np.asarray(self.W_neur, dtype=np.float64), dim=1)
-        return np.moveaxis(fourier.freq_amplitudes(np.moveaxis(coeffs, 1, 2)), 2, 1).astype(
-            np.float32
-        )
+        coeffs = fourier.fft1d(np.asarray(self.W_neur, dtype=np.float64), dim=1, basis=self.basis)
+        amps = fourier.freq_amplitudes(np.moveaxis(coeffs, 1, 2), self.basis)
+        return np.moveaxis(amps, 2, 1).astype(np.float32)
 
     @functools.cached_property
     def W_L_by_cluster(self) -> np.ndarray:
@@ -157,8 +171,9 @@ class Snapshot:
 
     @functools.cached_property
     def fourier_basis(self) -> np.ndarray:
-        """(p, p) the basis F itself, rows named by `basis_names`."""
-        return fourier.fourier_basis_np(self.p).astype(np.float32)
+        """(p, p) the basis F itself (the log basis for multiplicative ops), rows named by
+        `basis_names`."""
+        return fourier.basis_matrix(self.basis, self.p).astype(np.float32)
 
     @functools.cached_property
     def planted(self) -> PlantedDemo:
@@ -193,7 +208,8 @@ class Snapshot:
 
     def key_components(self) -> np.ndarray:
         """Indices of the Fourier components (rows of F) at the key frequencies."""
-        return np.flatnonzero(np.isin(fourier.component_freqs(self.p), self.key_freqs))
+        freqs = fourier.component_freqs(self.p, self.basis)
+        return np.flatnonzero(np.isin(freqs, self.key_freqs))
 
     def embed_key_share(self) -> float:
         """Share of |W_E|^2 (in the Fourier basis) held by the key frequencies."""
@@ -204,7 +220,7 @@ class Snapshot:
     def embed_dim_power(self, dim: int) -> np.ndarray:
         """(K + 1,) one embedding dimension's squared Fourier coefficients per frequency."""
         coeffs = np.asarray(self.W_E_fourier, dtype=np.float64)[:, dim] ** 2
-        return fourier.freq_norms(coeffs)
+        return fourier.freq_norms(coeffs, self.basis)
 
     def attn_spectrum(self, head: int) -> np.ndarray:
         """(p, p) |fft2d| of one head's attention to x."""
@@ -212,7 +228,8 @@ class Snapshot:
 
     def ov_fourier(self, neuron: int) -> np.ndarray:
         """fft1d over the input token of each head's OV contribution to a neuron, (h, p)."""
-        return fourier.fft1d(self.W_neur[:, :, neuron].astype(np.float64)).astype(np.float32)
+        ov = self.W_neur[:, :, neuron].astype(np.float64)
+        return fourier.fft1d(ov, basis=self.basis).astype(np.float32)
 
     def neuron_spectrum(
         self, neuron: int, centred: bool = False, magnitude: bool = False
@@ -222,7 +239,7 @@ class Snapshot:
         acts = self.neuron_acts[:, :, neuron].astype(np.float64)
         if centred:
             acts = acts - acts.mean()
-        spectrum = fourier.fft2d(acts).astype(np.float32)
+        spectrum = fourier.fft2d(acts, basis=self.basis).astype(np.float32)
         return np.abs(spectrum) if magnitude else spectrum
 
 
@@ -244,7 +261,8 @@ class Analyzer:
         self.plan = InputPlan(data.x, data.y, p, cfg.n_heads)
         self.model = GrokModel(cfg, train_biases=True).to(self.device)
         self.model.requires_grad_(False)
-        self.basis_names = tuple(fourier.basis_names(p))
+        self.basis = ops.basis_kind(cfg.op)
+        self.basis_names = tuple(fourier.basis_names(p, self.basis))
         # Rows of the flat (x * p + y) input list grouped by x + y and by x - y (mod p).
         x = torch.arange(p, device=self.device)[:, None]
         s = torch.arange(p, device=self.device)[None, :]
@@ -279,6 +297,9 @@ class Analyzer:
         So the shares cost a few passes over acts instead of a (p, p, n) transform.
         """
         p = self.cfg.p
+        if self.basis != "fourier":  # the 2D spectrum in that basis, grouped by frequency
+            spectrum = fourier.fft2d(acts.reshape(p, p, -1), basis=self.basis)
+            return fourier.block_shares(spectrum, self.basis)
         k = fourier.n_freqs(p)
         mean = acts.mean(dim=0)
         centred = acts - mean
@@ -310,11 +331,12 @@ class Analyzer:
             attn_key0 = last.pattern[:, :, 0].T.reshape(h, p, p)
             shares = self.neuron_shares(last.post)
             frac, freq_idx = shares.max(dim=0)
-            logits_fourier_sq = fourier.fft2d(logits_p.reshape(p, p, p)).square().sum(dim=2)
+            grid = logits_p.reshape(p, p, p)
+            logits_fourier_sq = fourier.fft2d(grid, basis=self.basis).square().sum(dim=2)
 
             m = self.model
             w_e = m.W_E[:p]
-            w_e_fourier = fourier.fft1d(w_e, dim=0)
+            w_e_fourier = fourier.fft1d(w_e, dim=0, basis=self.basis)
             embed_sq = w_e_fourier.square().sum(dim=1)
             ov = torch.einsum("hde,hef->hdf", m.W_V, m.W_O)  # (h, d, d)
             w_neur = torch.einsum("xd,hdf,fm->hxm", w_e, ov, m.W_in)
@@ -325,7 +347,7 @@ class Analyzer:
             out = {
                 "avg_attn": last.pattern.mean(dim=0),
                 "attn_key0": attn_key0,
-                "attn_key0_fourier": fourier.fft2d(attn_key0, dims=(1, 2)),
+                "attn_key0_fourier": fourier.fft2d(attn_key0, dims=(1, 2), basis=self.basis),
                 "neuron_acts": last.post.reshape(p, p, -1),
                 "neuron_shares": shares,
                 "neuron_frac": frac,
@@ -334,8 +356,8 @@ class Analyzer:
                 "embed_fourier_sq": embed_sq,
                 "W_neur": w_neur,
                 "W_attn": w_attn,
-                "W_attn_fourier": fourier.fft1d(w_attn, dim=1),
-                "W_L_fourier": fourier.fft1d(w_l, dim=1),
+                "W_attn_fourier": fourier.fft1d(w_attn, dim=1, basis=self.basis),
+                "W_L_fourier": fourier.fft1d(w_l, dim=1, basis=self.basis),
                 "logits_fourier_sq": logits_fourier_sq,
             }
             arrays = {k: v.detach().to("cpu", torch.float32).numpy() for k, v in out.items()}
@@ -353,8 +375,12 @@ class Analyzer:
             clusters=clusters,
             key_freqs=key_freqs,
             neuron_order=np.concatenate(list(clusters.values())).astype(np.int64),
-            embed_freq_sq=fourier.freq_norms(arrays["embed_fourier_sq"]).astype(np.float32),
+            embed_freq_sq=fourier.freq_norms(arrays["embed_fourier_sq"], self.basis).astype(
+                np.float32
+            ),
             basis_names=self.basis_names,
+            op=cfg.op,
+            basis=self.basis,
             **arrays,
         ).derive()
 

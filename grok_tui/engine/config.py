@@ -20,6 +20,13 @@ MAX_EPOCHS = 10_000_000
 MAX_SEED = 2**63 - 1
 MAX_ACTIVATIONS = 2**29  # p^2 x max(d_model, d_mlp) floats: one analysis pass (2 GiB)
 MAX_PRESET_CHARS = 64
+# The operations (engine/ops.py, which needs torch; kept here as data so the CLI's --help
+# stays light) and the Grokfast filters.
+OPS = ("add", "subtract", "multiply", "divide", "x2+y2", "x2+xy+y2", "x3+xy", "random")
+GROKFAST_MODES = ("off", "ema", "ma")
+MAX_GROKFAST_WINDOW = 1000  # the MA filter keeps this many gradients per member
+# Lee et al.'s defaults: EMA alpha 0.98, lamb 2.0; MA window 100, lamb 5.0.
+GROKFAST_MA_LAMB = 5.0
 
 
 def max_tensor_elements() -> int:
@@ -34,10 +41,11 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class RunConfig:
-    # Task: (x + y) mod p from a frac_train share of all p^2 pairs.
+    # Task: op(x, y) mod p ((x + y) for the paper) from a frac_train share of its inputs.
     p: int = 113
     frac_train: float = 0.3
     data_seed: int = 0
+    op: str = "add"  # one of ops.OPS
     # Model: one layer, no LayerNorm, ReLU MLP (Nanda et al. 2023, section 3).
     d_model: int = 128
     n_heads: int = 4
@@ -53,6 +61,12 @@ class RunConfig:
     checkpoint_every: int = 100
     seed: int = 0
     preset: str = "paper"
+    # Grokfast (Lee et al. 2024): a low-pass filter of the gradient before the optimiser
+    # step, "off", "ema" (alpha, lamb) or "ma" (window, lamb).
+    grokfast: str = "off"
+    grokfast_alpha: float = 0.98
+    grokfast_lamb: float = 2.0
+    grokfast_window: int = 100
 
     @property
     def d_vocab(self) -> int:
@@ -68,8 +82,13 @@ class RunConfig:
         return 3
 
     @property
+    def n_inputs(self) -> int:
+        """All inputs of the op: p^2 pairs (divide: p (p - 1), no y = 0)."""
+        return self.p * (self.p - 1) if self.op == "divide" else self.p * self.p
+
+    @property
     def n_train(self) -> int:
-        return int(self.frac_train * self.p * self.p)
+        return int(self.frac_train * self.n_inputs)
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
@@ -101,7 +120,9 @@ class RunConfig:
             raise ConfigError(f"--p must be a prime >= 3 and <= {MAX_P}, got {self.p}")
         if not 0.0 < self.frac_train < 1.0:
             raise ConfigError(f"--frac-train must be in (0, 1), got {self.frac_train}")
-        if self.n_train < 1 or self.n_train >= self.p * self.p:
+        if self.op not in OPS:
+            raise ConfigError(f"--op must be one of {', '.join(OPS)}; got {self.op[:40]!r}")
+        if self.n_train < 1 or self.n_train >= self.n_inputs:
             raise ConfigError(
                 f"--frac-train {self.frac_train} leaves an empty train or test set for p={self.p}"
             )
@@ -132,6 +153,7 @@ class RunConfig:
                 f"p={self.p} with d_model {self.d_model} and d_mlp {self.d_mlp} is too large "
                 f"to analyse (p^2 x width above {MAX_ACTIVATIONS:,})"
             )
+        self._validate_grokfast()
         if len(self.preset) > MAX_PRESET_CHARS or not self.preset.isprintable():
             raise ConfigError(f"preset name {self.preset[:20]!r}... is not a short name")
         if self.d_model != self.n_heads * self.d_head:
@@ -140,6 +162,22 @@ class RunConfig:
                 f"({self.n_heads} * {self.d_head})"
             )
         return self
+
+    def _validate_grokfast(self) -> None:
+        if self.grokfast not in GROKFAST_MODES:
+            raise ConfigError(
+                f"--grokfast must be one of {', '.join(GROKFAST_MODES)}; got {self.grokfast[:40]!r}"
+            )
+        if not 0.0 <= self.grokfast_alpha < 1.0:
+            raise ConfigError(f"--grokfast-alpha must be in [0, 1), got {self.grokfast_alpha}")
+        if not (self.grokfast_lamb >= 0 and math.isfinite(self.grokfast_lamb)):
+            raise ConfigError(
+                f"--grokfast-lamb must be a finite number >= 0, got {self.grokfast_lamb}"
+            )
+        if not 1 <= self.grokfast_window <= MAX_GROKFAST_WINDOW:
+            raise ConfigError(
+                f"--grokfast-window must be in 1..{MAX_GROKFAST_WINDOW}, got {self.grokfast_window}"
+            )
 
 
 def is_prime(n: int) -> bool:

@@ -1,9 +1,10 @@
-"""The modular-addition data set: every pair (x, y), its label, and the paper's split.
+"""The data set: every pair (x, y), its label under the run's op, and the paper's split.
 
 All p^2 pairs are kept in lexicographic order (flat index x * p + y), so any per-input array
 can be reshaped to (p, p) for the (x, y) maps of the analysis. The train/test split is the
-one the paper drew: Python's `random.seed(seed)` then `random.shuffle` of the pair list,
-first `int(frac * p^2)` pairs for training.
+one the paper drew: Python's `random.seed(seed)` then `random.shuffle` of the op's input
+list, first `int(frac * n)` inputs for training. For every op but `divide` that list is all
+p^2 pairs (the paper's split exactly); `divide` leaves out y = 0 (`ops.input_indices`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from grok_tui.engine import ops
 from grok_tui.engine.config import RunConfig
 
 
@@ -22,7 +24,7 @@ class Dataset:
 
     p: int
     tokens: torch.Tensor  # (p^2, 3) int64: [x, y, =]
-    labels: torch.Tensor  # (p^2,) int64: (x + y) mod p
+    labels: torch.Tensor  # (p^2,) int64: op(x, y) mod p (0 off the op's input set)
     train_idx: torch.Tensor  # (n_train,) flat indices, in shuffle order
     test_idx: torch.Tensor  # (n_test,)
 
@@ -51,16 +53,18 @@ def all_tokens(p: int) -> torch.Tensor:
     return torch.stack([x, y, torch.full_like(x, p)], dim=1)
 
 
-def split_indices(p: int, frac_train: float, seed: int) -> tuple[list[int], list[int]]:
-    """The paper's split: shuffle the flat pair indices with Python's RNG, cut at frac."""
-    order = list(range(p * p))
+def split_indices(
+    p: int, frac_train: float, seed: int, op: str = "add"
+) -> tuple[list[int], list[int]]:
+    """The paper's split: shuffle the op's flat input indices with Python's RNG, cut at frac."""
+    order = ops.input_indices(op, p)
     random.Random(seed).shuffle(order)
-    n_train = int(frac_train * p * p)
+    n_train = int(frac_train * len(order))
     return order[:n_train], order[n_train:]
 
 
 def make_dataset(cfg: RunConfig) -> Dataset:
     tokens = all_tokens(cfg.p)
-    labels = (tokens[:, 0] + tokens[:, 1]) % cfg.p
-    train, test = split_indices(cfg.p, cfg.frac_train, cfg.data_seed)
+    labels = ops.labels(cfg.op, cfg.p, cfg.data_seed)
+    train, test = split_indices(cfg.p, cfg.frac_train, cfg.data_seed, cfg.op)
     return Dataset(cfg.p, tokens, labels, torch.tensor(train), torch.tensor(test))

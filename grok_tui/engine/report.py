@@ -7,6 +7,13 @@ checkpoint (`measure_key_freqs`; engine/keyfreqs.py says how they are chosen, an
 40,000), so an early checkpoint is measured against the circuit the run has formed; they
 are the cached progress measures of that epoch, and the phases come from the same cache
 (computed where missing).
+
+Per op (engine/ops.py): multiplicative ops are analysed in the log basis, so frequencies
+are those of Z_(p-1) over discrete logs; a measure defined by the op's circuit directions
+(restricted / excluded loss, trig fractions) or by its basis (Gini) reads "n/a for this
+op" where it does not apply, and wherever the progress measures do not yet compute it for
+the op (`progress.MEASURES_OPS`: the ops whose directions and basis they use; addition
+alone until they call `ops.circuit_directions`) rather than show a number for another op.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any
 import torch
 from rich.table import Table
 
+from grok_tui.engine import ops, progress
 from grok_tui.engine.outlook import outlook
 from grok_tui.engine.progress import ProgressTracker
 from grok_tui.engine.runs import Run, RunError
@@ -67,6 +75,10 @@ def analysis_report(
     report: dict[str, Any] = {
         "run": str(run.path),
         "p": cfg.p,
+        "op": cfg.op,
+        "op_formula": ops.INFO[cfg.op].formula,
+        "basis": snap.basis,
+        "circuit": ops.INFO[cfg.op].combined or ops.NOT_APPLICABLE,
         "epoch": int(epoch),
         "checkpoints": len(epochs),
         "train_loss": row["train_loss"],
@@ -107,12 +119,55 @@ def analysis_report(
         if seen is not None:  # metrics have every epoch, the measures only checkpoints
             report["forecast"] = {"grok_epoch": seen, "low": seen, "high": seen}
         report["forecast_reason"] = "observed: the run reached test accuracy 99% at this epoch"
+    for name in not_applicable(cfg.op):
+        report[name] = ops.NOT_APPLICABLE
     return report
+
+
+# Measures defined by the op's circuit directions, and by the basis its analysis uses.
+DIRECTION_MEASURES = (
+    "restricted_loss",
+    "restricted_loss_train",
+    "excluded_loss",
+    "excluded_loss_per_freq",
+    "test_restricted_ratio",
+    "trig_frac_pre",
+    "trig_frac_post",
+    "trig_frac_logits",
+    "measure_key_freqs",
+    "mlp_out_frac",
+    "mlp_out_frac_per_freq",
+    # the phases and the forecast are read off the measures above
+    "phases",
+    "phase",
+    "forecast",
+)
+# Measures of the progress records' Fourier basis of Z_p (key sets, neuron clustering).
+BASIS_MEASURES = (
+    "gini_W_E",
+    "gini_W_L",
+    "neuron_frac_explained",
+    "key_history",
+    "key_reference_epoch",
+    "key_warning",
+)
+
+
+def not_applicable(op: str) -> tuple[str, ...]:
+    """The report's measures that are "n/a for this op" (see the module docstring)."""
+    measured = getattr(progress, "MEASURES_OPS", ("add",))
+    if op in measured:
+        return ()
+    if not ops.has_circuit_directions(op):
+        return DIRECTION_MEASURES  # Gini in Z_p's basis is still a fair sparsity number
+    return DIRECTION_MEASURES + (BASIS_MEASURES if ops.basis_kind(op) != "fourier" else ())
 
 
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, str):
+        return value
     if isinstance(value, float):
         if not math.isfinite(value):
             return "-"
@@ -130,6 +185,9 @@ def render_report(report: dict[str, Any]) -> Table:
         table.add_row(label, value if isinstance(value, str) else _fmt(value))
 
     add("p", report["p"])
+    add("op", f"{report['op']}: {report['op_formula']}")
+    if report["basis"] == "log":
+        add("basis", "log (discrete log of a generator, Z_(p-1) frequencies)")
     add("checkpoints", report["checkpoints"])
     add("train loss", report["train_loss"])
     add("test loss", report["test_loss"])
@@ -140,30 +198,45 @@ def render_report(report: dict[str, Any]) -> Table:
         "neurons per cluster",
         ", ".join(f"{k if k != '-1' else 'none'}: {n}" for k, n in sizes.items()),
     )
-    add("measured with freqs", ", ".join(map(str, report["measure_key_freqs"])) or "none")
+    add("circuit reads", report["circuit"])
+    freqs = report["measure_key_freqs"]
+    add(
+        "measured with freqs",
+        freqs if isinstance(freqs, str) else ", ".join(map(str, freqs)) or "none",
+    )
     add("restricted loss", report["restricted_loss"])
     add("excluded loss", report["excluded_loss"])
-    for k, v in report["excluded_loss_per_freq"].items():
+    per_freq = report["excluded_loss_per_freq"]
+    for k, v in per_freq.items() if isinstance(per_freq, dict) else ():
         add(f"  excluding freq {k}", v)
     add("test / restricted", report["test_restricted_ratio"])
-    add("Gini W_E / W_L", f"{_fmt(report['gini_W_E'])} / {_fmt(report['gini_W_L'])}")
+    gini = (report["gini_W_E"], report["gini_W_L"])
+    add("Gini W_E / W_L", gini[0] if isinstance(gini[0], str) else " / ".join(map(_fmt, gini)))
     add("sum of squared weights", report["sum_sq_weights"])
+    trig = [report[k] for k in ("trig_frac_pre", "trig_frac_post", "trig_frac_logits")]
     add(
         "trig frac pre / post / logits",
-        " / ".join(
-            _fmt(report[k]) for k in ("trig_frac_pre", "trig_frac_post", "trig_frac_logits")
-        ),
+        trig[0] if isinstance(trig[0], str) else " / ".join(map(_fmt, trig)),
     )
-    for name, value in report["phases"].items():
-        add(name.replace("_", " "), "not reached" if value is None else str(value))
+    phases = report["phases"]
+    if isinstance(phases, str):
+        add("phases", phases)
+    else:
+        for name, value in phases.items():
+            add(name.replace("_", " "), "not reached" if value is None else str(value))
     add("phase now", report["phase"])
     fc = report["forecast"]
-    if fc is None:
+    if isinstance(fc, str):
+        add("grok forecast", fc)
+    elif fc is None:
         add("grok forecast", f"none: {report.get('forecast_reason', '')}")
     else:
         add("grok forecast", f"{fc['grok_epoch']:,} ({fc['low']:,}-{fc['high']:,})")
-    history = ", ".join(
-        f"{'/'.join(map(str, h['key_freqs']))} since {h['since']:,}" for h in report["key_history"]
+    keys = report["key_history"]
+    history = (
+        keys
+        if isinstance(keys, str)
+        else ", ".join(f"{'/'.join(map(str, h['key_freqs']))} since {h['since']:,}" for h in keys)
     )
     add("key set history", history or "none")
     if report["key_warning"]:

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from grok_tui.engine.config import MAX_EPOCHS, ConfigError, RunConfig
+from grok_tui.engine.grokfast import state_elements as grokfast_state_elements
 from grok_tui.engine.model import WeightsError, check_weights, param_shapes
 from grok_tui.engine.untrusted import (
     FileProblem,
@@ -456,8 +457,10 @@ class Run:
         if not self.resume_path.exists():
             return None
         # Weights and two Adam moments, each at most the largest weight (float64 at worst),
-        # plus the pickle and RNG state: nothing in a genuine file declares more.
-        largest = max(math.prod(s) for s in param_shapes(self.meta().config).values())
+        # the Grokfast state, plus the pickle and RNG state: nothing genuine declares more.
+        cfg = self.meta().config
+        largest = max(math.prod(s) for s in param_shapes(cfg).values())
+        largest = max(largest, grokfast_state_elements(cfg))  # the Grokfast filter's state
         try:
             check_zip_sizes(self.resume_path, 8 * largest + (1 << 20))
         except FileProblem as exc:

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.optim.adamw import adamw
 
+from grok_tui.engine import ops
 from grok_tui.engine.config import RunConfig
 from grok_tui.engine.data import split_indices
 from grok_tui.engine.fastpath import InputPlan, last_logits, member_tables
+from grok_tui.engine.grokfast import make_filter
 from grok_tui.engine.loss import member_loss_and_accuracy
 from grok_tui.engine.model import CLASSIC_NAMES, PAPER_TRAINED, check_weights, param_shapes
 
@@ -54,6 +57,7 @@ class MemberState:
     exp_avg: dict[str, torch.Tensor] | None = None
     exp_avg_sq: dict[str, torch.Tensor] | None = None
     wall_s: float = 0.0
+    grokfast: dict[str, Any] | None = None  # the Grokfast filter's state (`GradientFilter`)
 
 
 class Layout:
@@ -85,7 +89,7 @@ def same_shape(cfgs: Sequence[RunConfig]) -> bool:
 
 def member_split(cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat (x * p + y) train and test indices of a member, the paper's split for its seed."""
-    train, test = split_indices(cfg.p, cfg.frac_train, cfg.data_seed)
+    train, test = split_indices(cfg.p, cfg.frac_train, cfg.data_seed, cfg.op)
     return torch.tensor(train), torch.tensor(test)
 
 
@@ -154,6 +158,12 @@ class Stepper:
         self.steps = [
             torch.tensor(float(s.epoch), dtype=torch.float32, device=step_device) for s in states
         ]
+        self.filters = [make_filter(c, self.layout.width, self.device) for c in cfgs]
+        for f, state in zip(self.filters, states, strict=True):
+            if f is not None and state.epoch > 0:
+                if not state.grokfast:
+                    raise ValueError("a Grokfast member past epoch 0 needs its filter state")
+                f.load(state.grokfast)
         self.chunk_size = chunk_size or default_chunk_size(cfgs[0], self.device)
         self._build_data()
 
@@ -163,26 +173,36 @@ class Stepper:
 
     # -- data ----------------------------------------------------------------------------------
     def _build_data(self) -> None:
-        """Each chunk's train and test inputs, concatenated member after member."""
+        """Each chunk's train and test inputs and labels, concatenated member after member.
+
+        Members may differ in op (labels, input set) as well as in split: only p is shared.
+        """
         p, h = self.cfgs[0].p, self.cfgs[0].n_heads
-        splits: dict[tuple[float, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        splits: dict[tuple[float, int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        tables: dict[tuple[str, int], torch.Tensor] = {}
         for cfg in self.cfgs:
-            key = (cfg.frac_train, cfg.data_seed)
+            key = (cfg.frac_train, cfg.data_seed, cfg.op)
             if key not in splits:
                 splits[key] = member_split(cfg)
+            if (cfg.op, cfg.data_seed) not in tables:
+                tables[cfg.op, cfg.data_seed] = ops.labels(cfg.op, p, cfg.data_seed)
         self.chunks = []
         for start in range(0, self.n_members, self.chunk_size):
             end = min(start + self.chunk_size, self.n_members)
             cfgs = self.cfgs[start:end]
-            keys = [(c.frac_train, c.data_seed) for c in cfgs]
-            train = self._plan([splits[k][0] for k in keys], p, h)
-            test = self._plan([splits[k][1] for k in keys], p, h)
+            keys = [(c.frac_train, c.data_seed, c.op) for c in cfgs]
+            label_tables = [tables[c.op, c.data_seed] for c in cfgs]
+            train = self._plan([splits[k][0] for k in keys], label_tables, p, h)
+            test = self._plan([splits[k][1] for k in keys], label_tables, p, h)
             self.chunks.append(_Chunk(start, end, *train, *test))
 
-    def _plan(self, idx: list[torch.Tensor], p: int, h: int) -> tuple[InputPlan, torch.Tensor]:
+    def _plan(
+        self, idx: list[torch.Tensor], label_tables: list[torch.Tensor], p: int, h: int
+    ) -> tuple[InputPlan, torch.Tensor]:
         flat = torch.cat(idx).to(self.device)
+        labels = torch.cat([t[i] for t, i in zip(label_tables, idx, strict=True)])
         x, y = flat // p, flat % p
-        return InputPlan(x, y, p, h, counts=[len(i) for i in idx]), (x + y) % p
+        return InputPlan(x, y, p, h, counts=[len(i) for i in idx]), labels.to(self.device)
 
     # -- the step ------------------------------------------------------------------------------
     def weights(self, rows: torch.Tensor, start: int = 0) -> dict[str, torch.Tensor]:
@@ -221,10 +241,13 @@ class Stepper:
         return [lr_at(cfg, e) for cfg, e in zip(self.cfgs, self.epochs, strict=True)]
 
     def step(self) -> None:
-        """One AdamW step of every member along the gradients `measure` kept; epochs advance."""
+        """One AdamW step of every member along the gradients `measure` kept (through the
+        member's Grokfast filter, if it has one); epochs advance."""
         if len(self.grads) != self.n_members:
             raise RuntimeError("step() needs a measure() first")
-        grad = self.grads
+        grad = [
+            g if f is None else f.apply(g) for f, g in zip(self.filters, self.grads, strict=True)
+        ]
         groups: dict[tuple[float, float, float, float], list[int]] = {}
         for m, (cfg, lr) in enumerate(zip(self.cfgs, self.lrs(), strict=True)):
             groups.setdefault((lr, cfg.weight_decay, cfg.beta1, cfg.beta2), []).append(m)
@@ -267,7 +290,16 @@ class Stepper:
                 {s: t[0].clone() for s, t in self.layout.split(a[i : i + 1]).items()}
                 for a in (avg, avg_sq)
             ]
-            out.append(MemberState(self.epochs[m], weights, moments[0], moments[1]))
+            f = self.filters[m]
+            out.append(
+                MemberState(
+                    self.epochs[m],
+                    weights,
+                    moments[0],
+                    moments[1],
+                    grokfast=None if f is None else f.state(),
+                )
+            )
         return out
 
     def keep(self, members: Sequence[int]) -> None:
@@ -284,5 +316,6 @@ class Stepper:
         self.cfgs = [self.cfgs[m] for m in members]
         self.epochs = [self.epochs[m] for m in members]
         self.steps = [self.steps[m] for m in members]
+        self.filters = [self.filters[m] for m in members]
         self.grads = []
         self._build_data()

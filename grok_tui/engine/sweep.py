@@ -59,6 +59,11 @@ AXES = {
     "n_heads": "h",
     "d_head": "dh",
     "d_mlp": "mlp",
+    "op": "op",
+    "grokfast": "gf",
+    "grokfast_alpha": "gfa",
+    "grokfast_lamb": "gfl",
+    "grokfast_window": "gfw",
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,120}$")
 
@@ -485,9 +490,12 @@ def default_sweep_path(root: Path, spec: SweepSpec) -> Path:
 def parse_values(field_name: str, text: str) -> list[Any]:
     """'0.3,1,3' -> [0.3, 1.0, 3.0] in the config field's type; one line on a bad value."""
     want = type(getattr(RunConfig(), field_name))
-    out = []
+    out: list[Any] = []
     for part in text.split(","):
         part = part.strip()
+        if want is str:  # op, grokfast: names, checked when each member's config is
+            out.append(part)
+            continue
         try:
             value = want(part) if want is float else int(part)
         except ValueError:

@@ -127,6 +127,7 @@ def state_to_resume(state: MemberState, cfg: RunConfig, wall_s: float) -> dict[s
         "scheduler": {"base_lrs": [cfg.lr], "last_epoch": state.epoch},
         "rng": torch.get_rng_state(),
         "wall_s": wall_s,
+        **({"grokfast": state.grokfast} if state.grokfast else {}),
     }
 
 
@@ -156,4 +157,10 @@ def resume_to_state(data: dict[str, Any], cfg: RunConfig) -> MemberState:
         torch.Generator().set_state(data["rng"])  # a damaged state raises here
     wall = float(data.get("wall_s", 0.0))
     wall_s = wall if math.isfinite(wall) and wall >= 0 else 0.0
-    return MemberState(epoch, weights, moments["exp_avg"], moments["exp_avg_sq"], wall_s)
+    grokfast = data.get("grokfast")
+    if grokfast is not None and not isinstance(grokfast, dict):
+        raise TypeError("the Grokfast state is not a mapping")
+    # Shapes and values are checked when the stepper loads it (GradientFilter.load).
+    return MemberState(
+        epoch, weights, moments["exp_avg"], moments["exp_avg_sq"], wall_s, grokfast or None
+    )

@@ -198,7 +198,11 @@ class FourierPane(AnalysisPane):
         pos = self.VIEWS.index(self.view) + 1
         text = Text()
         text.append(f"{pos}/{len(self.VIEWS)} ", style="bold reverse")
-        text.append(f" {VIEW_TITLES[self.view]}", style="bold")
+        title = VIEW_TITLES[self.view]
+        snap = self.snapshot
+        if snap is not None and snap.basis != "fourier" and self.view != "planted":
+            title = title.replace("Fourier", snap.basis_label)
+        text.append(f" {title}", style="bold")
         text.append("\n" + (self.cursor_text or VIEW_KEYS[self.view]), style="dim")
         self.query_one("#fourier-header", Static).update(text)
 
@@ -224,6 +228,8 @@ class FourierPane(AnalysisPane):
         names = ", ".join(map(str, sorted(keys))) or "none yet"
         text.append(f"key frequencies {names}", style="bold")
         text.append(f" hold {snap.embed_key_share():.0%} of |W_E|²\n" + cluster_words(snap))
+        if snap.op_note:
+            text.append("\n" + snap.op_note, style="dim")
         self.query_one("#embed-text", Static).update(text)
 
     def _fit_pair(self, box_id: str, maps: list[tuple[Heatmap, tuple[int, int]]]) -> None:
@@ -256,7 +262,8 @@ class FourierPane(AnalysisPane):
         text.append(snap.describe_neuron(n), style="bold")
         text.append(", centred\n\n")
         text.append(
-            "Rows x, columns y: Const, cos 1, sin 1, cos 2, ... A neuron of frequency k "
+            ("" if snap.basis == "fourier" else f"{snap.basis_label} components. ")
+            + "Rows x, columns y: Const, cos 1, sin 1, cos 2, ... A neuron of frequency k "
             "lights the 3x3 block at rows and columns 0, 2k-1, 2k. The constant [0, 0] of "
             "attention is drawn saturated.",
             style="dim",
@@ -268,7 +275,7 @@ class FourierPane(AnalysisPane):
             return
         self.heatmap("wl-map").set_data(
             snap.W_L_by_cluster, diverging=False, vmin=0.0, x_label="comp", y_label="row",
-            title="|W_L|: neurons (by cluster) x Fourier components",
+            title=f"|W_L|: neurons (by cluster) x {snap.basis_label} components",
         )  # fmt: skip
         text = Text()
         text.append("rows by cluster\n", style="bold")
@@ -298,7 +305,7 @@ class FourierPane(AnalysisPane):
         power = snap.embed_dim_power(d).tolist()
         keys = {int(k) for k in snap.key_freqs}
         self.query_one("#dim-fft-plot", Plot).show(Figure(
-            "its Fourier transform², per frequency",
+            f"its {snap.basis_label} transform², per frequency",
             [("", [float(k) for k in range(len(power))], power, LINE_COLOUR)], "frequency",
             style="bars", x_ticks=freq_ticks(keys, len(power)),
             highlight={k for k in keys if k < len(power)},
