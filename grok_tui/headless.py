@@ -81,6 +81,8 @@ def train_headless(
                 if update.outlook is not None:
                     o = update.outlook
                     bar.update(task, outlook=f"{o.describe_phase()}; {o.forecast.describe()}")
+                elif update.note:
+                    bar.update(task, outlook=update.note)
 
             service = ProgressService(run, device or "cpu", on_measures)
 

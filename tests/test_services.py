@@ -102,3 +102,24 @@ def test_a_stopped_group_finishes_the_work_in_flight_then_nothing_more(
     late = group.add(SnapshotService(run, "cpu", results.append))
     late.join(5)
     assert not late.is_alive()  # added to a stopped group: stopped at once
+
+
+def test_progress_measures_say_n_a_for_an_op_they_do_not_model(tmp_path) -> None:
+    """A multiply run: no measures computed (they would use x + y directions), one note
+    naming the op instead, and the service stops and joins as any other."""
+    from grok_tui.engine.model import paper_init
+    from grok_tui.engine.services import ProgressService, ProgressUpdate
+
+    cfg = RunConfig(p=7, frac_train=0.5, epochs=10, checkpoint_every=5, preset="t", op="multiply")
+    run = Run.create(tmp_path / "mul", cfg, "cpu")
+    run.save_checkpoint(0, paper_init(cfg))
+    updates: list[ProgressUpdate] = []
+    service = ProgressService(run, "cpu", updates.append)
+    service.poke()
+    assert service.drain(timeout=30)
+    service.stop()
+    service.join(timeout=10)
+    assert not service.is_alive()
+    assert [u.table for u in updates] == [None]
+    assert "n/a for op multiply" in updates[0].note and not updates[0].error
+    assert not run.measures_path.exists()

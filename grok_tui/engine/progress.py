@@ -75,6 +75,10 @@ from grok_tui.engine.record import (
 from grok_tui.engine.runs import Run, RunError, atomic_write_bytes
 
 MEASURES_VERSION = RECORD_VERSION
+# The ops whose progress measures this module computes correctly: the records use the x + y
+# directions and Z_p's Fourier basis (engine/ops.py has each op's directions and basis for
+# the day they are taken up here). For other ops the app and `analyze` say "n/a".
+MEASURES_OPS = ("add",)
 __all__ = ["MEASURES_VERSION", "SCALARS", "ProgressTable", "ProgressTracker", "gini"]
 
 # The scalar measures of a table, in the order a report lists them.

@@ -112,6 +112,17 @@ class ProgressUpdate:
     outlook: Any | None = None  # outlook.Outlook: phases, the phase now, the forecast
     error: str = ""
     pending: int = 0  # checkpoints still to record, plus excluded losses still to compute
+    note: str = ""  # why there are no measures (they do not apply to this run's op)
+
+
+def measures_not_applicable(run: Run) -> str:
+    """Why the progress measures do not apply to this run ('' if they do)."""
+    from grok_tui.engine.progress import MEASURES_OPS
+
+    op = run.meta().config.op
+    if op in MEASURES_OPS:
+        return ""
+    return f"progress measures, phases and forecast: n/a for op {op} (they assume x + y)"
 
 
 class ProgressService:
@@ -202,6 +213,12 @@ class ProgressService:
             wait = None
             try:
                 if self._tracker is None:
+                    note = measures_not_applicable(self.run)
+                    if note:  # nothing to compute: say so once, then only wait for stop
+                        self.on_update(ProgressUpdate(None, note=note))
+                        self._idle.set()
+                        self._stopped.wait()
+                        return
                     self._tracker = ProgressTracker(self.run, self.device, self.key_epoch)
                     if self._stopped.is_set():
                         return

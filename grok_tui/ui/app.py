@@ -512,7 +512,7 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
         if update.error:
             self.notify(update.error, title="Progress measures", severity="warning")
             return
-        self.widget(CurvesPane).set_measures(update.table, update.outlook)
+        self.widget(CurvesPane).set_measures(update.table, update.outlook, update.note)
         before, self.outlook = self.outlook, update.outlook
         self._announce_phase(before, update.outlook)
         self.refresh_status()

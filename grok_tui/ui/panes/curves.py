@@ -108,6 +108,7 @@ class CurvesPane(Vertical):
         # plot (plotext is pure Python, and the trainer thread waits for the GIL it holds)
         # is drawn again only when what it shows changed.
         self._measures_dirty = True
+        self.measures_note = ""  # why there are no progress measures, when there is a reason
 
     def compose(self) -> ComposeResult:
         yield Plot(id="loss-plot")
@@ -122,9 +123,10 @@ class CurvesPane(Vertical):
     def mark_dirty(self) -> None:
         self._dirty = True
 
-    def set_measures(self, table: Any, outlook: Any = None) -> None:
+    def set_measures(self, table: Any, outlook: Any = None, note: str = "") -> None:
         self.measures = table
         self.outlook = outlook
+        self.measures_note = note
         if outlook is not None:
             self.phases = outlook.phases
         else:
@@ -254,6 +256,8 @@ class CurvesPane(Vertical):
             o = self.outlook
             forecast = "" if o.forecast.observed else f"; {o.forecast.describe()}"
             text.append(f"\nnow: {o.describe_phase()}{forecast}")
+        elif self.measures_note:
+            text.append(f"\n{self.measures_note}", style="yellow")
         return text
 
     def key_set_label(self) -> str:
