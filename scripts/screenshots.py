@@ -22,6 +22,7 @@ from grok_tui.engine.progress import progress_table
 from grok_tui.engine.runs import Run
 from grok_tui.engine.train import TrainControl, Trainer
 from grok_tui.ui.app import ANALYSIS_PANES, GrokApp
+from grok_tui.ui.panes.curves import CurvesPane
 from grok_tui.ui.widgets.status_bar import StatusBar
 from grok_tui.ui.widgets.timeline import CheckpointTimeline
 
@@ -33,9 +34,10 @@ async def shoot_first_screen(run: Run, out: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         status = app.query_one(StatusBar)
         start = status.info.epoch or 0
-        while (status.info.epoch or 0) < start + 150:
+        curves = app.query_one(CurvesPane)
+        while (status.info.epoch or 0) < start + 150 or not curves.has_measures_drawn(3):
             await pilot.pause(0.1)
-        await pilot.pause(0.6)  # let the plot's timer repaint
+        await pilot.pause(1.2)  # the plots repaint on a 1 s timer
         app.save_screenshot(filename="curves.svg", path=str(out))
         await pilot.press("q")
         while not app.trainer_done.is_set():

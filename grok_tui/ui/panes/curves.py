@@ -154,6 +154,11 @@ class CurvesPane(Vertical):
         self._repaint_if_dirty()
         return self.view
 
+    def has_measures_drawn(self, at_least: int = 1) -> bool:
+        """The measures plot shows at least this many checkpoints (tests, screenshots)."""
+        shown = self.measures is not None and len(self.measures) >= at_least
+        return shown and not self._measures_dirty
+
     # -- drawing -----------------------------------------------------------------------------
     def _repaint_if_dirty(self) -> None:
         if not self._dirty or not self.is_mounted or not self.display:
