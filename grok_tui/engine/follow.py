@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from grok_tui.engine.runs import MetricsReader, Run, RunError, RunMeta
+from grok_tui.engine.threads import WakeableThread
 
 
 @dataclass
@@ -78,7 +78,7 @@ class RunFollower:
         return (owner["pid"], owner["host"]) != (os.getpid(), socket.gethostname())
 
 
-class FollowService:
+class FollowService(WakeableThread):
     """Polls a run directory in its own thread: every `interval` seconds, or at once when
     poked (the in-process trainer wrote), and hands each non-empty update to `on_update`."""
 
@@ -88,23 +88,7 @@ class FollowService:
         self.follower = RunFollower(run)
         self.on_update = on_update
         self.interval = interval
-        self._wake = threading.Event()
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="grok-follow", daemon=True)
-        self._thread.start()
-
-    def poke(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._wake.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
+        self._start("grok-follow")
 
     def _loop(self) -> None:
         while not self._stopped.is_set():

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from grok_tui.engine.runs import Run, RunError
-from grok_tui.engine.threads import ANALYSIS_NICENESS, lower_this_thread
+from grok_tui.engine.threads import ANALYSIS_NICENESS, WakeableThread, lower_this_thread
 
 
 @dataclass
@@ -125,7 +125,7 @@ def measures_not_applicable(run: Run) -> str:
     return f"progress measures, phases and forecast: n/a for op {op} (they assume x + y)"
 
 
-class ProgressService:
+class ProgressService(WakeableThread):
     """Keeps the progress measures of every checkpoint up to date, in the background.
 
     A poke (new checkpoints, a key set to reconsider) wakes it: it records the checkpoints
@@ -157,26 +157,13 @@ class ProgressService:
         self.grace_s = grace_s
         self.writer_measures = False
         self._idle = threading.Event()  # set while nothing is left to do
-        self._wake = threading.Event()
-        self._stopped = threading.Event()
         self._tracker: Any = None
-        self._thread = threading.Thread(target=self._loop, name="grok-progress", daemon=True)
-        self._thread.start()
+        self._start("grok-progress")
 
     def poke(self) -> None:
         """Checkpoints changed (or the viewer wants fresh measures)."""
         self._idle.clear()
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._wake.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
+        super().poke()
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every checkpoint is measured (True), or the timeout passes."""

@@ -28,3 +28,31 @@ def lower_this_thread(niceness: int) -> bool:
         os.setpriority(os.PRIO_PROCESS, tid, min(current + niceness, 19))
         return True
     return False
+
+
+class WakeableThread:
+    """A background service's shape: a daemon thread running `_loop`, a stop flag it checks
+    between units of work, and a wake event (a poke) that ends its wait early. Subclasses
+    set their fields, then call `_start`; `ServiceGroup` stops and joins them."""
+
+    def _start(self, name: str) -> None:
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
