@@ -96,9 +96,9 @@ def member_split(cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
 def default_chunk_size(cfg: RunConfig, device: torch.device) -> int:
     """Members per forward/backward pass: all of them on a GPU; one on a CPU.
 
-    On a CPU each member's epoch is bound by its own arithmetic and memory traffic, and
-    larger chunks only spill the caches (measured: bench/RESULTS.md); a chunk of one also
-    makes every member reproduce its single run bit for bit.
+    On a CPU a chunk of one makes every member reproduce its single run bit for bit. It
+    costs speed on small models: 16 quick-preset members (p = 53) in one chunk ran 1.84x
+    faster than one by one, a chunk of one 1.01x (bench/RESULTS.md, issue 10).
     """
     return 1 if device.type == "cpu" else 1 << 30
 
