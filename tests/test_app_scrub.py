@@ -277,7 +277,10 @@ async def test_a_live_run_names_its_phase_and_draws_the_spectrogram(tmp_path) ->
         assert "key freqs" in summary and "since" in summary
         while curves.view != "spectrogram W_L":
             await pilot.press("m")
-        await pilot.pause(1.2)
+        await pilot.pause(0.2)
+        deadline = time.monotonic() + 60
+        while not curves.has_measures_drawn() and time.monotonic() < deadline:
+            await pilot.pause(0.1)  # training goes on: new measures keep coming
         spectrogram = curves.query_one("#spectrogram")
         assert spectrogram.display and spectrogram.data.shape[0] == groks.p // 2 + 1
         assert spectrogram.data.shape[1] == len(curves.measures)
