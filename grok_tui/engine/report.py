@@ -155,8 +155,7 @@ BASIS_MEASURES = (
 
 def not_applicable(op: str) -> tuple[str, ...]:
     """The report's measures that are "n/a for this op" (see the module docstring)."""
-    measured = getattr(progress, "MEASURES_OPS", ("add",))
-    if op in measured:
+    if op in progress.MEASURES_OPS:
         return ()
     if not ops.has_circuit_directions(op):
         return DIRECTION_MEASURES  # Gini in Z_p's basis is still a fair sparsity number
