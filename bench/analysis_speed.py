@@ -27,13 +27,13 @@ from typing import Any
 
 import torch
 
-from grok_tui.engine import fourier
-from grok_tui.engine.analysis import Analyzer
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.data import all_tokens, make_dataset
-from grok_tui.engine.model import paper_init
-from grok_tui.engine.progress import ProgressTracker
-from grok_tui.engine.runs import Run
+from grok_tui.engine.core import fourier
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.data import all_tokens, make_dataset
+from grok_tui.engine.core.model import paper_init
+from grok_tui.engine.measures.analysis import Analyzer
+from grok_tui.engine.measures.progress import ProgressTracker
+from grok_tui.engine.store.runs import Run
 
 PAPER_KEY_FREQS = (14, 35, 41, 42, 52)  # the published run's; only sets the work per row
 
@@ -93,7 +93,7 @@ def timed(fn: Any, repeats: int) -> list[float]:
 
 
 def bench_snapshot(repeats: int) -> dict[str, float]:
-    from grok_tui.engine.tl import hooked_model
+    from grok_tui.engine.core.tl import hooked_model
 
     cfg = RunConfig()
     weights = paper_init(cfg)

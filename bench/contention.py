@@ -4,7 +4,7 @@ The app trains in one thread while others analyse checkpoints, all in one proces
 torch thread drives an OpenMP team; idle team members spin by default, so two busy teams
 on two cores can starve each other. This measures the trainer's epochs/s (paper preset)
 alone and with a snapshot thread analysing continuously: by default, with
-OMP_WAIT_POLICY=PASSIVE, and with the thread priorities the app sets (engine/threads.py),
+OMP_WAIT_POLICY=PASSIVE, and with the thread priorities the app sets (engine/core/threads.py),
 each in a fresh process (OpenMP reads its settings when it starts).
 
     .venv/bin/python bench/contention.py [--seconds 20]
@@ -24,12 +24,12 @@ from pathlib import Path
 
 
 def child(seconds: float, with_analysis: bool) -> dict[str, float]:
-    from grok_tui.engine.analysis import Analyzer
-    from grok_tui.engine.config import RunConfig
-    from grok_tui.engine.model import paper_init
-    from grok_tui.engine.runs import Run
-    from grok_tui.engine.threads import ANALYSIS_NICENESS, TRAINER_NICENESS, lower_this_thread
-    from grok_tui.engine.train import Progress, TrainControl, Trainer
+    from grok_tui.engine.core.config import RunConfig
+    from grok_tui.engine.core.model import paper_init
+    from grok_tui.engine.core.threads import ANALYSIS_NICENESS, TRAINER_NICENESS, lower_this_thread
+    from grok_tui.engine.measures.analysis import Analyzer
+    from grok_tui.engine.store.runs import Run
+    from grok_tui.engine.training.train import Progress, TrainControl, Trainer
 
     cfg = RunConfig()
     run = Run.create(Path(tempfile.mkdtemp()) / "run", cfg, "cpu")

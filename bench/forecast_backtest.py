@@ -1,4 +1,5 @@
-"""Backtest of the grok forecast (engine/forecast.py) on finished runs, cut at every checkpoint.
+"""Backtest of the grok forecast (engine/measures/forecast.py) on finished runs, cut at every
+checkpoint.
 
     .venv/bin/python bench/forecast_backtest.py                 # the table for RESULTS.md
     .venv/bin/python bench/forecast_backtest.py --tune          # grid search, tuning runs only
@@ -35,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from grok_tui.engine.forecast import (
+from grok_tui.engine.measures.forecast import (
     DEFAULT,
     BaselineParams,
     Forecast,
@@ -43,9 +44,9 @@ from grok_tui.engine.forecast import (
     baseline_forecast,
     forecast_grok,
 )
-from grok_tui.engine.phases import find_phases
-from grok_tui.engine.progress import ProgressTracker
-from grok_tui.engine.runs import Run
+from grok_tui.engine.measures.phases import find_phases
+from grok_tui.engine.measures.progress import ProgressTracker
+from grok_tui.engine.store.runs import Run
 
 GROK_ACC = 0.99
 FREE_CURVES = ("train_loss", "test_loss", "sum_sq_weights", "gini_W_E", "xy_share_logits",

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import torch
 
-from grok_tui.engine.config import RunConfig, preset
-from grok_tui.engine.model import paper_init
-from grok_tui.engine.runs import Run
-from grok_tui.engine.stepper import MemberState, Stepper
-from grok_tui.engine.train import Progress, TrainControl, Trainer
+from grok_tui.engine.core.config import RunConfig, preset
+from grok_tui.engine.core.model import paper_init
+from grok_tui.engine.store.runs import Run
+from grok_tui.engine.training.stepper import MemberState, Stepper
+from grok_tui.engine.training.train import Progress, TrainControl, Trainer
 
 GROKKED_ACC = 0.99
 

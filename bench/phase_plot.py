@@ -20,8 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from grok_tui.engine.progress import ProgressTracker
-from grok_tui.engine.runs import Run
+from grok_tui.engine.measures.progress import ProgressTracker
+from grok_tui.engine.store.runs import Run
 
 W, PANEL_H, LEFT, RIGHT, TOP, GAP = 1000, 190, 80, 20, 60, 40
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def make_sweep(root: Path, name: str, groups: int, epochs: int):
-    from grok_tui.engine.config import preset
-    from grok_tui.engine.sweep import Sweep, SweepSpec
+    from grok_tui.engine.core.config import preset
+    from grok_tui.engine.lab.sweep import Sweep, SweepSpec
 
     base = preset("quick").replace(p=13, frac_train=0.5, lr=1e-3, epochs=epochs,
                                    checkpoint_every=50)  # fmt: skip
@@ -34,7 +34,7 @@ def make_sweep(root: Path, name: str, groups: int, epochs: int):
 
 def warm_import() -> float:
     t0 = time.perf_counter()
-    import grok_tui.engine.train  # noqa: F401  (torch and the trainer, as a task needs them)
+    import grok_tui.engine.training.train  # noqa: F401  (torch and the trainer, as a task needs them)
 
     return time.perf_counter() - t0
 
@@ -49,8 +49,8 @@ def main() -> None:
     import ray
     import torch
 
-    from grok_tui.engine.ray_backend import train_on_ray
-    from grok_tui.engine.sweep import train_sweep
+    from grok_tui.engine.lab.ray_backend import train_on_ray
+    from grok_tui.engine.lab.sweep import train_sweep
 
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="ray_overhead_"))

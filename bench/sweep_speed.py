@@ -21,11 +21,11 @@ import time
 
 import torch
 
-from grok_tui.engine.config import RunConfig, preset
-from grok_tui.engine.device import resolve_device
-from grok_tui.engine.model import paper_init
-from grok_tui.engine.stepper import MemberState, Stepper
-from grok_tui.engine.train import keep_freed_memory
+from grok_tui.engine.core.config import RunConfig, preset
+from grok_tui.engine.core.device import resolve_device
+from grok_tui.engine.core.model import paper_init
+from grok_tui.engine.training.stepper import MemberState, Stepper
+from grok_tui.engine.training.train import keep_freed_memory
 
 
 def sync(device: str) -> None:

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import torch
 
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.data import make_dataset
-from grok_tui.engine.device import resolve_device
-from grok_tui.engine.loss import reference_cross_entropy
-from grok_tui.engine.model import paper_init
-from grok_tui.engine.runs import Run
-from grok_tui.engine.tl import hooked_model
-from grok_tui.engine.train import Trainer, keep_freed_memory
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.data import make_dataset
+from grok_tui.engine.core.device import resolve_device
+from grok_tui.engine.core.loss import reference_cross_entropy
+from grok_tui.engine.core.model import paper_init
+from grok_tui.engine.core.tl import hooked_model
+from grok_tui.engine.store.runs import Run
+from grok_tui.engine.training.train import Trainer, keep_freed_memory
 
 
 def sync(device: str) -> None:

@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from grok_tui.engine.runs import METRIC_KEYS, Run, RunError
+from grok_tui.engine.store.runs import METRIC_KEYS, Run, RunError
 
 if TYPE_CHECKING:
     import torch
 
-    from grok_tui.engine.analysis import Analyzer, Snapshot
-    from grok_tui.engine.config import RunConfig
-    from grok_tui.engine.data import Dataset
-    from grok_tui.engine.progress import ProgressTable
+    from grok_tui.engine.core.config import RunConfig
+    from grok_tui.engine.core.data import Dataset
+    from grok_tui.engine.measures.analysis import Analyzer, Snapshot
+    from grok_tui.engine.measures.progress import ProgressTable
 
 
 class GrokRun:
@@ -81,13 +81,13 @@ class GrokRun:
 
     def model(self, epoch: int | None = None) -> Any:
         """A TransformerLens model with the checkpoint's weights: hooks, `run_with_cache`."""
-        from grok_tui.engine.tl import hooked_model
+        from grok_tui.engine.core.tl import hooked_model
 
         return hooked_model(self.config, self.weights(epoch), self.device)
 
     def dataset(self) -> Dataset:
         """Every input [x, y, =] (flat index x * p + y), labels, and the run's train/test split."""
-        from grok_tui.engine.data import make_dataset
+        from grok_tui.engine.core.data import make_dataset
 
         return make_dataset(self.config)
 
@@ -97,7 +97,7 @@ class GrokRun:
 
     def snapshot(self, epoch: int | None = None) -> Snapshot:
         """The app's analysis of one checkpoint: a Snapshot of numpy arrays."""
-        from grok_tui.engine.analysis import Analyzer
+        from grok_tui.engine.measures.analysis import Analyzer
 
         cfg = self.config
         if self._analyzer is None or self._analyzer.cfg != cfg:
@@ -107,7 +107,7 @@ class GrokRun:
 
     def measures(self) -> ProgressTable:
         """Progress measures of every checkpoint (cached in measures.jsonl), with `.phases()`."""
-        from grok_tui.engine.progress import progress_table
+        from grok_tui.engine.measures.progress import progress_table
 
         return progress_table(self.run, self.device)
 

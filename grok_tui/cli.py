@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from grok_tui.engine.config import (
+from grok_tui.engine.core.config import (
     GROKFAST_MA_LAMB,
     GROKFAST_MODES,
     OPS,
@@ -26,15 +26,15 @@ from grok_tui.sweep_cli import (
 )
 
 if TYPE_CHECKING:
-    from grok_tui.engine.runs import Run
+    from grok_tui.engine.store.runs import Run
 
 # The user errors of modules that import torch, by module: `--help` must not import them
 # (torch alone takes a second), so an error is matched only against modules already loaded.
 USER_ERRORS = {
-    "grok_tui.engine.config": "ConfigError",
-    "grok_tui.engine.device": "DeviceError",
-    "grok_tui.engine.runs": "RunError",
-    "grok_tui.engine.model": "WeightsError",
+    "grok_tui.engine.core.config": "ConfigError",
+    "grok_tui.engine.core.device": "DeviceError",
+    "grok_tui.engine.store.runs": "RunError",
+    "grok_tui.engine.core.model": "WeightsError",
 }
 DEFAULT_RUNS_DIR = Path("runs")
 
@@ -49,7 +49,7 @@ def is_user_error(exc: BaseException) -> bool:
 
 
 def resolve_device(name: str) -> str:
-    from grok_tui.engine.device import resolve_device as resolve
+    from grok_tui.engine.core.device import resolve_device as resolve
 
     return resolve(name)
 
@@ -193,7 +193,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def new_run_path(cfg: RunConfig) -> Path:
-    from grok_tui.engine.runs import stamped_path
+    from grok_tui.engine.store.runs import stamped_path
 
     name = cfg.preset
     if cfg.op != "add":
@@ -204,7 +204,7 @@ def new_run_path(cfg: RunConfig) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from grok_tui.engine.runs import Run
+    from grok_tui.engine.store.runs import Run
 
     cfg = config_from_args(args)
     device = resolve_device(args.device)
@@ -237,8 +237,8 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 def open_or_import(target: str, device: str) -> Run:
     """A run directory as it is; a .pth file or hf: spec imported once under runs/."""
-    from grok_tui.engine.hub import is_hub_spec
-    from grok_tui.engine.runs import Run, RunError
+    from grok_tui.engine.store.hub import is_hub_spec
+    from grok_tui.engine.store.runs import Run, RunError
 
     path = Path(target)
     if not is_hub_spec(target) and (path.is_dir() or path.suffix != ".pth"):
@@ -271,7 +271,7 @@ def import_dir_name(stem: str) -> str:
 def import_with_progress(source: str, dest: Path, device: str) -> Run:
     from rich.progress import Progress
 
-    from grok_tui.engine.arena import import_arena_from
+    from grok_tui.engine.store.arena import import_arena_from
 
     with Progress(transient=True) as bar:
         task = bar.add_task(f"importing {source}", total=None)
@@ -291,9 +291,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from grok_tui.engine.arena import export_arena
-    from grok_tui.engine.export import export_csv
-    from grok_tui.engine.runs import Run
+    from grok_tui.engine.measures.export import export_csv
+    from grok_tui.engine.store.arena import export_arena
+    from grok_tui.engine.store.runs import Run
 
     run = Run.open(args.run)
     out = export_arena(run, args.out) if args.format == "arena" else export_csv(run, args.out)
@@ -306,8 +306,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from grok_tui.engine.report import analysis_report, render_report
-    from grok_tui.engine.runs import Run
+    from grok_tui.engine.measures.report import analysis_report, render_report
+    from grok_tui.engine.store.runs import Run
 
     run = Run.open(args.run)
     report = analysis_report(run, args.epoch, resolve_device(args.device), key_epoch=args.key_epoch)
@@ -328,7 +328,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-sessions must be in 1..64, got {args.max_sessions}")
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be in 1..65535, got {args.port}")
-    from grok_tui.engine.runs import Run
+    from grok_tui.engine.store.runs import Run
 
     run = Run.open(args.run)
     serve_viewer(run.path, run.name, args.host, args.port, args.max_sessions, args.allow_writes)
@@ -370,7 +370,7 @@ def show_run_warnings() -> None:
     """A RunWarning (a damaged line skipped, a file kept) is one line on stderr."""
     import warnings
 
-    from grok_tui.engine.untrusted import RunWarning
+    from grok_tui.engine.store.untrusted import RunWarning
 
     original = warnings.showwarning
     if getattr(original, "grok_tui", False):

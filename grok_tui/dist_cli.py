@@ -2,7 +2,7 @@
 
 Each of these trains headless (a live table on stderr; `grok-tui open DIR` follows the
 sweep from anywhere), through the claims that let any number of them share one sweep
-directory (engine/backends.py).
+directory (engine/lab/backends.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
-from grok_tui.engine.config import ConfigError
+from grok_tui.engine.core.config import ConfigError
 
 
 @dataclass
@@ -28,13 +28,13 @@ class Distribution:
 
     def device_for_create(self, requested: str, group_size: int | None) -> str:
         """The device the groups train on (sweep.json records it and sizes groups for it)."""
-        from grok_tui.engine.device import resolve_device
+        from grok_tui.engine.core.device import resolve_device
 
         if self.devices:
             return self.devices[0]
         if self.backend != "ray":
             return resolve_device(requested)
-        from grok_tui.engine.ray_backend import connect, task_device
+        from grok_tui.engine.lab.ray_backend import connect, task_device
 
         ray, self._ray_started = connect(self.address)
         device = task_device(ray, requested)
@@ -61,7 +61,7 @@ class Distribution:
 
     def run(self, sweep: Any, device: str) -> int:
         """Train this process's share of the sweep headless; the exit code."""
-        from grok_tui.engine.backends import shard_groups
+        from grok_tui.engine.lab.backends import shard_groups
         from grok_tui.headless_sweep import train_sweep_headless
 
         groups = shard_groups(len(sweep.meta().groups), self.shard)
@@ -70,7 +70,7 @@ class Distribution:
             if not groups:
                 return 0
         if self.backend == "ray":
-            from grok_tui.engine.ray_backend import train_on_ray
+            from grok_tui.engine.lab.ray_backend import train_on_ray
 
             def runner(on_event: Any, control: Any, say: Any) -> list[Any]:
                 return train_on_ray(sweep, device, groups, on_event, control,
@@ -79,7 +79,7 @@ class Distribution:
 
             where = f"Ray at {self.address}" if self.address else "Ray"
         elif self.devices:
-            from grok_tui.engine.backends import train_on_devices
+            from grok_tui.engine.lab.backends import train_on_devices
 
             devices = self.devices
 
@@ -89,7 +89,7 @@ class Distribution:
 
             where = ", ".join(devices)
         else:
-            from grok_tui.engine.sweep import train_sweep
+            from grok_tui.engine.lab.sweep import train_sweep
 
             def runner(on_event: Any, control: Any, say: Any) -> list[Any]:
                 return train_sweep(sweep, device, on_event, control, groups, say=say,
@@ -108,7 +108,7 @@ def describe(groups: list[int]) -> str:
 
 def distribution_from_args(args: argparse.Namespace) -> Distribution | None:
     """The options beyond one process, checked; None when none is given."""
-    from grok_tui.engine.backends import parse_shard
+    from grok_tui.engine.lab.backends import parse_shard
 
     given = (
         args.shard is not None
@@ -144,7 +144,7 @@ def distribution_from_args(args: argparse.Namespace) -> Distribution | None:
             raise ConfigError("--devices is for the local backend: Ray gives each task its GPU")
         if args.device != "auto":
             raise ConfigError("give --devices LIST or --device, not both")
-        from grok_tui.engine.device import resolve_device
+        from grok_tui.engine.core.device import resolve_device
 
         names = [d.strip() for d in args.devices.split(",")]
         if not all(names):

@@ -22,10 +22,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from grok_tui.engine.runs import Run
-from grok_tui.engine.services import ProgressService, ProgressUpdate
-from grok_tui.engine.train import CheckpointSaved, Finished, TrainControl, Trainer
-from grok_tui.engine.train import Progress as TrainProgress
+from grok_tui.engine.measures.services import ProgressService, ProgressUpdate
+from grok_tui.engine.store.runs import Run
+from grok_tui.engine.training.train import CheckpointSaved, Finished, TrainControl, Trainer
+from grok_tui.engine.training.train import Progress as TrainProgress
 
 DRAIN_S = 120.0  # at the end of a run, how long to wait for its last measures
 

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from grok_tui.engine.config import PRESETS, ConfigError, preset
+from grok_tui.engine.core.config import PRESETS, ConfigError, preset
 
 # Sweepable options on the command line (each takes a comma-separated list).
 LIST_OPTIONS = (
@@ -133,8 +133,8 @@ def load_toml(path: Path) -> dict[str, Any]:
 
 def spec_from_args(args: argparse.Namespace) -> Any:
     """A SweepSpec from a TOML file (if any) overridden by command-line options."""
-    from grok_tui.engine.checkpoints import parse_bytes
-    from grok_tui.engine.sweep import DEFAULT_BUDGET, SweepSpec, parse_values
+    from grok_tui.engine.lab.sweep import DEFAULT_BUDGET, SweepSpec, parse_values
+    from grok_tui.engine.training.checkpoints import parse_bytes
 
     data = load_toml(args.file) if args.file else {}
     preset_name = args.preset or data.get("preset", "paper")
@@ -170,7 +170,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:
 
 
 def _file_values(name: str, raw: Any) -> list[Any]:
-    from grok_tui.engine.config import RunConfig
+    from grok_tui.engine.core.config import RunConfig
 
     items = raw if isinstance(raw, list) else [raw]
     want = type(getattr(RunConfig(), name))
@@ -197,7 +197,7 @@ def _int_value(name: str, raw: Any) -> int:
 
 def cmd_sweep(args: argparse.Namespace, runs_root: Path) -> int:
     from grok_tui.dist_cli import distribution_from_args
-    from grok_tui.engine.device import resolve_device
+    from grok_tui.engine.core.device import resolve_device
 
     plan_run = distribution_from_args(args)
     if plan_run is None:
@@ -212,7 +212,7 @@ def cmd_sweep(args: argparse.Namespace, runs_root: Path) -> int:
 
 
 def sweep_with(args: argparse.Namespace, runs_root: Path, device: str, plan_run: Any) -> int:
-    from grok_tui.engine.sweep import Sweep, default_sweep_path
+    from grok_tui.engine.lab.sweep import Sweep, default_sweep_path
 
     if args.resume is not None:
         given = [n for n in (*LIST_OPTIONS, "seeds", "preset", "disk_budget", "group_size")
@@ -251,7 +251,7 @@ def sweep_with(args: argparse.Namespace, runs_root: Path, device: str, plan_run:
 
 def open_sweep(path: Path, device: str, resume: bool, headless: bool) -> int:
     """`grok-tui open SWEEPDIR`: the sweep screen, following it live; --resume trains it."""
-    from grok_tui.engine.sweep import Sweep
+    from grok_tui.engine.lab.sweep import Sweep
 
     sweep = Sweep.open(path)
     if headless:
@@ -273,8 +273,8 @@ def add_compare_parser(sub: Any) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from grok_tui.engine.device import resolve_device
-    from grok_tui.engine.runs import Run
+    from grok_tui.engine.core.device import resolve_device
+    from grok_tui.engine.store.runs import Run
 
     if len(args.runs) < 2:
         raise ConfigError("compare needs two or more runs")

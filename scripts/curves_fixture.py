@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from grok_tui.engine.progress import ProgressTracker
-from grok_tui.engine.runs import Run
+from grok_tui.engine.measures.progress import ProgressTracker
+from grok_tui.engine.store.runs import Run
 
 CURVES = ("train_loss", "test_loss", "test_acc", "excluded_loss", "restricted_loss",
           "sum_sq_weights", "gini_W_E", "gini_W_L", "xy_share_logits")  # fmt: skip

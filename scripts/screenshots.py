@@ -17,10 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from grok_tui.engine.config import preset
-from grok_tui.engine.progress import progress_table
-from grok_tui.engine.runs import Run
-from grok_tui.engine.train import TrainControl, Trainer
+from grok_tui.engine.core.config import preset
+from grok_tui.engine.measures.progress import progress_table
+from grok_tui.engine.store.runs import Run
+from grok_tui.engine.training.train import TrainControl, Trainer
 from grok_tui.ui.app import ANALYSIS_PANES, GrokApp
 from grok_tui.ui.panes.curves import CurvesPane
 from grok_tui.ui.widgets.status_bar import StatusBar

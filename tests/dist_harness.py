@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grok_tui.engine.sweep import Sweep
+from grok_tui.engine.lab.sweep import Sweep
 
 EPOCHS = 100
 # 4 members in 2 groups of 2 (p = 13, a calm learning rate, so rounding noise stays small).

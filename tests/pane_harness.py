@@ -10,10 +10,10 @@ import torch
 from textual.app import App, ComposeResult
 from textual.widgets import Static, TabbedContent, TabPane
 
-from grok_tui.engine.analysis import Analyzer, Snapshot
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.runs import Run
-from grok_tui.engine.train import Trainer
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.measures.analysis import Analyzer, Snapshot
+from grok_tui.engine.store.runs import Run
+from grok_tui.engine.training.train import Trainer
 from grok_tui.ui.panes.base import AnalysisPane
 
 TINY = RunConfig(

@@ -8,14 +8,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.model import paper_init
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.model import paper_init
 
 PLANTED = RunConfig(p=23, frac_train=0.5, d_model=32, n_heads=4, d_head=8, d_mlp=24, preset="test")
 
 
 def explicit_basis(p: int) -> np.ndarray:
-    """F from its definition, written out independently of grok_tui.engine.fourier."""
+    """F from its definition, written out independently of grok_tui.engine.core.fourier."""
     x = np.arange(p)
     rows = [np.ones(p) / math.sqrt(p)]
     for k in range(1, (p - 1) // 2 + 1):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grok_tui.engine.config import preset
+from grok_tui.engine.core.config import preset
 
 TINY_BASE = preset("quick").replace(p=17, frac_train=0.5, epochs=300, checkpoint_every=20)
 TINY_ARGS = [

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from grok_tui.engine.analysis import Analyzer, Snapshot, clusters_from, snapshot
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.data import all_tokens, make_dataset
-from grok_tui.engine.loss import reference_cross_entropy
-from grok_tui.engine.model import paper_init
-from grok_tui.engine.tl import hooked_model
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.data import all_tokens, make_dataset
+from grok_tui.engine.core.loss import reference_cross_entropy
+from grok_tui.engine.core.model import paper_init
+from grok_tui.engine.core.tl import hooked_model
+from grok_tui.engine.measures.analysis import Analyzer, Snapshot, clusters_from, snapshot
 from tests.planted import PLANTED, explicit_basis, planted_weights
 
 SMALL = RunConfig(p=17, frac_train=0.4, d_model=32, n_heads=4, d_head=8, d_mlp=48, preset="test")

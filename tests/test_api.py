@@ -13,10 +13,10 @@ import torch
 
 from grok_tui import open_run
 from grok_tui.api import GrokRun
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.loss import reference_cross_entropy
-from grok_tui.engine.runs import Run, RunError
-from grok_tui.engine.train import Trainer
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.loss import reference_cross_entropy
+from grok_tui.engine.store.runs import Run, RunError
+from grok_tui.engine.training.train import Trainer
 
 CFG = RunConfig(p=23, frac_train=0.6, lr=3e-3, epochs=200, checkpoint_every=50, preset="t")
 

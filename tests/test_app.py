@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.runs import Run
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.store.runs import Run
 from grok_tui.ui.app import GrokApp
 from grok_tui.ui.panes.curves import CurvesPane
 from grok_tui.ui.widgets.status_bar import StatusBar
@@ -57,7 +57,7 @@ async def test_train_pause_resume_quit(tmp_path) -> None:
 
 
 async def test_view_a_finished_run_and_toggle_log(tmp_path) -> None:
-    from grok_tui.engine.train import Trainer
+    from grok_tui.engine.training.train import Trainer
 
     run = Run.create(tmp_path / "run", TINY.replace(epochs=30, checkpoint_every=10), "cpu")
     Trainer(run, "cpu").train()
@@ -107,7 +107,7 @@ async def test_any_exit_stops_the_trainer_with_a_checkpoint(tmp_path) -> None:
 async def test_go_to_epoch_dialogs_do_not_stack(tmp_path) -> None:
     """`g` or the palette's "Go to epoch…" while the dialog is open opens no second one (a
     key storm stacked dozens, and escape then seemed not to work)."""
-    from grok_tui.engine.train import Trainer
+    from grok_tui.engine.training.train import Trainer
     from grok_tui.ui.screens import GotoEpochScreen
 
     run = Run.create(tmp_path / "run", TINY.replace(epochs=30, checkpoint_every=10), "cpu")

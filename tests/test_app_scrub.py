@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.runs import Run
-from grok_tui.engine.train import TrainControl, Trainer
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.store.runs import Run
+from grok_tui.engine.training.train import TrainControl, Trainer
 from grok_tui.ui.app import ANALYSIS_PANES, GrokApp
 from grok_tui.ui.panes.base import AnalysisPane
 from grok_tui.ui.panes.curves import CurvesPane

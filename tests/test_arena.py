@@ -13,19 +13,19 @@ import random
 import pytest
 import torch
 
-from grok_tui.engine.arena import (
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.data import all_tokens
+from grok_tui.engine.core.loss import reference_cross_entropy
+from grok_tui.engine.core.model import GrokModel
+from grok_tui.engine.store.arena import (
     MASK_KEY,
     PAPER_KEYS,
     export_arena,
     import_arena,
     is_imported,
 )
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.data import all_tokens
-from grok_tui.engine.loss import reference_cross_entropy
-from grok_tui.engine.model import GrokModel
-from grok_tui.engine.runs import Run, RunError
-from grok_tui.engine.train import Trainer
+from grok_tui.engine.store.runs import Run, RunError
+from grok_tui.engine.training.train import Trainer
 
 TRAINED = RunConfig(
     p=23,

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.runs import Run, RunError
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.store.runs import Run, RunError
 
 BOMB_BYTES = 1 << 30
 
@@ -49,8 +49,8 @@ def bomb(tmp_path: Path, payload_of) -> Path:
 CHILD = textwrap.dedent(
     """
     import resource, sys
-    from grok_tui.engine.arena import import_arena
-    from grok_tui.engine.runs import Run, RunError
+    from grok_tui.engine.store.arena import import_arena
+    from grok_tui.engine.store.runs import Run, RunError
     import torch
 
     def vm_size():
@@ -99,7 +99,7 @@ def test_a_resume_state_that_inflates_to_a_gigabyte_is_refused_unread(tmp_path) 
 
 def test_genuine_files_pass_the_size_check(tmp_path) -> None:
     """A deflated file of modest size still loads: the check is about declared sizes."""
-    from grok_tui.engine.arena import load_arena_file
+    from grok_tui.engine.store.arena import load_arena_file
     from tests.test_hostile_files import good_file
 
     torch.save(good_file(), tmp_path / "plain.pth")
@@ -109,7 +109,7 @@ def test_genuine_files_pass_the_size_check(tmp_path) -> None:
 
 def test_many_small_records_that_add_up_are_refused(tmp_path) -> None:
     """Under the per-record cap, but 200 MB declared by a file of a few hundred kB."""
-    from grok_tui.engine.arena import load_arena_file
+    from grok_tui.engine.store.arena import load_arena_file
 
     sds = [{"embed.W_E": torch.zeros(1 << 18)} for _ in range(200)]
     torch.save({"state_dicts": sds, "epochs": list(range(200))}, tmp_path / "plain.pth")

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from grok_tui.engine.checkpoints import (
+from grok_tui.engine.core.config import ConfigError, RunConfig, preset
+from grok_tui.engine.core.model import CLASSIC_NAMES, PAPER_TRAINED, paper_init
+from grok_tui.engine.store.runs import Run
+from grok_tui.engine.training.checkpoints import (
     CheckpointPolicy,
     checkpoint_bytes,
     parse_bytes,
     plan_checkpoints,
     resume_bytes,
 )
-from grok_tui.engine.config import ConfigError, RunConfig, preset
-from grok_tui.engine.model import CLASSIC_NAMES, PAPER_TRAINED, paper_init
-from grok_tui.engine.runs import Run
-from grok_tui.engine.stepper import MemberState
-from grok_tui.engine.writer import state_to_resume
+from grok_tui.engine.training.stepper import MemberState
+from grok_tui.engine.training.writer import state_to_resume
 
 
 def test_file_sizes_are_what_the_files_take(tmp_path) -> None:

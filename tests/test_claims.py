@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from grok_tui.engine.claims import Claim, Claims, process_start
+from grok_tui.engine.lab.claims import Claim, Claims, process_start
 
 
 def write_claim(sweep_dir: Path, group: int, generation: int, **data) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from grok_tui.engine.runs import Run
+from grok_tui.engine.store.runs import Run
 from tests.pty_app import PtyApp
 
 pytestmark = pytest.mark.slow

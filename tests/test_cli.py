@@ -160,9 +160,9 @@ def test_an_imported_file_never_names_the_runs_directory_itself(
 
 
 def test_a_key_epoch_without_a_checkpoint_is_one_line(tmp_path, capsys) -> None:
-    from grok_tui.engine.config import RunConfig
-    from grok_tui.engine.model import paper_init
-    from grok_tui.engine.runs import Run
+    from grok_tui.engine.core.config import RunConfig
+    from grok_tui.engine.core.model import paper_init
+    from grok_tui.engine.store.runs import Run
 
     cfg = RunConfig(p=7, frac_train=0.5, epochs=10, checkpoint_every=5, preset="t")
     run = Run.create(tmp_path / "r", cfg, "cpu")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grok_tui.engine.config import PRESETS, ConfigError, RunConfig, is_prime, preset
+from grok_tui.engine.core.config import PRESETS, ConfigError, RunConfig, is_prime, preset
 
 
 def test_paper_preset_is_the_papers_recipe() -> None:

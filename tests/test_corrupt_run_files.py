@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from grok_tui.cli import main
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.progress import ProgressTracker
-from grok_tui.engine.runs import MetricsReader, Run, RunError
-from grok_tui.engine.train import Trainer
-from grok_tui.engine.untrusted import RunWarning
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.measures.progress import ProgressTracker
+from grok_tui.engine.store.runs import MetricsReader, Run, RunError
+from grok_tui.engine.store.untrusted import RunWarning
+from grok_tui.engine.training.train import Trainer
 
 CFG = RunConfig(p=11, frac_train=0.5, epochs=60, checkpoint_every=10, preset="t")
 NESTED = "[" * 100_000 + "]" * 100_000
@@ -266,7 +266,8 @@ def test_run_files_that_are_fifos_never_hang_a_reader(run) -> None:
         path.unlink(missing_ok=True)
         os.mkfifo(path)
     code = (
-        "import sys, warnings; from grok_tui.engine.runs import Run, MetricsReader, RunError\n"
+        "import sys, warnings\n"
+        "from grok_tui.engine.store.runs import Run, MetricsReader, RunError\n"
         "r = Run(sys.argv[1])\n"
         "try: r.meta()\n"
         "except RunError as e: print('meta:', e)\n"

@@ -6,8 +6,8 @@ import random
 
 import torch
 
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.data import all_tokens, make_dataset
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.data import all_tokens, make_dataset
 
 
 def papers_split(p: int, frac: float, seed: int) -> list[tuple[int, int, int]]:

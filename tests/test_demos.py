@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from grok_tui.engine.demos import (
+from grok_tui.engine.measures.demos import (
     component_index,
     default_freqs,
     default_terms,

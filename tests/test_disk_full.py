@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from grok_tui.cli import main
-from grok_tui.engine import runs as runs_module
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.runs import DiskFull, Run
-from grok_tui.engine.train import CheckpointSaved, Trainer
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.store import runs as runs_module
+from grok_tui.engine.store.runs import DiskFull, Run
+from grok_tui.engine.training.train import CheckpointSaved, Trainer
 
 TINY = RunConfig(p=11, frac_train=0.5, epochs=60, checkpoint_every=10, preset="t")
 

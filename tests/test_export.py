@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import math
 
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.export import csv_rows, export_csv, flatten
-from grok_tui.engine.runs import METRIC_KEYS, Run
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.measures.export import csv_rows, export_csv, flatten
+from grok_tui.engine.store.runs import METRIC_KEYS, Run
 
 CFG = RunConfig(p=7, frac_train=0.5, epochs=3, checkpoint_every=2, preset="t")
 
@@ -40,7 +40,7 @@ def test_metrics_only(tmp_path) -> None:
 
 
 def test_measures_are_flattened_onto_their_epochs(tmp_path) -> None:
-    from grok_tui.engine.progress import ProgressTracker
+    from grok_tui.engine.measures.progress import ProgressTracker
     from tests.planted import PLANTED, planted_weights
 
     run = Run.create(tmp_path / "r", PLANTED, "cpu")
@@ -89,8 +89,8 @@ def test_exports_agree_on_a_stopped_run(tmp_path) -> None:
     indexing train_losses by a checkpoint epoch never runs off the end."""
     import torch
 
-    from grok_tui.engine.arena import export_arena
-    from grok_tui.engine.train import TrainControl, Trainer
+    from grok_tui.engine.store.arena import export_arena
+    from grok_tui.engine.training.train import TrainControl, Trainer
 
     run = Run.create(tmp_path / "r", CFG.replace(epochs=100, checkpoint_every=10), "cpu")
     Trainer(run, "cpu").train(TrainControl(stop_at=23))

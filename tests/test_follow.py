@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from grok_tui.engine.follow import RunFollower
-from grok_tui.engine.runs import Run
+from grok_tui.engine.store.follow import RunFollower
+from grok_tui.engine.store.runs import Run
 
 pytestmark = pytest.mark.slow
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grok_tui.engine.forecast import (
+from grok_tui.engine.measures.forecast import (
     DEFAULT,
     Forecast,
     ForecastParams,
     baseline_forecast,
     forecast_grok,
 )
-from grok_tui.engine.phases import find_phases
+from grok_tui.engine.measures.phases import find_phases
 
 DATA = Path(__file__).parent / "data"
 

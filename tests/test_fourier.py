@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from grok_tui.engine import fourier
+from grok_tui.engine.core import fourier
 from tests.planted import explicit_basis
 
 

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from grok_tui.cli import build_parser, config_from_args
-from grok_tui.engine.config import ConfigError, RunConfig
-from grok_tui.engine.grokfast import GradientFilter
-from grok_tui.engine.model import paper_init
-from grok_tui.engine.runs import Run, RunError
-from grok_tui.engine.stepper import MemberState, Stepper
-from grok_tui.engine.train import TrainControl, Trainer
+from grok_tui.engine.core.config import ConfigError, RunConfig
+from grok_tui.engine.core.grokfast import GradientFilter
+from grok_tui.engine.core.model import paper_init
+from grok_tui.engine.store.runs import Run, RunError
+from grok_tui.engine.training.stepper import MemberState, Stepper
+from grok_tui.engine.training.train import TrainControl, Trainer
 from tests.test_stepper import reference_run
 
 SMALL = RunConfig(

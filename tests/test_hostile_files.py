@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from grok_tui.engine.arena import import_arena
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.model import paper_init
-from grok_tui.engine.runs import Run, RunError
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.model import paper_init
+from grok_tui.engine.store.arena import import_arena
+from grok_tui.engine.store.runs import Run, RunError
 from tests.test_arena import random_paper_sd
 
 CFG = RunConfig(p=7, frac_train=0.5, d_model=16, n_heads=2, d_head=8, d_mlp=32, preset="t")

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from grok_tui.engine.arena import import_arena_from
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.hub import ARENA_SPEC, DEFAULT_FILENAME, HubSpec, parse_hub_spec
-from grok_tui.engine.runs import RunError
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.store.arena import import_arena_from
+from grok_tui.engine.store.hub import ARENA_SPEC, DEFAULT_FILENAME, HubSpec, parse_hub_spec
+from grok_tui.engine.store.runs import RunError
 from tests.test_arena import write_published
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -51,8 +51,8 @@ def fetch_in_subprocess(spec: str, home: Path) -> subprocess.CompletedProcess[st
     }
     code = textwrap.dedent(
         f"""
-        from grok_tui.engine.hub import fetch_hub_file
-        from grok_tui.engine.runs import RunError
+        from grok_tui.engine.store.hub import fetch_hub_file
+        from grok_tui.engine.store.runs import RunError
         try:
             print("PATH", fetch_hub_file({spec!r}))
         except RunError as exc:
@@ -129,7 +129,7 @@ def test_a_taken_run_directory_is_refused_before_any_fetch(offline_cache: Path, 
 
 def test_cached_file_is_a_plain_torch_file(offline_cache: Path, tmp_path) -> None:
     """The path returned is loadable as is (a symlink into blobs/ in the real layout)."""
-    from grok_tui.engine.hub import fetch_hub_file
+    from grok_tui.engine.store.hub import fetch_hub_file
 
     torch.save({"x": torch.ones(2)}, tmp_path / "t.pth")
     populate_cache(offline_cache, REPO, DEFAULT_FILENAME, (tmp_path / "t.pth").read_bytes())
@@ -139,7 +139,8 @@ def test_cached_file_is_a_plain_torch_file(offline_cache: Path, tmp_path) -> Non
 
 def test_huggingface_hub_is_imported_only_to_fetch() -> None:
     code = (
-        "import sys, grok_tui.engine.hub, grok_tui.engine.arena, grok_tui.engine.export\n"
+        "import sys, grok_tui.engine.store.hub, grok_tui.engine.store.arena\n"
+        "import grok_tui.engine.measures.export\n"
         "print('huggingface_hub' in sys.modules)"
     )
     root = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from grok_tui.engine.runs import Run
+from grok_tui.engine.store.runs import Run
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grok_tui.engine.loss import cross_entropy, loss_and_accuracy, reference_cross_entropy
+from grok_tui.engine.core.loss import cross_entropy, loss_and_accuracy, reference_cross_entropy
 
 
 def both(logits: torch.Tensor, labels: torch.Tensor):

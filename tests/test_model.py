@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.data import make_dataset
-from grok_tui.engine.loss import reference_cross_entropy
-from grok_tui.engine.model import (
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.data import make_dataset
+from grok_tui.engine.core.loss import reference_cross_entropy
+from grok_tui.engine.core.model import (
     CLASSIC_NAMES,
     GrokModel,
     WeightsError,
@@ -17,7 +17,7 @@ from grok_tui.engine.model import (
     paper_init,
     paper_to_classic,
 )
-from grok_tui.engine.tl import hooked_model
+from grok_tui.engine.core.tl import hooked_model
 from tests.tl_reference import tl_to_classic
 
 SMALL = RunConfig(p=7, frac_train=0.5, d_model=16, n_heads=2, d_head=8, d_mlp=32, preset="test")
@@ -33,7 +33,7 @@ def random_weights(cfg: RunConfig, seed: int) -> dict[str, torch.Tensor]:
 def gemm(request, monkeypatch) -> str:
     """Both ways the fast path multiplies by W_L: oneDNN's linear (CPUs that have it) and
     torch's batched matmul (GPUs, and every member block of a batched pass)."""
-    import grok_tui.engine.fastpath as fastpath
+    import grok_tui.engine.core.fastpath as fastpath
 
     if request.param == "bmm":
         monkeypatch.setattr(fastpath, "_USE_ONEDNN", False)

@@ -1,5 +1,5 @@
 """The operations: labels, input sets, the multiplicative group, and training groups that mix
-ops. Every expectation is computed here by brute force, independently of engine/ops.py."""
+ops. Every expectation is computed here by brute force, independently of engine/core/ops.py."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from grok_tui.engine import fourier, ops
-from grok_tui.engine.config import OPS, ConfigError, RunConfig
-from grok_tui.engine.data import make_dataset
-from grok_tui.engine.model import paper_init
-from grok_tui.engine.runs import Run
-from grok_tui.engine.stepper import MemberState, Stepper
+from grok_tui.engine.core import fourier, ops
+from grok_tui.engine.core.config import OPS, ConfigError, RunConfig
+from grok_tui.engine.core.data import make_dataset
+from grok_tui.engine.core.model import paper_init
+from grok_tui.engine.store.runs import Run
+from grok_tui.engine.training.stepper import MemberState, Stepper
 from tests.test_stepper import max_rel, reference_run
 
 
@@ -104,7 +104,7 @@ def test_generator_and_discrete_log_by_brute_force() -> None:
 
 
 def explicit_log_basis(p: int) -> np.ndarray:
-    """The log basis from its definition, independently of engine/fourier.py."""
+    """The log basis from its definition, independently of engine/core/fourier.py."""
     g = next(h for h in range(2, p) if len({pow(h, a, p) for a in range(p - 1)}) == p - 1)
     log = {pow(g, a, p): a for a in range(p - 1)}
     n, k_top = p - 1, (p - 1) // 2

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from grok_tui.engine import fourier, ops
-from grok_tui.engine.analysis import Analyzer
-from grok_tui.engine.runs import Run
+from grok_tui.engine.core import fourier, ops
+from grok_tui.engine.measures.analysis import Analyzer
+from grok_tui.engine.store.runs import Run
 from tests.planted import PLANTED, planted_weights
 
 
@@ -122,8 +122,8 @@ def test_planted_logits_lie_on_the_ops_directions_at_their_frequencies(op: str) 
 def test_a_trained_multiply_run_is_sparse_in_the_log_basis(tmp_path: Path) -> None:
     """Quick preset, op multiply, trained here: it generalises,
     and its key frequencies in the log basis carry most of W_E's energy."""
-    from grok_tui.engine.config import preset
-    from grok_tui.engine.train import Trainer
+    from grok_tui.engine.core.config import preset
+    from grok_tui.engine.training.train import Trainer
 
     cfg = preset("quick").replace(op="multiply", epochs=2000, checkpoint_every=500)
     run = Run.create(tmp_path / "mult", cfg, "cpu")
@@ -139,8 +139,8 @@ def test_a_trained_multiply_run_is_sparse_in_the_log_basis(tmp_path: Path) -> No
 @pytest.mark.parametrize("op", ["random", "multiply", "subtract"])
 def test_analyze_says_na_rather_than_another_ops_number(tmp_path: Path, op: str, capsys) -> None:
     from grok_tui.cli import main
-    from grok_tui.engine.report import DIRECTION_MEASURES, analysis_report
-    from grok_tui.engine.train import Trainer
+    from grok_tui.engine.measures.report import DIRECTION_MEASURES, analysis_report
+    from grok_tui.engine.training.train import Trainer
 
     cfg = PLANTED.replace(op=op, epochs=20, checkpoint_every=10, preset="t")
     run = Run.create(tmp_path / op, cfg, "cpu")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from grok_tui.cli import main
-from grok_tui.engine.sweep import Sweep
+from grok_tui.engine.lab.sweep import Sweep
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR")
 

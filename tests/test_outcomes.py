@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from grok_tui.engine.outcomes import classify, classify_rows, outcome_of
+from grok_tui.engine.lab.outcomes import classify, classify_rows, outcome_of
 
 
 def history(train_at: int | None, test_at: int | None, epochs: int = 3000, noise: bool = True):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from textual.widgets import Static, TabbedContent
 
-from grok_tui.engine.analysis import Snapshot, clusters_from
+from grok_tui.engine.measures.analysis import Snapshot, clusters_from
 from grok_tui.ui.panes.attention import AttentionPane
 from grok_tui.ui.panes.base import PaneNote
 from grok_tui.ui.widgets.plot import PALETTE

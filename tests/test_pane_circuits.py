@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from textual.widgets import Static
 
-from grok_tui.engine.analysis import Snapshot
+from grok_tui.engine.measures.analysis import Snapshot
 from grok_tui.ui.panes.base import PaneNote
 from grok_tui.ui.panes.circuits import CircuitsPane
 from grok_tui.ui.widgets.plot import PALETTE, Plot

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from textual.widgets import Static, TabbedContent
 
-from grok_tui.engine import fourier
-from grok_tui.engine.analysis import Snapshot
-from grok_tui.engine.demos import planted_demo
+from grok_tui.engine.core import fourier
+from grok_tui.engine.measures.analysis import Snapshot
+from grok_tui.engine.measures.demos import planted_demo
 from grok_tui.ui.panes.base import PaneNote
 from grok_tui.ui.panes.fourier import FourierPane
 from tests.pane_harness import PaneApp, TabsApp, text_of, tiny_snapshots

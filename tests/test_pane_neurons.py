@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from textual.widgets import Static, TabbedContent
 
-from grok_tui.engine import fourier
-from grok_tui.engine.analysis import UNCLUSTERED, Snapshot, clusters_from
+from grok_tui.engine.core import fourier
+from grok_tui.engine.measures.analysis import UNCLUSTERED, Snapshot, clusters_from
 from grok_tui.ui.panes.base import PaneNote
 from grok_tui.ui.panes.neurons import (
     NeuronsPane,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from grok_tui.engine.compare import config_diff, legend
-from grok_tui.engine.config import preset
-from grok_tui.engine.phase_grid import display_axes, phase_grid, pin_choices
-from grok_tui.engine.sweep_status import MemberSummary
+from grok_tui.engine.core.config import preset
+from grok_tui.engine.lab.phase_grid import display_axes, phase_grid, pin_choices
+from grok_tui.engine.lab.sweep_status import MemberSummary
+from grok_tui.engine.measures.compare import config_diff, legend
 
 AXES = {"weight_decay": [0.5, 1.0], "frac_train": [0.3, 0.6], "lr": [1e-3, 3e-3], "seed": [0, 1]}
 

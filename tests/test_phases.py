@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grok_tui.engine import phases as ph
-from grok_tui.engine.phases import PHASES, current_phase, find_phases
+from grok_tui.engine.measures import phases as ph
+from grok_tui.engine.measures.phases import PHASES, current_phase, find_phases
 
 DATA = Path(__file__).parent / "data"
 FIXTURES = ["quick_f30_curves.json", "paper_s0_curves.json"]

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from grok_tui.engine import keyfreqs, progress
-from grok_tui.engine.progress import ProgressTracker, progress_table
-from grok_tui.engine.runs import Run, RunError
+from grok_tui.engine.measures import keyfreqs, progress
+from grok_tui.engine.measures.progress import ProgressTracker, progress_table
+from grok_tui.engine.store.runs import Run, RunError
 from tests.planted import PLANTED, planted_weights
 
 

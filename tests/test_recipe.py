@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.data import make_dataset
-from grok_tui.engine.loss import reference_cross_entropy
-from grok_tui.engine.model import PAPER_TRAINED, paper_init
-from grok_tui.engine.runs import Run
-from grok_tui.engine.stepper import Layout
-from grok_tui.engine.tl import hooked_model
-from grok_tui.engine.train import Trainer, lr_at
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.data import make_dataset
+from grok_tui.engine.core.loss import reference_cross_entropy
+from grok_tui.engine.core.model import PAPER_TRAINED, paper_init
+from grok_tui.engine.core.tl import hooked_model
+from grok_tui.engine.store.runs import Run
+from grok_tui.engine.training.stepper import Layout
+from grok_tui.engine.training.train import Trainer, lr_at
 from tests.tl_reference import tl_to_classic
 
 

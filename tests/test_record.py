@@ -2,7 +2,7 @@
 
 The reference runs TransformerLens `run_with_cache` on all p^2 inputs and post-processes
 with plain numpy: explicit cos/sin(w_k(x+y)) vectors built from their definition (not from
-grok_tui.engine.fourier), direct (p^2 x p) projections, numpy's complex FFT for the 2D
+grok_tui.engine.core.fourier), direct (p^2 x p) projections, numpy's complex FFT for the 2D
 modes, float64 log_softmax.
 """
 
@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 import torch
 
-from grok_tui.engine import fourier
-from grok_tui.engine.analysis import Analyzer
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.data import all_tokens, make_dataset
-from grok_tui.engine.keyfreqs import fixed_history
-from grok_tui.engine.loss import reference_cross_entropy
-from grok_tui.engine.model import CLASSIC_NAMES
-from grok_tui.engine.progress import build_table, restricted_losses
-from grok_tui.engine.record import Recorder, expected_shapes, freq_norms, gini
-from grok_tui.engine.tl import hooked_model
+from grok_tui.engine.core import fourier
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.data import all_tokens, make_dataset
+from grok_tui.engine.core.loss import reference_cross_entropy
+from grok_tui.engine.core.model import CLASSIC_NAMES
+from grok_tui.engine.core.tl import hooked_model
+from grok_tui.engine.measures.analysis import Analyzer
+from grok_tui.engine.measures.keyfreqs import fixed_history
+from grok_tui.engine.measures.progress import build_table, restricted_losses
+from grok_tui.engine.measures.record import Recorder, expected_shapes, freq_norms, gini
 from tests.planted import explicit_basis
 from tests.test_analysis import SMALL, random_weights
 

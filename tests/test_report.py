@@ -15,12 +15,12 @@ from rich.console import Console
 from rich.table import Table
 
 from grok_tui.cli import main
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.phases import PHASES
-from grok_tui.engine.progress import progress_table
-from grok_tui.engine.report import analysis_report, render_report
-from grok_tui.engine.runs import Run, RunError, format_metric_row
-from grok_tui.engine.train import Trainer
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.measures.phases import PHASES
+from grok_tui.engine.measures.progress import progress_table
+from grok_tui.engine.measures.report import analysis_report, render_report
+from grok_tui.engine.store.runs import Run, RunError, format_metric_row
+from grok_tui.engine.training.train import Trainer
 from tests.planted import PLANTED
 
 TINY = RunConfig(

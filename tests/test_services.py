@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.runs import Run
-from grok_tui.engine.services import SnapshotResult, SnapshotService
-from grok_tui.engine.train import Trainer
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.measures.services import SnapshotResult, SnapshotService
+from grok_tui.engine.store.runs import Run
+from grok_tui.engine.training.train import Trainer
 
 CFG = RunConfig(p=11, frac_train=0.5, epochs=40, checkpoint_every=10, preset="t")
 
@@ -73,7 +73,7 @@ def test_a_stopped_group_finishes_the_work_in_flight_then_nothing_more(
 ) -> None:
     """stop_and_join waits for the snapshot being computed, reports nothing after the stop,
     and a request after it starts no work: the app joins this before the process ends."""
-    from grok_tui.engine.services import ProgressService, ServiceGroup
+    from grok_tui.engine.measures.services import ProgressService, ServiceGroup
 
     run = Run.create(tmp_path / "r", CFG, "cpu")
     Trainer(run, "cpu").train()
@@ -107,8 +107,8 @@ def test_a_stopped_group_finishes_the_work_in_flight_then_nothing_more(
 def test_progress_measures_say_n_a_for_an_op_they_do_not_model(tmp_path) -> None:
     """A multiply run: no measures computed (they would use x + y directions), one note
     naming the op instead, and the service stops and joins as any other."""
-    from grok_tui.engine.model import paper_init
-    from grok_tui.engine.services import ProgressService, ProgressUpdate
+    from grok_tui.engine.core.model import paper_init
+    from grok_tui.engine.measures.services import ProgressService, ProgressUpdate
 
     cfg = RunConfig(p=7, frac_train=0.5, epochs=10, checkpoint_every=5, preset="t", op="multiply")
     run = Run.create(tmp_path / "mul", cfg, "cpu")

@@ -12,13 +12,13 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from grok_tui.engine.config import RunConfig, preset
-from grok_tui.engine.data import make_dataset
-from grok_tui.engine.loss import loss_and_accuracy
-from grok_tui.engine.model import GrokModel, InputPlan, paper_init
-from grok_tui.engine.runs import Run
-from grok_tui.engine.stepper import MemberState, Stepper, lr_at
-from grok_tui.engine.train import GroupTrainer, Trainer
+from grok_tui.engine.core.config import RunConfig, preset
+from grok_tui.engine.core.data import make_dataset
+from grok_tui.engine.core.loss import loss_and_accuracy
+from grok_tui.engine.core.model import GrokModel, InputPlan, paper_init
+from grok_tui.engine.store.runs import Run
+from grok_tui.engine.training.stepper import MemberState, Stepper, lr_at
+from grok_tui.engine.training.train import GroupTrainer, Trainer
 
 BASE = RunConfig(p=23, frac_train=0.5, epochs=200, checkpoint_every=50, preset="t")
 # Three members that differ in everything a member may differ in: lr, weight decay, betas,
@@ -93,7 +93,7 @@ def max_rel(ours: list[list[float]], theirs: list[list[float]]) -> float:
 def test_members_train_as_their_single_runs(references, onednn, monkeypatch) -> None:
     # Chunks of two: members 0 and 1 share a forward pass, member 2 has its own; with and
     # without oneDNN (without, a chunk's members go through one batched matmul, as on a GPU).
-    import grok_tui.engine.fastpath as fastpath
+    import grok_tui.engine.core.fastpath as fastpath
 
     if not onednn:
         monkeypatch.setattr(fastpath, "_USE_ONEDNN", False)
@@ -184,7 +184,7 @@ def test_members_at_different_epochs_resume_together(tmp_path) -> None:
     for run in straight:
         Trainer(run, "cpu").train()
     runs = [Run.create(tmp_path / f"r{i}", c, "cpu") for i, c in enumerate(cfgs)]
-    from grok_tui.engine.train import TrainControl
+    from grok_tui.engine.training.train import TrainControl
 
     Trainer(runs[1], "cpu").train(TrainControl(stop_at=30))  # member 1 at 30, member 0 at 0
     results = GroupTrainer(runs, "cpu").train()

@@ -7,11 +7,11 @@ import json
 import pytest
 
 from grok_tui.cli import main
-from grok_tui.engine.config import ConfigError, preset
-from grok_tui.engine.runs import Run
-from grok_tui.engine.sweep import Sweep, SweepError, SweepSpec, make_groups, member_name
-from grok_tui.engine.sweep_status import SweepWatcher
-from grok_tui.engine.train import Trainer
+from grok_tui.engine.core.config import ConfigError, preset
+from grok_tui.engine.lab.sweep import Sweep, SweepError, SweepSpec, make_groups, member_name
+from grok_tui.engine.lab.sweep_status import SweepWatcher
+from grok_tui.engine.store.runs import Run
+from grok_tui.engine.training.train import Trainer
 from tests.sweep_harness import TINY_BASE, make_tiny_sweep
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from textual.widgets import DataTable
 
-from grok_tui.engine.sweep import Sweep, SweepSpec
-from grok_tui.engine.sweep_status import SweepWatcher
+from grok_tui.engine.lab.sweep import Sweep, SweepSpec
+from grok_tui.engine.lab.sweep_status import SweepWatcher
 from grok_tui.ui.compare_app import BACK, CompareApp
 from grok_tui.ui.sweep_app import SweepApp, SweepSession, SweepView
 from grok_tui.ui.widgets.phase_diagram import PhaseDiagram

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from grok_tui.engine.runs import Run
-from grok_tui.engine.sweep import Sweep
+from grok_tui.engine.lab.sweep import Sweep
+from grok_tui.engine.store.runs import Run
 from tests.test_kill_resume import start
 
 pytestmark = pytest.mark.slow

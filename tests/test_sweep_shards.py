@@ -10,10 +10,10 @@ import time
 import pytest
 
 from grok_tui.cli import main
-from grok_tui.engine.backends import parse_shard, shard_groups
-from grok_tui.engine.config import ConfigError
-from grok_tui.engine.sweep import Sweep
-from grok_tui.engine.sweep_status import SweepWatcher
+from grok_tui.engine.core.config import ConfigError
+from grok_tui.engine.lab.backends import parse_shard, shard_groups
+from grok_tui.engine.lab.sweep import Sweep
+from grok_tui.engine.lab.sweep_status import SweepWatcher
 from tests.dist_harness import GRID, assert_same_sweep, local_reference, start
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR")

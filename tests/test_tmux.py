@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.runs import Run
-from grok_tui.engine.train import Trainer
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.store.runs import Run
+from grok_tui.engine.training.train import Trainer
 
 TMUX = shutil.which("tmux")
 pytestmark = [

@@ -8,9 +8,9 @@ import threading
 import pytest
 import torch
 
-from grok_tui.engine.config import RunConfig, preset
-from grok_tui.engine.runs import Run, RunError
-from grok_tui.engine.train import (
+from grok_tui.engine.core.config import RunConfig, preset
+from grok_tui.engine.store.runs import Run, RunError
+from grok_tui.engine.training.train import (
     CheckpointSaved,
     Paused,
     Progress,
@@ -54,7 +54,7 @@ def test_stop_then_resume_continues_exactly(tmp_path) -> None:
             control.request_stop()
 
     # Flush every epoch so the stop lands at a known epoch.
-    import grok_tui.engine.train as train_mod
+    import grok_tui.engine.training.train as train_mod
 
     old = train_mod.FLUSH_SECONDS
     train_mod.FLUSH_SECONDS = 0.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grok_tui.engine.follow import MetricsHistory
+from grok_tui.engine.store.follow import MetricsHistory
 from grok_tui.ui import selection
 from grok_tui.ui.panes.curves import primary_last
 from grok_tui.ui.state import (

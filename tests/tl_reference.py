@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from grok_tui.engine.config import RunConfig
-from grok_tui.engine.model import paper_init
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.model import paper_init
 
 
 def tl_to_classic(tl, cfg: RunConfig, what: str = "data") -> dict[str, torch.Tensor]:
@@ -17,7 +17,7 @@ def tl_to_classic(tl, cfg: RunConfig, what: str = "data") -> dict[str, torch.Ten
     """
     from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_checkpoint
 
-    from grok_tui.engine.tl import _bridge_config
+    from grok_tui.engine.core.tl import _bridge_config
 
     tensors = tl.state_dict(keep_vars=True)
     probe = {

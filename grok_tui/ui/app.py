@@ -31,16 +31,16 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 
-from grok_tui.engine.follow import FollowService, MetricsHistory, RunUpdate
-from grok_tui.engine.runs import Run, RunError, RunMeta
-from grok_tui.engine.services import (
+from grok_tui.engine.core.threads import TRAINER_NICENESS, lower_this_thread
+from grok_tui.engine.measures.services import (
     ProgressService,
     ServiceGroup,
     SnapshotResult,
     SnapshotService,
 )
-from grok_tui.engine.threads import TRAINER_NICENESS, lower_this_thread
-from grok_tui.engine.train import Event, Finished, TrainControl, Trainer
+from grok_tui.engine.store.follow import FollowService, MetricsHistory, RunUpdate
+from grok_tui.engine.store.runs import Run, RunError, RunMeta
+from grok_tui.engine.training.train import Event, Finished, TrainControl, Trainer
 from grok_tui.ui.commands import ListedCommands
 from grok_tui.ui.messages import (
     MeasuresReady,
@@ -62,7 +62,7 @@ from grok_tui.ui.widgets.status_bar import StatusBar, StatusInfo
 from grok_tui.ui.widgets.timeline import CheckpointTimeline
 
 if TYPE_CHECKING:
-    from grok_tui.engine.analysis import Snapshot
+    from grok_tui.engine.measures.analysis import Snapshot
 
 W = TypeVar("W", bound=Widget)
 
@@ -407,7 +407,7 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
     def _update_progress_mode(self) -> None:
         """Ask for the progress measures of new checkpoints, from the first one on.
 
-        Each checkpoint is recorded once (engine/record.py); a change of key frequencies
+        Each checkpoint is recorded once (engine/measures/record.py); a change of key frequencies
         costs the service one train forward per checkpoint, in its low-priority thread.
         A run trained by another process that measures its own checkpoints (headless
         training does) is left to do so.

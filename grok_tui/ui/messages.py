@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from grok_tui.engine.follow import RunUpdate
-from grok_tui.engine.services import ProgressUpdate, SnapshotResult
-from grok_tui.engine.train import Finished
+from grok_tui.engine.measures.services import ProgressUpdate, SnapshotResult
+from grok_tui.engine.store.follow import RunUpdate
+from grok_tui.engine.training.train import Finished
 
 
 class RunChanged(Message):

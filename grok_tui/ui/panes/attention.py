@@ -35,7 +35,7 @@ from grok_tui.ui.widgets.plot import (
 )
 
 if TYPE_CHECKING:
-    from grok_tui.engine.analysis import Snapshot
+    from grok_tui.engine.measures.analysis import Snapshot
 
 MIN_SIDE = 30  # cells kept for the table and the QK plot beside the maps
 

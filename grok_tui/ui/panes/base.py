@@ -28,7 +28,7 @@ from grok_tui.ui.widgets.heatmap import Heatmap
 from grok_tui.ui.widgets.plot import Plot
 
 if TYPE_CHECKING:
-    from grok_tui.engine.analysis import Snapshot
+    from grok_tui.engine.measures.analysis import Snapshot
 
 PANE_ACTIONS = ("head", "neuron", "cluster", "view", "enlarge", "component", "dim")
 

@@ -29,7 +29,7 @@ from grok_tui.ui.widgets.plot import (
 )
 
 if TYPE_CHECKING:
-    from grok_tui.engine.analysis import Snapshot
+    from grok_tui.engine.measures.analysis import Snapshot
 
 SIDE_BY_SIDE = 120  # pane width from which "both" puts the two plots side by side
 

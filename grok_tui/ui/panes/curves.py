@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from grok_tui.engine.follow import MetricsHistory
+from grok_tui.engine.store.follow import MetricsHistory
 from grok_tui.ui.widgets.plot import PALETTE, Figure, Plot, Series, hex_color, sampled_series
 from grok_tui.ui.widgets.spectrogram import Spectrogram
 

@@ -33,7 +33,7 @@ from grok_tui.ui.widgets.heatmap import Heatmap, natural_width
 from grok_tui.ui.widgets.plot import PALETTE, Figure, Plot
 
 if TYPE_CHECKING:
-    from grok_tui.engine.analysis import Snapshot
+    from grok_tui.engine.measures.analysis import Snapshot
 
 VIEW_TITLES = {
     "embedding": "Fourier components of the embedding W_E (key frequencies stand out)",

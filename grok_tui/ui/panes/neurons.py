@@ -30,7 +30,7 @@ from grok_tui.ui.panes.base import AnalysisPane, PaneBody, PaneNote
 from grok_tui.ui.widgets.heatmap import Heatmap, Scale, fit_scale, heatmap_layout, natural_width
 
 if TYPE_CHECKING:
-    from grok_tui.engine.analysis import Snapshot
+    from grok_tui.engine.measures.analysis import Snapshot
 
 TILE_CLIP = 2  # heatmap lines hidden below each tile: the axis line and the colour bar
 INFO_LINES = 5  # the selected neuron's text block

@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from grok_tui.engine.phase_grid import Cell, PhaseGrid
+from grok_tui.engine.lab.phase_grid import Cell, PhaseGrid
 from grok_tui.ui.colormap import SEQUENTIAL, apply_lut
 
 GLYPH = {"comprehension": "C", "grokking": "G", "memorisation": "M", "confusion": "X"}

@@ -1,0 +1,222 @@
+"""How a sweep's groups get trained: by claim, in this process, in shards, on several devices.
+
+Every way of running a sweep is the same worker loop (`run_groups`) in one or more
+processes: for each of its groups it claims the group (`claims.py`), trains the group's
+unfinished members from their last checkpoints, and releases the claim. Claims make the
+workers agree without talking to each other, so they may be anything that can reach the
+sweep directory:
+- the local backend: one process, every group (or `--shard I/N`: groups g with g % N == I,
+  for array jobs of a batch scheduler);
+- `--devices cuda:0,cuda:1`: one worker process per device, each taking the next unclaimed
+  group, so the groups spread over the devices as they finish;
+- Ray (`ray_backend.py`): one task per group.
+A worker that finds a group claimed by a live worker goes on with its other groups, then
+waits for the claimed ones: once released, their members are done (nothing to train) or
+stopped (it continues them); a claim whose holder died is taken over.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from grok_tui.engine.core.config import ConfigError
+from grok_tui.engine.lab.claims import DEFAULT_LEASE_S, Claim, Claims, exit_on_lost
+from grok_tui.engine.lab.sweep import Sweep, member_needs_training, train_group
+from grok_tui.engine.store.runs import RunError
+
+POLL_S = 1.0  # how often a waiting worker looks at the claims of the groups it waits for
+
+
+@dataclass
+class Waiting:
+    """An event: the worker waits for groups other workers hold (`holders`: who)."""
+
+    groups: list[int]
+    holders: list[str]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'2/8' -> (2, 8): shard 2 of 8, counting from 0 (SLURM_ARRAY_TASK_ID with --array=0-7)."""
+    parts = text.split("/")
+    try:
+        index, count = (int(p) for p in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        index = count = None
+    if index is None or count is None:
+        raise ConfigError(f"--shard {text!r} is not I/N (e.g. 0/4)")
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"--shard {text!r}: I must be in 0..N-1 and N >= 1")
+    return index, count
+
+
+def shard_groups(n_groups: int, shard: tuple[int, int] | None) -> list[int]:
+    """The groups of one shard: every N-th, starting at I (groups are ordered by shape and
+    train-set size, so round robin gives each shard a similar mix)."""
+    if shard is None:
+        return list(range(n_groups))
+    index, count = shard
+    return list(range(index, n_groups, count))
+
+
+def group_needs_training(sweep: Sweep, names: Sequence[str]) -> bool:
+    return any(member_needs_training(sweep.member_run(n)) for n in names)
+
+
+def run_groups(
+    sweep: Sweep,
+    device: str,
+    groups: Sequence[int] | None = None,
+    on_event: Callable[[Any], None] | None = None,
+    control: Any = None,
+    *,
+    lease_s: float = DEFAULT_LEASE_S,
+    token: str = "",
+    poll_s: float = POLL_S,
+    on_lost: Callable[[Claim], None] = exit_on_lost,
+    say: Callable[[str], None] | None = None,
+) -> list[Any]:
+    """Train the given groups (default: all), each under its claim; returns the members'
+    Finished. Returns early on a stop request (`control.stop`)."""
+    meta = sweep.meta()
+    todo = list(range(len(meta.groups)) if groups is None else groups)
+    claims = Claims(sweep.path, lease_s, token)
+    emit = on_event or (lambda event: None)
+    results: list[Any] = []
+    waiting_for: dict[int, str] = {}
+
+    def stopped() -> bool:
+        return control is not None and control.stop.is_set()
+
+    while todo and not stopped():
+        for g in list(todo):
+            if stopped():
+                break
+            names = meta.groups[g]
+            if not group_needs_training(sweep, names):
+                todo.remove(g)
+                waiting_for.pop(g, None)
+                continue
+            claim = claims.try_claim(g)
+            if claim is None:
+                holder = claims.holder(g)
+                who = holder.describe() if holder else "another worker"
+                if say is not None and waiting_for.get(g) != who:
+                    say(f"group {g} is being trained by {who}; waiting for it")
+                waiting_for[g] = who
+                continue
+            waiting_for.pop(g, None)
+            claim.on_lost = on_lost
+            with claim:
+                if claim.took_over is not None and say is not None:
+                    say(f"group {g}: took over the claim of {claim.took_over['pid']} on "
+                        f"{claim.took_over['host']} (gone)")  # fmt: skip
+                results += train_group(
+                    sweep, names, device, on_event, control, stale_owner=claim.took_over
+                )
+            if not stopped():
+                todo.remove(g)  # trained once: a member that crashed is not retried here
+        if todo and not stopped():
+            emit(Waiting(sorted(waiting_for), sorted(set(waiting_for.values()))))
+            if control is not None:
+                control.stop.wait(poll_s)
+            else:
+                time.sleep(poll_s)
+    return results
+
+
+def results_from_dir(sweep: Sweep, groups: Sequence[int]) -> list[Any]:
+    """One Finished per member of these groups, read back from their run directories (for
+    workers in other processes, which report through the directory only)."""
+    from grok_tui.engine.training.train import Finished
+
+    meta = sweep.meta()
+    out = []
+    for g in groups:
+        for name in meta.groups[g]:
+            run = sweep.member_run(name)
+            run_meta = run.meta()
+            rows = run.read_metrics()
+            epoch = int(rows[-1]["epoch"]) if rows else 0
+            out.append(Finished(run_meta.status, epoch, run_meta.message, name))
+    return out
+
+
+# -- several devices, one process each --------------------------------------------------------
+def _device_worker(sweep_path: str, device: str, groups: list[int], lease_s: float,
+                   threads: int) -> None:  # fmt: skip
+    """A child process: train groups on one device until none is left (or a signal)."""
+    import torch
+
+    from grok_tui.engine.training.train import TrainControl
+
+    if device == "cpu":
+        torch.set_num_threads(threads)
+    control = TrainControl()
+
+    def stop(signum: int, frame: object) -> None:
+        control.request_stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+    try:
+        run_groups(Sweep(sweep_path), device, groups, None, control, lease_s=lease_s)
+    except (RunError, ConfigError) as exc:  # one line, as the CLI says it
+        print(f"grok-tui: error: worker on {device}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def train_on_devices(
+    sweep: Sweep,
+    devices: Sequence[str],
+    groups: Sequence[int] | None = None,
+    on_event: Callable[[Any], None] | None = None,
+    control: Any = None,
+    *,
+    lease_s: float = DEFAULT_LEASE_S,
+    tick_s: float = 0.5,
+) -> list[Any]:
+    """One worker process per device over the same groups; claims hand each group to the
+    first free worker. A stop request is passed on to the workers as SIGTERM (they save a
+    checkpoint and stop). Returns the members' Finished, read from the directory."""
+    todo = list(range(len(sweep.meta().groups)) if groups is None else groups)
+    emit = on_event or (lambda event: None)
+    cpu_workers = sum(1 for d in devices if d == "cpu")
+    threads = max(1, (os.cpu_count() or 1) // max(cpu_workers, 1))
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(
+            target=_device_worker,
+            args=(str(sweep.path), device, todo, lease_s, threads),
+            name=f"grok-sweep-{device}",
+        )
+        for device in devices
+    ]
+    for p in procs:
+        p.start()
+    signalled = False
+    try:
+        while any(p.is_alive() for p in procs):
+            if control is not None and control.stop.is_set() and not signalled:
+                for p in procs:
+                    if p.is_alive():
+                        p.terminate()  # SIGTERM: save and stop
+                signalled = True
+            emit(Waiting([], []))
+            for p in procs:
+                p.join(tick_s / len(procs))
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
+    failed = [f"{p.name} exited with status {p.exitcode}" for p in procs if p.exitcode]
+    if failed and not signalled:
+        raise RunError("; ".join(failed))
+    return results_from_dir(sweep, todo)

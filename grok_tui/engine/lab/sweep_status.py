@@ -1,0 +1,125 @@
+"""Where every member of a sweep stands, read from the sweep directory and followed live.
+
+The headless table, the sweep screen and `open SWEEPDIR` all read the same files, so they
+show a sweep the same way whichever process (or machine) trains it. Each poll reads only
+what was appended to each member's metrics.jsonl since the last one, and re-reads a
+run.json only when it changed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.lab.outcomes import Outcome, OutcomeRule, outcome_of
+from grok_tui.engine.lab.sweep import Member, Sweep, SweepMeta
+from grok_tui.engine.store.runs import MetricsReader, Run, RunError
+
+NAN = math.nan
+
+
+@dataclass
+class MemberSummary:
+    """One member now: its last row, when it memorised and grokked, its status."""
+
+    name: str
+    values: dict[str, Any]
+    config: RunConfig
+    status: str = "created"
+    message: str = ""
+    epoch: int = -1  # of the last metrics row; -1 before the first
+    train_loss: float = NAN
+    test_loss: float = NAN
+    train_acc: float = NAN
+    test_acc: float = NAN
+    memorised_at: int | None = None
+    grokked_at: int | None = None
+    diverged: bool = False
+    rule: OutcomeRule = field(default_factory=OutcomeRule)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "failed") or self.diverged
+
+    @property
+    def outcome(self) -> Outcome:
+        return outcome_of(self.memorised_at, self.grokked_at, self.finished, self.rule)
+
+    def reset(self) -> None:
+        self.epoch, self.memorised_at, self.grokked_at, self.diverged = -1, None, None, False
+        self.train_loss = self.test_loss = self.train_acc = self.test_acc = NAN
+
+    def add(self, rows: list[dict[str, float]]) -> None:
+        for row in rows:
+            epoch = int(row["epoch"])
+            if self.memorised_at is None and row["train_acc"] >= self.rule.acc:
+                self.memorised_at = epoch
+            if self.grokked_at is None and row["test_acc"] >= self.rule.acc:
+                self.grokked_at = epoch
+            if not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])):
+                self.diverged = True
+        if rows:
+            last = rows[-1]
+            self.epoch = int(last["epoch"])
+            self.train_loss, self.test_loss = last["train_loss"], last["test_loss"]
+            self.train_acc, self.test_acc = last["train_acc"], last["test_acc"]
+
+
+class SweepWatcher:
+    """Follows a sweep directory; `poll()` brings every `MemberSummary` up to date."""
+
+    def __init__(self, sweep: Sweep, meta: SweepMeta | None = None) -> None:
+        self.sweep = sweep
+        self.meta = meta or sweep.meta()
+        self.members: dict[str, MemberSummary] = {}
+        self._readers: dict[str, MetricsReader] = {}
+        self._meta_mtime: dict[str, float] = {}
+        for m in self.meta.members:
+            self._add(m)
+
+    def _add(self, member: Member) -> None:
+        run = self.sweep.member_run(member.name)
+        self.members[member.name] = MemberSummary(member.name, member.values, member.config)
+        self._readers[member.name] = MetricsReader(run)
+
+    def run(self, name: str) -> Run:
+        return self.sweep.member_run(name)
+
+    def poll(self) -> bool:
+        """Read what changed; True if any member moved or changed status."""
+        changed = False
+        for name, summary in self.members.items():
+            run = self.sweep.member_run(name)
+            try:
+                mtime = os.stat(run.meta_path).st_mtime
+            except OSError:
+                continue  # not written yet (a sweep being made)
+            if self._meta_mtime.get(name) != mtime:
+                self._meta_mtime[name] = mtime
+                try:
+                    meta = run.meta()
+                except RunError:
+                    continue  # mid-rewrite on a filesystem without atomic replace
+                summary.status, summary.message = meta.status, meta.message
+                summary.config = meta.config
+                changed = True
+            rows, reset = self._readers[name].poll()
+            if reset:
+                summary.reset()
+                changed = True
+            if rows:
+                summary.add(rows)
+                changed = True
+        return changed
+
+    def counts(self) -> dict[str, int]:
+        """Members per status, and per final outcome."""
+        out: dict[str, int] = {}
+        for s in self.members.values():
+            out[s.status] = out.get(s.status, 0) + 1
+            if s.diverged:
+                out["diverged"] = out.get("diverged", 0) + 1
+        return out

@@ -1,0 +1,669 @@
+"""Progress measures over a run's checkpoints (Nanda et al. 2023, section 5), live and cached.
+
+Each checkpoint gets one `Record` (engine/measures/record.py) as soon as it is written: exact,
+compact, and enough to rebuild every measure for any key frequency set S without another
+forward pass, except the excluded losses (of the whole set, and of each of its
+frequencies), which `fill_excluded` recomputes in the background (one train forward per
+checkpoint) whenever S changes.
+
+Measures of a `ProgressTable` for the key set S in use (engine/measures/keyfreqs.py says which):
+
+- restricted loss: the logits projected onto cos/sin(w_k(x+y)) for k in S, plus their mean
+  over inputs; cross-entropy over all inputs (`restricted_loss`), over the train set
+  (`restricted_loss_train`), and the accuracy of those logits (`restricted_acc`). Falls
+  during circuit formation: the generalising circuit alone already predicts.
+- excluded loss: the logits minus those projections (no mean correction), cross-entropy on
+  the train set (`excluded_loss`); per key frequency, removing one k at a time
+  (`excluded_per_freq`). It rises when the model starts to rely on the circuit.
+- `test_restricted_ratio` = test loss / restricted loss.
+- Gini coefficients (Hurley & Rickard) of the per-frequency norms sqrt(|cos k|^2 + |sin k|^2)
+  of W_E[:p] (norm over d_model) and of W_L = W_out W_U[:, :p] over classes (norm over
+  neurons), k = 1..K: phase-invariant, they rise as the model becomes sparse in frequency.
+- sum of squared weights, total and per parameter (classic names).
+- trig fractions of the neuron pre-activations, post-activations and logits: for each column
+  (neuron, class), the share of its variance (centred over inputs) along the directions
+  cos/sin(w_k(x+y)), k in S, averaged over the columns (ARENA 1.5.2 `tensor_trig_ratio`).
+  For an ideal ReLU neuron of one frequency this is small (about 0.15 at most: a ReLU of
+  cos(w(x+y)) puts most of its variance in harmonics and in x-only / y-only terms); for the
+  logits of the final model about 0.9-0.97.
+- `neuron_frac_explained`: the paper's neuron measure over time: with the neuron clusters
+  frozen at the reference checkpoint, the mean over clustered neurons of the share of their
+  variance in their cluster frequency's 3x3 block, at every checkpoint.
+- `mlp_out_frac`: the paper's Table 1 averaged over S: the share of the MLP output along
+  W_L's cos k (sin k) class direction explained by cos(w_k(x+y)) (sin(w_k(x+y))); per key
+  frequency in `mlp_out_frac_per_key` (|S| x 2, cos then sin).
+- `xy_share_logits`: the trig fraction of the logits over *every* frequency, i.e. the share
+  of their variance that is a function of x + y (cos/sin(w_k(x+y)) for all k and the
+  constant span all functions of x + y). Key-set free and exact live: the generalising
+  part of the logits against the memorising rest (engine/measures/forecast.py extrapolates it).
+- average attention from `=` to each key position per head (h x 3), and the spectrograms:
+  per-frequency norms of W_E and W_L over epochs (n x K), frequency-free and exact live.
+
+Storage: RUN/measures.jsonl (one JSON row per record with its scalars, and one per
+(checkpoint, set) excluded loss) and RUN/measures/epoch_NNNNNNN.safetensors (the arrays).
+A bad row or file is ignored and recomputed; rows of older versions are ignored and
+compacted away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from grok_tui.engine.core.model import CLASSIC_NAMES
+from grok_tui.engine.measures import keyfreqs
+from grok_tui.engine.measures.analysis import Analyzer
+from grok_tui.engine.measures.record import (
+    RECORD_SCALARS,
+    RECORD_VERSION,
+    Record,
+    Recorder,
+    freq_norms,
+    gini,
+    load_arrays,
+    row_is_record,
+    save_arrays,
+)
+from grok_tui.engine.store.runs import Run, RunError, atomic_write_bytes
+
+MEASURES_VERSION = RECORD_VERSION
+# The ops whose progress measures this module computes correctly: the records use the x + y
+# directions and Z_p's Fourier basis (engine/core/ops.py has each op's directions and basis for
+# the day they are taken up here). For other ops the app and `analyze` say "n/a".
+MEASURES_OPS = ("add",)
+__all__ = ["MEASURES_VERSION", "SCALARS", "ProgressTable", "ProgressTracker", "gini"]
+
+# The scalar measures of a table, in the order a report lists them.
+SCALARS = (
+    "train_loss",
+    "test_loss",
+    "train_acc",
+    "test_acc",
+    "restricted_loss",
+    "restricted_loss_train",
+    "restricted_acc",
+    "excluded_loss",
+    "test_restricted_ratio",
+    "gini_W_E",
+    "gini_W_L",
+    "sum_sq_weights",
+    "trig_frac_pre",
+    "trig_frac_post",
+    "trig_frac_logits",
+    "neuron_frac_explained",
+    "mlp_out_frac",
+    "xy_share_logits",
+)
+MAX_LINE = 1 << 20  # a measures.jsonl line longer than this is not one we wrote
+
+
+def _num(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value)
+
+
+# -- restricted logits from the record -------------------------------------------------------
+
+
+def restricted_losses(
+    coeffs: np.ndarray,
+    mean: np.ndarray,
+    keys: Sequence[int],
+    train_counts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Restricted loss over all inputs, over the train set, and accuracy, per checkpoint.
+
+    coeffs (n, K, 2, p) and mean (n, p) from records. The restricted logits are
+    R[s, c] = mean[c] + sum_{k in S} sqrt(2)/p (coeffs[k, 0, c] cos(w_k s) + coeffs[k, 1, c]
+    sin(w_k s)) with s = x + y mod p: a function of the label s alone. Every s labels p of
+    the p^2 inputs (and train_counts[s] train inputs), so the losses are weighted means over
+    s of the cross-entropy of row R[s] against class s: O(p^2) per checkpoint.
+    """
+    coeffs = np.asarray(coeffs, dtype=np.float64)
+    mean = np.asarray(mean, dtype=np.float64)
+    p = coeffs.shape[-1]
+    s = np.arange(p)
+    logits = np.repeat(mean[:, None, :], p, axis=1)  # (n, s, c)
+    if len(keys):
+        idx = np.asarray(keys, dtype=np.int64) - 1
+        w = 2 * math.pi * np.asarray(keys, dtype=np.float64)[:, None] * s[None, :] / p
+        basis = np.stack([np.cos(w), np.sin(w)], axis=1) * (math.sqrt(2) / p)  # (|S|, 2, s)
+        logits = logits + np.einsum("nkdc,kds->nsc", coeffs[:, idx], basis)
+    shift = logits.max(axis=2, keepdims=True)
+    z = logits - shift
+    z_label = z[:, s, s]  # (n, s) <= 0
+    ez = np.exp(z)
+    ez[:, s, s] = 0.0
+    rest = ez.sum(axis=2)
+    # log(exp(z_label) + rest) - z_label, exact when the loss is tiny (engine/core/loss.py).
+    per_s = np.log1p(rest + np.expm1(z_label)) - z_label
+    correct = (z_label == 0).astype(np.float64)
+    counts = np.asarray(train_counts, dtype=np.float64)
+    total = per_s.mean(axis=1)
+    train = (per_s * counts).sum(axis=1) / max(counts.sum(), 1.0)
+    acc = correct.mean(axis=1)
+    return total, train, acc
+
+
+def spectrum_shares(spectrogram: np.ndarray) -> np.ndarray:
+    """Each row (a checkpoint's per-frequency norms) as shares of its sum: emergence of the
+    key frequencies shows whatever the overall size of the weights."""
+    spec = np.asarray(spectrogram, dtype=np.float64)
+    total = spec.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, spec / total, np.nan)
+
+
+# -- the table -------------------------------------------------------------------------------
+
+
+@dataclass
+class ProgressTable:
+    """The measures of a run as columns over checkpoint epochs (NaN where not known yet)."""
+
+    key_freqs: tuple[int, ...]
+    epochs: np.ndarray  # (n,) int
+    scalars: dict[str, np.ndarray]  # name in SCALARS -> (n,)
+    excluded_per_freq: np.ndarray  # (n, |S|)
+    mlp_out_frac_per_key: np.ndarray  # (n, |S|, 2)
+    avg_attn: np.ndarray  # (n, h, 3)
+    sum_sq_per_param: dict[str, np.ndarray]  # classic name -> (n,)
+    spectrogram_W_E: np.ndarray  # (n, K) per-frequency norms of W_E
+    spectrogram_W_L: np.ndarray  # (n, K) per-frequency norms of W_L
+    key_history: keyfreqs.KeyHistory = field(default_factory=keyfreqs.KeyHistory)
+    warning: str = ""  # the W_L cross-check, when it disagrees
+    excluded_pending: int = 0  # checkpoints whose excluded loss for this set is not in yet
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def spectrum_shares(self, matrix: str) -> np.ndarray:
+        """(n, K) W_E's or W_L's per-frequency norms as shares of each checkpoint's total:
+        what the spectrogram view draws."""
+        return spectrum_shares(self.spectrogram_W_E if matrix == "W_E" else self.spectrogram_W_L)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.scalars[name]
+
+    @property
+    def key_since(self) -> int | None:
+        return self.key_history.since
+
+    def row(self, epoch: int) -> dict[str, Any] | None:
+        """One checkpoint's measures as a JSON-ready dict (None if there is no such row)."""
+        hits = np.flatnonzero(self.epochs == epoch)
+        if not hits.size:
+            return None
+        i = int(hits[0])
+
+        def clean(v: float) -> float | None:
+            v = float(v)
+            return v if math.isfinite(v) else None
+
+        row: dict[str, Any] = {"epoch": int(epoch), "key_freqs": list(self.key_freqs)}
+        row.update({name: clean(col[i]) for name, col in self.scalars.items()})
+        row["excluded_loss_per_freq"] = {
+            str(k): clean(self.excluded_per_freq[i, j]) for j, k in enumerate(self.key_freqs)
+        }
+        row["mlp_out_frac_per_freq"] = {
+            str(k): [clean(v) for v in self.mlp_out_frac_per_key[i, j]]
+            for j, k in enumerate(self.key_freqs)
+        }
+        row["sum_sq_per_param"] = {k: clean(v[i]) for k, v in self.sum_sq_per_param.items()}
+        row["avg_attn"] = [[clean(v) for v in r] for r in self.avg_attn[i]]
+        return row
+
+    def phases(self) -> dict[str, int | None]:
+        from grok_tui.engine.measures.phases import detect_phases
+
+        return detect_phases(self)
+
+
+def empty_table() -> ProgressTable:
+    return ProgressTable(
+        key_freqs=(),
+        epochs=np.zeros(0, dtype=np.int64),
+        scalars={name: np.zeros(0) for name in SCALARS},
+        excluded_per_freq=np.zeros((0, 0)),
+        mlp_out_frac_per_key=np.zeros((0, 0, 2)),
+        avg_attn=np.zeros((0, 0, 3)),
+        sum_sq_per_param={name: np.zeros(0) for name in CLASSIC_NAMES.values()},
+        spectrogram_W_E=np.zeros((0, 0)),
+        spectrogram_W_L=np.zeros((0, 0)),
+    )
+
+
+# -- the cache -------------------------------------------------------------------------------
+
+
+Excluded = tuple[float, ...]  # (excluded loss, then one per key frequency in order)
+
+
+def _excluded_row(row: dict[str, Any]) -> tuple[int, tuple[int, ...], Excluded] | None:
+    epoch, keys, per_freq = row.get("epoch"), row.get("key_freqs"), row.get("per_freq")
+    if (
+        row.get("kind") != "excluded"
+        or row.get("version") != RECORD_VERSION
+        or not isinstance(epoch, int)
+        or isinstance(epoch, bool)
+        or not isinstance(keys, list)
+        or not all(isinstance(k, int) and not isinstance(k, bool) for k in keys)
+        or not isinstance(per_freq, list)
+        or len(per_freq) != len(keys)
+    ):
+        return None
+    return epoch, tuple(keys), (_num(row.get("excluded_loss")), *map(_num, per_freq))
+
+
+def excluded_json(epoch: int, keys: tuple[int, ...], values: Excluded) -> dict[str, Any]:
+    clean = [v if math.isfinite(v) else None for v in values]
+    return {
+        "epoch": epoch,
+        "version": RECORD_VERSION,
+        "kind": "excluded",
+        "key_freqs": list(keys),
+        "excluded_loss": clean[0],
+        "per_freq": clean[1:],
+    }
+
+
+class RecordStore:
+    """The records of one run on disk (measures.jsonl + measures/), read incrementally."""
+
+    def __init__(self, run: Run, p: int, d_mlp: int) -> None:
+        self.run = run
+        self.p, self.d_mlp = p, d_mlp
+        self.dir = run.path / "measures"
+        self._lock = threading.Lock()
+        self._in_memory: dict[int, dict[str, np.ndarray]] = {}  # a read-only run's arrays
+
+    def array_path(self, epoch: int) -> Path:
+        return self.dir / f"epoch_{epoch:07d}.safetensors"
+
+    def scan(
+        self,
+    ) -> tuple[dict[int, dict[str, Any]], dict[tuple[int, tuple[int, ...]], Excluded], int]:
+        """(record rows by epoch, excluded losses by (epoch, set), rows not of this version)."""
+        records: dict[int, dict[str, Any]] = {}
+        excluded: dict[tuple[int, tuple[int, ...]], Excluded] = {}
+        stale = 0
+        for row in self.run.read_measures():  # untrusted: bad lines skipped with a warning
+            if row_is_record(row):
+                if row["epoch"] in records:
+                    stale += 1
+                records[row["epoch"]] = row  # the last one written wins
+                continue
+            ex = _excluded_row(row)
+            if ex is None:
+                stale += 1
+            else:
+                if (ex[0], ex[1]) in excluded:
+                    stale += 1
+                excluded[(ex[0], ex[1])] = ex[2]
+        return records, excluded, stale
+
+    def load(self, row: dict[str, Any]) -> Record | None:
+        """The record of a scalar row with its arrays; None if the arrays are missing or bad."""
+        in_memory = self._in_memory.get(row["epoch"])
+        arrays = (
+            in_memory
+            if in_memory is not None
+            else load_arrays(self.array_path(row["epoch"]), self.p, self.d_mlp)
+        )
+        if arrays is None:
+            return None
+        params = row.get("sum_sq_per_param")
+        params = params if isinstance(params, dict) else {}
+        attn_raw = row.get("avg_attn")
+        try:
+            attn = np.asarray(attn_raw, dtype=np.float64)
+        except (TypeError, ValueError):
+            attn = np.zeros((0, 3))
+        if attn.ndim != 2 or attn.shape[1:] != (3,):
+            attn = np.zeros((0, 3))
+        return Record(
+            epoch=row["epoch"],
+            scalars={k: _num(row.get(k)) for k in RECORD_SCALARS},
+            sum_sq_per_param={k: _num(params.get(k)) for k in CLASSIC_NAMES.values()},
+            avg_attn=attn,
+            arrays=arrays,
+        )
+
+    def save(self, record: Record) -> None:
+        """Arrays first (atomic), then the row: a row never points at missing arrays."""
+        with self._lock:
+            if self.run.read_only:  # a served viewer writes nothing into the run
+                self._in_memory[record.epoch] = record.arrays
+            else:
+                self.dir.mkdir(exist_ok=True)
+                path = self.array_path(record.epoch)
+                atomic_write_bytes(path, save_arrays(path, record))
+            self.run.append_measures([record.row()])
+
+    def save_excluded(self, rows: list[tuple[int, tuple[int, ...], Excluded]]) -> None:
+        self.run.append_measures([excluded_json(e, k, v) for e, k, v in rows])
+
+    def compact(self, keep_keys: tuple[int, ...]) -> None:
+        """Rewrite measures.jsonl with the newest record per epoch and the excluded losses
+        of the current set only (atomically)."""
+        with self._lock:
+            records, excluded, _ = self.scan()
+            rows = [records[e] for e in sorted(records)]
+            rows += [
+                excluded_json(e, k, v) for (e, k), v in sorted(excluded.items()) if k == keep_keys
+            ]
+            self.run.rewrite_measures(rows)
+
+
+class ProgressTracker:
+    """Keeps the records of a run's checkpoints and builds its `ProgressTable`.
+
+    `update()` records the checkpoints that have none (each saved at once, so a stop or a
+    kill keeps the work done); `fill_excluded()` computes the excluded loss of the current
+    key set where missing; `table()` rebuilds every other measure from the records.
+    Both take `should_stop`, checked between checkpoints. `key_epoch` fixes the key set
+    (and the reference clusters) to those of one checkpoint.
+    """
+
+    def __init__(
+        self,
+        run: Run,
+        device: str | torch.device = "cpu",
+        key_epoch: int | None = None,
+    ) -> None:
+        self.run = run
+        self.cfg = run.meta().config
+        self.device = torch.device(device)
+        self.key_epoch = key_epoch
+        self.store = RecordStore(run, self.cfg.p, self.cfg.d_mlp)
+        self._analyzer: Analyzer | None = None
+        self._recorder: Recorder | None = None
+        self.records: dict[int, Record] = {}  # in memory, by epoch
+        self.excluded: dict[tuple[int, tuple[int, ...]], Excluded] = {}
+        self.bad: dict[int, str] = {}  # checkpoints that could not be read, and why
+        self.computed = 0  # records computed by this tracker (what cache tests count)
+        self.excluded_computed = 0
+        self._scanned_size = -1
+        self._stale = 0
+        self._restricted: dict[tuple[int, tuple[int, ...]], tuple[float, float, float]] = {}
+        self._candidates: dict[int, tuple[int, ...]] = {}
+        self._train_counts: np.ndarray | None = None
+
+    @property
+    def analyzer(self) -> Analyzer:
+        if self._analyzer is None:
+            self._analyzer = Analyzer(self.cfg, self.device)
+        return self._analyzer
+
+    @property
+    def recorder(self) -> Recorder:
+        if self._recorder is None:
+            self._recorder = Recorder(self.analyzer)
+        return self._recorder
+
+    def train_counts(self) -> np.ndarray:
+        """How many train pairs have each label s."""
+        if self._train_counts is None:
+            from grok_tui.engine.core.data import make_dataset
+
+            data = make_dataset(self.cfg)
+            labels = data.labels[data.train_idx].numpy()
+            self._train_counts = np.bincount(labels, minlength=self.cfg.p)
+        return self._train_counts
+
+    # -- reading the cache ---------------------------------------------------------------------
+    def _rescan(self) -> None:
+        """Load records written by anyone (this tracker, another process) since the last look."""
+        try:
+            size = self.run.measures_path.stat().st_size
+        except OSError:
+            size = 0
+        if size == self._scanned_size:
+            return
+        self._scanned_size = size
+        rows, excluded, self._stale = self.store.scan()
+        for epoch, row in rows.items():
+            if epoch not in self.records:
+                record = self.store.load(row)
+                if record is not None:
+                    self.records[epoch] = record
+        self.excluded.update(excluded)
+
+    def missing(self) -> list[int]:
+        """Checkpoints without a usable record."""
+        self._rescan()
+        return [e for e in self.run.checkpoint_epochs() if e not in self.records]
+
+    # -- computing -------------------------------------------------------------------------------
+    def update(
+        self,
+        should_stop: Callable[[], bool] | None = None,
+        newest_first: bool = False,
+        limit: int | None = None,
+        skip: Callable[[int], bool] | None = None,
+    ) -> list[int]:
+        """Record the checkpoints that have no record yet; return their epochs."""
+        todo = [e for e in self.missing() if e not in self.bad and not (skip and skip(e))]
+        if newest_first:
+            todo.reverse()
+        if limit is not None:
+            todo = todo[:limit]
+        done = []
+        for epoch, weights in self._weights(todo, should_stop):
+            record = self.recorder.record(weights, epoch)
+            self.store.save(record)
+            self.records[epoch] = record
+            self.computed += 1
+            done.append(epoch)
+        if done:
+            with contextlib.suppress(OSError):
+                self._scanned_size = self.run.measures_path.stat().st_size
+        return done
+
+    def _weights(
+        self, epochs: list[int], should_stop: Callable[[], bool] | None
+    ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """Each checkpoint's weights in turn until asked to stop; unreadable ones are noted
+        in `bad` (with the reason) and skipped."""
+        for epoch in epochs:
+            if should_stop is not None and should_stop():
+                return
+            try:
+                yield epoch, self.run.load_checkpoint(epoch, self.cfg)
+            except RunError as exc:
+                self.bad[epoch] = str(exc)
+
+    def fill_excluded(
+        self,
+        should_stop: Callable[[], bool] | None = None,
+        limit: int | None = None,
+        keys: tuple[int, ...] | None = None,
+    ) -> int:
+        """Compute the excluded losses of the current key set (or of `keys`) where they are
+        missing, newest first; return how many this tracker has computed in all."""
+        self._rescan()
+        keys = self.key_history().current if keys is None else keys
+        if not keys:
+            return 0
+        todo = [
+            e
+            for e in reversed(self.epochs())
+            if (e, keys) not in self.excluded and e not in self.bad
+        ]
+        if limit is not None:
+            todo = todo[:limit]
+        if todo and self._stale > max(64, len(self.records)):
+            self.store.compact(keys)
+            self._stale = 0
+            with contextlib.suppress(OSError):
+                self._scanned_size = self.run.measures_path.stat().st_size
+        batch: list[tuple[int, tuple[int, ...], Excluded]] = []
+        for epoch, weights in self._weights(todo, should_stop):
+            coeffs = self.records[epoch].arrays["logit_coeffs"]
+            total, per_freq = self.recorder.excluded_losses(weights, keys, coeffs)
+            value = (total, *per_freq)
+            self.excluded[(epoch, keys)] = value
+            self.excluded_computed += 1
+            batch.append((epoch, keys, value))
+            if len(batch) >= 16:
+                self.store.save_excluded(batch)
+                batch = []
+        self.store.save_excluded(batch)
+        with contextlib.suppress(OSError):
+            self._scanned_size = self.run.measures_path.stat().st_size
+        return self.excluded_computed
+
+    # -- the key set -------------------------------------------------------------------------------
+    def epochs(self) -> list[int]:
+        """Checkpoints that exist and have a record, ascending."""
+        return [e for e in self.run.checkpoint_epochs() if e in self.records]
+
+    def candidate(self, epoch: int) -> tuple[int, ...]:
+        if epoch not in self._candidates:
+            shares = self.records[epoch].arrays["neuron_shares"]
+            self._candidates[epoch] = keyfreqs.candidate_set(shares)
+        return self._candidates[epoch]
+
+    def key_history(self, epochs: list[int] | None = None) -> keyfreqs.KeyHistory:
+        """The key sets of the recorded checkpoints (or of `epochs`, a prefix of them)."""
+        epochs = self.epochs() if epochs is None else epochs
+        if self.key_epoch is not None:
+            if self.key_epoch not in self.records:
+                raise RunError(
+                    f"--key-epoch {self.key_epoch}: no measured checkpoint at that epoch in "
+                    f"{self.run.path}"
+                )
+            return keyfreqs.fixed_history(self.key_epoch, self.candidate(self.key_epoch))
+        return keyfreqs.live_history(epochs, [self.candidate(e) for e in epochs])
+
+    # -- the table ---------------------------------------------------------------------------------
+    def table(self, upto: int | None = None) -> ProgressTable:
+        """Every measure for the recorded checkpoints (up to epoch `upto`), key set as of then."""
+        self._rescan()
+        epochs = [e for e in self.epochs() if upto is None or e <= upto]
+        if not epochs:
+            return empty_table()
+        history = self.key_history(epochs)
+        return build_table(
+            [self.records[e] for e in epochs],
+            history,
+            self.excluded,
+            self.train_counts(),
+            self._restricted,
+        )
+
+
+def build_table(
+    records: list[Record],
+    history: keyfreqs.KeyHistory,
+    excluded: dict[tuple[int, tuple[int, ...]], Excluded],
+    train_counts: np.ndarray,
+    restricted_cache: dict[tuple[int, tuple[int, ...]], tuple[float, float, float]] | None = None,
+) -> ProgressTable:
+    """The table of `records` (ascending epochs) for the current set of `history`."""
+    keys = history.current
+    n = len(records)
+    epochs = np.array([r.epoch for r in records], dtype=np.int64)
+    col = {
+        name: np.array([r.scalars.get(name, math.nan) for r in records]) for name in RECORD_SCALARS
+    }
+    arrays = {name: np.stack([r.arrays[name] for r in records]) for name in records[0].arrays}
+
+    cache = restricted_cache if restricted_cache is not None else {}
+    todo = [i for i, r in enumerate(records) if (r.epoch, keys) not in cache]
+    if todo:
+        values = restricted_losses(
+            arrays["logit_coeffs"][todo], arrays["logit_mean"][todo], keys, train_counts
+        )
+        for j, i in enumerate(todo):
+            cache[(records[i].epoch, keys)] = (values[0][j], values[1][j], values[2][j])
+    restricted = np.array([cache[(r.epoch, keys)] for r in records]).reshape(n, 3)
+
+    idx = np.asarray(keys, dtype=np.int64) - 1
+    trig = {
+        name: arrays[name][:, idx].sum(axis=1) if len(keys) else np.full(n, math.nan)
+        for name in ("trig_pre", "trig_post", "trig_logits")
+    }
+    per_key_mlp = arrays["mlp_out_frac"][:, idx]  # (n, |S|, 2)
+    mlp_out = per_key_mlp.mean(axis=(1, 2)) if len(keys) else np.full(n, math.nan)
+
+    frac_explained = np.full(n, math.nan)
+    ref = history.reference_epoch
+    ref_record = next((r for r in records if r.epoch == ref), None)
+    if ref_record is not None:
+        clusters = keyfreqs.neuron_clusters(ref_record.arrays["neuron_shares"])
+        members = np.flatnonzero(clusters > 0)
+        if members.size:
+            frac_explained = arrays["neuron_shares"][:, clusters[members] - 1, members].mean(axis=1)
+
+    missing = (math.nan,) * (1 + len(keys))
+    excl = np.array([excluded.get((r.epoch, keys), missing) for r in records]).reshape(n, -1)
+    if not keys:
+        excl[:] = math.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = col["test_loss"] / restricted[:, 0]
+    scalars = {
+        "train_loss": col["train_loss"],
+        "test_loss": col["test_loss"],
+        "train_acc": col["train_acc"],
+        "test_acc": col["test_acc"],
+        "restricted_loss": restricted[:, 0],
+        "restricted_loss_train": restricted[:, 1],
+        "restricted_acc": restricted[:, 2],
+        "excluded_loss": excl[:, 0],
+        "test_restricted_ratio": np.where(restricted[:, 0] > 0, ratio, math.nan),
+        "gini_W_E": col["gini_W_E"],
+        "gini_W_L": col["gini_W_L"],
+        "sum_sq_weights": col["sum_sq_weights"],
+        "trig_frac_pre": trig["trig_pre"],
+        "trig_frac_post": trig["trig_post"],
+        "trig_frac_logits": trig["trig_logits"],
+        "neuron_frac_explained": frac_explained,
+        "mlp_out_frac": mlp_out,
+        "xy_share_logits": arrays["trig_logits"].sum(axis=1).astype(np.float64),
+    }
+    h = max((r.avg_attn.shape[0] for r in records), default=0)
+    avg_attn = np.full((n, h, 3), math.nan)
+    for i, r in enumerate(records):
+        if r.avg_attn.shape == (h, 3):
+            avg_attn[i] = r.avg_attn
+    newest = records[-1]
+    return ProgressTable(
+        key_freqs=keys,
+        epochs=epochs,
+        scalars=scalars,
+        excluded_per_freq=excl[:, 1:],
+        mlp_out_frac_per_key=per_key_mlp.astype(np.float64),
+        avg_attn=avg_attn,
+        sum_sq_per_param={
+            name: np.array([r.sum_sq_per_param.get(name, math.nan) for r in records])
+            for name in CLASSIC_NAMES.values()
+        },
+        spectrogram_W_E=freq_norms(arrays["w_e_sq"]),
+        spectrogram_W_L=freq_norms(arrays["w_l_sq"]),
+        key_history=history,
+        warning=keyfreqs.cross_check(keys, newest.arrays["w_l_sq"]),
+        excluded_pending=sum(1 for r in records if keys and (r.epoch, keys) not in excluded),
+    )
+
+
+def progress_table(
+    run: Run,
+    device: str | torch.device = "cpu",
+    should_stop: Callable[[], bool] | None = None,
+    key_epoch: int | None = None,
+) -> ProgressTable:
+    """Measures for every checkpoint of a run, computing only what the cache lacks."""
+    tracker = ProgressTracker(run, device, key_epoch=key_epoch)
+    tracker.update(should_stop)
+    tracker.fill_excluded(should_stop)
+    return tracker.table()

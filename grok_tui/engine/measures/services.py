@@ -1,0 +1,298 @@
+"""Background analysis for a viewer: snapshots of the selected checkpoint, progress measures.
+
+Both run in their own threads and report through callbacks (the app turns them into
+messages). Scrubbing never queues stale work: a request replaces any request not yet
+started, so holding an arrow key analyses the checkpoint the key stops on, plus at most
+the one already in flight.
+
+Stopping: `stop()` lets the unit of work in flight (one snapshot, one checkpoint's
+measures) finish and starts no other; `join()` waits for that. A process must join them
+before it ends: the interpreter finalising while a thread is inside a torch op aborts
+("terminate called without an active exception", exit status 134). `ServiceGroup` stops
+and joins a viewer's threads together.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from grok_tui.engine.core.threads import ANALYSIS_NICENESS, WakeableThread, lower_this_thread
+from grok_tui.engine.store.runs import Run, RunError
+
+
+@dataclass
+class SnapshotResult:
+    epoch: int
+    snapshot: Any | None  # analysis.Snapshot
+    error: str = ""
+    seconds: float = 0.0
+
+
+class SnapshotService:
+    """Computes the Snapshot of the newest requested checkpoint, one at a time."""
+
+    def __init__(self, run: Run, device: str, on_result: Callable[[SnapshotResult], None]) -> None:
+        self.run = run
+        self.device = device
+        self.on_result = on_result
+        self._lock = threading.Condition()
+        self._pending: int | None = None
+        self._stopped = False
+        self._analyzer: Any = None
+        self.computed: list[int] = []  # epochs analysed, in order (what tests look at)
+        self._thread = threading.Thread(target=self._loop, name="grok-snapshots", daemon=True)
+        self._thread.start()
+
+    def request(self, epoch: int) -> None:
+        with self._lock:
+            self._pending = epoch
+            self._lock.notify()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            self._lock.notify()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def _next(self) -> int | None:
+        with self._lock:
+            while self._pending is None and not self._stopped:
+                self._lock.wait()
+            if self._stopped:
+                return None
+            epoch, self._pending = self._pending, None
+            return epoch
+
+    def _loop(self) -> None:
+        lower_this_thread(ANALYSIS_NICENESS)
+        while (epoch := self._next()) is not None:
+            start = time.perf_counter()
+            try:
+                snap = self._compute(epoch)
+                result = SnapshotResult(epoch, snap, seconds=time.perf_counter() - start)
+            except RunError as exc:
+                result = SnapshotResult(epoch, None, str(exc))
+            except Exception as exc:  # a bug must not kill the viewer: say it, keep going
+                result = SnapshotResult(
+                    epoch, None, f"analysis failed: {type(exc).__name__}: {exc}"
+                )
+            self.computed.append(epoch)
+            if self._stopped:
+                return  # nobody is listening any more
+            self.on_result(result)
+
+    def _compute(self, epoch: int) -> Any:
+        from grok_tui.engine.measures.analysis import Analyzer
+
+        cfg = self.run.meta().config
+        if self._analyzer is None or self._analyzer.cfg != cfg:
+            self._analyzer = Analyzer(cfg, self.device)
+        weights = self.run.load_checkpoint(epoch, cfg)
+        return self._analyzer.snapshot(weights, epoch)
+
+
+@dataclass
+class ProgressUpdate:
+    """The progress measures as far as computed, what they say, and what is still to do."""
+
+    table: Any | None  # progress.ProgressTable
+    outlook: Any | None = None  # outlook.Outlook: phases, the phase now, the forecast
+    error: str = ""
+    pending: int = 0  # checkpoints still to record, plus excluded losses still to compute
+    note: str = ""  # why there are no measures (they do not apply to this run's op)
+
+
+def measures_not_applicable(run: Run) -> str:
+    """Why the progress measures do not apply to this run ('' if they do)."""
+    from grok_tui.engine.measures.progress import MEASURES_OPS
+
+    op = run.meta().config.op
+    if op in MEASURES_OPS:
+        return ""
+    return f"progress measures, phases and forecast: n/a for op {op} (they assume x + y)"
+
+
+class ProgressService(WakeableThread):
+    """Keeps the progress measures of every checkpoint up to date, in the background.
+
+    A poke (new checkpoints, a key set to reconsider) wakes it: it records the checkpoints
+    without a record, oldest first, then computes the excluded loss of the current key set
+    where it is missing, newest first, and posts an update about once a second while it
+    works, and once when done. Records are cheap and never redone; a change of key set
+    costs one train forward per checkpoint, in this low-priority thread.
+
+    When another process trains the run and measures it itself (headless training does),
+    `writer_measures` makes the service leave the newest checkpoints to that process for
+    `grace_s` seconds rather than compute them twice.
+    """
+
+    POST_EVERY_S = 1.0
+    BATCH = 8
+
+    def __init__(
+        self,
+        run: Run,
+        device: str,
+        on_update: Callable[[ProgressUpdate], None],
+        key_epoch: int | None = None,
+        grace_s: float = 10.0,
+    ) -> None:
+        self.run = run
+        self.device = device
+        self.on_update = on_update
+        self.key_epoch = key_epoch
+        self.grace_s = grace_s
+        self.writer_measures = False
+        self._idle = threading.Event()  # set while nothing is left to do
+        self._tracker: Any = None
+        self._start("grok-progress")
+
+    def poke(self) -> None:
+        """Checkpoints changed (or the viewer wants fresh measures)."""
+        self._idle.clear()
+        super().poke()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every checkpoint is measured (True), or the timeout passes."""
+        self.poke()
+        return self._idle.wait(timeout)
+
+    def _skip(self, epoch: int) -> bool:
+        """Leave a fresh checkpoint to the process that wrote it (and measures it)."""
+        if not self.writer_measures:
+            return False
+        try:
+            age = time.time() - self.run.checkpoint_path(epoch).stat().st_mtime
+        except OSError:
+            return False
+        return age < self.grace_s
+
+    def _post(self) -> None:
+        from grok_tui.engine.measures.outlook import outlook
+
+        table = self._tracker.table()
+        pending = len(self._tracker.missing()) + table.excluded_pending
+        self.on_update(ProgressUpdate(table, outlook(table), pending=pending))
+
+    def _loop(self) -> None:
+        from grok_tui.engine.measures.progress import ProgressTracker
+
+        lower_this_thread(ANALYSIS_NICENESS)
+        wait: float | None = None
+        while not self._stopped.is_set():
+            self._wake.wait(wait)
+            if self._stopped.is_set():
+                return
+            self._wake.clear()
+            wait = None
+            try:
+                if self._tracker is None:
+                    note = measures_not_applicable(self.run)
+                    if note:  # nothing to compute: say so once, then only wait for stop
+                        self.on_update(ProgressUpdate(None, note=note))
+                        self._idle.set()
+                        self._stopped.wait()
+                        return
+                    self._tracker = ProgressTracker(self.run, self.device, self.key_epoch)
+                    if self._stopped.is_set():
+                        return
+                    self._post()  # the cache, at once
+                wait = self._work()
+                if wait is None and not self._wake.is_set():
+                    self._idle.set()
+            except RunError as exc:
+                self.on_update(ProgressUpdate(None, error=str(exc)))
+            except Exception as exc:  # a bug must not kill the viewer: say it, keep going
+                msg = f"progress measures failed: {type(exc).__name__}: {exc}"
+                self.on_update(ProgressUpdate(None, error=msg))
+
+    def _work(self) -> float | None:
+        """Record and fill until nothing is left; the seconds to wait for skipped work."""
+        tracker = self._tracker
+        stop = self._stopped.is_set
+        last_post = time.monotonic()
+        changed = False
+        skipped = False
+        while not stop():
+            done = tracker.update(stop, limit=self.BATCH, skip=self._skip)
+            filled = 0
+            if not done:
+                before = tracker.excluded_computed
+                tracker.fill_excluded(stop, limit=self.BATCH)
+                filled = tracker.excluded_computed - before
+            changed = changed or bool(done or filled)
+            if not (done or filled):
+                skipped = any(self._skip(e) for e in tracker.missing())
+                break
+            if time.monotonic() - last_post >= self.POST_EVERY_S:
+                self._post()
+                last_post, changed = time.monotonic(), False
+        if changed and not stop():
+            self._post()
+        return self.grace_s if skipped else None
+
+
+class Service(Protocol):
+    """A background thread with a stop flag it checks between units of work."""
+
+    def stop(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+    def is_alive(self) -> bool: ...
+
+
+S = TypeVar("S", bound=Service)
+
+
+class ServiceGroup:
+    """A viewer's background threads, stopped together and joined before the process ends.
+
+    `stop()` is cheap and can come early (the moment the user quits: no new analysis
+    starts while the trainer saves); `stop_and_join()` then waits for the work in flight.
+    """
+
+    def __init__(self) -> None:
+        self._services: list[Service] = []
+        self._lock = threading.Lock()
+        self.stopping = False
+
+    def add(self, service: S) -> S:
+        """Keep `service`; one added after the group stopped is stopped at once."""
+        with self._lock:
+            self._services.append(service)
+            stopping = self.stopping
+        if stopping:
+            service.stop()
+        return service
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopping = True
+            services = list(self._services)
+        for service in services:
+            service.stop()
+
+    def stop_and_join(self, timeout: float | None = 60.0) -> list[Service]:
+        """Stop every service, wait up to `timeout` s in all; return those still running."""
+        self.stop()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            services = list(self._services)
+        for service in services:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            service.join(left)
+        return [s for s in services if s.is_alive()]

@@ -1,0 +1,321 @@
+"""Stepping M models of one shape as one batched model: pure tensors, no files.
+
+Every trained weight of every member lives in one (M, P) tensor, a row per member, so the
+forward takes views of it with a leading member axis (`fastpath`) and autograd returns the
+gradient of all members as one (M, P) tensor. Each member's loss is the mean over its own
+train set and the step minimises their sum, whose gradient with respect to a member's row
+is that member's own gradient: members never mix.
+
+AdamW is torch's own (the functional `adamw`, fused where the device has it), called once
+per set of members that share hyperparameters this step, on their rows: a member's update
+is bit-for-bit the one `torch.optim.AdamW` makes for a single run with its settings, with
+its own step count (bias correction) and its own warm-up.
+
+Row e of a member's metrics and its weights W_e: `measure()` evaluates the current weights
+(train and test metrics, and the train loss's gradient), `step()` then makes optimiser step
+e. Members are processed in chunks (`default_chunk_size`): all at once on a GPU, where
+batching pays; a cache's worth at a time on a CPU, where each member's epoch is bound by its
+own arithmetic and memory traffic and a larger batch only spills the caches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.optim.adamw import adamw
+
+from grok_tui.engine.core import ops
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.data import split_indices
+from grok_tui.engine.core.fastpath import InputPlan, last_logits, member_tables
+from grok_tui.engine.core.grokfast import make_filter
+from grok_tui.engine.core.loss import member_loss_and_accuracy
+from grok_tui.engine.core.model import CLASSIC_NAMES, PAPER_TRAINED, check_weights, param_shapes
+
+ADAM_EPS = 1e-8  # torch's default, the paper's
+SHAPE_FIELDS = ("p", "d_model", "n_heads", "d_head", "d_mlp")
+
+
+def lr_at(cfg: RunConfig, step: int) -> float:
+    """Linear warm-up over warmup_steps (the paper's LambdaLR(min(step / 10, 1)))."""
+    if cfg.warmup_steps <= 0:
+        return cfg.lr
+    return cfg.lr * min(step / cfg.warmup_steps, 1.0)
+
+
+@dataclass
+class MemberState:
+    """Where a member stands: weights W_epoch (classic names) and AdamW's moments after
+    `epoch` steps (short trained names; None for a fresh start, which needs epoch 0), and
+    the training time it took (the stepper keeps no clock; the trainer does)."""
+
+    epoch: int
+    weights: dict[str, torch.Tensor]
+    exp_avg: dict[str, torch.Tensor] | None = None
+    exp_avg_sq: dict[str, torch.Tensor] | None = None
+    wall_s: float = 0.0
+    grokfast: dict[str, Any] | None = None  # the Grokfast filter's state (`GradientFilter`)
+
+
+class Layout:
+    """Where each trained weight sits in a member's row, and the untrained (zero) biases."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        shapes = param_shapes(cfg)
+        self.trained = list(PAPER_TRAINED)
+        self.untrained = [s for s in CLASSIC_NAMES if s not in PAPER_TRAINED]
+        self.shapes = shapes
+        self.sizes = [int(torch.Size(shapes[s]).numel()) for s in self.trained]
+        self.width = sum(self.sizes)
+
+    def split(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Views (M, *shape) of (M, P) rows under short names."""
+        lead = rows.shape[0]
+        parts = rows.split(self.sizes, dim=1)
+        return {s: t.view(lead, *self.shapes[s]) for s, t in zip(self.trained, parts, strict=True)}
+
+    def join(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One member's row (P,) from its trained tensors under short names."""
+        return torch.cat([tensors[s].reshape(-1).to(torch.float32) for s in self.trained])
+
+
+def same_shape(cfgs: Sequence[RunConfig]) -> bool:
+    """Whether configs can train as one batched model (one p, one architecture)."""
+    return all(getattr(c, f) == getattr(cfgs[0], f) for c in cfgs for f in SHAPE_FIELDS)
+
+
+def member_split(cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat (x * p + y) train and test indices of a member, the paper's split for its seed."""
+    train, test = split_indices(cfg.p, cfg.frac_train, cfg.data_seed, cfg.op)
+    return torch.tensor(train), torch.tensor(test)
+
+
+def default_chunk_size(cfg: RunConfig, device: torch.device) -> int:
+    """Members per forward/backward pass: all of them on a GPU; one on a CPU.
+
+    On a CPU a chunk of one makes every member reproduce its single run bit for bit. It
+    costs speed on small models: 16 quick-preset members (p = 53) in one chunk ran 1.84x
+    faster than one by one, a chunk of one 1.01x (bench/RESULTS.md, issue 10).
+    """
+    return 1 if device.type == "cpu" else 1 << 30
+
+
+@dataclass
+class _Chunk:
+    """Members start..end-1 and their inputs, concatenated member after member."""
+
+    start: int
+    end: int
+    train_plan: InputPlan
+    train_labels: torch.Tensor
+    test_plan: InputPlan
+    test_labels: torch.Tensor
+
+
+class Stepper:
+    """M members of one shape: their weights, AdamW state, data, and one step of all."""
+
+    def __init__(
+        self,
+        cfgs: Sequence[RunConfig],
+        device: str,
+        states: Sequence[MemberState],
+        chunk_size: int = 0,
+    ) -> None:
+        if not cfgs or len(cfgs) != len(states):
+            raise ValueError("a stepper needs one state per config, and at least one")
+        if not same_shape(cfgs):
+            raise ValueError("members of one stepper must share p and the architecture")
+        self.device = torch.device(device)
+        self.cfgs = list(cfgs)
+        self.layout = Layout(cfgs[0])
+        self.fused = self.device.type in ("cpu", "cuda")
+        rows, avg, avg_sq, buffers = [], [], [], {s: [] for s in self.layout.untrained}
+        for cfg, state in zip(cfgs, states, strict=True):
+            check_weights(cfg, state.weights)
+            short = {s: state.weights[CLASSIC_NAMES[s]] for s in CLASSIC_NAMES}
+            rows.append(self.layout.join(short))
+            for s in self.layout.untrained:
+                buffers[s].append(short[s].to(torch.float32))
+            if state.exp_avg is None or state.exp_avg_sq is None:
+                if state.epoch != 0:
+                    raise ValueError("a member past epoch 0 needs its optimiser state")
+                avg.append(torch.zeros_like(rows[-1]))
+                avg_sq.append(torch.zeros_like(rows[-1]))
+            else:
+                avg.append(self.layout.join(state.exp_avg))
+                avg_sq.append(self.layout.join(state.exp_avg_sq))
+        self.flat = torch.stack(rows).to(self.device)
+        self.grads: list[torch.Tensor] = []  # each member's gradient row, set by measure()
+        self.exp_avg = torch.stack(avg).to(self.device)
+        self.exp_avg_sq = torch.stack(avg_sq).to(self.device)
+        self.buffers = {s: torch.stack(b).to(self.device) for s, b in buffers.items()}
+        self.epochs = [s.epoch for s in states]
+        step_device = self.device if self.fused else torch.device("cpu")
+        self.steps = [
+            torch.tensor(float(s.epoch), dtype=torch.float32, device=step_device) for s in states
+        ]
+        self.filters = [make_filter(c, self.layout.width, self.device) for c in cfgs]
+        for f, state in zip(self.filters, states, strict=True):
+            if f is not None and state.epoch > 0:
+                if not state.grokfast:
+                    raise ValueError("a Grokfast member past epoch 0 needs its filter state")
+                f.load(state.grokfast)
+        self.chunk_size = chunk_size or default_chunk_size(cfgs[0], self.device)
+        self._build_data()
+
+    @property
+    def n_members(self) -> int:
+        return len(self.cfgs)
+
+    # -- data ----------------------------------------------------------------------------------
+    def _build_data(self) -> None:
+        """Each chunk's train and test inputs and labels, concatenated member after member.
+
+        Members may differ in op (labels, input set) as well as in split: only p is shared.
+        """
+        p, h = self.cfgs[0].p, self.cfgs[0].n_heads
+        splits: dict[tuple[float, int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        tables: dict[tuple[str, int], torch.Tensor] = {}
+        for cfg in self.cfgs:
+            key = (cfg.frac_train, cfg.data_seed, cfg.op)
+            if key not in splits:
+                splits[key] = member_split(cfg)
+            if (cfg.op, cfg.data_seed) not in tables:
+                tables[cfg.op, cfg.data_seed] = ops.labels(cfg.op, p, cfg.data_seed)
+        self.chunks = []
+        for start in range(0, self.n_members, self.chunk_size):
+            end = min(start + self.chunk_size, self.n_members)
+            cfgs = self.cfgs[start:end]
+            keys = [(c.frac_train, c.data_seed, c.op) for c in cfgs]
+            label_tables = [tables[c.op, c.data_seed] for c in cfgs]
+            train = self._plan([splits[k][0] for k in keys], label_tables, p, h)
+            test = self._plan([splits[k][1] for k in keys], label_tables, p, h)
+            self.chunks.append(_Chunk(start, end, *train, *test))
+
+    def _plan(
+        self, idx: list[torch.Tensor], label_tables: list[torch.Tensor], p: int, h: int
+    ) -> tuple[InputPlan, torch.Tensor]:
+        flat = torch.cat(idx).to(self.device)
+        labels = torch.cat([t[i] for t, i in zip(label_tables, idx, strict=True)])
+        x, y = flat // p, flat % p
+        return InputPlan(x, y, p, h, counts=[len(i) for i in idx]), labels.to(self.device)
+
+    # -- the step ------------------------------------------------------------------------------
+    def weights(self, rows: torch.Tensor, start: int = 0) -> dict[str, torch.Tensor]:
+        """Every weight under its short name, (members, *shape), for the members whose rows
+        these are (from `start`); trained ones are views of `rows`."""
+        end = start + rows.shape[0]
+        return {**self.layout.split(rows), **{s: b[start:end] for s, b in self.buffers.items()}}
+
+    def measure(self) -> torch.Tensor:
+        """Metrics (M, 4) of each member's current weights W_e: train loss, test loss, train
+        accuracy, test accuracy; and, kept for `step`, the gradient of each train loss.
+
+        Chunk by chunk: a chunk's forward and backward run before the next chunk's, so its
+        activations are freed (and, on a CPU, stay in cache) before the next one starts.
+        """
+        p = self.cfgs[0].p
+        out, grads = [], []
+        for ch in self.chunks:
+            leaf = self.flat[ch.start : ch.end].detach().requires_grad_(True)
+            tables = member_tables(self.weights(leaf, ch.start), p)
+            segments = ch.train_plan.segments
+            logits = last_logits(tables, ch.train_plan)
+            train_loss, train_acc = member_loss_and_accuracy(logits, ch.train_labels, segments)
+            with torch.no_grad():
+                test_loss, test_acc = member_loss_and_accuracy(
+                    last_logits(tables, ch.test_plan), ch.test_labels, ch.test_plan.segments
+                )
+            out.append(torch.stack([train_loss.detach(), test_loss, train_acc, test_acc], dim=1))
+            train_loss.sum().backward()
+            grads.extend(leaf.grad.unbind(0))
+        self.grads = grads
+        return out[0] if len(out) == 1 else torch.cat(out)
+
+    def lrs(self) -> list[float]:
+        """The learning rate of each member's next step (its warm-up at its own epoch)."""
+        return [lr_at(cfg, e) for cfg, e in zip(self.cfgs, self.epochs, strict=True)]
+
+    def step(self) -> None:
+        """One AdamW step of every member along the gradients `measure` kept (through the
+        member's Grokfast filter, if it has one); epochs advance."""
+        if len(self.grads) != self.n_members:
+            raise RuntimeError("step() needs a measure() first")
+        grad = [
+            g if f is None else f.apply(g) for f, g in zip(self.filters, self.grads, strict=True)
+        ]
+        groups: dict[tuple[float, float, float, float], list[int]] = {}
+        for m, (cfg, lr) in enumerate(zip(self.cfgs, self.lrs(), strict=True)):
+            groups.setdefault((lr, cfg.weight_decay, cfg.beta1, cfg.beta2), []).append(m)
+        with torch.no_grad():
+            for (lr, wd, beta1, beta2), members in groups.items():
+                adamw(
+                    [self.flat[m] for m in members],
+                    [grad[m] for m in members],
+                    [self.exp_avg[m] for m in members],
+                    [self.exp_avg_sq[m] for m in members],
+                    [],
+                    [self.steps[m] for m in members],
+                    fused=self.fused or None,
+                    amsgrad=False,
+                    beta1=beta1,
+                    beta2=beta2,
+                    lr=lr,
+                    weight_decay=wd,
+                    eps=ADAM_EPS,
+                    maximize=False,
+                )
+        self.grads = []
+        self.epochs = [e + 1 for e in self.epochs]
+
+    # -- members in and out ----------------------------------------------------------------------
+    def export(self, members: Sequence[int]) -> list[MemberState]:
+        """CPU copies of some members' weights and AdamW moments (one transfer for all)."""
+        index = torch.tensor(list(members), device=self.device)
+        with torch.no_grad():
+            rows = self.flat.index_select(0, index).cpu()
+            avg = self.exp_avg.index_select(0, index).cpu()
+            avg_sq = self.exp_avg_sq.index_select(0, index).cpu()
+            buffers = {s: b.index_select(0, index).cpu() for s, b in self.buffers.items()}
+        out = []
+        for i, m in enumerate(members):
+            short = {s: t[0].clone() for s, t in self.layout.split(rows[i : i + 1]).items()}
+            short.update({s: b[i].clone() for s, b in buffers.items()})
+            weights = {CLASSIC_NAMES[s]: short[s].contiguous() for s in CLASSIC_NAMES}
+            moments = [
+                {s: t[0].clone() for s, t in self.layout.split(a[i : i + 1]).items()}
+                for a in (avg, avg_sq)
+            ]
+            f = self.filters[m]
+            out.append(
+                MemberState(
+                    self.epochs[m],
+                    weights,
+                    moments[0],
+                    moments[1],
+                    grokfast=None if f is None else f.state(),
+                )
+            )
+        return out
+
+    def keep(self, members: Sequence[int]) -> None:
+        """Go on with these members only (finished or diverged ones leave the batch)."""
+        members = list(members)
+        if members == list(range(self.n_members)):
+            return
+        index = torch.tensor(members, device=self.device)
+        with torch.no_grad():
+            self.flat = self.flat.index_select(0, index)
+            self.exp_avg = self.exp_avg.index_select(0, index)
+            self.exp_avg_sq = self.exp_avg_sq.index_select(0, index)
+            self.buffers = {s: b.index_select(0, index) for s, b in self.buffers.items()}
+        self.cfgs = [self.cfgs[m] for m in members]
+        self.epochs = [self.epochs[m] for m in members]
+        self.steps = [self.steps[m] for m in members]
+        self.filters = [self.filters[m] for m in members]
+        self.grads = []
+        self._build_data()
