@@ -93,10 +93,29 @@ def random_paper_sd(cfg: RunConfig, gen: torch.Generator) -> dict[str, torch.Ten
     }
 
 
-def logits_of(cfg: RunConfig, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+def logits_of(
+    cfg: RunConfig, weights: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     tokens = all_tokens(cfg.p)
+    model = GrokModel(cfg).to(dtype)
+    model.load_classic(weights)
     with torch.no_grad():
-        return GrokModel.from_classic(cfg, weights).last_logits(tokens[:, 0], tokens[:, 1])
+        return model.last_logits(tokens[:, 0], tokens[:, 1])
+
+
+def in_float64(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.double() for k, v in sd.items()}
+
+
+# Layout checks compare two different forwards (ours, the paper's einsums) on the same
+# weights. In float32 they round differently, by an amount that depends on which GEMM kernel
+# the CPU picks (1.3e-5 on an Intel Xeon against 1e-5 on the AMD EPYC the test was written on).
+# In float64 both are exact to a few ulps of the largest partial sum: each logit is two
+# chained dot products of length <= 512, whose rounding error is bounded by
+# 512 * 2**-53 * sum|terms| ~ 6e-14 * sum|terms|, and sum|terms| is below 1e3 for these
+# weights: far below LAYOUT_TOL, while a layout error (a transposed or swapped matrix) moves
+# logits by O(1).
+LAYOUT_TOL = 1e-9
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +141,9 @@ def test_export_writes_the_published_layout(trained: Run, tmp_path) -> None:
         assert list(sd) == [*PAPER_KEYS[:6], MASK_KEY, *PAPER_KEYS[6:]]
         assert torch.equal(sd[MASK_KEY], torch.tril(torch.ones(3, 3)))
         # The paper's own forward on the exported weights is our model's forward.
-        ours = logits_of(TRAINED, trained.load_checkpoint(epoch))
-        torch.testing.assert_close(paper_forward(sd, tokens)[:, -1], ours, atol=1e-5, rtol=1e-5)
+        ours = logits_of(TRAINED, trained.load_checkpoint(epoch), torch.float64)
+        theirs = paper_forward(in_float64(sd), tokens)[:, -1]
+        torch.testing.assert_close(theirs, ours, atol=LAYOUT_TOL, rtol=LAYOUT_TOL)
     assert data["model"].keys() == data["state_dicts"][-1].keys()
     assert data["config"] == TRAINED.to_dict()
 
@@ -207,8 +227,9 @@ def test_a_published_format_file_imports_with_the_paper_config_and_alignment(tmp
     measured = {}
     for epoch, sd in zip([0, 100, 200], sds, strict=True):
         reference = paper_forward(sd, tokens)[:, -1]
-        ours = logits_of(cfg, run.load_checkpoint(epoch))
-        torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-4)
+        ours = logits_of(cfg, run.load_checkpoint(epoch), torch.float64)
+        exact = paper_forward(in_float64(sd), tokens)[:, -1]
+        torch.testing.assert_close(ours, exact, atol=LAYOUT_TOL, rtol=LAYOUT_TOL)
         right = reference.argmax(-1) == labels
         measured[epoch] = (
             reference_cross_entropy(reference[train_idx], labels[train_idx]).item(),

@@ -79,7 +79,10 @@ def test_a_trained_run_groks_through_detected_phases(trained_run: Run) -> None:
     phases = table.phases()
     mem, circ, clean = (phases[k] for k in PHASES)
     assert mem is not None and circ is not None and clean is not None, phases
-    assert 0 < mem < circ < clean <= TINY.epochs
+    # Cleanup ends no earlier than it starts; on this tiny run its sharp fall can lie within
+    # one checkpoint interval, and whether the two tangent ends round to the same checkpoint
+    # depends on the CPU's float rounding (both 1,450 on an Intel Xeon).
+    assert 0 < mem < circ <= clean <= TINY.epochs
     at = {int(e): i for i, e in enumerate(table.epochs)}
     # The paper's signatures: the excluded loss rises after memorisation, the restricted loss
     # ends far below the memorised model's test loss, Gini of W_E grows, weights shrink.

@@ -77,9 +77,11 @@ class Layout:
         parts = rows.split(self.sizes, dim=1)
         return {s: t.view(lead, *self.shapes[s]) for s, t in zip(self.trained, parts, strict=True)}
 
-    def join(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    def join(
+        self, tensors: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         """One member's row (P,) from its trained tensors under short names."""
-        return torch.cat([tensors[s].reshape(-1).to(torch.float32) for s in self.trained])
+        return torch.cat([tensors[s].reshape(-1).to(dtype) for s in self.trained])
 
 
 def same_shape(cfgs: Sequence[RunConfig]) -> bool:
@@ -124,7 +126,10 @@ class Stepper:
         device: str,
         states: Sequence[MemberState],
         chunk_size: int = 0,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
+        """`dtype` is float32 for training; float64 lets tests compare code paths whose
+        float32 rounding differs (batched against single GEMMs) without Adam amplifying it."""
         if not cfgs or len(cfgs) != len(states):
             raise ValueError("a stepper needs one state per config, and at least one")
         if not same_shape(cfgs):
@@ -137,17 +142,17 @@ class Stepper:
         for cfg, state in zip(cfgs, states, strict=True):
             check_weights(cfg, state.weights)
             short = {s: state.weights[CLASSIC_NAMES[s]] for s in CLASSIC_NAMES}
-            rows.append(self.layout.join(short))
+            rows.append(self.layout.join(short, dtype))
             for s in self.layout.untrained:
-                buffers[s].append(short[s].to(torch.float32))
+                buffers[s].append(short[s].to(dtype))
             if state.exp_avg is None or state.exp_avg_sq is None:
                 if state.epoch != 0:
                     raise ValueError("a member past epoch 0 needs its optimiser state")
                 avg.append(torch.zeros_like(rows[-1]))
                 avg_sq.append(torch.zeros_like(rows[-1]))
             else:
-                avg.append(self.layout.join(state.exp_avg))
-                avg_sq.append(self.layout.join(state.exp_avg_sq))
+                avg.append(self.layout.join(state.exp_avg, dtype))
+                avg_sq.append(self.layout.join(state.exp_avg_sq, dtype))
         self.flat = torch.stack(rows).to(self.device)
         self.grads: list[torch.Tensor] = []  # each member's gradient row, set by measure()
         self.exp_avg = torch.stack(avg).to(self.device)
