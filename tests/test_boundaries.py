@@ -34,6 +34,8 @@ UI_MAY_IMPORT = {
     "grok_tui.engine.core.config",
     "grok_tui.engine.core.threads",
     "grok_tui.engine.store.runs",
+    "grok_tui.engine.store.run_meta",
+    "grok_tui.engine.store.metrics_reader",
     "grok_tui.engine.store.follow",
     "grok_tui.engine.training.train",
     "grok_tui.engine.measures.services",

@@ -28,14 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from grok_tui.engine.core.config import ConfigError, RunConfig
-from grok_tui.engine.store.runs import (
-    Run,
-    RunError,
-    atomic_write_bytes,
-    now_iso,
-    software_versions,
-    stamped_path,
-)
+from grok_tui.engine.store.atomic import atomic_write_bytes
+from grok_tui.engine.store.naming import stamped_path
+from grok_tui.engine.store.run_meta import now_iso, software_versions
+from grok_tui.engine.store.runs import Run, RunError
 from grok_tui.engine.training.checkpoints import CheckpointPolicy, DiskPlan, plan_checkpoints
 from grok_tui.engine.training.stepper import SHAPE_FIELDS
 
