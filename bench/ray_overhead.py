@@ -49,8 +49,8 @@ def main() -> None:
     import ray
     import torch
 
+    from grok_tui.engine.lab.backends import train_sweep
     from grok_tui.engine.lab.ray_backend import train_on_ray
-    from grok_tui.engine.lab.sweep import train_sweep
 
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="ray_overhead_"))

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from grok_tui.engine.store.runs import METRIC_KEYS, Run, RunError
+from grok_tui.engine.store.rows import METRIC_KEYS
+from grok_tui.engine.store.runs import Run, RunError
 
 if TYPE_CHECKING:
     import torch

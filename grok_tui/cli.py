@@ -193,7 +193,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def new_run_path(cfg: RunConfig) -> Path:
-    from grok_tui.engine.store.runs import stamped_path
+    from grok_tui.engine.store.naming import stamped_path
 
     name = cfg.preset
     if cfg.op != "add":

@@ -89,7 +89,7 @@ class Distribution:
 
             where = ", ".join(devices)
         else:
-            from grok_tui.engine.lab.sweep import train_sweep
+            from grok_tui.engine.lab.backends import train_sweep
 
             def runner(on_event: Any, control: Any, say: Any) -> list[Any]:
                 return train_sweep(sweep, device, on_event, control, groups, say=say,

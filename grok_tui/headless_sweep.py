@@ -11,7 +11,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from grok_tui.engine.lab.sweep import Sweep, train_sweep
+from grok_tui.engine.lab.backends import train_sweep
+from grok_tui.engine.lab.sweep import Sweep
 from grok_tui.engine.lab.sweep_status import MemberSummary, SweepWatcher
 from grok_tui.engine.training.train import Finished, Progress, TrainControl
 from grok_tui.headless import stop_on_signals

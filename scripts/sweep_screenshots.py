@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 from grok_tui.engine.core.config import preset
-from grok_tui.engine.lab.sweep import Sweep, SweepSpec, train_sweep
+from grok_tui.engine.lab.backends import train_sweep
+from grok_tui.engine.lab.sweep import Sweep, SweepSpec
 from grok_tui.engine.lab.sweep_status import SweepWatcher
 from grok_tui.ui.compare_app import CompareApp
 from grok_tui.ui.sweep_app import SweepApp, SweepSession, SweepView

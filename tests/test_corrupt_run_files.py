@@ -20,7 +20,8 @@ import pytest
 from grok_tui.cli import main
 from grok_tui.engine.core.config import RunConfig
 from grok_tui.engine.measures.progress import ProgressTracker
-from grok_tui.engine.store.runs import MetricsReader, Run, RunError
+from grok_tui.engine.store.metrics_reader import MetricsReader
+from grok_tui.engine.store.runs import Run, RunError
 from grok_tui.engine.store.untrusted import RunWarning
 from grok_tui.engine.training.train import Trainer
 
@@ -267,7 +268,8 @@ def test_run_files_that_are_fifos_never_hang_a_reader(run) -> None:
         os.mkfifo(path)
     code = (
         "import sys, warnings\n"
-        "from grok_tui.engine.store.runs import Run, MetricsReader, RunError\n"
+        "from grok_tui.engine.store.metrics_reader import MetricsReader\n"
+        "from grok_tui.engine.store.runs import Run, RunError\n"
         "r = Run(sys.argv[1])\n"
         "try: r.meta()\n"
         "except RunError as e: print('meta:', e)\n"

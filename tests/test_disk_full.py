@@ -1,7 +1,7 @@
 """A full disk: one clear line, nothing torn, no temp files, no empty lock, and a resume later.
 
 Two ways: ENOSPC injected at the one place run-directory writes go through
-(`runs._write_fd`, writing what fits and then failing, as a real file system does), and,
+(`atomic._write_fd`, writing what fits and then failing, as a real file system does), and,
 where this machine lets a test mount one, a real 8 MB tmpfs that fills up during training.
 """
 
@@ -20,8 +20,9 @@ import pytest
 
 from grok_tui.cli import main
 from grok_tui.engine.core.config import RunConfig
-from grok_tui.engine.store import runs as runs_module
-from grok_tui.engine.store.runs import DiskFull, Run
+from grok_tui.engine.store import atomic
+from grok_tui.engine.store.errors import DiskFull
+from grok_tui.engine.store.runs import Run
 from grok_tui.engine.training.train import CheckpointSaved, Trainer
 
 TINY = RunConfig(p=11, frac_train=0.5, epochs=60, checkpoint_every=10, preset="t")
@@ -49,7 +50,7 @@ class Disk:
 @pytest.fixture
 def disk(monkeypatch) -> Disk:
     disk = Disk()
-    monkeypatch.setattr(runs_module, "_write_fd", disk.write)
+    monkeypatch.setattr(atomic, "_write_fd", disk.write)
     return disk
 
 

@@ -7,7 +7,8 @@ import math
 
 from grok_tui.engine.core.config import RunConfig
 from grok_tui.engine.measures.export import csv_rows, export_csv, flatten
-from grok_tui.engine.store.runs import METRIC_KEYS, Run
+from grok_tui.engine.store.rows import METRIC_KEYS
+from grok_tui.engine.store.runs import Run
 
 CFG = RunConfig(p=7, frac_train=0.5, epochs=3, checkpoint_every=2, preset="t")
 

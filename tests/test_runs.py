@@ -15,7 +15,8 @@ import torch
 from grok_tui.engine.core.config import RunConfig
 from grok_tui.engine.core.model import paper_init
 from grok_tui.engine.store.follow import MetricsHistory, RunFollower
-from grok_tui.engine.store.runs import MetricsReader, Run, RunError
+from grok_tui.engine.store.metrics_reader import MetricsReader
+from grok_tui.engine.store.runs import Run, RunError
 
 SMALL = RunConfig(p=7, frac_train=0.5, epochs=10, checkpoint_every=5, preset="t")
 

@@ -39,7 +39,8 @@ from grok_tui.engine.measures.services import (
     SnapshotService,
 )
 from grok_tui.engine.store.follow import FollowService, MetricsHistory, RunUpdate
-from grok_tui.engine.store.runs import Run, RunError, RunMeta
+from grok_tui.engine.store.run_meta import RunMeta
+from grok_tui.engine.store.runs import Run, RunError
 from grok_tui.engine.training.train import Event, Finished, TrainControl, Trainer
 from grok_tui.ui.commands import ListedCommands
 from grok_tui.ui.messages import (

@@ -21,7 +21,8 @@ from textual.widgets import Footer, Static
 
 from grok_tui.engine.core.threads import ANALYSIS_NICENESS, lower_this_thread
 from grok_tui.engine.measures.compare import ComparedRun, load_runs, measure_runs
-from grok_tui.engine.store.runs import MetricsReader, Run
+from grok_tui.engine.store.metrics_reader import MetricsReader
+from grok_tui.engine.store.runs import Run
 from grok_tui.ui.palette import PaletteGuard
 from grok_tui.ui.widgets.plot import PALETTE, Figure, Plot, Series, hex_color, sampled_series
 

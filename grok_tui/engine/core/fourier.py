@@ -8,7 +8,7 @@
 
 A second basis serves multiplicative ops (`ops.py`): the "log basis" (`basis="log"`), the
 same real Fourier basis but of Z_(p-1), over tokens 1..p-1 read in discrete-log order a =
-log_g(t), with the indicator of token 0 (which has no log) as a row of its own:
+log_g(t) (`zp.py`), with the indicator of token 0 (which has no log) as a row of its own:
 
     row 0 = 1/sqrt(p-1) on t != 0 ("Const"); rows 2k-1, 2k = normalised cos, sin of
     v_k a, v_k = 2 pi k / (p-1), k = 1 .. K-1; row 2K-1 = (-1)^a / sqrt(p-1) ("cos K", the
@@ -33,6 +33,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from grok_tui.engine.core.zp import discrete_log
+
 Array = TypeVar("Array", torch.Tensor, np.ndarray)
 
 
@@ -56,8 +58,6 @@ def _basis64(p: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _log_basis64(p: int) -> np.ndarray:
-    from grok_tui.engine.core.ops import discrete_log
-
     n, k_top = p - 1, n_freqs(p)
     a = discrete_log(p)[1:].astype(np.float64)  # log of tokens 1..p-1
     basis = np.zeros((p, p))

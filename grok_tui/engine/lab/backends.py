@@ -17,19 +17,21 @@ stopped (it continues them); a claim whose holder died is taken over.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from grok_tui.engine.core.config import ConfigError
 from grok_tui.engine.lab.claims import DEFAULT_LEASE_S, Claim, Claims, exit_on_lost
-from grok_tui.engine.lab.sweep import Sweep, member_needs_training, train_group
-from grok_tui.engine.store.runs import RunError
+from grok_tui.engine.lab.sweep import Sweep, member_needs_training
+from grok_tui.engine.store.runs import Run, RunError
+from grok_tui.engine.training.train import Event, Finished, GroupTrainer, TrainControl
 
 POLL_S = 1.0  # how often a waiting worker looks at the claims of the groups it waits for
 
@@ -40,6 +42,9 @@ class Waiting:
 
     groups: list[int]
     holders: list[str]
+
+
+SweepEvent = Event | Waiting  # what a sweep's `on_event` is called with
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -69,26 +74,83 @@ def group_needs_training(sweep: Sweep, names: Sequence[str]) -> bool:
     return any(member_needs_training(sweep.member_run(n)) for n in names)
 
 
+def train_group(
+    sweep: Sweep,
+    names: Sequence[str],
+    device: str,
+    on_event: Callable[[Event], None] | None = None,
+    control: TrainControl | None = None,
+    stale_owner: dict[str, Any] | None = None,
+) -> list[Finished]:
+    """Train one group's unfinished members as one batched model; returns their Finished.
+
+    Takes each member's run lock first (a stale one is taken over) and releases them after.
+    `stale_owner` (pid and host): a worker whose claim on this group was found stale; its
+    member locks are broken, even from another host (the claim proved it gone).
+    """
+    meta = sweep.meta()
+    runs = [sweep.member_run(n) for n in names]
+    runs = [r for r in runs if member_needs_training(r)]
+    if not runs:
+        return []
+    locked: list[Run] = []
+    try:
+        for run in runs:
+            if stale_owner is not None:
+                break_lock_of(run, stale_owner)
+            run.acquire_lock()
+            locked.append(run)
+        policies = [sweep.policy(run, meta.plan) for run in runs]
+        trainer = GroupTrainer(runs, device, on_event, policies)
+        return trainer.train(control)
+    finally:
+        for run in locked:
+            run.release_lock()
+
+
+def break_lock_of(run: Run, owner: dict[str, Any]) -> None:
+    """Remove the member's run lock if `owner` (a worker known to be gone) holds it."""
+    held = run.lock_owner()
+    if held is not None and (held["pid"], held["host"]) == (owner["pid"], owner["host"]):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(run.lock_path)
+
+
+def train_sweep(
+    sweep: Sweep,
+    device: str,
+    on_event: Callable[[SweepEvent], None] | None = None,
+    control: TrainControl | None = None,
+    groups: Iterable[int] | None = None,
+    **options: Any,
+) -> list[Finished]:
+    """Train the given groups (default: all) in this process, each under its claim (other
+    processes may train the others); stop early on a stop request. `options`: `run_groups`'
+    keyword options (lease, token, say, ...)."""
+    chosen = None if groups is None else list(groups)
+    return run_groups(sweep, device, chosen, on_event, control, **options)
+
+
 def run_groups(
     sweep: Sweep,
     device: str,
     groups: Sequence[int] | None = None,
-    on_event: Callable[[Any], None] | None = None,
-    control: Any = None,
+    on_event: Callable[[SweepEvent], None] | None = None,
+    control: TrainControl | None = None,
     *,
     lease_s: float = DEFAULT_LEASE_S,
     token: str = "",
     poll_s: float = POLL_S,
     on_lost: Callable[[Claim], None] = exit_on_lost,
     say: Callable[[str], None] | None = None,
-) -> list[Any]:
+) -> list[Finished]:
     """Train the given groups (default: all), each under its claim; returns the members'
     Finished. Returns early on a stop request (`control.stop`)."""
     meta = sweep.meta()
     todo = list(range(len(meta.groups)) if groups is None else groups)
     claims = Claims(sweep.path, lease_s, token)
     emit = on_event or (lambda event: None)
-    results: list[Any] = []
+    results: list[Finished] = []
     waiting_for: dict[int, str] = {}
 
     def stopped() -> bool:
@@ -131,11 +193,9 @@ def run_groups(
     return results
 
 
-def results_from_dir(sweep: Sweep, groups: Sequence[int]) -> list[Any]:
+def results_from_dir(sweep: Sweep, groups: Sequence[int]) -> list[Finished]:
     """One Finished per member of these groups, read back from their run directories (for
     workers in other processes, which report through the directory only)."""
-    from grok_tui.engine.training.train import Finished
-
     meta = sweep.meta()
     out = []
     for g in groups:
@@ -153,8 +213,6 @@ def _device_worker(sweep_path: str, device: str, groups: list[int], lease_s: flo
                    threads: int) -> None:  # fmt: skip
     """A child process: train groups on one device until none is left (or a signal)."""
     import torch
-
-    from grok_tui.engine.training.train import TrainControl
 
     if device == "cpu":
         torch.set_num_threads(threads)
@@ -176,12 +234,12 @@ def train_on_devices(
     sweep: Sweep,
     devices: Sequence[str],
     groups: Sequence[int] | None = None,
-    on_event: Callable[[Any], None] | None = None,
-    control: Any = None,
+    on_event: Callable[[SweepEvent], None] | None = None,
+    control: TrainControl | None = None,
     *,
     lease_s: float = DEFAULT_LEASE_S,
     tick_s: float = 0.5,
-) -> list[Any]:
+) -> list[Finished]:
     """One worker process per device over the same groups; claims hand each group to the
     first free worker. A stop request is passed on to the workers as SIGTERM (they save a
     checkpoint and stop). Returns the members' Finished, read from the directory."""

@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grok_tui.engine.store.runs import now_iso, pid_alive
+from grok_tui.engine.store.liveness import pid_alive
+from grok_tui.engine.store.run_meta import now_iso
 
 DEFAULT_LEASE_S = 600.0  # a claim whose heartbeat stopped this long is stale
 _CLAIM_RE = re.compile(r"^group-(\d{4,})\.(\d{4,})\.json$")

@@ -15,10 +15,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from grok_tui.engine.core.config import ConfigError
-from grok_tui.engine.lab.backends import Waiting, results_from_dir, run_groups
+from grok_tui.engine.lab.backends import SweepEvent, Waiting, results_from_dir, run_groups
 from grok_tui.engine.lab.claims import DEFAULT_LEASE_S
 from grok_tui.engine.lab.sweep import Sweep
 from grok_tui.engine.store.runs import RunError
+from grok_tui.engine.training.train import Finished, TrainControl
 
 MAX_RETRIES = 3  # attempts after a worker dies (a Python exception is not retried)
 
@@ -85,15 +86,15 @@ def train_on_ray(
     sweep: Sweep,
     device: str,
     groups: Sequence[int] | None = None,
-    on_event: Callable[[Any], None] | None = None,
-    control: Any = None,
+    on_event: Callable[[SweepEvent], None] | None = None,
+    control: TrainControl | None = None,
     *,
     address: str | None = None,
     cpus_per_group: int = 1,
     lease_s: float = DEFAULT_LEASE_S,
     max_retries: int = MAX_RETRIES,
     tick_s: float = 0.5,
-) -> list[Any]:
+) -> list[Finished]:
     """Run each group as a Ray task and wait for all; returns the members' Finished, read
     from the directory. A stop request cancels the tasks (members resume from their last
     checkpoints with `sweep --resume`)."""

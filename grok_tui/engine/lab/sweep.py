@@ -7,14 +7,13 @@
 
 A member is a normal run: every pane, `open`, `analyze` and `export` works on it unchanged.
 Members of one shape (one p, one architecture) are split into groups, each trained as one
-batched model by one process (`train_group`); `sweep.json` fixes the groups when the sweep
-is made, so any number of processes, shards or workers agree on them; a claim file per
-group keeps each group to one of them at a time (claims.py, backends.py).
+batched model by one process (`backends.train_group`); `sweep.json` fixes the groups when
+the sweep is made, so any number of processes, shards or workers agree on them; a claim file
+per group keeps each group to one of them at a time (claims.py, backends.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import itertools
 import json
@@ -23,20 +22,16 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from grok_tui.engine.core.config import ConfigError, RunConfig
-from grok_tui.engine.store.runs import (
-    Run,
-    RunError,
-    atomic_write_bytes,
-    now_iso,
-    software_versions,
-    stamped_path,
-)
+from grok_tui.engine.store.atomic import atomic_write_bytes
+from grok_tui.engine.store.naming import stamped_path
+from grok_tui.engine.store.run_meta import now_iso, software_versions
+from grok_tui.engine.store.runs import Run, RunError
 from grok_tui.engine.training.checkpoints import CheckpointPolicy, DiskPlan, plan_checkpoints
 from grok_tui.engine.training.stepper import SHAPE_FIELDS
 
@@ -421,66 +416,6 @@ def member_needs_training(run: Run) -> bool:
         )
         return not diverged
     return True
-
-
-def train_group(
-    sweep: Sweep,
-    names: Sequence[str],
-    device: str,
-    on_event: Callable[[Any], None] | None = None,
-    control: Any = None,
-    stale_owner: dict[str, Any] | None = None,
-) -> list[Any]:
-    """Train one group's unfinished members as one batched model; returns their Finished.
-
-    Takes each member's run lock first (a stale one is taken over) and releases them after.
-    `stale_owner` (pid and host): a worker whose claim on this group was found stale; its
-    member locks are broken, even from another host (the claim proved it gone).
-    """
-    from grok_tui.engine.training.train import GroupTrainer
-
-    meta = sweep.meta()
-    runs = [sweep.member_run(n) for n in names]
-    runs = [r for r in runs if member_needs_training(r)]
-    if not runs:
-        return []
-    locked: list[Run] = []
-    try:
-        for run in runs:
-            if stale_owner is not None:
-                break_lock_of(run, stale_owner)
-            run.acquire_lock()
-            locked.append(run)
-        policies = [sweep.policy(run, meta.plan) for run in runs]
-        trainer = GroupTrainer(runs, device, on_event, policies)
-        return trainer.train(control)
-    finally:
-        for run in locked:
-            run.release_lock()
-
-
-def break_lock_of(run: Run, owner: dict[str, Any]) -> None:
-    """Remove the member's run lock if `owner` (a worker known to be gone) holds it."""
-    held = run.lock_owner()
-    if held is not None and (held["pid"], held["host"]) == (owner["pid"], owner["host"]):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(run.lock_path)
-
-
-def train_sweep(
-    sweep: Sweep,
-    device: str,
-    on_event: Callable[[Any], None] | None = None,
-    control: Any = None,
-    groups: Iterable[int] | None = None,
-    **options: Any,
-) -> list[Any]:
-    """Train the given groups (default: all) in this process, each under its claim (other
-    processes may train the others: backends.run_groups); stop early on a stop request."""
-    from grok_tui.engine.lab.backends import run_groups
-
-    chosen = None if groups is None else list(groups)
-    return run_groups(sweep, device, chosen, on_event, control, **options)
 
 
 def default_sweep_path(root: Path, spec: SweepSpec) -> Path:

@@ -16,7 +16,8 @@ from typing import Any
 from grok_tui.engine.core.config import RunConfig
 from grok_tui.engine.lab.outcomes import Outcome, OutcomeRule, outcome_of
 from grok_tui.engine.lab.sweep import Member, Sweep, SweepMeta
-from grok_tui.engine.store.runs import MetricsReader, Run, RunError
+from grok_tui.engine.store.metrics_reader import MetricsReader
+from grok_tui.engine.store.runs import Run, RunError
 
 NAN = math.nan
 

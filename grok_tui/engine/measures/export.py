@@ -26,7 +26,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from grok_tui.engine.store.runs import METRIC_KEYS, Run, RunError
+from grok_tui.engine.store.rows import METRIC_KEYS
+from grok_tui.engine.store.runs import Run, RunError
 
 
 def flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:

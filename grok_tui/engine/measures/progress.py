@@ -72,7 +72,8 @@ from grok_tui.engine.measures.record import (
     row_is_record,
     save_arrays,
 )
-from grok_tui.engine.store.runs import Run, RunError, atomic_write_bytes
+from grok_tui.engine.store.atomic import atomic_write_bytes
+from grok_tui.engine.store.runs import Run, RunError
 
 MEASURES_VERSION = RECORD_VERSION
 # The ops whose progress measures this module computes correctly: the records use the x + y

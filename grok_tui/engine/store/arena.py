@@ -55,7 +55,9 @@ from grok_tui.engine.core.model import (
     paper_to_classic,
     param_shapes,
 )
-from grok_tui.engine.store.runs import Run, RunError, RunMeta, describe_load_error
+from grok_tui.engine.store.run_meta import RunMeta
+from grok_tui.engine.store.runs import Run, RunError
+from grok_tui.engine.store.tensor_files import describe_load_error
 from grok_tui.engine.store.untrusted import FileProblem, check_zip_sizes
 
 SOURCE_PREFIX = "arena:"

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from grok_tui.engine.core.threads import WakeableThread
-from grok_tui.engine.store.runs import MetricsReader, Run, RunError, RunMeta
+from grok_tui.engine.store.metrics_reader import MetricsReader
+from grok_tui.engine.store.run_meta import RunMeta
+from grok_tui.engine.store.runs import Run, RunError
 
 
 @dataclass

@@ -13,219 +13,61 @@ leaves a run that opens and resumes. A write that fails (a full disk, a quota) l
 trace: the temp file is removed, an append is cut back to the last whole line, and the
 error is one line (`DiskFull` for a full disk). Nothing here executes code from a file:
 weights are safetensors, `resume.pt` is read with `weights_only=True`, JSON is type-checked.
+
+`Run` is the directory; its parts have modules of their own in the store: `errors`
+(RunError, DiskFull), `atomic` (the writes), `run_meta` (run.json), `rows` (the lines of
+metrics.jsonl and measures.jsonl), `metrics_reader` (following metrics.jsonl), `liveness`
+(is the lock's process alive), `tensor_files` (safetensors and resume.pt failures as one
+line) and `naming` (new directory names, the runs under a directory).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
 import json
 import math
 import os
 import re
 import socket
-import stat
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from grok_tui.engine.core.config import MAX_EPOCHS, ConfigError, RunConfig
+from grok_tui.engine.core.config import MAX_EPOCHS, RunConfig
 from grok_tui.engine.core.grokfast import state_elements as grokfast_state_elements
 from grok_tui.engine.core.model import WeightsError, check_weights, param_shapes
+from grok_tui.engine.store.atomic import (
+    append_bytes,
+    atomic_write_bytes,
+    create_new_bytes,
+    write_error,
+)
+from grok_tui.engine.store.errors import DiskFull, RunError
+from grok_tui.engine.store.liveness import lock_is_stale
+from grok_tui.engine.store.rows import (
+    check_measures_row,
+    clean_metric_row,
+    describe_epochs,
+    format_metric_row,
+)
+from grok_tui.engine.store.run_meta import FORMAT_VERSION, RunMeta, now_iso, software_versions
+from grok_tui.engine.store.tensor_files import describe_load_error, load_safetensors
 from grok_tui.engine.store.untrusted import (
     FileProblem,
     JsonLines,
-    RowProblem,
-    check_epoch,
-    check_numeric_tree,
     check_zip_sizes,
     describe_skipped,
-    finite_or_none,
-    is_number,
-    parse_jsonl,
     read_json_file,
     read_jsonl,
     warn,
-    what_is_wrong,
 )
 
-FORMAT_VERSION = 1
-STATUSES = ("created", "running", "paused", "done", "failed")
-METRIC_KEYS = ("epoch", "train_loss", "test_loss", "train_acc", "test_acc", "lr", "wall_s")
+__all__ = ["Run", "RunError"]  # RunError lives in errors.py; importers may take it from here
+
 _CHECKPOINT_RE = re.compile(r"^epoch_(\d{7,})\.safetensors$")
-
-
-class RunError(Exception):
-    """A run directory that cannot be used as asked; the message is one line for the user."""
-
-
-class DiskFull(RunError):
-    """The file system ran out of space (or quota) while writing `path`; nothing was torn."""
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        super().__init__(f"disk full while writing {self.path}")
-
-
-_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-
-
-@dataclass(frozen=True)
-class RunMeta:
-    format: int
-    config: RunConfig
-    created: str
-    status: str
-    device: str
-    versions: dict[str, str]
-    message: str = ""
-    source: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "config": self.config.to_dict(),
-            "created": self.created,
-            "status": self.status,
-            "device": self.device,
-            "versions": self.versions,
-            "message": self.message,
-            "source": self.source,
-        }
-
-    @classmethod
-    def from_json(cls, data: Any, where: Path) -> RunMeta:
-        if not isinstance(data, dict):
-            raise RunError(f"{where}: run.json must hold a JSON object")
-        fmt = data.get("format")
-        if fmt != FORMAT_VERSION:
-            raise RunError(f"{where}: run.json format {fmt!r} is not {FORMAT_VERSION}")
-        try:
-            config = RunConfig.from_dict(data.get("config"))
-        except ConfigError as exc:
-            raise RunError(f"{where}: run.json {exc}") from None
-        status = data.get("status")
-        if status not in STATUSES:
-            raise RunError(f"{where}: run.json status {status!r} is not one of {STATUSES}")
-        strings = {}
-        for key in ("created", "device", "message", "source"):
-            value = data.get(key, "")
-            if not isinstance(value, str):
-                raise RunError(f"{where}: run.json field {key!r} must be a string")
-            strings[key] = value
-        versions = data.get("versions", {})
-        if not isinstance(versions, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
-        ):
-            raise RunError(f"{where}: run.json field 'versions' must map names to strings")
-        return cls(
-            format=fmt,
-            config=config,
-            status=status,
-            versions=versions,
-            **strings,
-        )
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def software_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"torch": torch.__version__}
-    for name in ("grok-tui", "transformer_lens", "textual", "safetensors"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[name] = metadata.version(name)
-    return out
-
-
-def write_error(exc: OSError, path: Path) -> RunError:
-    """A failed write as one line: DiskFull for a full disk or quota, else RunError."""
-    if exc.errno in _FULL_ERRNOS:
-        return DiskFull(path)
-    return RunError(f"cannot write {path}: {exc.strerror or exc}")
-
-
-def _write_fd(fd: int, data: bytes) -> None:
-    """All of `data` to `fd` (os.write may write less than asked). Every run-directory
-    write goes through here (tests inject a full disk at this one place)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def atomic_write_bytes(path: Path, data: bytes, fsync: bool = False) -> None:
-    """Write a whole file or nothing: a reader (or a kill -9) never sees half of it.
-
-    A failure removes the temp file and raises DiskFull / RunError. fsync is for power
-    loss only; a killed process cannot tear a replaced file.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            _write_fd(fd, data)
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise write_error(exc, path) from None
-        raise
-
-
-def append_bytes(path: Path, data: bytes) -> None:
-    """Append whole lines or nothing: a failed append is cut back to where it began (a file
-    it created is removed), so no half line is left to read as garbage once others follow.
-    After a torn last line (a kill mid-write) the new lines start on a line of their own."""
-    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT
-    try:
-        try:
-            fd, created = os.open(path, flags | os.O_EXCL, 0o666), True
-        except FileExistsError:
-            fd, created = os.open(path, flags, 0o666), False
-    except OSError as exc:
-        raise write_error(exc, path) from None
-    try:
-        start = os.fstat(fd).st_size  # one writer per file (the lock): no one appends between
-        if start and os.pread(fd, 1, start - 1) != b"\n":
-            data = b"\n" + data  # a torn last line stays a line of its own, not glued to ours
-        try:
-            _write_fd(fd, data)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                if created:
-                    os.unlink(path)
-                else:
-                    os.ftruncate(fd, start)  # shrinking needs no space
-            if isinstance(exc, OSError):
-                raise write_error(exc, path) from None
-            raise
-    finally:
-        os.close(fd)
-
-
-def format_metric_row(row: dict[str, float]) -> str:
-    """One metrics line. JSON has no NaN or inf: they are written as null, read as NaN."""
-    clean: dict[str, float | int | None] = {}
-    for key in METRIC_KEYS:
-        if key in row:
-            value = row[key]
-            if key == "epoch":
-                clean[key] = int(value)
-            else:
-                clean[key] = float(value) if math.isfinite(value) else None
-    return json.dumps(clean, separators=(",", ":")) + "\n"
 
 
 class Run:
@@ -541,7 +383,7 @@ class Run:
         me = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}
         notice = ""
         for _ in range(3):
-            if self._create_lock(me):
+            if create_new_bytes(self.lock_path, json.dumps(me).encode()):
                 return notice
             owner = self.lock_owner()
             if owner is None or lock_is_stale(owner):
@@ -554,24 +396,6 @@ class Run:
                 return ""
             raise RunError(f"{self.path} is being trained by pid {owner['pid']} on {owner['host']}")
         raise RunError(f"cannot take the lock {self.lock_path}")
-
-    def _create_lock(self, me: dict[str, Any]) -> bool:
-        """Create the lock holding `me`; False if one exists. Never leaves an empty lock."""
-        try:
-            fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            raise write_error(exc, self.lock_path) from None
-        try:
-            _write_fd(fd, json.dumps(me).encode())
-        except OSError as exc:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(self.lock_path)
-            raise write_error(exc, self.lock_path) from None
-        os.close(fd)
-        return True
 
     def lock_owner(self) -> dict[str, Any] | None:
         try:
@@ -596,180 +420,3 @@ class Run:
         """Whether some live process holds the trainer lock."""
         owner = self.lock_owner()
         return owner is not None and not lock_is_stale(owner)
-
-
-def lock_is_stale(owner: dict[str, Any]) -> bool:
-    """A lock is stale when its pid is dead on this host; other hosts can't be checked."""
-    if owner["host"] != socket.gethostname():
-        return False
-    return not pid_alive(owner["pid"])
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (killed, not yet reaped) still answers kill(0): read its state.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-_ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def describe_load_error(exc: BaseException) -> str:
-    """One line for a `torch.load(weights_only=True)` failure.
-
-    torch's own text spans paragraphs, carries ANSI codes and advises retrying with
-    weights_only=False, which is exactly what must not be done with a file from elsewhere.
-    """
-    import pickle
-
-    text = _ANSI_RE.sub("", str(exc)).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if isinstance(exc, EOFError) or (not lines and isinstance(exc, pickle.UnpicklingError)):
-        return "the file is empty or truncated"
-    if isinstance(exc, pickle.UnpicklingError) and text.startswith("Weights only load failed"):
-        found = re.search(r"GLOBAL ([\w.]+)", text)
-        if found:
-            what = found.group(1)
-            return f"it refers to {what}, not just tensors, lists and dicts (it could run code)"
-        detail = next((ln for ln in lines if ln.startswith("Unsupported")), "")
-        return f"not a plain torch file, or damaged ({detail})" if detail else "damaged"
-    return lines[0].split(". ")[0] if lines else type(exc).__name__
-
-
-def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """Load a safetensors file; any damage becomes one RunError line naming the file."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    problem = what_is_wrong(path)  # a loop, a dangling link, a FIFO: say which
-    if problem:
-        raise RunError(f"checkpoint {path.name} {problem}")
-    try:
-        return load_file(str(path))
-    except FileNotFoundError:
-        raise RunError(f"checkpoint {path.name} is missing") from None
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunError(f"checkpoint {path.name} is damaged: {msg}") from None
-
-
-class MetricsReader:
-    """Reads metrics.jsonl incrementally: what a follower calls every few hundred ms.
-
-    Lines that cannot be used are skipped and described in `problems` (the caller shows
-    them once); the rows after them still arrive.
-    """
-
-    def __init__(self, run: Run) -> None:
-        self.run = run
-        self.offset = 0
-        self.line = 1  # number of the next line to read
-        self._inode: int | None = None
-        self.problems: list[str] = []
-
-    def read_new(self) -> list[dict[str, float]]:
-        """Rows appended since the last call (all rows again if the file was rewritten)."""
-        return self.poll()[0]
-
-    def poll(self) -> tuple[list[dict[str, float]], bool]:
-        """(new rows, reset): reset means the file was rewritten and rows restart from 0."""
-        try:
-            st = os.stat(self.run.metrics_path)
-        except FileNotFoundError:
-            return [], False
-        except OSError:  # a symbolic link loop, say
-            self.problems.append(f"{self.run.metrics_path} {what_is_wrong(self.run.metrics_path)}")
-            return [], False
-        reset = self._inode is not None and (st.st_ino != self._inode or st.st_size < self.offset)
-        if reset:
-            self.offset, self.line = 0, 1  # rewritten (a resume truncated it): read it again
-        self._inode = st.st_ino
-        if not stat.S_ISREG(st.st_mode):
-            self.problems.append(f"{self.run.metrics_path} {what_is_wrong(self.run.metrics_path)}")
-            return [], reset
-        try:
-            with open(self.run.metrics_path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except OSError as exc:
-            self.problems.append(f"cannot read {self.run.metrics_path}: {exc.strerror}")
-            return [], reset
-        found = parse_jsonl(data, clean_metric_row, first_line=self.line)
-        self.offset += found.consumed
-        self.line += found.lines
-        self.problems.extend(describe_skipped(self.run.metrics_path.name, found.skipped))
-        return found.rows, reset
-
-
-def clean_metric_row(row: dict[str, Any]) -> dict[str, float]:
-    """A metrics row with float values (null -> NaN); RowProblem if it is not one."""
-    out: dict[str, float] = {"epoch": check_epoch(row, MAX_EPOCHS)}
-    for key in METRIC_KEYS[1:]:
-        value = row.get(key)
-        if value is not None and not is_number(value):
-            raise RowProblem(f"has {key} {str(value)[:30]!r}, not a number")
-        out[key] = finite_or_none(value)
-    return out
-
-
-def stamped_path(root: Path, prefix: str) -> Path:
-    """root/PREFIX-YYYYmmdd-HHMMSS, with -2, -3, ... if that exists already."""
-    import datetime
-
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = root / f"{prefix}-{stamp}"
-    n = 1
-    while path.exists():
-        n += 1
-        path = root / f"{prefix}-{stamp}-{n}"
-    return path
-
-
-MEASURES_ROW_KINDS = ("record", "excluded")  # engine/measures/record.py's two kinds of row
-
-
-def check_measures_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A cached progress-measures row: an epoch, and numbers in dicts and rectangular lists."""
-    check_epoch(row, MAX_EPOCHS)
-    if row.get("kind", "record") not in MEASURES_ROW_KINDS:
-        raise RowProblem(f"has kind {str(row.get('kind'))[:30]!r}, not one of ours")
-    for key, value in row.items():
-        if key != "kind":
-            check_numeric_tree(value, key)
-    freqs = row.get("key_freqs")
-    if freqs is not None and not (
-        isinstance(freqs, list) and all(isinstance(k, int) and k >= 0 for k in freqs)
-    ):
-        raise RowProblem("has key_freqs that are not whole numbers")
-    return row
-
-
-def describe_epochs(epochs: list[int], most: int = 6) -> str:
-    """[3, 4, 5, 9] -> '3-5, 9' (the first few runs of consecutive epochs)."""
-    runs: list[tuple[int, int]] = []
-    for e in epochs:
-        if runs and e == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], e)
-        else:
-            runs.append((e, e))
-    parts = [f"{a:,}" if a == b else f"{a:,}-{b:,}" for a, b in runs[:most]]
-    return ", ".join(parts) + (", ..." if len(runs) > most else "")
-
-
-def iter_runs(root: Path) -> Iterator[Path]:
-    """Run directories directly under root, newest first."""
-    if not root.is_dir():
-        return iter(())
-    runs = [p for p in root.iterdir() if (p / "run.json").is_file()]
-    return iter(sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True))

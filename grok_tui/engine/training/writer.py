@@ -24,7 +24,9 @@ from grok_tui.engine.core.model import (
     check_weights,
     paper_init,
 )
-from grok_tui.engine.store.runs import DiskFull, Run, RunError, atomic_write_bytes
+from grok_tui.engine.store.atomic import atomic_write_bytes
+from grok_tui.engine.store.errors import DiskFull
+from grok_tui.engine.store.runs import Run, RunError
 from grok_tui.engine.training.stepper import ADAM_EPS, MemberState
 
 

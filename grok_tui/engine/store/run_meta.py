@@ -1,0 +1,88 @@
+"""run.json: a run's format, config, status, device and the software that made it."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from grok_tui.engine.core.config import ConfigError, RunConfig
+from grok_tui.engine.store.errors import RunError
+
+FORMAT_VERSION = 1
+STATUSES = ("created", "running", "paused", "done", "failed")
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    format: int
+    config: RunConfig
+    created: str
+    status: str
+    device: str
+    versions: dict[str, str]
+    message: str = ""
+    source: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "config": self.config.to_dict(),
+            "created": self.created,
+            "status": self.status,
+            "device": self.device,
+            "versions": self.versions,
+            "message": self.message,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: Path) -> RunMeta:
+        if not isinstance(data, dict):
+            raise RunError(f"{where}: run.json must hold a JSON object")
+        fmt = data.get("format")
+        if fmt != FORMAT_VERSION:
+            raise RunError(f"{where}: run.json format {fmt!r} is not {FORMAT_VERSION}")
+        try:
+            config = RunConfig.from_dict(data.get("config"))
+        except ConfigError as exc:
+            raise RunError(f"{where}: run.json {exc}") from None
+        status = data.get("status")
+        if status not in STATUSES:
+            raise RunError(f"{where}: run.json status {status!r} is not one of {STATUSES}")
+        strings = {}
+        for key in ("created", "device", "message", "source"):
+            value = data.get(key, "")
+            if not isinstance(value, str):
+                raise RunError(f"{where}: run.json field {key!r} must be a string")
+            strings[key] = value
+        versions = data.get("versions", {})
+        if not isinstance(versions, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
+        ):
+            raise RunError(f"{where}: run.json field 'versions' must map names to strings")
+        return cls(
+            format=fmt,
+            config=config,
+            status=status,
+            versions=versions,
+            **strings,
+        )
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def software_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"torch": torch.__version__}
+    for name in ("grok-tui", "transformer_lens", "textual", "safetensors"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
