@@ -52,6 +52,7 @@ from grok_tui.engine.store.untrusted import (
     warn,
     what_is_wrong,
 )
+from grok_tui.errors import UserError
 
 FORMAT_VERSION = 1
 STATUSES = ("created", "running", "paused", "done", "failed")
@@ -59,7 +60,7 @@ METRIC_KEYS = ("epoch", "train_loss", "test_loss", "train_acc", "test_acc", "lr"
 _CHECKPOINT_RE = re.compile(r"^epoch_(\d{7,})\.safetensors$")
 
 
-class RunError(Exception):
+class RunError(UserError):
     """A run directory that cannot be used as asked; the message is one line for the user."""
 
 
