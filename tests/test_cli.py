@@ -124,7 +124,7 @@ def test_export_import_and_open_a_pth_once(small_run, tmp_path, capsys, monkeypa
     assert main(["open", str(tmp_path / "imported"), "--resume", "--headless"]) == 2
     assert "no optimiser state" in capsys.readouterr().err
 
-    from grok_tui.cli import open_or_import
+    from grok_tui.cli.train import open_or_import
 
     monkeypatch.chdir(tmp_path)
     first = open_or_import(str(pth), "cpu")
@@ -146,7 +146,7 @@ def test_serve_and_export_name_bad_runs(capsys) -> None:
 def test_an_imported_file_never_names_the_runs_directory_itself(
     small_run, tmp_path, monkeypatch, name
 ) -> None:
-    from grok_tui.cli import open_or_import
+    from grok_tui.cli.train import open_or_import
 
     pth = tmp_path / name
     assert main(["export", str(small_run), "--format", "arena", str(pth)]) == 0
