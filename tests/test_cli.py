@@ -124,7 +124,7 @@ def test_export_import_and_open_a_pth_once(small_run, tmp_path, capsys, monkeypa
     assert main(["open", str(tmp_path / "imported"), "--resume", "--headless"]) == 2
     assert "no optimiser state" in capsys.readouterr().err
 
-    from grok_tui.cli import open_or_import
+    from grok_tui.cli.train import open_or_import
 
     monkeypatch.chdir(tmp_path)
     first = open_or_import(str(pth), "cpu")
@@ -146,7 +146,7 @@ def test_serve_and_export_name_bad_runs(capsys) -> None:
 def test_an_imported_file_never_names_the_runs_directory_itself(
     small_run, tmp_path, monkeypatch, name
 ) -> None:
-    from grok_tui.cli import open_or_import
+    from grok_tui.cli.train import open_or_import
 
     pth = tmp_path / name
     assert main(["export", str(small_run), "--format", "arena", str(pth)]) == 0
@@ -172,3 +172,58 @@ def test_a_key_epoch_without_a_checkpoint_is_one_line(tmp_path, capsys) -> None:
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "--key-epoch 5" in err, err
+
+
+def test_version_is_the_package_version_and_loads_no_torch() -> None:
+    from importlib.metadata import version
+
+    code = (
+        "import sys, contextlib\n"
+        "from grok_tui.cli import main\n"
+        "with contextlib.suppress(SystemExit):\n"
+        "    main(['--version'])\n"
+        "print('torch' in sys.modules, 'textual' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == [f"grok-tui {version('grok-tui')}", "False False"]
+
+
+# A value other than the paper preset's for every config field the command line sets.
+OTHER_VALUES = {
+    "p": 7, "frac_train": 0.5, "data_seed": 3, "op": "multiply", "lr": 0.002,
+    "weight_decay": 0.5, "beta1": 0.8, "beta2": 0.99, "warmup_steps": 5, "epochs": 20,
+    "checkpoint_every": 10, "seed": 4, "grokfast": "ema", "grokfast_alpha": 0.9,
+    "grokfast_lamb": 3.0, "grokfast_window": 50,
+}  # fmt: skip
+
+
+def test_every_config_field_is_an_option_of_train_and_an_axis_of_sweep() -> None:
+    """One list of config options (cli/options.py): train sets each field, sweep sweeps each
+    (checkpoint_every aside: the densest spacing a sweep's disk plan may choose)."""
+    from grok_tui.cli.grid import spec_from_args
+    from grok_tui.cli.options import CONFIG_FIELDS, config_from_args, flag
+    from grok_tui.cli.parser import build_parser
+    from grok_tui.engine.core.config import preset
+
+    assert set(OTHER_VALUES) == set(CONFIG_FIELDS)
+    parser = build_parser()
+    argv = [a for f, v in OTHER_VALUES.items() for a in (flag(f), str(v))]
+    cfg = config_from_args(parser.parse_args(["train", *argv]))
+    assert cfg == preset("paper").replace(**OTHER_VALUES)
+    for field, value in OTHER_VALUES.items():
+        if field == "checkpoint_every":
+            continue
+        both = f"{getattr(preset('quick'), field)},{value}"
+        spec = spec_from_args(parser.parse_args(["sweep", "--preset", "quick", flag(field), both]))
+        assert list(spec.axes) == [field] and spec.axes[field][1] == value
+
+
+def test_member_names_keep_their_order_of_axes() -> None:
+    """Member names join the axes in the engine's order, seeds last (as sweeps made before)."""
+    from grok_tui.cli.grid import spec_from_args
+    from grok_tui.cli.parser import build_parser
+
+    argv = ["sweep", "--preset", "quick", "--op", "add,divide", "--data-seed", "0,1",
+            "--weight-decay", "1,2", "--seeds", "2"]  # fmt: skip
+    members = spec_from_args(build_parser().parse_args(argv)).members()
+    assert members[0].name == "wd1_ds0_opadd_s0" and len(members) == 16

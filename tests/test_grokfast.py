@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from grok_tui.cli import build_parser, config_from_args
+from grok_tui.cli.options import config_from_args
+from grok_tui.cli.parser import build_parser
 from grok_tui.engine.core.config import ConfigError, RunConfig
 from grok_tui.engine.core.grokfast import GradientFilter
 from grok_tui.engine.core.model import paper_init

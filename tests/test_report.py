@@ -15,10 +15,11 @@ from rich.console import Console
 from rich.table import Table
 
 from grok_tui.cli import main
+from grok_tui.console.report import render_report
 from grok_tui.engine.core.config import RunConfig
 from grok_tui.engine.measures.phases import PHASES
 from grok_tui.engine.measures.progress import progress_table
-from grok_tui.engine.measures.report import analysis_report, render_report
+from grok_tui.engine.measures.report import analysis_report
 from grok_tui.engine.store.rows import format_metric_row
 from grok_tui.engine.store.runs import Run, RunError
 from grok_tui.engine.training.train import Trainer

@@ -184,3 +184,20 @@ def test_member_names_come_from_the_axes() -> None:
     assert member_name({}) == "member"
     with pytest.raises(ConfigError, match="cannot be a sweep axis"):
         SweepSpec(TINY_BASE, {"checkpoint_every": [1, 2]}).validated()
+
+
+def test_the_grid_is_checked_before_the_device_is_resolved_or_ray_joined(
+    capsys, tmp_path, monkeypatch
+) -> None:
+    from grok_tui.cli import distribution
+
+    joined: list[object] = []
+    monkeypatch.setattr(distribution, "connect", lambda address: joined.append(address))
+    monkeypatch.chdir(tmp_path)
+    for argv in (["--backend", "ray"], ["--device", "tpu"]):
+        assert main(["sweep", "--headless", "--weight-decay", "0.3,x", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err == "grok-tui: error: --weight-decay: 'x' is not a number\n", err
+    assert not joined and not (tmp_path / "runs").exists()
+    assert main(["sweep", "--resume", "x", "--dry-run"]) == 2  # a dry run never trains
+    assert "--dry-run plans a new sweep" in capsys.readouterr().err

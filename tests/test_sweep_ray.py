@@ -11,10 +11,11 @@ import time
 
 import pytest
 
-from grok_tui.cli import build_parser, main
+from grok_tui.cli import main
+from grok_tui.cli.grid import spec_from_args
+from grok_tui.cli.parser import build_parser
 from grok_tui.engine.lab.ray_backend import train_on_ray
 from grok_tui.engine.lab.sweep import Sweep
-from grok_tui.sweep_cli import spec_from_args
 from tests.dist_harness import EPOCHS, GRID, assert_same_sweep, local_reference
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Sparse CSR")]

@@ -26,6 +26,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
+from grok_tui.console.sweep import OUTCOME_STYLE
 from grok_tui.engine.core.threads import TRAINER_NICENESS, lower_this_thread
 from grok_tui.engine.lab.backends import train_sweep
 from grok_tui.engine.lab.phase_grid import display_axes, phase_grid, pin_choices
@@ -33,7 +34,6 @@ from grok_tui.engine.lab.sweep import AXES, Sweep, fmt_value
 from grok_tui.engine.lab.sweep_status import MemberSummary, SweepWatcher
 from grok_tui.engine.store.runs import RunError
 from grok_tui.engine.training.train import TrainControl
-from grok_tui.headless_sweep import OUTCOME_STYLE
 from grok_tui.ui.commands import ListedCommands
 from grok_tui.ui.palette import PaletteGuard
 from grok_tui.ui.widgets.phase_diagram import PhaseDiagram

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from grok_tui.errors import UserError
+
 MAX_P = 997  # p^2 inputs x d_mlp activations must fit a snapshot in memory
 # Caps on what a config may ask for: far above any real run (the paper's: 128, 4, 32, 512,
 # 50,000 epochs), low enough that a run.json from elsewhere cannot make us allocate
@@ -35,7 +37,7 @@ def max_tensor_elements() -> int:
     return max(widest, MAX_EPOCHS + 1)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config value a run cannot use; the message names the value."""
 
 

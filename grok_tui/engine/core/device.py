@@ -6,8 +6,10 @@ import re
 
 import torch
 
+from grok_tui.errors import UserError
 
-class DeviceError(ValueError):
+
+class DeviceError(UserError, ValueError):
     """A device name that is unknown or not available here."""
 
 

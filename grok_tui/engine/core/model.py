@@ -26,6 +26,7 @@ from grok_tui.engine.core.fastpath import (
     last_position,
     member_tables,
 )
+from grok_tui.errors import UserError
 
 __all__ = ["CLASSIC_NAMES", "GrokModel", "InputPlan", "LastPosition", "Tables", "WeightsError"]
 
@@ -65,7 +66,7 @@ PAPER_TRAINED = (
 )
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError, ValueError):
     """A state dict that does not fit the model: the message names the key."""
 
 

@@ -420,25 +420,3 @@ def member_needs_training(run: Run) -> bool:
 
 def default_sweep_path(root: Path, spec: SweepSpec) -> Path:
     return stamped_path(root, f"sweep-{spec.base.preset}")
-
-
-def parse_values(field_name: str, text: str) -> list[Any]:
-    """'0.3,1,3' -> [0.3, 1.0, 3.0] in the config field's type; one line on a bad value."""
-    want = type(getattr(RunConfig(), field_name))
-    out: list[Any] = []
-    for part in text.split(","):
-        part = part.strip()
-        if want is str:  # op, grokfast: names, checked when each member's config is
-            out.append(part)
-            continue
-        try:
-            value = want(part) if want is float else int(part)
-        except ValueError:
-            flag = "--" + field_name.replace("_", "-")
-            raise ConfigError(
-                f"{flag}: {part!r} is not a{'n int' if want is int else ' number'}"
-            ) from None
-        if want is float and not math.isfinite(value):
-            raise ConfigError(f"--{field_name.replace('_', '-')}: {part!r} is not finite")
-        out.append(value)
-    return out

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from grok_tui.errors import UserError
 
-class RunError(Exception):
+
+class RunError(UserError):
     """A run directory that cannot be used as asked; the message is one line for the user."""
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grok_tui.errors import UserError
+
 MAX_JSON_BYTES = 4 << 20  # run.json, a lock: a few hundred bytes when genuine
 MAX_LINE_BYTES = 1 << 20  # a metrics row is ~150 bytes, a measures row a few kB
 MAX_NESTING = 8  # deepest JSON a run file holds (measures: row -> dict/list -> list)
@@ -37,7 +39,7 @@ class RunWarning(UserWarning):
     """Something in a run directory was skipped or repaired; the message is one line."""
 
 
-class FileProblem(Exception):
+class FileProblem(UserError):
     """An untrusted file that cannot be used; the message is one line naming the file."""
 
 

@@ -11,11 +11,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from grok_tui.console.training import stop_on_signals
 from grok_tui.engine.lab.backends import train_sweep
 from grok_tui.engine.lab.sweep import Sweep
 from grok_tui.engine.lab.sweep_status import MemberSummary, SweepWatcher
 from grok_tui.engine.training.train import Finished, Progress, TrainControl
-from grok_tui.headless import stop_on_signals
 
 REFRESH_S = 0.5
 OUTCOME_STYLE = {

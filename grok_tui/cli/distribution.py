@@ -2,7 +2,8 @@
 
 Each of these trains headless (a live table on stderr; `grok-tui open DIR` follows the
 sweep from anywhere), through the claims that let any number of them share one sweep
-directory (engine/lab/backends.py).
+directory (engine/lab/backends.py). The options are checked with the rest of the command
+line (`distribution_from_args`); devices are resolved and Ray joined after (`place`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from grok_tui.cli.options import say
+from grok_tui.console.sweep import train_sweep_headless
 from grok_tui.engine.core.config import ConfigError
+from grok_tui.engine.core.device import resolve_device
+from grok_tui.engine.lab.backends import parse_shard, shard_groups, train_on_devices, train_sweep
+from grok_tui.engine.lab.ray_backend import connect, task_device, train_on_ray
+from grok_tui.engine.lab.sweep import Sweep
 
 
 @dataclass
@@ -19,33 +28,28 @@ class Distribution:
     """How this process takes part in training a sweep."""
 
     shard: tuple[int, int] | None = None
-    devices: list[str] | None = None
+    device_names: list[str] | None = None  # --devices as given
     backend: str = "local"
     address: str | None = None
     cpus_per_group: int = 1
     lease_s: float | None = None
+    devices: list[str] | None = None  # --devices resolved (`place`)
     _ray_started: bool = False
 
-    def device_for_create(self, requested: str, group_size: int | None) -> str:
-        """The device the groups train on (sweep.json records it and sizes groups for it)."""
-        from grok_tui.engine.core.device import resolve_device
-
-        if self.devices:
+    def place(self, requested: str, group_size: int | None, connect_ray: bool = True) -> str:
+        """The device the groups train on (sweep.json records it and sizes groups for it):
+        --devices resolved, or Ray joined (unless `connect_ray` is False: a dry run)."""
+        if self.device_names:
+            self.devices = [resolve_device(n) for n in self.device_names]
             return self.devices[0]
-        if self.backend != "ray":
+        if self.backend != "ray" or not connect_ray:
             return resolve_device(requested)
-        from grok_tui.engine.lab.ray_backend import connect, task_device
-
         ray, self._ray_started = connect(self.address)
         device = task_device(ray, requested)
-        if device == "cuda" and not group_size:
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ConfigError(
-                    "--backend ray on GPUs this machine lacks: give --group-size N "
-                    "(members per GPU)"
-                )
+        if device == "cuda" and not group_size and not torch.cuda.is_available():
+            raise ConfigError(
+                "--backend ray on GPUs this machine lacks: give --group-size N (members per GPU)"
+            )
         return device
 
     def close(self) -> None:
@@ -59,18 +63,14 @@ class Distribution:
     def options(self) -> dict[str, Any]:
         return {} if self.lease_s is None else {"lease_s": self.lease_s}
 
-    def run(self, sweep: Any, device: str) -> int:
+    def run(self, sweep: Sweep, device: str) -> int:
         """Train this process's share of the sweep headless; the exit code."""
-        from grok_tui.engine.lab.backends import shard_groups
-        from grok_tui.headless_sweep import train_sweep_headless
-
         groups = shard_groups(len(sweep.meta().groups), self.shard)
         if self.shard is not None:
             say(f"shard {self.shard[0]}/{self.shard[1]}: groups {describe(groups)}")
             if not groups:
                 return 0
         if self.backend == "ray":
-            from grok_tui.engine.lab.ray_backend import train_on_ray
 
             def runner(on_event: Any, control: Any, say: Any) -> list[Any]:
                 return train_on_ray(sweep, device, groups, on_event, control,
@@ -79,8 +79,6 @@ class Distribution:
 
             where = f"Ray at {self.address}" if self.address else "Ray"
         elif self.devices:
-            from grok_tui.engine.lab.backends import train_on_devices
-
             devices = self.devices
 
             def runner(on_event: Any, control: Any, say: Any) -> list[Any]:
@@ -89,7 +87,6 @@ class Distribution:
 
             where = ", ".join(devices)
         else:
-            from grok_tui.engine.lab.backends import train_sweep
 
             def runner(on_event: Any, control: Any, say: Any) -> list[Any]:
                 return train_sweep(sweep, device, on_event, control, groups, say=say,
@@ -108,8 +105,6 @@ def describe(groups: list[int]) -> str:
 
 def distribution_from_args(args: argparse.Namespace) -> Distribution | None:
     """The options beyond one process, checked; None when none is given."""
-    from grok_tui.engine.lab.backends import parse_shard
-
     given = (
         args.shard is not None
         or args.devices is not None
@@ -144,18 +139,8 @@ def distribution_from_args(args: argparse.Namespace) -> Distribution | None:
             raise ConfigError("--devices is for the local backend: Ray gives each task its GPU")
         if args.device != "auto":
             raise ConfigError("give --devices LIST or --device, not both")
-        from grok_tui.engine.core.device import resolve_device
-
         names = [d.strip() for d in args.devices.split(",")]
         if not all(names):
             raise ConfigError(f"--devices {args.devices!r}: an empty device name")
-        dist.devices = [resolve_device(n) for n in names]
-    if args.dry_run:
-        return None
+        dist.device_names = names
     return dist
-
-
-def say(text: str) -> None:
-    import sys
-
-    print(f"grok-tui: {text}", file=sys.stderr)

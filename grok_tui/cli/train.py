@@ -1,0 +1,109 @@
+"""`grok-tui train` and `grok-tui open`: a new run, or an existing one (a run directory, a
+.pth or hf: file imported once, a sweep directory), in the app or headless."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from grok_tui.cli.apps import run_app, sweep_app
+from grok_tui.cli.options import DEFAULT_RUNS_DIR, config_from_args, say
+from grok_tui.console.importing import import_with_bar
+from grok_tui.console.sweep import train_sweep_headless
+from grok_tui.console.training import train_headless
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.device import resolve_device
+from grok_tui.engine.lab.sweep import Sweep
+from grok_tui.engine.store.hub import is_hub_spec
+from grok_tui.engine.store.naming import stamped_path
+from grok_tui.engine.store.runs import Run, RunError
+from grok_tui.errors import UsageError
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    device = resolve_device(args.device)
+    run = Run.create(args.run_dir or new_run_path(cfg), cfg, device)
+    if args.headless:
+        return train_headless_locked(run, device, measures=not args.no_measures)
+    return run_app(run, train=True, device=device)
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    if args.headless and not args.resume:
+        raise UsageError("open --headless needs --resume (there is nothing to show)")
+    if args.viewer and args.resume:
+        raise UsageError("--viewer never trains: drop --resume")
+    device = resolve_device(args.device)
+    if Sweep.is_sweep(args.run):  # a sweep directory: the sweep screen
+        return open_sweep(Path(args.run), device, args.resume, args.headless)
+    run = open_or_import(args.run, device)
+    run.read_only = args.viewer and not args.allow_writes
+    if args.resume:
+        run.ensure_resumable()
+    if args.headless:
+        return train_headless_locked(run, device, measures=not args.no_measures)
+    if args.key_epoch is not None and args.key_epoch not in run.checkpoint_epochs():
+        raise UsageError(f"--key-epoch {args.key_epoch}: no checkpoint at that epoch in {run.path}")
+    return run_app(
+        run, train=args.resume, device=device, viewer=args.viewer, key_epoch=args.key_epoch
+    )
+
+
+def new_run_path(cfg: RunConfig) -> Path:
+    """runs/PRESET[-OP][-grokfast-MODE]-STAMP."""
+    name = cfg.preset
+    if cfg.op != "add":
+        name += f"-{cfg.op}"
+    if cfg.grokfast != "off":
+        name += f"-grokfast-{cfg.grokfast}"
+    return stamped_path(DEFAULT_RUNS_DIR, name)
+
+
+def open_or_import(target: str, device: str) -> Run:
+    """A run directory as it is; a .pth file or hf: spec imported once under runs/."""
+    path = Path(target)
+    if not is_hub_spec(target) and (path.is_dir() or path.suffix != ".pth"):
+        return Run.open(path)
+    if is_hub_spec(target):
+        name = "arena-" + import_dir_name(target.split(":", 1)[1].strip("/").split("/")[-1])
+        source = f"arena:{target}"
+    else:
+        if not path.is_file():
+            raise RunError(f"no file at {path}")
+        name, source = import_dir_name(path.stem), f"arena:{path.name}"
+    dest = DEFAULT_RUNS_DIR / name
+    if (dest / "run.json").is_file():
+        run = Run.open(dest)
+        if run.meta().source == source:
+            say(f"opening {dest}, imported earlier from {target}")
+            return run
+        raise RunError(f"{dest} holds another run; import {target} elsewhere with grok-tui import")
+    return import_with_bar(target, dest, device)
+
+
+def import_dir_name(stem: str) -> str:
+    """A directory name under runs/ for an imported file: letters, digits, '-', '_' and
+    inner dots only, so `..pth` (stem '.') or a stem of dots never names runs/ itself or
+    its parent."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip(".")
+    return cleaned[:64] or "imported"
+
+
+def train_headless_locked(run: Run, device: str, measures: bool = True) -> int:
+    """Train under the run's lock (a stale one is taken over, and said so)."""
+    notice = run.acquire_lock()
+    if notice:
+        say(notice)
+    try:
+        return train_headless(run, device, measures=measures)
+    finally:
+        run.release_lock()
+
+
+def open_sweep(path: Path, device: str, resume: bool, headless: bool) -> int:
+    """`grok-tui open SWEEPDIR`: the sweep screen, following it live; --resume trains it."""
+    sweep = Sweep.open(path)
+    if headless:
+        return train_sweep_headless(sweep, device)
+    return sweep_app(sweep, device, train=resume)

@@ -1,0 +1,95 @@
+"""`grok-tui analyze`: the report (engine/measures/report.py) as a two-column table."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """The table of a report from `analysis_report`, on stdout."""
+    Console().print(render_report(report))
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "-"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render_report(report: dict[str, Any]) -> Table:
+    """A two-column rich Table of a report from `analysis_report`."""
+    table = Table(title=f"{report['run']}  epoch {report['epoch']}", show_header=True)
+    table.add_column("measure", style="bold")
+    table.add_column("value", justify="right")
+
+    def add(label: str, value: Any) -> None:
+        table.add_row(label, value if isinstance(value, str) else _fmt(value))
+
+    add("p", report["p"])
+    add("op", f"{report['op']}: {report['op_formula']}")
+    if report["basis"] == "log":
+        add("basis", "log (discrete log of a generator, Z_(p-1) frequencies)")
+    add("checkpoints", report["checkpoints"])
+    add("train loss", report["train_loss"])
+    add("test loss", report["test_loss"])
+    add("train / test acc", f"{_fmt(report['train_acc'])} / {_fmt(report['test_acc'])}")
+    add("key frequencies", ", ".join(map(str, report["key_freqs"])) or "none")
+    sizes = report["cluster_sizes"]
+    add(
+        "neurons per cluster",
+        ", ".join(f"{k if k != '-1' else 'none'}: {n}" for k, n in sizes.items()),
+    )
+    add("circuit reads", report["circuit"])
+    freqs = report["measure_key_freqs"]
+    add(
+        "measured with freqs",
+        freqs if isinstance(freqs, str) else ", ".join(map(str, freqs)) or "none",
+    )
+    add("restricted loss", report["restricted_loss"])
+    add("excluded loss", report["excluded_loss"])
+    per_freq = report["excluded_loss_per_freq"]
+    for k, v in per_freq.items() if isinstance(per_freq, dict) else ():
+        add(f"  excluding freq {k}", v)
+    add("test / restricted", report["test_restricted_ratio"])
+    gini = (report["gini_W_E"], report["gini_W_L"])
+    add("Gini W_E / W_L", gini[0] if isinstance(gini[0], str) else " / ".join(map(_fmt, gini)))
+    add("sum of squared weights", report["sum_sq_weights"])
+    trig = [report[k] for k in ("trig_frac_pre", "trig_frac_post", "trig_frac_logits")]
+    add(
+        "trig frac pre / post / logits",
+        trig[0] if isinstance(trig[0], str) else " / ".join(map(_fmt, trig)),
+    )
+    phases = report["phases"]
+    if isinstance(phases, str):
+        add("phases", phases)
+    else:
+        for name, value in phases.items():
+            add(name.replace("_", " "), "not reached" if value is None else str(value))
+    add("phase now", report["phase"])
+    fc = report["forecast"]
+    if isinstance(fc, str):
+        add("grok forecast", fc)
+    elif fc is None:
+        add("grok forecast", f"none: {report.get('forecast_reason', '')}")
+    else:
+        add("grok forecast", f"{fc['grok_epoch']:,} ({fc['low']:,}-{fc['high']:,})")
+    keys = report["key_history"]
+    history = (
+        keys
+        if isinstance(keys, str)
+        else ", ".join(f"{'/'.join(map(str, h['key_freqs']))} since {h['since']:,}" for h in keys)
+    )
+    add("key set history", history or "none")
+    if report["key_warning"]:
+        add("key set check", report["key_warning"])
+    return table
