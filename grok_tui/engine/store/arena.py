@@ -467,7 +467,7 @@ def export_arena(run: Run, out_path: Path | str) -> Path:
     # the config plans are not the trainer's: they must not size these lists.
     bound = max(cfg.epochs, epochs[-1])
     by_epoch = {}
-    for r in run.read_metrics():
+    for r in run.read_metrics(whole=True):  # rows missing are named, not skipped past
         if r["epoch"] > bound:
             run.warn_once(f"metrics.jsonl has a row for epoch {int(r['epoch']):,}, past this run's "
                  f"{bound:,} epochs: left out of the export")  # fmt: skip

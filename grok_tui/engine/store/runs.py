@@ -36,6 +36,7 @@ import torch
 from grok_tui.engine.core.config import MAX_EPOCHS, ConfigError, RunConfig
 from grok_tui.engine.core.grokfast import state_elements as grokfast_state_elements
 from grok_tui.engine.core.model import WeightsError, check_weights, param_shapes
+from grok_tui.engine.store.gaps import count_epochs, describe_gaps, epoch_gaps, missing_rows_warning
 from grok_tui.engine.store.untrusted import (
     FileProblem,
     JsonLines,
@@ -344,9 +345,31 @@ class Run:
         if text:
             append_bytes(self.metrics_path, text.encode())
 
-    def read_metrics(self) -> list[dict[str, float]]:
-        """Every whole, valid row; each line skipped is a RunWarning naming it."""
-        return self._read_metrics_lines(warn_skipped=True).rows
+    def read_metrics(self, whole: bool = False) -> list[dict[str, float]]:
+        """Every whole, valid row; each line skipped is a RunWarning naming it. `whole`
+        (an export): a RunWarning also names the epochs up to the newest checkpoint that
+        have no row, for a file cut short parses cleanly."""
+        newest = self.newest_checkpoint_with_rows() if whole else None  # listed before reading
+        rows = self._read_metrics_lines(warn_skipped=True).rows
+        if newest is not None:
+            gaps = epoch_gaps((int(r["epoch"]) for r in rows), newest)
+            if gaps:
+                self.warn_once(missing_rows_warning(self.metrics_path.name, gaps, newest))
+        return rows
+
+    def newest_checkpoint_with_rows(self) -> int | None:
+        """The newest checkpoint epoch, up to which every epoch must have a metrics row (the
+        trainer writes rows before checkpoints); None for a run without checkpoints or one
+        imported from a file, whose rows are what that file held."""
+        epochs = [e for e in self.checkpoint_epochs() if e <= MAX_EPOCHS]
+        if not epochs:
+            return None
+        try:
+            if self.meta().source:
+                return None
+        except RunError:
+            return None
+        return epochs[-1]
 
     def _read_metrics_lines(self, warn_skipped: bool) -> JsonLines:
         try:
@@ -361,18 +384,18 @@ class Run:
     def truncate_metrics(self, before_epoch: int) -> None:
         """Keep rows with epoch < before_epoch (resuming recomputes the rest).
 
-        A line that cannot be read is never dropped silently: the file as it was is kept
-        beside it (`metrics.jsonl.damaged-STAMP`), and a warning names the line and the
-        epochs left without a row.
+        A line that cannot be read, or rows missing below the resume point (a file cut
+        short), are never passed over silently: the file as it was is kept beside it
+        (`metrics.jsonl.damaged-STAMP`), and a warning names the lines and the epochs left
+        without a row.
         """
         self._writable()
         found = self._read_metrics_lines(warn_skipped=False)
         rows = [r for r in found.rows if r["epoch"] < before_epoch]
+        gaps = epoch_gaps((int(r["epoch"]) for r in rows), min(before_epoch, MAX_EPOCHS + 1) - 1)
         if found.skipped:
             kept = self.keep_damaged_copy(self.metrics_path)
-            have = {int(r["epoch"]) for r in rows}
-            missing = [e for e in range(min(before_epoch, MAX_EPOCHS + 1)) if e not in have]
-            gap = f"; epochs without a row: {describe_epochs(missing)}" if missing else ""
+            gap = f"; epochs without a row: {describe_gaps(gaps)}" if gaps else ""
             first = found.skipped[0]
             which = f"line {first.line:,}"
             if len(found.skipped) > 1:
@@ -385,6 +408,14 @@ class Run:
             self.warn_once(
                 f"{self.metrics_path.name} {which} {first_reason}: dropped from the "
                 f"rewritten file, kept in {kept.name}{gap}"
+            )
+        elif gaps:  # cut short, emptied or torn: rows are missing though every line parses
+            kept = self.keep_damaged_copy(self.metrics_path)
+            n = count_epochs(gaps)
+            self.warn_once(
+                f"{self.metrics_path.name} has no row for {n:,} of the {before_epoch:,} epochs "
+                f"before the resume point ({describe_gaps(gaps)}): it was cut short or damaged; "
+                f"kept as it was in {kept.name}; those epochs stay without a row"
             )
         text = "".join(format_metric_row(r) for r in rows)
         atomic_write_bytes(self.metrics_path, text.encode())
@@ -454,8 +485,11 @@ class Run:
         atomic_write_bytes(self.resume_path, buf.getvalue())
 
     def load_resume(self) -> dict[str, Any] | None:
-        if not self.resume_path.exists():
+        if not os.path.lexists(self.resume_path):
             return None
+        problem = what_is_wrong(self.resume_path)  # a FIFO would block torch.load forever
+        if problem:
+            raise RunError(f"{self.resume_path} {problem}: it cannot be resumed from")
         # Weights and two Adam moments, each at most the largest weight (float64 at worst),
         # the Grokfast state, plus the pickle and RNG state: nothing genuine declares more.
         cfg = self.meta().config
@@ -497,7 +531,7 @@ class Run:
         Training such a run would start again from fresh weights over its history: runs
         imported from elsewhere (no resume.pt) can be analysed, not trained further.
         """
-        if self.resume_path.exists() or not self.checkpoint_epochs():
+        if os.path.lexists(self.resume_path) or not self.checkpoint_epochs():
             return
         source = self.meta().source
         if source:
@@ -677,6 +711,7 @@ class MetricsReader:
         self.line = 1  # number of the next line to read
         self._inode: int | None = None
         self.problems: list[str] = []
+        self._gaps_said = False
 
     def read_new(self) -> list[dict[str, float]]:
         """Rows appended since the last call (all rows again if the file was rewritten)."""
@@ -698,6 +733,8 @@ class MetricsReader:
         if not stat.S_ISREG(st.st_mode):
             self.problems.append(f"{self.run.metrics_path} {what_is_wrong(self.run.metrics_path)}")
             return [], reset
+        # Reading from the start: listed before the read, every checkpoint has its rows.
+        newest = self.run.newest_checkpoint_with_rows() if self.offset == 0 else None
         try:
             with open(self.run.metrics_path, "rb") as f:
                 f.seek(self.offset)
@@ -709,6 +746,11 @@ class MetricsReader:
         self.offset += found.consumed
         self.line += found.lines
         self.problems.extend(describe_skipped(self.run.metrics_path.name, found.skipped))
+        if newest is not None:
+            gaps = epoch_gaps((int(r["epoch"]) for r in found.rows), newest)
+            if gaps and not self._gaps_said:
+                self._gaps_said = True  # once per reader: a rewrite reads it all again
+                self.problems.append(missing_rows_warning(self.run.metrics_path.name, gaps, newest))
         return found.rows, reset
 
 

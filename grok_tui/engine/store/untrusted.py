@@ -278,8 +278,12 @@ def check_zip_sizes(path: Path, max_entry_bytes: int, max_ratio: float = 4.0) ->
     together at most `max_ratio` times the file's size: torch stores tensors
     uncompressed, so a genuine file holds about its own size; a deflated record that
     inflates a thousandfold is a bomb. Files that are not zips (the legacy format) are
-    read from the file as they are, bounded by its size, and pass unchecked.
+    read from the file as they are, bounded by its size, and pass unchecked. Anything but
+    a regular file (a FIFO, a directory, a looping link) is refused before it is opened.
     """
+    problem = what_is_wrong(path)  # a FIFO would block the zip reader's open forever
+    if problem:
+        raise FileProblem(f"{path.name} {problem}; not loaded")
     try:
         size = os.path.getsize(path)
         if not zipfile.is_zipfile(path):
