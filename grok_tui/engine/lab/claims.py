@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from grok_tui.engine.store.runs import now_iso, pid_alive
+from grok_tui.engine.store.untrusted import FileProblem, read_regular_file
 
 DEFAULT_LEASE_S = 600.0  # a claim whose heartbeat stopped this long is stale
 _CLAIM_RE = re.compile(r"^group-(\d{4,})\.(\d{4,})\.json$")
@@ -130,9 +131,11 @@ class Claims:
             generation, path = gens[-1]
             try:
                 st = os.stat(path)
-                raw = path.read_bytes()[: 1 << 16]
+                raw = read_regular_file(path, 1 << 16)  # a FIFO must not hang a worker
             except FileNotFoundError:
                 continue
+            except FileProblem:
+                raw = b""  # not a file: an unreadable claim
             try:
                 data = json.loads(raw)
             except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):

@@ -305,3 +305,36 @@ def check_zip_sizes(path: Path, max_entry_bytes: int, max_ratio: float = 4.0) ->
             f"{path.name}: its records declare {total:,} bytes in a file of {size:,} "
             "(a compressed bomb?); not loaded"
         )
+    check_zip_records(path)
+
+
+def check_zip_records(path: Path, chunk: int = 1 << 20) -> None:
+    """Refuse a zip whose records do not hold what its directory declares: torch reads
+    a record up to its declared size without checking its CRC, so data that inflates to
+    far more (or other bytes) than the header says would load as wrong tensors. Streams
+    each record once (memory bounded by `chunk`); Python's zip reader stops at the
+    declared size and checks the CRC there."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                got = 0
+                try:
+                    with archive.open(info) as record:
+                        while data := record.read(chunk):
+                            got += len(data)
+                except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise FileProblem(_damaged_record(path, info.filename, reason)) from None
+                except (NotImplementedError, RuntimeError) as exc:  # encrypted, odd methods
+                    raise FileProblem(_damaged_record(path, info.filename, str(exc))) from None
+                if got != info.file_size:
+                    reason = f"it holds {got:,} bytes, not the {info.file_size:,} declared"
+                    raise FileProblem(_damaged_record(path, info.filename, reason))
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError):
+        return  # the directory itself: torch.load will say what is wrong with it
+
+
+def _damaged_record(path: Path, record: str, reason: str) -> str:
+    if reason.startswith("Bad CRC-32"):
+        reason = "its data does not match its CRC-32 checksum"
+    return f"{path.name}: its record {record!r} is damaged or forged ({reason[:120]}); not loaded"
