@@ -278,8 +278,9 @@ def check_zip_sizes(path: Path, max_entry_bytes: int, max_ratio: float = 4.0) ->
     together at most `max_ratio` times the file's size: torch stores tensors
     uncompressed, so a genuine file holds about its own size; a deflated record that
     inflates a thousandfold is a bomb. Files that are not zips (the legacy format) are
-    read from the file as they are, bounded by its size, and pass unchecked. Anything but
-    a regular file (a FIFO, a directory, a looping link) is refused before it is opened.
+    read from the file as they are, bounded by its size, and pass unchecked unless they are
+    not pickles at all. Anything but a regular file (a FIFO, a directory, a looping link)
+    is refused before it is opened.
     """
     problem = what_is_wrong(path)  # a FIFO would block the zip reader's open forever
     if problem:
@@ -287,6 +288,9 @@ def check_zip_sizes(path: Path, max_entry_bytes: int, max_ratio: float = 4.0) ->
     try:
         size = os.path.getsize(path)
         if not zipfile.is_zipfile(path):
+            legacy = not_a_legacy_torch_file(path)
+            if legacy:
+                raise FileProblem(f"{path.name} cannot be loaded safely: {legacy}")
             return
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
@@ -306,6 +310,18 @@ def check_zip_sizes(path: Path, max_entry_bytes: int, max_ratio: float = 4.0) ->
             "(a compressed bomb?); not loaded"
         )
     check_zip_records(path)
+
+
+def not_a_legacy_torch_file(path: Path) -> str:
+    """Why a file that is not a zip is not torch's older format either ('' if it may be):
+    that format is a pickle (protocol 2 or later starts with 0x80). torch's own errors for
+    other files are meaningless ("list index out of range" for a text file)."""
+    head = read_regular_file(path, 2)
+    if not head:
+        return "the file is empty or truncated"
+    if head[:1] != b"\x80":
+        return "it is not a torch file (neither a zip archive nor a pickle)"
+    return ""
 
 
 def check_zip_records(path: Path, chunk: int = 1 << 20) -> None:
