@@ -520,10 +520,11 @@ class Run:
         """One line for a write that failed on a full disk: what, and what is kept."""
         epoch = self.resume_epoch()
         if epoch is None:
-            kept = "nothing resumable was saved yet"
+            kept = "no resume point was saved yet, so once space is freed it starts from epoch 0"
         else:
             kept = f"the run is intact up to epoch {epoch:,} and resumes from there"
-        return f"disk full while writing {exc.path.name}; {kept} once space is freed"
+            kept += " once space is freed"
+        return f"disk full while writing {exc.path.name}; {kept}"
 
     def ensure_resumable(self) -> None:
         """Raise RunError (one line) for a run with checkpoints but no optimiser state.
