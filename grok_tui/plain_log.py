@@ -91,7 +91,7 @@ class PlainProgress:
             f"  train acc {fmt_acc(r.get('train_acc', math.nan))}",
             f"  test acc {fmt_acc(r.get('test_acc', math.nan))}",
         ]
-        if math.isfinite(self.speed):
+        if math.isfinite(self.speed) and self.speed > 0:  # none yet on the first row
             parts.append(f"  {self.speed:,.0f} epochs/s")
         if self.outlook_text:
             parts.append(f"  {self.outlook_text}")
