@@ -350,12 +350,12 @@ class Run:
         (an export): a RunWarning also names the epochs up to the newest checkpoint that
         have no row, for a file cut short parses cleanly."""
         newest = self.newest_checkpoint_with_rows() if whole else None  # listed before reading
-        rows = self._read_metrics_lines(warn_skipped=True).rows
+        found = self._read_metrics_lines(warn_skipped=True)
         if newest is not None:
-            gaps = epoch_gaps((int(r["epoch"]) for r in rows), newest)
-            if gaps:
+            gaps = epoch_gaps((int(r["epoch"]) for r in found.rows), newest)
+            if count_epochs(gaps) > len(found.skipped):  # more than the bad lines explain
                 self.warn_once(missing_rows_warning(self.metrics_path.name, gaps, newest))
-        return rows
+        return found.rows
 
     def newest_checkpoint_with_rows(self) -> int | None:
         """The newest checkpoint epoch, up to which every epoch must have a metrics row (the
@@ -749,7 +749,8 @@ class MetricsReader:
         self.problems.extend(describe_skipped(self.run.metrics_path.name, found.skipped))
         if newest is not None:
             gaps = epoch_gaps((int(r["epoch"]) for r in found.rows), newest)
-            if gaps and not self._gaps_said:
+            unexplained = count_epochs(gaps) > len(found.skipped)  # by the bad lines named
+            if unexplained and not self._gaps_said:
                 self._gaps_said = True  # once per reader: a rewrite reads it all again
                 self.problems.append(missing_rows_warning(self.run.metrics_path.name, gaps, newest))
         return found.rows, reset
