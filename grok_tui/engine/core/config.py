@@ -145,9 +145,7 @@ class RunConfig:
         for name in ("seed", "data_seed"):
             value = getattr(self, name)
             if not 0 <= value <= MAX_SEED:  # torch and numpy take seeds in 0..2**63-1
-                raise ConfigError(
-                    f"--{name.replace('_', '-')} must be in 0..2**63-1 (below 2**63), got {value}"
-                )
+                raise ConfigError(f"--{name.replace('_', '-')} must be in 0..2**63-1, got {value}")
         for name, most in MAX_DIMS.items():
             if not 1 <= getattr(self, name) <= most:
                 raise ConfigError(f"{name} must be in 1..{most:,}, got {getattr(self, name):,}")
