@@ -148,6 +148,20 @@ def test_export_writes_the_published_layout(trained: Run, tmp_path) -> None:
     assert data["config"] == TRAINED.to_dict()
 
 
+def test_the_exported_archive_is_named_after_the_file_not_the_temp_file(
+    trained: Run, tmp_path
+) -> None:
+    """torch names the zip's inner folder after the file it writes: it was
+    `.full_run_data.pth.PID.tmp/`; the published file's is `full_run_data/`."""
+    import zipfile
+
+    path = export_arena(trained, tmp_path / "full_run_data.pth")
+    with zipfile.ZipFile(path) as archive:
+        folders = {name.split("/")[0] for name in archive.namelist()}
+    assert folders == {"full_run_data"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full_run_data.pth"]  # no temp left
+
+
 def test_export_then_import_gives_the_same_run(trained: Run, tmp_path) -> None:
     path = export_arena(trained, tmp_path / "exported.pth")
     seen: list[tuple[int, int]] = []

@@ -11,6 +11,7 @@ what the test asks for.
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
@@ -116,3 +117,54 @@ def test_many_small_records_that_add_up_are_refused(tmp_path) -> None:
     deflate_records(tmp_path / "plain.pth", tmp_path / "many.pth")
     with pytest.raises(RunError, match=r"declare 209,7\d\d,\d\d\d bytes in a file of"):
         load_arena_file(tmp_path / "many.pth")
+
+
+def with_record_replaced(src: Path, dest: Path, name: str, data: bytes) -> None:
+    """A copy of a torch zip whose record `name` is the deflated `data`, while its local
+    header and central directory still declare the genuine record's size and CRC."""
+    with zipfile.ZipFile(src) as zin:
+        genuine = zin.getinfo(name)
+        with zipfile.ZipFile(dest, "w") as zout:
+            for info in zin.infolist():
+                if info.filename == name:
+                    zout.writestr(info.filename, data, compress_type=zipfile.ZIP_DEFLATED)
+                else:
+                    zout.writestr(info, zin.read(info))
+    raw = bytearray(dest.read_bytes())
+    with zipfile.ZipFile(dest) as z:
+        local = z.getinfo(name).header_offset
+    central = raw.rindex(name.encode()) - 46  # its directory entry (the name's last copy)
+    assert raw[central : central + 4] == b"PK\x01\x02"
+    for at in (local + 14, central + 16):  # CRC, compressed size, size
+        raw[at : at + 4] = struct.pack("<I", genuine.CRC)
+        raw[at + 8 : at + 12] = struct.pack("<I", genuine.file_size)
+    dest.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("inflates_to", [64 << 20, 0], ids=["64MB-of-zeros", "nothing"])
+def test_a_record_whose_data_is_not_what_its_header_declares_is_refused(
+    tmp_path, inflates_to
+) -> None:
+    """The header declares the genuine size and CRC; the data inflates to something else
+    (far more, or nothing). torch does not check CRCs: before, the import succeeded with
+    that tensor read as zeros."""
+    from grok_tui.engine.store.arena import import_arena
+    from tests.test_hostile_files import good_file
+
+    torch.save(good_file(), tmp_path / "plain.pth")
+    with zipfile.ZipFile(tmp_path / "plain.pth") as z:
+        tensors = [i for i in z.infolist() if "/data/" in i.filename]
+        biggest = max(tensors, key=lambda i: i.file_size).filename
+    path = tmp_path / "full_run_data.pth"
+    with_record_replaced(tmp_path / "plain.pth", path, biggest, bytes(inflates_to))
+    with zipfile.ZipFile(path) as z:  # the forgery declares what the genuine file did
+        assert (
+            z.getinfo(biggest).file_size
+            == zipfile.ZipFile(tmp_path / "plain.pth").getinfo(biggest).file_size
+        )
+    with pytest.raises(RunError) as exc:
+        import_arena(path, tmp_path / "run")
+    message = str(exc.value)
+    assert "\n" not in message and message.startswith("full_run_data.pth: its record "), message
+    assert biggest in message and "damaged" in message, message
+    assert not (tmp_path / "run").exists()

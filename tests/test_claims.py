@@ -166,3 +166,19 @@ def test_processes_racing_for_the_same_groups_each_win_distinct_ones(tmp_path) -
         p.join(timeout=60)
     won = [g for _, groups in results for g in groups]
     assert sorted(won) == list(range(40)), "a group claimed twice, or by nobody"
+
+
+def test_a_claim_that_is_a_fifo_is_unreadable_not_a_hang(tmp_path) -> None:
+    """Reading a FIFO blocks until a writer comes: in a child, so a hang fails."""
+    (tmp_path / "claims").mkdir()
+    os.mkfifo(tmp_path / "claims" / "group-0000.0001.json")
+    code = (
+        "import sys\n"
+        "from grok_tui.engine.lab.claims import Claims\n"
+        "holder = Claims(sys.argv[1]).holder(0)\n"
+        "print('generation', holder.generation, 'data', holder.data)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "generation 1 data {}"

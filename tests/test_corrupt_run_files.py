@@ -160,6 +160,71 @@ def test_a_garbage_line_mid_metrics_is_never_rewritten_away_silently(run, capsys
     assert epochs == [e for e in range(81) if e != 30]
 
 
+def cut_metrics(run: Run, how: str) -> bytes:
+    """metrics.jsonl (rows 0..60) cut in half, emptied, or with its last line torn."""
+    data = run.metrics_path.read_bytes()
+    cut = {"half": len(data) // 2, "emptied": 0, "torn": len(data) - 20}[how]
+    run.metrics_path.write_bytes(data[:cut])
+    return data[:cut]
+
+
+@pytest.mark.parametrize("how", ["half", "emptied"])
+def test_a_metrics_file_cut_short_is_named_and_kept_on_resume(run, capsys, how) -> None:
+    """Every line parses (a torn last one is taken for one being written), so the missing
+    rows must be counted: before, resume rewrote the file without a word or a copy."""
+    original = cut_metrics(run, how)
+    have = [r["epoch"] for r in Run(run.path).read_metrics()]
+    rc, err = grok(capsys, "open", str(run.path), "--resume", "--headless")
+    assert rc == 0, err
+    (warning,) = warnings_in(err)
+    (kept,) = run.path.glob("metrics.jsonl.damaged-*")
+    assert kept.read_bytes() == original and kept.name in warning
+    first = (max(have) + 1) if have else 0
+    assert f"has no row for {60 - first} of the 60 epochs before the resume point" in warning
+    assert (f"({first}-59)" if first < 59 else "(59)") in warning, warning
+    epochs = [r["epoch"] for r in Run(run.path).read_metrics()]
+    assert epochs == [*have, *range(60, 81)]  # the gap stays; the rest is trained
+
+
+@pytest.mark.parametrize("how", ["half", "emptied", "torn"])
+def test_an_export_of_a_metrics_file_cut_short_names_the_missing_epochs(
+    run, capsys, tmp_path, how
+) -> None:
+    cut_metrics(run, how)
+    have = {r["epoch"] for r in Run(run.path).read_metrics()}
+    missing = [e for e in range(61) if e not in have]  # checkpoints go to 60
+    assert missing
+    out = tmp_path / "run.csv"
+    rc, err = grok(capsys, "export", str(run.path), "--format", "csv", str(out))
+    assert rc == 0, err
+    (warning,) = [w for w in warnings_in(err) if "has no row" in w]
+    span = f"{len(missing)} epochs ({missing[0]}-{missing[-1]})"
+    if len(missing) == 1:
+        span = f"epoch {missing[0]}"
+    assert f"metrics.jsonl has no row for {span} though the run has a checkpoint at " \
+        "epoch 60" in warning, warning  # fmt: skip
+    reader = MetricsReader(Run(run.path))  # the viewer's follower says it too, once
+    reader.poll()
+    reader.poll()
+    assert [p for p in reader.problems if "has no row" in p] == [warning.split(": ", 2)[2]]
+
+
+def test_epoch_gaps_match_a_brute_force_count() -> None:
+    import itertools
+    import random
+
+    from grok_tui.engine.store.gaps import epoch_gaps
+
+    rng = random.Random(3)
+    for _ in range(300):
+        through = rng.randrange(-1, 40)
+        present = [rng.randrange(-3, 45) for _ in range(rng.randrange(0, 40))]
+        gaps = epoch_gaps(present, through)
+        expanded = [e for a, b in gaps for e in range(a, b + 1)]
+        assert expanded == [e for e in range(through + 1) if e not in present]
+        assert all(b + 1 < c for (_, b), (c, _) in itertools.pairwise(gaps))  # maximal ranges
+
+
 def test_the_follower_reports_a_bad_line_once_and_reads_on(run) -> None:
     reader = MetricsReader(run)
     replace_line(run.metrics_path, 3, NESTED)
@@ -283,3 +348,25 @@ def test_run_files_that_are_fifos_never_hang_a_reader(run) -> None:
     assert "run.json is a FIFO, not a file" in proc.stdout
     assert "metrics.jsonl is a FIFO, not a file" in proc.stdout
     assert "lock: None" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [(os.mkfifo, "is a FIFO, not a file"), (lambda p: p.symlink_to(p.name), "loops")],
+    ids=["fifo", "loop"],
+)
+def test_a_resume_state_that_is_not_a_file_is_refused_not_hung_on(run, make, needle) -> None:
+    """resume.pt replaced by a FIFO: the zip-size check opened it and blocked forever. In a
+    child process, so a hang fails (timeout) instead of hanging the suite."""
+    import subprocess
+    import sys
+
+    run.resume_path.unlink()
+    make(run.resume_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grok_tui", "open", str(run.path), "--resume", "--headless"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    (error,) = [line for line in proc.stderr.splitlines() if line.startswith("grok-tui: error")]
+    assert "resume.pt" in error and needle in error, error

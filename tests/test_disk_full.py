@@ -96,6 +96,20 @@ def test_training_stops_with_one_line_when_a_metrics_append_half_fits(tmp_path, 
     assert [r["epoch"] for r in run.read_metrics()] == list(range(TINY.epochs + 1))
 
 
+def test_a_disk_full_before_any_resume_point_says_it_starts_over(tmp_path, disk) -> None:
+    """Before: "nothing resumable was saved yet once space is freed"."""
+    run = Run.create(tmp_path / "run", TINY, "cpu")
+    disk.free = run.meta_path.stat().st_size + 50  # run.json fits, the first row does not
+    result = Trainer(run, "cpu").train()
+    assert result.status == "failed"
+    assert result.message == (
+        "disk full while writing metrics.jsonl; no resume point was saved yet, so once space "
+        "is freed it starts from epoch 0"
+    )
+    disk.free = None
+    assert Trainer(run, "cpu").train().status == "done"  # and it does
+
+
 @pytest.mark.parametrize("fits", [0, 1_000])
 def test_a_checkpoint_that_does_not_fit_leaves_no_temp_file(tmp_path, disk, fits) -> None:
     run = Run.create(tmp_path / "run", TINY, "cpu")

@@ -340,3 +340,24 @@ def test_nan_losses_are_kept_as_gaps_not_errors(tmp_path) -> None:
     torch.save(data, tmp_path / "f.pth")
     rows = import_arena(tmp_path / "f.pth", tmp_path / "run").read_metrics()
     assert math.isnan(rows[3]["train_loss"]) and rows[4]["train_loss"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        (b"root:x:0:0:root:/root:/bin/bash\n" * 20, "it is not a torch file"),  # /etc/passwd
+        (b"hello\n", "it is not a torch file"),
+        (b"", "the file is empty or truncated"),
+    ],
+    ids=["passwd", "text", "empty"],
+)
+def test_import_of_a_file_that_is_not_torch_says_so(tmp_path, data: bytes, needle: str) -> None:
+    """Before, torch's legacy loader answered "list index out of range" (or "101")."""
+    path = tmp_path / "passwd"
+    path.write_bytes(data)
+    with pytest.raises(RunError) as exc:
+        import_arena(path, tmp_path / "run")
+    assert str(exc.value) == f"passwd cannot be loaded safely: {needle}" + (
+        " (neither a zip archive nor a pickle)" if "torch" in needle else ""
+    )
+    assert not (tmp_path / "run").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from grok_tui.console.plain_log import PlainSweepProgress, console_writer, sweep_line
 from grok_tui.console.training import stop_on_signals
 from grok_tui.engine.lab.backends import train_sweep
 from grok_tui.engine.lab.sweep import Sweep
@@ -123,8 +125,13 @@ def train_sweep_headless(
     state = {"last": 0.0, "member_epochs": 0, "speed": 0.0, "t0": started, "events": 0}
     epochs0 = sum(max(m.epoch, 0) for m in watcher.members.values())
     max_rows = max(console.height - 4, 5)
+    # Not a terminal (a log file): plain lines at a steady interval instead of the table.
+    plain = None if console.is_terminal else PlainSweepProgress(console_writer(console))
+    live_or_not = contextlib.nullcontext(None) if plain is not None else Live(
+        console=console, auto_refresh=False, transient=False
+    )  # fmt: skip
 
-    with Live(console=console, auto_refresh=False, transient=False) as live:
+    with live_or_not as live:
 
         def refresh(force: bool = False) -> None:
             now = time.perf_counter()
@@ -138,6 +145,12 @@ def train_sweep_headless(
             if not state["events"]:  # workers elsewhere: count what the directory shows
                 moved = sum(max(m.epoch, 0) for m in watcher.members.values()) - epochs0
                 state["member_epochs"] = max(moved, 0)
+            if plain is not None:
+                line = sweep_line(watcher.sweep.path, len(watcher.members), watcher.counts(),
+                                  state["speed"])  # fmt: skip
+                plain.update(line, watcher.members, force=force)
+                return
+            assert live is not None
             table = member_table(watcher, max_rows, state["speed"], console.width)
             live.update(table, refresh=True)
 

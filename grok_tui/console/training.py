@@ -22,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from grok_tui.console.plain_log import PlainProgress, console_writer
 from grok_tui.engine.measures.services import ProgressService, ProgressUpdate
 from grok_tui.engine.store.runs import Run
 from grok_tui.engine.training.train import CheckpointSaved, Finished, TrainControl, Trainer
@@ -71,7 +72,9 @@ def train_headless(
     control = TrainControl()
     last: dict[str, float] = {}
     started = time.perf_counter()
-    with Progress(*columns, console=console, transient=False) as bar:
+    # Not a terminal (a log file): plain lines at a steady interval instead of the bar.
+    plain = None if console.is_terminal else PlainProgress(console_writer(console), name=run.name)
+    with Progress(*columns, console=console, transient=False, disable=plain is not None) as bar:
         task = bar.add_task(run.name, total=run.meta().config.epochs, train="-", test="-",
                             acc="-", speed="-", outlook="")  # fmt: skip
         service = None
@@ -81,8 +84,12 @@ def train_headless(
                 if update.outlook is not None:
                     o = update.outlook
                     bar.update(task, outlook=f"{o.describe_phase()}; {o.forecast.describe()}")
+                    if plain is not None:
+                        plain.outlook(f"phase {o.describe_phase()}; {o.forecast.describe()}")
                 elif update.note:
                     bar.update(task, outlook=update.note)
+                    if plain is not None:
+                        plain.outlook(update.note)
 
             service = ProgressService(run, device or "cpu", on_measures)
 
@@ -98,6 +105,8 @@ def train_headless(
                     acc=f"{row['test_acc']:.1%}",
                     speed=f"{event.epochs_per_s:.0f}",
                 )
+                if plain is not None:
+                    plain.row(row, event.total_epochs, event.epochs_per_s)
             elif isinstance(event, CheckpointSaved) and service is not None:
                 service.poke()
 
@@ -113,9 +122,14 @@ def train_headless(
             if service is not None:
                 if result.status == "done" and not received:
                     bar.update(task, outlook="measuring the last checkpoints…")
+                    if plain is not None:
+                        plain.finish()
+                        plain.write(f"{run.name}: measuring the last checkpoints...")
                     service.drain(timeout=DRAIN_S)
                 service.stop()  # it finishes the checkpoint in hand, then stops
                 service.join()
+            if plain is not None:
+                plain.finish()  # the newest row, with the phase and forecast now known
     elapsed = time.perf_counter() - started
     epochs = max(result.epoch - start_epoch, 0)
     speed = epochs / elapsed if elapsed > 0 else 0.0

@@ -309,7 +309,7 @@ class SweepApp(PaletteGuard, App[Any]):  # PaletteGuard: see ui/palette.py
                 f"{max(s.epoch, 0)}/{s.config.epochs}",
                 fmt_num(s.train_loss),
                 fmt_num(s.test_loss),
-                Text(status, style="red" if status in ("failed", "diverged") else ""),
+                Text(status, style="red" if status in ("failed", "diverged", "damaged") else ""),
                 *[fmt_value(s.values.get(a)) for a in self.axes],
                 key=s.name,
             )
@@ -388,6 +388,14 @@ class SweepApp(PaletteGuard, App[Any]):  # PaletteGuard: see ui/palette.py
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         name = str(event.row_key.value)
         self.view.cursor_member = name
+        try:
+            self.watcher.run(name).meta()  # a member that cannot open must not end the sweep
+        except RunError as exc:
+            summary = self.watcher.members[name]
+            summary.status, summary.message = "damaged", str(exc)
+            self.notify(f"{name} cannot be opened: {exc}", severity="error", timeout=10)
+            self.refresh_table()
+            return
         self.exit(("open", name))
 
     def on_phase_diagram_cell_selected(self, message: PhaseDiagram.CellSelected) -> None:

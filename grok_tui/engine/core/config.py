@@ -145,8 +145,9 @@ class RunConfig:
         if not 0 <= self.warmup_steps <= MAX_EPOCHS:
             raise ConfigError(f"warmup_steps must be in 0..{MAX_EPOCHS:,}, got {self.warmup_steps}")
         for name in ("seed", "data_seed"):
-            if abs(getattr(self, name)) > MAX_SEED:
-                raise ConfigError(f"--{name.replace('_', '-')} must be below 2**63 in size")
+            value = getattr(self, name)
+            if not 0 <= value <= MAX_SEED:  # torch and numpy take seeds in 0..2**63-1
+                raise ConfigError(f"--{name.replace('_', '-')} must be in 0..2**63-1, got {value}")
         for name, most in MAX_DIMS.items():
             if not 1 <= getattr(self, name) <= most:
                 raise ConfigError(f"{name} must be in 1..{most:,}, got {getattr(self, name):,}")

@@ -43,6 +43,7 @@ from typing import Any
 
 from grok_tui.engine.store.liveness import pid_alive
 from grok_tui.engine.store.run_meta import now_iso
+from grok_tui.engine.store.untrusted import FileProblem, read_regular_file
 
 DEFAULT_LEASE_S = 600.0  # a claim whose heartbeat stopped this long is stale
 _CLAIM_RE = re.compile(r"^group-(\d{4,})\.(\d{4,})\.json$")
@@ -131,9 +132,11 @@ class Claims:
             generation, path = gens[-1]
             try:
                 st = os.stat(path)
-                raw = path.read_bytes()[: 1 << 16]
+                raw = read_regular_file(path, 1 << 16)  # a FIFO must not hang a worker
             except FileNotFoundError:
                 continue
+            except FileProblem:
+                raw = b""  # not a file: an unreadable claim
             try:
                 data = json.loads(raw)
             except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):

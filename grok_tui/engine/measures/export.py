@@ -58,7 +58,7 @@ def cell(value: Any) -> str:
 def csv_rows(run: Run) -> tuple[list[str], list[dict[str, Any]]]:
     """(columns, rows by epoch) as `export_csv` writes them."""
     rows: dict[int, dict[str, Any]] = {}
-    for metric in run.read_metrics():
+    for metric in run.read_metrics(whole=True):  # rows missing are named, not skipped past
         rows[int(metric["epoch"])] = dict(metric)
     for epoch in run.checkpoint_epochs():  # a stopped run's newest has no metrics row yet
         rows.setdefault(epoch, {"epoch": epoch})

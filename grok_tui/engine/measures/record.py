@@ -51,6 +51,7 @@ from grok_tui.engine.core import fourier
 from grok_tui.engine.core.loss import cross_entropy
 from grok_tui.engine.core.model import CLASSIC_NAMES, InputPlan
 from grok_tui.engine.measures.analysis import Analyzer
+from grok_tui.engine.store.untrusted import what_is_wrong
 
 RECORD_VERSION = 2
 
@@ -287,6 +288,8 @@ def load_arrays(path: Path, p: int, d_mlp: int) -> dict[str, np.ndarray] | None:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
+    if what_is_wrong(path):  # missing, or not a file (opening a FIFO would block forever)
+        return None
     try:
         arrays = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError):

@@ -439,7 +439,8 @@ def export_arena(run: Run, out_path: Path | str) -> Path:
     Plain tensors, lists, numbers and dicts only (loadable with weights_only=True): the
     checkpoints in the paper layout with the causal mask, their epochs, a train loss per
     epoch, a test loss every 10 epochs (NaN where the run has none), `model` (the last
-    checkpoint) and `config` (the RunConfig as a dict). Written to a temp file, then renamed.
+    checkpoint) and `config` (the RunConfig as a dict). Written to a temp file, then renamed
+    (the temp file has the final name, in a temp folder: torch names the archive after it).
     """
     out = Path(out_path)
     cfg = run.meta().config
@@ -469,7 +470,7 @@ def export_arena(run: Run, out_path: Path | str) -> Path:
     # the config plans are not the trainer's: they must not size these lists.
     bound = max(cfg.epochs, epochs[-1])
     by_epoch = {}
-    for r in run.read_metrics():
+    for r in run.read_metrics(whole=True):  # rows missing are named, not skipped past
         if r["epoch"] > bound:
             run.warn_once(f"metrics.jsonl has a row for epoch {int(r['epoch']):,}, past this run's "
                  f"{bound:,} epochs: left out of the export")  # fmt: skip
@@ -489,11 +490,16 @@ def export_arena(run: Run, out_path: Path | str) -> Path:
         "model": state_dicts[-1],
         "config": cfg.to_dict(),
     }
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    # torch names the archive inside after the file it writes: a temp file of the final
+    # name, in a temp folder beside it, so the archive is `full_run_data/`, as published.
+    tmp_dir = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = tmp_dir / out.name
     try:
+        tmp_dir.mkdir()
         torch.save(payload, tmp)
         os.replace(tmp, out)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise RunError(f"cannot write {out}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
+from grok_tui.engine.store.gaps import count_epochs, epoch_gaps, missing_rows_warning
 from grok_tui.engine.store.rows import clean_metric_row
 from grok_tui.engine.store.runs import Run
 from grok_tui.engine.store.untrusted import describe_skipped, parse_jsonl, what_is_wrong
@@ -23,6 +24,7 @@ class MetricsReader:
         self.line = 1  # number of the next line to read
         self._inode: int | None = None
         self.problems: list[str] = []
+        self._gaps_said = False
 
     def read_new(self) -> list[dict[str, float]]:
         """Rows appended since the last call (all rows again if the file was rewritten)."""
@@ -44,6 +46,8 @@ class MetricsReader:
         if not stat.S_ISREG(st.st_mode):
             self.problems.append(f"{self.run.metrics_path} {what_is_wrong(self.run.metrics_path)}")
             return [], reset
+        # Reading from the start: listed before the read, every checkpoint has its rows.
+        newest = self.run.newest_checkpoint_with_rows() if self.offset == 0 else None
         try:
             with open(self.run.metrics_path, "rb") as f:
                 f.seek(self.offset)
@@ -55,4 +59,10 @@ class MetricsReader:
         self.offset += found.consumed
         self.line += found.lines
         self.problems.extend(describe_skipped(self.run.metrics_path.name, found.skipped))
+        if newest is not None:
+            gaps = epoch_gaps((int(r["epoch"]) for r in found.rows), newest)
+            unexplained = count_epochs(gaps) > len(found.skipped)  # by the bad lines named
+            if unexplained and not self._gaps_said:
+                self._gaps_said = True  # once per reader: a rewrite reads it all again
+                self.problems.append(missing_rows_warning(self.run.metrics_path.name, gaps, newest))
         return found.rows, reset

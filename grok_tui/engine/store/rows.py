@@ -61,15 +61,3 @@ def check_measures_row(row: dict[str, Any]) -> dict[str, Any]:
     ):
         raise RowProblem("has key_freqs that are not whole numbers")
     return row
-
-
-def describe_epochs(epochs: list[int], most: int = 6) -> str:
-    """[3, 4, 5, 9] -> '3-5, 9' (the first few runs of consecutive epochs)."""
-    runs: list[tuple[int, int]] = []
-    for e in epochs:
-        if runs and e == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], e)
-        else:
-            runs.append((e, e))
-    parts = [f"{a:,}" if a == b else f"{a:,}-{b:,}" for a, b in runs[:most]]
-    return ", ".join(parts) + (", ..." if len(runs) > most else "")

@@ -46,11 +46,11 @@ from grok_tui.engine.store.atomic import (
     write_error,
 )
 from grok_tui.engine.store.errors import DiskFull, RunError
+from grok_tui.engine.store.gaps import count_epochs, describe_gaps, epoch_gaps, missing_rows_warning
 from grok_tui.engine.store.liveness import lock_is_stale
 from grok_tui.engine.store.rows import (
     check_measures_row,
     clean_metric_row,
-    describe_epochs,
     format_metric_row,
 )
 from grok_tui.engine.store.run_meta import FORMAT_VERSION, RunMeta, now_iso, software_versions
@@ -63,6 +63,7 @@ from grok_tui.engine.store.untrusted import (
     read_json_file,
     read_jsonl,
     warn,
+    what_is_wrong,
 )
 
 __all__ = ["Run", "RunError"]  # RunError lives in errors.py; importers may take it from here
@@ -186,9 +187,31 @@ class Run:
         if text:
             append_bytes(self.metrics_path, text.encode())
 
-    def read_metrics(self) -> list[dict[str, float]]:
-        """Every whole, valid row; each line skipped is a RunWarning naming it."""
-        return self._read_metrics_lines(warn_skipped=True).rows
+    def read_metrics(self, whole: bool = False) -> list[dict[str, float]]:
+        """Every whole, valid row; each line skipped is a RunWarning naming it. `whole`
+        (an export): a RunWarning also names the epochs up to the newest checkpoint that
+        have no row, for a file cut short parses cleanly."""
+        newest = self.newest_checkpoint_with_rows() if whole else None  # listed before reading
+        found = self._read_metrics_lines(warn_skipped=True)
+        if newest is not None:
+            gaps = epoch_gaps((int(r["epoch"]) for r in found.rows), newest)
+            if count_epochs(gaps) > len(found.skipped):  # more than the bad lines explain
+                self.warn_once(missing_rows_warning(self.metrics_path.name, gaps, newest))
+        return found.rows
+
+    def newest_checkpoint_with_rows(self) -> int | None:
+        """The newest checkpoint epoch, up to which every epoch must have a metrics row (the
+        trainer writes rows before checkpoints); None for a run without checkpoints or one
+        imported from a file, whose rows are what that file held."""
+        epochs = [e for e in self.checkpoint_epochs() if e <= MAX_EPOCHS]
+        if not epochs:
+            return None
+        try:
+            if self.meta().source:
+                return None
+        except RunError:
+            return None
+        return epochs[-1]
 
     def _read_metrics_lines(self, warn_skipped: bool) -> JsonLines:
         try:
@@ -203,18 +226,18 @@ class Run:
     def truncate_metrics(self, before_epoch: int) -> None:
         """Keep rows with epoch < before_epoch (resuming recomputes the rest).
 
-        A line that cannot be read is never dropped silently: the file as it was is kept
-        beside it (`metrics.jsonl.damaged-STAMP`), and a warning names the line and the
-        epochs left without a row.
+        A line that cannot be read, or rows missing below the resume point (a file cut
+        short), are never passed over silently: the file as it was is kept beside it
+        (`metrics.jsonl.damaged-STAMP`), and a warning names the lines and the epochs left
+        without a row.
         """
         self._writable()
         found = self._read_metrics_lines(warn_skipped=False)
         rows = [r for r in found.rows if r["epoch"] < before_epoch]
+        gaps = epoch_gaps((int(r["epoch"]) for r in rows), min(before_epoch, MAX_EPOCHS + 1) - 1)
         if found.skipped:
             kept = self.keep_damaged_copy(self.metrics_path)
-            have = {int(r["epoch"]) for r in rows}
-            missing = [e for e in range(min(before_epoch, MAX_EPOCHS + 1)) if e not in have]
-            gap = f"; epochs without a row: {describe_epochs(missing)}" if missing else ""
+            gap = f"; epochs without a row: {describe_gaps(gaps)}" if gaps else ""
             first = found.skipped[0]
             which = f"line {first.line:,}"
             if len(found.skipped) > 1:
@@ -227,6 +250,14 @@ class Run:
             self.warn_once(
                 f"{self.metrics_path.name} {which} {first_reason}: dropped from the "
                 f"rewritten file, kept in {kept.name}{gap}"
+            )
+        elif gaps:  # cut short, emptied or torn: rows are missing though every line parses
+            kept = self.keep_damaged_copy(self.metrics_path)
+            n = count_epochs(gaps)
+            self.warn_once(
+                f"{self.metrics_path.name} has no row for {n:,} of the {before_epoch:,} epochs "
+                f"before the resume point ({describe_gaps(gaps)}): it was cut short or damaged; "
+                f"kept as it was in {kept.name}; those epochs stay without a row"
             )
         text = "".join(format_metric_row(r) for r in rows)
         atomic_write_bytes(self.metrics_path, text.encode())
@@ -296,8 +327,11 @@ class Run:
         atomic_write_bytes(self.resume_path, buf.getvalue())
 
     def load_resume(self) -> dict[str, Any] | None:
-        if not self.resume_path.exists():
+        if not os.path.lexists(self.resume_path):
             return None
+        problem = what_is_wrong(self.resume_path)  # a FIFO would block torch.load forever
+        if problem:
+            raise RunError(f"{self.resume_path} {problem}: it cannot be resumed from")
         # Weights and two Adam moments, each at most the largest weight (float64 at worst),
         # the Grokfast state, plus the pickle and RNG state: nothing genuine declares more.
         cfg = self.meta().config
@@ -328,10 +362,11 @@ class Run:
         """One line for a write that failed on a full disk: what, and what is kept."""
         epoch = self.resume_epoch()
         if epoch is None:
-            kept = "nothing resumable was saved yet"
+            kept = "no resume point was saved yet, so once space is freed it starts from epoch 0"
         else:
             kept = f"the run is intact up to epoch {epoch:,} and resumes from there"
-        return f"disk full while writing {exc.path.name}; {kept} once space is freed"
+            kept += " once space is freed"
+        return f"disk full while writing {exc.path.name}; {kept}"
 
     def ensure_resumable(self) -> None:
         """Raise RunError (one line) for a run with checkpoints but no optimiser state.
@@ -339,7 +374,7 @@ class Run:
         Training such a run would start again from fresh weights over its history: runs
         imported from elsewhere (no resume.pt) can be analysed, not trained further.
         """
-        if self.resume_path.exists() or not self.checkpoint_epochs():
+        if os.path.lexists(self.resume_path) or not self.checkpoint_epochs():
             return
         source = self.meta().source
         if source:

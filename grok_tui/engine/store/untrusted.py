@@ -280,11 +280,19 @@ def check_zip_sizes(path: Path, max_entry_bytes: int, max_ratio: float = 4.0) ->
     together at most `max_ratio` times the file's size: torch stores tensors
     uncompressed, so a genuine file holds about its own size; a deflated record that
     inflates a thousandfold is a bomb. Files that are not zips (the legacy format) are
-    read from the file as they are, bounded by its size, and pass unchecked.
+    read from the file as they are, bounded by its size, and pass unchecked unless they are
+    not pickles at all. Anything but a regular file (a FIFO, a directory, a looping link)
+    is refused before it is opened.
     """
+    problem = what_is_wrong(path)  # a FIFO would block the zip reader's open forever
+    if problem:
+        raise FileProblem(f"{path.name} {problem}; not loaded")
     try:
         size = os.path.getsize(path)
         if not zipfile.is_zipfile(path):
+            legacy = not_a_legacy_torch_file(path)
+            if legacy:
+                raise FileProblem(f"{path.name} cannot be loaded safely: {legacy}")
             return
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
@@ -303,3 +311,48 @@ def check_zip_sizes(path: Path, max_entry_bytes: int, max_ratio: float = 4.0) ->
             f"{path.name}: its records declare {total:,} bytes in a file of {size:,} "
             "(a compressed bomb?); not loaded"
         )
+    check_zip_records(path)
+
+
+def not_a_legacy_torch_file(path: Path) -> str:
+    """Why a file that is not a zip is not torch's older format either ('' if it may be):
+    that format is a pickle (protocol 2 or later starts with 0x80). torch's own errors for
+    other files are meaningless ("list index out of range" for a text file)."""
+    head = read_regular_file(path, 2)
+    if not head:
+        return "the file is empty or truncated"
+    if head[:1] != b"\x80":
+        return "it is not a torch file (neither a zip archive nor a pickle)"
+    return ""
+
+
+def check_zip_records(path: Path, chunk: int = 1 << 20) -> None:
+    """Refuse a zip whose records do not hold what its directory declares: torch reads
+    a record up to its declared size without checking its CRC, so data that inflates to
+    far more (or other bytes) than the header says would load as wrong tensors. Streams
+    each record once (memory bounded by `chunk`); Python's zip reader stops at the
+    declared size and checks the CRC there."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                got = 0
+                try:
+                    with archive.open(info) as record:
+                        while data := record.read(chunk):
+                            got += len(data)
+                except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise FileProblem(_damaged_record(path, info.filename, reason)) from None
+                except (NotImplementedError, RuntimeError) as exc:  # encrypted, odd methods
+                    raise FileProblem(_damaged_record(path, info.filename, str(exc))) from None
+                if got != info.file_size:
+                    reason = f"it holds {got:,} bytes, not the {info.file_size:,} declared"
+                    raise FileProblem(_damaged_record(path, info.filename, reason))
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError):
+        return  # the directory itself: torch.load will say what is wrong with it
+
+
+def _damaged_record(path: Path, record: str, reason: str) -> str:
+    if reason.startswith("Bad CRC-32"):
+        reason = "its data does not match its CRC-32 checksum"
+    return f"{path.name}: its record {record!r} is damaged or forged ({reason[:120]}); not loaded"
