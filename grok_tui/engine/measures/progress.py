@@ -16,9 +16,12 @@ Measures of a `ProgressTable` for the key set S in use (engine/measures/keyfreqs
   the train set (`excluded_loss`); per key frequency, removing one k at a time
   (`excluded_per_freq`). It rises when the model starts to rely on the circuit.
 - `test_restricted_ratio` = test loss / restricted loss.
-- Gini coefficients (Hurley & Rickard) of the per-frequency norms sqrt(|cos k|^2 + |sin k|^2)
-  of W_E[:p] (norm over d_model) and of W_L = W_out W_U[:, :p] over classes (norm over
-  neurons), k = 1..K: phase-invariant, they rise as the model becomes sparse in frequency.
+- Gini coefficients (Hurley & Rickard) of the Fourier norms of W_E[:p] (norm over d_model)
+  and of W_L = W_out W_U[:, :p] over classes (norm over neurons): `gini_W_E`, `gini_W_L` as
+  the paper's code computes them, over the norm of each Fourier component (constant, cos k
+  and sin k apart); `gini_W_E_freq`, `gini_W_L_freq` over the per-frequency norms
+  sqrt(|cos k|^2 + |sin k|^2), k = 1..K, which a turning phase does not move. Both rise as
+  the model becomes sparse in frequency.
 - sum of squared weights, total and per parameter (classic names).
 - trig fractions of the neuron pre-activations, post-activations and logits: for each column
   (neuron, class), the share of its variance (centred over inputs) along the directions
@@ -66,9 +69,11 @@ from grok_tui.engine.measures.record import (
     RECORD_VERSION,
     Record,
     Recorder,
+    freq_gini,
     freq_norms,
     gini,
     load_arrays,
+    paper_gini,
     row_is_record,
     save_arrays,
 )
@@ -94,6 +99,8 @@ SCALARS = (
     "test_restricted_ratio",
     "gini_W_E",
     "gini_W_L",
+    "gini_W_E_freq",
+    "gini_W_L_freq",
     "sum_sq_weights",
     "trig_frac_pre",
     "trig_frac_post",
@@ -302,6 +309,8 @@ class RecordStore:
                     stale += 1
                 records[row["epoch"]] = row  # the last one written wins
                 continue
+            if row.get("kind") == "outlook":
+                continue  # engine/measures/asof.py reads these
             ex = _excluded_row(row)
             if ex is None:
                 stale += 1
@@ -361,6 +370,7 @@ class RecordStore:
             rows += [
                 excluded_json(e, k, v) for (e, k), v in sorted(excluded.items()) if k == keep_keys
             ]
+            rows += [r for r in self.run.read_measures() if r.get("kind") == "outlook"]
             self.run.rewrite_measures(rows)
 
 
@@ -396,6 +406,7 @@ class ProgressTracker:
         self._stale = 0
         self._restricted: dict[tuple[int, tuple[int, ...]], tuple[float, float, float]] = {}
         self._candidates: dict[int, tuple[int, ...]] = {}
+        self._shares: dict[int, np.ndarray] = {}
         self._train_counts: np.ndarray | None = None
 
     @property
@@ -487,9 +498,11 @@ class ProgressTracker:
         should_stop: Callable[[], bool] | None = None,
         limit: int | None = None,
         keys: tuple[int, ...] | None = None,
+        upto: int | None = None,
     ) -> int:
         """Compute the excluded losses of the current key set (or of `keys`) where they are
-        missing, newest first; return how many this tracker has computed in all."""
+        missing (at checkpoints up to `upto`), newest first; return how many this tracker
+        has computed in all."""
         self._rescan()
         keys = self.key_history().current if keys is None else keys
         if not keys:
@@ -497,7 +510,7 @@ class ProgressTracker:
         todo = [
             e
             for e in reversed(self.epochs())
-            if (e, keys) not in self.excluded and e not in self.bad
+            if (e, keys) not in self.excluded and e not in self.bad and (upto is None or e <= upto)
         ]
         if limit is not None:
             todo = todo[:limit]
@@ -543,7 +556,18 @@ class ProgressTracker:
                     f"{self.run.path}"
                 )
             return keyfreqs.fixed_history(self.key_epoch, self.candidate(self.key_epoch))
-        return keyfreqs.live_history(epochs, [self.candidate(e) for e in epochs])
+        return keyfreqs.live_history(
+            epochs,
+            [self.candidate(e) for e in epochs],
+            provisional=keyfreqs.provisional_candidates([self.shares(e) for e in epochs]),
+        )
+
+    def shares(self, epoch: int) -> np.ndarray:
+        """(K,) each frequency's share of W_E's and W_L's norms (the provisional key set)."""
+        if epoch not in self._shares:
+            arrays = self.records[epoch].arrays
+            self._shares[epoch] = keyfreqs.frequency_shares(arrays["w_e_sq"], arrays["w_l_sq"])
+        return self._shares[epoch]
 
     # -- the table ---------------------------------------------------------------------------------
     def table(self, upto: int | None = None) -> ProgressTable:
@@ -621,8 +645,12 @@ def build_table(
         "restricted_acc": restricted[:, 2],
         "excluded_loss": excl[:, 0],
         "test_restricted_ratio": np.where(restricted[:, 0] > 0, ratio, math.nan),
-        "gini_W_E": col["gini_W_E"],
-        "gini_W_L": col["gini_W_L"],
+        # From the arrays, not the stored scalars: rows of older versions of this code
+        # stored the per-frequency Gini under the paper's name.
+        "gini_W_E": np.array([paper_gini(r.arrays["w_e_sq"]) for r in records]),
+        "gini_W_L": np.array([paper_gini(r.arrays["w_l_sq"]) for r in records]),
+        "gini_W_E_freq": np.array([freq_gini(r.arrays["w_e_sq"]) for r in records]),
+        "gini_W_L_freq": np.array([freq_gini(r.arrays["w_l_sq"]) for r in records]),
         "sum_sq_weights": col["sum_sq_weights"],
         "trig_frac_pre": trig["trig_pre"],
         "trig_frac_post": trig["trig_post"],
@@ -651,7 +679,7 @@ def build_table(
         spectrogram_W_E=freq_norms(arrays["w_e_sq"]),
         spectrogram_W_L=freq_norms(arrays["w_l_sq"]),
         key_history=history,
-        warning=keyfreqs.cross_check(keys, newest.arrays["w_l_sq"]),
+        warning="" if history.provisional else keyfreqs.cross_check(keys, newest.arrays["w_l_sq"]),
         excluded_pending=sum(1 for r in records if keys and (r.epoch, keys) not in excluded),
     )
 

@@ -5,8 +5,10 @@ A Record keeps, per checkpoint, what every measure needs for *any* key set, so t
 set costs no forward pass (only the excluded loss of a whole set does; see below):
 
 - frequency-free scalars: train / test loss and accuracy (p classes), the Gini coefficients
-  of the per-frequency Fourier norms of W_E and W_L, the sum of squared weights (total and
-  per parameter), the average attention from `=` to each key (h x 3);
+  of W_E's and W_L's Fourier norms (`gini_W_E`, `gini_W_L`: the paper's, over the norm of
+  each Fourier component, cos and sin apart, the constant included; `gini_W_E_freq`,
+  `gini_W_L_freq`: over the phase-invariant per-frequency norms), the sum of squared weights
+  (total and per parameter), the average attention from `=` to each key (h x 3);
 - `w_e_sq`, `w_l_sq` (p,): the squared norm of each Fourier component of W_E[:p] (over
   d_model) and of W_L = W_out W_U[:, :p] over classes (over neurons): the spectrogram rows;
 - `logit_coeffs` (K, 2, p) and `logit_mean` (p,): the logits' coefficients on the unit
@@ -75,6 +77,8 @@ RECORD_SCALARS = (
     "test_acc",
     "gini_W_E",
     "gini_W_L",
+    "gini_W_E_freq",
+    "gini_W_L_freq",
     "sum_sq_weights",
 )
 
@@ -92,6 +96,22 @@ def gini(values: np.ndarray | Any) -> float:
         return math.nan
     k = np.arange(1, n + 1)
     return float(1.0 - 2.0 * np.sum((c / total) * (n - k + 0.5) / n))
+
+
+def component_norms(component_sq: np.ndarray) -> np.ndarray:
+    """The norm of each Fourier component (constant, cos 1, sin 1, ...) from its square: what
+    the paper's code takes the Gini coefficient of (`gini_W_E`, `gini_W_L`)."""
+    return np.sqrt(np.clip(np.asarray(component_sq, dtype=np.float64), 0.0, None))
+
+
+def paper_gini(component_sq: np.ndarray) -> float:
+    """The paper's Gini of a matrix's Fourier components: of `component_norms`."""
+    return gini(component_norms(component_sq))
+
+
+def freq_gini(component_sq: np.ndarray) -> float:
+    """The phase-invariant variant: the Gini of the per-frequency norms (`freq_norms`)."""
+    return gini(freq_norms(component_sq))
 
 
 def freq_norms(component_sq: np.ndarray) -> np.ndarray:
@@ -213,8 +233,10 @@ class Recorder:
             "test_loss": test_loss,
             "train_acc": train_acc,
             "test_acc": test_acc,
-            "gini_W_E": gini(freq_norms(arrays["w_e_sq"])),
-            "gini_W_L": gini(freq_norms(arrays["w_l_sq"])),
+            "gini_W_E": paper_gini(arrays["w_e_sq"]),
+            "gini_W_L": paper_gini(arrays["w_l_sq"]),
+            "gini_W_E_freq": freq_gini(arrays["w_e_sq"]),
+            "gini_W_L_freq": freq_gini(arrays["w_l_sq"]),
             "sum_sq_weights": sum(sum_sq.values()),
         }
         return Record(int(epoch), scalars, sum_sq, attn, arrays)

@@ -158,6 +158,7 @@ class ProgressService(WakeableThread):
         self.writer_measures = False
         self._idle = threading.Event()  # set while nothing is left to do
         self._tracker: Any = None
+        self._outlooks: Any = None  # asof.OutlookHistory of the tracker
         self._start("grok-progress")
 
     def poke(self) -> None:
@@ -181,11 +182,16 @@ class ProgressService(WakeableThread):
         return age < self.grace_s
 
     def _post(self) -> None:
-        from grok_tui.engine.measures.outlook import outlook
+        from grok_tui.engine.measures.outlook import OutlookHistory
 
+        if self._outlooks is None or self._outlooks.tracker is not self._tracker:
+            self._outlooks = OutlookHistory(self._tracker)
         table = self._tracker.table()
+        # Stepped (and stored) checkpoint by checkpoint: the outlook as of the newest one
+        # is what `analyze --epoch` shows for it later.
+        view = self._outlooks.at(should_stop=self._stopped.is_set)
         pending = len(self._tracker.missing()) + table.excluded_pending
-        self.on_update(ProgressUpdate(table, outlook(table), pending=pending))
+        self.on_update(ProgressUpdate(table, view, pending=pending))
 
     def _loop(self) -> None:
         from grok_tui.engine.measures.progress import ProgressTracker

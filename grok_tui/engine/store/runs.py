@@ -736,7 +736,9 @@ def stamped_path(root: Path, prefix: str) -> Path:
     return path
 
 
-MEASURES_ROW_KINDS = ("record", "excluded")  # engine/measures/record.py's two kinds of row
+# Row kinds of measures.jsonl: records and excluded losses (engine/measures/progress.py), and
+# the outlook as of each checkpoint (engine/measures/asof.py).
+MEASURES_ROW_KINDS = ("record", "excluded", "outlook")
 
 
 def check_measures_row(row: dict[str, Any]) -> dict[str, Any]:
