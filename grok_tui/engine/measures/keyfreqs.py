@@ -86,6 +86,22 @@ class KeyHistory:
             return False
         return self.clustered_since is None or epoch < self.clustered_since
 
+    @property
+    def current(self) -> tuple[int, ...]:
+        return self.changes[-1][1] if self.changes else ()
+
+    @property
+    def since(self) -> int | None:
+        return self.changes[-1][0] if self.changes else None
+
+    def at(self, epoch: int) -> tuple[int, ...]:
+        """The set in use once checkpoint `epoch` had been seen."""
+        keys: tuple[int, ...] = ()
+        for since, s in self.changes:
+            if since <= epoch:
+                keys = s
+        return keys
+
     def to_json(self) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []
         for e, s in self.changes:

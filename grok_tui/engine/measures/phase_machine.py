@@ -6,8 +6,12 @@ sharp change not yet settled can withdraw one: the phase read off the raw estima
 back ("cleaned up" at 1,718, "cleaning up" at 1,780, "cleaned up" again at 1,835). The
 machine steps once per checkpoint, in order, and keeps what it has announced:
 
-- a boundary is announced once the raw estimate has shown it at `confirm` checkpoints in a
-  row (hysteresis on the input), and only after the boundary before it;
+- a boundary is announced once the raw estimate has held it, within `max_move`, at
+  `confirm` checkpoints in a row spanning at least `settle` of the epochs from the boundary
+  to now (hysteresis on the input), and only after the boundary before it. The span is
+  what tells a boundary from an estimate that trails the run: a sharp change still in
+  progress has a tangent that keeps moving with it, and an estimate that tracks a fixed
+  share of the epochs seen never holds still that long;
 - once announced it is never withdrawn, so the phase now (memorising -> circuit forming ->
   cleaning up -> cleaned up) only moves forward;
 - it may refine to where the raw estimate now puts it, within `max_move` of the epoch
@@ -26,7 +30,8 @@ from typing import Any
 
 from grok_tui.engine.measures.phases import PHASE_NAMES, PHASES
 
-CONFIRM = 2  # checkpoints in a row a raw boundary must show before it is announced
+CONFIRM = 2  # checkpoints in a row a raw boundary must hold before it is announced ...
+SETTLE = 0.25  # ... spanning this share of the epochs from it to now
 MAX_MOVE = 0.10  # an announced boundary stays within this share of its first epoch
 
 
@@ -36,7 +41,10 @@ class PhaseState:
 
     announced: dict[str, int] = field(default_factory=dict)  # boundary -> epoch now
     first: dict[str, int] = field(default_factory=dict)  # boundary -> epoch first announced
-    streak: dict[str, int] = field(default_factory=dict)  # not yet announced: shown in a row
+    # Not yet announced: the raw value held since `held_since` (epoch), at `shown` checkpoints.
+    candidate: dict[str, int] = field(default_factory=dict)
+    held_since: dict[str, int] = field(default_factory=dict)
+    shown: dict[str, int] = field(default_factory=dict)
 
     def phases(self) -> dict[str, int | None]:
         return {name: self.announced.get(name) for name in PHASES}
@@ -54,11 +62,7 @@ class PhaseState:
         return PHASE_NAMES[name], self.announced[name]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "announced": dict(self.announced),
-            "first": dict(self.first),
-            "streak": dict(self.streak),
-        }
+        return {name: dict(getattr(self, name)) for name in STATE_PARTS}
 
     @classmethod
     def from_json(cls, data: Any) -> PhaseState | None:
@@ -66,7 +70,7 @@ class PhaseState:
         if not isinstance(data, dict):
             return None
         parts = []
-        for key in ("announced", "first", "streak"):
+        for key in STATE_PARTS:
             part = data.get(key)
             if not isinstance(part, dict) or not set(part) <= set(PHASES):
                 return None
@@ -74,11 +78,17 @@ class PhaseState:
                 return None
             parts.append(dict(part))
         state = cls(*parts)
+        pending = (set(state.candidate), set(state.held_since), set(state.shown))
+        if len({frozenset(x) for x in pending}) != 1:
+            return None
         if set(state.announced) != set(state.first) or list(state.announced) != [
             n for n in PHASES[: len(state.announced)]
         ]:
             return None
         return state
+
+
+STATE_PARTS = ("announced", "first", "candidate", "held_since", "shown")
 
 
 def _within(epochs: Sequence[int], lo: float, hi: float, want: float) -> int | None:
@@ -93,10 +103,12 @@ def step(
     epochs: Sequence[int],
     confirm: int = CONFIRM,
     max_move: float = MAX_MOVE,
+    settle: float = SETTLE,
 ) -> PhaseState:
     """The state after one more checkpoint, given the raw boundaries read off the curves up
     to it and the checkpoint epochs so far (ascending). `state` is left as it was."""
-    new = PhaseState(dict(state.announced), dict(state.first), {})
+    new = PhaseState(dict(state.announced), dict(state.first))
+    now = int(epochs[-1]) if len(epochs) else 0
     previous: int | None = 0
     for i, name in enumerate(PHASES):
         value = raw.get(name)
@@ -115,11 +127,16 @@ def step(
         if previous is None or value is None:  # the boundary before is not announced yet
             previous = None
             continue
-        shown = state.streak.get(name, 0) + 1
-        if shown >= confirm:
-            new.announced[name] = new.first[name] = max(int(value), previous)
+        value = max(int(value), previous)
+        held = state.candidate.get(name)
+        if held is None or abs(value - held) > max_move * held:
+            held, since, shown = value, now, 1  # a new candidate
         else:
-            new.streak[name] = shown
+            since, shown = state.held_since[name], state.shown[name] + 1
+        if shown >= confirm and now - since >= settle * (now - held):
+            new.announced[name] = new.first[name] = value
+        else:
+            new.candidate[name], new.held_since[name], new.shown[name] = held, since, shown
         previous = None
     return new
 
@@ -129,10 +146,11 @@ def replay(
     raws: Sequence[Mapping[str, int | None]],
     confirm: int = CONFIRM,
     max_move: float = MAX_MOVE,
+    settle: float = SETTLE,
 ) -> list[PhaseState]:
     """The state after each checkpoint, from the raw boundaries seen at each (tests, bench)."""
     state, out = PhaseState(), []
     for i, raw in enumerate(raws):
-        state = step(state, raw, epochs[: i + 1], confirm, max_move)
+        state = step(state, raw, epochs[: i + 1], confirm, max_move, settle)
         out.append(state)
     return out

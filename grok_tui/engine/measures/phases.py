@@ -232,7 +232,9 @@ def find_phases(
             2.0
         ):
             estimates.append(float(x[i_min]))
-    memorised = memorisation_estimate(estimates)
+    # The train loss at its floor is what memorisation ending means: without it the other
+    # signals (a test loss dipping early, say) say nothing yet.
+    memorised = memorisation_estimate(estimates) if estimates[0] is not None else None
     out["memorisation_end"] = _snap(x, memorised)
     if memorised is None:
         return out
