@@ -18,12 +18,10 @@ The rule (the paper's, made safe for a live run):
    `LEAVE_SHARE` times it, so one near the threshold does not flicker in and out). Until any
    stands out, the `FALLBACK_SIZE` strongest at the first checkpoint. A new provisional set
    replaces the one in use once it has been the candidate of `stable` checkpoints in a row;
-   the first clustered set replaces it for good (`KeyHistory.clustered_since`), and the
-   set is marked provisional (on screen and in the data) until then.
-4. Hysteresis on the clustered set: a candidate that drops a frequency of the set in use
-   must be the candidate of twice `stable` checkpoints in a row (one that adds needs
-   `stable`), so a frequency entering and leaving does not swing every measure.
-5. With a reference checkpoint (`--key-epoch`, the paper used epoch 40,000 of 50,000), its
+   the first clustered set replaces it for good (`KeyHistory.clustered_since`; a change is
+   recorded then even if the set is the same), and the set is marked provisional (on
+   screen and in the data) until then.
+4. With a reference checkpoint (`--key-epoch`, the paper used epoch 40,000 of 50,000), its
    candidate set is used as it is, for the whole run.
 
 Cross-check: the key frequencies carry the logits, so they should be the strongest
@@ -126,12 +124,9 @@ def live_history(
     prov_len = 0
     for i, (epoch, cand) in enumerate(zip(epochs, candidates, strict=True)):
         run_len = run_len + 1 if i > 0 and cand == candidates[i - 1] else 1
-        dropping = bool(set(history.current) - set(cand))
-        need = 2 * stable if history.clustered_since is not None and dropping else stable
         adopting = history.clustered_since is None or cand != history.current
-        if cand and run_len >= need and adopting:
-            if cand != history.current:
-                history.changes.append((int(epoch), cand))
+        if cand and run_len >= stable and adopting:
+            history.changes.append((int(epoch), cand))
             if history.clustered_since is None:
                 history.clustered_since = int(epoch)
             continue
