@@ -515,7 +515,7 @@ class ProgressTracker:
         if limit is not None:
             todo = todo[:limit]
         if todo and self._stale > max(64, len(self.records)):
-            self.store.compact(keys)
+            self.store.compact(self.key_history().current)  # not an older set asked for
             self._stale = 0
             with contextlib.suppress(OSError):
                 self._scanned_size = self.run.measures_path.stat().st_size
