@@ -286,3 +286,37 @@ def test_table_trig_fraction_is_the_sum_over_the_key_set(case: dict) -> None:
     w_e = case["weights"]["embed.W_E"].double().numpy()[: SMALL.p]
     want = np.sqrt(((f @ w_e) ** 2).sum(1)[1:].reshape(-1, 2).sum(1))
     np.testing.assert_allclose(table.spectrogram_W_E[0], want, rtol=1e-4)
+
+
+def test_a_subtract_record_reads_the_x_minus_y_directions() -> None:
+    """For subtract the circuit writes cos/sin(w_k(x - y)) and the label is x - y: the
+    coefficients are projections on those directions, and the restricted and excluded
+    losses are those of the logits projected on them (written out, no FFT)."""
+    cfg = SMALL.replace(op="subtract")
+    p, weights = cfg.p, random_weights(cfg, seed=9)
+    recorder = Recorder(Analyzer(cfg))
+    record = recorder.record(weights, epoch=3)
+    assert record.sign == -1 and record.row()["sign"] == -1
+    ref = brute(cfg, weights)
+    logits, labels, train = ref["logits"], ref["labels"], ref["train"]
+    x, y = np.divmod(np.arange(p * p), p)
+    assert (labels.numpy() == (x - y) % p).all()
+
+    def directions(k: int) -> tuple[np.ndarray, np.ndarray]:
+        angle = 2 * math.pi * k * (x - y) / p
+        c, s = np.cos(angle), np.sin(angle)
+        return c / np.linalg.norm(c), s / np.linalg.norm(s)
+
+    got = record.arrays["logit_coeffs"]
+    for k in range(1, (p - 1) // 2 + 1):
+        c, s = directions(k)
+        np.testing.assert_allclose(got[k - 1, 0], c @ logits, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got[k - 1, 1], s @ logits, rtol=1e-4, atol=1e-5)
+    keys = (2, 5)
+    proj = sum(np.outer(d, d @ logits) for k in keys for d in directions(k))
+    restricted = logits.mean(0) + proj
+    counts = np.bincount(labels[train].numpy(), minlength=p)
+    total, _, _ = restricted_losses(got[None], record.arrays["logit_mean"][None], keys, counts)
+    assert total[0] == pytest.approx(ce(restricted, labels), rel=1e-4)
+    excluded, _ = recorder.excluded_losses(weights, keys, got)
+    assert excluded == pytest.approx(ce((logits - proj)[train], labels[train]), rel=1e-4)

@@ -69,6 +69,7 @@ from grok_tui.engine.measures.record import (
     RECORD_VERSION,
     Record,
     Recorder,
+    circuit_sign,
     freq_gini,
     freq_norms,
     gini,
@@ -80,10 +81,11 @@ from grok_tui.engine.measures.record import (
 from grok_tui.engine.store.runs import Run, RunError, atomic_write_bytes
 
 MEASURES_VERSION = RECORD_VERSION
-# The ops whose progress measures this module computes correctly: the records use the x + y
-# directions and Z_p's Fourier basis (engine/core/ops.py has each op's directions and basis for
-# the day they are taken up here). For other ops the app and `analyze` say "n/a".
-MEASURES_OPS = ("add",)
+# The ops whose progress measures this module computes correctly: the additive ones, whose
+# records use the x + y (x - y) directions and Z_p's Fourier basis (engine/core/ops.py has
+# each op's directions and basis; the log basis of multiply and divide is not taken up here
+# yet). For other ops the app and `analyze` say "n/a".
+MEASURES_OPS = ("add", "subtract")
 __all__ = ["MEASURES_VERSION", "SCALARS", "ProgressTable", "ProgressTracker", "gini"]
 
 # The scalar measures of a table, in the order a report lists them.
@@ -255,10 +257,13 @@ def empty_table() -> ProgressTable:
 Excluded = tuple[float, ...]  # (excluded loss, then one per key frequency in order)
 
 
-def _excluded_row(row: dict[str, Any]) -> tuple[int, tuple[int, ...], Excluded] | None:
+def _excluded_row(
+    row: dict[str, Any], sign: int = 1
+) -> tuple[int, tuple[int, ...], Excluded] | None:
     epoch, keys, per_freq = row.get("epoch"), row.get("key_freqs"), row.get("per_freq")
     if (
         row.get("kind") != "excluded"
+        or row.get("sign", 1) != sign
         or row.get("version") != RECORD_VERSION
         or not isinstance(epoch, int)
         or isinstance(epoch, bool)
@@ -271,9 +276,11 @@ def _excluded_row(row: dict[str, Any]) -> tuple[int, tuple[int, ...], Excluded] 
     return epoch, tuple(keys), (_num(row.get("excluded_loss")), *map(_num, per_freq))
 
 
-def excluded_json(epoch: int, keys: tuple[int, ...], values: Excluded) -> dict[str, Any]:
+def excluded_json(
+    epoch: int, keys: tuple[int, ...], values: Excluded, sign: int = 1
+) -> dict[str, Any]:
     clean = [v if math.isfinite(v) else None for v in values]
-    return {
+    row: dict[str, Any] = {
         "epoch": epoch,
         "version": RECORD_VERSION,
         "kind": "excluded",
@@ -281,6 +288,9 @@ def excluded_json(epoch: int, keys: tuple[int, ...], values: Excluded) -> dict[s
         "excluded_loss": clean[0],
         "per_freq": clean[1:],
     }
+    if sign != 1:
+        row["sign"] = sign  # x - y directions (subtract), as its records
+    return row
 
 
 class RecordStore:
@@ -289,6 +299,7 @@ class RecordStore:
     def __init__(self, run: Run, p: int, d_mlp: int) -> None:
         self.run = run
         self.p, self.d_mlp = p, d_mlp
+        self.sign = circuit_sign(run.meta().config.op)
         self.dir = run.path / "measures"
         self._lock = threading.Lock()
         self._in_memory: dict[int, dict[str, np.ndarray]] = {}  # a read-only run's arrays
@@ -304,14 +315,14 @@ class RecordStore:
         excluded: dict[tuple[int, tuple[int, ...]], Excluded] = {}
         stale = 0
         for row in self.run.read_measures():  # untrusted: bad lines skipped with a warning
-            if row_is_record(row):
+            if row_is_record(row, self.sign):
                 if row["epoch"] in records:
                     stale += 1
                 records[row["epoch"]] = row  # the last one written wins
                 continue
             if row.get("kind") == "outlook":
                 continue  # engine/measures/asof.py reads these
-            ex = _excluded_row(row)
+            ex = _excluded_row(row, self.sign)
             if ex is None:
                 stale += 1
             else:
@@ -345,6 +356,7 @@ class RecordStore:
             sum_sq_per_param={k: _num(params.get(k)) for k in CLASSIC_NAMES.values()},
             avg_attn=attn,
             arrays=arrays,
+            sign=self.sign,
         )
 
     def save(self, record: Record) -> None:
@@ -359,7 +371,7 @@ class RecordStore:
             self.run.append_measures([record.row()])
 
     def save_excluded(self, rows: list[tuple[int, tuple[int, ...], Excluded]]) -> None:
-        self.run.append_measures([excluded_json(e, k, v) for e, k, v in rows])
+        self.run.append_measures([excluded_json(e, k, v, self.sign) for e, k, v in rows])
 
     def compact(self, keep_keys: tuple[int, ...]) -> None:
         """Rewrite measures.jsonl with the newest record per epoch and the excluded losses
@@ -368,7 +380,9 @@ class RecordStore:
             records, excluded, _ = self.scan()
             rows = [records[e] for e in sorted(records)]
             rows += [
-                excluded_json(e, k, v) for (e, k), v in sorted(excluded.items()) if k == keep_keys
+                excluded_json(e, k, v, self.sign)
+                for (e, k), v in sorted(excluded.items())
+                if k == keep_keys
             ]
             rows += [r for r in self.run.read_measures() if r.get("kind") == "outlook"]
             self.run.rewrite_measures(rows)

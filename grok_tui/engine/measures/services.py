@@ -122,7 +122,7 @@ def measures_not_applicable(run: Run) -> str:
     op = run.meta().config.op
     if op in MEASURES_OPS:
         return ""
-    return f"progress measures, phases and forecast: n/a for op {op} (they assume x + y)"
+    return f"progress measures, phases and forecast: n/a for op {op} (made for add, subtract)"
 
 
 class ProgressService(WakeableThread):
