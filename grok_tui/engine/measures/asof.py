@@ -12,8 +12,9 @@ this process or another, starts from it), the key set, and the forecast. So:
 - the history of forecasts is data, not a recomputation with hindsight.
 
 A stored step is used only if it continues the chain: its previous checkpoint is the
-checkpoint before it, and its key set is the one the records give at it; otherwise it is
-made again (and stored again). Rows are untrusted: a bad one is a missing one.
+checkpoint before it, its key set is the one the records give at it, and no step before
+it had to be made again; otherwise it is made again (and stored again). Rows are
+untrusted: a bad one is a missing one.
 """
 
 from __future__ import annotations
@@ -119,16 +120,19 @@ class OutlookHistory:
     """Steps a run's outlook checkpoint by checkpoint, storing each step as it is made.
 
     `tracker` is the run's `progress.ProgressTracker` (records, excluded losses, key sets).
+    A tracker with a reference checkpoint (`key_epoch`) reads every checkpoint with a set
+    from elsewhere in the run: hindsight, so its steps are neither stored nor read back.
     """
 
     def __init__(self, tracker: Any) -> None:
         self.tracker = tracker
+        self.store = tracker.key_epoch is None
         self.steps: dict[int, Step] = {}
         self._columns: dict[int, tuple[float, ...]] = {}
         self._loaded = False
 
     def _load(self) -> None:
-        if self._loaded:
+        if self._loaded or not self.store:
             return
         self._loaded = True
         for row in self.tracker.run.read_measures():
@@ -167,14 +171,17 @@ class OutlookHistory:
         state = PhaseState()
         new_rows: list[dict[str, Any]] = []
         done = 0
+        remade = False  # once a step is made again, every later one is too
         try:
             for i, e in enumerate(epochs):
                 keys = history.at(e)
                 previous = epochs[i - 1] if i else None
                 stored = self.steps.get(e)
-                if stored is not None and stored.previous == previous and stored.key_freqs == keys:
+                chained = stored is not None and stored.previous == previous and not remade
+                if chained and stored is not None and stored.key_freqs == keys:
                     state, done = stored.state, i + 1
                     continue
+                remade = True
                 if should_stop is not None and should_stop():
                     break
                 prefix = epochs[: i + 1]
@@ -192,10 +199,10 @@ class OutlookHistory:
                 new_rows.append(made.row())
                 done = i + 1
                 if len(new_rows) >= 16:
-                    tracker.run.append_measures(new_rows)
+                    self._save(new_rows)
                     new_rows = []
         finally:
-            tracker.run.append_measures(new_rows)
+            self._save(new_rows)
         if not done:
             return Outlook(as_of=None)
         prefix = epochs[:done]
@@ -213,6 +220,10 @@ class OutlookHistory:
             provisional=history.provisional_at(last),
             raw_phases=dict(self.steps[last].raw),
         )
+
+    def _save(self, rows: list[dict[str, Any]]) -> None:
+        if self.store and rows:
+            self.tracker.run.append_measures(rows)
 
     def _curves(self, epochs: list[int], keys: tuple[int, ...]) -> dict[str, np.ndarray]:
         cols = np.array([self._column_row(e) for e in epochs], dtype=np.float64).reshape(-1, 6)
