@@ -21,14 +21,18 @@ from grok_tui.engine.measures.phases import PHASES, current_phase, find_phases
 DATA = Path(__file__).parent / "data"
 FIXTURES = ["quick_f30_curves.json", "paper_s0_curves.json"]
 SIGNALS = ph.PHASE_CURVES
-# The fixtures were recorded when `gini_W_E` was the per-frequency Gini (now `gini_W_E_freq`).
+# These fixtures were recorded when `gini_W_E` was the per-frequency Gini (now `gini_W_E_freq`,
+# which scripts/curves_fixture.py records too).
 FIXTURE_NAMES = {"gini_W_E_freq": "gini_W_E"}
 
 
 def load(name: str) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
     data = json.loads((DATA / name).read_text())
+    stored = data["curves"]
     curves = {
-        k: np.array([math.nan if v is None else v for v in data["curves"][FIXTURE_NAMES.get(k, k)]])
+        k: np.array(
+            [math.nan if v is None else v for v in stored.get(k, stored.get(FIXTURE_NAMES.get(k)))]
+        )
         for k in SIGNALS
     }
     return np.array(data["epochs"]), curves, data
