@@ -269,7 +269,12 @@ def render_report(report: dict[str, Any]) -> Table:
     history = (
         keys
         if isinstance(keys, str)
-        else ", ".join(f"{'/'.join(map(str, h['key_freqs']))} since {h['since']:,}" for h in keys)
+        else ", ".join(
+            "/".join(map(str, h["key_freqs"]))
+            + (" (provisional)" if h.get("provisional") else "")
+            + f" since {h['since']:,}"
+            for h in keys
+        )
     )
     add("key set history", history or "none")
     if report["key_warning"]:
