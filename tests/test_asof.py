@@ -100,3 +100,15 @@ def test_as_of_an_epoch_equals_the_run_cut_there(tmp_path: Path) -> None:
     cut_tracker.update()
     assert OutlookHistory(cut_tracker).at() == full.at(30)
     assert full.at(30).key_freqs == (3, 7)  # the move to 2, 5, 9 was not known yet
+
+
+def test_a_budget_steps_a_little_per_call_and_gets_there(tmp_path: Path) -> None:
+    """What the viewer's service does on a run opened for the first time: each call makes
+    at least one step, and shows the outlook as of the last checkpoint stepped."""
+    run = planted(tmp_path)
+    tracker = ProgressTracker(run)
+    tracker.update()
+    history = OutlookHistory(tracker)
+    seen = [history.at(budget_s=0.0).as_of for _ in range(7)]
+    assert seen == [0, 10, 20, 30, 40, 50, 50]
+    assert history.at() == OutlookHistory(tracker).at()

@@ -20,6 +20,7 @@ untrusted: a bad one is a missing one.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,11 +158,15 @@ class OutlookHistory:
         return self._columns[epoch]
 
     def at(
-        self, epoch: int | None = None, should_stop: Callable[[], bool] | None = None
+        self,
+        epoch: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        budget_s: float | None = None,
     ) -> Outlook:
         """The outlook as of checkpoint `epoch` (default: the newest recorded), stepping and
-        storing every checkpoint up to it that has no step yet. If stopped, the outlook as
-        of the last checkpoint stepped (`as_of` says which)."""
+        storing every checkpoint up to it that has no step yet. If stopped, or once steps
+        made here have taken `budget_s` seconds (at least one is made), the outlook as of
+        the last checkpoint stepped (`as_of` says which)."""
         self._load()
         tracker = self.tracker
         epochs = [e for e in tracker.epochs() if epoch is None or e <= epoch]
@@ -172,6 +177,7 @@ class OutlookHistory:
         new_rows: list[dict[str, Any]] = []
         done = 0
         remade = False  # once a step is made again, every later one is too
+        started, made = time.monotonic(), 0
         try:
             for i, e in enumerate(epochs):
                 keys = history.at(e)
@@ -184,6 +190,8 @@ class OutlookHistory:
                 remade = True
                 if should_stop is not None and should_stop():
                     break
+                if made and budget_s is not None and time.monotonic() - started > budget_s:
+                    break
                 prefix = epochs[: i + 1]
                 if keys and any((x, keys) not in tracker.excluded for x in prefix):
                     tracker.fill_excluded(should_stop, keys=keys, upto=e)
@@ -193,10 +201,11 @@ class OutlookHistory:
                 raw = find_phases(prefix, curves)
                 state = step(state, raw, prefix)
                 fc = self._forecast(prefix, curves, state)
-                made = Step(e, previous, keys, history.provisional_at(e), raw, state,
-                            fc.to_json(), fc.observed)  # fmt: skip
-                self.steps[e] = made
-                new_rows.append(made.row())
+                step_made = Step(e, previous, keys, history.provisional_at(e), raw, state,
+                                 fc.to_json(), fc.observed)  # fmt: skip
+                self.steps[e] = step_made
+                new_rows.append(step_made.row())
+                made += 1
                 done = i + 1
                 if len(new_rows) >= 16:
                     self._save(new_rows)
