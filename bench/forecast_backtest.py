@@ -49,7 +49,7 @@ from grok_tui.engine.measures.progress import ProgressTracker
 from grok_tui.engine.store.runs import Run
 
 GROK_ACC = 0.99
-FREE_CURVES = ("train_loss", "test_loss", "sum_sq_weights", "gini_W_E", "xy_share_logits",
+FREE_CURVES = ("train_loss", "test_loss", "sum_sq_weights", "gini_W_E_freq", "xy_share_logits",
                "test_acc")  # fmt: skip
 
 
@@ -110,7 +110,7 @@ def memorisation_ends(rc: RunCurves) -> list[tuple[int, int, int | None]]:
         phases = find_phases(
             rc.epochs[: i + 1],
             {"train_loss": c["train_loss"], "test_loss": c["test_loss"],
-             "sum_sq_weights": c["sum_sq_weights"], "gini_W_E": c["gini_W_E"],
+             "sum_sq_weights": c["sum_sq_weights"], "gini_W_E_freq": c["gini_W_E_freq"],
              "excluded_loss": rc.excluded_curve(i)},
         )  # fmt: skip
         out.append((i, int(epoch), phases["memorisation_end"]))

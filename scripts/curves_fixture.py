@@ -19,8 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from grok_tui.engine.measures.progress import ProgressTracker
 from grok_tui.engine.store.runs import Run
 
+# gini_W_E / gini_W_L are the paper's (per component); the fixtures in tests/data were
+# recorded when they were the per-frequency ones, now gini_W_E_freq / gini_W_L_freq.
 CURVES = ("train_loss", "test_loss", "test_acc", "excluded_loss", "restricted_loss",
-          "sum_sq_weights", "gini_W_E", "gini_W_L", "xy_share_logits")  # fmt: skip
+          "sum_sq_weights", "gini_W_E", "gini_W_L", "gini_W_E_freq", "gini_W_L_freq",
+          "xy_share_logits")  # fmt: skip
 
 
 def main() -> int:

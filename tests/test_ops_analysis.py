@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def test_a_trained_multiply_run_is_sparse_in_the_log_basis(tmp_path: Path) -> No
     assert plain.embed_key_share() < snap.embed_key_share()
 
 
-@pytest.mark.parametrize("op", ["random", "multiply", "subtract"])
+@pytest.mark.parametrize("op", ["random", "multiply", "x2+y2"])
 def test_analyze_says_na_rather_than_another_ops_number(tmp_path: Path, op: str, capsys) -> None:
     from grok_tui.cli import main
     from grok_tui.engine.measures.report import DIRECTION_MEASURES, analysis_report
@@ -156,3 +157,20 @@ def test_analyze_says_na_rather_than_another_ops_number(tmp_path: Path, op: str,
     assert main(["analyze", str(run.path)]) == 0
     out = capsys.readouterr().out
     assert "n/a for this op" in out and ops.INFO[op].formula.split(" ")[0] in out
+
+
+def test_analyze_gives_subtract_its_own_progress_measures(tmp_path: Path) -> None:
+    """Subtract is additive: its records read the x - y directions (tests/test_record.py
+    checks them), so the measures, phases and forecast are its own, not "n/a"."""
+    from grok_tui.engine.measures.report import DIRECTION_MEASURES, analysis_report
+    from grok_tui.engine.training.train import Trainer
+
+    cfg = PLANTED.replace(op="subtract", epochs=20, checkpoint_every=10, preset="t")
+    run = Run.create(tmp_path / "subtract", cfg, "cpu")
+    Trainer(run, "cpu").train()
+    report = analysis_report(run)
+    assert not any(report[name] == ops.NOT_APPLICABLE for name in DIRECTION_MEASURES)
+    assert isinstance(report["restricted_loss"], float) and report["measure_key_freqs"]
+    assert isinstance(report["excluded_loss"], float) and isinstance(report["phases"], dict)
+    rows = [json.loads(line) for line in run.measures_path.read_text().splitlines()]
+    assert all(r["sign"] == -1 for r in rows if r["kind"] in ("record", "excluded"))

@@ -52,6 +52,41 @@ def test_a_key_set_is_adopted_once_stable_for_three_checkpoints() -> None:
     assert keyfreqs.live_history(epochs[:3], cands[:3]).current == ()
 
 
+def test_a_provisional_set_stands_in_until_neurons_cluster() -> None:
+    """From the first checkpoint, the frequencies that stand out in W_E and W_L (or the
+    strongest few), marked provisional; replaced once stable, and for good by the first
+    clustered set."""
+    k = 10
+    flat = np.ones(k) / k
+
+    def peaked(*freqs: int, height: float = 3.0) -> np.ndarray:
+        share = np.ones(k)
+        share[[f - 1 for f in freqs]] = height
+        return share / share.sum()
+
+    shares = [flat + np.arange(k) * 1e-4, flat, *[peaked(4)] * 3, *[peaked(4, 6)] * 3]
+    cands = keyfreqs.provisional_candidates(shares)
+    assert cands[0] == (8, 9, 10) == cands[1]  # none stands out: the first's strongest
+    assert cands[2:5] == [(4,)] * 3 and cands[5:] == [(4, 6)] * 3
+    # Schmitt trigger: a frequency stays in down to 1.5x the uniform share, joins at 2x.
+    low = peaked(4, 6, height=1.75)  # 1.52x the uniform share
+    assert keyfreqs.provisional_candidates([*shares[:6], low])[-1] == (4, 6)
+    assert keyfreqs.provisional_candidates([shares[0], low])[-1] == (8, 9, 10)
+
+    epochs = list(range(0, 80, 10))
+    clustered = [(), (), (), (), (), (4, 6), (4, 6), (4, 6)]
+    history = keyfreqs.live_history(epochs, clustered, provisional=cands)
+    assert history.changes == [(0, (8, 9, 10)), (40, (4,)), (70, (4, 6))]
+    assert history.clustered_since == 70 and not history.provisional
+    assert history.provisional_at(60) and not history.provisional_at(70)
+    assert history.to_json()[0] == {"since": 0, "key_freqs": [8, 9, 10], "provisional": True}
+    early = keyfreqs.live_history(epochs[:6], clustered[:6], provisional=cands[:6])
+    assert early.provisional and early.current == (4,) and early.reference_epoch is None
+    assert early.changes == history.changes[:2]  # the rule never looks ahead
+    # (4,) stood out from 20 on: adopted at 40, its third checkpoint; (4, 6) would have been
+    # at 70, but the neurons clustered then.
+
+
 def test_candidate_sets_and_clusters_follow_the_paper_threshold() -> None:
     shares = np.zeros((5, 4))
     shares[1, 0] = 0.9  # neuron 0: frequency 2, clustered
@@ -81,7 +116,11 @@ def test_records_are_cached_and_filled_incrementally(planted_run: Run) -> None:
     tracker = ProgressTracker(planted_run)
     assert tracker.missing() == [0, 10, 20]
     assert tracker.update() == [0, 10, 20] and tracker.computed == 3
-    assert tracker.key_history().changes == [(20, (3, 7))]
+    # Provisional from the first checkpoint (3 and 7 stand out in W_E and W_L), clustered
+    # once three checkpoints agree on the neurons' frequencies.
+    history = tracker.key_history()
+    assert history.changes == [(0, (3, 7)), (20, (3, 7))] and history.clustered_since == 20
+    assert history.provisional_at(10) and not history.provisional_at(20)
     tracker.fill_excluded()
     assert tracker.excluded_computed == 3
 
@@ -114,7 +153,7 @@ def test_a_key_set_change_needs_no_forward_pass_but_the_excluded_loss(planted_ru
     tracker.update()
     assert tracker.computed == 6  # one record per checkpoint, none recomputed
     history = tracker.key_history()
-    assert history.changes == [(20, (3, 7)), (50, (2, 5, 9))]
+    assert history.changes == [(0, (3, 7)), (20, (3, 7)), (50, (2, 5, 9))]
     table = tracker.table()
     assert table.key_freqs == (2, 5, 9) and table.key_since == 50
     # Everything but the excluded loss is there at once, for the old checkpoints too.

@@ -34,6 +34,34 @@ def pairwise_gini(c: np.ndarray) -> float:
     return float(np.abs(c[:, None] - c[None, :]).sum() / (2 * c.size**2 * c.mean()))
 
 
+def sorted_gini(c: np.ndarray) -> float:
+    """Hurley & Rickard (2009) as they write it: with c sorted ascending, N values,
+    G = 1 - 2 sum_k (c_(k) / ||c||_1) (N - k + 1/2) / N, one term at a time."""
+    values = sorted(abs(float(v)) for v in c)
+    n, total = len(values), sum(abs(float(v)) for v in c)
+    return 1 - 2 * sum((v / total) * ((n - k + 0.5) / n) for k, v in enumerate(values, start=1))
+
+
+def test_the_gini_of_a_table_is_the_papers_with_the_per_frequency_one_beside(case: dict) -> None:
+    """The paper's code: the Gini of the norms of (F @ W_E[:p]) rows and of (W_L @ F.T)
+    columns, the constant included, cos and sin apart; the per-frequency variant beside."""
+    p, w, record = SMALL.p, case["weights"], case["record"]
+    f = explicit_basis(p)
+    w_e = w["embed.W_E"].double().numpy()[:p]
+    w_l = (w["blocks.0.mlp.W_out"] @ w["unembed.W_U"][:, :p]).double().numpy()
+    table = build_table([record], fixed_history(7, (1, 2)), {}, np.ones(p))
+    assert table["gini_W_E"][0] == pytest.approx(
+        sorted_gini(np.linalg.norm(f @ w_e, axis=1)), rel=1e-4
+    )
+    assert table["gini_W_L"][0] == pytest.approx(
+        sorted_gini(np.linalg.norm(w_l @ f.T, axis=0)), rel=1e-4
+    )
+    assert table["gini_W_E_freq"][0] == pytest.approx(record.scalars["gini_W_E_freq"])
+    assert table["gini_W_L_freq"][0] == pytest.approx(record.scalars["gini_W_L_freq"])
+    # The two differ (the constant term, and a frequency's phase splits it across cos / sin).
+    assert abs(table["gini_W_E"][0] - table["gini_W_E_freq"][0]) > 1e-3
+
+
 def trig_vectors(p: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Unit vectors cos(w_k(x+y)) and sin(w_k(x+y)) over the flat inputs x * p + y."""
     x, y = np.divmod(np.arange(p * p), p)
@@ -193,10 +221,17 @@ def test_frequency_free_scalars(case: dict) -> None:
     we_sq, wl_sq = ((f @ w_e) ** 2).sum(1), ((w_l @ f.T) ** 2).sum(0)
     np.testing.assert_allclose(record.arrays["w_e_sq"], we_sq, rtol=1e-4)
     np.testing.assert_allclose(record.arrays["w_l_sq"], wl_sq, rtol=1e-4)
-    # Gini of per-frequency norms sqrt(cos^2 + sin^2), k = 1..K (no constant term).
+    # The paper's Gini: of the norm of each Fourier component (constant, cos k, sin k apart).
+    assert record.scalars["gini_W_E"] == pytest.approx(sorted_gini(np.sqrt(we_sq)), rel=1e-4)
+    assert record.scalars["gini_W_L"] == pytest.approx(sorted_gini(np.sqrt(wl_sq)), rel=1e-4)
+    # The variant: Gini of per-frequency norms sqrt(cos^2 + sin^2), k = 1..K (no constant).
     per_freq = lambda sq: np.sqrt(sq[1::2] + sq[2::2])  # noqa: E731
-    assert record.scalars["gini_W_E"] == pytest.approx(pairwise_gini(per_freq(we_sq)), rel=1e-4)
-    assert record.scalars["gini_W_L"] == pytest.approx(pairwise_gini(per_freq(wl_sq)), rel=1e-4)
+    assert record.scalars["gini_W_E_freq"] == pytest.approx(
+        pairwise_gini(per_freq(we_sq)), rel=1e-4
+    )
+    assert record.scalars["gini_W_L_freq"] == pytest.approx(
+        pairwise_gini(per_freq(wl_sq)), rel=1e-4
+    )
     total = sum(float((t.double() ** 2).sum()) for t in w.values())
     assert record.scalars["sum_sq_weights"] == pytest.approx(total, rel=1e-9)
     assert set(record.sum_sq_per_param) == set(CLASSIC_NAMES.values())
@@ -215,6 +250,7 @@ def test_gini_and_frequency_norms() -> None:
     assert gini([0, 0, 1, 1]) == pytest.approx(0.5)
     c = np.random.default_rng(0).exponential(size=40)
     assert gini(c) == pytest.approx(pairwise_gini(c))
+    assert gini(c) == pytest.approx(sorted_gini(c))
     assert math.isnan(gini(np.zeros(5)))
     # A rotation of phase within one frequency leaves per-frequency norms unchanged.
     sq = np.zeros(7)
@@ -250,3 +286,37 @@ def test_table_trig_fraction_is_the_sum_over_the_key_set(case: dict) -> None:
     w_e = case["weights"]["embed.W_E"].double().numpy()[: SMALL.p]
     want = np.sqrt(((f @ w_e) ** 2).sum(1)[1:].reshape(-1, 2).sum(1))
     np.testing.assert_allclose(table.spectrogram_W_E[0], want, rtol=1e-4)
+
+
+def test_a_subtract_record_reads_the_x_minus_y_directions() -> None:
+    """For subtract the circuit writes cos/sin(w_k(x - y)) and the label is x - y: the
+    coefficients are projections on those directions, and the restricted and excluded
+    losses are those of the logits projected on them (written out, no FFT)."""
+    cfg = SMALL.replace(op="subtract")
+    p, weights = cfg.p, random_weights(cfg, seed=9)
+    recorder = Recorder(Analyzer(cfg))
+    record = recorder.record(weights, epoch=3)
+    assert record.sign == -1 and record.row()["sign"] == -1
+    ref = brute(cfg, weights)
+    logits, labels, train = ref["logits"], ref["labels"], ref["train"]
+    x, y = np.divmod(np.arange(p * p), p)
+    assert (labels.numpy() == (x - y) % p).all()
+
+    def directions(k: int) -> tuple[np.ndarray, np.ndarray]:
+        angle = 2 * math.pi * k * (x - y) / p
+        c, s = np.cos(angle), np.sin(angle)
+        return c / np.linalg.norm(c), s / np.linalg.norm(s)
+
+    got = record.arrays["logit_coeffs"]
+    for k in range(1, (p - 1) // 2 + 1):
+        c, s = directions(k)
+        np.testing.assert_allclose(got[k - 1, 0], c @ logits, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got[k - 1, 1], s @ logits, rtol=1e-4, atol=1e-5)
+    keys = (2, 5)
+    proj = sum(np.outer(d, d @ logits) for k in keys for d in directions(k))
+    restricted = logits.mean(0) + proj
+    counts = np.bincount(labels[train].numpy(), minlength=p)
+    total, _, _ = restricted_losses(got[None], record.arrays["logit_mean"][None], keys, counts)
+    assert total[0] == pytest.approx(ce(restricted, labels), rel=1e-4)
+    excluded, _ = recorder.excluded_losses(weights, keys, got)
+    assert excluded == pytest.approx(ce((logits - proj)[train], labels[train]), rel=1e-4)

@@ -4,6 +4,7 @@ run, also of a copy cut at an earlier checkpoint (a run still training looks lik
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import shutil
 from collections.abc import Iterator
@@ -17,8 +18,9 @@ from rich.table import Table
 from grok_tui.cli import main
 from grok_tui.console.report import render_report
 from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.measures.asof import OutlookHistory
 from grok_tui.engine.measures.phases import PHASES
-from grok_tui.engine.measures.progress import progress_table
+from grok_tui.engine.measures.progress import ProgressTracker, progress_table
 from grok_tui.engine.measures.report import analysis_report
 from grok_tui.engine.store.rows import format_metric_row
 from grok_tui.engine.store.runs import Run, RunError
@@ -115,11 +117,23 @@ def test_analysis_report_of_a_trained_run(trained_run: Run) -> None:
     assert set(report["excluded_loss_per_freq"]) == {str(k) for k in report["key_freqs"]}
     assert report["excluded_loss"] > report["restricted_loss"]
     assert 0 < report["gini_W_E"] < 1 and 0 < report["gini_W_L"] < 1
-    assert report["phases"] == progress_table(trained_run).phases()
+    # The phases as announced live (forward-only), in order, none after the run.
+    phases = [report["phases"][k] for k in PHASES]
+    assert all(v is not None for v in phases) and phases == sorted(phases), phases
+    assert report["phase"].startswith("cleaned up since")
     grokked = next(r["epoch"] for r in trained_run.read_metrics() if r["test_acc"] >= 0.99)
-    assert report["forecast"] == {"grok_epoch": grokked, "low": grokked, "high": grokked}
+    assert report["grokked_at"] == grokked and report["forecast"] is None
+    assert report["forecast_reason"].startswith(f"grokked at {grokked:,}")
+    # As of epoch 50: the key set in use then (provisional: no neuron has clustered yet),
+    # not the run's final one; nothing about grokking.
     early = analysis_report(trained_run, epoch=50)
-    assert early["epoch"] == 50 and early["measure_key_freqs"] == report["key_freqs"]
+    assert early["epoch"] == 50 and early["checkpoints"] == 2
+    assert early["measure_key_provisional"] is True and early["measure_key_freqs"]
+    assert early["key_history"] == [{"since": 0, "key_freqs": early["measure_key_freqs"],
+                                     "provisional": True}]  # fmt: skip
+    assert early["grokked_at"] is None and early["phase"] == "memorising"
+    assert early["excluded_loss"] is not None  # the provisional set has one from the start
+    assert report["measure_key_provisional"] is False
     with pytest.raises(RunError, match="--epoch 51"):
         analysis_report(trained_run, epoch=51)
     with pytest.raises(RunError, match="--key-epoch 75"):
@@ -133,6 +147,7 @@ def test_analysis_report_of_a_trained_run(trained_run: Run) -> None:
     Console(file=out, width=120).print(table)
     text = out.getvalue()
     assert "key frequencies" in text and "cleanup end" in text and "grok forecast" in text
+    assert f"grokked at {grokked:,}" in text and "Gini per frequency" in text
 
 
 @pytest.mark.slow
@@ -158,7 +173,36 @@ def test_analyze_json_of_a_run_cut_at_a_checkpoint(
     else:
         assert set(fc) == {"grok_epoch", "low", "high"}
         assert fc["low"] <= fc["grok_epoch"] <= fc["high"]
-        assert fc["grok_epoch"] >= last or "observed" in report.get("forecast_reason", "")
+        assert fc["grok_epoch"] >= last
+    # The same as `analyze --epoch` on the whole run: nothing after the cut is read.
+    assert main(["analyze", str(trained_run.path), "--epoch", str(last), "--json",
+                 "--device", "cpu"]) == 0  # fmt: skip
+    as_of = json.loads(capsys.readouterr().out)
+    assert {**as_of, "run": ""} == {**report, "run": ""}
+
+
+@pytest.mark.slow
+def test_every_checkpoint_as_of_itself_never_flips_back(trained_run: Run) -> None:
+    """The outlook stored at each checkpoint as it was made: the phase only moves forward,
+    an announced boundary moves by at most 10%, and a new tracker reads the same history
+    back (stored rows are reused, bad ones ignored)."""
+    tracker = ProgressTracker(trained_run)
+    tracker.update()
+    history = OutlookHistory(tracker)
+    last = history.at()
+    steps = [history.steps[e] for e in sorted(history.steps)]
+    assert [s.epoch for s in steps] == trained_run.checkpoint_epochs()
+    assert all(b.state.index >= a.state.index for a, b in itertools.pairwise(steps))
+    for key in PHASES:
+        shown = [s.state.announced[key] for s in steps if key in s.state.announced]
+        assert all(abs(v - shown[0]) <= 0.10 * shown[0] for v in shown), (key, shown)
+    assert last.phases == steps[-1].state.phases()
+    with open(trained_run.measures_path, "a") as f:
+        f.write('{"epoch": 100, "version": 1, "kind": "outlook", "state": {"announced": 3}}\n')
+    again = OutlookHistory(ProgressTracker(trained_run))
+    again.tracker.update()
+    assert again.at() == last and again.at(600) == history.at(600)
+    assert again.forecasts() == history.forecasts()
 
 
 def test_report_of_a_run_without_checkpoints(tmp_path: Path) -> None:

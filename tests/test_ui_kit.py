@@ -106,3 +106,25 @@ def test_selection_keys_mean_the_same_everywhere() -> None:
     assert selection.step_neuron(snap, 7, None, -1) == 6
     back, kept = selection.step_cluster(snap, snap.cluster_choices()[-1], 42, 1)
     assert back is None and kept == 42  # back at "all": the neuron stays
+
+
+def test_the_curves_pane_says_when_its_key_set_is_provisional() -> None:
+    """The frequency-dependent curves name their key set: provisional (read off W_E / W_L
+    before neurons cluster), clustered since a checkpoint, or from a reference one."""
+    from types import SimpleNamespace
+
+    from grok_tui.engine.measures.keyfreqs import KeyHistory, fixed_history
+    from grok_tui.ui.panes.curves import CurvesPane
+
+    pane = CurvesPane(MetricsHistory())
+    provisional = KeyHistory(changes=[(0, (3, 7))])
+    clustered = KeyHistory(changes=[(0, (3, 7)), (40, (3, 7))], clustered_since=40)
+    cases = [
+        (provisional, "key freqs 3, 7 provisional (strongest in W_E / W_L"),
+        (clustered, "key freqs 3, 7 since 40"),
+        (fixed_history(90, (3, 7)), "key freqs 3, 7 from epoch 90"),
+    ]
+    for history, label in cases:
+        pane.measures = SimpleNamespace(key_freqs=history.current, key_history=history,
+                                        key_since=history.since)  # fmt: skip
+        assert pane.key_set_label().startswith(label), pane.key_set_label()

@@ -51,9 +51,13 @@ def render_report(report: dict[str, Any]) -> Table:
     )
     add("circuit reads", report["circuit"])
     freqs = report["measure_key_freqs"]
+    provisional = " (provisional: strongest in W_E / W_L)"
     add(
         "measured with freqs",
-        freqs if isinstance(freqs, str) else ", ".join(map(str, freqs)) or "none",
+        freqs
+        if isinstance(freqs, str)
+        else (", ".join(map(str, freqs)) or "none")
+        + (provisional if report.get("measure_key_provisional") is True else ""),
     )
     add("restricted loss", report["restricted_loss"])
     add("excluded loss", report["excluded_loss"])
@@ -63,6 +67,11 @@ def render_report(report: dict[str, Any]) -> Table:
     add("test / restricted", report["test_restricted_ratio"])
     gini = (report["gini_W_E"], report["gini_W_L"])
     add("Gini W_E / W_L", gini[0] if isinstance(gini[0], str) else " / ".join(map(_fmt, gini)))
+    gini = (report["gini_W_E_freq"], report["gini_W_L_freq"])
+    add(
+        "Gini per frequency W_E / W_L",
+        gini[0] if isinstance(gini[0], str) else " / ".join(map(_fmt, gini)),
+    )
     add("sum of squared weights", report["sum_sq_weights"])
     trig = [report[k] for k in ("trig_frac_pre", "trig_frac_post", "trig_frac_logits")]
     add(
@@ -79,6 +88,8 @@ def render_report(report: dict[str, Any]) -> Table:
     fc = report["forecast"]
     if isinstance(fc, str):
         add("grok forecast", fc)
+    elif isinstance(report.get("grokked_at"), int):
+        add("grok forecast", f"grokked at {report['grokked_at']:,}")
     elif fc is None:
         add("grok forecast", f"none: {report.get('forecast_reason', '')}")
     else:
@@ -87,7 +98,12 @@ def render_report(report: dict[str, Any]) -> Table:
     history = (
         keys
         if isinstance(keys, str)
-        else ", ".join(f"{'/'.join(map(str, h['key_freqs']))} since {h['since']:,}" for h in keys)
+        else ", ".join(
+            "/".join(map(str, h["key_freqs"]))
+            + (" (provisional)" if h.get("provisional") else "")
+            + f" since {h['since']:,}"
+            for h in keys
+        )
     )
     add("key set history", history or "none")
     if report["key_warning"]:

@@ -68,16 +68,20 @@ class Change:
 
 
 def smooth(x: np.ndarray, y: np.ndarray, window: float) -> np.ndarray:
-    """Moving average over an epoch window (NaN skipped); the curve itself if too short."""
+    """Moving average over an epoch window (NaN skipped); the curve itself if too short.
+
+    x ascending: each window is a slice, its sum a difference of cumulative sums (the as-of
+    phases analyse every prefix of a run, so this runs n times per checkpoint)."""
     if window <= 0 or len(x) < 3:
         return y.copy()
-    out = np.full_like(y, np.nan)
     ok = np.isfinite(y)
-    for i, xi in enumerate(x):
-        sel = ok & (np.abs(x - xi) <= window / 2)
-        if sel.any():
-            out[i] = y[sel].mean()
-    return out
+    sums = np.concatenate([[0.0], np.cumsum(np.where(ok, y, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(ok)])
+    lo = np.searchsorted(x, x - window / 2, side="left")
+    hi = np.searchsorted(x, x + window / 2, side="right")
+    n = counts[hi] - counts[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (sums[hi] - sums[lo]) / np.maximum(n, 1), np.nan)
 
 
 def sharp_change(
@@ -199,8 +203,8 @@ def find_phases(
     curves: Mapping[str, Sequence[float] | np.ndarray],
     params: PhaseParams = DEFAULT,
 ) -> dict[str, int | None]:
-    """Phase boundaries from the curves (keys: train_loss, test_loss, excluded_loss,
-    sum_sq_weights, gini_W_E; any may be missing or NaN). Boundaries come out in order."""
+    """Phase boundaries from the curves (keys: `PHASE_CURVES`; any may be missing or NaN).
+    Boundaries come out in order."""
     x = np.asarray(epochs, dtype=np.float64)
     out: dict[str, int | None] = dict.fromkeys(PHASES)
     if len(x) < 4:
@@ -214,7 +218,7 @@ def find_phases(
 
     log_train, log_test = _log(get("train_loss")), _log(get("test_loss"))
     log_excl = _log(get("excluded_loss"))
-    weights, gini_e = get("sum_sq_weights"), get("gini_W_E")
+    weights, gini_e = get("sum_sq_weights"), get("gini_W_E_freq")
 
     # Memorisation ends: train loss at its floor, test loss at its peak, excluded loss turning.
     estimates: list[float | None] = [train_floor(x, log_train, params)]
@@ -228,7 +232,9 @@ def find_phases(
             2.0
         ):
             estimates.append(float(x[i_min]))
-    memorised = memorisation_estimate(estimates)
+    # The train loss at its floor is what memorisation ending means: without it the other
+    # signals (a test loss dipping early, say) say nothing yet.
+    memorised = memorisation_estimate(estimates) if estimates[0] is not None else None
     out["memorisation_end"] = _snap(x, memorised)
     if memorised is None:
         return out
@@ -262,10 +268,16 @@ def find_phases(
     return out
 
 
+# The curves `find_phases` reads, named as in a `ProgressTable`. The Gini is the
+# phase-invariant per-frequency one: a circuit whose phase turns moves mass between cos k
+# and sin k, which moves the paper's per-component Gini but is no change of phase.
+PHASE_CURVES = ("train_loss", "test_loss", "excluded_loss", "sum_sq_weights", "gini_W_E_freq")
+
+
 def detect_phases(table: Any, params: PhaseParams = DEFAULT) -> dict[str, int | None]:
-    """Phase boundaries of a `ProgressTable`'s curves; see `find_phases`."""
-    names = ("train_loss", "test_loss", "excluded_loss", "sum_sq_weights", "gini_W_E")
-    return find_phases(table.epochs, {n: table[n] for n in names}, params)
+    """Phase boundaries of a `ProgressTable`'s curves (all of them: the raw estimate, which
+    may move and flip back as checkpoints come; `PhaseMachine` makes the live ones)."""
+    return find_phases(table.epochs, {n: table[n] for n in PHASE_CURVES}, params)
 
 
 def current_phase(phases: Mapping[str, int | None]) -> tuple[str, int | None]:

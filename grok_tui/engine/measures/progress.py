@@ -16,9 +16,12 @@ Measures of a `ProgressTable` for the key set S in use (engine/measures/keyfreqs
   the train set (`excluded_loss`); per key frequency, removing one k at a time
   (`excluded_per_freq`). It rises when the model starts to rely on the circuit.
 - `test_restricted_ratio` = test loss / restricted loss.
-- Gini coefficients (Hurley & Rickard) of the per-frequency norms sqrt(|cos k|^2 + |sin k|^2)
-  of W_E[:p] (norm over d_model) and of W_L = W_out W_U[:, :p] over classes (norm over
-  neurons), k = 1..K: phase-invariant, they rise as the model becomes sparse in frequency.
+- Gini coefficients (Hurley & Rickard) of the Fourier norms of W_E[:p] (norm over d_model)
+  and of W_L = W_out W_U[:, :p] over classes (norm over neurons): `gini_W_E`, `gini_W_L` as
+  the paper's code computes them, over the norm of each Fourier component (constant, cos k
+  and sin k apart); `gini_W_E_freq`, `gini_W_L_freq` over the per-frequency norms
+  sqrt(|cos k|^2 + |sin k|^2), k = 1..K, which a turning phase does not move. Both rise as
+  the model becomes sparse in frequency.
 - sum of squared weights, total and per parameter (classic names).
 - trig fractions of the neuron pre-activations, post-activations and logits: for each column
   (neuron, class), the share of its variance (centred over inputs) along the directions
@@ -66,9 +69,12 @@ from grok_tui.engine.measures.record import (
     RECORD_VERSION,
     Record,
     Recorder,
+    circuit_sign,
+    freq_gini,
     freq_norms,
     gini,
     load_arrays,
+    paper_gini,
     row_is_record,
     save_arrays,
 )
@@ -76,10 +82,11 @@ from grok_tui.engine.store.atomic import atomic_write_bytes
 from grok_tui.engine.store.runs import Run, RunError
 
 MEASURES_VERSION = RECORD_VERSION
-# The ops whose progress measures this module computes correctly: the records use the x + y
-# directions and Z_p's Fourier basis (engine/core/ops.py has each op's directions and basis for
-# the day they are taken up here). For other ops the app and `analyze` say "n/a".
-MEASURES_OPS = ("add",)
+# The ops whose progress measures this module computes correctly: the additive ones, whose
+# records use the x + y (x - y) directions and Z_p's Fourier basis (engine/core/ops.py has
+# each op's directions and basis; the log basis of multiply and divide is not taken up here
+# yet). For other ops the app and `analyze` say "n/a".
+MEASURES_OPS = ("add", "subtract")
 __all__ = ["MEASURES_VERSION", "SCALARS", "ProgressTable", "ProgressTracker", "gini"]
 
 # The scalar measures of a table, in the order a report lists them.
@@ -95,6 +102,8 @@ SCALARS = (
     "test_restricted_ratio",
     "gini_W_E",
     "gini_W_L",
+    "gini_W_E_freq",
+    "gini_W_L_freq",
     "sum_sq_weights",
     "trig_frac_pre",
     "trig_frac_post",
@@ -249,10 +258,13 @@ def empty_table() -> ProgressTable:
 Excluded = tuple[float, ...]  # (excluded loss, then one per key frequency in order)
 
 
-def _excluded_row(row: dict[str, Any]) -> tuple[int, tuple[int, ...], Excluded] | None:
+def _excluded_row(
+    row: dict[str, Any], sign: int = 1
+) -> tuple[int, tuple[int, ...], Excluded] | None:
     epoch, keys, per_freq = row.get("epoch"), row.get("key_freqs"), row.get("per_freq")
     if (
         row.get("kind") != "excluded"
+        or row.get("sign", 1) != sign
         or row.get("version") != RECORD_VERSION
         or not isinstance(epoch, int)
         or isinstance(epoch, bool)
@@ -265,9 +277,11 @@ def _excluded_row(row: dict[str, Any]) -> tuple[int, tuple[int, ...], Excluded] 
     return epoch, tuple(keys), (_num(row.get("excluded_loss")), *map(_num, per_freq))
 
 
-def excluded_json(epoch: int, keys: tuple[int, ...], values: Excluded) -> dict[str, Any]:
+def excluded_json(
+    epoch: int, keys: tuple[int, ...], values: Excluded, sign: int = 1
+) -> dict[str, Any]:
     clean = [v if math.isfinite(v) else None for v in values]
-    return {
+    row: dict[str, Any] = {
         "epoch": epoch,
         "version": RECORD_VERSION,
         "kind": "excluded",
@@ -275,6 +289,9 @@ def excluded_json(epoch: int, keys: tuple[int, ...], values: Excluded) -> dict[s
         "excluded_loss": clean[0],
         "per_freq": clean[1:],
     }
+    if sign != 1:
+        row["sign"] = sign  # x - y directions (subtract), as its records
+    return row
 
 
 class RecordStore:
@@ -283,6 +300,7 @@ class RecordStore:
     def __init__(self, run: Run, p: int, d_mlp: int) -> None:
         self.run = run
         self.p, self.d_mlp = p, d_mlp
+        self.sign = circuit_sign(run.meta().config.op)
         self.dir = run.path / "measures"
         self._lock = threading.Lock()
         self._in_memory: dict[int, dict[str, np.ndarray]] = {}  # a read-only run's arrays
@@ -298,12 +316,14 @@ class RecordStore:
         excluded: dict[tuple[int, tuple[int, ...]], Excluded] = {}
         stale = 0
         for row in self.run.read_measures():  # untrusted: bad lines skipped with a warning
-            if row_is_record(row):
+            if row_is_record(row, self.sign):
                 if row["epoch"] in records:
                     stale += 1
                 records[row["epoch"]] = row  # the last one written wins
                 continue
-            ex = _excluded_row(row)
+            if row.get("kind") == "outlook":
+                continue  # engine/measures/asof.py reads these
+            ex = _excluded_row(row, self.sign)
             if ex is None:
                 stale += 1
             else:
@@ -337,6 +357,7 @@ class RecordStore:
             sum_sq_per_param={k: _num(params.get(k)) for k in CLASSIC_NAMES.values()},
             avg_attn=attn,
             arrays=arrays,
+            sign=self.sign,
         )
 
     def save(self, record: Record) -> None:
@@ -351,7 +372,7 @@ class RecordStore:
             self.run.append_measures([record.row()])
 
     def save_excluded(self, rows: list[tuple[int, tuple[int, ...], Excluded]]) -> None:
-        self.run.append_measures([excluded_json(e, k, v) for e, k, v in rows])
+        self.run.append_measures([excluded_json(e, k, v, self.sign) for e, k, v in rows])
 
     def compact(self, keep_keys: tuple[int, ...]) -> None:
         """Rewrite measures.jsonl with the newest record per epoch and the excluded losses
@@ -360,8 +381,11 @@ class RecordStore:
             records, excluded, _ = self.scan()
             rows = [records[e] for e in sorted(records)]
             rows += [
-                excluded_json(e, k, v) for (e, k), v in sorted(excluded.items()) if k == keep_keys
+                excluded_json(e, k, v, self.sign)
+                for (e, k), v in sorted(excluded.items())
+                if k == keep_keys
             ]
+            rows += [r for r in self.run.read_measures() if r.get("kind") == "outlook"]
             self.run.rewrite_measures(rows)
 
 
@@ -397,6 +421,7 @@ class ProgressTracker:
         self._stale = 0
         self._restricted: dict[tuple[int, tuple[int, ...]], tuple[float, float, float]] = {}
         self._candidates: dict[int, tuple[int, ...]] = {}
+        self._shares: dict[int, np.ndarray] = {}
         self._train_counts: np.ndarray | None = None
 
     @property
@@ -488,9 +513,11 @@ class ProgressTracker:
         should_stop: Callable[[], bool] | None = None,
         limit: int | None = None,
         keys: tuple[int, ...] | None = None,
+        upto: int | None = None,
     ) -> int:
         """Compute the excluded losses of the current key set (or of `keys`) where they are
-        missing, newest first; return how many this tracker has computed in all."""
+        missing (at checkpoints up to `upto`), newest first; return how many this tracker
+        has computed in all."""
         self._rescan()
         keys = self.key_history().current if keys is None else keys
         if not keys:
@@ -498,12 +525,12 @@ class ProgressTracker:
         todo = [
             e
             for e in reversed(self.epochs())
-            if (e, keys) not in self.excluded and e not in self.bad
+            if (e, keys) not in self.excluded and e not in self.bad and (upto is None or e <= upto)
         ]
         if limit is not None:
             todo = todo[:limit]
         if todo and self._stale > max(64, len(self.records)):
-            self.store.compact(keys)
+            self.store.compact(self.key_history().current)  # not an older set asked for
             self._stale = 0
             with contextlib.suppress(OSError):
                 self._scanned_size = self.run.measures_path.stat().st_size
@@ -544,7 +571,18 @@ class ProgressTracker:
                     f"{self.run.path}"
                 )
             return keyfreqs.fixed_history(self.key_epoch, self.candidate(self.key_epoch))
-        return keyfreqs.live_history(epochs, [self.candidate(e) for e in epochs])
+        return keyfreqs.live_history(
+            epochs,
+            [self.candidate(e) for e in epochs],
+            provisional=keyfreqs.provisional_candidates([self.shares(e) for e in epochs]),
+        )
+
+    def shares(self, epoch: int) -> np.ndarray:
+        """(K,) each frequency's share of W_E's and W_L's norms (the provisional key set)."""
+        if epoch not in self._shares:
+            arrays = self.records[epoch].arrays
+            self._shares[epoch] = keyfreqs.frequency_shares(arrays["w_e_sq"], arrays["w_l_sq"])
+        return self._shares[epoch]
 
     # -- the table ---------------------------------------------------------------------------------
     def table(self, upto: int | None = None) -> ProgressTable:
@@ -622,8 +660,12 @@ def build_table(
         "restricted_acc": restricted[:, 2],
         "excluded_loss": excl[:, 0],
         "test_restricted_ratio": np.where(restricted[:, 0] > 0, ratio, math.nan),
-        "gini_W_E": col["gini_W_E"],
-        "gini_W_L": col["gini_W_L"],
+        # From the arrays, not the stored scalars: rows of older versions of this code
+        # stored the per-frequency Gini under the paper's name.
+        "gini_W_E": np.array([paper_gini(r.arrays["w_e_sq"]) for r in records]),
+        "gini_W_L": np.array([paper_gini(r.arrays["w_l_sq"]) for r in records]),
+        "gini_W_E_freq": np.array([freq_gini(r.arrays["w_e_sq"]) for r in records]),
+        "gini_W_L_freq": np.array([freq_gini(r.arrays["w_l_sq"]) for r in records]),
         "sum_sq_weights": col["sum_sq_weights"],
         "trig_frac_pre": trig["trig_pre"],
         "trig_frac_post": trig["trig_post"],
@@ -652,7 +694,7 @@ def build_table(
         spectrogram_W_E=freq_norms(arrays["w_e_sq"]),
         spectrogram_W_L=freq_norms(arrays["w_l_sq"]),
         key_history=history,
-        warning=keyfreqs.cross_check(keys, newest.arrays["w_l_sq"]),
+        warning="" if history.provisional else keyfreqs.cross_check(keys, newest.arrays["w_l_sq"]),
         excluded_pending=sum(1 for r in records if keys and (r.epoch, keys) not in excluded),
     )
 

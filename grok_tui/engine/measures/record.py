@@ -5,8 +5,10 @@ A Record keeps, per checkpoint, what every measure needs for *any* key set, so t
 set costs no forward pass (only the excluded loss of a whole set does; see below):
 
 - frequency-free scalars: train / test loss and accuracy (p classes), the Gini coefficients
-  of the per-frequency Fourier norms of W_E and W_L, the sum of squared weights (total and
-  per parameter), the average attention from `=` to each key (h x 3);
+  of W_E's and W_L's Fourier norms (`gini_W_E`, `gini_W_L`: the paper's, over the norm of
+  each Fourier component, cos and sin apart, the constant included; `gini_W_E_freq`,
+  `gini_W_L_freq`: over the phase-invariant per-frequency norms), the sum of squared weights
+  (total and per parameter), the average attention from `=` to each key (h x 3);
 - `w_e_sq`, `w_l_sq` (p,): the squared norm of each Fourier component of W_E[:p] (over
   d_model) and of W_L = W_out W_U[:, :p] over classes (over neurons): the spectrogram rows;
 - `logit_coeffs` (K, 2, p) and `logit_mean` (p,): the logits' coefficients on the unit
@@ -30,6 +32,10 @@ The excluded loss of a set S needs the train logits minus S's projections, which
 summary holds: `excluded_losses` recomputes it from the weights (one forward over the train
 inputs) when the set changes, with the per-frequency excluded losses (one k removed) of S.
 
+Additive ops alike: for `subtract` every x + y above reads x - y (the op's circuit
+directions, engine/core/ops.py; the label is x - y, as it is x + y for add), and its rows
+say so (`"sign": -1`), so a record made for the other direction is never read as one.
+
 The coefficient of a per-input column T on cos(w_k(x+y)) needs no (p^2 x 2K) matmul: with
 G[s] = sum_{x + y = s} T[x, y], it is fft1d(G)[cos k] / sqrt(p) (likewise for sin), since the
 unit direction is sqrt(2) / p cos(w_k s) and F[cos k][s] = sqrt(2 / p) cos(w_k s).
@@ -47,7 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from grok_tui.engine.core import fourier
+from grok_tui.engine.core import fourier, ops
 from grok_tui.engine.core.loss import cross_entropy
 from grok_tui.engine.core.model import CLASSIC_NAMES, InputPlan
 from grok_tui.engine.measures.analysis import Analyzer
@@ -76,6 +82,8 @@ RECORD_SCALARS = (
     "test_acc",
     "gini_W_E",
     "gini_W_L",
+    "gini_W_E_freq",
+    "gini_W_L_freq",
     "sum_sq_weights",
 )
 
@@ -93,6 +101,22 @@ def gini(values: np.ndarray | Any) -> float:
         return math.nan
     k = np.arange(1, n + 1)
     return float(1.0 - 2.0 * np.sum((c / total) * (n - k + 0.5) / n))
+
+
+def component_norms(component_sq: np.ndarray) -> np.ndarray:
+    """The norm of each Fourier component (constant, cos 1, sin 1, ...) from its square: what
+    the paper's code takes the Gini coefficient of (`gini_W_E`, `gini_W_L`)."""
+    return np.sqrt(np.clip(np.asarray(component_sq, dtype=np.float64), 0.0, None))
+
+
+def paper_gini(component_sq: np.ndarray) -> float:
+    """The paper's Gini of a matrix's Fourier components: of `component_norms`."""
+    return gini(component_norms(component_sq))
+
+
+def freq_gini(component_sq: np.ndarray) -> float:
+    """The phase-invariant variant: the Gini of the per-frequency norms (`freq_norms`)."""
+    return gini(freq_norms(component_sq))
 
 
 def freq_norms(component_sq: np.ndarray) -> np.ndarray:
@@ -115,10 +139,13 @@ class Record:
     sum_sq_per_param: dict[str, float]  # classic name -> sum of squares
     avg_attn: np.ndarray  # (h, 3)
     arrays: dict[str, np.ndarray]  # ARRAY_SHAPES, float32
+    sign: int = 1  # the circuit directions: of x + y (+1) or of x - y (-1, subtract)
 
     def row(self) -> dict[str, Any]:
         """The JSON line of measures.jsonl (the arrays live in a file beside it)."""
         row: dict[str, Any] = {"epoch": self.epoch, "version": RECORD_VERSION, "kind": "record"}
+        if self.sign != 1:
+            row["sign"] = self.sign
         row.update({k: _finite(v) for k, v in self.scalars.items()})
         row["sum_sq_per_param"] = {k: _finite(v) for k, v in self.sum_sq_per_param.items()}
         row["avg_attn"] = [[_finite(float(v)) for v in r] for r in self.avg_attn]
@@ -137,9 +164,11 @@ class Recorder:
         self.analyzer = analyzer
         a, p = analyzer, analyzer.cfg.p
         self.p, self.K = p, fourier.n_freqs(p)
+        self.sign = circuit_sign(analyzer.cfg.op)
+        self.rows = analyzer.sum_rows if self.sign == 1 else analyzer.diff_rows
         # Unit directions cos/sin(w_k(x+y)) at the train inputs, (K, 2, n_train): for the
         # per-frequency excluded loss and the excluded loss of a set.
-        s = ((a.plan.x + a.plan.y) % p)[a.train_idx].to(torch.float64)
+        s = ((a.plan.x + self.sign * a.plan.y) % p)[a.train_idx].to(torch.float64)
         w = 2 * math.pi * torch.arange(1, self.K + 1, dtype=torch.float64)[:, None] / p
         scale = math.sqrt(2) / p
         self.train_dirs = (torch.stack([torch.cos(w * s), torch.sin(w * s)], dim=1) * scale).to(
@@ -152,7 +181,7 @@ class Recorder:
     def trig_coeffs(self, values: torch.Tensor) -> torch.Tensor:
         """Coefficients of per-input columns (p^2, n) on cos/sin(w_k(x+y)): (K, 2, n)."""
         p = self.p
-        sums = values.index_select(0, self.analyzer.sum_rows).reshape(p, p, -1).sum(dim=0)
+        sums = values.index_select(0, self.rows).reshape(p, p, -1).sum(dim=0)
         return (fourier.fft1d(sums, dim=0)[1:] / math.sqrt(p)).reshape(self.K, 2, -1)
 
     def trig_shares(self, values: torch.Tensor, coeffs: torch.Tensor | None = None) -> torch.Tensor:
@@ -214,11 +243,13 @@ class Recorder:
             "test_loss": test_loss,
             "train_acc": train_acc,
             "test_acc": test_acc,
-            "gini_W_E": gini(freq_norms(arrays["w_e_sq"])),
-            "gini_W_L": gini(freq_norms(arrays["w_l_sq"])),
+            "gini_W_E": paper_gini(arrays["w_e_sq"]),
+            "gini_W_L": paper_gini(arrays["w_l_sq"]),
+            "gini_W_E_freq": freq_gini(arrays["w_e_sq"]),
+            "gini_W_L_freq": freq_gini(arrays["w_l_sq"]),
             "sum_sq_weights": sum(sum_sq.values()),
         }
-        return Record(int(epoch), scalars, sum_sq, attn, arrays)
+        return Record(int(epoch), scalars, sum_sq, attn, arrays, self.sign)
 
     def mlp_out_fraction(self, post: torch.Tensor, w_l: torch.Tensor) -> torch.Tensor:
         """Table 1 of the paper for every k: (K, 2) shares, cos then sin.
@@ -263,6 +294,12 @@ class Recorder:
         return values[0], values[1:]
 
 
+def circuit_sign(op: str) -> int:
+    """+1 where the records read x + y, -1 for x - y (subtract); the other ops have no
+    records (`progress.MEASURES_OPS`), and are read as x + y if asked."""
+    return ops.INFO[op].sign if ops.structure(op) == "additive" else 1
+
+
 # -- storage ---------------------------------------------------------------------------------
 
 
@@ -304,14 +341,16 @@ def load_arrays(path: Path, p: int, d_mlp: int) -> dict[str, np.ndarray] | None:
     return arrays
 
 
-def row_is_record(row: Any) -> bool:
-    """A measures.jsonl row that is a (scalar half of a) version-2 record."""
+def row_is_record(row: Any, sign: int = 1) -> bool:
+    """A measures.jsonl row that is a (scalar half of a) version-2 record, made for the
+    circuit directions of `sign` (rows without one were made for x + y)."""
     return (
         isinstance(row, dict)
         and row.get("kind") == "record"
         and row.get("version") == RECORD_VERSION
         and isinstance(row.get("epoch"), int)
         and not isinstance(row.get("epoch"), bool)
+        and row.get("sign", 1) == sign
     )
 
 

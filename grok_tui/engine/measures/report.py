@@ -1,13 +1,17 @@
 """`grok-tui analyze RUN`: one checkpoint's analysis and the run's phases, as data (the
 console draws it as a table: grok_tui/console/report.py).
 
-`key_freqs` and `cluster_sizes` are the chosen checkpoint's own neuron clusters. The
-restricted and excluded losses use the run's key frequencies as known at its newest
-checkpoint (`measure_key_freqs`; engine/measures/keyfreqs.py says how they are chosen, and
+Everything is as of the chosen checkpoint (default: the newest): nothing after it is read,
+so `--epoch N` shows what a viewer of the run showed at N and equals the analysis of a copy
+of the run cut at N. `key_freqs` and `cluster_sizes` are the checkpoint's own neuron
+clusters. The restricted and excluded losses use the key set in use at that checkpoint
+(`measure_key_freqs`, `measure_key_provisional` while it is a provisional set read off W_E
+and W_L before neurons cluster; engine/measures/keyfreqs.py says how they are chosen, and
 `key_history` since when), or those of a reference checkpoint (`key_epoch`, the paper's
-40,000), so an early checkpoint is measured against the circuit the run has formed; they
-are the cached progress measures of that epoch, and the phases come from the same cache
-(computed where missing).
+40,000). The phases, the phase now and the forecast are the forward-only outlook as of the
+checkpoint (engine/measures/asof.py), stored as it was made; `grokked_at` is the first
+epoch (from the metrics, up to the checkpoint) at test accuracy 99%, if any, and then there
+is no forecast.
 
 Per op (engine/core/ops.py): multiplicative ops are analysed in the log basis, so frequencies
 are those of Z_(p-1) over discrete logs; a measure defined by the op's circuit directions
@@ -26,7 +30,8 @@ import torch
 
 from grok_tui.engine.core import ops
 from grok_tui.engine.measures import progress
-from grok_tui.engine.measures.outlook import outlook
+from grok_tui.engine.measures.asof import OutlookHistory
+from grok_tui.engine.measures.forecast import GROKKED_ACC
 from grok_tui.engine.measures.progress import ProgressTracker
 from grok_tui.engine.store.runs import Run, RunError
 
@@ -62,12 +67,13 @@ def analysis_report(
     tracker = ProgressTracker(run, device, key_epoch=key_epoch)
     snap = tracker.analyzer.snapshot(run.load_checkpoint(epoch, cfg), epoch)
 
-    tracker.update(should_stop)
-    tracker.fill_excluded(should_stop)
-    table = tracker.table()
+    tracker.update(should_stop, skip=lambda e: e > epoch)
+    table = tracker.table(upto=epoch)
+    tracker.fill_excluded(should_stop, keys=table.key_freqs, upto=epoch)
+    table = tracker.table(upto=epoch)
     row = table.row(epoch)
-    view = outlook(table)
-    if row is None:  # stopped before this epoch was measured
+    view = OutlookHistory(tracker).at(epoch, should_stop)
+    if row is None or view.as_of != epoch:  # stopped before this epoch was measured
         raise RunError(f"measuring {run.path} was stopped before epoch {epoch}")
 
     embed = snap.embed_freq_sq[1:]
@@ -80,7 +86,7 @@ def analysis_report(
         "basis": snap.basis,
         "circuit": ops.INFO[cfg.op].combined or ops.NOT_APPLICABLE,
         "epoch": int(epoch),
-        "checkpoints": len(epochs),
+        "checkpoints": sum(1 for e in epochs if e <= epoch),
         "train_loss": row["train_loss"],
         "test_loss": row["test_loss"],
         "train_acc": row["train_acc"],
@@ -94,6 +100,8 @@ def analysis_report(
         "test_restricted_ratio": row["test_restricted_ratio"],
         "gini_W_E": row["gini_W_E"],
         "gini_W_L": row["gini_W_L"],
+        "gini_W_E_freq": row["gini_W_E_freq"],
+        "gini_W_L_freq": row["gini_W_L_freq"],
         "sum_sq_weights": row["sum_sq_weights"],
         "sum_sq_per_param": row["sum_sq_per_param"],
         "trig_frac_pre": row["trig_frac_pre"],
@@ -105,20 +113,30 @@ def analysis_report(
         "mlp_out_frac": row["mlp_out_frac"],
         "mlp_out_frac_per_freq": row["mlp_out_frac_per_freq"],
         "measure_key_freqs": list(row["key_freqs"]),
+        "measure_key_provisional": table.key_history.provisional,
         "key_history": table.key_history.to_json(),
         "key_reference_epoch": table.key_history.reference_epoch,
         "key_warning": table.warning,
         "phases": view.phases,
         "phase": view.describe_phase(),
         "forecast": view.forecast.to_json(),
+        "grokked_at": None,
     }
-    if view.forecast.grok_epoch is None:
+    if view.forecast.observed:
+        # Metrics have every epoch, the measures only checkpoints; none after this one.
+        seen = next(
+            (
+                int(r["epoch"])
+                for r in run.read_metrics()
+                if r["epoch"] <= epoch and r["test_acc"] >= GROKKED_ACC
+            ),
+            view.forecast.grok_epoch,
+        )
+        report["grokked_at"] = seen
+        report["forecast"] = None
+        report["forecast_reason"] = f"grokked at {seen:,}: test accuracy reached 99% then"
+    elif view.forecast.grok_epoch is None:
         report["forecast_reason"] = view.forecast.reason
-    elif view.forecast.observed:
-        seen = next((int(r["epoch"]) for r in run.read_metrics() if r["test_acc"] >= 0.99), None)
-        if seen is not None:  # metrics have every epoch, the measures only checkpoints
-            report["forecast"] = {"grok_epoch": seen, "low": seen, "high": seen}
-        report["forecast_reason"] = "observed: the run reached test accuracy 99% at this epoch"
     for name in not_applicable(cfg.op):
         report[name] = ops.NOT_APPLICABLE
     return report
@@ -135,17 +153,21 @@ DIRECTION_MEASURES = (
     "trig_frac_post",
     "trig_frac_logits",
     "measure_key_freqs",
+    "measure_key_provisional",
     "mlp_out_frac",
     "mlp_out_frac_per_freq",
     # the phases and the forecast are read off the measures above
     "phases",
     "phase",
     "forecast",
+    "grokked_at",
 )
 # Measures of the progress records' Fourier basis of Z_p (key sets, neuron clustering).
 BASIS_MEASURES = (
     "gini_W_E",
     "gini_W_L",
+    "gini_W_E_freq",
+    "gini_W_L_freq",
     "neuron_frac_explained",
     "key_history",
     "key_reference_epoch",

@@ -122,7 +122,7 @@ def measures_not_applicable(run: Run) -> str:
     op = run.meta().config.op
     if op in MEASURES_OPS:
         return ""
-    return f"progress measures, phases and forecast: n/a for op {op} (they assume x + y)"
+    return f"progress measures, phases and forecast: n/a for op {op} (made for add, subtract)"
 
 
 class ProgressService(WakeableThread):
@@ -141,6 +141,7 @@ class ProgressService(WakeableThread):
 
     POST_EVERY_S = 1.0
     BATCH = 8
+    OUTLOOK_BUDGET_S = 2.0  # stepping the outlook (a run opened for the first time) per post
 
     def __init__(
         self,
@@ -158,6 +159,8 @@ class ProgressService(WakeableThread):
         self.writer_measures = False
         self._idle = threading.Event()  # set while nothing is left to do
         self._tracker: Any = None
+        self._outlooks: Any = None  # asof.OutlookHistory of the tracker
+        self._behind = False  # the outlook is not yet as of the newest measured checkpoint
         self._start("grok-progress")
 
     def poke(self) -> None:
@@ -181,11 +184,18 @@ class ProgressService(WakeableThread):
         return age < self.grace_s
 
     def _post(self) -> None:
-        from grok_tui.engine.measures.outlook import outlook
+        from grok_tui.engine.measures.outlook import OutlookHistory
 
+        if self._outlooks is None or self._outlooks.tracker is not self._tracker:
+            self._outlooks = OutlookHistory(self._tracker)
         table = self._tracker.table()
+        # Stepped (and stored) checkpoint by checkpoint: the outlook as of the newest one
+        # is what `analyze --epoch` shows for it later. A run without stored steps is
+        # stepped a little per post (each post shows the outlook as of where it got).
+        view = self._outlooks.at(should_stop=self._stopped.is_set, budget_s=self.OUTLOOK_BUDGET_S)
+        self._behind = len(table) > 0 and view.as_of != int(table.epochs[-1])
         pending = len(self._tracker.missing()) + table.excluded_pending
-        self.on_update(ProgressUpdate(table, outlook(table), pending=pending))
+        self.on_update(ProgressUpdate(table, view, pending=pending))
 
     def _loop(self) -> None:
         from grok_tui.engine.measures.progress import ProgressTracker
@@ -240,7 +250,8 @@ class ProgressService(WakeableThread):
             if time.monotonic() - last_post >= self.POST_EVERY_S:
                 self._post()
                 last_post, changed = time.monotonic(), False
-        if changed and not stop():
+        while (changed or self._behind) and not stop():
+            changed = False
             self._post()
         return self.grace_s if skipped else None
 

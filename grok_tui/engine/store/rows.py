@@ -20,7 +20,9 @@ from grok_tui.engine.store.untrusted import (
 )
 
 METRIC_KEYS = ("epoch", "train_loss", "test_loss", "train_acc", "test_acc", "lr", "wall_s")
-MEASURES_ROW_KINDS = ("record", "excluded")  # engine/measures/record.py's two kinds of row
+# Row kinds of measures.jsonl: records and excluded losses (engine/measures/progress.py), and
+# the outlook as of each checkpoint (engine/measures/asof.py).
+MEASURES_ROW_KINDS = ("record", "excluded", "outlook")
 
 
 def format_metric_row(row: dict[str, float]) -> str:

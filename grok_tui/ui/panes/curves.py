@@ -39,9 +39,14 @@ MEASURE_VIEWS: dict[str, tuple[str, bool, list[tuple[str, str]]]] = {
     ),
     "per-frequency": ("excluded loss per key frequency", True, []),
     "gini": (
-        "Gini of Fourier norms (sparsity)",
+        "Gini of Fourier norms (sparsity): per component as in the paper, and per frequency",
         False,
-        [("W_E", "gini_W_E"), ("W_L", "gini_W_L")],
+        [
+            ("W_E", "gini_W_E"),
+            ("W_L", "gini_W_L"),
+            ("W_E per freq", "gini_W_E_freq"),
+            ("W_L per freq", "gini_W_L_freq"),
+        ],
     ),
     "weights": (
         "sum of squared weights, total and per matrix",
@@ -272,6 +277,8 @@ class CurvesPane(Vertical):
             return "key freqs: none yet (no stable neuron clusters)"
         keys = ", ".join(map(str, table.key_freqs))
         history = table.key_history
+        if history.provisional:
+            return f"key freqs {keys} provisional (strongest in W_E / W_L; no neuron clusters yet)"
         if history.fixed:
             return f"key freqs {keys} from epoch {history.reference_epoch:,}"
         return f"key freqs {keys} since {table.key_since:,}"

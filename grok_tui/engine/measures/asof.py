@@ -1,0 +1,269 @@
+"""The outlook of a run as of each checkpoint: what the app showed then, kept as data.
+
+At every checkpoint N, in order, this reads the phases off the curves up to N (with the
+key set in use at N, engine/measures/keyfreqs.py), steps the forward-only phase machine
+(engine/measures/phase_machine.py), and makes the grok forecast from the curves up to N
+and the memorisation end announced then. Each step is appended to RUN/measures.jsonl as a
+row of kind "outlook" the moment it is made: the machine's state (so the next step, in
+this process or another, starts from it), the key set, and the forecast. So:
+
+- `analyze RUN --epoch N` shows exactly what a viewer showed at N, and equals the analysis
+  of a copy of the run cut at N (nothing after N is read);
+- the history of forecasts is data, not a recomputation with hindsight.
+
+A stored step is used only if it continues the chain: its previous checkpoint is the
+checkpoint before it, its key set is the one the records give at it, and no step before
+it had to be made again; otherwise it is made again (and stored again). Rows are
+untrusted: a bad one is a missing one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from grok_tui.engine.measures.forecast import Forecast, forecast_grok
+from grok_tui.engine.measures.phase_machine import PhaseState, step
+from grok_tui.engine.measures.phases import PHASES, find_phases
+from grok_tui.engine.measures.record import freq_gini
+
+OUTLOOK_VERSION = 1
+
+
+@dataclass
+class Step:
+    """One checkpoint's outlook as stored."""
+
+    epoch: int
+    previous: int | None  # the checkpoint before it (None for the first)
+    key_freqs: tuple[int, ...]
+    provisional: bool
+    raw: dict[str, int | None]
+    state: PhaseState
+    forecast: dict[str, int | None] | None  # grok_epoch, low, high; None: no forecast
+    observed: bool
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "version": OUTLOOK_VERSION,
+            "kind": "outlook",
+            "previous": self.previous,
+            "key_freqs": list(self.key_freqs),
+            "provisional": self.provisional,
+            "raw": dict(self.raw),
+            "state": self.state.to_json(),
+            "phase_index": self.state.index,
+            "forecast": self.forecast,
+            "observed": self.observed,
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Step | None:
+        """A stored step (untrusted): None unless it is one this code wrote."""
+        epoch, previous, keys = row.get("epoch"), row.get("previous"), row.get("key_freqs")
+        raw, forecast = row.get("raw"), row.get("forecast")
+        state = PhaseState.from_json(row.get("state"))
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        ok = (
+            row.get("kind") == "outlook"
+            and row.get("version") == OUTLOOK_VERSION
+            and state is not None
+            and whole(epoch)
+            and (previous is None or whole(previous))
+            and isinstance(keys, list)
+            and all(whole(k) for k in keys)
+            and isinstance(raw, dict)
+            and set(raw) == set(PHASES)
+            and all(v is None or whole(v) for v in raw.values())
+            and (
+                forecast is None
+                or (
+                    isinstance(forecast, dict)
+                    and set(forecast) == {"grok_epoch", "low", "high"}
+                    and all(v is None or whole(v) for v in forecast.values())
+                )
+            )
+            and isinstance(row.get("provisional"), bool)
+            and isinstance(row.get("observed"), bool)
+        )
+        if not ok:
+            return None
+        assert state is not None
+        return cls(epoch, previous, tuple(keys), row["provisional"], dict(raw), state,
+                   forecast, row["observed"])  # fmt: skip
+
+
+@dataclass
+class Outlook:
+    """What a run is doing and what comes next, as of checkpoint `as_of`."""
+
+    phases: dict[str, int | None] = field(default_factory=lambda: dict.fromkeys(PHASES))
+    phase: str = "memorising"  # what the run is doing now
+    since: int | None = None  # ... since which epoch
+    forecast: Forecast = field(default_factory=lambda: Forecast(None, reason="no checkpoints"))
+    as_of: int | None = None
+    key_freqs: tuple[int, ...] = ()  # the key set the phases read the excluded loss with
+    provisional: bool = False  # ... a provisional one (W_E / W_L), before neurons cluster
+    raw_phases: dict[str, int | None] = field(default_factory=dict)  # this step's raw reading
+
+    def describe_phase(self) -> str:
+        """'circuit forming since 1,400'."""
+        return self.phase if self.since is None else f"{self.phase} since {self.since:,}"
+
+
+class OutlookHistory:
+    """Steps a run's outlook checkpoint by checkpoint, storing each step as it is made.
+
+    `tracker` is the run's `progress.ProgressTracker` (records, excluded losses, key sets).
+    A tracker with a reference checkpoint (`key_epoch`) reads every checkpoint with a set
+    from elsewhere in the run: hindsight, so its steps are neither stored nor read back.
+    """
+
+    def __init__(self, tracker: Any) -> None:
+        self.tracker = tracker
+        self.store = tracker.key_epoch is None
+        self.steps: dict[int, Step] = {}
+        self._columns: dict[int, tuple[float, ...]] = {}
+        self._loaded = False
+
+    def _load(self) -> None:
+        if self._loaded or not self.store:
+            return
+        self._loaded = True
+        for row in self.tracker.run.read_measures():
+            if row.get("kind") == "outlook":
+                got = Step.from_row(row)
+                if got is not None:
+                    self.steps[got.epoch] = got  # the last one written wins
+
+    def _column_row(self, epoch: int) -> tuple[float, ...]:
+        """(train loss, test loss, test acc, sum sq weights, per-frequency Gini of W_E,
+        x + y share of the logits) of one record."""
+        if epoch not in self._columns:
+            r = self.tracker.records[epoch]
+            self._columns[epoch] = (
+                r.scalars.get("train_loss", math.nan),
+                r.scalars.get("test_loss", math.nan),
+                r.scalars.get("test_acc", math.nan),
+                r.scalars.get("sum_sq_weights", math.nan),
+                freq_gini(r.arrays["w_e_sq"]),
+                float(r.arrays["trig_logits"].sum()),
+            )
+        return self._columns[epoch]
+
+    def at(
+        self,
+        epoch: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        budget_s: float | None = None,
+    ) -> Outlook:
+        """The outlook as of checkpoint `epoch` (default: the newest recorded), stepping and
+        storing every checkpoint up to it that has no step yet. If stopped, or once steps
+        made here have taken `budget_s` seconds (at least one is made), the outlook as of
+        the last checkpoint stepped (`as_of` says which)."""
+        self._load()
+        tracker = self.tracker
+        epochs = [e for e in tracker.epochs() if epoch is None or e <= epoch]
+        if not epochs:
+            return Outlook()
+        history = tracker.key_history(epochs)  # causal: its set at e is the set as of e
+        state = PhaseState()
+        new_rows: list[dict[str, Any]] = []
+        done = 0
+        remade = False  # once a step is made again, every later one is too
+        started, made = time.monotonic(), 0
+        try:
+            for i, e in enumerate(epochs):
+                keys = history.at(e)
+                previous = epochs[i - 1] if i else None
+                stored = self.steps.get(e)
+                chained = stored is not None and stored.previous == previous and not remade
+                if chained and stored is not None and stored.key_freqs == keys:
+                    state, done = stored.state, i + 1
+                    continue
+                remade = True
+                if should_stop is not None and should_stop():
+                    break
+                if made and budget_s is not None and time.monotonic() - started > budget_s:
+                    break
+                prefix = epochs[: i + 1]
+                if keys and any((x, keys) not in tracker.excluded for x in prefix):
+                    tracker.fill_excluded(should_stop, keys=keys, upto=e)
+                    if should_stop is not None and should_stop():
+                        break
+                curves = self._curves(prefix, keys)
+                raw = find_phases(prefix, curves)
+                state = step(state, raw, prefix)
+                fc = self._forecast(prefix, curves, state)
+                step_made = Step(e, previous, keys, history.provisional_at(e), raw, state,
+                                 fc.to_json(), fc.observed)  # fmt: skip
+                self.steps[e] = step_made
+                new_rows.append(step_made.row())
+                made += 1
+                done = i + 1
+                if len(new_rows) >= 16:
+                    self._save(new_rows)
+                    new_rows = []
+        finally:
+            self._save(new_rows)
+        if not done:
+            return Outlook(as_of=None)
+        prefix = epochs[:done]
+        last = prefix[-1]
+        keys = history.at(last)
+        curves = self._curves(prefix, keys)
+        name, since = state.now()
+        return Outlook(
+            phases=state.phases(),
+            phase=name,
+            since=since,
+            forecast=self._forecast(prefix, curves, state),
+            as_of=last,
+            key_freqs=keys,
+            provisional=history.provisional_at(last),
+            raw_phases=dict(self.steps[last].raw),
+        )
+
+    def _save(self, rows: list[dict[str, Any]]) -> None:
+        if self.store and rows:
+            self.tracker.run.append_measures(rows)
+
+    def _curves(self, epochs: list[int], keys: tuple[int, ...]) -> dict[str, np.ndarray]:
+        cols = np.array([self._column_row(e) for e in epochs], dtype=np.float64).reshape(-1, 6)
+        nan = (math.nan,)
+        excluded = self.tracker.excluded
+        return {
+            "train_loss": cols[:, 0],
+            "test_loss": cols[:, 1],
+            "test_acc": cols[:, 2],
+            "sum_sq_weights": cols[:, 3],
+            "gini_W_E_freq": cols[:, 4],
+            "xy_share_logits": cols[:, 5],
+            "excluded_loss": np.array(
+                [excluded.get((e, keys), nan)[0] if keys else math.nan for e in epochs],
+                dtype=np.float64,
+            ),
+        }
+
+    @staticmethod
+    def _forecast(epochs: list[int], curves: dict[str, np.ndarray], state: PhaseState) -> Forecast:
+        return forecast_grok(
+            np.asarray(epochs),
+            curves["xy_share_logits"],
+            curves["test_acc"],
+            state.announced.get("memorisation_end"),
+        )
+
+    def forecasts(self) -> list[dict[str, Any]]:
+        """The forecasts as they were made, one per stepped checkpoint (ascending)."""
+        self._load()
+        return [
+            {"epoch": e, "forecast": s.forecast, "observed": s.observed, "phase": s.state.index}
+            for e, s in sorted(self.steps.items())
+        ]
