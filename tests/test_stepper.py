@@ -91,8 +91,9 @@ def references64() -> list[tuple[list[list[float]], dict[str, torch.Tensor]]]:
 # sees a wrong hyperparameter. In float64 the same noise is ~1e-16, far below eps, and Adam
 # damps it instead: a member's trajectory then equals its single run's to rounding (measured
 # on an Intel Xeon: 2.9e-15 at most over 200 epochs), while a 1% error in one member's
-# weight decay moves its losses by more than 1% (checked below). The float32 kernels themselves are checked one step at a time in
-# `test_a_float32_chunk_measures_its_members_as_float64_does`, where no amplification happens.
+# weight decay moves its losses by more than 1% (checked below). The float32 kernels
+# themselves are checked one step at a time in
+# `test_a_float32_chunk_measures_its_members_as_float64_does`, where nothing amplifies.
 F64_RTOL = 1e-10
 LOSS_RTOL = 2e-3  # float32 trajectories that are not bit-exact (a group's members, resumed)
 
