@@ -201,8 +201,9 @@ class Recorder:
                 "neuron_shares": shares,
                 "mlp_out_frac": mlp_out_frac,
             }
-            arrays = {n: t.detach().to("cpu", torch.float32).numpy() for n, t in tensors.items()}
-            attn = avg_attn.to("cpu", torch.float64).numpy()
+            # Copies that own their memory: a record keeps its bytes alive, not torch's.
+            arrays = {n: own_numpy(t, torch.float32) for n, t in tensors.items()}
+            attn = own_numpy(avg_attn, torch.float64)
         assert arrays["logit_coeffs"].shape == (k, 2, p)
         sum_sq = {
             name: float(weights[name].detach().to(torch.float64).square().sum())
@@ -260,6 +261,11 @@ class Recorder:
                 total = cross_entropy(logits, labels)
             values = torch.stack([total, *per_freq]).tolist()
         return values[0], values[1:]
+
+
+def own_numpy(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+    """`t` as a numpy array that owns its data (no torch tensor or storage behind it)."""
+    return t.detach().to("cpu", dtype).numpy().copy()
 
 
 # -- storage ---------------------------------------------------------------------------------
