@@ -129,6 +129,16 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+# Columns (neurons, classes) analysed per pass: every per-column measure is independent of
+# the others, so a record's temporaries are p^2 x 64 floats (3 MB at p = 113), not
+# p^2 x d_mlp (26 MB) several times over: the resident peak of measuring a checkpoint.
+COLUMNS_PER_PASS = 64
+
+
+def column_blocks(n: int) -> list[slice]:
+    return [slice(i, min(i + COLUMNS_PER_PASS, n)) for i in range(0, n, COLUMNS_PER_PASS)]
+
+
 class Recorder:
     """Computes Records for one config, reusing an `Analyzer` (its model, split, index maps)."""
 
@@ -156,6 +166,19 @@ class Recorder:
 
     def trig_shares(self, values: torch.Tensor, coeffs: torch.Tensor | None = None) -> torch.Tensor:
         """Per frequency, the mean over live columns of their variance share on k: (K,)."""
+        parts = [
+            self._column_variances(values[:, cols], None if coeffs is None else coeffs[..., cols])
+            for cols in column_blocks(values.shape[1])
+        ]
+        along, var, live = (torch.cat(part, dim=-1) for part in zip(*parts, strict=True))
+        if not bool(live.any()):
+            return torch.full((self.K,), math.nan, device=values.device)
+        return (along[:, live] / var[live]).mean(dim=1)
+
+    def _column_variances(
+        self, values: torch.Tensor, coeffs: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per column: variance along each k (K, n), centred variance (n), live (n)."""
         if coeffs is None:
             coeffs = self.trig_coeffs(values)
         mean = values.mean(dim=0)
@@ -163,10 +186,7 @@ class Recorder:
         energy = var + values.shape[0] * mean.square()
         eps = torch.finfo(values.dtype).eps
         live = var > (10 * self.p * eps) ** 2 * energy
-        if not bool(live.any()):
-            return torch.full((self.K,), math.nan, device=values.device)
-        along = coeffs.square().sum(dim=1)  # (K, n)
-        return (along[:, live] / var[live]).mean(dim=1)
+        return coeffs.square().sum(dim=1), var, live
 
     # -- the record ---------------------------------------------------------------------------
     def record(self, weights: Mapping[str, torch.Tensor], epoch: int) -> Record:
@@ -180,7 +200,10 @@ class Recorder:
             trig_logits = self.trig_shares(logits, coeffs)
             trig_pre = self.trig_shares(last.pre)
             trig_post = self.trig_shares(last.post)
-            shares = a.neuron_shares(last.post)  # (K, m)
+            shares = torch.cat(  # (K, m)
+                [a.neuron_shares(last.post[:, cols]) for cols in column_blocks(a.cfg.d_mlp)],
+                dim=1,
+            )
 
             m = a.model
             w_e_sq = fourier.fft1d(m.W_E[:p], dim=0).square().sum(dim=1)  # (p)
