@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -102,7 +103,7 @@ def train_headless(
                 elif update.error and not failing[0]:
                     failing[0] = True  # one line: the service tries (and fails) at each poke
                     bar.console.print(
-                        f"[yellow]progress measures not recorded: {update.error}[/]",
+                        f"[yellow]progress measures not recorded: {escape(update.error)}[/]",
                         highlight=False,
                         soft_wrap=True,
                     )
