@@ -6,6 +6,9 @@ heap once its dynamic mmap threshold has risen past the temporaries' size, so ea
 survivor pins the heap top above freed temporaries, which then stay resident: about 15 MB
 per checkpoint at p = 113 (bench/RESULTS.md, "Memory per checkpoint"). `malloc_trim(0)`
 returns every free page of every arena (glibc >= 2.8 also madvises the middle of a heap).
+Records now run their forward a block of neurons at a time (measures/record.py), which
+alone removed the growth in tests; the trim stays as the backstop for the larger
+temporaries elsewhere (snapshots, excluded losses), and costs well under a millisecond.
 Elsewhere (macOS, musl, Windows) this is a no-op: their allocators behave otherwise.
 """
 
