@@ -110,6 +110,14 @@ def test_record_arrays_have_their_declared_shapes(case: dict) -> None:
     assert all(v.dtype == np.float32 for v in record.arrays.values())
 
 
+def test_a_record_holds_its_own_bytes_and_nothing_behind_them(case: dict) -> None:
+    """What a record keeps alive is its arrays' bytes: none is a view of a torch tensor
+    (whose storage, and the tensor object, would stay alive with it)."""
+    record = case["record"]
+    for name, array in [*record.arrays.items(), ("avg_attn", record.avg_attn)]:
+        assert array.flags.owndata and array.base is None, name
+
+
 def test_logit_coefficients_are_direct_projections(case: dict) -> None:
     p, k_max = SMALL.p, (SMALL.p - 1) // 2
     logits = case["ref"]["logits"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from grok_tui.engine.core.config import RunConfig
 from grok_tui.engine.measures.services import SnapshotResult, SnapshotService
 from grok_tui.engine.store.runs import Run
@@ -116,10 +118,45 @@ def test_progress_measures_say_n_a_for_an_op_they_do_not_model(tmp_path) -> None
     updates: list[ProgressUpdate] = []
     service = ProgressService(run, "cpu", updates.append)
     service.poke()
-    assert service.drain(timeout=30)
+    for _ in range(3):  # idle at every drain, not only the first (it used to wait for good)
+        assert service.drain(timeout=60)
+        service.poke()
+    assert service.note and not service.error
     service.stop()
     service.join(timeout=10)
     assert not service.is_alive()
     assert [u.table for u in updates] == [None]
     assert "n/a for op multiply" in updates[0].note and not updates[0].error
     assert not run.measures_path.exists()
+
+
+def unwritable_measures(run: Run, how: str) -> None:
+    """measures.jsonl replaced by a directory, or by a symlink that points at itself."""
+    if how == "directory":
+        run.measures_path.mkdir()
+    else:
+        run.measures_path.symlink_to(run.measures_path.name)
+
+
+@pytest.mark.parametrize("how", ["directory", "symlink loop"])
+def test_a_service_that_cannot_write_says_why_and_is_idle(tmp_path, how) -> None:
+    """The error comes back as an update and in `error`, and every drain returns at once
+    (True: nothing left it can do) rather than when its timeout passes."""
+    from grok_tui.engine.core.model import paper_init
+    from grok_tui.engine.measures.services import ProgressService, ProgressUpdate
+
+    run = Run.create(tmp_path / "r", CFG, "cpu")
+    run.save_checkpoint(0, paper_init(CFG))
+    unwritable_measures(run, how)
+    updates: list[ProgressUpdate] = []
+    service = ProgressService(run, "cpu", updates.append)
+    try:
+        for _ in range(2):  # and again at the next poke, which tries once more
+            assert service.drain(timeout=60)
+            assert "measures.jsonl" in service.error
+    finally:
+        service.stop()
+        service.join(timeout=30)
+    assert not service.is_alive()
+    errors = [u.error for u in updates if u.error]
+    assert errors and all("measures.jsonl" in e for e in errors)

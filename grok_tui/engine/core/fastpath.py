@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -213,6 +213,25 @@ def last_position(tables: Tables, plan: InputPlan) -> LastPosition:
         post = torch.relu(pre)
         logits = _logits(post, _bag(flat, tables.to_logits, plan), tables.w_l, plan)
         return LastPosition(pattern=pattern, pre=pre, post=post, logits=logits)
+
+
+def neuron_blocks(
+    tables: Tables, plan: InputPlan, width: int
+) -> Iterator[tuple[slice, torch.Tensor]]:
+    """`last_position`'s MLP pre-activations `width` neurons at a time: (neurons, (B, width)).
+    An analysis of all p^2 inputs then never holds B x d_mlp floats at once."""
+    with torch.no_grad():
+        flat = attention_pattern(tables, plan).view(plan.batch, -1)
+        d_mlp = tables.to_mlp.shape[2]
+        for start in range(0, d_mlp, width):
+            cols = slice(start, min(start + width, d_mlp))
+            yield cols, _bag(flat, tables.to_mlp[:, :, cols], plan)
+
+
+def direct_logits(tables: Tables, plan: InputPlan) -> torch.Tensor:
+    """The logits less the MLP's part: `last_position`'s logits = this + post @ W_L."""
+    with torch.no_grad():
+        return _bag(attention_pattern(tables, plan).view(plan.batch, -1), tables.to_logits, plan)
 
 
 def _bag(weights: torch.Tensor, table: torch.Tensor, plan: InputPlan) -> torch.Tensor:

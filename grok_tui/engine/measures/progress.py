@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from grok_tui.engine.core.memory import release_free_memory
 from grok_tui.engine.core.model import CLASSIC_NAMES
 from grok_tui.engine.measures import keyfreqs
 from grok_tui.engine.measures.analysis import Analyzer
@@ -490,6 +491,7 @@ class ProgressTracker:
             self.records[epoch] = record
             self.computed += 1
             done.append(epoch)
+            release_free_memory()  # what stays per checkpoint is its record (core/memory.py)
         if done:
             with contextlib.suppress(OSError):
                 self._scanned_size = self.run.measures_path.stat().st_size
@@ -542,6 +544,7 @@ class ProgressTracker:
             self.excluded[(epoch, keys)] = value
             self.excluded_computed += 1
             batch.append((epoch, keys, value))
+            release_free_memory()
             if len(batch) >= 16:
                 self.store.save_excluded(batch)
                 batch = []

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from grok_tui.engine.core import fourier, ops
+from grok_tui.engine.core import fastpath, fourier, ops
 from grok_tui.engine.core.loss import cross_entropy
 from grok_tui.engine.core.model import CLASSIC_NAMES, InputPlan
 from grok_tui.engine.measures.analysis import Analyzer
@@ -157,6 +157,17 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+# Columns (neurons, classes) analysed per pass: every per-column measure is independent of
+# the others, so a record's forward pass and temporaries hold p^2 x 64 floats at a time
+# (3 MB at p = 113), not p^2 x d_mlp (26 MB) several times over: the resident peak of
+# measuring a checkpoint beside a training run (bench/RESULTS.md, "Memory per checkpoint").
+COLUMNS_PER_PASS = 64
+
+
+def column_blocks(n: int) -> list[slice]:
+    return [slice(i, min(i + COLUMNS_PER_PASS, n)) for i in range(0, n, COLUMNS_PER_PASS)]
+
+
 class Recorder:
     """Computes Records for one config, reusing an `Analyzer` (its model, split, index maps)."""
 
@@ -186,6 +197,26 @@ class Recorder:
 
     def trig_shares(self, values: torch.Tensor, coeffs: torch.Tensor | None = None) -> torch.Tensor:
         """Per frequency, the mean over live columns of their variance share on k: (K,)."""
+        return self.mean_share(
+            [
+                self.column_variances(values[:, c], None if coeffs is None else coeffs[..., c])
+                for c in column_blocks(values.shape[1])
+            ]
+        )
+
+    def mean_share(
+        self, parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    ) -> torch.Tensor:
+        """`trig_shares` from the `column_variances` of its columns, block by block."""
+        along, var, live = (torch.cat(part, dim=-1) for part in zip(*parts, strict=True))
+        if not bool(live.any()):
+            return torch.full((self.K,), math.nan, device=var.device)
+        return (along[:, live] / var[live]).mean(dim=1)
+
+    def column_variances(
+        self, values: torch.Tensor, coeffs: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per column: variance along each k (K, n), centred variance (n), live (n)."""
         if coeffs is None:
             coeffs = self.trig_coeffs(values)
         mean = values.mean(dim=0)
@@ -193,31 +224,36 @@ class Recorder:
         energy = var + values.shape[0] * mean.square()
         eps = torch.finfo(values.dtype).eps
         live = var > (10 * self.p * eps) ** 2 * energy
-        if not bool(live.any()):
-            return torch.full((self.K,), math.nan, device=values.device)
-        along = coeffs.square().sum(dim=1)  # (K, n)
-        return (along[:, live] / var[live]).mean(dim=1)
+        return coeffs.square().sum(dim=1), var, live
 
     # -- the record ---------------------------------------------------------------------------
     def record(self, weights: Mapping[str, torch.Tensor], epoch: int) -> Record:
         a, p, k = self.analyzer, self.p, self.K
         with torch.no_grad():
-            _, last = a.run(weights)
-            logits = last.logits[:, :p].contiguous()
+            a.model.load_classic(weights)
+            tables = a.model.tables()
+            m = a.model
+            w_l = m.W_out @ m.W_U[:, :p]
+            # The neurons a block at a time (COLUMNS_PER_PASS): their measures, and the
+            # MLP's share of the logits, post @ W_L, summed over the blocks.
+            pre_parts, post_parts, share_parts = [], [], []
+            mlp_logits = torch.zeros(a.plan.batch, p, device=a.device)
+            for cols, pre in fastpath.neuron_blocks(tables, a.plan, COLUMNS_PER_PASS):
+                post = torch.relu(pre)
+                pre_parts.append(self.column_variances(pre))
+                post_parts.append(self.column_variances(post))
+                share_parts.append(a.neuron_shares(post))
+                mlp_logits.addmm_(post, w_l[cols])
+                del pre, post
+            logits = fastpath.direct_logits(tables, a.plan)[:, :p] + mlp_logits
             train_loss, test_loss, train_acc, test_acc = a.split_losses(logits)
 
             coeffs = self.trig_coeffs(logits)  # (K, 2, p)
             trig_logits = self.trig_shares(logits, coeffs)
-            trig_pre = self.trig_shares(last.pre)
-            trig_post = self.trig_shares(last.post)
-            shares = a.neuron_shares(last.post)  # (K, m)
-
-            m = a.model
+            shares = torch.cat(share_parts, dim=1)  # (K, m)
             w_e_sq = fourier.fft1d(m.W_E[:p], dim=0).square().sum(dim=1)  # (p)
-            w_l = m.W_out @ m.W_U[:, :p]
             w_l_sq = fourier.fft1d(w_l, dim=1).square().sum(dim=0)  # (p)
-            mlp_out_frac = self.mlp_out_fraction(last.post, w_l)
-            avg_attn = last.pattern.mean(dim=0)
+            avg_attn = fastpath.attention_pattern(tables, a.plan).mean(dim=0)
 
             tensors = {
                 "w_e_sq": w_e_sq,
@@ -225,14 +261,15 @@ class Recorder:
                 "logit_coeffs": coeffs,
                 "logit_mean": logits.mean(dim=0),
                 "logit_var": (logits - logits.mean(dim=0)).square().sum(dim=0),
-                "trig_pre": trig_pre,
-                "trig_post": trig_post,
+                "trig_pre": self.mean_share(pre_parts),
+                "trig_post": self.mean_share(post_parts),
                 "trig_logits": trig_logits,
                 "neuron_shares": shares,
-                "mlp_out_frac": mlp_out_frac,
+                "mlp_out_frac": self.mlp_out_fraction(mlp_logits),
             }
-            arrays = {n: t.detach().to("cpu", torch.float32).numpy() for n, t in tensors.items()}
-            attn = avg_attn.to("cpu", torch.float64).numpy()
+            # Copies that own their memory: a record keeps its bytes alive, not torch's.
+            arrays = {n: own_numpy(t, torch.float32) for n, t in tensors.items()}
+            attn = own_numpy(avg_attn, torch.float64)
         assert arrays["logit_coeffs"].shape == (k, 2, p)
         sum_sq = {
             name: float(weights[name].detach().to(torch.float64).square().sum())
@@ -251,18 +288,19 @@ class Recorder:
         }
         return Record(int(epoch), scalars, sum_sq, attn, arrays, self.sign)
 
-    def mlp_out_fraction(self, post: torch.Tensor, w_l: torch.Tensor) -> torch.Tensor:
+    def mlp_out_fraction(self, mlp_logits: torch.Tensor) -> torch.Tensor:
         """Table 1 of the paper for every k: (K, 2) shares, cos then sin.
 
-        Column cos k of M = post @ W_L @ F.T is the MLP output read along W_L's cos k
-        direction; its share of variance on cos(w_k(x+y)) is coef^2 / centred variance.
+        `mlp_logits` is the MLP output read by the classes, post @ W_L (p^2, p). Column
+        cos k of M = post @ W_L @ F.T is the MLP output read along W_L's cos k direction;
+        its share of variance on cos(w_k(x+y)) is coef^2 / centred variance.
         """
-        m = fourier.fft1d(post @ w_l, dim=1)  # (p^2, p): class components
+        m = fourier.fft1d(mlp_logits, dim=1)  # (p^2, p): class components
         k = self.K
         cols = m[:, 1:]  # (p^2, 2K): cos 1, sin 1, ...
         var = (cols - cols.mean(dim=0)).square().sum(dim=0).reshape(k, 2)
         coeffs = self.trig_coeffs(cols)  # (K, 2, 2K): [freq of x+y, cos/sin, class component]
-        idx = torch.arange(k, device=post.device)
+        idx = torch.arange(k, device=mlp_logits.device)
         own = coeffs.reshape(k, 2, k, 2)[idx, :, idx, :]  # (K, 2 dir, 2 comp)
         matched = torch.stack([own[:, 0, 0], own[:, 1, 1]], dim=1)  # cos-cos, sin-sin
         return torch.where(var > 0, matched.square() / var.clamp_min(1e-30), torch.nan)
@@ -298,6 +336,11 @@ def circuit_sign(op: str) -> int:
     """+1 where the records read x + y, -1 for x - y (subtract); the other ops have no
     records (`progress.MEASURES_OPS`), and are read as x + y if asked."""
     return ops.INFO[op].sign if ops.structure(op) == "additive" else 1
+
+
+def own_numpy(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+    """`t` as a numpy array that owns its data (no torch tensor or storage behind it)."""
+    return t.detach().to("cpu", dtype).numpy().copy()
 
 
 # -- storage ---------------------------------------------------------------------------------

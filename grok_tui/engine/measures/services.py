@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from grok_tui.engine.core.memory import release_free_memory
 from grok_tui.engine.core.threads import ANALYSIS_NICENESS, WakeableThread, lower_this_thread
 from grok_tui.engine.store.runs import Run, RunError
 
@@ -90,6 +91,7 @@ class SnapshotService:
                     epoch, None, f"analysis failed: {type(exc).__name__}: {exc}"
                 )
             self.computed.append(epoch)
+            release_free_memory()  # the snapshot's temporaries (engine/core/memory.py)
             if self._stopped:
                 return  # nobody is listening any more
             self.on_result(result)
@@ -134,9 +136,13 @@ class ProgressService(WakeableThread):
     works, and once when done. Records are cheap and never redone; a change of key set
     costs one train forward per checkpoint, in this low-priority thread.
 
+    Idle (`drain` returns) means: nothing left that this service can do for the pokes so
+    far, whether it measured everything, met an error (`error` says which; the next poke
+    tries again), or has nothing to measure (`note`: an op the measures do not model).
+
     When another process trains the run and measures it itself (headless training does),
     `writer_measures` makes the service leave the newest checkpoints to that process for
-    `grace_s` seconds rather than compute them twice.
+    `grace_s` seconds rather than compute them twice: not idle while it waits for them.
     """
 
     POST_EVERY_S = 1.0
@@ -157,7 +163,11 @@ class ProgressService(WakeableThread):
         self.key_epoch = key_epoch
         self.grace_s = grace_s
         self.writer_measures = False
-        self._idle = threading.Event()  # set while nothing is left to do
+        self.error = ""  # why the last pass failed ('' once one succeeds)
+        self.note = ""  # why there is nothing to measure ('' if the measures apply)
+        self._idle = threading.Event()  # set while nothing is left to do for the pokes so far
+        self._pokes = 0  # pokes so far; a pass ends idle only if none came while it ran
+        self._pokes_lock = threading.Lock()
         self._tracker: Any = None
         self._outlooks: Any = None  # asof.OutlookHistory of the tracker
         self._behind = False  # the outlook is not yet as of the newest measured checkpoint
@@ -165,13 +175,22 @@ class ProgressService(WakeableThread):
 
     def poke(self) -> None:
         """Checkpoints changed (or the viewer wants fresh measures)."""
-        self._idle.clear()
-        super().poke()
+        with self._pokes_lock:
+            self._pokes += 1
+            self._idle.clear()
+            super().poke()
 
     def drain(self, timeout: float | None = None) -> bool:
-        """Wait until every checkpoint is measured (True), or the timeout passes."""
+        """Wait until the service has nothing left to do (True), or the timeout passes.
+
+        True whatever the outcome: every checkpoint measured, an error (see `error`), or
+        nothing to measure (see `note`)."""
         self.poke()
         return self._idle.wait(timeout)
+
+    @property
+    def idle(self) -> bool:
+        return self._idle.is_set()
 
     def _skip(self, epoch: int) -> bool:
         """Leave a fresh checkpoint to the process that wrote it (and measures it)."""
@@ -198,36 +217,48 @@ class ProgressService(WakeableThread):
         self.on_update(ProgressUpdate(table, view, pending=pending))
 
     def _loop(self) -> None:
-        from grok_tui.engine.measures.progress import ProgressTracker
-
         lower_this_thread(ANALYSIS_NICENESS)
         wait: float | None = None
-        while not self._stopped.is_set():
-            self._wake.wait(wait)
-            if self._stopped.is_set():
-                return
-            self._wake.clear()
-            wait = None
-            try:
-                if self._tracker is None:
-                    note = measures_not_applicable(self.run)
-                    if note:  # nothing to compute: say so once, then only wait for stop
-                        self.on_update(ProgressUpdate(None, note=note))
+        try:
+            while not self._stopped.is_set():
+                self._wake.wait(wait)
+                if self._stopped.is_set():
+                    return
+                with self._pokes_lock:
+                    self._wake.clear()
+                    pokes = self._pokes
+                wait = self._pass()
+                with self._pokes_lock:
+                    if wait is None and pokes == self._pokes:
                         self._idle.set()
-                        self._stopped.wait()
-                        return
-                    self._tracker = ProgressTracker(self.run, self.device, self.key_epoch)
-                    if self._stopped.is_set():
-                        return
-                    self._post()  # the cache, at once
-                wait = self._work()
-                if wait is None and not self._wake.is_set():
-                    self._idle.set()
-            except RunError as exc:
-                self.on_update(ProgressUpdate(None, error=str(exc)))
-            except Exception as exc:  # a bug must not kill the viewer: say it, keep going
-                msg = f"progress measures failed: {type(exc).__name__}: {exc}"
-                self.on_update(ProgressUpdate(None, error=msg))
+        finally:
+            self._idle.set()  # stopped: nothing more will be done, so a drain must not wait
+
+    def _pass(self) -> float | None:
+        """One round of work; the seconds to wait for skipped work (None: all done)."""
+        try:
+            if self.note:
+                return None  # said once; nothing will ever be computed
+            if self._tracker is None:
+                self.note = measures_not_applicable(self.run)
+                if self.note:
+                    self.on_update(ProgressUpdate(None, note=self.note))
+                    return None
+                from grok_tui.engine.measures.progress import ProgressTracker
+
+                self._tracker = ProgressTracker(self.run, self.device, self.key_epoch)
+                if self._stopped.is_set():
+                    return None
+                self._post()  # the cache, at once
+            wait = self._work()
+            self.error = ""
+            return wait
+        except RunError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # a bug must not kill the viewer: say it, keep going
+            self.error = f"progress measures failed: {type(exc).__name__}: {exc}"
+        self.on_update(ProgressUpdate(None, error=self.error))
+        return None
 
     def _work(self) -> float | None:
         """Record and fill until nothing is left; the seconds to wait for skipped work."""
