@@ -213,7 +213,9 @@ def test_a_cluster_is_its_neurons_and_a_replay_covers_every_checkpoint(grokked: 
     ablate_run(grokked, Ablation.of(clusters=(UNCLUSTERED,)))  # always a cluster
     results = replay(grokked, Ablation.of(clusters=(k,), mode="mean"))
     assert [r.epoch for r in results] == grokked.checkpoint_epochs()
-    assert results[-1].ablated == ablate_run(grokked, Ablation.of(clusters=(k,), mode="mean")).ablated
+    assert (
+        results[-1].ablated == ablate_run(grokked, Ablation.of(clusters=(k,), mode="mean")).ablated
+    )
 
 
 def test_the_api_gives_the_same_result(grokked: Run) -> None:

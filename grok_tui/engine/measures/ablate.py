@@ -103,21 +103,6 @@ class Ablation:
             out["cluster_neurons"] = {str(c): list(n) for c, n in cluster_neurons.items()}
         return out
 
-    def describe(self) -> str:
-        """One line: 'heads 0,2; neurons 3,17; freqs -14; mode zero' ('nothing' if empty)."""
-        parts = []
-        for name, values in (("heads", self.heads), ("neurons", self.neurons),
-                             ("clusters", self.clusters), ("remove freqs", self.freqs)):  # fmt: skip
-            if values:
-                parts.append(f"{name} {','.join(map(str, values))}")
-        if self.keep_freqs is not None:
-            parts.append(f"keep freqs {','.join(map(str, self.keep_freqs)) or '(none)'}")
-        if not parts:
-            return "nothing"
-        if self.heads or self.neurons or self.clusters:
-            parts.append(f"mode {self.mode}")
-        return "; ".join(parts)
-
 
 def _check_range(what: str, values: tuple[int, ...], size: int) -> None:
     for v in values:
@@ -283,7 +268,9 @@ class Ablator:
         if not freqs:
             return torch.zeros_like(logits)
         cfg = self.analyzer.cfg
-        dirs = ops.circuit_directions(cfg.op, cfg.p, freqs, device=logits.device, dtype=torch.float64)
+        dirs = ops.circuit_directions(
+            cfg.op, cfg.p, freqs, device=logits.device, dtype=torch.float64
+        )
         dirs = dirs[:, self.grid_rows]  # (2|S|, n): the dataset's inputs
         proj = dirs.T @ (dirs @ logits.to(torch.float64))
         return proj.to(logits.dtype)
