@@ -35,17 +35,25 @@ def render_ablation(results: Sequence[dict[str, Any]]) -> Table:
             base, ablated = r["base"][name], r["ablated"][name]
             table.add_row(name, _num(base), _num(ablated), f"{ablated - base:+.4g}")
         return table
-    table = Table(title=f"replay  ablated: {what}")
+    table = Table(title=f"replay  ablated: {what}  (intact → ablated)")
     table.add_column("epoch", justify="right")
     for name in SCORES:
         table.add_column(name, justify="right")
-        table.add_column("ablated", justify="right")
     for r in results:
         cells = [f"{r['epoch']:,}"]
         for name in SCORES:
-            cells += [_num(r["base"][name]), _num(r["ablated"][name])]
+            short = _pct if name.endswith("_acc") else _short
+            cells.append(f"{short(r['base'][name])} → {short(r['ablated'][name])}")
         table.add_row(*cells)
     return table
+
+
+def _short(value: float) -> str:
+    return f"{value:.3g}" if math.isfinite(value) else "-"
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%" if math.isfinite(value) else "-"
 
 
 def describe(ablations: dict[str, Any]) -> str:
