@@ -165,6 +165,13 @@ def test_unknown_parts_are_one_line_errors(random_model) -> None:
             ablator.ablate(weights, spec)
 
 
+def test_an_op_without_a_fourier_circuit_has_no_frequency_ablations() -> None:
+    cfg = PLANTED.replace(op="random")
+    with pytest.raises(AblationError, match="op 'random' has no Fourier circuit"):
+        Ablation.of(freqs=(1,)).check(cfg)
+    Ablation.of(heads=(0,), neurons=(1,)).check(cfg)  # heads and neurons still ablate
+
+
 # -- a grokked run ---------------------------------------------------------------------------
 
 
