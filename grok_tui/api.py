@@ -9,6 +9,8 @@
     logits, cache = model.run_with_cache(run.tokens())
     snap = run.snapshot(10_000)     # the app's analysis of one checkpoint (numpy arrays)
     table = run.measures()          # progress measures of every checkpoint, and phases
+    r = run.ablate(10_000, heads=[0], freqs=[14])  # intact and ablated loss and accuracy
+    r.as_dict()                     # {"epoch", "base", "ablated", "ablations"}
 
 Every method reads the run directory as it is now, so a run that is still training can be
 opened and read again. `epoch=None` means the newest checkpoint. TransformerLens (~3 s to
@@ -17,6 +19,7 @@ import) is loaded by `model()` only.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 
     from grok_tui.engine.core.config import RunConfig
     from grok_tui.engine.core.data import Dataset
+    from grok_tui.engine.measures.ablate import AblationResult
     from grok_tui.engine.measures.analysis import Analyzer, Snapshot
     from grok_tui.engine.measures.progress import ProgressTable
 
@@ -96,15 +100,44 @@ class GrokRun:
         """All p^2 inputs as a (p^2, 3) token tensor, in the order of `dataset()`."""
         return self.dataset().tokens.to(self.device)
 
-    def snapshot(self, epoch: int | None = None) -> Snapshot:
-        """The app's analysis of one checkpoint: a Snapshot of numpy arrays."""
+    def _analysis(self) -> Analyzer:
+        """One Analyzer for this run's config, reused across calls."""
         from grok_tui.engine.measures.analysis import Analyzer
 
         cfg = self.config
         if self._analyzer is None or self._analyzer.cfg != cfg:
             self._analyzer = Analyzer(cfg, self.device)
+        return self._analyzer
+
+    def snapshot(self, epoch: int | None = None) -> Snapshot:
+        """The app's analysis of one checkpoint: a Snapshot of numpy arrays."""
+        analyzer = self._analysis()
         e = self._epoch(epoch)
-        return self._analyzer.snapshot(self.run.load_checkpoint(e, cfg), e)
+        return analyzer.snapshot(self.run.load_checkpoint(e, analyzer.cfg), e)
+
+    def ablate(
+        self,
+        epoch: int | str | None = None,
+        heads: Iterable[int] = (),
+        neurons: Iterable[int] = (),
+        clusters: Iterable[int] = (),
+        freqs: Iterable[int] = (),
+        keep_freqs: Iterable[int] | None = None,
+        mode: str = "zero",
+    ) -> AblationResult | list[AblationResult]:
+        """Train/test loss and accuracy of the intact and the ablated model at a checkpoint
+        (`epoch="all"`: a list, one per checkpoint). Heads' outputs and neurons' activations
+        are zeroed or replaced by their mean (`mode`); clusters are the analysis' (by
+        frequency, -1 unclustered); `freqs` are removed from the logits, `keep_freqs` kept
+        alone. See grok_tui/engine/measures/ablate.py."""
+        from grok_tui.engine.measures.ablate import Ablation, ablate_run, replay
+
+        spec = Ablation.of(heads, neurons, clusters, freqs, keep_freqs, mode)
+        if epoch == "all":
+            return replay(self.run, spec, self.device, self._analysis())
+        if isinstance(epoch, str):
+            raise RunError(f"epoch {epoch!r} is neither a checkpoint's epoch nor 'all'")
+        return ablate_run(self.run, spec, self._epoch(epoch), self.device, self._analysis())
 
     def measures(self) -> ProgressTable:
         """Progress measures of every checkpoint (cached in measures.jsonl), with `.phases()`."""

@@ -25,6 +25,7 @@ COMMANDS = {
     "export": "runs:cmd_export",
     "analyze": "runs:cmd_analyze",
     "compare": "runs:cmd_compare",
+    "ablate": "ablate:cmd_ablate",
     "sweep": "sweep:cmd_sweep",
     "serve": "serve:cmd_serve",
 }
@@ -56,6 +57,7 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
     add_train_parsers(sub)
     add_run_parsers(sub)
+    add_ablate_parser(sub)
     add_sweep_parser(sub)
     add_serve_parser(sub)
     return parser
@@ -122,6 +124,34 @@ def add_run_parsers(sub: Any) -> None:
     )
     compare.add_argument("runs", nargs="+", type=Path, help="run directories (two or more)")
     add_device_option(compare)
+
+
+def add_ablate_parser(sub: Any) -> None:
+    """`ablate`: lists stay strings here; cli/ablate.py parses them into one-line errors."""
+    abl = sub.add_parser(
+        "ablate", help="train/test loss and accuracy with heads, neurons or frequencies removed"
+    )
+    abl.add_argument("run", type=Path)
+    abl.add_argument("--epoch", default=None, help="a checkpoint (default: the newest), or all")
+    abl.add_argument("--heads", metavar="LIST", help="heads whose output is ablated, e.g. 0,2")
+    abl.add_argument("--neurons", metavar="LIST", help="MLP neurons ablated (post-ReLU)")
+    abl.add_argument(
+        "--clusters", metavar="LIST", help="neuron clusters ablated, by frequency (-1: unclustered)"
+    )
+    abl.add_argument("--freqs", metavar="LIST", help="frequencies removed from the logits")
+    abl.add_argument(
+        "--keep-freqs",
+        metavar="LIST",
+        help="keep only these frequencies of the logits (and their mean)",
+    )
+    abl.add_argument(
+        "--mode",
+        choices=("zero", "mean"),
+        default="zero",
+        help="heads and neurons: zeroed or replaced by their mean over inputs",
+    )
+    abl.add_argument("--json", action="store_true", help="JSON on stdout (a list for --epoch all)")
+    add_device_option(abl)
 
 
 def add_sweep_parser(sub: Any) -> None:
