@@ -100,10 +100,10 @@ figure device "$device$([[ $small == 1 ]] && echo ' (--small sizes)')"
 # -- the tests on the device -------------------------------------------------------------------
 ignore=()
 for f in "${device_tests[@]}"; do ignore+=(--ignore "$f"); done
-step tests_device 110 env GROK_TUI_TEST_DEVICE="$device" \
+step tests_device 90 env GROK_TUI_TEST_DEVICE="$device" \
     "$py" -m pytest -q -p no:cacheprovider -m "not slow" "${device_tests[@]}"
 grab tests_device tests_device "(passed|failed|error|no tests ran).* in "
-step tests_rest 100 "$py" -m pytest -q -p no:cacheprovider -m "not slow" "${ignore[@]}" \
+step tests_rest 80 "$py" -m pytest -q -p no:cacheprovider -m "not slow" "${ignore[@]}" \
     "${rest_tests[@]}"
 grab tests_rest tests_rest "(passed|failed|error|no tests ran).* in "
 
@@ -116,7 +116,7 @@ grab train_speed train_speed_with_io "^Trainer.train\(\) with I/O"
 
 run_dir=$(mktemp -d)/paper
 start=$EPOCHREALTIME
-step paper_run 110 "$py" -m grok_tui train --headless --no-measures --preset paper \
+step paper_run 150 "$py" -m grok_tui train --headless --no-measures --preset paper \
     --epochs "$paper_epochs" --checkpoint-every "$paper_every" --device "$device" \
     --run-dir "$run_dir"
 wall=$(since "$start")
@@ -144,7 +144,7 @@ grab paper_summary paper_run_wall "^paper run:"
 grab paper_summary paper_run_grok_epoch "^grok epoch:"
 
 # -- analysis ----------------------------------------------------------------------------------
-step analysis 50 "$py" bench/analysis_speed.py --device "$device" "${analysis_args[@]}"
+step analysis 45 "$py" bench/analysis_speed.py --device "$device" "${analysis_args[@]}"
 grab analysis snapshot "^snapshot p=113:"
 grab analysis progress_measures "^progress: "
 
@@ -152,7 +152,7 @@ grab analysis progress_measures "^progress: "
 for which in 0 1; do
     n=${sweep_sizes[$which]}
     name=sweep_$([[ $which == 0 ]] && echo smaller || echo larger)
-    step "$name" 30 "$py" bench/sweep_speed.py --preset "$sweep_preset" --members "$n" \
+    step "$name" 25 "$py" bench/sweep_speed.py --preset "$sweep_preset" --members "$n" \
         --device "$device" "${sweep_args[@]}"
     grab "$name" "${name}_members" "^[0-9]+ members of the "
     grab "$name" "${name}_one_by_one" "^one by one:"
