@@ -2,8 +2,9 @@
 
 Every call that makes the host wait for a tensor's value (`.item()`, `.tolist()`,
 `bool(t)`, `float(t)`, `int(t)`, `.cpu()`, `.numpy()`) is counted while a loop trains;
-those inside a metrics read-back (`GroupTrainer._flush`) or a checkpoint
-(`GroupTrainer.save`) are allowed, any other is a sync per epoch and fails the test. On a
+those inside a metrics read-back (`GroupTrainer._flush`), a checkpoint (`GroupTrainer.save`)
+or a member leaving the batch (`GroupTrainer._drop`) are allowed; any other is a sync per
+epoch and fails the test. Setting a trainer up is not watched. On a
 CUDA test device torch's own sync detector (`torch.cuda.set_sync_debug_mode`) also watches
 the epochs, which catches syncs inside torch's ops that no Python hook sees.
 """
@@ -72,6 +73,8 @@ def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[SyncLog]:
         monkeypatch.setattr(torch.Tensor, name, counting(name, getattr(torch.Tensor, name)))
     monkeypatch.setattr(GroupTrainer, "_flush", allowed(GroupTrainer._flush, True))
     monkeypatch.setattr(GroupTrainer, "save", allowed(GroupTrainer.save, False))
+    # A member leaving the batch rebuilds its data (after the read-back that found it).
+    monkeypatch.setattr(GroupTrainer, "_drop", allowed(GroupTrainer._drop, False))
     step = train_mod.Stepper.step
 
     def counted_step(self, *args, **kwargs):
@@ -109,20 +112,21 @@ def _check(log: SyncLog, epochs: int, checkpoints: int) -> None:
 
 
 def test_a_run_makes_no_host_sync_between_read_backs(tmp_path, monkeypatch) -> None:
-    run = Run.create(tmp_path / "r", TINY, TEST_DEVICE)
+    trainer = Trainer(Run.create(tmp_path / "r", TINY, TEST_DEVICE), TEST_DEVICE)
     with watched(monkeypatch) as log:
-        result = Trainer(run, TEST_DEVICE).train()
+        result = trainer.train()
     assert result.status == "done"
     _check(log, TINY.epochs, checkpoints=3)
-    assert [int(r["epoch"]) for r in run.read_metrics()] == list(range(TINY.epochs + 1))
+    assert [int(r["epoch"]) for r in trainer.run.read_metrics()] == list(range(TINY.epochs + 1))
 
 
 @pytest.mark.parametrize("mode", ["ema", "ma"])
 def test_grokfast_members_make_no_host_sync_between_read_backs(tmp_path, monkeypatch, mode) -> None:
     cfgs = [TINY.replace(grokfast=mode, seed=s) for s in (1, 2)]
     runs = [Run.create(tmp_path / f"r{i}", c, TEST_DEVICE) for i, c in enumerate(cfgs)]
+    group = GroupTrainer(runs, TEST_DEVICE)
     with watched(monkeypatch) as log:
-        results = GroupTrainer(runs, TEST_DEVICE).train()
+        results = group.train()
     assert [r.status for r in results] == ["done", "done"]
     _check(log, TINY.epochs, checkpoints=3)
 
@@ -130,8 +134,9 @@ def test_grokfast_members_make_no_host_sync_between_read_backs(tmp_path, monkeyp
 def test_dense_checkpoint_candidates_read_back_only_at_their_epochs(tmp_path, monkeypatch) -> None:
     runs = [Run.create(tmp_path / f"r{s}", TINY.replace(seed=s), TEST_DEVICE) for s in (1, 2)]
     policies = [CheckpointPolicy(100, dense_every=50, dense_left=2) for _ in runs]
+    group = GroupTrainer(runs, TEST_DEVICE, policies=policies)
     with watched(monkeypatch) as log:
-        results = GroupTrainer(runs, TEST_DEVICE, policies=policies).train()
+        results = group.train()
     assert [r.status for r in results] == ["done", "done"]
     _check(log, TINY.epochs, checkpoints=5)
 
@@ -141,8 +146,9 @@ def test_divergence_is_found_in_a_batched_read_back(tmp_path, monkeypatch) -> No
     of non-finite weights is written (a checkpoint is always preceded by a read-back)."""
     cfg = TINY.replace(lr=1e12, warmup_steps=0, checkpoint_every=30, epochs=100)
     run = Run.create(tmp_path / "r", cfg, TEST_DEVICE)
+    trainer = Trainer(run, TEST_DEVICE)  # setting up may copy to the device; epochs may not
     with watched(monkeypatch) as log:
-        result = Trainer(run, TEST_DEVICE).train()
+        result = trainer.train()
     assert not log.stray, log.stray[0]
     assert result.status == "failed" and "non-finite" in result.message
     rows = run.read_metrics()
