@@ -38,18 +38,20 @@ report="$out_dir/gpu_check.txt"
 logs="$out_dir/gpu_check_logs"
 mkdir -p "$logs"
 : > "$report"
+begun=$EPOCHREALTIME
 py=.venv/bin/python
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this tree's code, whatever .venv points to
 
 figure() { echo "figure $1: $2" >> "$report"; }
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 
-# step NAME SECONDS COMMAND...: run it under a timeout, its output to the step's log.
+# step NAME SECONDS COMMAND...: run it under a timeout, its output to the step's log. The
+# timeout interrupts (SIGINT) so pytest still prints how far it got; KILL 10 s later.
 step() {
     local name="$1" limit="$2" start rc
     shift 2
     start=$EPOCHREALTIME
-    timeout -k 10 "$limit" "$@" > "$logs/$name.log" 2>&1
+    timeout -s INT -k 10 "$limit" "$@" > "$logs/$name.log" 2>&1
     rc=$?
     local why="rc=$rc"
     [[ $rc == 124 || $rc == 137 ]] && why="timed out after ${limit}s"
@@ -159,5 +161,6 @@ for which in 0 1; do
     grab "$name" "${name}_batched" "^batched, "
 done
 
+echo "all steps: $(since "$begun") s" >> "$report"
 echo "figures in $report" >&2
 cat "$report"
