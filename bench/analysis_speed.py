@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/analysis_speed.py                  # p = 113, 500 checkpoints
     .venv/bin/python bench/analysis_speed.py --checkpoints 100 --repeats 5
+    .venv/bin/python bench/analysis_speed.py --device cuda     # both sides on the GPU
 
 (a) The reference is what the analysis would be without the fast path: `run_with_cache`
 over all p^2 inputs, then the same quantities computed plainly (full 2D transforms of every
@@ -30,6 +31,7 @@ import torch
 from grok_tui.engine.core import fourier
 from grok_tui.engine.core.config import RunConfig
 from grok_tui.engine.core.data import all_tokens, make_dataset
+from grok_tui.engine.core.device import resolve_device
 from grok_tui.engine.core.model import paper_init
 from grok_tui.engine.measures.analysis import Analyzer
 from grok_tui.engine.measures.progress import ProgressTracker
@@ -39,11 +41,12 @@ PAPER_KEY_FREQS = (14, 35, 41, 42, 52)  # the published run's; only sets the wor
 
 
 def reference_snapshot(cfg: RunConfig, tl: Any, f: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The Snapshot's quantities the plain way, from a TransformerLens cache."""
+    """The Snapshot's quantities the plain way, from a TransformerLens cache (on f's device;
+    the results stay there, as a Snapshot's would be read back: see `sync`)."""
     p, h = cfg.p, cfg.n_heads
-    data = make_dataset(cfg)
+    data = make_dataset(cfg).to(f.device)
     with torch.no_grad():
-        logits, cache = tl.run_with_cache(all_tokens(p))
+        logits, cache = tl.run_with_cache(all_tokens(p).to(f.device))
         logits = logits[:, -1, :p]
         pattern = cache["blocks.0.attn.hook_pattern"][:, :, -1]
         post = cache["blocks.0.mlp.hook_post"][:, -1]
@@ -83,30 +86,37 @@ def reference_snapshot(cfg: RunConfig, tl: Any, f: torch.Tensor) -> dict[str, to
     return out
 
 
-def timed(fn: Any, repeats: int) -> list[float]:
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn: Any, repeats: int, device: str = "cpu") -> list[float]:
     times = []
     for _ in range(repeats):
+        sync(device)
         start = time.perf_counter()
         fn()
+        sync(device)
         times.append(time.perf_counter() - start)
     return times
 
 
-def bench_snapshot(repeats: int) -> dict[str, float]:
+def bench_snapshot(repeats: int, device: str = "cpu") -> dict[str, float]:
     from grok_tui.engine.core.tl import hooked_model
 
     cfg = RunConfig()
     weights = paper_init(cfg)
-    analyzer = Analyzer(cfg)
-    tl = hooked_model(cfg, weights)
-    f = fourier.fourier_basis(cfg.p)
+    analyzer = Analyzer(cfg, device)
+    tl = hooked_model(cfg, weights, device)
+    f = fourier.fourier_basis(cfg.p).to(device)
     analyzer.snapshot(weights, 0)  # warm up both
     reference_snapshot(cfg, tl, f)
     fast, ref = [], []
     for _ in range(repeats):  # interleaved, so load changes hit both alike
-        fast += timed(lambda: analyzer.snapshot(weights, 0), 1)
-        ref += timed(lambda: reference_snapshot(cfg, tl, f), 1)
-    fresh = timed(lambda: Analyzer(cfg).snapshot(weights, 0), max(1, repeats // 3))
+        fast += timed(lambda: analyzer.snapshot(weights, 0), 1, device)
+        ref += timed(lambda: reference_snapshot(cfg, tl, f), 1, device)
+    fresh = timed(lambda: Analyzer(cfg, device).snapshot(weights, 0), max(1, repeats // 3), device)
     return {
         "fast_ms": 1e3 * statistics.median(fast),
         "fast_min_ms": 1e3 * min(fast),
@@ -116,7 +126,9 @@ def bench_snapshot(repeats: int) -> dict[str, float]:
     }
 
 
-def bench_progress(n_checkpoints: int, root: Path, key_change: int) -> dict[str, float]:
+def bench_progress(
+    n_checkpoints: int, root: Path, key_change: int, device: str = "cpu"
+) -> dict[str, float]:
     cfg = RunConfig().replace(checkpoint_every=100, epochs=100 * (n_checkpoints - 1))
     run = Run.create(root / "synthetic", cfg, device="cpu")
     base = paper_init(cfg)
@@ -130,14 +142,14 @@ def bench_progress(n_checkpoints: int, root: Path, key_change: int) -> dict[str,
         )
     write_s = time.perf_counter() - start
 
-    tracker = ProgressTracker(run)
+    tracker = ProgressTracker(run, device)
     start = time.perf_counter()
     done = tracker.update()
     total_s = time.perf_counter() - start
     assert len(done) == n_checkpoints
 
     start = time.perf_counter()
-    again = ProgressTracker(run)
+    again = ProgressTracker(run, device)
     assert again.update() == []
     table = again.table()
     cached_s = time.perf_counter() - start
@@ -146,7 +158,7 @@ def bench_progress(n_checkpoints: int, root: Path, key_change: int) -> dict[str,
     # A key-set change on the first `key_change` checkpoints: the restricted loss, trig
     # fractions, Table 1 are rebuilt from the records at once; the excluded losses of the
     # new set need one train forward per checkpoint. "Absorbed": all of it, table included.
-    cut = ProgressTracker(run)
+    cut = ProgressTracker(run, device)
     cut.update()
     start = time.perf_counter()
     cut.table(upto=100 * (key_change - 1))
@@ -177,12 +189,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--skip-progress", action="store_true")
     parser.add_argument("--key-change", type=int, default=150, help="checkpoints re-keyed")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda[:N], auto")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    device = resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
+    print(
+        f"device: {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
 
-    snap = bench_snapshot(args.repeats)
+    snap = bench_snapshot(args.repeats, device)
     print(
         f"snapshot p=113: fast {snap['fast_ms']:.1f} ms (min {snap['fast_min_ms']:.1f}, "
         f"fresh Analyzer {snap['fresh_ms']:.1f}), reference {snap['ref_ms']:.1f} ms, "
@@ -191,7 +208,7 @@ def main() -> None:
     prog = None
     if not args.skip_progress:
         with tempfile.TemporaryDirectory() as tmp:
-            prog = bench_progress(args.checkpoints, Path(tmp), args.key_change)
+            prog = bench_progress(args.checkpoints, Path(tmp), args.key_change, device)
         print(
             f"progress: {prog['checkpoints']} checkpoints recorded in {prog['total_s']:.1f} s "
             f"= {prog['ms_per_checkpoint']:.1f} ms/checkpoint; reopen from cache "

@@ -14,6 +14,7 @@ from grok_tui.engine.core.loss import reference_cross_entropy
 from grok_tui.engine.core.model import paper_init
 from grok_tui.engine.core.tl import hooked_model
 from grok_tui.engine.measures.analysis import Analyzer, Snapshot, clusters_from, snapshot
+from tests.devices import TEST_DEVICE
 from tests.planted import PLANTED, explicit_basis, planted_weights
 
 SMALL = RunConfig(p=17, frac_train=0.4, d_model=32, n_heads=4, d_head=8, d_mlp=48, preset="test")
@@ -98,7 +99,7 @@ def assert_close(name: str, got: np.ndarray | float, want: np.ndarray) -> None:
 def test_snapshot_matches_transformer_lens_brute_force(
     cfg: RunConfig, weights: dict[str, torch.Tensor]
 ) -> None:
-    snap = Analyzer(cfg).snapshot(weights, epoch=7)
+    snap = Analyzer(cfg, TEST_DEVICE).snapshot(weights, epoch=7)
     want = brute_force(cfg, weights)
     p, h, m = cfg.p, cfg.n_heads, cfg.d_mlp
     assert snap.epoch == 7 and snap.p == p
@@ -169,7 +170,7 @@ def test_clusters_from_threshold_and_order() -> None:
 
 
 def test_snapshot_is_plain_numpy_and_the_analyzer_is_reusable() -> None:
-    analyzer = Analyzer(SMALL)
+    analyzer = Analyzer(SMALL, TEST_DEVICE)
     a = analyzer.snapshot(random_weights(SMALL, 1), 1)
     kept = {k: v.copy() for k, v in vars(a).items() if isinstance(v, np.ndarray)}
     b = analyzer.snapshot(random_weights(SMALL, 2), 2)
@@ -186,7 +187,7 @@ def test_snapshot_is_plain_numpy_and_the_analyzer_is_reusable() -> None:
 
 def test_derived_arrays_match_explicit_loops() -> None:
     """Every number the panes show beyond the raw arrays, against plain loops over the basis."""
-    snap = Analyzer(SMALL).snapshot(random_weights(SMALL, seed=5), epoch=3)
+    snap = Analyzer(SMALL, TEST_DEVICE).snapshot(random_weights(SMALL, seed=5), epoch=3)
     p, h, m = SMALL.p, SMALL.n_heads, SMALL.d_mlp
     k = (p - 1) // 2
     f = explicit_basis(p)

@@ -21,6 +21,7 @@ from grok_tui.engine.core.model import paper_init
 from grok_tui.engine.store.runs import Run, RunError
 from grok_tui.engine.training.stepper import MemberState, Stepper
 from grok_tui.engine.training.train import TrainControl, Trainer
+from tests.devices import TEST_DEVICE
 from tests.test_stepper import reference_run
 
 SMALL = RunConfig(
@@ -71,7 +72,7 @@ def paper_grokfast_run(cfg: RunConfig, epochs: int) -> list[float]:
 
 
 def stepper_losses(cfg: RunConfig, epochs: int) -> list[float]:
-    stepper = Stepper([cfg], "cpu", [MemberState(0, paper_init(cfg))])
+    stepper = Stepper([cfg], TEST_DEVICE, [MemberState(0, paper_init(cfg))])
     out = []
     for epoch in range(epochs + 1):
         out.append(stepper.measure()[0, 0].item())
@@ -117,14 +118,14 @@ def test_filter_arithmetic_on_a_known_sequence() -> None:
 
 
 def stop_and_resume(tmp_path: Path, cfg: RunConfig, stop: int) -> tuple[Run, Run]:
-    straight = Run.create(tmp_path / "straight", cfg, "cpu")
-    Trainer(straight, "cpu").train()
-    run = Run.create(tmp_path / "stopped", cfg, "cpu")
+    straight = Run.create(tmp_path / "straight", cfg, TEST_DEVICE)
+    Trainer(straight, TEST_DEVICE).train()
+    run = Run.create(tmp_path / "stopped", cfg, TEST_DEVICE)
     control = TrainControl(stop_at=stop)
-    assert Trainer(run, "cpu").train(control).status == "paused"
+    assert Trainer(run, TEST_DEVICE).train(control).status == "paused"
     assert run.checkpoint_epochs()[-1] == stop
     assert "grokfast" in torch.load(run.resume_path, weights_only=True)
-    assert Trainer(run, "cpu").train().status == "done"
+    assert Trainer(run, TEST_DEVICE).train().status == "done"
     return straight, run
 
 
@@ -148,17 +149,17 @@ def test_stop_then_resume_equals_uninterrupted_bit_for_bit(tmp_path, changes) ->
 
 def test_a_resume_state_without_the_filter_state_is_refused(tmp_path) -> None:
     cfg = SMALL.replace(epochs=20, checkpoint_every=10, grokfast="ema")
-    run = Run.create(tmp_path / "r", cfg, "cpu")
-    Trainer(run, "cpu").train(TrainControl(stop_at=10))
+    run = Run.create(tmp_path / "r", cfg, TEST_DEVICE)
+    Trainer(run, TEST_DEVICE).train(TrainControl(stop_at=10))
     state = torch.load(run.resume_path, weights_only=True)
     del state["grokfast"]
     torch.save(state, run.resume_path)
     with pytest.raises((RunError, ValueError), match="Grokfast"):
-        Trainer(run, "cpu")
+        Trainer(run, TEST_DEVICE)
     state["grokfast"] = {"ema": torch.zeros(5)}
     torch.save(state, run.resume_path)
     with pytest.raises((RunError, ValueError), match="Grokfast EMA does not have shape"):
-        Trainer(run, "cpu")
+        Trainer(run, TEST_DEVICE)
 
 
 def test_cli_options_and_validation() -> None:

@@ -14,6 +14,7 @@ import torch
 from grok_tui.engine.measures import keyfreqs, progress
 from grok_tui.engine.measures.progress import ProgressTracker, progress_table
 from grok_tui.engine.store.runs import Run, RunError
+from tests.devices import TEST_DEVICE
 from tests.planted import PLANTED, planted_weights
 
 
@@ -114,7 +115,7 @@ def test_the_w_l_cross_check_names_what_disagrees() -> None:
 
 
 def test_records_are_cached_and_filled_incrementally(planted_run: Run) -> None:
-    tracker = ProgressTracker(planted_run)
+    tracker = ProgressTracker(planted_run, TEST_DEVICE)
     assert tracker.missing() == [0, 10, 20]
     assert tracker.update() == [0, 10, 20] and tracker.computed == 3
     # Provisional from the first checkpoint (3 and 7 stand out in W_E and W_L), clustered
@@ -125,7 +126,7 @@ def test_records_are_cached_and_filled_incrementally(planted_run: Run) -> None:
     tracker.fill_excluded()
     assert tracker.excluded_computed == 3
 
-    again = ProgressTracker(planted_run)  # a reopened run
+    again = ProgressTracker(planted_run, TEST_DEVICE)  # a reopened run
     assert again.update() == [] and again.computed == 0
     again.fill_excluded()
     assert again.excluded_computed == 0
@@ -145,7 +146,7 @@ def test_records_are_cached_and_filled_incrementally(planted_run: Run) -> None:
 
 
 def test_a_key_set_change_needs_no_forward_pass_but_the_excluded_loss(planted_run: Run) -> None:
-    tracker = ProgressTracker(planted_run)
+    tracker = ProgressTracker(planted_run, TEST_DEVICE)
     tracker.update()
     tracker.fill_excluded()
     before = tracker.table()
@@ -177,7 +178,7 @@ def test_a_key_set_change_needs_no_forward_pass_but_the_excluded_loss(planted_ru
 def test_a_table_cut_at_an_epoch_uses_only_what_was_known_then(planted_run: Run) -> None:
     for i, epoch in enumerate((30, 40, 50)):
         write_checkpoint(planted_run, epoch, (2, 5, 9), seed=10 + i)
-    tracker = ProgressTracker(planted_run)
+    tracker = ProgressTracker(planted_run, TEST_DEVICE)
     tracker.update()
     cut = tracker.table(upto=40)
     assert cut.epochs.tolist() == [0, 10, 20, 30, 40] and cut.key_freqs == (3, 7)
@@ -192,7 +193,7 @@ def test_key_epoch_must_name_a_checkpoint(planted_run: Run) -> None:
 
 
 def test_bad_cache_rows_and_files_are_ignored_and_recomputed(planted_run: Run) -> None:
-    tracker = ProgressTracker(planted_run)
+    tracker = ProgressTracker(planted_run, TEST_DEVICE)
     tracker.update()
     good = tracker.table()
     path = planted_run.measures_path
@@ -216,7 +217,7 @@ def test_bad_cache_rows_and_files_are_ignored_and_recomputed(planted_run: Run) -
     save_file({"w_e_sq": np.zeros(3, np.float32)}, str(arrays / "epoch_0000010.safetensors"))
     (arrays / "epoch_0000020.safetensors").unlink()
 
-    fresh = ProgressTracker(planted_run)
+    fresh = ProgressTracker(planted_run, TEST_DEVICE)
     assert fresh.missing() == [0, 10, 20]
     assert fresh.update() == [0, 10, 20]
     table = fresh.table()
@@ -232,24 +233,24 @@ def test_bad_cache_rows_and_files_are_ignored_and_recomputed(planted_run: Run) -
 
 
 def test_a_torn_last_line_does_not_swallow_the_next_row(planted_run: Run) -> None:
-    tracker = ProgressTracker(planted_run)
+    tracker = ProgressTracker(planted_run, TEST_DEVICE)
     tracker.update(limit=1)
     with open(planted_run.measures_path, "ab") as f:
         f.write(b'{"epoch": 10, "vers')  # a kill mid-append
     tracker.update()
-    assert ProgressTracker(planted_run).missing() == []
+    assert ProgressTracker(planted_run, TEST_DEVICE).missing() == []
 
 
 def test_a_damaged_checkpoint_is_skipped_with_its_reason(planted_run: Run) -> None:
     planted_run.checkpoint_path(10).write_bytes(b"garbage")
-    tracker = ProgressTracker(planted_run)
+    tracker = ProgressTracker(planted_run, TEST_DEVICE)
     assert tracker.update() == [0, 20]
     assert "damaged" in tracker.bad[10]
     assert tracker.table().epochs.tolist() == [0, 20]
 
 
 def test_update_stops_between_checkpoints(planted_run: Run) -> None:
-    tracker = ProgressTracker(planted_run)
+    tracker = ProgressTracker(planted_run, TEST_DEVICE)
     calls = []
 
     def stop() -> bool:

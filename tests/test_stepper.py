@@ -19,6 +19,7 @@ from grok_tui.engine.core.model import GrokModel, InputPlan, paper_init
 from grok_tui.engine.store.runs import Run
 from grok_tui.engine.training.stepper import MemberState, Stepper, lr_at
 from grok_tui.engine.training.train import GroupTrainer, Trainer
+from tests.devices import TEST_DEVICE
 
 BASE = RunConfig(p=23, frac_train=0.5, epochs=200, checkpoint_every=50, preset="t")
 # Three members that differ in everything a member may differ in: lr, weight decay, betas,
@@ -109,7 +110,7 @@ def test_members_train_as_their_single_runs(references64) -> None:
     # Chunks of two: members 0 and 1 share a forward pass (one batched matmul, as on a GPU:
     # oneDNN's path is float32 only), member 2 has its own.
     states = [MemberState(0, paper_init(c)) for c in MEMBERS]
-    stepper = Stepper(MEMBERS, "cpu", states, chunk_size=2, dtype=torch.float64)
+    stepper = Stepper(MEMBERS, TEST_DEVICE, states, chunk_size=2, dtype=torch.float64)
     history = []
     for epoch in range(BASE.epochs + 1):
         metrics = stepper.measure()
@@ -203,8 +204,8 @@ def test_a_diverging_member_stops_alone(tmp_path, references) -> None:
     # lr 1e12: the first real step throws the weights to ~1e12 and the logits overflow.
     bad = BASE.replace(lr=1e12, warmup_steps=0, seed=5)
     cfgs = [MEMBERS[0], bad, MEMBERS[2]]
-    runs = [Run.create(tmp_path / f"m{i}", c, "cpu") for i, c in enumerate(cfgs)]
-    results = GroupTrainer(runs, "cpu").train()
+    runs = [Run.create(tmp_path / f"m{i}", c, TEST_DEVICE) for i, c in enumerate(cfgs)]
+    results = GroupTrainer(runs, TEST_DEVICE).train()
     assert [r.status for r in results] == ["done", "failed", "done"]
     assert "non-finite" in results[1].message and "last good checkpoint: epoch 0" in (
         results[1].message
@@ -222,14 +223,14 @@ def test_a_diverging_member_stops_alone(tmp_path, references) -> None:
 def test_members_at_different_epochs_resume_together(tmp_path) -> None:
     """A group can hold members at different epochs (a killed sweep resumes that way)."""
     cfgs = [BASE.replace(epochs=60, checkpoint_every=10), MEMBERS[1].replace(epochs=60)]
-    straight = [Run.create(tmp_path / f"s{i}", c, "cpu") for i, c in enumerate(cfgs)]
+    straight = [Run.create(tmp_path / f"s{i}", c, TEST_DEVICE) for i, c in enumerate(cfgs)]
     for run in straight:
-        Trainer(run, "cpu").train()
-    runs = [Run.create(tmp_path / f"r{i}", c, "cpu") for i, c in enumerate(cfgs)]
+        Trainer(run, TEST_DEVICE).train()
+    runs = [Run.create(tmp_path / f"r{i}", c, TEST_DEVICE) for i, c in enumerate(cfgs)]
     from grok_tui.engine.training.train import TrainControl
 
-    Trainer(runs[1], "cpu").train(TrainControl(stop_at=30))  # member 1 at 30, member 0 at 0
-    results = GroupTrainer(runs, "cpu").train()
+    Trainer(runs[1], TEST_DEVICE).train(TrainControl(stop_at=30))  # member 1 at 30, member 0 at 0
+    results = GroupTrainer(runs, TEST_DEVICE).train()
     assert [r.status for r in results] == ["done", "done"]
     for run, ref in zip(runs, straight, strict=True):
         assert [r["epoch"] for r in run.read_metrics()] == list(range(61))
@@ -261,7 +262,7 @@ def test_a_resume_state_of_the_torch_adamw_trainer_still_resumes(tmp_path) -> No
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()
-    run = Run.create(tmp_path / "old", cfg, "cpu")
+    run = Run.create(tmp_path / "old", cfg, TEST_DEVICE)
     run.save_checkpoint(20, model.classic_state())
     old_format = {
         "epoch": 20,
@@ -272,7 +273,7 @@ def test_a_resume_state_of_the_torch_adamw_trainer_still_resumes(tmp_path) -> No
         "wall_s": 1.0,
     }
     run.save_resume(old_format)
-    assert Trainer(run, "cpu").train().status == "done"
+    assert Trainer(run, TEST_DEVICE).train().status == "done"
     _, want = reference_run(cfg, 40)
     got = run.load_checkpoint(40)
     for name in want:

@@ -18,6 +18,7 @@ from grok_tui.engine.training.train import (
     TrainControl,
     Trainer,
 )
+from tests.devices import TEST_DEVICE
 
 TINY = RunConfig(p=11, frac_train=0.5, epochs=60, checkpoint_every=10, preset="t")
 
@@ -29,8 +30,8 @@ def epochs_of(run: Run) -> list[int]:
 @pytest.mark.slow
 def test_quick_preset_groks(tmp_path) -> None:
     cfg = preset("quick")
-    run = Run.create(tmp_path / "quick", cfg, "cpu")
-    result = Trainer(run, "cpu").train()
+    run = Run.create(tmp_path / "quick", cfg, TEST_DEVICE)
+    result = Trainer(run, TEST_DEVICE).train()
     assert result.status == "done" and result.epoch == cfg.epochs
     rows = run.read_metrics()
     last = rows[-1]
@@ -43,10 +44,10 @@ def test_quick_preset_groks(tmp_path) -> None:
 
 
 def test_stop_then_resume_continues_exactly(tmp_path) -> None:
-    straight = Run.create(tmp_path / "straight", TINY, "cpu")
-    Trainer(straight, "cpu").train()
+    straight = Run.create(tmp_path / "straight", TINY, TEST_DEVICE)
+    Trainer(straight, TEST_DEVICE).train()
 
-    run = Run.create(tmp_path / "stopped", TINY, "cpu")
+    run = Run.create(tmp_path / "stopped", TINY, TEST_DEVICE)
     control = TrainControl()
 
     def stop_at_25(event) -> None:
@@ -59,7 +60,7 @@ def test_stop_then_resume_continues_exactly(tmp_path) -> None:
     old = train_mod.FLUSH_SECONDS
     train_mod.FLUSH_SECONDS = 0.0
     try:
-        result = Trainer(run, "cpu", stop_at_25).train(control)
+        result = Trainer(run, TEST_DEVICE, stop_at_25).train(control)
     finally:
         train_mod.FLUSH_SECONDS = old
     assert result.status == "paused"
@@ -67,7 +68,7 @@ def test_stop_then_resume_continues_exactly(tmp_path) -> None:
     assert stopped_at in run.checkpoint_epochs()
     assert run.meta().status == "paused"
 
-    resumed = Trainer(run, "cpu")
+    resumed = Trainer(run, TEST_DEVICE)
     assert resumed.epoch == stopped_at
     assert resumed.train().status == "done"
     assert epochs_of(run) == list(range(TINY.epochs + 1))
@@ -80,7 +81,7 @@ def test_stop_then_resume_continues_exactly(tmp_path) -> None:
 
 
 def test_pause_and_resume_in_process(tmp_path) -> None:
-    run = Run.create(tmp_path / "r", TINY.replace(epochs=2000), "cpu")
+    run = Run.create(tmp_path / "r", TINY.replace(epochs=2000), TEST_DEVICE)
     control = TrainControl()
     events: list[object] = []
     paused, moved_on = threading.Event(), threading.Event()
@@ -92,7 +93,7 @@ def test_pause_and_resume_in_process(tmp_path) -> None:
         if paused.is_set() and isinstance(event, Progress):
             moved_on.set()
 
-    trainer = Trainer(run, "cpu", on_event)
+    trainer = Trainer(run, TEST_DEVICE, on_event)
     thread = threading.Thread(target=lambda: events.append(trainer.train(control)))
     thread.start()
     control.request_pause()
@@ -113,8 +114,8 @@ def test_pause_and_resume_in_process(tmp_path) -> None:
 def test_non_finite_loss_stops_with_a_message_and_keeps_good_checkpoints(tmp_path) -> None:
     # lr 1e12: the first real step throws the weights to ~1e12 and the logits overflow.
     cfg = TINY.replace(lr=1e12, warmup_steps=0, checkpoint_every=1)
-    run = Run.create(tmp_path / "r", cfg, "cpu")
-    result = Trainer(run, "cpu").train()
+    run = Run.create(tmp_path / "r", cfg, TEST_DEVICE)
+    result = Trainer(run, TEST_DEVICE).train()
     assert result.status == "failed"
     assert "non-finite" in result.message and "last good checkpoint" in result.message
     meta = run.meta()
@@ -128,24 +129,24 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_good_checkpoints(tmp_pat
 
 
 def test_a_run_with_checkpoints_but_no_optimiser_state_is_not_restarted(tmp_path) -> None:
-    run = Run.create(tmp_path / "r", TINY, "cpu")
-    Trainer(run, "cpu").train(_stop_at_once())
+    run = Run.create(tmp_path / "r", TINY, TEST_DEVICE)
+    Trainer(run, TEST_DEVICE).train(_stop_at_once())
     run.resume_path.unlink()
     before = run.metrics_path.read_bytes()
     with pytest.raises(RunError, match=r"no resume\.pt"):
-        Trainer(run, "cpu")
+        Trainer(run, TEST_DEVICE)
     assert run.metrics_path.read_bytes() == before  # history kept
 
 
 def test_a_garbage_resume_state_is_one_line(tmp_path) -> None:
-    run = Run.create(tmp_path / "r", TINY, "cpu")
-    trainer = Trainer(run, "cpu")
+    run = Run.create(tmp_path / "r", TINY, TEST_DEVICE)
+    trainer = Trainer(run, TEST_DEVICE)
     trainer.save()
     state = run.load_resume()
     state["rng"] = torch.zeros(3)  # not a generator state
     run.save_resume(state)
     with pytest.raises(RunError, match="does not fit this run") as info:
-        Trainer(run, "cpu")
+        Trainer(run, TEST_DEVICE)
     assert "\n" not in str(info.value)
 
 

@@ -8,9 +8,13 @@ checkpoint `e` describe the same weights W_e, the weights after e steps: the tra
 epochs has rows 0..N and N steps.
 
 The loop never waits on a reader: it reports through a callback (the app turns it into
-coalescing messages), keeps metrics in a device buffer and reads them back a few times a
-second, so a GPU is not synchronised every epoch. A member whose loss turns NaN or inf
-stops alone, keeping its last good checkpoint; the others go on.
+coalescing messages), keeps metrics in a device buffer and reads them back in batches
+(every READBACK_EPOCHS epochs, FLUSH_SECONDS at the latest, and before a checkpoint, a
+stop or the end), so the host never waits on the device between read-backs: no `.item()`,
+`.tolist()`, `bool(tensor)` or `.cpu()` per epoch (tests/test_train_sync.py counts them).
+Divergence is found in the same read-back: a member whose loss turns NaN or inf stops
+alone at the first non-finite row, keeping its last good checkpoint (a checkpoint is only
+written after a read-back); the others go on.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ __all__ = [
 ]
 
 FLUSH_SECONDS = 0.2  # how stale the UI's numbers may get
+READBACK_EPOCHS = 256  # epochs of metrics kept on the device at most between read-backs
 
 
 @dataclass
@@ -316,7 +321,12 @@ class GroupTrainer:
                     if pos not in due and self.policies[i].wants_row(self.epochs[i])
                 }
                 failed: set[int] = set()
-                if due or maybe or now - last_flush >= FLUSH_SECONDS:
+                if (
+                    due
+                    or maybe
+                    or len(pending) >= READBACK_EPOCHS
+                    or now - last_flush >= FLUSH_SECONDS
+                ):
                     failed = self._flush(pending, last_rows)
                     last_flush = now
                 dense = {
