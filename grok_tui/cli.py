@@ -350,20 +350,9 @@ def train_headless_locked(run: Run, device: str, measures: bool = True) -> int:
 def run_app(
     run: Run, train: bool, device: str, viewer: bool = False, key_epoch: int | None = None
 ) -> int:
-    from grok_tui.ui.app import GrokApp
+    from grok_tui.ui.app import launch, make_run_app
 
-    app = GrokApp(run, train=train, device=device, viewer=viewer, key_epoch=key_epoch)
-    try:
-        app.run()
-    finally:
-        # However the UI ended (q, a signal, a dead terminal), the trainer thread saves a
-        # checkpoint and releases the lock, and every thread is joined, before the
-        # process goes.
-        app.stop_threads()
-    if app.trainer_failure:  # the screen is gone: say it once more where it stays
-        print(f"grok-tui: error: {app.trainer_failure}", file=sys.stderr)
-        return 1
-    return app.return_code or 0
+    return launch(make_run_app(run, train=train, device=device, viewer=viewer, key_epoch=key_epoch))
 
 
 def show_run_warnings() -> None:

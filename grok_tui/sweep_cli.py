@@ -244,9 +244,9 @@ def sweep_with(args: argparse.Namespace, runs_root: Path, device: str, plan_run:
         from grok_tui.headless_sweep import train_sweep_headless
 
         return train_sweep_headless(sweep, device)
-    from grok_tui.ui.sweep_app import run_sweep_ui
+    from grok_tui.ui.app import launch, make_sweep_app
 
-    return run_sweep_ui(sweep, device, train=True)
+    return launch(make_sweep_app(sweep, device, train=True))
 
 
 def open_sweep(path: Path, device: str, resume: bool, headless: bool) -> int:
@@ -258,9 +258,9 @@ def open_sweep(path: Path, device: str, resume: bool, headless: bool) -> int:
         from grok_tui.headless_sweep import train_sweep_headless
 
         return train_sweep_headless(sweep, device)
-    from grok_tui.ui.sweep_app import run_sweep_ui
+    from grok_tui.ui.app import launch, make_sweep_app
 
-    return run_sweep_ui(sweep, device, train=resume)
+    return launch(make_sweep_app(sweep, device, train=resume))
 
 
 def add_compare_parser(sub: Any) -> None:
@@ -279,10 +279,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(args.runs) < 2:
         raise ConfigError("compare needs two or more runs")
     runs = [Run.open(p) for p in args.runs]
-    from grok_tui.ui.compare_app import CompareApp
+    from grok_tui.ui.app import launch, make_compare_app
 
-    CompareApp(runs, resolve_device(args.device)).run()
-    return 0
+    return launch(make_compare_app(runs, resolve_device(args.device)))
 
 
 def say(text: str) -> None:
