@@ -53,8 +53,8 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
     TITLE = "grok-tui"
     AUTO_FOCUS = None  # nothing takes the arrows from the checkpoint timeline at start-up
 
-    BINDINGS = [
-        Binding("question_mark", "toggle_help", "Keys"),
+    BINDINGS = [  # `?` shows in the run screen's footer (the sweep's has no room at 80 columns)
+        Binding("question_mark", "toggle_help", "Keys", show=False),
         Binding("q", "quit", "Quit"),
     ]
 

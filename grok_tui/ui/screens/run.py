@@ -111,6 +111,7 @@ class RunScreen(Screen[None]):
             for i, (pane_id, title, _) in enumerate(ANALYSIS_PANES, start=2)
         ],
         Binding("s", "screenshot", "Screenshot", show=False),
+        Binding("question_mark", "app.toggle_help", "Keys"),  # global; shown here
         Binding("escape", "back", "Back to the sweep", show=False),
     ]
 
