@@ -37,8 +37,8 @@ from grok_tui.engine.lab.sweep import Sweep
 from grok_tui.engine.store.runs import Run
 from grok_tui.ui.palette import PaletteGuard
 from grok_tui.ui.screens.compare import CompareScreen
-from grok_tui.ui.screens.run import RunScreen
-from grok_tui.ui.screens.sweep import SweepScreen, SweepView
+from grok_tui.ui.screens.run import RunCommands, RunScreen
+from grok_tui.ui.screens.sweep import SweepCommands, SweepScreen, SweepView
 from grok_tui.ui.sessions.base import Session
 from grok_tui.ui.sessions.compare import CompareSession
 from grok_tui.ui.sessions.run import RunSession
@@ -51,6 +51,8 @@ QUIT_POLL_S = 0.1  # while quitting, how often the app looks whether every train
 class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashes, worked around
     CSS_PATH = "app.tcss"
     TITLE = "grok-tui"
+    # Each screen's palette entries, offered while it is under the palette or a dialog.
+    COMMANDS = App.COMMANDS | {RunCommands, SweepCommands}
     AUTO_FOCUS = None  # nothing takes the arrows from the checkpoint timeline at start-up
 
     BINDINGS = [  # `?` shows in the run screen's footer (the sweep's has no room at 80 columns)

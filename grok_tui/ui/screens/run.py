@@ -67,11 +67,12 @@ PANE_KEYS = {  # key -> (pane action, step)
 
 
 class RunCommands(ListedCommands):
-    """Command palette entries of the run screen: jump, follow, screenshot, panes."""
+    """Command palette entries of the run screen (also over its dialogs): jump, follow,
+    screenshot, panes."""
 
     def _commands(self) -> list[tuple[str, Any, str]]:
-        screen = self.screen
-        if not isinstance(screen, RunScreen):
+        screen = self.screen_under_dialogs(RunScreen)
+        if screen is None:
             return []
         commands = [
             ("Go to epoch…", screen.action_goto_epoch, "select the checkpoint nearest an epoch"),
@@ -85,8 +86,6 @@ class RunCommands(ListedCommands):
 
 
 class RunScreen(Screen[None]):
-    COMMANDS = {RunCommands}
-
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause"),
         Binding("left", "step(-1)", "Checkpoint", key_display="←→"),

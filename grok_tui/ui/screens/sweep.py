@@ -85,8 +85,8 @@ class SweepCommands(ListedCommands):
     """Command palette entries of the sweep screen."""
 
     def _commands(self) -> list[tuple[str, Any, str]]:
-        screen = self.screen
-        if not isinstance(screen, SweepScreen):
+        screen = self.screen_under_dialogs(SweepScreen)
+        if screen is None:
             return []
         return [
             ("Next x axis", lambda: screen.action_axis("x", 1), "the diagram's columns"),
@@ -100,7 +100,6 @@ class SweepCommands(ListedCommands):
 
 
 class SweepScreen(Screen[None]):
-    COMMANDS = {SweepCommands}
     BINDINGS = [
         Binding("x", "axis('x', 1)", "X axis"),
         Binding("y", "axis('y', 1)", "Y axis"),
