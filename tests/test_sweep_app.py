@@ -3,6 +3,8 @@ Pilot on real sweeps."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from textual.widgets import DataTable
 
@@ -171,3 +173,38 @@ async def test_escape_in_a_member_view_goes_back(tiny_sweep) -> None:
         await pilot.pause()
         assert plain.is_running
         await pilot.press("q")
+
+
+async def test_quitting_while_the_sweep_trains_saves_every_member_first(tmp_path) -> None:
+    """`q` on a sweep this app trains: the app waits while the trainer saves, then exits."""
+    spec = SweepSpec(TINY_BASE.replace(epochs=100_000), {"weight_decay": [1.0, 2.0]})
+    sweep = Sweep.create(tmp_path / "long", spec, "cpu")
+    app = make_sweep_app(sweep, "cpu", train=True)
+    session = app.sessions[0]
+    training_at_exit: list[bool] = []
+    real_exit = app.exit
+
+    def exit_spy(*args, **kwargs) -> None:
+        training_at_exit.append(session.training)
+        real_exit(*args, **kwargs)
+
+    app.exit = exit_spy  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SweepScreen)
+        for _ in range(600):
+            await pilot.pause(0.1)
+            if all(m.epoch > 20 for m in screen.watcher.members.values()):
+                break
+        await pilot.press("q")
+        assert app.quitting
+        for _ in range(600):  # the app exits by itself
+            if training_at_exit:
+                break
+            await asyncio.sleep(0.1)
+    assert training_at_exit[0] is False  # not before the trainer had saved
+    assert app.return_code == 0 and not session.failure
+    for run in sweep.runs().values():
+        assert run.meta().status == "paused"
+        assert run.load_resume()["epoch"] == run.checkpoint_epochs()[-1] > 20
+        assert not run.lock_path.exists()
