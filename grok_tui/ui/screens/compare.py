@@ -20,6 +20,7 @@ from textual.widgets import Footer, Static
 
 from grok_tui.engine.measures.compare import ComparedRun
 from grok_tui.ui.messages import ComparisonChanged
+from grok_tui.ui.screens import being_removed
 from grok_tui.ui.sessions.compare import CompareSession
 from grok_tui.ui.widgets.plot import PALETTE, Figure, Plot, Series, hex_color, sampled_series
 
@@ -78,10 +79,12 @@ class CompareScreen(Screen[None]):
         self.session.stop()  # the app joins its thread before the process ends
 
     def poll(self) -> None:
-        if self.session.poll():
+        if not being_removed(self) and self.session.poll():
             self.redraw()
 
     def on_comparison_changed(self, message: ComparisonChanged) -> None:
+        if being_removed(self):
+            return
         if message.error:
             self.notify(message.error, severity="warning")
         self.redraw()

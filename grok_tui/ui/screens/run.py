@@ -33,6 +33,7 @@ from grok_tui.ui.panes.circuits import CircuitsPane
 from grok_tui.ui.panes.curves import CurvesPane
 from grok_tui.ui.panes.fourier import FourierPane
 from grok_tui.ui.panes.neurons import NeuronsPane
+from grok_tui.ui.screens import being_removed
 from grok_tui.ui.screens.goto import GotoEpochScreen
 from grok_tui.ui.sessions.run import RunSession
 from grok_tui.ui.state import LIVE, TRAINING_HERE, RunState, check_transition, state_on_disk
@@ -209,6 +210,8 @@ class RunScreen(Screen[None]):
         self.go(RunState.TRAINING)
 
     def on_trainer_finished(self, message: TrainerFinished) -> None:
+        if being_removed(self):
+            return
         result = message.result
         if result.status == "failed":
             self.notify(result.message, title="Training stopped", severity="error", timeout=15)
@@ -222,6 +225,8 @@ class RunScreen(Screen[None]):
 
     # -- reading the run (the session's follow thread reads; the screen shows) ---------------
     def on_run_polled(self, message: RunPolled) -> None:
+        if being_removed(self):
+            return
         update = message.update
         if update.error:
             self.notify(update.error, severity="error")
@@ -303,6 +308,8 @@ class RunScreen(Screen[None]):
         return self.query_one(f"#{pane_id}-pane", AnalysisPane)
 
     def on_checkpoint_timeline_selected(self, message: CheckpointTimeline.Selected) -> None:
+        if being_removed(self):
+            return
         self.query_one(CurvesPane).set_selected(message.epoch)
         self._request_snapshot()
 
@@ -325,6 +332,8 @@ class RunScreen(Screen[None]):
             self._show_snapshot(None, f"analysing epoch {epoch:,}…")
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        if being_removed(self):
+            return
         result: SnapshotResult = message.result
         self.session.snapshot_arrived(result)
         timeline = self.query_one(CheckpointTimeline)
@@ -343,6 +352,8 @@ class RunScreen(Screen[None]):
         self.snapshot, self.snapshot_note = snapshot, note
 
     def on_measures_ready(self, message: MeasuresReady) -> None:
+        if being_removed(self):
+            return
         update = message.update
         if update.error:
             self.notify(update.error, title="Progress measures", severity="warning")

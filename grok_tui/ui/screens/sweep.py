@@ -32,6 +32,7 @@ from grok_tui.engine.lab.sweep_status import MemberSummary, SweepWatcher
 from grok_tui.engine.store.runs import Run
 from grok_tui.headless_sweep import OUTCOME_STYLE
 from grok_tui.ui.commands import ListedCommands
+from grok_tui.ui.screens import being_removed
 from grok_tui.ui.sessions.sweep import SweepSession
 from grok_tui.ui.widgets.phase_diagram import PhaseDiagram
 
@@ -179,6 +180,8 @@ class SweepScreen(Screen[None]):
         return sum(max(s.epoch, 0) for s in self.watcher.members.values())
 
     def poll(self) -> None:
+        if being_removed(self):
+            return
         if self.watcher.poll():
             now, total = time.perf_counter(), self._member_epochs()
             t0, e0 = self._speed
