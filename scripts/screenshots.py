@@ -21,8 +21,9 @@ from grok_tui.engine.core.config import preset
 from grok_tui.engine.measures.progress import progress_table
 from grok_tui.engine.store.runs import Run
 from grok_tui.engine.training.train import TrainControl, Trainer
-from grok_tui.ui.app import ANALYSIS_PANES, GrokApp
+from grok_tui.ui.app import GrokApp, make_run_app
 from grok_tui.ui.panes.curves import CurvesPane
+from grok_tui.ui.screens.run import ANALYSIS_PANES
 from grok_tui.ui.widgets.status_bar import StatusBar
 from grok_tui.ui.widgets.timeline import CheckpointTimeline
 
@@ -30,7 +31,7 @@ SIZE = (120, 36)
 
 
 async def shoot_first_screen(run: Run, out: Path) -> None:
-    app = GrokApp(run, train=True, device="cpu")
+    app = make_run_app(run, train=True, device="cpu")
     async with app.run_test(size=SIZE) as pilot:
         status = app.query_one(StatusBar)
         start = status.info.epoch or 0
@@ -40,7 +41,7 @@ async def shoot_first_screen(run: Run, out: Path) -> None:
         await pilot.pause(1.2)  # the plots repaint on a 1 s timer
         app.save_screenshot(filename="curves.svg", path=str(out))
         await pilot.press("q")
-        while not app.trainer_done.is_set():
+        while not app.sessions[0].trainer_done.is_set():
             await pilot.pause(0.1)
 
 
@@ -48,7 +49,7 @@ async def settle(pilot, app: GrokApp, timeout: float = 60.0) -> None:
     """Wait until the panes show the selected checkpoint's snapshot."""
     timeline = app.query_one(CheckpointTimeline)
     for _ in range(int(timeout / 0.1)):
-        snap = app.snapshot
+        snap = app.screen.snapshot
         if snap is not None and snap.epoch == timeline.selected:
             break
         await pilot.pause(0.1)
@@ -58,7 +59,7 @@ async def settle(pilot, app: GrokApp, timeout: float = 60.0) -> None:
 async def shoot_panes(run: Run, out: Path) -> list[str]:
     """The grokked run at its last checkpoint: measures, then every analysis pane."""
     names = []
-    app = GrokApp(run, train=False, device="cpu")
+    app = make_run_app(run, train=False, device="cpu")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("end")
         await settle(pilot, app)  # and the measures plot (restricted, excluded loss) drawn

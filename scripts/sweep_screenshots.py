@@ -21,8 +21,8 @@ from grok_tui.engine.core.config import preset
 from grok_tui.engine.lab.backends import train_sweep
 from grok_tui.engine.lab.sweep import Sweep, SweepSpec
 from grok_tui.engine.lab.sweep_status import SweepWatcher
-from grok_tui.ui.compare_app import CompareApp
-from grok_tui.ui.sweep_app import SweepApp, SweepSession, SweepView
+from grok_tui.ui.app import make_compare_app, make_sweep_app
+from grok_tui.ui.screens.sweep import SweepView
 
 SIZE = (120, 40)
 
@@ -38,7 +38,7 @@ def make_sweep(path: Path) -> Sweep:
 
 
 async def shoot_sweep(sweep: Sweep, out: Path) -> None:
-    app = SweepApp(SweepSession(sweep, "cpu"), SweepView(sort="grok@"))
+    app = make_sweep_app(sweep, "cpu", view=SweepView(sort="grok@"))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.5)
         app.save_screenshot(filename="sweep.svg", path=str(out))
@@ -61,11 +61,12 @@ def pick_members(sweep: Sweep) -> list[str]:
 
 async def shoot_compare(sweep: Sweep, out: Path) -> None:
     runs = [sweep.member_run(n) for n in pick_members(sweep)]
-    app = CompareApp(runs, "cpu")
+    app = make_compare_app(runs, "cpu")
     async with app.run_test(size=SIZE) as pilot:
+        session = app.screen.session
         for _ in range(1200):
             await pilot.pause(0.1)
-            if not app.measuring and len(app.tables) == len(runs):
+            if not session.measuring and len(session.tables) == len(runs):
                 break
         await pilot.press("a")
         await pilot.pause(0.5)

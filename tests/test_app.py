@@ -6,7 +6,7 @@ import asyncio
 
 from grok_tui.engine.core.config import RunConfig
 from grok_tui.engine.store.runs import Run
-from grok_tui.ui.app import GrokApp
+from grok_tui.ui.app import make_run_app
 from grok_tui.ui.panes.curves import CurvesPane
 from grok_tui.ui.widgets.status_bar import StatusBar
 
@@ -23,7 +23,8 @@ async def wait_until(pilot, condition, timeout: float = 30.0) -> None:
 
 async def test_train_pause_resume_quit(tmp_path) -> None:
     run = Run.create(tmp_path / "run", TINY, "cpu")
-    app = GrokApp(run, train=True, device="cpu")
+    app = make_run_app(run, train=True, device="cpu")
+    session = app.sessions[0]
     async with app.run_test(size=(100, 30)) as pilot:
         status = app.query_one(StatusBar)
         await wait_until(pilot, lambda: (status.info.epoch or 0) > 20)
@@ -39,7 +40,7 @@ async def test_train_pause_resume_quit(tmp_path) -> None:
         await wait_until(pilot, lambda: run.meta().status == "paused")
         paused_at = status.info.epoch
         await pilot.pause(0.5)
-        app.poll_run()
+        session.poll()
         assert status.info.epoch <= paused_at + 1  # nothing moves while paused
 
         await pilot.press("space")
@@ -47,7 +48,7 @@ async def test_train_pause_resume_quit(tmp_path) -> None:
         await wait_until(pilot, lambda: status.info.epoch > paused_at + 5)
 
         await pilot.press("q")
-        await wait_until(pilot, lambda: app.trainer_done.is_set())
+        await wait_until(pilot, lambda: session.trainer_done.is_set())
     assert app.return_code == 0
     meta = run.meta()
     assert meta.status == "paused" and "stopped" in meta.message
@@ -61,7 +62,7 @@ async def test_view_a_finished_run_and_toggle_log(tmp_path) -> None:
 
     run = Run.create(tmp_path / "run", TINY.replace(epochs=30, checkpoint_every=10), "cpu")
     Trainer(run, "cpu").train()
-    app = GrokApp(run, train=False)
+    app = make_run_app(run, train=False)
     async with app.run_test(size=(80, 24)) as pilot:
         status = app.query_one(StatusBar)
         await wait_until(pilot, lambda: status.info.epoch == 30)  # read by the follow thread
@@ -81,9 +82,9 @@ async def test_view_a_finished_run_and_toggle_log(tmp_path) -> None:
 
 async def test_tiny_and_huge_terminals(tmp_path) -> None:
     run = Run.create(tmp_path / "run", TINY.replace(epochs=5, checkpoint_every=5), "cpu")
-    app = GrokApp(run, train=True, device="cpu")
+    app = make_run_app(run, train=True, device="cpu")
     async with app.run_test(size=(20, 8)) as pilot:
-        await wait_until(pilot, lambda: app.trainer_done.is_set())
+        await wait_until(pilot, lambda: app.sessions[0].trainer_done.is_set())
         for size in [(10, 4), (200, 60), (80, 24), (240, 70)]:
             await pilot.resize_terminal(*size)
             await pilot.pause()
@@ -94,12 +95,12 @@ async def test_tiny_and_huge_terminals(tmp_path) -> None:
 async def test_any_exit_stops_the_trainer_with_a_checkpoint(tmp_path) -> None:
     """Not only `q`: a crash or a plain exit must not leave a trainer running unsaved."""
     run = Run.create(tmp_path / "run", TINY, "cpu")
-    app = GrokApp(run, train=True, device="cpu")
+    app = make_run_app(run, train=True, device="cpu")
     async with app.run_test(size=(80, 24)) as pilot:
         status = app.query_one(StatusBar)
         await wait_until(pilot, lambda: (status.info.epoch or 0) > 5)
         app.exit(3)  # as Textual does after an unhandled exception in a widget
-    assert app.trainer_done.is_set()
+    assert app.sessions[0].trainer_done.is_set()
     assert run.meta().status == "paused"
     assert run.load_resume()["epoch"] == run.checkpoint_epochs()[-1] > 5
 
@@ -108,16 +109,17 @@ async def test_go_to_epoch_dialogs_do_not_stack(tmp_path) -> None:
     """`g` or the palette's "Go to epoch…" while the dialog is open opens no second one (a
     key storm stacked dozens, and escape then seemed not to work)."""
     from grok_tui.engine.training.train import Trainer
-    from grok_tui.ui.screens import GotoEpochScreen
+    from grok_tui.ui.screens.goto import GotoEpochScreen
 
     run = Run.create(tmp_path / "run", TINY.replace(epochs=30, checkpoint_every=10), "cpu")
     Trainer(run, "cpu").train()
-    app = GrokApp(run, train=False)
+    app = make_run_app(run, train=False)
     async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
         await pilot.press("g")
         await pilot.pause()
-        app.action_goto_epoch()
-        app.action_goto_epoch()
+        screen.action_goto_epoch()
+        screen.action_goto_epoch()
         await pilot.pause()
         assert sum(isinstance(s, GotoEpochScreen) for s in app.screen_stack) == 1
         await pilot.press("escape")

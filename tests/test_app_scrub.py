@@ -14,13 +14,21 @@ import pytest
 from grok_tui.engine.core.config import RunConfig
 from grok_tui.engine.store.runs import Run
 from grok_tui.engine.training.train import TrainControl, Trainer
-from grok_tui.ui.app import ANALYSIS_PANES, GrokApp
+from grok_tui.ui.app import GrokApp, make_run_app
 from grok_tui.ui.panes.base import AnalysisPane
 from grok_tui.ui.panes.curves import CurvesPane
+from grok_tui.ui.screens.run import ANALYSIS_PANES, RunScreen
 from grok_tui.ui.widgets.status_bar import StatusBar
 from grok_tui.ui.widgets.timeline import CheckpointTimeline
 
 CFG = RunConfig(p=23, frac_train=0.6, lr=3e-3, epochs=300, checkpoint_every=20, preset="t")
+
+
+def run_screen(app: GrokApp) -> RunScreen:
+    """The run screen (the app's first), whatever is on top of it."""
+    screen = app.screen_stack[0]
+    assert isinstance(screen, RunScreen)
+    return screen
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +42,13 @@ async def settle(pilot, app: GrokApp, timeout: float = 30.0) -> None:
     """Wait until the shown snapshot is the selected checkpoint's (or its error is shown)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    timeline = app.query_one(CheckpointTimeline)
+    screen = run_screen(app)
+    timeline = screen.query_one(CheckpointTimeline)
     while True:
         await pilot.pause(0.05)
-        snap = app.snapshot
+        snap = screen.snapshot
         if (snap is not None and snap.epoch == timeline.selected) or (
-            snap is None and app.snapshot_note and "analysing" not in app.snapshot_note
+            snap is None and screen.snapshot_note and "analysing" not in screen.snapshot_note
         ):
             return
         assert loop.time() < deadline, f"no snapshot for {timeline.selected}"
@@ -55,45 +64,45 @@ async def loaded(pilot, app: GrokApp, timeout: float = 30.0) -> None:
 
 
 async def test_keys_move_the_selection_and_every_pane_follows(trained: Run) -> None:
-    app = GrokApp(trained)
+    app = make_run_app(trained)
     async with app.run_test(size=(120, 36)) as pilot:
         await loaded(pilot, app)
         timeline = app.query_one(CheckpointTimeline)
         assert timeline.epochs == list(range(0, 301, 20)) and timeline.selected == 300
         await pilot.press("2")
         await settle(pilot, app)
-        assert app.snapshot.epoch == 300
+        assert run_screen(app).snapshot.epoch == 300
         await pilot.press("left")
         await settle(pilot, app)
-        assert timeline.selected == 280 and app.snapshot.epoch == 280
+        assert timeline.selected == 280 and run_screen(app).snapshot.epoch == 280
         await pilot.press("shift+left")
         await settle(pilot, app)
         assert timeline.selected == 80 and not timeline.follow
         await pilot.press("home")
         await settle(pilot, app)
-        assert app.snapshot.epoch == 0
+        assert run_screen(app).snapshot.epoch == 0
         for key, (pane_id, _, _) in zip("2345", ANALYSIS_PANES, strict=True):
             await pilot.press(key)
             await pilot.pause(0.1)
             pane = app.query_one(f"#{pane_id}-pane", AnalysisPane)
-            assert pane.snapshot is app.snapshot and pane.snapshot.epoch == 0, pane_id
+            assert pane.snapshot is run_screen(app).snapshot and pane.snapshot.epoch == 0, pane_id
         await pilot.press("end")
         await settle(pilot, app)
-        assert app.snapshot.epoch == 300
+        assert run_screen(app).snapshot.epoch == 300
 
 
 async def test_holding_a_key_analyses_only_the_newest_request(trained: Run) -> None:
-    app = GrokApp(trained)
+    app = make_run_app(trained)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("2")
         await settle(pilot, app)
-        before = len(app.snapshots.computed)
+        before = len(app.sessions[0].snapshots.computed)
         timeline = app.query_one(CheckpointTimeline)
         for _ in range(14):  # key repeat outrunning the app: 14 steps before it looks
             timeline.step(-1)
         await settle(pilot, app)
-        assert timeline.selected == 20 and app.snapshot.epoch == 20
-        analysed = app.snapshots.computed[before:]
+        assert timeline.selected == 20 and run_screen(app).snapshot.epoch == 20
+        analysed = app.sessions[0].snapshots.computed[before:]
         assert analysed[-1] == 20
         assert len(analysed) < 14  # requests that were overtaken were never computed
 
@@ -104,13 +113,13 @@ async def test_damaged_and_vanished_checkpoints_are_handled(trained: Run, tmp_pa
     run = Run(shutil.copytree(trained.path, tmp_path / "copy"))
     damaged = run.checkpoint_path(140)
     damaged.write_bytes(damaged.read_bytes()[:100])  # truncated
-    app = GrokApp(run)
+    app = make_run_app(run)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("3")
         timeline = app.query_one(CheckpointTimeline)
         timeline.jump_to(140)
         await settle(pilot, app)
-        assert app.snapshot is None and "damaged" in app.snapshot_note
+        assert run_screen(app).snapshot is None and "damaged" in run_screen(app).snapshot_note
         pane = app.query_one("#neurons-pane", AnalysisPane)
         assert pane.snapshot is None and "damaged" in pane.note and "damaged" in timeline.note
         run.checkpoint_path(120).unlink()  # gone from under the viewer: the timeline follows
@@ -118,12 +127,12 @@ async def test_damaged_and_vanished_checkpoints_are_handled(trained: Run, tmp_pa
         assert 120 not in timeline.epochs
         await pilot.press("home")  # and the app goes on
         await settle(pilot, app)
-        assert app.snapshot is not None and app.snapshot.epoch == 0
+        assert run_screen(app).snapshot is not None and run_screen(app).snapshot.epoch == 0
 
 
 async def test_a_run_without_checkpoints(tmp_path) -> None:
     run = Run.create(tmp_path / "empty", CFG, "cpu")
-    app = GrokApp(run)
+    app = make_run_app(run)
     async with app.run_test(size=(80, 24)) as pilot:
         for key in "12345":
             await pilot.press(key)
@@ -138,7 +147,7 @@ async def test_go_to_epoch_and_screenshot(trained: Run, tmp_path) -> None:
     import shutil
 
     run = Run(shutil.copytree(trained.path, tmp_path / "copy"))
-    app = GrokApp(run)
+    app = make_run_app(run)
     async with app.run_test(size=(100, 30)) as pilot:
         await loaded(pilot, app)
         await pilot.press("g")
@@ -155,7 +164,7 @@ async def test_go_to_epoch_and_screenshot(trained: Run, tmp_path) -> None:
 async def test_follow_the_newest_checkpoint_while_training(tmp_path) -> None:
     cfg = CFG.replace(epochs=100_000)
     run = Run.create(tmp_path / "live", cfg, "cpu")
-    app = GrokApp(run, train=True)
+    app = make_run_app(run, train=True)
     async with app.run_test(size=(100, 30)) as pilot:
         timeline = app.query_one(CheckpointTimeline)
         loop = asyncio.get_running_loop()
@@ -195,7 +204,7 @@ def pilot_ignores_cpu_load(monkeypatch) -> None:
 async def test_random_key_storm_with_resizes_while_training(tmp_path) -> None:
     """Random bound and unbound keys, and resizes from 20x8 to 250x70: nothing raises."""
     run = Run.create(tmp_path / "storm", CFG.replace(epochs=100_000), "cpu")
-    app = GrokApp(run, train=True)
+    app = make_run_app(run, train=True)
     rng = random.Random(7)
     arrows = ["left", "right", "shift+left", "shift+right", "home", "end", "up", "down"]
     bound = [*"123456hHnNcCbBvVzflmMrg?s", *arrows, "space", "escape", "tab", "enter"]
@@ -216,7 +225,7 @@ async def test_random_key_storm_with_resizes_while_training(tmp_path) -> None:
         assert app.is_running
         await pilot.press("escape")
         await pilot.press("q")
-    assert app.trainer_done.is_set()
+    assert app.sessions[0].trainer_done.is_set()
     assert run.meta().status in ("paused", "done")
 
 
@@ -227,7 +236,7 @@ async def test_progress_measures_stream_live_from_the_first_checkpoint(tmp_path)
     stopped = Trainer(run, "cpu").train(TrainControl(stop_at=60))
     assert (stopped.status, stopped.epoch, run.checkpoint_epochs()[-1]) == ("paused", 60, 60)
     assert max(r["test_acc"] for r in run.read_metrics()) < 0.99
-    app = GrokApp(run, train=True)
+    app = make_run_app(run, train=True)
     async with app.run_test(size=(100, 30)) as pilot:
         curves = app.query_one(CurvesPane)
         deadline = time.monotonic() + 180
@@ -236,13 +245,13 @@ async def test_progress_measures_stream_live_from_the_first_checkpoint(tmp_path)
                 break
             await pilot.pause(0.1)
         assert len(curves.measures) >= 6  # 0..60 and the new ones, while it trains
-        assert app.state == "training"
+        assert run_screen(app).state == "training"
         assert (curves.measures["test_acc"] < 0.99).all()  # measured before it generalised
         assert curves.outlook is not None and curves.outlook.phase
         assert np.isfinite(curves.measures["gini_W_E"]).all()
         assert curves.measures.spectrogram_W_E.shape[0] == len(curves.measures)
         await pilot.press("q")
-    viewer = GrokApp(run, train=False)
+    viewer = make_run_app(run, train=False)
     async with viewer.run_test(size=(100, 30)) as pilot:
         curves = viewer.query_one(CurvesPane)
         deadline = time.monotonic() + 180
@@ -260,18 +269,18 @@ async def test_a_live_run_names_its_phase_and_draws_the_spectrogram(tmp_path) ->
     groks = CFG.replace(frac_train=0.8, weight_decay=2.0, epochs=3_000, checkpoint_every=50)
     run = Run.create(tmp_path / "groks", groks, "cpu")
     Trainer(run, "cpu").train(TrainControl(stop_at=200))
-    app = GrokApp(run, train=True)
+    app = make_run_app(run, train=True)
     async with app.run_test(size=(120, 40)) as pilot:
         curves = app.query_one(CurvesPane)
         status = app.query_one(StatusBar)
         deadline = time.monotonic() + 300  # generous: a loaded machine trains slowly
         while time.monotonic() < deadline:
-            grokked = app.history.first_epoch_at_least("test_acc", 0.99) is not None
+            grokked = app.sessions[0].history.first_epoch_at_least("test_acc", 0.99) is not None
             if grokked and status.info.phase.startswith(("cleaning up", "cleaned up")):
                 break
             await pilot.pause(0.1)
         assert " since " in status.info.phase, status.info.phase
-        assert app.history.first_epoch_at_least("test_acc", 0.99) is not None
+        assert app.sessions[0].history.first_epoch_at_least("test_acc", 0.99) is not None
         assert curves.measures.key_freqs
         summary = str(curves.query_one("#curves-summary").render())
         assert "key freqs" in summary and "since" in summary

@@ -248,15 +248,15 @@ def test_a_torn_line_is_not_glued_to_the_next_append(run) -> None:
 
 
 async def test_the_app_shows_a_damaged_metrics_file_and_stays_up(run) -> None:
-    from grok_tui.ui.app import GrokApp
+    from grok_tui.ui.app import make_run_app
 
     replace_line(run.metrics_path, 20, NESTED)
-    app = GrokApp(run, train=False)
+    app = make_run_app(run, train=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause(0.5)
         notes = [str(n.message) for n in app._notifications]
         assert any("line 21 is nested too deeply" in n for n in notes), notes
-        assert len(app.history) == CFG.epochs  # every other row
+        assert len(app.sessions[0].history) == CFG.epochs  # every other row
         await pilot.press("q")
     assert app.return_code == 0
 

@@ -1,14 +1,19 @@
-"""The sweep screen, the member view's way back, and compare, driven by Pilot on real sweeps."""
+"""The sweep screen, the member and compare screens it opens and their way back, driven by
+Pilot on real sweeps."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from textual.widgets import DataTable
 
 from grok_tui.engine.lab.sweep import Sweep, SweepSpec
 from grok_tui.engine.lab.sweep_status import SweepWatcher
-from grok_tui.ui.compare_app import BACK, CompareApp
-from grok_tui.ui.sweep_app import SweepApp, SweepSession, SweepView
+from grok_tui.ui.app import GrokApp, make_run_app, make_sweep_app
+from grok_tui.ui.screens.compare import CompareScreen
+from grok_tui.ui.screens.run import RunScreen
+from grok_tui.ui.screens.sweep import SweepScreen, SweepView
 from grok_tui.ui.widgets.phase_diagram import PhaseDiagram
 from tests.sweep_harness import TINY_BASE, make_tiny_sweep
 
@@ -21,7 +26,7 @@ def tiny_sweep(tmp_path_factory):
     return make_tiny_sweep(tmp_path_factory.mktemp("sweep") / "tiny")
 
 
-def member_names(app: SweepApp) -> list[str]:
+def member_names(app: GrokApp) -> list[str]:
     table = app.query_one(DataTable)
     return [str(k.value) for k in table.rows]
 
@@ -30,9 +35,11 @@ async def test_the_sweep_screen_shows_the_diagram_and_the_members(tiny_sweep) ->
     sweep = Sweep.open(tiny_sweep)
     watcher = SweepWatcher(sweep)
     watcher.poll()
-    app = SweepApp(SweepSession(sweep, "cpu"))
+    app = make_sweep_app(sweep, "cpu")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, SweepScreen)
         assert sorted(member_names(app)) == sorted(watcher.members)
         grid = app.query_one(PhaseDiagram).grid
         assert grid is not None and grid.x_axis == "weight_decay" and grid.ys == [None]
@@ -46,10 +53,10 @@ async def test_the_sweep_screen_shows_the_diagram_and_the_members(tiny_sweep) ->
         assert "done" in str(app.query_one("#sweep-status").render())
         # Sort by the test loss column (s cycles through the columns).
         for _ in range(12):
-            if app.view.sort == "test loss":
+            if screen.view.sort == "test loss":
                 break
             await pilot.press("s")
-        assert app.view.sort == "test loss"
+        assert screen.view.sort == "test loss"
         losses = [watcher.members[n].test_loss for n in member_names(app)]
         assert losses == sorted(losses)
         await pilot.press("S")
@@ -61,12 +68,19 @@ async def test_the_sweep_screen_shows_the_diagram_and_the_members(tiny_sweep) ->
         assert len(member_names(app)) == 2
         await pilot.press("escape")
         assert len(member_names(app)) == 4
-        # Enter on a row asks to open that member (the cursor stayed on the cell's member).
-        first = app.current_member()
+        # Enter on a row opens that member (the cursor stayed on the cell's member) on a run
+        # screen over this one; escape comes back to the table as it was.
+        first = screen.current_member()
         assert first in member_names(app)
         await pilot.press("enter")
         await pilot.pause()
-    assert app.return_value == ("open", first)
+        assert isinstance(app.screen, RunScreen)
+        assert app.screen.session.run.path == sweep.member_run(first).path
+        assert app.screen.session.viewer  # the sweep's session trains it, never this screen
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen and screen.current_member() == first
+        assert len(member_names(app)) == 4
 
 
 async def test_enter_on_a_member_whose_run_json_is_broken_marks_it_and_stays(
@@ -96,83 +110,127 @@ async def test_enter_on_a_member_whose_run_json_is_broken_marks_it_and_stays(
 
 
 async def test_marking_members_asks_to_compare_them(tiny_sweep) -> None:
-    app = SweepApp(SweepSession(Sweep.open(tiny_sweep), "cpu"), SweepView(sort="member"))
+    sweep = Sweep.open(tiny_sweep)
+    app = make_sweep_app(sweep, "cpu", view=SweepView(sort="member"))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("c")  # nothing marked: a notice
+        assert isinstance(app.screen, SweepScreen)
         await pilot.press("space", "down", "space")
         await pilot.pause()
         names = member_names(app)
         await pilot.press("c")
         await pilot.pause()
-    assert app.return_value == ("compare", sorted(names[:2]))
+        assert isinstance(app.screen, CompareScreen)
+        compared = [run.path for run in app.screen.session.runs]
+        assert compared == [sweep.member_run(n).path for n in sorted(names[:2])]
 
 
 async def test_a_sweep_trained_in_the_app_fills_in_live(tmp_path) -> None:
     base = TINY_BASE.replace(epochs=60, checkpoint_every=20)
     spec = SweepSpec(base, {"weight_decay": [1.0, 2.0]})
     sweep = Sweep.create(tmp_path / "live", spec, "cpu")
-    session = SweepSession(sweep, "cpu")
-    session.start()
-    app = SweepApp(session)
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            for _ in range(600):
-                await pilot.pause(0.1)
-                if session.done.is_set() and app.state() == "done":
-                    app.poll()
-                    break
-            await pilot.pause(1.2)  # one more poll
-            watcher = app.watcher
-            assert all(s.epoch == 60 and s.status == "done" for s in watcher.members.values())
-            table = app.query_one(DataTable)
-            assert table.row_count == 2
-            assert "60/60" in str(table.get_row_at(0))
-    finally:
-        session.stop()
-    assert not session.error
+    app = make_sweep_app(sweep, "cpu", train=True)
+    session = app.sessions[0]
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SweepScreen)
+        for _ in range(600):
+            await pilot.pause(0.1)
+            if session.done.is_set() and screen.state() == "done":
+                screen.poll()
+                break
+        await pilot.pause(1.2)  # one more poll
+        watcher = screen.watcher
+        assert all(s.epoch == 60 and s.status == "done" for s in watcher.members.values())
+        table = app.query_one(DataTable)
+        assert table.row_count == 2
+        assert "60/60" in str(table.get_row_at(0))
+    assert not session.training and not session.failure
 
 
 async def test_compare_overlays_runs_with_their_config_diff(tiny_sweep) -> None:
     sweep = Sweep.open(tiny_sweep)
     runs = [sweep.member_run("wd1_s0"), sweep.member_run("wd3_s1")]
-    app = CompareApp(runs, "cpu", back=True)
+    app = make_sweep_app(sweep, "cpu")
     async with app.run_test(size=SIZE) as pilot:
+        sweep_screen = app.screen
+        sweep_screen.post_message(SweepScreen.CompareMembers(runs))  # what `c` asks
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
         for _ in range(300):
             await pilot.pause(0.1)
-            if not app.measuring and len(app.tables) == 2:
+            if not screen.session.measuring and len(screen.session.tables) == 2:
                 break
-        assert [c.label for c in app.compared] == ["wd=1 seed=0", "wd=3 seed=1"]
-        series, skipped = app.series(None)
+        assert [c.label for c in screen.compared] == ["wd=1 seed=0", "wd=3 seed=1"]
+        series, skipped = screen.series(None)
         assert len(series) == 4 and not skipped  # train and test of each run
-        measures, _ = app.series("restricted")
+        measures, _ = screen.series("restricted")
         assert len(measures) == 2  # from the measures the background thread computed
         await pilot.press("a")
-        assert app.align == "grok"
-        _, skipped = app.series(None)
-        ungrokked = [c.name for c in app.compared if c.grok_epoch is None]
+        assert screen.align == "grok"
+        _, skipped = screen.series(None)
+        ungrokked = [c.name for c in screen.compared if c.grok_epoch is None]
         assert skipped == ungrokked
         await pilot.press("m")
-        assert app.view != "restricted"
+        assert screen.view != "restricted"
         await pilot.press("escape")
         await pilot.pause()
-    assert app.return_value == BACK
+        assert app.screen is sweep_screen
 
 
 async def test_escape_in_a_member_view_goes_back(tiny_sweep) -> None:
-    from grok_tui.ui.app import GrokApp
-
-    run = Sweep.open(tiny_sweep).member_run("wd1_s0")
-    app = GrokApp(run, device="cpu", viewer=True, back=True)
+    sweep = Sweep.open(tiny_sweep)
+    run = sweep.member_run("wd1_s0")
+    app = make_sweep_app(sweep, "cpu")
     async with app.run_test(size=SIZE) as pilot:
+        sweep_screen = app.screen
+        sweep_screen.post_message(SweepScreen.OpenMember(run))  # what Enter asks
         await pilot.pause()
+        assert isinstance(app.screen, RunScreen)
         await pilot.press("escape")
         await pilot.pause()
-    assert app.return_value == BACK
-    plain = GrokApp(run, device="cpu", viewer=True)
+        assert app.screen is sweep_screen
+    plain = make_run_app(run, device="cpu", viewer=True)
     async with plain.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("escape")  # not from a sweep: escape does not quit
         await pilot.pause()
         assert plain.is_running
         await pilot.press("q")
+
+
+async def test_quitting_while_the_sweep_trains_saves_every_member_first(tmp_path) -> None:
+    """`q` on a sweep this app trains: the app waits while the trainer saves, then exits."""
+    spec = SweepSpec(TINY_BASE.replace(epochs=100_000), {"weight_decay": [1.0, 2.0]})
+    sweep = Sweep.create(tmp_path / "long", spec, "cpu")
+    app = make_sweep_app(sweep, "cpu", train=True)
+    session = app.sessions[0]
+    training_at_exit: list[bool] = []
+    real_exit = app.exit
+
+    def exit_spy(*args, **kwargs) -> None:
+        training_at_exit.append(session.training)
+        real_exit(*args, **kwargs)
+
+    app.exit = exit_spy  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert isinstance(screen, SweepScreen)
+        for _ in range(600):
+            await pilot.pause(0.1)
+            if all(m.epoch > 20 for m in screen.watcher.members.values()):
+                break
+        await pilot.press("q")
+        assert app.quitting
+        for _ in range(600):  # the app exits by itself
+            if training_at_exit:
+                break
+            await asyncio.sleep(0.1)
+    assert training_at_exit[0] is False  # not before the trainer had saved
+    assert app.return_code == 0 and not session.failure
+    for run in sweep.runs().values():
+        assert run.meta().status == "paused"
+        assert run.load_resume()["epoch"] == run.checkpoint_epochs()[-1] > 20
+        assert not run.lock_path.exists()

@@ -6,7 +6,6 @@ a headless command never loads Textual.
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,33 +16,22 @@ if TYPE_CHECKING:
 def run_app(
     run: Run, train: bool, device: str, viewer: bool = False, key_epoch: int | None = None
 ) -> int:
-    """The run's screen until the user quits; the exit code."""
-    from grok_tui.ui.app import GrokApp
+    """The run's screen until the user quits; the exit code. However the UI ended (q, a
+    signal, a dead terminal), every thread is stopped and joined before this returns."""
+    from grok_tui.ui.app import launch, make_run_app
 
-    app = GrokApp(run, train=train, device=device, viewer=viewer, key_epoch=key_epoch)
-    try:
-        app.run()
-    finally:
-        # However the UI ended (q, a signal, a dead terminal), the trainer thread saves a
-        # checkpoint and releases the lock, and every thread is joined, before the
-        # process goes.
-        app.stop_threads()
-    if app.trainer_failure:  # the screen is gone: say it once more where it stays
-        print(f"grok-tui: error: {app.trainer_failure}", file=sys.stderr)
-        return 1
-    return app.return_code or 0
+    return launch(make_run_app(run, train=train, device=device, viewer=viewer, key_epoch=key_epoch))
 
 
 def sweep_app(sweep: Sweep, device: str, train: bool) -> int:
     """The sweep screen (training the sweep if `train`) until the user quits; the exit code."""
-    from grok_tui.ui.sweep_app import run_sweep_ui
+    from grok_tui.ui.app import launch, make_sweep_app
 
-    return run_sweep_ui(sweep, device, train=train)
+    return launch(make_sweep_app(sweep, device, train=train))
 
 
 def compare_app(runs: list[Run], device: str) -> int:
-    """The curves of `runs` overlaid until the user quits."""
-    from grok_tui.ui.compare_app import CompareApp
+    """The curves of `runs` overlaid until the user quits; the exit code."""
+    from grok_tui.ui.app import launch, make_compare_app
 
-    CompareApp(runs, device).run()
-    return 0
+    return launch(make_compare_app(runs, device))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
+
+S = TypeVar("S", bound=Screen[Any])
 
 
 class ListedCommands(Provider):
@@ -12,6 +15,14 @@ class ListedCommands(Provider):
 
     def _commands(self) -> list[tuple[str, Any, str]]:
         raise NotImplementedError
+
+    def screen_under_dialogs(self, kind: type[S]) -> S | None:
+        """The screen the palette acts on: the top one that is not a dialog (the palette
+        itself, go to epoch), if it is a `kind`."""
+        for screen in reversed(self.app.screen_stack):
+            if not screen.is_modal:
+                return screen if isinstance(screen, kind) else None
+        return None
 
     async def discover(self) -> Hits:
         for name, callback, help_text in self._commands():

@@ -1,5 +1,6 @@
-"""What the engine's threads tell the UI. Data stays on disk or in shared buffers;
-messages are small signals, and the ones that supersede each other coalesce."""
+"""What the engine's threads tell the UI, through a session to its screen. Data stays on
+disk or in shared buffers; messages are small signals, and the ones that supersede each
+other coalesce."""
 
 from __future__ import annotations
 
@@ -8,13 +9,6 @@ from textual.message import Message
 from grok_tui.engine.measures.services import ProgressUpdate, SnapshotResult
 from grok_tui.engine.store.follow import RunUpdate
 from grok_tui.engine.training.train import Finished
-
-
-class RunChanged(Message):
-    """The in-process trainer wrote to the run directory: poll it now."""
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, RunChanged)
 
 
 class RunPolled(Message):
@@ -54,3 +48,15 @@ class MeasuresReady(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, MeasuresReady) and not message.update.error
+
+
+class ComparisonChanged(Message):
+    """The comparison's measures thread moved on (a run started or measured), or failed on
+    a run (`error`, never coalesced)."""
+
+    def __init__(self, error: str = "") -> None:
+        super().__init__()
+        self.error = error
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ComparisonChanged) and not message.error

@@ -1,7 +1,7 @@
 """What the shared keys do, the same in every pane: h head, n neuron, c cluster.
 
-The selection (head, neuron, cluster) belongs to the app; panes show it. These functions
-say how a key moves it, given the snapshot on screen:
+The selection (head, neuron, cluster) belongs to the run screen; panes show it. These
+functions say how a key moves it, given the snapshot on screen:
 
   head     the next/previous attention head (wrapping);
   neuron   the next/previous neuron of the selected cluster's list (all neurons by index,

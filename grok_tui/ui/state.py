@@ -1,7 +1,7 @@
-"""The app's state: one explicit machine instead of flags checked from many places.
+"""A run screen's state: one explicit machine instead of flags checked from many places.
 
     starting   opened to train; the trainer has not started yet
-    training   the trainer thread in this app trains the run
+    training   the trainer thread in this process trains the run
     paused     ... and is paused (space)
     following  another process trains the run; the app shows it live
     stopped    an unfinished run nobody trains (r resumes it here)
@@ -9,8 +9,9 @@
     failed     training stopped on an error (a non-finite loss...)
     quitting   the app saves a checkpoint and exits: no new work starts
 
-`viewer` (a browser viewer, `grok-tui serve`) is a mode, not a state: such an app shows
-the run's state but never trains. The status bar shows the state the moment it changes.
+`viewer` (a browser viewer, `grok-tui serve`, or a sweep's member) is a mode, not a state:
+such a screen shows the run's state but never trains. The status bar shows the state the
+moment it changes.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ LIVE = {S.STARTING, S.TRAINING, S.PAUSED, S.FOLLOWING}  # the run grows while we
 
 
 class IllegalTransition(RuntimeError):
-    """A bug: the app asked for a state change the machine does not allow."""
+    """A bug: the screen asked for a state change the machine does not allow."""
 
 
 def check_transition(old: RunState, new: RunState) -> None:

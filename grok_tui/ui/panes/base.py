@@ -3,7 +3,7 @@
 A pane is its layout plus which arrays and titles it shows. The base class holds:
 
 - reactive state the pane draws from: `snapshot` and `note` (what to show, or why there is
-  nothing), the shared selection `head`, `neuron`, `cluster` (bound to the app's, so a
+  nothing), the shared selection `head`, `neuron`, `cluster` (bound to the run screen's, so a
   choice made in one pane is the one every pane shows) and the pane's own `view`;
 - one redraw path: every change is collected and `redraw(changed)` runs once per refresh
   with the names that changed, so a pane redraws only what depends on them;
@@ -58,7 +58,7 @@ class AnalysisPane(Vertical):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.set_reactive(AnalysisPane.view, self.VIEWS[0])
-        self.bound_to_app = False  # the app binds the selection: keys then change the app's
+        self.bound_to_screen = False  # the run screen binds the selection: keys change its
         self._changed: set[str] = {"snapshot"}
         self._redraw_pending = False
         self._focus_before: Widget | None = None
@@ -156,8 +156,8 @@ class AnalysisPane(Vertical):
         return self.other_action(snap, name, step)
 
     def select(self, **values: Any) -> None:
-        """Change the shared selection: the app's when bound to it (every pane follows)."""
-        owner = self.app if self.bound_to_app else self
+        """Change the shared selection: the screen's when bound to it (every pane follows)."""
+        owner = self.screen if self.bound_to_screen else self
         for name, value in values.items():
             setattr(owner, name, value)
 
@@ -262,7 +262,7 @@ class AnalysisPane(Vertical):
     @staticmethod
     def make_heatmap(map_id: str | None = None, **options: Any) -> Heatmap:
         """A heatmap as panes hold them: no cursor and not focusable until enlarged, so the
-        arrow keys stay with the app's checkpoint timeline."""
+        arrow keys stay with the run screen's checkpoint timeline."""
         heatmap = Heatmap(id=map_id, show_cursor=False, **options)
         heatmap.can_focus = False
         return heatmap

@@ -2,9 +2,9 @@
 it, from the first checkpoint on, the progress measures per checkpoint (`m` cycles their
 views: curves, and the W_E / W_L spectrograms).
 
-The loss buffers are plain (the app's MetricsHistory), not reactive: new epochs repaint on a
-1 Hz timer (plotext is pure Python, and every millisecond the UI thread holds the GIL is one
-the trainer thread waits); keys repaint at once.
+The loss buffers are plain (the run session's MetricsHistory), not reactive: new epochs
+repaint on a 1 Hz timer (plotext is pure Python, and every millisecond the UI thread holds
+the GIL is one the trainer thread waits); keys repaint at once.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One line that says where the run is: state, phase, epoch, losses, speed, ETA, device, run.
 
-The state comes from the app's state machine (ui/state.py) and shows at once when it
+The state comes from the run screen's state machine (ui/state.py) and shows at once when it
 changes; speed and ETA only while the run grows (otherwise "-"). `phase` and `forecast`
 (the grokking phase the run is in, and when it may generalise) follow the state when set.
 """

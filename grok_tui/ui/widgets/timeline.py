@@ -12,8 +12,8 @@ from textual.widget import Widget
 class CheckpointTimeline(Widget):
     """One line: a ruler of checkpoints with a cursor, the selected epoch and the mode.
 
-    It holds the selection; the app binds the keys (so they work whatever has focus) and
-    calls `step`, `jump_to`, `toggle_follow`. Every change posts `Selected`.
+    It holds the selection; the run screen binds the keys (so they work whatever has focus)
+    and calls `step`, `jump_to`, `toggle_follow`. Every change posts `Selected`.
     """
 
     DEFAULT_CSS = """

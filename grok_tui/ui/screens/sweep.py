@@ -1,10 +1,10 @@
 """The sweep screen: the phase diagram and the member table of a sweep directory, live.
 
-`run_sweep_ui` is the loop behind `grok-tui sweep` and `grok-tui open SWEEPDIR`: a
-`SweepSession` owns the training thread (if this process trains the sweep) for the whole
-visit, and the screens come and go above it: the sweep screen; Enter on a member opens it
-in the normal panes (`GrokApp`, as a viewer: the session trains it); `c` compares the
-marked members (`CompareApp`); escape in either returns to the sweep screen.
+Behind `grok-tui sweep` and `grok-tui open SWEEPDIR`. Its `SweepSession` owns the training
+thread (if this process trains the sweep) for the whole visit. Enter on a member asks the
+app to open it on a run screen (as a viewer: the session trains it), `c` to compare the
+marked members; either is pushed over this screen, and escape pops it back here, where the
+view (axes, slice, sort, marks, cursor) is as it was left.
 
 Everything on screen is read from the sweep directory (`SweepWatcher`), so a sweep that
 another process (or machine) trains looks and updates the same.
@@ -12,76 +12,31 @@ another process (or machine) trains looks and updates the same.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from rich.text import Text
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Static
 
 from grok_tui.console.sweep import OUTCOME_STYLE
-from grok_tui.engine.core.threads import TRAINER_NICENESS, lower_this_thread
-from grok_tui.engine.lab.backends import train_sweep
 from grok_tui.engine.lab.phase_grid import display_axes, phase_grid, pin_choices
-from grok_tui.engine.lab.sweep import AXES, Sweep, fmt_value
+from grok_tui.engine.lab.sweep import AXES, fmt_value
 from grok_tui.engine.lab.sweep_status import MemberSummary, SweepWatcher
-from grok_tui.engine.store.runs import RunError
-from grok_tui.engine.training.train import TrainControl
+from grok_tui.engine.store.runs import Run, RunError
 from grok_tui.ui.commands import ListedCommands
-from grok_tui.ui.palette import PaletteGuard
+from grok_tui.ui.screens import being_removed
+from grok_tui.ui.sessions.sweep import SweepSession
 from grok_tui.ui.widgets.phase_diagram import PhaseDiagram
 
 POLL_SECONDS = 1.0
-
-
-class SweepSession:
-    """The training thread of a sweep, living across the screens of one visit."""
-
-    def __init__(self, sweep: Sweep, device: str) -> None:
-        self.sweep = sweep
-        self.device = device
-        self.control = TrainControl()
-        self.done = threading.Event()
-        self.done.set()
-        self.error = ""
-        self._thread: threading.Thread | None = None
-
-    @property
-    def training(self) -> bool:
-        return not self.done.is_set()
-
-    def start(self) -> None:
-        if self.training:
-            return
-        self.control = TrainControl()
-        self.error = ""
-        self.done.clear()
-        self._thread = threading.Thread(target=self._train, name="grok-sweep", daemon=True)
-        self._thread.start()
-
-    def _train(self) -> None:
-        lower_this_thread(TRAINER_NICENESS)
-        try:
-            train_sweep(self.sweep, self.device, None, self.control)
-        except RunError as exc:
-            self.error = str(exc)
-        except Exception as exc:  # a bug must not leave the app waiting forever
-            self.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            self.done.set()
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Ask the trainer to save and stop, and wait for it."""
-        self.control.request_stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
 
 # The columns that matter most first: at 80 columns the rest scroll into view.
@@ -90,7 +45,7 @@ COLUMNS = ("", "member", "outcome", "grok@", "mem@", "epoch", "train loss", "tes
 
 @dataclass
 class SweepView:
-    """What the sweep screen shows, kept while a member or a comparison is open."""
+    """What the sweep screen shows: its axes, slice, sort, marks and table filter."""
 
     x_axis: str = ""
     y_axis: str = ""
@@ -131,28 +86,21 @@ class SweepCommands(ListedCommands):
     """Command palette entries of the sweep screen."""
 
     def _commands(self) -> list[tuple[str, Any, str]]:
-        app: SweepApp = self.app  # type: ignore[assignment]
+        screen = self.screen_under_dialogs(SweepScreen)
+        if screen is None:
+            return []
         return [
-            ("Next x axis", lambda: app.action_axis("x", 1), "the diagram's columns"),
-            ("Next y axis", lambda: app.action_axis("y", 1), "the diagram's rows"),
-            ("Next slice", lambda: app.action_pin(1), "pin the axes not shown, or pool them"),
-            ("Sort by the next column", lambda: app.action_sort(1), "the member table"),
-            ("Reverse the sort", app.action_reverse, "the member table"),
-            ("Compare marked members", app.action_compare, "space marks a member"),
-            ("Resume training", app.action_resume, "an unfinished sweep nobody trains"),
+            ("Next x axis", lambda: screen.action_axis("x", 1), "the diagram's columns"),
+            ("Next y axis", lambda: screen.action_axis("y", 1), "the diagram's rows"),
+            ("Next slice", lambda: screen.action_pin(1), "pin the axes not shown, or pool them"),
+            ("Sort by the next column", lambda: screen.action_sort(1), "the member table"),
+            ("Reverse the sort", screen.action_reverse, "the member table"),
+            ("Compare marked members", screen.action_compare, "space marks a member"),
+            ("Resume training", screen.action_resume, "an unfinished sweep nobody trains"),
         ]
 
 
-class SweepApp(PaletteGuard, App[Any]):  # PaletteGuard: see ui/palette.py
-    TITLE = "grok-tui sweep"
-    COMMANDS = App.COMMANDS | {SweepCommands}
-    CSS = """
-    Screen { layout: vertical; }
-    #sweep-status { height: 1; background: $panel; padding: 0 1; }
-    #sweep-axes { height: 1; padding: 0 1; color: $text-muted; }
-    PhaseDiagram { padding: 0 1; }
-    DataTable { height: 1fr; }
-    """
+class SweepScreen(Screen[None]):
     BINDINGS = [
         Binding("x", "axis('x', 1)", "X axis"),
         Binding("y", "axis('y', 1)", "Y axis"),
@@ -164,8 +112,21 @@ class SweepApp(PaletteGuard, App[Any]):  # PaletteGuard: see ui/palette.py
         Binding("d", "focus_diagram", "Diagram", show=False),
         Binding("escape", "clear_cell", "All members", show=False),
         Binding("r", "resume", "Resume", show=False),
-        Binding("q", "quit", "Quit"),
     ]
+
+    class OpenMember(Message):
+        """Enter on a member: open its run on a run screen."""
+
+        def __init__(self, run: Run) -> None:
+            super().__init__()
+            self.run = run
+
+    class CompareMembers(Message):
+        """`c`: compare the marked members' runs."""
+
+        def __init__(self, runs: list[Run]) -> None:
+            super().__init__()
+            self.runs = runs
 
     def __init__(self, session: SweepSession, view: SweepView | None = None) -> None:
         super().__init__()
@@ -181,6 +142,7 @@ class SweepApp(PaletteGuard, App[Any]):  # PaletteGuard: see ui/palette.py
             self.view.y_axis = shown[1] if len(shown) > 1 else ""
         self._speed = (time.perf_counter(), self._member_epochs())
         self.member_epochs_per_s = 0.0
+        self._poller: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="sweep-status")
@@ -190,29 +152,36 @@ class SweepApp(PaletteGuard, App[Any]):  # PaletteGuard: see ui/palette.py
         yield Footer()
 
     def on_mount(self) -> None:
-        self.title = f"grok-tui sweep: {self.sweep.path.name}"
         table = self.query_one(DataTable)
         for name in self.table_columns():
             table.add_column(name, key=name)
-        self._install_signal_handlers()
+        if self.session.want_train:
+            self.session.start()
         self.watcher.poll()
         self.refresh_all()
         table.focus()
-        self.set_interval(POLL_SECONDS, self.poll)
+        self._poller = self.set_interval(POLL_SECONDS, self.poll)
 
-    def _install_signal_handlers(self) -> None:
-        """SIGTERM and SIGHUP end the visit; the session's trainer saves on the way out."""
-        loop = asyncio.get_running_loop()
-        for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
-            if sig is not None:
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.add_signal_handler(sig, lambda: self.exit(None))
+    def on_screen_suspend(self) -> None:
+        if self._poller is not None:
+            self._poller.pause()  # a member or a comparison is on top: nobody sees the table
+
+    def on_screen_resume(self) -> None:
+        self.app.title = f"grok-tui sweep: {self.sweep.path.name}"
+        if self._poller is not None:  # back from a member or a comparison
+            self.poll()
+            self._poller.resume()
+
+    def on_unmount(self) -> None:
+        self.session.stop()  # the app joins it before the process ends
 
     # -- data --------------------------------------------------------------------------------
     def _member_epochs(self) -> int:
         return sum(max(s.epoch, 0) for s in self.watcher.members.values())
 
     def poll(self) -> None:
+        if being_removed(self):
+            return
         if self.watcher.poll():
             now, total = time.perf_counter(), self._member_epochs()
             t0, e0 = self._speed
@@ -228,7 +197,7 @@ class SweepApp(PaletteGuard, App[Any]):  # PaletteGuard: see ui/palette.py
 
     def state(self) -> str:
         if self.session.training:
-            return "training"
+            return "saving to quit" if self.session.stopping else "training"
         if any(self.watcher.run(n).writer_alive() for n in self.watcher.members):
             return "following"
         counts = self.watcher.counts()
@@ -255,8 +224,8 @@ class SweepApp(PaletteGuard, App[Any]):  # PaletteGuard: see ui/palette.py
         text.append(f"  {n} members: {', '.join(parts) or 'none started'}{speed}  ")
         style = {"training": "green", "following": "cyan", "done": "bold"}.get(state, "yellow")
         text.append(state, style=style)
-        if self.session.error:
-            text.append(f"  {self.session.error}", style="red")
+        if self.session.failure:
+            text.append(f"  {self.session.failure}", style="red")
         self.query_one("#sweep-status", Static).update(text)
 
     def pins(self) -> list[dict[str, Any]]:
@@ -383,7 +352,7 @@ class SweepApp(PaletteGuard, App[Any]):  # PaletteGuard: see ui/palette.py
             self.notify("mark two or more members with space, then press c")
             return
         self.view.cursor_member = self.current_member()
-        self.exit(("compare", marked))
+        self.post_message(self.CompareMembers([self.sweep.member_run(n) for n in marked]))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         name = str(event.row_key.value)
@@ -396,7 +365,7 @@ class SweepApp(PaletteGuard, App[Any]):  # PaletteGuard: see ui/palette.py
             self.notify(f"{name} cannot be opened: {exc}", severity="error", timeout=10)
             self.refresh_table()
             return
-        self.exit(("open", name))
+        self.post_message(self.OpenMember(self.sweep.member_run(name)))
 
     def on_phase_diagram_cell_selected(self, message: PhaseDiagram.CellSelected) -> None:
         cell = message.cell
@@ -416,44 +385,9 @@ class SweepApp(PaletteGuard, App[Any]):  # PaletteGuard: see ui/palette.py
 
     def action_resume(self) -> None:
         state = self.state()
-        if state in ("training", "following", "done"):
+        if state in ("training", "saving to quit", "following", "done"):
             self.notify(f"the sweep is {state}: nothing to resume")
             return
         self.session.start()
         self.notify("training the unfinished members")
         self.refresh_status()
-
-    async def action_quit(self) -> None:
-        self.exit(None)
-
-
-def run_sweep_ui(sweep: Sweep, device: str, train: bool) -> int:
-    """The sweep screen, the members and comparisons it opens, until the user quits."""
-    from grok_tui.ui.app import GrokApp
-    from grok_tui.ui.compare_app import BACK, CompareApp
-
-    session = SweepSession(sweep, device)
-    if train:
-        session.start()
-    view = SweepView()
-    try:
-        while True:
-            result = SweepApp(session, view).run()
-            if not result:
-                break
-            kind, arg = result
-            if kind == "open":
-                back = GrokApp(sweep.member_run(arg), device=device, viewer=True, back=True).run()
-            else:
-                runs = [sweep.member_run(n) for n in arg]
-                back = CompareApp(runs, device, back=True).run()
-            if back != BACK:
-                break
-    finally:
-        if session.training:
-            print("grok-tui: saving the sweep's checkpoints…", flush=True)
-        session.stop()
-    if session.error:
-        print(f"grok-tui: error: {session.error}")
-        return 2
-    return 0

@@ -4,29 +4,26 @@ Top: train (dim) and test (bright) loss of each run, a colour per run. Bottom: a
 measure or an accuracy (`m` cycles), from each run's measures cache, filled in by a
 background thread. `a` aligns the x axis by each run's grok epoch (first test accuracy >=
 99%) instead of the epoch. The legend names each run by the config fields in which the
-runs differ. Runs another process trains are followed live.
+runs differ. Runs another process trains are followed live. The runs, their histories and
+the measures thread are the screen's `CompareSession`; opened over the sweep screen (`c`
+on marked members), escape goes back to it.
 """
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 import numpy as np
 from rich.text import Text
-from textual import work
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from grok_tui.engine.core.threads import ANALYSIS_NICENESS, lower_this_thread
-from grok_tui.engine.measures.compare import ComparedRun, load_runs, measure_runs
-from grok_tui.engine.store.metrics_reader import MetricsReader
-from grok_tui.engine.store.runs import Run
-from grok_tui.ui.palette import PaletteGuard
+from grok_tui.engine.measures.compare import ComparedRun
+from grok_tui.ui.messages import ComparisonChanged
+from grok_tui.ui.screens import being_removed
+from grok_tui.ui.sessions.compare import CompareSession
 from grok_tui.ui.widgets.plot import PALETTE, Figure, Plot, Series, hex_color, sampled_series
 
-BACK = -1  # the app's result when escape asked to go back to the sweep screen
 # name -> (title, log y, source, column): source "metrics" (every epoch) or "measures".
 VIEWS: dict[str, tuple[str, bool, str, str]] = {
     "test_acc": ("test accuracy", False, "metrics", "test_acc"),
@@ -43,36 +40,25 @@ def dim(rgb: tuple[int, int, int], factor: float = 0.55) -> tuple[int, int, int]
     return (int(rgb[0] * factor), int(rgb[1] * factor), int(rgb[2] * factor))
 
 
-class CompareApp(PaletteGuard, App[int]):  # PaletteGuard: see ui/palette.py
-    TITLE = "grok-tui compare"
-    CSS = """
-    Screen { layout: vertical; }
-    #compare-status { height: 1; background: $panel; padding: 0 1; }
-    Plot { height: 1fr; min-height: 6; }
-    #compare-legend { height: auto; max-height: 8; padding: 0 1; }
-    """
+class CompareScreen(Screen[None]):
     BINDINGS = [
         Binding("a", "toggle_align", "Align epoch/grok"),
         Binding("m", "view(1)", "Measure"),
         Binding("M", "view(-1)", "Previous measure", show=False),
         Binding("l", "toggle_log", "Log y"),
         Binding("escape", "back", "Back", show=False),
-        Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, runs: list[Run], device: str = "cpu", back: bool = False) -> None:
+    def __init__(self, session: CompareSession) -> None:
         super().__init__()
-        self.runs = runs
-        self.device = device
-        self.back = back
+        self.session = session
         self.align = "epoch"
         self.view = "restricted"
         self.log_y = True
-        self.compared: list[ComparedRun] = []
-        self._readers: list[MetricsReader] = []
-        self.tables: dict[int, Any] = {}  # run index -> ProgressTable
-        self.measuring = ""  # what the measures thread does now
-        self._stop = threading.Event()
+
+    @property
+    def compared(self) -> list[ComparedRun]:
+        return self.session.compared
 
     def compose(self) -> ComposeResult:
         yield Static("", id="compare-status")
@@ -82,54 +68,26 @@ class CompareApp(PaletteGuard, App[int]):  # PaletteGuard: see ui/palette.py
         yield Footer()
 
     def on_mount(self) -> None:
-        self.compared = load_runs(self.runs)
-        self._readers = []
-        for run in self.runs:
-            reader = MetricsReader(run)
-            reader.read_new()  # load_runs read what is there; follow from here
-            self._readers.append(reader)
+        self.session.start(self.post_message)
         self.set_interval(1.0, self.poll)
-        self.start_measuring()
         self.redraw()
 
-    def on_unmount(self) -> None:
-        self._stop.set()
+    def on_screen_resume(self) -> None:
+        self.app.title = "grok-tui compare"
 
-    # -- data --------------------------------------------------------------------------------
+    def on_unmount(self) -> None:
+        self.session.stop()  # the app joins its thread before the process ends
+
     def poll(self) -> None:
-        changed = False
-        for c, reader in zip(self.compared, self._readers, strict=True):
-            rows, reset = reader.poll()
-            if reset:
-                c.history.clear()
-                rows = c.run.read_metrics()
-            if rows:
-                c.history.extend(rows)
-                changed = True
-        if changed:
+        if not being_removed(self) and self.session.poll():
             self.redraw()
 
-    @work(thread=True, exclusive=True, group="measures", exit_on_error=False)
-    def start_measuring(self) -> None:
-        """Progress measures of every run (the engine's, from each run's cache if it has them)."""
-        lower_this_thread(ANALYSIS_NICENESS)
-
-        def on_table(i: int, table: Any, error: str) -> None:
-            if error:
-                self.call_from_thread(self.notify, error, severity="warning")
-            else:
-                self.tables[i] = table
-            self.call_from_thread(self.redraw)
-
-        def on_start(i: int) -> None:
-            self.measuring = f"measuring {self.compared[i].name} ({i + 1}/{len(self.compared)})"
-            self.call_from_thread(self.redraw)
-
-        measure_runs([c.run for c in self.compared], self.device, self._stop.is_set, on_start,
-                     on_table)  # fmt: skip
-        self.measuring = ""
-        if not self._stop.is_set():
-            self.call_from_thread(self.redraw)
+    def on_comparison_changed(self, message: ComparisonChanged) -> None:
+        if being_removed(self):
+            return
+        if message.error:
+            self.notify(message.error, severity="warning")
+        self.redraw()
 
     # -- drawing -----------------------------------------------------------------------------
     def series(self, view: str | None) -> tuple[list[Series], list[str]]:
@@ -154,8 +112,8 @@ class CompareApp(PaletteGuard, App[int]):  # PaletteGuard: see ui/palette.py
             _, _, source, column = VIEWS[view]
             if source == "metrics":
                 out.append(sampled_series(c.label, h.epoch - shift, h.column(column), color, width))
-            elif i in self.tables and len(self.tables[i]):
-                table = self.tables[i]
+            elif i in self.session.tables and len(self.session.tables[i]):
+                table = self.session.tables[i]
                 xs = table.epochs.astype(np.float64) - shift
                 ys = np.asarray(table[column], dtype=np.float64)
                 out.append(sampled_series(c.label, xs, ys, color, width))
@@ -174,7 +132,8 @@ class CompareApp(PaletteGuard, App[int]):  # PaletteGuard: see ui/palette.py
         ))  # fmt: skip
         title, log_y, source, _ = VIEWS[self.view]
         series, _ = self.series(self.view)
-        note = f": {self.measuring or 'no measures'}" if source == "measures" and not series else ""
+        measuring = self.session.measuring or "no measures"
+        note = f": {measuring}" if source == "measures" and not series else ""
         log_y = log_y and self.log_y
         self.query_one("#view-plot", Plot).show(Figure(
             f"{title}{note} ({'log' if log_y else 'linear'} y) [m: next]", series, x_label,
@@ -182,8 +141,8 @@ class CompareApp(PaletteGuard, App[int]):  # PaletteGuard: see ui/palette.py
         ))  # fmt: skip
         self.query_one("#compare-legend", Static).update(self.legend(skipped))
         status = f"{len(self.compared)} runs, x: {x_label}"
-        if self.measuring:
-            status += f"  ·  {self.measuring}"
+        if self.session.measuring:
+            status += f"  ·  {self.session.measuring}"
         self.query_one("#compare-status", Static).update(status)
 
     def legend(self, skipped: list[str]) -> Text:
@@ -215,14 +174,9 @@ class CompareApp(PaletteGuard, App[int]):  # PaletteGuard: see ui/palette.py
         self.redraw()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "back":
-            return self.back
+        if action == "back":  # over the sweep screen
+            return self.app.screen_stack[0] is not self
         return True
 
     def action_back(self) -> None:
-        self._stop.set()
-        self.exit(BACK)
-
-    async def action_quit(self) -> None:
-        self._stop.set()
-        self.exit(0)
+        self.dismiss()

@@ -1,0 +1,1 @@
+"""The threads behind each screen, and what they have read: run, sweep, compare."""
