@@ -92,21 +92,22 @@ async def test_enter_on_a_member_whose_run_json_is_broken_marks_it_and_stays(
     path = tmp_path / "sweep"
     shutil.copytree(tiny_sweep, path)
     sweep = Sweep.open(path)
-    app = SweepApp(SweepSession(sweep, "cpu"), SweepView(sort="member"))
+    app = make_sweep_app(sweep, "cpu", view=SweepView(sort="member"))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         broken, sound = member_names(app)[:2]
         sweep.member_run(broken).meta_path.write_text("{not json")
         await pilot.press("enter")
         await pilot.pause()
-        assert app.is_running and app.return_value is None
+        assert app.is_running and isinstance(app.screen, SweepScreen)
         notes = [str(n.message) for n in app._notifications]
         assert any(f"{broken} cannot be opened" in n and "run.json" in n for n in notes), notes
         row = app.query_one(DataTable).get_row(broken)
         assert "damaged" in [str(cell) for cell in row]
         await pilot.press("down", "enter")  # a sound member still opens
         await pilot.pause()
-    assert app.return_value == ("open", sound)
+        assert isinstance(app.screen, RunScreen)
+        assert app.screen.session.run.path == sweep.member_run(sound).path
 
 
 async def test_marking_members_asks_to_compare_them(tiny_sweep) -> None:

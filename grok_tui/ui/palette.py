@@ -1,4 +1,4 @@
-"""Textual's command palette, guarded against two crashes found by a key storm (Textual 8.2.8).
+"""Textual's command palette, guarded against crashes found by a key storm (Textual 8.2.8).
 
 1. PageUp or PageDown before the command list has laid out its lines (just after ctrl+p,
    the list still hidden) raises `KeyError: 0` in `OptionList._move_page`, which looks up
@@ -11,6 +11,9 @@
    the command list after it is gone: `NoMatches` in `_watch__list_visible`.
 4. ctrl+p while the palette just dismissed is still being removed pushes a second screen
    with the same id: `DuplicateIds` (ours has no id; `is_open` goes by its CSS class).
+5. A search worker that starts after the palette's widgets are gone (typing, then the
+   palette removed before the worker runs) looks up its list first: `NoMatches` in
+   `_gather_commands`.
 
 All are Textual's (8.2.8 is the newest release); the guards sit here until it fixes them.
 `PaletteGuard` makes an app open this palette everywhere Textual would open its own (ctrl+p,
@@ -26,10 +29,11 @@ from typing import Any
 
 from rich.align import Align
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import App
 from textual.await_complete import AwaitComplete
 from textual.command import CommandList, CommandListItem, CommandPalette, SimpleProvider
+from textual.css.query import NoMatches
 from textual.widget import AwaitMount
 from textual.widgets import Button, Input
 from textual.widgets.option_list import Option
@@ -89,6 +93,14 @@ class SafeCommandPalette(CommandPalette):
     async def _watch__show_busy(self) -> None:
         if not self._gone():
             await super()._watch__show_busy()
+
+    @work(exclusive=True, group=CommandPalette._GATHER_COMMANDS_GROUP)
+    async def _gather_commands(self, search_value: str) -> None:
+        """Textual's search, skipped once the palette is gone (crash 5)."""
+        if self._gone():
+            return
+        with contextlib.suppress(NoMatches):  # removed while the search ran
+            await CommandPalette._gather_commands.__wrapped__(self, search_value)  # type: ignore[attr-defined]
 
     def _refresh_command_list(self, command_list: Any, commands: Any, clear_current: bool) -> None:
         if not self._gone():
