@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import ComposeResult
+from textual.await_complete import AwaitComplete
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
@@ -24,6 +27,7 @@ class GotoEpochScreen(ModalScreen[int | None]):
     def __init__(self, first: int, last: int) -> None:
         super().__init__()
         self.first, self.last = first, last
+        self._dismissed = False
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -40,6 +44,15 @@ class GotoEpochScreen(ModalScreen[int | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+    def dismiss(self, result: Any = None) -> AwaitComplete:
+        """At most once: a second key (Enter then Escape, Escape Escape) that arrives before
+        the screen is popped would set its result again (InvalidStateError, found by the
+        key storm)."""
+        if self._dismissed or not self.is_current:
+            return AwaitComplete()
+        self._dismissed = True
+        return super().dismiss(result)
 
 
 def parse_epoch(text: str) -> int | None:
