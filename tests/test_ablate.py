@@ -24,20 +24,9 @@ from grok_tui.engine.store.runs import Run
 from grok_tui.engine.training.train import Trainer
 from tests.planted import PLANTED
 from tests.test_analysis import random_weights
+from tests.test_report import TINY as REPORT_TINY
 
-TINY = RunConfig(
-    p=31,
-    frac_train=0.5,
-    lr=3e-3,
-    weight_decay=2.0,
-    epochs=2000,
-    checkpoint_every=500,
-    d_model=64,
-    n_heads=4,
-    d_head=16,
-    d_mlp=256,
-    preset="test",
-)
+TINY = REPORT_TINY.replace(checkpoint_every=500)  # analyze's tiny run, fewer checkpoints
 
 
 def scores(logits: torch.Tensor, cfg: RunConfig) -> dict[str, float]:
