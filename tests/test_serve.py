@@ -302,7 +302,7 @@ def test_a_viewer_whose_server_vanished_exits_by_itself(trained_run, how) -> Non
             proc.stdout.close()
             proc.stdin.write(b"D\x00\x00\x00\x01l")  # a key: the app redraws, into the void
             proc.stdin.flush()
-        proc.wait(timeout=30)
+        proc.wait(timeout=120)  # a generous deadline: start-up on a loaded machine is slow
     finally:
         if proc.poll() is None:
             proc.kill()

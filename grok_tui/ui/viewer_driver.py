@@ -7,11 +7,15 @@ with a broken pipe, and it spins at full CPU, orphaned. This driver:
 
 - asks the kernel to kill it when the server dies (PR_SET_PDEATHSIG, Linux), and exits at
   once if the server is already gone (its parent pid is not the server's any more);
-- treats EOF on stdin or a broken stdout as the end of the session: it asks the app to
-  exit, writes nothing more, and ends the process a few seconds later if the app has not.
+- treats EOF on stdin or a broken stdout as the end of the session and ends the process
+  at once, writing nothing more.
 
 A viewer holds nothing to save (it never trains; the run is read-only to it), so ending
-it hard is safe.
+it hard is safe, and it is the only safe way: asking the app to exit while it is still
+mounting its first screen (a server gone during start-up, common on a loaded machine)
+crashed inside Textual (ContentTabs validating a tab already removed, exit status 1).
+`os._exit` runs no interpreter teardown, so a torch op in an analysis thread cannot abort
+it either.
 """
 
 from __future__ import annotations
@@ -23,11 +27,9 @@ import sys
 import threading
 from typing import Any
 
-from textual import messages
 from textual.drivers.web_driver import WebDriver
 
 SERVER_PID_ENV = "GROK_TUI_SERVER_PID"
-EXIT_GRACE_S = 5.0
 
 
 def die_with_parent(expected_parent: int) -> None:
@@ -70,7 +72,4 @@ class ViewerDriver(WebDriver):
         if self._lost.is_set():
             return
         self._lost.set()
-        self._app.post_message(messages.ExitApp())
-        timer = threading.Timer(EXIT_GRACE_S, os._exit, args=(0,))
-        timer.daemon = True
-        timer.start()
+        os._exit(0)
