@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from grok_tui.engine.core.memory import release_free_memory
@@ -106,8 +106,8 @@ class AblationService(WakeableThread):
         self._point(update, epoch)
         if self._stopped.is_set():
             return
-        if ablation == Ablation() or update.error:
-            self.on_update(update)  # nothing ablated: the intact scores only
+        if replace(ablation, mode="zero") == Ablation() or update.error:
+            self.on_update(update)  # nothing ablated (in either mode): the intact scores only
             return
         update.total = len(self.run.checkpoint_epochs())
         self.on_update(_copy(update))  # the checkpoint at once, before the replay
