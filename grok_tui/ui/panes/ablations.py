@@ -196,8 +196,9 @@ class AblationsPane(AnalysisPane):
             item = self._target(snap)
         except ValueError as exc:
             return f"{self.kind}: {exc}"
-        mark = " [ablated]" if item in self.items else ""
-        return f"{self.kind}: {item.words()}{mark}"
+        words = item.words()
+        words = words if words.startswith(self.kind) else f"{self.kind}: {words}"
+        return words + (" [ablated]" if item in self.items else "")
 
     def enlarge_target(self) -> Widget | None:
         return self.query_one("#ablate-replay", Plot)
