@@ -106,9 +106,11 @@ class AblationService(WakeableThread):
         self._point(update, epoch)
         if self._stopped.is_set():
             return
-        if replace(ablation, mode="zero") == Ablation() or update.error:
+        if replace(ablation, mode="zero") == Ablation():
             self.on_update(update)  # nothing ablated (in either mode): the intact scores only
             return
+        # Replayed even when the checkpoint failed: a cluster the selected checkpoint lacks
+        # may exist at the newest one, whose clusters the replay takes.
         update.total = len(self.run.checkpoint_epochs())
         self.on_update(_copy(update))  # the checkpoint at once, before the replay
         self._replay(update)

@@ -236,7 +236,8 @@ class AblationsPane(AnalysisPane):
             text.append("\ncomputing…", style="italic dim")
             return text
         if update.error:
-            text.append(f"\n{update.error}", style="bold red")
+            text.append(f"\n{update.error}\n", style="bold red")
+            text.append(self._progress_words(update), style="dim")
             return text
         point = update.point
         if point is None:
