@@ -17,7 +17,7 @@ from grok_tui.engine.store.runs import Run
 from grok_tui.engine.training.train import Trainer
 from grok_tui.ui.app import make_run_app
 from grok_tui.ui.panes.ablations import KINDS, AblationsPane
-from grok_tui.ui.screens.run import RunScreen
+from grok_tui.ui.screens.run import RunCommands, RunScreen
 from grok_tui.ui.widgets.timeline import CheckpointTimeline
 from tests.pane_harness import TINY
 from tests.test_app import wait_until
@@ -208,6 +208,12 @@ async def test_ablate_by_keys_matches_the_engine_and_clears(trained: Run, size) 
         want = api.ablate(epoch, heads=[1], freqs=keys, mode="mean")
         assert_same(got.point.ablated, want.ablated)
         assert "head 1" in str(pane.query_one("#ablate-list").render())
+
+        # The keys are offered (footer, `?`) where the Ablate pane shows, and in the palette.
+        offered = screen.active_bindings
+        assert all(offered[k].enabled for k in "taox")
+        words = [name for name, _, _ in RunCommands(screen, None)._commands()]
+        assert "Clear all ablations (x)" in words and "Show Ablate" in words
 
         await pilot.press("x")  # clear: back to the intact model, no replay
         got = await settled(pilot, pane, Ablation(mode="mean"))
