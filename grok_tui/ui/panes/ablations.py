@@ -248,8 +248,10 @@ class AblationsPane(AnalysisPane):
         for label, key in SCORE_ROWS:
             base, ablated = point.base[key], point.ablated[key]
             text.append(f"{label:<16}{_score(key, base):>11}")
-            changed = self.items and _score(key, base) != _score(key, ablated)
-            text.append(f"{_score(key, ablated):>11}\n", style="bold" if changed else "")
+            shown = _score(key, ablated)
+            changed = self.items and _score(key, base) != shown
+            text.append(" " * (11 - len(shown)))  # unstyled: an SVG export keeps it
+            text.append(f"{shown}\n", style="bold" if changed else "")
         text.append(self._progress_words(update), style="dim")
         return text
 
