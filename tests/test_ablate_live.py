@@ -123,6 +123,24 @@ def test_a_new_set_cancels_the_replay_in_flight(trained: Run) -> None:
     assert max(firsts) < min(i for i, u in enumerate(got.updates) if u.ablation == second)
 
 
+def test_stopping_mid_replay_ends_the_thread_and_posts_nothing_more(trained: Run) -> None:
+    epochs = trained.checkpoint_epochs()
+    posted: list[AblationUpdate] = []
+    service: AblationService
+
+    def on_update(update: AblationUpdate) -> None:
+        posted.append(update)
+        if update.replay:
+            service.stop()  # as the app quits while a replay runs
+
+    service = AblationService(trained, "cpu", on_update)
+    service.request(epochs[-1], Ablation.of(heads=[0]))
+    service.join(60)
+    assert not service.is_alive()
+    assert len([entry for entry in service.log if entry[0] == "replay"]) < len(epochs)
+    assert posted and not posted[-1].replay_done and len(posted[-1].replay) == 1
+
+
 def test_an_unknown_cluster_is_an_error_line(trained: Run) -> None:
     got = Collector()
     service = AblationService(trained, "cpu", got)
