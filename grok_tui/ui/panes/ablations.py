@@ -277,8 +277,9 @@ class AblationsPane(AnalysisPane):
         for split, colour in (("train", TRAIN_COLOUR), ("test", TEST_COLOUR)):
             key = f"{split}_loss"
             series.append((f"ablated {split}", xs, [r.ablated[key] for r in replay], colour))
-        done = update is not None and update.total and not update.replay_done
-        progress = f" ({len(replay)}/{update.total}…)" if done and update else ""
+        progress = ""
+        if update is not None and update.total and not update.replay_done:
+            progress = "" if update.replay_error else f" ({len(replay)}/{update.total}…)"
         return Figure(
             f"replay: ablated losses over training{progress}",
             series,
