@@ -2,9 +2,13 @@
 
 Trains the quick preset (p=53) headless, then opens the app on it:
   - curves.svg: the first screen mid-training (the app resumes the run and trains live);
-  - measures.svg and one SVG per analysis pane at the last checkpoint of the grokked run.
+  - measures.svg and one SVG per analysis pane at the last checkpoint of the grokked run;
+  - ablate.svg: the Ablate pane with the key frequencies removed, replayed over training.
 
     .venv/bin/python scripts/screenshots.py [--out screenshots] [--keep RUN_DIR]
+    .venv/bin/python scripts/screenshots.py --only-ablation RUN_DIR [--out screenshots]
+
+The second form shoots ablate.svg alone from a trained run (the first's --keep RUN_DIR).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from grok_tui.engine.measures.progress import progress_table
 from grok_tui.engine.store.runs import Run
 from grok_tui.engine.training.train import TrainControl, Trainer
 from grok_tui.ui.app import GrokApp, make_run_app
+from grok_tui.ui.panes.ablations import KINDS, AblationsPane
 from grok_tui.ui.panes.curves import CurvesPane
 from grok_tui.ui.screens.run import ANALYSIS_PANES
 from grok_tui.ui.widgets.status_bar import StatusBar
@@ -66,6 +71,8 @@ async def shoot_panes(run: Run, out: Path) -> list[str]:
         app.save_screenshot(filename="measures.svg", path=str(out))
         names.append("measures.svg")
         for key, (pane_id, _title, _cls) in enumerate(ANALYSIS_PANES, start=2):
+            if pane_id == "ablate":
+                continue  # shot with something ablated: shoot_ablation
             await pilot.press(str(key))
             await settle(pilot, app)
             app.save_screenshot(filename=f"{pane_id}.svg", path=str(out))
@@ -74,13 +81,41 @@ async def shoot_panes(run: Run, out: Path) -> list[str]:
     return names
 
 
+async def shoot_ablation(run: Run, out: Path) -> str:
+    """The Ablate pane at the last checkpoint: every key frequency removed from the logits,
+    the replay over training done (the ablated test loss leaves the intact one as the
+    circuit forms)."""
+    app = make_run_app(run, train=False, device="cpu")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("end")
+        key = 2 + [pane_id for pane_id, _, _ in ANALYSIS_PANES].index("ablate")
+        await pilot.press(str(key))
+        await settle(pilot, app)
+        pane = app.query_one(AblationsPane)
+        await pilot.press(*["t"] * KINDS.index("key set"), "a")
+        for _ in range(int(300 / 0.1)):  # the replay: one forward per checkpoint
+            update = pane.update
+            if update is not None and update.total and update.replay_done:
+                break
+            await pilot.pause(0.1)
+        await pilot.pause(0.8)
+        app.save_screenshot(filename="ablate.svg", path=str(out))
+        await pilot.press("q")
+    return "ablate.svg"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("screenshots"))
     parser.add_argument("--keep", type=Path, help="keep the run here instead of a temp dir")
+    parser.add_argument("--only-ablation", type=Path, help="shoot ablate.svg from this run")
     args = parser.parse_args()
     os.environ["COLORTERM"] = "truecolor"  # what a local terminal (or --truecolor) gives
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.only_ablation:
+        name = asyncio.run(shoot_ablation(Run.open(args.only_ablation), args.out))
+        print(f"wrote {name} into {args.out}", file=sys.stderr)
+        return 0
     tmp = Path(tempfile.mkdtemp())
     run_dir = args.keep or tmp / "quick"
     run = Run.create(run_dir, preset("quick"), "cpu")
@@ -92,6 +127,7 @@ def main() -> int:
     Trainer(run, "cpu").train()
     progress_table(run)
     names = ["curves.svg", *asyncio.run(shoot_panes(run, args.out))]
+    names.append(asyncio.run(shoot_ablation(run, args.out)))
     print(f"wrote {', '.join(names)} into {args.out} from {run_dir}", file=sys.stderr)
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)

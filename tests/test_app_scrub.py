@@ -81,7 +81,7 @@ async def test_keys_move_the_selection_and_every_pane_follows(trained: Run) -> N
         await pilot.press("home")
         await settle(pilot, app)
         assert run_screen(app).snapshot.epoch == 0
-        for key, (pane_id, _, _) in zip("2345", ANALYSIS_PANES, strict=True):
+        for key, (pane_id, _, _) in zip("23456", ANALYSIS_PANES, strict=True):
             await pilot.press(key)
             await pilot.pause(0.1)
             pane = app.query_one(f"#{pane_id}-pane", AnalysisPane)

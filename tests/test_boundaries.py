@@ -39,6 +39,7 @@ UI_MAY_IMPORT = {
     "grok_tui.engine.store.follow",
     "grok_tui.engine.training.train",
     "grok_tui.engine.measures.services",
+    "grok_tui.engine.measures.ablate_service",
     "grok_tui.engine.measures.compare",
     "grok_tui.engine.lab.sweep",
     "grok_tui.engine.lab.backends",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from grok_tui.engine.measures.ablate_service import AblationUpdate
 from grok_tui.engine.measures.services import ProgressUpdate, SnapshotResult
 from grok_tui.engine.store.follow import RunUpdate
 from grok_tui.engine.training.train import Finished
@@ -60,3 +61,14 @@ class ComparisonChanged(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, ComparisonChanged) and not message.error
+
+
+class AblationReady(Message):
+    """The ablation thread's scores at a checkpoint and its replay so far (or an error)."""
+
+    def __init__(self, update: AblationUpdate) -> None:
+        super().__init__()
+        self.update = update
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, AblationReady)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from grok_tui.engine.measures.analysis import Snapshot
 
 PANE_ACTIONS = ("head", "neuron", "cluster", "view", "enlarge", "component", "dim")
+PANE_ACTIONS += ("target", "ablate", "mode", "clear")  # the Ablate pane's (panes/ablations.py)
 
 
 class AnalysisPane(Vertical):

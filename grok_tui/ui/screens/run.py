@@ -26,7 +26,14 @@ from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 from grok_tui.engine.measures.services import SnapshotResult
 from grok_tui.engine.store.runs import RunError
 from grok_tui.ui.commands import ListedCommands
-from grok_tui.ui.messages import MeasuresReady, RunPolled, SnapshotReady, TrainerFinished
+from grok_tui.ui.messages import (
+    AblationReady,
+    MeasuresReady,
+    RunPolled,
+    SnapshotReady,
+    TrainerFinished,
+)
+from grok_tui.ui.panes.ablations import AblationsPane
 from grok_tui.ui.panes.attention import AttentionPane
 from grok_tui.ui.panes.base import PANE_ACTIONS, AnalysisPane
 from grok_tui.ui.panes.circuits import CircuitsPane
@@ -49,6 +56,7 @@ ANALYSIS_PANES: list[tuple[str, str, type[AnalysisPane]]] = [
     ("neurons", "Neurons", NeuronsPane),
     ("fourier", "Fourier", FourierPane),
     ("circuits", "Circuits", CircuitsPane),
+    ("ablate", "Ablate", AblationsPane),
 ]
 PANE_KEYS = {  # key -> (pane action, step)
     "h": ("head", 1),
@@ -64,7 +72,21 @@ PANE_KEYS = {  # key -> (pane action, step)
     "d": ("dim", 1),
     "D": ("dim", -1),
     "z": ("enlarge", 1),
+    # The Ablate pane's (panes/ablations.py).
+    "t": ("target", 1),
+    "T": ("target", -1),
+    "a": ("ablate", 1),
+    "o": ("mode", 1),
+    "x": ("clear", 1),
 }
+
+
+ABLATE_COMMANDS = [  # palette entries of the Ablate pane's keys: action, words
+    ("ablate", "Ablate or restore the target (a)"),
+    ("target", "Next ablation target kind (t)"),
+    ("mode", "Ablation mode: zero or mean (o)"),
+    ("clear", "Clear all ablations (x)"),
+]
 
 
 class RunCommands(ListedCommands):
@@ -83,6 +105,8 @@ class RunCommands(ListedCommands):
         ]
         for pane_id, title, _ in [("curves", "Curves", None), *ANALYSIS_PANES]:
             commands.append((f"Show {title}", lambda p=pane_id: screen.action_pane(p), "pane"))
+        for name, words in ABLATE_COMMANDS:
+            commands.append((words, lambda n=name: screen.action_ablations(n), "Ablate pane"))
         return commands
 
 
@@ -312,10 +336,12 @@ class RunScreen(Screen[None]):
             return
         self.query_one(CurvesPane).set_selected(message.epoch)
         self._request_snapshot()
+        self._request_ablation()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.minimize()  # an enlarged map of the pane we left must not stay on top
         self._request_snapshot()
+        self._request_ablation()
         self.refresh_bindings()
 
     def _request_snapshot(self) -> None:
@@ -362,6 +388,27 @@ class RunScreen(Screen[None]):
         before, self.session.outlook = self.session.outlook, update.outlook
         self._announce_phase(before, update.outlook)
         self.refresh_status()
+
+    # -- ablations (the Ablate pane; the session's ablation thread computes) -------------------
+    def _request_ablation(self) -> None:
+        """The Ablate pane's set at the selected checkpoint, while that pane shows."""
+        epoch = self.query_one(CheckpointTimeline).selected
+        if epoch is None or self.state == RunState.QUITTING or self.active_pane_id() != "ablate":
+            return
+        self.session.request_ablation(epoch, self.query_one(AblationsPane).ablation())
+
+    def on_ablations_pane_changed(self, message: AblationsPane.Changed) -> None:
+        if not being_removed(self):
+            self._request_ablation()
+
+    def on_ablation_ready(self, message: AblationReady) -> None:
+        if not being_removed(self):
+            self.query_one(AblationsPane).show_update(message.update)
+
+    def action_ablations(self, name: str) -> None:
+        """An Ablate pane key from the palette: show the pane, then act as the key does."""
+        self.action_pane("ablate")
+        self.action_pane_key(name, 1)
 
     def _announce_phase(self, before: Any, after: Any) -> None:
         """A live run that enters a new phase says so (not a viewer filling in a cache)."""

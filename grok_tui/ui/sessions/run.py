@@ -3,11 +3,11 @@
 If asked to train, the session runs the engine's Trainer in a thread that writes the run
 directory (holding the run's lock); either way what changed is learnt from the directory,
 read in a thread (FollowService), so a run trained by another process looks and updates
-the same. Two engine threads analyse: one computes the selected checkpoint's Snapshot
-(newest request only), one the progress measures. Every thread reports through `post`, a
-screen's `post_message`: small messages, the ones that supersede each other coalescing
-(ui/messages.py). The screen decides what to show and which state the run is in; the
-session holds no widget.
+the same. Three engine threads analyse: one computes the selected checkpoint's Snapshot
+(newest request only), one the progress measures, one the Ablate pane's ablations and their
+replay over training. Every thread reports through `post`, a screen's `post_message`: small
+messages, the ones that supersede each other coalescing (ui/messages.py). The screen decides
+what to show and which state the run is in; the session holds no widget.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from textual.message import Message
 
 from grok_tui.engine.core.threads import TRAINER_NICENESS, lower_this_thread
+from grok_tui.engine.measures.ablate_service import Ablation, AblationService
 from grok_tui.engine.measures.services import (
     ProgressService,
     ServiceGroup,
@@ -29,7 +30,13 @@ from grok_tui.engine.store.follow import FollowService, MetricsHistory, RunUpdat
 from grok_tui.engine.store.run_meta import RunMeta
 from grok_tui.engine.store.runs import Run, RunError
 from grok_tui.engine.training.train import Event, Finished, TrainControl, Trainer
-from grok_tui.ui.messages import MeasuresReady, RunPolled, SnapshotReady, TrainerFinished
+from grok_tui.ui.messages import (
+    AblationReady,
+    MeasuresReady,
+    RunPolled,
+    SnapshotReady,
+    TrainerFinished,
+)
 
 POLL_SECONDS = 0.5
 TRAINER_JOIN_S = 600.0  # the longest a trainer may take to save before the process ends
@@ -66,6 +73,7 @@ class RunSession:
         self.snapshots: SnapshotService | None = None
         self.progress: ProgressService | None = None
         self.follow: FollowService | None = None
+        self.ablations: AblationService | None = None
         self.services = ServiceGroup()  # stopped and joined before the process ends
         self._trainer: threading.Thread | None = None
         self._post: Callable[[Message], Any] = lambda message: None
@@ -91,6 +99,9 @@ class RunSession:
         )
         self.follow = self.services.add(
             FollowService(self.run, lambda u: post(RunPolled(u)), interval=POLL_SECONDS)
+        )
+        self.ablations = self.services.add(
+            AblationService(self.run, self.device, lambda u: post(AblationReady(u)))
         )
 
     # -- the trainer ---------------------------------------------------------------------------
@@ -183,6 +194,12 @@ class RunSession:
     def snapshot_arrived(self, result: SnapshotResult) -> None:
         if result.epoch == self.requested_epoch:
             self.requested_epoch = None
+
+    def request_ablation(self, epoch: int, ablation: Ablation) -> None:
+        """Ask for an ablation set at a checkpoint, then its replay (newest request only;
+        another set cancels the replay in flight)."""
+        if self.ablations is not None:
+            self.ablations.request(epoch, ablation)
 
     # -- the end -------------------------------------------------------------------------------
     def stop(self) -> None:
