@@ -138,7 +138,15 @@ def sharp_change(
 def train_floor(x: np.ndarray, log_train: np.ndarray, params: PhaseParams) -> float | None:
     """Where the train loss reaches its floor: the first epoch after its steepest fall at
     which log10 train loss is within `train_floor` of its fall above the floor, the floor
-    being the median level after the steepest fall (the plateau that fills most of a run)."""
+    being the median level after the steepest fall (the plateau that fills most of a run).
+
+    Only once the floor has held: the curve must have been seen for as long after that
+    epoch as it took to get there, and over that stretch it moved by less than
+    `floor_band` of the fall. A train loss still falling steadily (decades more to go, as
+    in the first thousand epochs of the paper's run) has a median "floor" that is just its
+    middle, reached half-way through the epochs seen: read as a floor it put the end of
+    memorisation at 400 on the paper's run (1,400 in fact) and at 60 on a quick one (1,160).
+    """
     ok = np.isfinite(log_train)
     if ok.sum() < 4:
         return None
@@ -151,7 +159,14 @@ def train_floor(x: np.ndarray, log_train: np.ndarray, params: PhaseParams) -> fl
     hits = np.flatnonzero(ys[i + 1 :] <= floor + params.train_floor * (top - floor))
     if not hits.size or i + 1 + hits[0] == len(ys) - 1:
         return None  # not yet, or only just: the floor is not known yet
-    return float(xs[i + 1 + hits[0]])
+    hit = float(xs[i + 1 + hits[0]])
+    held_until = hit + (hit - float(xs[0]))
+    if xs[-1] < held_until:
+        return None  # not held long enough to tell a floor from a slowing fall
+    held = ys[(xs >= hit) & (xs <= held_until)]
+    if held.max() - held.min() > params.floor_band * (top - floor):
+        return None  # still falling through the stretch after it: not the floor
+    return hit
 
 
 def onset(x: np.ndarray, y: np.ndarray, x_mid: float, y_mid: float, slope: float) -> float:
