@@ -295,6 +295,15 @@ def detect_phases(table: Any, params: PhaseParams = DEFAULT) -> dict[str, int | 
     return find_phases(table.epochs, {n: table[n] for n in PHASE_CURVES}, params)
 
 
+def not_applicable(op: str) -> str:
+    """Why phases and a grok forecast mean nothing for this op ('' where they do): a random
+    table has no rule to find, so a run of it memorises and never forms a circuit; its test
+    loss cannot fall, and any "boundary" read off its curves would be noise."""
+    if op == "random":
+        return "n/a for op random: a random table has no rule to generalise to"
+    return ""
+
+
 def current_phase(phases: Mapping[str, int | None]) -> tuple[str, int | None]:
     """(what the run is doing now, since which epoch): 'circuit forming', 1400."""
     name, since = PHASE_NAMES[None], None
