@@ -180,3 +180,20 @@ def test_ops_without_a_circuit_record_only_what_needs_none(op: str) -> None:
     table = build_table([record], fixed_history(1, ()), {}, None)
     assert np.isnan(table["restricted_loss"]).all() and np.isnan(table["excluded_loss"]).all()
     assert np.isfinite(table["gini_W_E"]).all() and np.isfinite(table["sum_sq_weights"]).all()
+
+
+def test_an_op_tagged_row_is_read_back_from_the_cache(tmp_path) -> None:
+    """The store's untrusted reader keeps a row naming its op (a string among numbers) and
+    drops one naming an op it does not know."""
+    import json
+
+    from grok_tui.engine.store.rows import check_measures_row
+    from grok_tui.engine.store.untrusted import RowProblem
+
+    record = Recorder(Analyzer(SMALL.replace(op="multiply"))).record(
+        random_weights(SMALL, seed=1), epoch=3
+    )
+    row = json.loads(json.dumps(record.row()))
+    assert check_measures_row(row)["op"] == "multiply"
+    with pytest.raises(RowProblem, match="op"):
+        check_measures_row(dict(row, op="modexp"))
