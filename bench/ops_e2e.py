@@ -4,10 +4,10 @@ measures, phases and forecast say, as a table for RESULTS.md.
     OMP_NUM_THREADS=1 .venv/bin/python bench/ops_e2e.py --out /tmp/ops_e2e [--ops add,divide]
 
 Each op trains the quick preset (p = 53 unless --p, 40% train, wd 2.0, lr 3e-3, 3,000 epochs
-unless --epochs, a checkpoint every 50) with `grok-tui train --headless` (which records the measures as it
-checkpoints), then `analyze --json` reads the run as of its last checkpoint. From the stored
-outlook steps (measures.jsonl, one per checkpoint as of itself) the table lists, per
-boundary, the epoch announced and the checkpoint at which it was first announced.
+unless --epochs, a checkpoint every 50) with `grok-tui train --headless` (which records the
+measures as it checkpoints), then `analyze --json` reads the run as of its last checkpoint.
+From the stored outlook steps (measures.jsonl, one per checkpoint as of itself) the table
+lists, per boundary, the epoch announced and the checkpoint at which it was first announced.
 Nothing is tuned here: the numbers are what the code says on runs it never saw.
 """
 
