@@ -35,12 +35,18 @@ Measures of a `ProgressTable` for the key set S in use (engine/measures/keyfreqs
 - `mlp_out_frac`: the paper's Table 1 averaged over S: the share of the MLP output along
   W_L's cos k (sin k) class direction explained by cos(w_k(x+y)) (sin(w_k(x+y))); per key
   frequency in `mlp_out_frac_per_key` (|S| x 2, cos then sin).
-- `xy_share_logits`: the trig fraction of the logits over *every* frequency, i.e. the share
-  of their variance that is a function of x + y (cos/sin(w_k(x+y)) for all k and the
-  constant span all functions of x + y). Key-set free and exact live: the generalising
-  part of the logits against the memorising rest (engine/measures/forecast.py extrapolates it).
+- `xy_share_logits`: the share of the logits' variance that is a function of the label: for
+  add the trig fraction of the logits over *every* frequency (cos/sin(w_k(x+y)) for all k
+  and the constant span all functions of x + y). Key-set free, exact live, defined for
+  every op: the generalising part of the logits against the memorising rest
+  (engine/measures/forecast.py extrapolates it).
 - average attention from `=` to each key position per head (h x 3), and the spectrograms:
   per-frequency norms of W_E and W_L over epochs (n x K), frequency-free and exact live.
+
+Every op in its own basis (engine/measures/record.py): x - y for subtract, log x +- log y
+mod p - 1 in the log basis for multiply and divide (the inputs with no log a class of their
+own, `CircuitFrame`); the quadratic ops and random have no circuit, so no key set and NaN
+for every measure above that needs one, and random has no phases or forecast either.
 
 Storage: RUN/measures.jsonl (one JSON row per record with its scalars, and one per
 (checkpoint, set) excluded loss) and RUN/measures/epoch_NNNNNNN.safetensors (the arrays).
