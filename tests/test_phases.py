@@ -258,3 +258,28 @@ def test_a_train_loss_still_falling_has_no_floor_yet() -> None:
     log_train = np.interp(x, [0, 1000, 1200, 6000], [0.6, -6.0, -6.5, -6.7])
     assert ph.train_floor(x, log_train, ph.DEFAULT) == pytest.approx(1000, abs=100)
     assert ph.train_floor(x[x <= 1800], log_train[x <= 1800], ph.DEFAULT) is None
+
+
+def test_a_run_that_groks_before_its_train_loss_settles_still_leaves_memorisation() -> None:
+    """A quick run: the train loss falls through decades all the way to the grok, with no
+    plateau; the test loss peaks at ~75 and has halved by ~300. Memorisation ended at the
+    peak, announced long before the test loss falls (not after it, when the train loss
+    at last flattens), and the later boundaries follow."""
+    x = np.arange(0, 2501, 25).astype(float)
+    curves = {
+        "train_loss": 10 ** np.interp(x, [0, 75, 1500, 2500], [0.6, -2, -7, -7.2]),
+        "test_loss": 10 ** np.interp(x, [0, 75, 300, 500, 800, 2500], [0.6, 1.05, 0.7, 0, -5, -6]),
+        "sum_sq_weights": np.interp(x, [0, 75, 500, 800, 2500], [1800, 3000, 2800, 1400, 1300]),
+        "gini_W_E_freq": np.interp(x, [0, 500, 800, 2500], [0.05, 0.2, 0.6, 0.62]),
+    }
+    assert find_phases(x, curves)["memorisation_end"] == 75
+    states = pm.replay([int(e) for e in x], as_of_each_checkpoint(x, curves))
+    announced = next(int(e) for e, s in zip(x, states, strict=True) if s.index >= 1)
+    assert announced <= 300 and states[-1].index == 3
+    assert states[-1].phases()["memorisation_end"] == 75
+    # Without the turn of the test loss (still at its peak) nothing is announced early.
+    flat = dict(curves, test_loss=10 ** np.interp(x, [0, 75, 2500], [0.6, 1.05, 1.0]))
+    assert (
+        find_phases(x[x <= 1000], {k: v[x <= 1000] for k, v in flat.items()})["memorisation_end"]
+        is None
+    )

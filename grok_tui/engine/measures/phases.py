@@ -191,6 +191,16 @@ def _log(y: Any) -> np.ndarray:
     return np.where(np.isfinite(out), out, np.nan)
 
 
+# The test loss has come down from its peak when it fell this far below it (decades: by half).
+TEST_TURN = math.log10(2.0)
+
+
+def _memorised_train(log_train: np.ndarray, params: PhaseParams) -> bool:
+    """The train loss has fallen by `min_change` decades from its highest: memorised."""
+    ok = log_train[np.isfinite(log_train)]
+    return ok.size >= 2 and bool(ok.max() - ok[-1] >= params.min_change)
+
+
 def memorisation_estimate(estimates: Sequence[float | None]) -> float | None:
     """The median of the three signals; with only two (no key set yet for the excluded
     loss), the earlier: a train loss that keeps falling as the circuit forms has no clear
@@ -237,10 +247,13 @@ def find_phases(
 
     # Memorisation ends: train loss at its floor, test loss at its peak, excluded loss turning.
     estimates: list[float | None] = [train_floor(x, log_train, params)]
+    test_turned = False  # the test loss has fallen well below its peak since
     if np.isfinite(log_test).any():
         i_peak = int(np.nanargmax(log_test))
         if i_peak < len(x) - 1:  # a peak only once the curve has come down from it
             estimates.append(float(x[i_peak]))
+            fallen = log_test[i_peak] - np.nanmin(log_test[i_peak:])
+            test_turned = bool(fallen >= TEST_TURN) and _memorised_train(log_train, params)
     if np.isfinite(log_excl).sum() >= 4:
         i_min = int(np.nanargmin(log_excl))
         if 0 < i_min < len(x) - 1 and np.nanmax(log_excl[i_min:]) - log_excl[i_min] >= math.log10(
@@ -248,8 +261,13 @@ def find_phases(
         ):
             estimates.append(float(x[i_min]))
     # The train loss at its floor is what memorisation ending means: without it the other
-    # signals (a test loss dipping early, say) say nothing yet.
-    memorised = memorisation_estimate(estimates) if estimates[0] is not None else None
+    # signals (a test loss dipping early, say) say nothing yet; unless the test loss has
+    # already come down from its peak by half, the circuit at work while the train loss
+    # still falls (a run that groks fast has no plateau first): memorisation ended there.
+    if estimates[0] is not None:
+        memorised = memorisation_estimate(estimates)
+    else:
+        memorised = estimates[1] if test_turned else None
     out["memorisation_end"] = _snap(x, memorised)
     if memorised is None:
         return out
