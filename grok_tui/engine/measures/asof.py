@@ -32,7 +32,7 @@ from grok_tui.engine.measures.phase_machine import PhaseState, step
 from grok_tui.engine.measures.phases import PHASES, find_phases, not_applicable
 from grok_tui.engine.measures.record import freq_gini, label_share
 
-OUTLOOK_VERSION = 1
+OUTLOOK_VERSION = 2  # 2: the memorisation end waits for the train-loss floor (phases.py)
 
 
 @dataclass
