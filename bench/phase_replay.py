@@ -6,6 +6,7 @@ boundary is first announced, where it ends up, and how many times the phase flip
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def main() -> int:
         x, curves, data = load(fixture)
         states = pm.replay([int(e) for e in x], as_of_each_checkpoint(x, curves))
         whole = find_phases(x, curves)
-        flips = sum(1 for a, b in zip(states, states[1:], strict=False) if b.index < a.index)
+        flips = sum(1 for a, b in itertools.pairwise(states) if b.index < a.index)
         print(f"{fixture} (groks at {data['grok_epoch']:,}), flips back: {flips}")
         for key in PHASES:
             first = next(
