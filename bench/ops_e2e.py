@@ -45,7 +45,9 @@ def train(run_dir: Path, op: str, p: int | None, epochs: int) -> None:
 
 def first_announced(run: Run) -> dict[str, tuple[int, int] | None]:
     """Per boundary: (its epoch when first announced, the checkpoint it was announced at)."""
-    history = OutlookHistory(ProgressTracker(run))
+    tracker = ProgressTracker(run)
+    tracker.update()  # reads the records (all there: analyze made the missing ones)
+    history = OutlookHistory(tracker)
     history.at()
     out: dict[str, tuple[int, int] | None] = dict.fromkeys(PHASES)
     for epoch, step in sorted(history.steps.items()):
@@ -76,7 +78,6 @@ def summarise(run: Run) -> dict[str, Any]:
         "key_freqs": report["measure_key_freqs"],
         "restricted_loss": report["restricted_loss"],
         "excluded_loss": report["excluded_loss"],
-        "label_share": None,
         "phase": report["phase"],
         "phases": report["phases"],
         "first_announced": first_announced(run),
