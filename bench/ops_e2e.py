@@ -44,16 +44,19 @@ def train(run_dir: Path, op: str, p: int | None, epochs: int) -> None:
 
 
 def first_announced(run: Run) -> dict[str, tuple[int, int] | None]:
-    """Per boundary: (its epoch when first announced, the checkpoint it was announced at)."""
+    """Per boundary: (its epoch when first announced, the checkpoint it was announced at);
+    under "forecast": (the first grok forecast made before the grok, the checkpoint)."""
     tracker = ProgressTracker(run)
     tracker.update()  # reads the records (all there: analyze made the missing ones)
     history = OutlookHistory(tracker)
     history.at()
-    out: dict[str, tuple[int, int] | None] = dict.fromkeys(PHASES)
+    out: dict[str, tuple[int, int] | None] = dict.fromkeys([*PHASES, "forecast"])
     for epoch, step in sorted(history.steps.items()):
         for name, value in step.state.announced.items():
             if out[name] is None:
                 out[name] = (value, epoch)
+        if out["forecast"] is None and step.forecast is not None and not step.observed:
+            out["forecast"] = (step.forecast["grok_epoch"], epoch)
     return out
 
 
@@ -99,8 +102,8 @@ def fmt(v: Any) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     head = ("| op | basis | train acc 99% | test acc 99% | key freqs (end) | restricted / "
             "excluded loss (end) | memorisation end (announced at) | circuit formed | "
-            "cleanup end | phase at end |")  # fmt: skip
-    lines = [head, "|" + "---|" * 10]
+            "cleanup end | first forecast (made at) | phase at end |")  # fmt: skip
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
 
         def boundary(name: str, r: dict[str, Any] = r) -> str:
@@ -111,7 +114,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['op']} | {r['basis']} | {fmt(r['train_acc_99'])} | {fmt(r['test_acc_99'])} | "
             f"{fmt(r['key_freqs'])} | {losses} | {boundary('memorisation_end')} | "
-            f"{boundary('circuit_formation_end')} | {boundary('cleanup_end')} | {r['phase']} |"
+            f"{boundary('circuit_formation_end')} | {boundary('cleanup_end')} | "
+            f"{boundary('forecast')} | {r['phase']} |"
         )
     return "\n".join(lines)
 
