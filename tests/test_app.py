@@ -127,3 +127,29 @@ async def test_go_to_epoch_dialogs_do_not_stack(tmp_path) -> None:
         assert not isinstance(app.screen, GotoEpochScreen)
         await pilot.press("q")
     assert app.return_code == 0
+
+
+async def test_the_status_bar_and_the_curves_pane_name_the_same_phase(tmp_path) -> None:
+    """Both read the live outlook of one update at once: the phase line did not wait for the
+    pane's next repaint, so a screenshot showed 'cleaning up since 550' in the status bar
+    and 'circuit forming since 100' (the update before) under the curves."""
+    from grok_tui.engine.measures.outlook import Outlook
+    from grok_tui.engine.measures.services import ProgressUpdate
+    from grok_tui.engine.training.train import Trainer
+    from grok_tui.ui.messages import MeasuresReady
+    from grok_tui.ui.state import RunState
+
+    run = Run.create(tmp_path / "run", TINY.replace(epochs=60), "cpu")
+    Trainer(run, "cpu").train()
+    app = make_run_app(run, train=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.2)
+        screen, status = app.screen, app.query_one(StatusBar)
+        screen.state = RunState.FOLLOWING  # the status bar names the phase of a growing run
+        summary = app.query_one(CurvesPane).query_one("#curves-summary")
+        for phase, since in (("circuit forming", 100), ("cleaning up", 550)):
+            outlook = Outlook(phase=phase, since=since)
+            screen.on_measures_ready(MeasuresReady(ProgressUpdate(None, outlook)))
+            assert status.info.phase == f"{phase} since {since:,}"
+            assert f"now: {phase} since {since:,}" in str(summary.render())
+        await pilot.press("q")

@@ -139,8 +139,15 @@ def test_a_trained_multiply_run_is_sparse_in_the_log_basis(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("op", ["random", "multiply", "x2+y2"])
 def test_analyze_says_na_rather_than_another_ops_number(tmp_path: Path, op: str, capsys) -> None:
+    """Multiply has its own measures (the log basis); an op with no circuit says n/a for the
+    measures of a circuit, and random for its phases and forecast too: never a number read
+    with another op's directions."""
     from grok_tui.cli import main
-    from grok_tui.engine.measures.report import DIRECTION_MEASURES, analysis_report
+    from grok_tui.engine.measures.report import (
+        DIRECTION_MEASURES,
+        OUTLOOK_MEASURES,
+        analysis_report,
+    )
     from grok_tui.engine.training.train import Trainer
 
     cfg = PLANTED.replace(op=op, epochs=20, checkpoint_every=10, preset="t")
@@ -148,15 +155,21 @@ def test_analyze_says_na_rather_than_another_ops_number(tmp_path: Path, op: str,
     Trainer(run, "cpu").train()
     report = analysis_report(run)
     assert report["op"] == op and report["basis"] == ops.basis_kind(op)
-    # The progress measures use x + y directions and Z_p's basis: for any other op their
-    # restricted/excluded losses and trig fractions are not this op's, and must not show.
+    circuit = op == "multiply"
     for name in DIRECTION_MEASURES:
-        assert report[name] == ops.NOT_APPLICABLE, name
-    assert (report["gini_W_E"] == ops.NOT_APPLICABLE) == (op == "multiply")
+        assert (report[name] == ops.NOT_APPLICABLE) != circuit, name
+    for name in OUTLOOK_MEASURES:
+        assert (report[name] == ops.NOT_APPLICABLE) == (op == "random"), name
+    if circuit:
+        assert isinstance(report["restricted_loss"], float) and report["measure_key_freqs"]
+    assert isinstance(report["gini_W_E"], float)  # the log basis' for multiply
     assert isinstance(report["train_loss"], float) and isinstance(report["key_freqs"], list)
     assert main(["analyze", str(run.path)]) == 0
     out = capsys.readouterr().out
-    assert "n/a for this op" in out and ops.INFO[op].formula.split(" ")[0] in out
+    assert ("n/a for this op" in out) != circuit and ops.INFO[op].formula.split(" ")[0] in out
+    assert "progress measures, phases and forecast: n/a" not in out
+    rows = [json.loads(line) for line in run.measures_path.read_text().splitlines()]
+    assert all(r["op"] == op for r in rows if r["kind"] in ("record", "excluded"))
 
 
 def test_analyze_gives_subtract_its_own_progress_measures(tmp_path: Path) -> None:

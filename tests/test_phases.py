@@ -226,3 +226,60 @@ def test_every_checkpoint_as_of_itself_never_flips_back(fixture: str) -> None:
     final, whole = states[-1].phases(), find_phases(x, curves)
     for key in PHASES[1:]:
         assert close(final[key], whole[key], 0.15), (key, final[key], whole[key])
+
+
+@pytest.mark.parametrize("fixture", FIXTURES)
+def test_memorisation_end_is_not_announced_before_the_train_loss_reaches_its_floor(
+    fixture: str,
+) -> None:
+    """The paper: memorisation ends once the train loss is at its minimum (test loss still
+    rising). As of each checkpoint, the announced end is within 10% of the whole run's
+    reading (it used to be announced at 60 for 1,160, and at 400 for 1,400: a train loss
+    still falling through decades read as at its floor), and never before that epoch."""
+    x, curves, _ = load(fixture)
+    whole = find_phases(x, curves)["memorisation_end"]
+    states = pm.replay([int(e) for e in x], as_of_each_checkpoint(x, curves))
+    shown = [(int(e), s.announced["memorisation_end"]) for e, s in zip(x, states, strict=True)
+             if "memorisation_end" in s.announced]  # fmt: skip
+    assert shown
+    for now, value in shown:
+        assert close(value, whole, 0.10), (now, value, whole)
+        assert value <= now
+
+
+def test_a_train_loss_still_falling_has_no_floor_yet() -> None:
+    """Log train loss falling at a steady (or slowing but still large) rate: the median of
+    what has been seen is no floor, however many checkpoints there are."""
+    x = np.arange(0, 3001, 20, dtype=np.float64)
+    for log_train in (0.6 - x / 400, 0.6 - 4 * np.sqrt(x / 500)):
+        assert ph.train_floor(x, log_train, ph.DEFAULT) is None
+    # ... and once it flattens and stays flat, the floor is where it got there.
+    x = np.arange(0, 6001, 20, dtype=np.float64)
+    log_train = np.interp(x, [0, 1000, 1200, 6000], [0.6, -6.0, -6.5, -6.7])
+    assert ph.train_floor(x, log_train, ph.DEFAULT) == pytest.approx(1000, abs=100)
+    assert ph.train_floor(x[x <= 1800], log_train[x <= 1800], ph.DEFAULT) is None
+
+
+def test_a_run_that_groks_before_its_train_loss_settles_still_leaves_memorisation() -> None:
+    """A quick run: the train loss falls through decades all the way to the grok, with no
+    plateau; the test loss peaks at ~75 and has halved by ~300. Memorisation ended at the
+    peak, announced long before the test loss falls (not after it, when the train loss
+    at last flattens), and the later boundaries follow."""
+    x = np.arange(0, 2501, 25).astype(float)
+    curves = {
+        "train_loss": 10 ** np.interp(x, [0, 75, 1500, 2500], [0.6, -2, -7, -7.2]),
+        "test_loss": 10 ** np.interp(x, [0, 75, 300, 500, 800, 2500], [0.6, 1.05, 0.7, 0, -5, -6]),
+        "sum_sq_weights": np.interp(x, [0, 75, 500, 800, 2500], [1800, 3000, 2800, 1400, 1300]),
+        "gini_W_E_freq": np.interp(x, [0, 500, 800, 2500], [0.05, 0.2, 0.6, 0.62]),
+    }
+    assert find_phases(x, curves)["memorisation_end"] == 75
+    states = pm.replay([int(e) for e in x], as_of_each_checkpoint(x, curves))
+    announced = next(int(e) for e, s in zip(x, states, strict=True) if s.index >= 1)
+    assert announced <= 300 and states[-1].index == 3
+    assert states[-1].phases()["memorisation_end"] == 75
+    # Without the turn of the test loss (still at its peak) nothing is announced early.
+    flat = dict(curves, test_loss=10 ** np.interp(x, [0, 75, 2500], [0.6, 1.05, 1.0]))
+    assert (
+        find_phases(x[x <= 1000], {k: v[x <= 1000] for k, v in flat.items()})["memorisation_end"]
+        is None
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from grok_tui.engine.core.config import RunConfig
@@ -106,14 +107,16 @@ def test_a_stopped_group_finishes_the_work_in_flight_then_nothing_more(
     assert not late.is_alive()  # added to a stopped group: stopped at once
 
 
-def test_progress_measures_say_n_a_for_an_op_they_do_not_model(tmp_path) -> None:
-    """A multiply run: no measures computed (they would use x + y directions), one note
-    naming the op instead, and the service stops and joins as any other."""
+@pytest.mark.parametrize("op", ["multiply", "random"])
+def test_progress_measures_of_other_ops_are_their_own(tmp_path, op: str) -> None:
+    """Every op gets its progress measures (multiply in the log basis; random those that need
+    no circuit), with no "n/a" note; random's outlook says its phases and forecast are n/a.
+    The service is idle at every drain and stops and joins as any other."""
     from grok_tui.engine.core.model import paper_init
     from grok_tui.engine.measures.services import ProgressService, ProgressUpdate
 
-    cfg = RunConfig(p=7, frac_train=0.5, epochs=10, checkpoint_every=5, preset="t", op="multiply")
-    run = Run.create(tmp_path / "mul", cfg, "cpu")
+    cfg = RunConfig(p=7, frac_train=0.5, epochs=10, checkpoint_every=5, preset="t", op=op)
+    run = Run.create(tmp_path / op, cfg, "cpu")
     run.save_checkpoint(0, paper_init(cfg))
     updates: list[ProgressUpdate] = []
     service = ProgressService(run, "cpu", updates.append)
@@ -121,13 +124,17 @@ def test_progress_measures_say_n_a_for_an_op_they_do_not_model(tmp_path) -> None
     for _ in range(3):  # idle at every drain, not only the first (it used to wait for good)
         assert service.drain(timeout=60)
         service.poke()
-    assert service.note and not service.error
+    assert not service.note and not service.error
     service.stop()
     service.join(timeout=10)
     assert not service.is_alive()
-    assert [u.table for u in updates] == [None]
-    assert "n/a for op multiply" in updates[0].note and not updates[0].error
-    assert not run.measures_path.exists()
+    last = updates[-1]
+    assert not last.note and not last.error and len(last.table) == 1
+    assert np.isfinite(last.table["train_loss"]).all()
+    assert np.isfinite(last.table["restricted_loss"]).all() == (op == "multiply")
+    assert (last.outlook.phase == "phases n/a") == (op == "random")
+    assert ("n/a" in last.outlook.forecast.reason) == (op == "random")
+    assert run.measures_path.exists()
 
 
 def unwritable_measures(run: Run, how: str) -> None:

@@ -222,6 +222,21 @@ def coordinate_labels(op: str, p: int) -> torch.Tensor:
     return torch.tensor([pow(g, t, p) for t in range(n)])
 
 
+def circuit_waves(op: str, p: int) -> torch.Tensor:
+    """(K, 2, n) float64: the value of frequency k's unit circuit directions (cos, sin) at an
+    input of coordinate t (`circuit_coordinate`): sqrt(2)/n cos(2 pi k t / n), ..., and for
+    the log basis' top frequency n/2 (no sine) (-1)^t / n and 0. Inputs without a
+    coordinate (0 in a multiplicative op) are 0 on every direction."""
+    n, k_top = circuit_modulus(op, p), (p - 1) // 2
+    k = torch.arange(1, k_top + 1, dtype=torch.float64)[:, None]
+    angle = 2 * math.pi * k * torch.arange(n, dtype=torch.float64)[None, :] / n
+    waves = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1) * (math.sqrt(2) / n)
+    if 2 * k_top == n:  # the log basis' top frequency: (-1)^t / n, no sine
+        waves[-1, 0] = torch.cos(angle[-1]) / n
+        waves[-1, 1] = 0.0
+    return waves
+
+
 def circuit_coeffs(op: str, p: int, values: torch.Tensor) -> torch.Tensor:
     """Coefficients (K, 2, cols) of per-input columns `values` (p^2, cols) on every
     frequency's circuit directions (`circuit_directions(op, p, 1..K)`, rows paired), in
@@ -231,11 +246,13 @@ def circuit_coeffs(op: str, p: int, values: torch.Tensor) -> torch.Tensor:
     keep = t >= 0
     flat = values.reshape(values.shape[0], -1)
     sums = flat.new_zeros(n, flat.shape[1]).index_add_(0, t[keep], flat[keep])  # (n, cols)
-    k = torch.arange(1, k_top + 1, dtype=torch.float64)[:, None]
-    angle = 2 * math.pi * k * torch.arange(n, dtype=torch.float64)[None, :] / n
-    waves = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1) * (math.sqrt(2) / n)
-    if 2 * k_top == n:  # the log basis' top frequency: (-1)^t / n, no sine
-        waves[-1, 0] = torch.cos(angle[-1]) / n
-        waves[-1, 1] = 0.0
-    waves = waves.to(device=flat.device, dtype=flat.dtype)  # (K, 2, n)
+    waves = circuit_waves(op, p).to(device=flat.device, dtype=flat.dtype)  # (K, 2, n)
     return torch.einsum("kdn,nc->kdc", waves, sums).reshape(k_top, 2, *values.shape[1:])
+
+
+def zero_inputs(op: str, p: int) -> list[int]:
+    """The op's inputs outside the circuit's coordinates (x = 0 or y = 0 in a
+    multiplicative op: 0 has no log; their label is 0), ascending; [] for other ops."""
+    if structure(op) != "multiplicative":
+        return []
+    return [i for i in input_indices(op, p) if i // p == 0 or i % p == 0]

@@ -29,10 +29,10 @@ import numpy as np
 
 from grok_tui.engine.measures.forecast import Forecast, forecast_grok
 from grok_tui.engine.measures.phase_machine import PhaseState, step
-from grok_tui.engine.measures.phases import PHASES, find_phases
-from grok_tui.engine.measures.record import freq_gini
+from grok_tui.engine.measures.phases import PHASES, find_phases, not_applicable
+from grok_tui.engine.measures.record import freq_gini, label_share
 
-OUTLOOK_VERSION = 1
+OUTLOOK_VERSION = 2  # 2: the memorisation end waits for the train-loss floor (phases.py)
 
 
 @dataclass
@@ -131,6 +131,7 @@ class OutlookHistory:
         self.steps: dict[int, Step] = {}
         self._columns: dict[int, tuple[float, ...]] = {}
         self._loaded = False
+        self.na = not_applicable(tracker.cfg.op)  # a reason: no phases, no forecast
 
     def _load(self) -> None:
         if self._loaded or not self.store:
@@ -152,8 +153,8 @@ class OutlookHistory:
                 r.scalars.get("test_loss", math.nan),
                 r.scalars.get("test_acc", math.nan),
                 r.scalars.get("sum_sq_weights", math.nan),
-                freq_gini(r.arrays["w_e_sq"]),
-                float(r.arrays["trig_logits"].sum()),
+                freq_gini(r.arrays["w_e_sq"], r.basis),
+                label_share(r),
             )
         return self._columns[epoch]
 
@@ -198,7 +199,7 @@ class OutlookHistory:
                     if should_stop is not None and should_stop():
                         break
                 curves = self._curves(prefix, keys)
-                raw = find_phases(prefix, curves)
+                raw = dict.fromkeys(PHASES) if self.na else find_phases(prefix, curves)
                 state = step(state, raw, prefix)
                 fc = self._forecast(prefix, curves, state)
                 step_made = Step(e, previous, keys, history.provisional_at(e), raw, state,
@@ -219,6 +220,8 @@ class OutlookHistory:
         keys = history.at(last)
         curves = self._curves(prefix, keys)
         name, since = state.now()
+        if self.na:
+            name = "phases n/a"
         return Outlook(
             phases=state.phases(),
             phase=name,
@@ -251,8 +254,11 @@ class OutlookHistory:
             ),
         }
 
-    @staticmethod
-    def _forecast(epochs: list[int], curves: dict[str, np.ndarray], state: PhaseState) -> Forecast:
+    def _forecast(
+        self, epochs: list[int], curves: dict[str, np.ndarray], state: PhaseState
+    ) -> Forecast:
+        if self.na:
+            return Forecast(None, reason=self.na, as_of=int(epochs[-1]))
         return forecast_grok(
             np.asarray(epochs),
             curves["xy_share_logits"],

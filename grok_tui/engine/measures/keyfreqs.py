@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from grok_tui.engine.measures.analysis import CLUSTER_THRESHOLD
+from grok_tui.engine.measures.record import per_freq_sq
 
 STABLE_CHECKPOINTS = 3
 ENTER_SHARE = 2.0  # a frequency joins the provisional set at this many times the uniform share
@@ -146,12 +147,12 @@ def live_history(
     return history
 
 
-def frequency_shares(w_e_sq: np.ndarray, w_l_sq: np.ndarray) -> np.ndarray:
-    """(K,) each frequency's share of the per-frequency norms, averaged over W_E and W_L."""
+def frequency_shares(w_e_sq: np.ndarray, w_l_sq: np.ndarray, basis: str = "fourier") -> np.ndarray:
+    """(K,) each frequency's share of the per-frequency norms, averaged over W_E and W_L
+    (per-component squares in `basis`: the log basis for multiplicative ops)."""
     shares = []
     for sq in (w_e_sq, w_l_sq):
-        sq = np.asarray(sq, dtype=np.float64)
-        norms = np.sqrt(np.clip(sq[1:].reshape(-1, 2).sum(axis=1), 0.0, None))
+        norms = np.sqrt(np.clip(per_freq_sq(sq, basis), 0.0, None))
         total = norms.sum()
         shares.append(norms / total if total > 0 else np.zeros_like(norms))
     return (shares[0] + shares[1]) / 2
@@ -184,18 +185,17 @@ def fixed_history(epoch: int, keys: tuple[int, ...]) -> KeyHistory:
     )
 
 
-def strongest(component_sq: np.ndarray, n: int) -> tuple[int, ...]:
+def strongest(component_sq: np.ndarray, n: int, basis: str = "fourier") -> tuple[int, ...]:
     """The n frequencies (1-based, ascending) of largest norm, from per-component squares."""
-    sq = np.asarray(component_sq, dtype=np.float64)
-    per_freq = sq[1:].reshape(-1, 2).sum(axis=1)
+    per_freq = per_freq_sq(component_sq, basis)
     return tuple(sorted(int(k) + 1 for k in np.argsort(-per_freq, kind="stable")[:n]))
 
 
-def cross_check(keys: tuple[int, ...], w_l_sq: np.ndarray) -> str:
+def cross_check(keys: tuple[int, ...], w_l_sq: np.ndarray, basis: str = "fourier") -> str:
     """'' when `keys` are W_L's |keys| strongest frequencies, else a one-line warning."""
     if not keys:
         return ""
-    top = strongest(w_l_sq, len(keys))
+    top = strongest(w_l_sq, len(keys), basis)
     if set(top) == set(keys):
         return ""
     missing = sorted(set(keys) - set(top))

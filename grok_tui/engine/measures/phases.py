@@ -138,7 +138,15 @@ def sharp_change(
 def train_floor(x: np.ndarray, log_train: np.ndarray, params: PhaseParams) -> float | None:
     """Where the train loss reaches its floor: the first epoch after its steepest fall at
     which log10 train loss is within `train_floor` of its fall above the floor, the floor
-    being the median level after the steepest fall (the plateau that fills most of a run)."""
+    being the median level after the steepest fall (the plateau that fills most of a run).
+
+    Only once the floor has held: the curve must have been seen for as long after that
+    epoch as it took to get there, and over that stretch it moved by less than
+    `floor_band` of the fall. A train loss still falling steadily (decades more to go, as
+    in the first thousand epochs of the paper's run) has a median "floor" that is just its
+    middle, reached half-way through the epochs seen: read as a floor it put the end of
+    memorisation at 400 on the paper's run (1,400 in fact) and at 60 on a quick one (1,160).
+    """
     ok = np.isfinite(log_train)
     if ok.sum() < 4:
         return None
@@ -151,7 +159,14 @@ def train_floor(x: np.ndarray, log_train: np.ndarray, params: PhaseParams) -> fl
     hits = np.flatnonzero(ys[i + 1 :] <= floor + params.train_floor * (top - floor))
     if not hits.size or i + 1 + hits[0] == len(ys) - 1:
         return None  # not yet, or only just: the floor is not known yet
-    return float(xs[i + 1 + hits[0]])
+    hit = float(xs[i + 1 + hits[0]])
+    held_until = hit + (hit - float(xs[0]))
+    if xs[-1] < held_until:
+        return None  # not held long enough to tell a floor from a slowing fall
+    held = ys[(xs >= hit) & (xs <= held_until)]
+    if held.max() - held.min() > params.floor_band * (top - floor):
+        return None  # still falling through the stretch after it: not the floor
+    return hit
 
 
 def onset(x: np.ndarray, y: np.ndarray, x_mid: float, y_mid: float, slope: float) -> float:
@@ -174,6 +189,19 @@ def _log(y: Any) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.log10(np.asarray(y, dtype=np.float64))
     return np.where(np.isfinite(out), out, np.nan)
+
+
+# The test loss has come down from its peak when it fell this far below it (decades: by
+# half). Not less: right after memorising, a test loss can overshoot and settle back by a
+# quarter before it rises on for a thousand epochs (quick_f30: 19.2 at 60, 14.0 at 180,
+# 25.9 at 1,440), and a tenth read that dip as the end of memorisation.
+TEST_TURN = math.log10(2.0)
+
+
+def _memorised_train(log_train: np.ndarray, params: PhaseParams) -> bool:
+    """The train loss has fallen by `min_change` decades from its highest: memorised."""
+    ok = log_train[np.isfinite(log_train)]
+    return ok.size >= 2 and bool(ok.max() - ok[-1] >= params.min_change)
 
 
 def memorisation_estimate(estimates: Sequence[float | None]) -> float | None:
@@ -222,10 +250,13 @@ def find_phases(
 
     # Memorisation ends: train loss at its floor, test loss at its peak, excluded loss turning.
     estimates: list[float | None] = [train_floor(x, log_train, params)]
+    test_turned = False  # the test loss has fallen well below its peak since
     if np.isfinite(log_test).any():
         i_peak = int(np.nanargmax(log_test))
         if i_peak < len(x) - 1:  # a peak only once the curve has come down from it
             estimates.append(float(x[i_peak]))
+            fallen = log_test[i_peak] - np.nanmin(log_test[i_peak:])
+            test_turned = bool(fallen >= TEST_TURN) and _memorised_train(log_train, params)
     if np.isfinite(log_excl).sum() >= 4:
         i_min = int(np.nanargmin(log_excl))
         if 0 < i_min < len(x) - 1 and np.nanmax(log_excl[i_min:]) - log_excl[i_min] >= math.log10(
@@ -233,8 +264,13 @@ def find_phases(
         ):
             estimates.append(float(x[i_min]))
     # The train loss at its floor is what memorisation ending means: without it the other
-    # signals (a test loss dipping early, say) say nothing yet.
-    memorised = memorisation_estimate(estimates) if estimates[0] is not None else None
+    # signals (a test loss dipping early, say) say nothing yet; unless the test loss has
+    # already come down from its peak by half, the circuit at work while the train loss
+    # still falls (a run that groks fast has no plateau first): memorisation ended there.
+    if estimates[0] is not None:
+        memorised = memorisation_estimate(estimates)
+    else:
+        memorised = estimates[1] if test_turned else None
     out["memorisation_end"] = _snap(x, memorised)
     if memorised is None:
         return out
@@ -278,6 +314,15 @@ def detect_phases(table: Any, params: PhaseParams = DEFAULT) -> dict[str, int | 
     """Phase boundaries of a `ProgressTable`'s curves (all of them: the raw estimate, which
     may move and flip back as checkpoints come; `PhaseMachine` makes the live ones)."""
     return find_phases(table.epochs, {n: table[n] for n in PHASE_CURVES}, params)
+
+
+def not_applicable(op: str) -> str:
+    """Why phases and a grok forecast mean nothing for this op ('' where they do): a random
+    table has no rule to find, so a run of it memorises and never forms a circuit; its test
+    loss cannot fall, and any "boundary" read off its curves would be noise."""
+    if op == "random":
+        return "n/a for op random: a random table has no rule to generalise to"
+    return ""
 
 
 def current_phase(phases: Mapping[str, int | None]) -> tuple[str, int | None]:

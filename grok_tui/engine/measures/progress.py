@@ -35,12 +35,18 @@ Measures of a `ProgressTable` for the key set S in use (engine/measures/keyfreqs
 - `mlp_out_frac`: the paper's Table 1 averaged over S: the share of the MLP output along
   W_L's cos k (sin k) class direction explained by cos(w_k(x+y)) (sin(w_k(x+y))); per key
   frequency in `mlp_out_frac_per_key` (|S| x 2, cos then sin).
-- `xy_share_logits`: the trig fraction of the logits over *every* frequency, i.e. the share
-  of their variance that is a function of x + y (cos/sin(w_k(x+y)) for all k and the
-  constant span all functions of x + y). Key-set free and exact live: the generalising
-  part of the logits against the memorising rest (engine/measures/forecast.py extrapolates it).
+- `xy_share_logits`: the share of the logits' variance that is a function of the label: for
+  add the trig fraction of the logits over *every* frequency (cos/sin(w_k(x+y)) for all k
+  and the constant span all functions of x + y). Key-set free, exact live, defined for
+  every op: the generalising part of the logits against the memorising rest
+  (engine/measures/forecast.py extrapolates it).
 - average attention from `=` to each key position per head (h x 3), and the spectrograms:
   per-frequency norms of W_E and W_L over epochs (n x K), frequency-free and exact live.
+
+Every op in its own basis (engine/measures/record.py): x - y for subtract, log x +- log y
+mod p - 1 in the log basis for multiply and divide (the inputs with no log a class of their
+own, `CircuitFrame`); the quadratic ops and random have no circuit, so no key set and NaN
+for every measure above that needs one, and random has no phases or forecast either.
 
 Storage: RUN/measures.jsonl (one JSON row per record with its scalars, and one per
 (checkpoint, set) excluded loss) and RUN/measures/epoch_NNNNNNN.safetensors (the arrays).
@@ -53,6 +59,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +68,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from grok_tui.engine.core import ops
+from grok_tui.engine.core.config import OPS, RunConfig
 from grok_tui.engine.core.memory import release_free_memory
 from grok_tui.engine.core.model import CLASSIC_NAMES
 from grok_tui.engine.measures import keyfreqs
@@ -74,8 +83,10 @@ from grok_tui.engine.measures.record import (
     freq_gini,
     freq_norms,
     gini,
+    label_share,
     load_arrays,
     paper_gini,
+    record_tag,
     row_is_record,
     save_arrays,
 )
@@ -83,11 +94,10 @@ from grok_tui.engine.store.atomic import atomic_write_bytes
 from grok_tui.engine.store.runs import Run, RunError
 
 MEASURES_VERSION = RECORD_VERSION
-# The ops whose progress measures this module computes correctly: the additive ones, whose
-# records use the x + y (x - y) directions and Z_p's Fourier basis (engine/core/ops.py has
-# each op's directions and basis; the log basis of multiply and divide is not taken up here
-# yet). For other ops the app and `analyze` say "n/a".
-MEASURES_OPS = ("add", "subtract")
+# The ops whose progress measures this module computes: every op, each in its own basis
+# (engine/measures/record.py says how); those of an op's circuit only where it has one
+# (`ops.has_circuit_directions`), NaN otherwise.
+MEASURES_OPS = tuple(OPS)
 __all__ = ["MEASURES_VERSION", "SCALARS", "ProgressTable", "ProgressTracker", "gini"]
 
 # The scalar measures of a table, in the order a report lists them.
@@ -125,43 +135,99 @@ def _num(value: Any) -> float:
 # -- restricted logits from the record -------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CircuitFrame:
+    """How the restricted logits of an op's circuit map onto its inputs: per coordinate t in
+    Z_n (x + y, or log x + log y, ...), the unit directions' values, the label, how many
+    inputs (all, train) have it; and the class of inputs with no coordinate (0 in a
+    multiplicative op: label 0), whose restricted logits are their own mean."""
+
+    waves: np.ndarray  # (K, 2, n): `ops.circuit_waves`
+    labels: np.ndarray  # (n,) the label of the inputs at t
+    counts: np.ndarray  # (n,) inputs at t
+    train_counts: np.ndarray  # (n,) train inputs at t
+    zero_count: int = 0  # inputs with no coordinate
+    zero_train: int = 0  # ... in the train set
+
+
+def additive_frame(p: int, train_counts: np.ndarray) -> CircuitFrame:
+    """The frame of add (and subtract): t = x +- y = the label, p inputs at each."""
+    return CircuitFrame(ops.circuit_waves("add", p).numpy(), np.arange(p), np.full(p, p),
+                        np.asarray(train_counts, dtype=np.float64))  # fmt: skip
+
+
+def circuit_frame(cfg: RunConfig) -> CircuitFrame | None:
+    """The op's frame from its config (None: the op has no circuit)."""
+    from grok_tui.engine.core.data import make_dataset
+
+    if not ops.has_circuit_directions(cfg.op):
+        return None
+    p, n = cfg.p, ops.circuit_modulus(cfg.op, cfg.p)
+    t = ops.circuit_coordinate(cfg.op, p).numpy()
+    on_inputs = t[ops.input_indices(cfg.op, p)]
+    on_train = t[make_dataset(cfg).train_idx.numpy()]
+    return CircuitFrame(
+        waves=ops.circuit_waves(cfg.op, p).numpy(),
+        labels=ops.coordinate_labels(cfg.op, p).numpy(),
+        counts=np.bincount(on_inputs[on_inputs >= 0], minlength=n).astype(np.float64),
+        train_counts=np.bincount(on_train[on_train >= 0], minlength=n).astype(np.float64),
+        zero_count=int((on_inputs < 0).sum()),
+        zero_train=int((on_train < 0).sum()),
+    )
+
+
+def _label_losses(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-entropy and correctness (n, rows) of logit rows (n, rows, classes) against one
+    label per row, exact when the loss is tiny (engine/core/loss.py)."""
+    rows = np.arange(logits.shape[1])
+    z = logits - logits.max(axis=2, keepdims=True)
+    z_label = z[:, rows, labels]  # (n, rows) <= 0
+    ez = np.exp(z)
+    ez[:, rows, labels] = 0.0
+    rest = ez.sum(axis=2)
+    # log(exp(z_label) + rest) - z_label
+    return np.log1p(rest + np.expm1(z_label)) - z_label, (z_label == 0).astype(np.float64)
+
+
 def restricted_losses(
     coeffs: np.ndarray,
     mean: np.ndarray,
     keys: Sequence[int],
     train_counts: np.ndarray,
+    frame: CircuitFrame | None = None,
+    zero_mean: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Restricted loss over all inputs, over the train set, and accuracy, per checkpoint.
 
     coeffs (n, K, 2, p) and mean (n, p) from records. The restricted logits are
-    R[s, c] = mean[c] + sum_{k in S} sqrt(2)/p (coeffs[k, 0, c] cos(w_k s) + coeffs[k, 1, c]
-    sin(w_k s)) with s = x + y mod p: a function of the label s alone. Every s labels p of
-    the p^2 inputs (and train_counts[s] train inputs), so the losses are weighted means over
-    s of the cross-entropy of row R[s] against class s: O(p^2) per checkpoint.
+    R[t, c] = mean[c] + sum_{k in S} (coeffs[k, 0, c] W[k, 0, t] + coeffs[k, 1, c] W[k, 1, t])
+    with W the unit directions' values at coordinate t (`frame.waves`; for add t = x + y
+    mod p and W = sqrt(2)/p cos, sin(w_k t)): a function of t alone, which fixes the label.
+    So the losses are means over t of the cross-entropy of row R[t] against its label,
+    weighted by the inputs (all, train) at t: O(p^2) per checkpoint. A multiplicative op's
+    inputs with no log (`frame.zero_count`) have the restricted logits `zero_mean` (n, p),
+    their own mean, against label 0. Without a frame: add's, with `train_counts` per label.
     """
     coeffs = np.asarray(coeffs, dtype=np.float64)
     mean = np.asarray(mean, dtype=np.float64)
     p = coeffs.shape[-1]
-    s = np.arange(p)
-    logits = np.repeat(mean[:, None, :], p, axis=1)  # (n, s, c)
+    frame = frame if frame is not None else additive_frame(p, train_counts)
+    n_t = frame.labels.shape[0]
+    logits = np.repeat(mean[:, None, :], n_t, axis=1)  # (n, t, c)
     if len(keys):
         idx = np.asarray(keys, dtype=np.int64) - 1
-        w = 2 * math.pi * np.asarray(keys, dtype=np.float64)[:, None] * s[None, :] / p
-        basis = np.stack([np.cos(w), np.sin(w)], axis=1) * (math.sqrt(2) / p)  # (|S|, 2, s)
-        logits = logits + np.einsum("nkdc,kds->nsc", coeffs[:, idx], basis)
-    shift = logits.max(axis=2, keepdims=True)
-    z = logits - shift
-    z_label = z[:, s, s]  # (n, s) <= 0
-    ez = np.exp(z)
-    ez[:, s, s] = 0.0
-    rest = ez.sum(axis=2)
-    # log(exp(z_label) + rest) - z_label, exact when the loss is tiny (engine/core/loss.py).
-    per_s = np.log1p(rest + np.expm1(z_label)) - z_label
-    correct = (z_label == 0).astype(np.float64)
-    counts = np.asarray(train_counts, dtype=np.float64)
-    total = per_s.mean(axis=1)
-    train = (per_s * counts).sum(axis=1) / max(counts.sum(), 1.0)
-    acc = correct.mean(axis=1)
+        logits = logits + np.einsum("nkdc,kdt->ntc", coeffs[:, idx], frame.waves[idx])
+    per_t, correct = _label_losses(logits, frame.labels)
+    weights = [frame.counts, np.asarray(frame.train_counts, dtype=np.float64)]
+    zero = [float(frame.zero_count), float(frame.zero_train)]
+    if frame.zero_count and zero_mean is not None:
+        z = np.asarray(zero_mean, dtype=np.float64)[:, None, :]
+        z_loss, z_correct = _label_losses(z, np.zeros(1, dtype=np.int64))
+        per_t = np.concatenate([per_t, z_loss], axis=1)
+        correct = np.concatenate([correct, z_correct], axis=1)
+        weights = [np.append(w, extra) for w, extra in zip(weights, zero, strict=True)]
+    total, train = ((per_t * w).sum(axis=1) / max(w.sum(), 1.0) for w in weights)
+    acc = (correct * weights[0]).sum(axis=1) / max(weights[0].sum(), 1.0)
     return total, train, acc
 
 
@@ -260,12 +326,13 @@ Excluded = tuple[float, ...]  # (excluded loss, then one per key frequency in or
 
 
 def _excluded_row(
-    row: dict[str, Any], sign: int = 1
+    row: dict[str, Any], sign: int = 1, op: str = "add"
 ) -> tuple[int, tuple[int, ...], Excluded] | None:
     epoch, keys, per_freq = row.get("epoch"), row.get("key_freqs"), row.get("per_freq")
     if (
         row.get("kind") != "excluded"
         or row.get("sign", 1) != sign
+        or row.get("op") != record_tag(op)
         or row.get("version") != RECORD_VERSION
         or not isinstance(epoch, int)
         or isinstance(epoch, bool)
@@ -279,7 +346,7 @@ def _excluded_row(
 
 
 def excluded_json(
-    epoch: int, keys: tuple[int, ...], values: Excluded, sign: int = 1
+    epoch: int, keys: tuple[int, ...], values: Excluded, sign: int = 1, op: str = "add"
 ) -> dict[str, Any]:
     clean = [v if math.isfinite(v) else None for v in values]
     row: dict[str, Any] = {
@@ -292,6 +359,8 @@ def excluded_json(
     }
     if sign != 1:
         row["sign"] = sign  # x - y directions (subtract), as its records
+    if record_tag(op) is not None:
+        row["op"] = op  # another basis (multiply, divide), as its records
     return row
 
 
@@ -301,7 +370,8 @@ class RecordStore:
     def __init__(self, run: Run, p: int, d_mlp: int) -> None:
         self.run = run
         self.p, self.d_mlp = p, d_mlp
-        self.sign = circuit_sign(run.meta().config.op)
+        self.op = run.meta().config.op
+        self.sign = circuit_sign(self.op)
         self.dir = run.path / "measures"
         self._lock = threading.Lock()
         self._in_memory: dict[int, dict[str, np.ndarray]] = {}  # a read-only run's arrays
@@ -317,14 +387,14 @@ class RecordStore:
         excluded: dict[tuple[int, tuple[int, ...]], Excluded] = {}
         stale = 0
         for row in self.run.read_measures():  # untrusted: bad lines skipped with a warning
-            if row_is_record(row, self.sign):
+            if row_is_record(row, self.sign, self.op):
                 if row["epoch"] in records:
                     stale += 1
                 records[row["epoch"]] = row  # the last one written wins
                 continue
             if row.get("kind") == "outlook":
                 continue  # engine/measures/asof.py reads these
-            ex = _excluded_row(row, self.sign)
+            ex = _excluded_row(row, self.sign, self.op)
             if ex is None:
                 stale += 1
             else:
@@ -339,7 +409,7 @@ class RecordStore:
         arrays = (
             in_memory
             if in_memory is not None
-            else load_arrays(self.array_path(row["epoch"]), self.p, self.d_mlp)
+            else load_arrays(self.array_path(row["epoch"]), self.p, self.d_mlp, self.op)
         )
         if arrays is None:
             return None
@@ -359,6 +429,7 @@ class RecordStore:
             avg_attn=attn,
             arrays=arrays,
             sign=self.sign,
+            op=self.op,
         )
 
     def save(self, record: Record) -> None:
@@ -373,7 +444,7 @@ class RecordStore:
             self.run.append_measures([record.row()])
 
     def save_excluded(self, rows: list[tuple[int, tuple[int, ...], Excluded]]) -> None:
-        self.run.append_measures([excluded_json(e, k, v, self.sign) for e, k, v in rows])
+        self.run.append_measures([excluded_json(e, k, v, self.sign, self.op) for e, k, v in rows])
 
     def compact(self, keep_keys: tuple[int, ...]) -> None:
         """Rewrite measures.jsonl with the newest record per epoch and the excluded losses
@@ -382,7 +453,7 @@ class RecordStore:
             records, excluded, _ = self.scan()
             rows = [records[e] for e in sorted(records)]
             rows += [
-                excluded_json(e, k, v, self.sign)
+                excluded_json(e, k, v, self.sign, self.op)
                 for (e, k), v in sorted(excluded.items())
                 if k == keep_keys
             ]
@@ -423,7 +494,7 @@ class ProgressTracker:
         self._restricted: dict[tuple[int, tuple[int, ...]], tuple[float, float, float]] = {}
         self._candidates: dict[int, tuple[int, ...]] = {}
         self._shares: dict[int, np.ndarray] = {}
-        self._train_counts: np.ndarray | None = None
+        self._frame: CircuitFrame | None = None
 
     @property
     def analyzer(self) -> Analyzer:
@@ -437,15 +508,11 @@ class ProgressTracker:
             self._recorder = Recorder(self.analyzer)
         return self._recorder
 
-    def train_counts(self) -> np.ndarray:
-        """How many train pairs have each label s."""
-        if self._train_counts is None:
-            from grok_tui.engine.core.data import make_dataset
-
-            data = make_dataset(self.cfg)
-            labels = data.labels[data.train_idx].numpy()
-            self._train_counts = np.bincount(labels, minlength=self.cfg.p)
-        return self._train_counts
+    def frame(self) -> CircuitFrame | None:
+        """The op's `CircuitFrame` (None: no circuit), built once."""
+        if self._frame is None and ops.has_circuit_directions(self.cfg.op):
+            self._frame = circuit_frame(self.cfg)
+        return self._frame
 
     # -- reading the cache ---------------------------------------------------------------------
     def _rescan(self) -> None:
@@ -567,6 +634,8 @@ class ProgressTracker:
     def key_history(self, epochs: list[int] | None = None) -> keyfreqs.KeyHistory:
         """The key sets of the recorded checkpoints (or of `epochs`, a prefix of them)."""
         epochs = self.epochs() if epochs is None else epochs
+        if not ops.has_circuit_directions(self.cfg.op):
+            return keyfreqs.KeyHistory()  # no circuit, no key frequencies
         if self.key_epoch is not None:
             if self.key_epoch not in self.records:
                 raise RunError(
@@ -584,7 +653,9 @@ class ProgressTracker:
         """(K,) each frequency's share of W_E's and W_L's norms (the provisional key set)."""
         if epoch not in self._shares:
             arrays = self.records[epoch].arrays
-            self._shares[epoch] = keyfreqs.frequency_shares(arrays["w_e_sq"], arrays["w_l_sq"])
+            self._shares[epoch] = keyfreqs.frequency_shares(
+                arrays["w_e_sq"], arrays["w_l_sq"], ops.basis_kind(self.cfg.op)
+            )
         return self._shares[epoch]
 
     # -- the table ---------------------------------------------------------------------------------
@@ -599,8 +670,9 @@ class ProgressTracker:
             [self.records[e] for e in epochs],
             history,
             self.excluded,
-            self.train_counts(),
+            None,
             self._restricted,
+            self.frame(),
         )
 
 
@@ -608,11 +680,18 @@ def build_table(
     records: list[Record],
     history: keyfreqs.KeyHistory,
     excluded: dict[tuple[int, tuple[int, ...]], Excluded],
-    train_counts: np.ndarray,
+    train_counts: np.ndarray | None,
     restricted_cache: dict[tuple[int, tuple[int, ...]], tuple[float, float, float]] | None = None,
+    frame: CircuitFrame | None = None,
 ) -> ProgressTable:
-    """The table of `records` (ascending epochs) for the current set of `history`."""
+    """The table of `records` (ascending epochs) for the current set of `history`: the
+    records' op's `frame` (add's from `train_counts`, the train inputs per label, if None
+    and the op is additive; an op with no circuit has no restricted losses)."""
     keys = history.current
+    op, basis = records[0].op, records[0].basis
+    circuit = ops.has_circuit_directions(op)
+    if frame is None and circuit and train_counts is not None:
+        frame = additive_frame(records[0].arrays["logit_mean"].shape[0], train_counts)
     n = len(records)
     epochs = np.array([r.epoch for r in records], dtype=np.int64)
     col = {
@@ -622,9 +701,18 @@ def build_table(
 
     cache = restricted_cache if restricted_cache is not None else {}
     todo = [i for i, r in enumerate(records) if (r.epoch, keys) not in cache]
+    if not circuit or frame is None:
+        for i in todo:
+            cache[(records[i].epoch, keys)] = (math.nan, math.nan, math.nan)
+        todo = []
     if todo:
         values = restricted_losses(
-            arrays["logit_coeffs"][todo], arrays["logit_mean"][todo], keys, train_counts
+            arrays["logit_coeffs"][todo],
+            arrays["logit_mean"][todo],
+            keys,
+            frame.train_counts,
+            frame,
+            arrays["logit_zero_mean"][todo] if "logit_zero_mean" in arrays else None,
         )
         for j, i in enumerate(todo):
             cache[(records[i].epoch, keys)] = (values[0][j], values[1][j], values[2][j])
@@ -636,7 +724,9 @@ def build_table(
         for name in ("trig_pre", "trig_post", "trig_logits")
     }
     per_key_mlp = arrays["mlp_out_frac"][:, idx]  # (n, |S|, 2)
-    mlp_out = per_key_mlp.mean(axis=(1, 2)) if len(keys) else np.full(n, math.nan)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: no sine at the log top k
+        mlp_out = np.nanmean(per_key_mlp, axis=(1, 2)) if len(keys) else np.full(n, math.nan)
 
     frac_explained = np.full(n, math.nan)
     ref = history.reference_epoch
@@ -667,15 +757,16 @@ def build_table(
         # stored the per-frequency Gini under the paper's name.
         "gini_W_E": np.array([paper_gini(r.arrays["w_e_sq"]) for r in records]),
         "gini_W_L": np.array([paper_gini(r.arrays["w_l_sq"]) for r in records]),
-        "gini_W_E_freq": np.array([freq_gini(r.arrays["w_e_sq"]) for r in records]),
-        "gini_W_L_freq": np.array([freq_gini(r.arrays["w_l_sq"]) for r in records]),
+        "gini_W_E_freq": np.array([freq_gini(r.arrays["w_e_sq"], basis) for r in records]),
+        "gini_W_L_freq": np.array([freq_gini(r.arrays["w_l_sq"], basis) for r in records]),
         "sum_sq_weights": col["sum_sq_weights"],
         "trig_frac_pre": trig["trig_pre"],
         "trig_frac_post": trig["trig_post"],
         "trig_frac_logits": trig["trig_logits"],
         "neuron_frac_explained": frac_explained,
         "mlp_out_frac": mlp_out,
-        "xy_share_logits": arrays["trig_logits"].sum(axis=1).astype(np.float64),
+        # The share of the logits that is a function of the label (of x + y for add).
+        "xy_share_logits": np.array([label_share(r) for r in records]),
     }
     h = max((r.avg_attn.shape[0] for r in records), default=0)
     avg_attn = np.full((n, h, 3), math.nan)
@@ -694,10 +785,12 @@ def build_table(
             name: np.array([r.sum_sq_per_param.get(name, math.nan) for r in records])
             for name in CLASSIC_NAMES.values()
         },
-        spectrogram_W_E=freq_norms(arrays["w_e_sq"]),
-        spectrogram_W_L=freq_norms(arrays["w_l_sq"]),
+        spectrogram_W_E=freq_norms(arrays["w_e_sq"], basis),
+        spectrogram_W_L=freq_norms(arrays["w_l_sq"], basis),
         key_history=history,
-        warning="" if history.provisional else keyfreqs.cross_check(keys, newest.arrays["w_l_sq"]),
+        warning=""
+        if history.provisional
+        else keyfreqs.cross_check(keys, newest.arrays["w_l_sq"], basis),
         excluded_pending=sum(1 for r in records if keys and (r.epoch, keys) not in excluded),
     )
 

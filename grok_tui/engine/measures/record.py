@@ -32,9 +32,13 @@ The excluded loss of a set S needs the train logits minus S's projections, which
 summary holds: `excluded_losses` recomputes it from the weights (one forward over the train
 inputs) when the set changes, with the per-frequency excluded losses (one k removed) of S.
 
-Additive ops alike: for `subtract` every x + y above reads x - y (the op's circuit
-directions, engine/core/ops.py; the label is x - y, as it is x + y for add), and its rows
-say so (`"sign": -1`), so a record made for the other direction is never read as one.
+Every op in its own basis (`Recorder` says how): for `subtract` every x + y above reads
+x - y (the op's circuit directions, engine/core/ops.py; the label is x - y, as it is x + y
+for add), and its rows say so (`"sign": -1`); `multiply` and `divide` read log x +- log y
+mod p - 1 in the log basis (w_e_sq, w_l_sq and the frequencies too), keep the inputs with
+no log apart (`logit_zero_mean`), and their rows name the op, as do those of the ops with
+no circuit (NaN circuit arrays): a record made for another op is never read as one.
+`label_share_logits` is the share of the logits that is a function of the label, any op.
 
 The coefficient of a per-input column T on cos(w_k(x+y)) needs no (p^2 x 2K) matmul: with
 G[s] = sum_{x + y = s} T[x, y], it is fft1d(G)[cos k] / sqrt(p) (likewise for sin), since the
@@ -74,6 +78,8 @@ ARRAY_SHAPES = {
     "neuron_shares": ("K", "m"),
     "mlp_out_frac": ("K", 2),
 }
+# Multiplicative ops: the mean logits of the inputs with no log (x = 0 or y = 0), apart.
+ZERO_CLASS_SHAPES = {"logit_zero_mean": ("p",)}
 # Frequency-free scalars of a record (JSON numbers; NaN is stored as null).
 RECORD_SCALARS = (
     "train_loss",
@@ -85,6 +91,7 @@ RECORD_SCALARS = (
     "gini_W_E_freq",
     "gini_W_L_freq",
     "sum_sq_weights",
+    "label_share_logits",
 )
 
 
@@ -114,20 +121,30 @@ def paper_gini(component_sq: np.ndarray) -> float:
     return gini(component_norms(component_sq))
 
 
-def freq_gini(component_sq: np.ndarray) -> float:
+def freq_gini(component_sq: np.ndarray, basis: str = "fourier") -> float:
     """The phase-invariant variant: the Gini of the per-frequency norms (`freq_norms`)."""
-    return gini(freq_norms(component_sq))
+    return gini(freq_norms(component_sq, basis))
 
 
-def freq_norms(component_sq: np.ndarray) -> np.ndarray:
+def per_freq_sq(component_sq: np.ndarray, basis: str = "fourier") -> np.ndarray:
+    """(..., K) per-frequency sums |cos k|^2 + |sin k|^2 of per-component squares (..., p),
+    k = 1..K, grouped by `fourier.component_freqs`: in the log basis frequency K is its
+    cosine alone, and the "zero" component (token 0) counts with the constant (left out)."""
+    sq = np.asarray(component_sq, dtype=np.float64)
+    p = sq.shape[-1]
+    freqs = fourier.component_freqs(p, basis)
+    onehot = (freqs[None, :] == np.arange(1, fourier.n_freqs(p) + 1)[:, None]).astype(np.float64)
+    return sq @ onehot.T
+
+
+def freq_norms(component_sq: np.ndarray, basis: str = "fourier") -> np.ndarray:
     """Per-frequency norms sqrt(|cos k|^2 + |sin k|^2), k = 1..K, from per-component squares.
 
     Phase-invariant: a circuit at frequency k whose phase turns moves mass between cos k and
     sin k, which changes a per-component Gini but not this one. The constant component is
     left out (the mean embedding, or a shift of every logit, says nothing about sparsity).
     """
-    sq = np.asarray(component_sq, dtype=np.float64)
-    return np.sqrt(sq[..., 1:].reshape(*sq.shape[:-1], -1, 2).sum(-1))
+    return np.sqrt(np.clip(per_freq_sq(component_sq, basis), 0.0, None))
 
 
 @dataclass
@@ -140,12 +157,20 @@ class Record:
     avg_attn: np.ndarray  # (h, 3)
     arrays: dict[str, np.ndarray]  # ARRAY_SHAPES, float32
     sign: int = 1  # the circuit directions: of x + y (+1) or of x - y (-1, subtract)
+    op: str = "add"  # the op it was made for (its basis and directions: `record_tag`)
+
+    @property
+    def basis(self) -> str:
+        """The basis of w_e_sq, w_l_sq and the frequencies ("log" for multiplicative ops)."""
+        return ops.basis_kind(self.op)
 
     def row(self) -> dict[str, Any]:
         """The JSON line of measures.jsonl (the arrays live in a file beside it)."""
         row: dict[str, Any] = {"epoch": self.epoch, "version": RECORD_VERSION, "kind": "record"}
         if self.sign != 1:
             row["sign"] = self.sign
+        if record_tag(self.op) is not None:
+            row["op"] = self.op
         row.update({k: _finite(v) for k, v in self.scalars.items()})
         row["sum_sq_per_param"] = {k: _finite(v) for k, v in self.sum_sq_per_param.items()}
         row["avg_attn"] = [[_finite(float(v)) for v in r] for r in self.avg_attn]
@@ -169,31 +194,62 @@ def column_blocks(n: int) -> list[slice]:
 
 
 class Recorder:
-    """Computes Records for one config, reusing an `Analyzer` (its model, split, index maps)."""
+    """Computes Records for one config, reusing an `Analyzer` (its model, split, index maps).
+
+    Per op (engine/core/ops.py): additive ops read cos/sin(w_k(x +- y)) in Z_p's Fourier
+    basis; multiplicative ops the same waves of the discrete logs, cos/sin(v_k(log x +-
+    log y)), v_k = 2 pi k / (p - 1), in the log basis. 0 has no log: the inputs with x = 0
+    or y = 0 (label 0) are a class of their own, on which every circuit direction is 0, so
+    the excluded logits keep them as they are and the restricted logits there are their own
+    mean (`logit_zero_mean`), as the log basis keeps token 0 as a component of its own.
+    Ops with no such structure (the quadratic ones, random) get the measures that need no
+    circuit: losses, Gini and spectrogram in Z_p's basis, weights, attention, and the
+    share of the logits that is a function of the label; their circuit arrays are NaN.
+    """
 
     def __init__(self, analyzer: Analyzer) -> None:
         self.analyzer = analyzer
         a, p = analyzer, analyzer.cfg.p
+        self.op = analyzer.cfg.op
         self.p, self.K = p, fourier.n_freqs(p)
-        self.sign = circuit_sign(analyzer.cfg.op)
+        self.sign = circuit_sign(self.op)
+        self.basis = ops.basis_kind(self.op)
+        self.circuit = ops.has_circuit_directions(self.op)
         self.rows = analyzer.sum_rows if self.sign == 1 else analyzer.diff_rows
-        # Unit directions cos/sin(w_k(x+y)) at the train inputs, (K, 2, n_train): for the
-        # per-frequency excluded loss and the excluded loss of a set.
-        s = ((a.plan.x + self.sign * a.plan.y) % p)[a.train_idx].to(torch.float64)
-        w = 2 * math.pi * torch.arange(1, self.K + 1, dtype=torch.float64)[:, None] / p
-        scale = math.sqrt(2) / p
-        self.train_dirs = (torch.stack([torch.cos(w * s), torch.sin(w * s)], dim=1) * scale).to(
-            device=a.device, dtype=torch.float32
-        )
+        # The rows of the p x p grid that are inputs (divide has no y = 0): variances and
+        # label shares are over these.
+        inputs = ops.input_indices(self.op, p)
+        self.inputs = None if len(inputs) == p * p else torch.tensor(inputs, device=a.device)
+        self.zero_rows = torch.tensor(ops.zero_inputs(self.op, p), dtype=torch.long,
+                                      device=a.device)  # fmt: skip
         self.train_labels = a.labels[a.train_idx]
         self._train_plan: InputPlan | None = None
+        if not self.circuit:
+            return
+        # The circuit's coordinate t of every grid input (-1: none) and the unit directions'
+        # values per t; at the train inputs (K, 2, n_train), for the excluded losses.
+        self.coordinate = ops.circuit_coordinate(self.op, p).to(a.device)
+        waves = ops.circuit_waves(self.op, p)  # (K, 2, n)
+        self.waves = waves.to(device=a.device, dtype=torch.float32)
+        t = self.coordinate[a.train_idx]
+        train_dirs = waves.to(a.device)[:, :, t.clamp_min(0)] * (t >= 0)
+        self.train_dirs = train_dirs.to(torch.float32)
 
-    # -- sums over x + y = s ----------------------------------------------------------------
+    # -- sums over each coordinate t --------------------------------------------------------
     def trig_coeffs(self, values: torch.Tensor) -> torch.Tensor:
-        """Coefficients of per-input columns (p^2, n) on cos/sin(w_k(x+y)): (K, 2, n)."""
+        """Coefficients of per-input columns (p^2, n) on the circuit directions: (K, 2, n)."""
         p = self.p
-        sums = values.index_select(0, self.rows).reshape(p, p, -1).sum(dim=0)
-        return (fourier.fft1d(sums, dim=0)[1:] / math.sqrt(p)).reshape(self.K, 2, -1)
+        if self.basis == "fourier":  # t = x +- y: a gather, then Z_p's basis
+            sums = values.index_select(0, self.rows).reshape(p, p, -1).sum(dim=0)
+            return (fourier.fft1d(sums, dim=0)[1:] / math.sqrt(p)).reshape(self.K, 2, -1)
+        keep = self.coordinate >= 0
+        sums = values.new_zeros(self.waves.shape[-1], values.shape[1])
+        sums.index_add_(0, self.coordinate[keep], values[keep])
+        return torch.einsum("kdn,nc->kdc", self.waves.to(values.dtype), sums)
+
+    def on_inputs(self, values: torch.Tensor) -> torch.Tensor:
+        """The rows of grid values that are the op's inputs."""
+        return values if self.inputs is None else values.index_select(0, self.inputs)
 
     def trig_shares(self, values: torch.Tensor, coeffs: torch.Tensor | None = None) -> torch.Tensor:
         """Per frequency, the mean over live columns of their variance share on k: (K,)."""
@@ -216,9 +272,11 @@ class Recorder:
     def column_variances(
         self, values: torch.Tensor, coeffs: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per column: variance along each k (K, n), centred variance (n), live (n)."""
+        """Per column: variance along each k (K, n), centred variance over the op's inputs
+        (n), live (n)."""
         if coeffs is None:
             coeffs = self.trig_coeffs(values)
+        values = self.on_inputs(values)
         mean = values.mean(dim=0)
         var = (values - mean).square().sum(dim=0)
         energy = var + values.shape[0] * mean.square()
@@ -226,9 +284,29 @@ class Recorder:
         live = var > (10 * self.p * eps) ** 2 * energy
         return coeffs.square().sum(dim=1), var, live
 
+    def label_share(self, logits: torch.Tensor) -> float:
+        """Mean over live classes of the share of the class logit's variance (over the op's
+        inputs) that is a function of the label: the logits averaged over each label's
+        inputs. For add it is the x + y share (every frequency's trig fraction summed); for
+        any op it is what a generalising answer makes of the logits, whatever its circuit."""
+        values = self.on_inputs(logits).to(torch.float64)
+        labels = self.on_inputs(self.analyzer.labels[:, None])[:, 0]
+        centred = values - values.mean(dim=0)
+        sums = centred.new_zeros(self.p, centred.shape[1]).index_add_(0, labels, centred)
+        counts = torch.bincount(labels, minlength=self.p).to(centred.dtype)
+        seen = counts > 0
+        explained = (sums[seen].square() / counts[seen, None]).sum(dim=0)
+        var = centred.square().sum(dim=0)
+        energy = var + values.shape[0] * values.mean(dim=0).square()
+        live = var > (10 * self.p * torch.finfo(torch.float32).eps) ** 2 * energy
+        if not bool(live.any()):
+            return math.nan
+        return float((explained[live] / var[live]).mean())
+
     # -- the record ---------------------------------------------------------------------------
     def record(self, weights: Mapping[str, torch.Tensor], epoch: int) -> Record:
         a, p, k = self.analyzer, self.p, self.K
+        nan = math.nan
         with torch.no_grad():
             a.model.load_classic(weights)
             tables = a.model.tables()
@@ -240,35 +318,46 @@ class Recorder:
             mlp_logits = torch.zeros(a.plan.batch, p, device=a.device)
             for cols, pre in fastpath.neuron_blocks(tables, a.plan, COLUMNS_PER_PASS):
                 post = torch.relu(pre)
-                pre_parts.append(self.column_variances(pre))
-                post_parts.append(self.column_variances(post))
-                share_parts.append(a.neuron_shares(post))
+                if self.circuit:
+                    pre_parts.append(self.column_variances(pre))
+                    post_parts.append(self.column_variances(post))
+                    share_parts.append(a.neuron_shares(post))
                 mlp_logits.addmm_(post, w_l[cols])
                 del pre, post
             logits = fastpath.direct_logits(tables, a.plan)[:, :p] + mlp_logits
             train_loss, test_loss, train_acc, test_acc = a.split_losses(logits)
+            on_inputs = self.on_inputs(logits)
 
-            coeffs = self.trig_coeffs(logits)  # (K, 2, p)
-            trig_logits = self.trig_shares(logits, coeffs)
-            shares = torch.cat(share_parts, dim=1)  # (K, m)
-            w_e_sq = fourier.fft1d(m.W_E[:p], dim=0).square().sum(dim=1)  # (p)
-            w_l_sq = fourier.fft1d(w_l, dim=1).square().sum(dim=0)  # (p)
+            w_e_sq = fourier.fft1d(m.W_E[:p], dim=0, basis=self.basis).square().sum(dim=1)
+            w_l_sq = fourier.fft1d(w_l, dim=1, basis=self.basis).square().sum(dim=0)
             avg_attn = fastpath.attention_pattern(tables, a.plan).mean(dim=0)
-
             tensors = {
                 "w_e_sq": w_e_sq,
                 "w_l_sq": w_l_sq,
-                "logit_coeffs": coeffs,
-                "logit_mean": logits.mean(dim=0),
-                "logit_var": (logits - logits.mean(dim=0)).square().sum(dim=0),
-                "trig_pre": self.mean_share(pre_parts),
-                "trig_post": self.mean_share(post_parts),
-                "trig_logits": trig_logits,
-                "neuron_shares": shares,
-                "mlp_out_frac": self.mlp_out_fraction(mlp_logits),
+                "logit_var": (on_inputs - on_inputs.mean(dim=0)).square().sum(dim=0),
             }
+            if self.circuit:
+                coeffs = self.trig_coeffs(logits)  # (K, 2, p)
+                structured = logits if not self.zero_rows.numel() else logits[self.coordinate >= 0]
+                tensors.update({
+                    "logit_coeffs": coeffs,
+                    "logit_mean": structured.mean(dim=0),
+                    "trig_pre": self.mean_share(pre_parts),
+                    "trig_post": self.mean_share(post_parts),
+                    "trig_logits": self.trig_shares(logits, coeffs),
+                    "neuron_shares": torch.cat(share_parts, dim=1),  # (K, m)
+                    "mlp_out_frac": self.mlp_out_fraction(mlp_logits),
+                })  # fmt: skip
+                if self.zero_rows.numel():
+                    tensors["logit_zero_mean"] = logits[self.zero_rows].mean(dim=0)
+            else:
+                tensors["logit_mean"] = on_inputs.mean(dim=0)
+            label_share = self.label_share(logits)
             # Copies that own their memory: a record keeps its bytes alive, not torch's.
             arrays = {n: own_numpy(t, torch.float32) for n, t in tensors.items()}
+            for name, shape in expected_shapes(p, a.cfg.d_mlp, self.op).items():
+                if name not in arrays:  # no circuit: NaN, never a number for another op
+                    arrays[name] = np.full(shape, nan, dtype=np.float32)
             attn = own_numpy(avg_attn, torch.float64)
         assert arrays["logit_coeffs"].shape == (k, 2, p)
         sum_sq = {
@@ -282,28 +371,34 @@ class Recorder:
             "test_acc": test_acc,
             "gini_W_E": paper_gini(arrays["w_e_sq"]),
             "gini_W_L": paper_gini(arrays["w_l_sq"]),
-            "gini_W_E_freq": freq_gini(arrays["w_e_sq"]),
-            "gini_W_L_freq": freq_gini(arrays["w_l_sq"]),
+            "gini_W_E_freq": freq_gini(arrays["w_e_sq"], self.basis),
+            "gini_W_L_freq": freq_gini(arrays["w_l_sq"], self.basis),
             "sum_sq_weights": sum(sum_sq.values()),
+            "label_share_logits": label_share,
         }
-        return Record(int(epoch), scalars, sum_sq, attn, arrays, self.sign)
+        return Record(int(epoch), scalars, sum_sq, attn, arrays, self.sign, self.op)
 
     def mlp_out_fraction(self, mlp_logits: torch.Tensor) -> torch.Tensor:
         """Table 1 of the paper for every k: (K, 2) shares, cos then sin.
 
         `mlp_logits` is the MLP output read by the classes, post @ W_L (p^2, p). Column
         cos k of M = post @ W_L @ F.T is the MLP output read along W_L's cos k direction;
-        its share of variance on cos(w_k(x+y)) is coef^2 / centred variance.
+        its share of variance on cos(w_k(x+y)) is coef^2 / centred variance. (Log basis:
+        the top frequency has no sine, so its sine share is NaN.)
         """
-        m = fourier.fft1d(mlp_logits, dim=1)  # (p^2, p): class components
+        m = fourier.fft1d(mlp_logits, dim=1, basis=self.basis)  # (p^2, p): class components
         k = self.K
         cols = m[:, 1:]  # (p^2, 2K): cos 1, sin 1, ...
-        var = (cols - cols.mean(dim=0)).square().sum(dim=0).reshape(k, 2)
+        on = self.on_inputs(cols)
+        var = (on - on.mean(dim=0)).square().sum(dim=0).reshape(k, 2)
         coeffs = self.trig_coeffs(cols)  # (K, 2, 2K): [freq of x+y, cos/sin, class component]
         idx = torch.arange(k, device=mlp_logits.device)
         own = coeffs.reshape(k, 2, k, 2)[idx, :, idx, :]  # (K, 2 dir, 2 comp)
         matched = torch.stack([own[:, 0, 0], own[:, 1, 1]], dim=1)  # cos-cos, sin-sin
-        return torch.where(var > 0, matched.square() / var.clamp_min(1e-30), torch.nan)
+        out = torch.where(var > 0, matched.square() / var.clamp_min(1e-30), torch.nan)
+        if self.basis == "log":
+            out[-1, 1] = torch.nan
+        return out
 
     def excluded_losses(
         self, weights: Mapping[str, torch.Tensor], keys: tuple[int, ...], coeffs: np.ndarray
@@ -315,6 +410,8 @@ class Recorder:
         the train inputs need a forward pass.
         """
         a, p = self.analyzer, self.p
+        if not self.circuit:
+            raise ValueError(f"op {self.op!r} has no circuit directions to exclude")
         if self._train_plan is None:
             x, y = a.plan.x[a.train_idx], a.plan.y[a.train_idx]
             self._train_plan = InputPlan(x, y, p, a.cfg.n_heads)
@@ -333,9 +430,25 @@ class Recorder:
 
 
 def circuit_sign(op: str) -> int:
-    """+1 where the records read x + y, -1 for x - y (subtract); the other ops have no
-    records (`progress.MEASURES_OPS`), and are read as x + y if asked."""
-    return ops.INFO[op].sign if ops.structure(op) == "additive" else 1
+    """+1 where the circuit reads u + v (x + y, or log x + log y), -1 for u - v (subtract,
+    divide); ops without a circuit are read as +1."""
+    return ops.INFO[op].sign if ops.has_circuit_directions(op) else 1
+
+
+def record_tag(op: str) -> str | None:
+    """What a record's row says it was made for beyond its sign: nothing for the additive
+    ops (rows written before the other ops had records say nothing), else the op."""
+    return None if ops.structure(op) == "additive" else op
+
+
+def label_share(record: Record) -> float:
+    """The share of the logits that is a function of the label (`Recorder.label_share`);
+    for records written before it was stored, the trig fractions of every frequency summed
+    (the same number for the additive ops, the only ones recorded then)."""
+    value = record.scalars.get("label_share_logits", math.nan)
+    if value is not None and math.isfinite(value):
+        return float(value)
+    return float(np.sum(record.arrays["trig_logits"]))
 
 
 def own_numpy(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
@@ -346,11 +459,14 @@ def own_numpy(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
 # -- storage ---------------------------------------------------------------------------------
 
 
-def expected_shapes(p: int, d_mlp: int) -> dict[str, tuple[int, ...]]:
+def expected_shapes(p: int, d_mlp: int, op: str = "add") -> dict[str, tuple[int, ...]]:
     sizes = {"p": p, "K": fourier.n_freqs(p), "m": d_mlp}
+    shapes = dict(ARRAY_SHAPES)
+    if ops.zero_inputs(op, p):
+        shapes.update(ZERO_CLASS_SHAPES)
     return {
         name: tuple(sizes[d] if isinstance(d, str) else d for d in dims)
-        for name, dims in ARRAY_SHAPES.items()
+        for name, dims in shapes.items()
     }
 
 
@@ -363,7 +479,7 @@ def save_arrays(path: Path, record: Record) -> bytes:
                 metadata=meta)  # fmt: skip
 
 
-def load_arrays(path: Path, p: int, d_mlp: int) -> dict[str, np.ndarray] | None:
+def load_arrays(path: Path, p: int, d_mlp: int, op: str = "add") -> dict[str, np.ndarray] | None:
     """A record's arrays, or None if the file is missing, damaged or of another shape."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
@@ -374,7 +490,7 @@ def load_arrays(path: Path, p: int, d_mlp: int) -> dict[str, np.ndarray] | None:
         arrays = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError):
         return None
-    want = expected_shapes(p, d_mlp)
+    want = expected_shapes(p, d_mlp, op)
     if set(arrays) != set(want):
         return None
     for name, shape in want.items():
@@ -384,9 +500,10 @@ def load_arrays(path: Path, p: int, d_mlp: int) -> dict[str, np.ndarray] | None:
     return arrays
 
 
-def row_is_record(row: Any, sign: int = 1) -> bool:
+def row_is_record(row: Any, sign: int = 1, op: str = "add") -> bool:
     """A measures.jsonl row that is a (scalar half of a) version-2 record, made for the
-    circuit directions of `sign` (rows without one were made for x + y)."""
+    circuit directions of `sign` (rows without one were made for x + y) and for `op`'s
+    basis (`record_tag`: rows of the additive ops name none)."""
     return (
         isinstance(row, dict)
         and row.get("kind") == "record"
@@ -394,6 +511,7 @@ def row_is_record(row: Any, sign: int = 1) -> bool:
         and isinstance(row.get("epoch"), int)
         and not isinstance(row.get("epoch"), bool)
         and row.get("sign", 1) == sign
+        and row.get("op") == record_tag(op)
     )
 
 

@@ -14,11 +14,12 @@ epoch (from the metrics, up to the checkpoint) at test accuracy 99%, if any, and
 is no forecast.
 
 Per op (engine/core/ops.py): multiplicative ops are analysed in the log basis, so frequencies
-are those of Z_(p-1) over discrete logs; a measure defined by the op's circuit directions
-(restricted / excluded loss, trig fractions) or by its basis (Gini) reads "n/a for this
-op" where it does not apply, and wherever the progress measures do not yet compute it for
-the op (`progress.MEASURES_OPS`: the ops whose directions and basis they use; addition
-alone until they call `ops.circuit_directions`) rather than show a number for another op.
+are those of Z_(p-1) over discrete logs, and their progress measures are those of the
+circuit on log x +- log y (engine/measures/record.py). A measure defined by an op's circuit
+directions (restricted / excluded loss, trig fractions, key sets) reads "n/a for this op"
+for an op with none (the quadratic ops, random), rather than show a number for another op;
+their phases and forecast read the curves that need no circuit, except for `random`, which
+has no rule to generalise to (`phases.not_applicable`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 import torch
 
 from grok_tui.engine.core import ops
-from grok_tui.engine.measures import progress
+from grok_tui.engine.measures import phases, progress
 from grok_tui.engine.measures.asof import OutlookHistory
 from grok_tui.engine.measures.forecast import GROKKED_ACC
 from grok_tui.engine.measures.progress import ProgressTracker
@@ -156,12 +157,9 @@ DIRECTION_MEASURES = (
     "measure_key_provisional",
     "mlp_out_frac",
     "mlp_out_frac_per_freq",
-    # the phases and the forecast are read off the measures above
-    "phases",
-    "phase",
-    "forecast",
-    "grokked_at",
 )
+# What is read off the measures: n/a where an op has nothing to generalise to.
+OUTLOOK_MEASURES = ("phases", "phase", "forecast", "grokked_at")
 # Measures of the progress records' Fourier basis of Z_p (key sets, neuron clustering).
 BASIS_MEASURES = (
     "gini_W_E",
@@ -177,8 +175,9 @@ BASIS_MEASURES = (
 
 def not_applicable(op: str) -> tuple[str, ...]:
     """The report's measures that are "n/a for this op" (see the module docstring)."""
-    if op in progress.MEASURES_OPS:
+    if op not in progress.MEASURES_OPS:
+        return DIRECTION_MEASURES + OUTLOOK_MEASURES + BASIS_MEASURES
+    if ops.has_circuit_directions(op):
         return ()
-    if not ops.has_circuit_directions(op):
-        return DIRECTION_MEASURES  # Gini in Z_p's basis is still a fair sparsity number
-    return DIRECTION_MEASURES + (BASIS_MEASURES if ops.basis_kind(op) != "fourier" else ())
+    # Gini in Z_p's basis is still a fair sparsity number.
+    return DIRECTION_MEASURES + (OUTLOOK_MEASURES if phases.not_applicable(op) else ())

@@ -124,7 +124,7 @@ def measures_not_applicable(run: Run) -> str:
     op = run.meta().config.op
     if op in MEASURES_OPS:
         return ""
-    return f"progress measures, phases and forecast: n/a for op {op} (made for add, subtract)"
+    return f"progress measures: n/a for op {op}"  # none since every op has them
 
 
 class ProgressService(WakeableThread):

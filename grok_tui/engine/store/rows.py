@@ -10,7 +10,7 @@ import json
 import math
 from typing import Any
 
-from grok_tui.engine.core.config import MAX_EPOCHS
+from grok_tui.engine.core.config import MAX_EPOCHS, OPS
 from grok_tui.engine.store.untrusted import (
     RowProblem,
     check_epoch,
@@ -50,12 +50,15 @@ def clean_metric_row(row: dict[str, Any]) -> dict[str, float]:
 
 
 def check_measures_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A cached progress-measures row: an epoch, and numbers in dicts and rectangular lists."""
+    """A cached progress-measures row: an epoch, and numbers in dicts and rectangular lists
+    (and the op a record was made for, when it is not an additive one)."""
     check_epoch(row, MAX_EPOCHS)
     if row.get("kind", "record") not in MEASURES_ROW_KINDS:
         raise RowProblem(f"has kind {str(row.get('kind'))[:30]!r}, not one of ours")
+    if "op" in row and row["op"] not in OPS:
+        raise RowProblem(f"has op {str(row['op'])[:30]!r}, not one of ours")
     for key, value in row.items():
-        if key != "kind":
+        if key not in ("kind", "op"):
             check_numeric_tree(value, key)
     freqs = row.get("key_freqs")
     if freqs is not None and not (

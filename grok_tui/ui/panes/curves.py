@@ -138,6 +138,10 @@ class CurvesPane(Vertical):
             self.phases = table.phases() if table is not None and len(table) else {}
         self.set_class(table is not None and len(table) > 0, "-measures")
         self._dirty = self._measures_dirty = True
+        # The phase line now, not on the next repaint: the status bar reads this outlook in
+        # the same message, and for up to a second the two named different phases.
+        if self.is_mounted:
+            self.query_one("#curves-summary", Static).update(self._summary())
 
     def set_selected(self, epoch: int | None) -> None:
         if epoch != self.selected_epoch:
