@@ -1,9 +1,11 @@
 """The forecast's corpus: train it with the project's own lab, then read each run's curves.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/forecast_corpus.py train   [--root DIR] [--set corpus|held]
-    OMP_NUM_THREADS=1 .venv/bin/python bench/forecast_corpus.py extract [--root DIR] [--set corpus|held]
-    .venv/bin/python bench/forecast_refit.py                      # fit + conformal -> constants
-    .venv/bin/python bench/forecast_judge.py                      # held-out runs, issue 19's goals
+    export OMP_NUM_THREADS=1
+    .venv/bin/python bench/forecast_corpus.py all --set corpus held   # train, then extract
+    .venv/bin/python bench/forecast_refit.py    # fit + conformal on the corpus -> constants
+    .venv/bin/python bench/forecast_judge.py    # the held-out runs against issue 19's goals
+
+(`train` or `extract` alone; `--root DIR`, default /work/corpus-forecast.)
 
 `train` runs `grok-tui sweep --headless` once per sweep of the plan below (one process at a
 time, one torch thread), into ROOT/SET/NAME (a finished sweep is skipped, a killed one
@@ -38,26 +40,171 @@ DEFAULT_ROOT = Path("/work/corpus-forecast")
 # One sweep per entry: name, then `grok-tui sweep` options (on the quick preset unless named).
 PLAN: dict[str, list[tuple[str, list[str]]]] = {
     "corpus": [
-        ("c1", ["--p", "37,43", "--frac-train", "0.5,0.6", "--weight-decay", "1,2",
-                "--op", "add,subtract", "--seed", "0", "--data-seed", "0"]),
-        ("c2", ["--p", "47", "--frac-train", "0.45,0.55", "--weight-decay", "3",
-                "--lr", "0.003,0.005", "--op", "add,subtract", "--seed", "1", "--data-seed", "1"]),
-        ("c3", ["--p", "37,43", "--frac-train", "0.4", "--weight-decay", "0.5",
-                "--op", "add,subtract", "--seed", "2", "--data-seed", "2"]),
-        ("c4", ["--p", "43", "--frac-train", "0.55", "--weight-decay", "1.5", "--lr", "0.002",
-                "--op", "add,subtract", "--seed", "3", "--data-seed", "3"]),
+        (
+            "c1",
+            [
+                "--p",
+                "37,43",
+                "--frac-train",
+                "0.5,0.6",
+                "--weight-decay",
+                "1,2",
+                "--op",
+                "add,subtract",
+                "--seed",
+                "0",
+                "--data-seed",
+                "0",
+            ],
+        ),
+        (
+            "c2",
+            [
+                "--p",
+                "47",
+                "--frac-train",
+                "0.45,0.55",
+                "--weight-decay",
+                "3",
+                "--lr",
+                "0.003,0.005",
+                "--op",
+                "add,subtract",
+                "--seed",
+                "1",
+                "--data-seed",
+                "1",
+            ],
+        ),
+        (
+            "c3",
+            [
+                "--p",
+                "37,43",
+                "--frac-train",
+                "0.4",
+                "--weight-decay",
+                "0.5",
+                "--op",
+                "add,subtract",
+                "--seed",
+                "2",
+                "--data-seed",
+                "2",
+            ],
+        ),
+        (
+            "c4",
+            [
+                "--p",
+                "43",
+                "--frac-train",
+                "0.55",
+                "--weight-decay",
+                "1.5",
+                "--lr",
+                "0.002",
+                "--op",
+                "add,subtract",
+                "--seed",
+                "3",
+                "--data-seed",
+                "3",
+            ],
+        ),
     ],
     "held": [
-        ("h1", ["--p", "41", "--frac-train", "0.5,0.6", "--weight-decay", "1.5", "--lr", "0.004",
-                "--op", "add,subtract", "--seed", "7", "--data-seed", "5"]),
-        ("h2", ["--p", "53", "--frac-train", "0.4", "--weight-decay", "2",
-                "--op", "add,subtract", "--seed", "8", "--data-seed", "6", "--epochs", "1500"]),
-        ("h3", ["--p", "59", "--frac-train", "0.45", "--weight-decay", "1.5",
-                "--op", "add,subtract", "--seed", "10", "--data-seed", "7", "--epochs", "1200"]),
-        ("h4", ["--p", "41", "--frac-train", "0.3", "--weight-decay", "1",
-                "--op", "add,subtract", "--seed", "11", "--data-seed", "8"]),
-        ("h5", ["--preset", "paper", "--frac-train", "0.4", "--weight-decay", "2",
-                "--epochs", "1000", "--checkpoint-every", "20", "--seed", "12"]),
+        (
+            "h1",
+            [
+                "--p",
+                "41",
+                "--frac-train",
+                "0.5,0.6",
+                "--weight-decay",
+                "1.5",
+                "--lr",
+                "0.004",
+                "--op",
+                "add,subtract",
+                "--seed",
+                "7",
+                "--data-seed",
+                "5",
+            ],
+        ),
+        (
+            "h2",
+            [
+                "--p",
+                "53",
+                "--frac-train",
+                "0.4",
+                "--weight-decay",
+                "2",
+                "--op",
+                "add,subtract",
+                "--seed",
+                "8",
+                "--data-seed",
+                "6",
+                "--epochs",
+                "1500",
+            ],
+        ),
+        (
+            "h3",
+            [
+                "--p",
+                "59",
+                "--frac-train",
+                "0.45",
+                "--weight-decay",
+                "1.5",
+                "--op",
+                "add,subtract",
+                "--seed",
+                "10",
+                "--data-seed",
+                "7",
+                "--epochs",
+                "1200",
+            ],
+        ),
+        (
+            "h4",
+            [
+                "--p",
+                "41",
+                "--frac-train",
+                "0.3",
+                "--weight-decay",
+                "1",
+                "--op",
+                "add,subtract",
+                "--seed",
+                "11",
+                "--data-seed",
+                "8",
+            ],
+        ),
+        (
+            "h5",
+            [
+                "--preset",
+                "paper",
+                "--frac-train",
+                "0.4",
+                "--weight-decay",
+                "2",
+                "--epochs",
+                "1000",
+                "--checkpoint-every",
+                "20",
+                "--seed",
+                "12",
+            ],
+        ),
     ],
 }
 QUICK_DEFAULTS = ["--preset", "quick", "--epochs", "1000", "--checkpoint-every", "20"]
@@ -121,8 +268,9 @@ def run_features(path: Path) -> dict:
         "xy_share": [c[5] for c in cols],
         "test_acc": [c[2] for c in cols],
         "test_loss": [c[1] for c in cols],
-        "memorisation_end": [history.steps[e].state.announced.get("memorisation_end")
-                             for e in epochs],  # fmt: skip
+        "memorisation_end": [
+            history.steps[e].state.announced.get("memorisation_end") for e in epochs
+        ],
     }
 
 

@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from grok_tui.engine.measures.asof import OutlookHistory
+from grok_tui.engine.measures.asof import OUTLOOK_VERSION, OutlookHistory
 from grok_tui.engine.measures.progress import ProgressTracker
 from grok_tui.engine.store.runs import Run
 from tests.planted import PLANTED
@@ -73,10 +73,13 @@ def test_bad_rows_are_ignored_and_a_damaged_step_made_again(tmp_path: Path) -> N
     # A damaged step: it and every step after it are made again (and stored again).
     lines = run.measures_path.read_text().splitlines()
     lines = [
-        line.replace('"version":1', '"version":"one"') if '"epoch":30' in line else line
+        line.replace(f'"version":{OUTLOOK_VERSION}', '"version":"one"')
+        if '"epoch":30' in line and '"outlook"' in line
+        else line
         for line in lines
         if not ('"outlook"' in line and json.loads(line).get("version") == 99)
     ]
+    assert sum('"version":"one"' in line for line in lines) == 1  # the damage took
     run.measures_path.write_text("\n".join(lines) + "\n")
     again = OutlookHistory(ProgressTracker(run))
     again.tracker.update()
