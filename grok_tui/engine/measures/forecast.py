@@ -42,6 +42,7 @@ import numpy as np
 from grok_tui.engine.measures.forecast_model import ForecastModel, shipped_model
 
 GROKKED_ACC = 0.99  # the event forecast: test accuracy reaches 99%
+FAR = 10.0  # a raw forecast beyond FAR x now is no forecast: the share is hardly growing
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ class Forecast:
             return f"no forecast: {self.reason}"
         if self.observed:
             return f"grokked at {self.grok_epoch:,}"
-        return f"groks ~{self.grok_epoch:,} ({self.low:,}-{self.high:,})"
+        level = f"{self.level:.0%}: " if self.level is not None else ""
+        return f"groks ~{self.grok_epoch:,} ({level}{self.low:,}-{self.high:,})"
 
 
 def _settled_or_premature(
@@ -235,7 +237,7 @@ def forecast_features(
         "share": float(s[-1]) / model.target_share,
         "growth": math.log(float(s[-1]) / float(s[0])),
     }
-    return Features(int(now), raw, early, late, values)
+    return Features(int(now), raw, float(early), float(late), values)
 
 
 def forecast_grok(
@@ -257,6 +259,9 @@ def forecast_grok(
     got = forecast_features(epochs, xy_share, memorisation_end, model)
     if isinstance(got, str):
         return Forecast(None, reason=got, as_of=now)
+    if got.raw > FAR * now:
+        why = f"no grokking in sight (the share's trend reaches it after {round(got.raw):,})"
+        return Forecast(None, reason=why, as_of=now)
     v = got.values
     center = math.log(got.raw) + model.correction(v)
     width = model.width(v["progress"])

@@ -120,6 +120,8 @@ def analysis_report(
         "phases": view.phases,
         "phase": view.describe_phase(),
         "forecast": view.forecast.to_json(),
+        # every forecast as it was made, one per checkpoint: [epoch, forecast, low, high]
+        "forecast_history": [list(f) for f in view.forecasts],
         "grokked_at": None,
     }
     if view.forecast.observed:
@@ -160,6 +162,7 @@ DIRECTION_MEASURES = (
     "phases",
     "phase",
     "forecast",
+    "forecast_history",
     "grokked_at",
 )
 # Measures of the progress records' Fourier basis of Z_p (key sets, neuron clustering).
