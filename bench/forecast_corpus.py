@@ -38,180 +38,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 DEFAULT_ROOT = Path("/work/corpus-forecast")
 
 # One sweep per entry: name, then `grok-tui sweep` options (on the quick preset unless named).
-PLAN: dict[str, list[tuple[str, list[str]]]] = {
+PLAN: dict[str, list[tuple[str, str]]] = {
     "corpus": [
-        (
-            "c1",
-            [
-                "--p",
-                "37,43",
-                "--frac-train",
-                "0.5,0.6",
-                "--weight-decay",
-                "1,2",
-                "--op",
-                "add,subtract",
-                "--seed",
-                "0",
-                "--data-seed",
-                "0",
-            ],
-        ),
-        (
-            "c2",
-            [
-                "--p",
-                "47",
-                "--frac-train",
-                "0.45,0.55",
-                "--weight-decay",
-                "3",
-                "--lr",
-                "0.003,0.005",
-                "--op",
-                "add,subtract",
-                "--seed",
-                "1",
-                "--data-seed",
-                "1",
-            ],
-        ),
-        (
-            "c3",
-            [
-                "--p",
-                "37,43",
-                "--frac-train",
-                "0.4",
-                "--weight-decay",
-                "0.5",
-                "--op",
-                "add,subtract",
-                "--seed",
-                "2",
-                "--data-seed",
-                "2",
-            ],
-        ),
-        (
-            "c4",
-            [
-                "--p",
-                "43",
-                "--frac-train",
-                "0.55",
-                "--weight-decay",
-                "1.5",
-                "--lr",
-                "0.002",
-                "--op",
-                "add,subtract",
-                "--seed",
-                "3",
-                "--data-seed",
-                "3",
-            ],
-        ),
+        ("c1", "--p 37,43 --frac-train 0.5,0.6 --weight-decay 1,2 --op add,subtract "
+               "--seed 0 --data-seed 0"),
+        ("c2", "--p 47 --frac-train 0.5 --weight-decay 3 --lr 0.003,0.005 --op add,subtract "
+               "--seed 1 --data-seed 1"),
+        ("c3", "--p 43 --frac-train 0.4 --weight-decay 0.5 --op add,subtract "
+               "--seed 2 --data-seed 2"),
+        ("c4", "--p 43 --frac-train 0.55 --weight-decay 1.5 --lr 0.002 --op add,subtract "
+               "--seed 3 --data-seed 3"),
     ],
     "held": [
-        (
-            "h1",
-            [
-                "--p",
-                "41",
-                "--frac-train",
-                "0.5,0.6",
-                "--weight-decay",
-                "1.5",
-                "--lr",
-                "0.004",
-                "--op",
-                "add,subtract",
-                "--seed",
-                "7",
-                "--data-seed",
-                "5",
-            ],
-        ),
-        (
-            "h2",
-            [
-                "--p",
-                "53",
-                "--frac-train",
-                "0.4",
-                "--weight-decay",
-                "2",
-                "--op",
-                "add,subtract",
-                "--seed",
-                "8",
-                "--data-seed",
-                "6",
-                "--epochs",
-                "1500",
-            ],
-        ),
-        (
-            "h3",
-            [
-                "--p",
-                "59",
-                "--frac-train",
-                "0.45",
-                "--weight-decay",
-                "1.5",
-                "--op",
-                "add,subtract",
-                "--seed",
-                "10",
-                "--data-seed",
-                "7",
-                "--epochs",
-                "1200",
-            ],
-        ),
-        (
-            "h4",
-            [
-                "--p",
-                "41",
-                "--frac-train",
-                "0.3",
-                "--weight-decay",
-                "1",
-                "--op",
-                "add,subtract",
-                "--seed",
-                "11",
-                "--data-seed",
-                "8",
-            ],
-        ),
-        (
-            "h5",
-            [
-                "--preset",
-                "paper",
-                "--frac-train",
-                "0.4",
-                "--weight-decay",
-                "2",
-                "--epochs",
-                "1000",
-                "--checkpoint-every",
-                "20",
-                "--seed",
-                "12",
-            ],
-        ),
+        ("h1", "--p 41 --frac-train 0.5,0.6 --weight-decay 1.5 --lr 0.004 --op add,subtract "
+               "--seed 7 --data-seed 5"),
+        ("h2", "--p 53 --frac-train 0.4 --weight-decay 2 --op add,subtract "
+               "--seed 8 --data-seed 6 --epochs 1200"),
+        ("h3", "--p 59 --frac-train 0.45 --weight-decay 1.5 --op add,subtract "
+               "--seed 10 --data-seed 7"),
+        ("h4", "--p 41 --frac-train 0.3 --weight-decay 1 --op add,subtract "
+               "--seed 11 --data-seed 8"),
+        ("h5", "--preset paper --frac-train 0.4 --weight-decay 2 --epochs 800 "
+               "--checkpoint-every 20 --seed 12"),
     ],
-}
+}  # fmt: skip
 QUICK_DEFAULTS = ["--preset", "quick", "--epochs", "1000", "--checkpoint-every", "20"]
 
 
-def sweep_args(options: list[str]) -> list[str]:
+def sweep_args(text: str) -> list[str]:
     """The quick defaults, overridden by the sweep's own options."""
+    options = text.split()
     if "--preset" in options:
         return options
     named = {o for o in options if o.startswith("--")}
@@ -276,6 +132,7 @@ def run_features(path: Path) -> dict:
 
 def extract(root: Path, which: str) -> None:
     out = root / which / "features.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
     if out.is_file():
         done = {json.loads(line)["run"] for line in out.read_text().splitlines() if line}
