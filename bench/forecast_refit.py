@@ -49,11 +49,13 @@ LEVEL = 0.8
 BASE = ForecastModel(level=LEVEL, target_share=0.85, window=0.5, min_points=4,
                      features=FEATURES, coef=(0.0,) * (len(FEATURES) + 1),
                      edges=(0.0, 1.0), half_width=(1.0,))  # fmt: skip
-EDGES = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)  # bins of progress for the half-widths
-MIN_RUNS_PER_BIN = 6
+EDGES = (0.0, 0.4, 0.7, 1.0)  # bins of progress for the half-widths
+MIN_RUNS_PER_BIN = 5
+TARGETS = (0.85, 0.9, 0.95, 0.97)  # the target shares tried (on the fit split only)
+CUT_SHARES = (0.5, 0.65, 0.8)
 
 
-def cases(runs: list[RunFeatures]) -> list[tuple[str, float, Features]]:
+def cases(runs: list[RunFeatures], base: ForecastModel = BASE) -> list[tuple[str, float, Features]]:
     """(run, log(grok / raw), features) at every checkpoint with a raw forecast."""
     out = []
     for rf in runs:
@@ -63,7 +65,7 @@ def cases(runs: list[RunFeatures]) -> list[tuple[str, float, Features]]:
             m = rf.memorisation_end[i]
             if m is None:
                 continue
-            got = forecast_features(rf.epochs[: i + 1], rf.xy_share[: i + 1], m, BASE)
+            got = forecast_features(rf.epochs[: i + 1], rf.xy_share[: i + 1], m, base)
             if isinstance(got, Features):
                 out.append((rf.name, math.log(rf.grok / got.raw), got))
     return out
@@ -81,6 +83,27 @@ def fit(rows: list[tuple[str, float, Features]]) -> tuple[float, ...]:
     sw = np.sqrt(w)[:, None]
     coef, *_ = np.linalg.lstsq(X * sw, y * sw[:, 0], rcond=None)
     return tuple(float(c) for c in coef)
+
+
+def cut_error(model: ForecastModel, runs: list[RunFeatures]) -> float:
+    """The median |log error| at 50%, 65% and 80% of each grokked run's grok epoch, a
+    forecast not issued counting as infinitely wrong: what the target share is chosen by."""
+    errors = []
+    for rf in runs:
+        if rf.grok is None:
+            continue
+        for share in CUT_SHARES:
+            i = rf.index_at(share * rf.grok)
+            fc = None if i is None else rf.cut(i, model)
+            ok = fc is not None and fc.grok_epoch is not None and not fc.observed
+            errors.append(abs(math.log(fc.grok_epoch / rf.grok)) if ok else math.inf)
+    return float(np.median(errors)) if errors else math.inf
+
+
+def fitted(runs: list[RunFeatures], target: float) -> ForecastModel:
+    """The correction fitted on `runs` with the extrapolations aimed at `target`."""
+    base = replace(BASE, target_share=target)
+    return replace(base, coef=fit(cases(runs, base)))
 
 
 def calibrate(model: ForecastModel, rows: list[tuple[str, float, Features]]) -> tuple[float, ...]:
@@ -120,13 +143,16 @@ def main() -> int:
     for s, group in by_split.items():
         grokked = sum(r.grok is not None for r in group)
         print(f"{s}: {len(group)} runs ({grokked} grokked within their budget)")
-    fit_rows = cases(by_split["fit"])
-    coef = fit(fit_rows)
-    print("correction: " + ", ".join(f"{n} {c:+.3f}" for n, c in zip(("1", *FEATURES), coef,
-                                                                       strict=True)))  # fmt: skip
-    model = replace(BASE, coef=coef)
+    tried = {}
+    for target in TARGETS:  # chosen on the fit split: the calibration split stays unseen
+        tried[target] = fitted(by_split["fit"], target)
+        err = cut_error(tried[target], by_split["fit"])
+        print(f"target share {target}: fit split's median |log error| at 50/65/80% {err:.3f}")
+    model = min(tried.values(), key=lambda m: cut_error(m, by_split["fit"]))
+    print(f"target share {model.target_share}; correction: " + ", ".join(
+        f"{n} {c:+.3f}" for n, c in zip(("1", *FEATURES), model.coef, strict=True)))  # fmt: skip
     print(f"calibration ({LEVEL:.0%} split-conformal half-widths of log epochs):")
-    widths = calibrate(model, cases(by_split["calibration"]))
+    widths = calibrate(model, cases(by_split["calibration"], model))
     model = replace(model, edges=EDGES, half_width=widths, fitted_on={
         "corpus": str(args.root / "corpus"),
         "runs_fit": sorted(r.name for r in by_split["fit"]),

@@ -21,8 +21,10 @@ early on it comes too soon), with a split-conformal 80% interval from runs held 
 the fit, wider the less progress there is (engine/measures/forecast_model.py; the constants
 ship in forecast_constants.json, bench/forecast_refit.py refits them). It speaks as soon as
 the share has grown over `min_points` checkpoints since memorisation ended: a wide range
-early, narrowing as evidence comes in. No forecast (None, with the reason) before that,
-while the share is not growing, or once the circuit is in place and test accuracy lags.
+early, narrowing as evidence comes in. Once the share has reached the target (the circuit is
+in place, test accuracy lags) the raw forecast is now and the correction says how long the
+lag is. No forecast (None, with the reason) before `min_points` checkpoints, while the share
+is not growing, or while its trend reaches the target only after `FAR` times now.
 
 `rule_forecast`, the forecast before issue 19 (kept for comparison in the benchmarks): the
 two estimates widened by `margin`, after a wait for the share to grow `min_growth` times and
@@ -223,13 +225,16 @@ def forecast_features(
     x, s = x[ok], share[ok]
     if len(x) < model.min_points:
         return "too few checkpoints since memorisation"
+    now = float(x[-1])
     params = ForecastParams(target_share=model.target_share, window=model.window,
                             min_points=model.min_points)  # fmt: skip
-    est = _estimates(x, s, memorisation_end, params)
+    if s[-1] >= model.target_share:  # the circuit is in place: how long test accuracy lags
+        est: tuple[float, float] | str = (now, now)  # is the correction's to say
+    else:
+        est = _estimates(x, s, memorisation_end, params)
     if isinstance(est, str):
         return est
     early, late = est
-    now = float(x[-1])
     raw = math.sqrt(early * late)
     values = {
         "progress": (now - memorisation_end) / max(raw - memorisation_end, 1.0),
