@@ -42,10 +42,6 @@ PLAN: dict[str, list[tuple[str, str]]] = {
     "corpus": [
         ("c1", "--p 37,43 --frac-train 0.5,0.6 --weight-decay 1,2 --op add,subtract "
                "--seed 0 --data-seed 0"),
-        ("c2", "--p 47 --frac-train 0.5 --weight-decay 3 --lr 0.003,0.005 --op add,subtract "
-               "--seed 1 --data-seed 1"),
-        ("c3", "--p 43 --frac-train 0.4 --weight-decay 0.5 --op add,subtract "
-               "--seed 2 --data-seed 2"),
         ("c4", "--p 43 --frac-train 0.55 --weight-decay 1.5 --lr 0.002 --op add,subtract "
                "--seed 3 --data-seed 3"),
     ],
@@ -54,12 +50,8 @@ PLAN: dict[str, list[tuple[str, str]]] = {
                "--seed 7 --data-seed 5"),
         ("h2", "--p 53 --frac-train 0.4 --weight-decay 2 --op add,subtract "
                "--seed 8 --data-seed 6 --epochs 1200"),
-        ("h3", "--p 59 --frac-train 0.45 --weight-decay 1.5 --op add,subtract "
-               "--seed 10 --data-seed 7"),
         ("h4", "--p 41 --frac-train 0.3 --weight-decay 1 --op add,subtract "
                "--seed 11 --data-seed 8"),
-        ("h5", "--preset paper --frac-train 0.4 --weight-decay 2 --epochs 800 "
-               "--checkpoint-every 20 --seed 12"),
     ],
 }  # fmt: skip
 QUICK_DEFAULTS = ["--preset", "quick", "--epochs", "1000", "--checkpoint-every", "20"]
