@@ -70,6 +70,13 @@ def read_runs(path: Path) -> list[RunFeatures]:
     return runs
 
 
-def split_of(name: str) -> str:
-    """'fit' or 'calibration', by a hash of the run's name: fixed before any fit."""
-    return "fit" if int(hashlib.sha256(name.encode()).hexdigest(), 16) % 5 < 3 else "calibration"
+def splits(runs: list[RunFeatures]) -> dict[str, str]:
+    """'fit' or 'calibration' per run: within the runs that grokked, and within those that
+    did not, in the order of a hash of their names, alternately (half each, the odd one to
+    the fit). Fixed by names and outcomes only, before any fit."""
+    out: dict[str, str] = {}
+    for grokked in (True, False):
+        group = sorted((r.name for r in runs if (r.grok is not None) == grokked),
+                       key=lambda n: hashlib.sha256(n.encode()).hexdigest())  # fmt: skip
+        out.update({n: "fit" if i % 2 == 0 else "calibration" for i, n in enumerate(group)})
+    return out

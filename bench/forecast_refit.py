@@ -1,22 +1,26 @@
 """Refit the grok forecast's constants (grok_tui/engine/measures/forecast_constants.json).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/forecast_corpus.py all --set corpus  # ~30 min
+    OMP_NUM_THREADS=1 .venv/bin/python bench/forecast_corpus.py all --set corpus
     .venv/bin/python bench/forecast_refit.py [--root /work/corpus-forecast] [--check]
 
 Reads ROOT/corpus/features.jsonl only (never the held-out set). The corpus runs are split
-by a hash of their names (bench/forecast_cuts.py: 3/5 fit, 2/5 calibration). At every
+in two halves, fit and calibration (bench/forecast_cuts.py: alternately in the order of a
+hash of their names, within the runs that grokked and within those that did not). At every
 checkpoint before a run grokked (runs that grokked within their budget) and after
 memorisation ended, the raw forecast and its features are computed exactly as the app
 computes them (forecast.forecast_features). Then:
 
 1. the correction: weighted least squares of log(grok epoch / raw forecast) on the
-   features, on the fit split (each run weighs 1 in all, spread over its checkpoints);
+   fraction of progress (`USE`), on the fit split (each run weighs 1 in all, spread over
+   its checkpoints), for each target share of the extrapolations in `TARGETS`; the target
+   kept is the one with the smallest median |log error| at 50%, 65% and 80% of the fit
+   runs' grok epochs (a forecast not issued counting as infinitely wrong);
 2. the interval: on the calibration split, |log(grok epoch) - log(forecast)|, and per bin
    of `progress` the split-conformal half-width at `LEVEL` (engine/measures/conformal.py,
    runs weighted as in 1: a run is the exchangeable unit, not a checkpoint).
 
 Deterministic (no randomness; the split is a hash). --check prints what it would write and
-how it differs from the shipped file, and writes nothing.
+whether it differs from the shipped file, and writes nothing.
 """
 
 from __future__ import annotations
@@ -33,24 +37,22 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.forecast_cuts import RunFeatures, read_runs, split_of
+from bench.forecast_cuts import RunFeatures, read_runs, splits
 from grok_tui.engine.measures.conformal import conformal_quantile, run_weights
 from grok_tui.engine.measures.forecast import Features, forecast_features
-from grok_tui.engine.measures.forecast_model import (
-    CONSTANTS_PATH,
-    FEATURES,
-    ForecastModel,
-    model_from_json,
-)
+from grok_tui.engine.measures.forecast_model import CONSTANTS_PATH, ForecastModel, model_from_json
 
 LEVEL = 0.8
 # The extrapolations' settings (forecast.py's, but for min_points: the corpus' short runs
 # have a checkpoint every 20 epochs, and an early range is the point).
+# The correction's features, fixed before the fit: the fraction of progress only (a corpus of
+# a few dozen runs, half of them grokking, carries no more parameters than this reliably).
+USE = ("progress",)
 BASE = ForecastModel(level=LEVEL, target_share=0.85, window=0.5, min_points=4,
-                     features=FEATURES, coef=(0.0,) * (len(FEATURES) + 1),
+                     features=USE, coef=(0.0,) * (len(USE) + 1),
                      edges=(0.0, 1.0), half_width=(1.0,))  # fmt: skip
-EDGES = (0.0, 0.4, 0.7, 1.0)  # bins of progress for the half-widths
-MIN_RUNS_PER_BIN = 5
+EDGES = (0.0, 0.6, 1.0)  # bins of progress for the half-widths
+MIN_RUNS_PER_BIN = 3
 TARGETS = (0.85, 0.9, 0.95, 0.97)  # the target shares tried (on the fit split only)
 CUT_SHARES = (0.5, 0.65, 0.8)
 
@@ -72,7 +74,7 @@ def cases(runs: list[RunFeatures], base: ForecastModel = BASE) -> list[tuple[str
 
 
 def design(rows: list[tuple[str, float, Features]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    X = np.array([[1.0, *(f.values[n] for n in FEATURES)] for _, _, f in rows])
+    X = np.array([[1.0, *(f.values[n] for n in USE)] for _, _, f in rows])
     y = np.array([r for _, r, _ in rows])
     w = run_weights([name for name, _, _ in rows])
     return X, y, w
@@ -139,7 +141,8 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="print, write nothing")
     args = parser.parse_args()
     runs = read_runs(args.root / "corpus" / "features.jsonl")
-    by_split = {s: [r for r in runs if split_of(r.name) == s] for s in ("fit", "calibration")}
+    split = splits(runs)
+    by_split = {s: [r for r in runs if split[r.name] == s] for s in ("fit", "calibration")}
     for s, group in by_split.items():
         grokked = sum(r.grok is not None for r in group)
         print(f"{s}: {len(group)} runs ({grokked} grokked within their budget)")
@@ -150,7 +153,7 @@ def main() -> int:
         print(f"target share {target}: fit split's median |log error| at 50/65/80% {err:.3f}")
     model = min(tried.values(), key=lambda m: cut_error(m, by_split["fit"]))
     print(f"target share {model.target_share}; correction: " + ", ".join(
-        f"{n} {c:+.3f}" for n, c in zip(("1", *FEATURES), model.coef, strict=True)))  # fmt: skip
+        f"{n} {c:+.3f}" for n, c in zip(("1", *USE), model.coef, strict=True)))  # fmt: skip
     print(f"calibration ({LEVEL:.0%} split-conformal half-widths of log epochs):")
     widths = calibrate(model, cases(by_split["calibration"], model))
     model = replace(model, edges=EDGES, half_width=widths, fitted_on={
