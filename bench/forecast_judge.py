@@ -14,7 +14,8 @@ the forecast made at the last checkpoint at or before 50%, 65% and 80% of T:
 - median |forecast - T| / T <= 15% at 50% and <= 8% at 80% (over the forecasts issued);
 - the 80% interval contains T on 75-90% of them (pooled over the three cut points);
 and per run that never grokked within its budget: a forecast of grokking within the
-budget (forecast epoch <= budget) at any checkpoint on <= 5% of them.
+budget at any checkpoint on <= 5% of them, read two ways: the forecast epoch <= budget, and
+(a claim the interval makes) the whole 80% interval <= budget.
 """
 
 from __future__ import annotations
@@ -50,11 +51,12 @@ def issued(fc: Forecast | None) -> bool:
     return fc is not None and fc.grok_epoch is not None and not fc.observed
 
 
-def false_grok(rf: RunFeatures, make) -> int | None:
-    """The first checkpoint of a run that never grokked with a forecast within its budget."""
+def false_grok(rf: RunFeatures, make, bound: str = "grok_epoch") -> int | None:
+    """The first checkpoint of a run that never grokked with a forecast within its budget:
+    the forecast epoch (`bound` "grok_epoch"), or its whole interval ("high"), <= budget."""
     for i in range(len(rf.epochs)):
         fc = make(rf, i)
-        if issued(fc) and fc.grok_epoch <= rf.budget:
+        if issued(fc) and getattr(fc, bound) <= rf.budget:
             return int(rf.epochs[i])
     return None
 
@@ -78,6 +80,7 @@ def judge(runs: list[RunFeatures], make) -> dict[str, Any]:
         rows.append(row)
     n = len(grokked)
     falses = {rf.name: false_grok(rf, make) for rf in never}
+    confident = {rf.name: false_grok(rf, make, "high") for rf in never}
     return {
         "rows": rows,
         "runs_grokked": n,
@@ -88,6 +91,8 @@ def judge(runs: list[RunFeatures], make) -> dict[str, Any]:
         "covered": sum(covered),
         "forecasts": len(covered),
         "false_grok": {k: v for k, v in falses.items() if v is not None},
+        "false_grok_interval": {k: v for k, v in confident.items() if v is not None},
+        "never_final_test_acc": {rf.name: float(rf.test_acc[-1]) for rf in never},
     }
 
 
@@ -128,8 +133,11 @@ def report(name: str, res: dict[str, Any]) -> None:
           f"80% {pct(med[0.8])} (goal <= 8%)")  # fmt: skip
     print(f"80% interval contains the truth: {res['covered']}/{res['forecasts']} = "
           f"{pct(res['coverage'])} (goal 75-90%)")  # fmt: skip
-    print(f"runs that never grokked: {res['runs_never']}, with a forecast of grokking within "
-          f"the budget: {len(res['false_grok'])} {res['false_grok']} (goal <= 5%)")  # fmt: skip
+    print(f"runs that never grokked: {res['runs_never']} (test accuracy at the end: "
+          f"{res['never_final_test_acc']}); with a forecast epoch within the budget at some "
+          f"checkpoint: {len(res['false_grok'])} {res['false_grok']} (goal <= 5%); with the "
+          f"whole 80% interval within the budget: {len(res['false_grok_interval'])} "
+          f"{res['false_grok_interval']}")  # fmt: skip
 
 
 def main() -> int:
