@@ -52,6 +52,10 @@ PLAN: dict[str, list[tuple[str, str]]] = {
                "--seed 8 --data-seed 6 --epochs 1200"),
         ("h4", "--p 41 --frac-train 0.3 --weight-decay 1 --op add,subtract "
                "--seed 11 --data-seed 8"),
+        ("h3", "--p 59 --frac-train 0.45 --weight-decay 1.5 --op add,subtract "
+               "--seed 10 --data-seed 7"),
+        ("h5", "--preset paper --frac-train 0.4 --weight-decay 2 --epochs 800 "
+               "--checkpoint-every 20 --seed 12"),
     ],
 }  # fmt: skip
 QUICK_DEFAULTS = ["--preset", "quick", "--epochs", "1000", "--checkpoint-every", "20"]
