@@ -1,6 +1,7 @@
 """The grokking curve: train and test loss over epochs, log y, with the phases marked; under
 it, from the first checkpoint on, the progress measures per checkpoint (`m` cycles their
-views: curves, and the W_E / W_L spectrograms).
+views: curves, the grok forecast as made at each checkpoint against the truth once known,
+and the W_E / W_L spectrograms).
 
 The loss buffers are plain (the run session's MetricsHistory), not reactive: new epochs
 repaint on a 1 Hz timer (plotext is pure Python, and every millisecond the UI thread holds
