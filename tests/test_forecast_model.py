@@ -59,6 +59,7 @@ def test_the_forecast_uses_the_shipped_constants() -> None:
     # Other constants, another forecast: a shifted intercept moves it by exactly that factor.
     shifted = replace(model, coef=(model.coef[0] + math.log(1.5), *model.coef[1:]))
     moved = forecast_grok(X, share, np.zeros_like(X), 1000, shifted)
+    assert shifted.fingerprint != model.fingerprint == shipped_model().fingerprint
     assert moved.grok_epoch == pytest.approx(1.5 * math.exp(center), abs=1)
 
 

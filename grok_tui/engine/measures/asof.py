@@ -28,11 +28,18 @@ from typing import Any
 import numpy as np
 
 from grok_tui.engine.measures.forecast import Forecast, forecast_grok
+from grok_tui.engine.measures.forecast_model import shipped_model
 from grok_tui.engine.measures.phase_machine import PhaseState, step
 from grok_tui.engine.measures.phases import PHASES, find_phases
 from grok_tui.engine.measures.record import freq_gini
 
 OUTLOOK_VERSION = 2  # 2: the calibrated forecast, with its interval's level
+
+
+def forecaster_id() -> int:
+    """Which forecast constants made a step: a step made with others (before a refit) is
+    made again, so the outlook as of N stays what analysing the run cut at N gives."""
+    return shipped_model().fingerprint
 
 
 def _fraction(v: Any) -> bool:
@@ -56,6 +63,7 @@ class Step:
         return {
             "epoch": self.epoch,
             "version": OUTLOOK_VERSION,
+            "forecaster": forecaster_id(),
             "kind": "outlook",
             "previous": self.previous,
             "key_freqs": list(self.key_freqs),
@@ -77,6 +85,7 @@ class Step:
         ok = (
             row.get("kind") == "outlook"
             and row.get("version") == OUTLOOK_VERSION
+            and row.get("forecaster") == forecaster_id()
             and state is not None
             and whole(epoch)
             and (previous is None or whole(previous))

@@ -15,6 +15,7 @@ as untrusted JSON: any value missing or of the wrong kind is a clear one-line er
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -52,6 +53,14 @@ class ForecastModel:
     edges: tuple[float, ...]  # bins of `progress`: [edges[i], edges[i + 1])
     half_width: tuple[float, ...]  # the conformal half-width of log(forecast) per bin
     fitted_on: dict[str, Any] = field(default_factory=dict)  # provenance, for people
+
+    @property
+    def fingerprint(self) -> int:
+        """A hash of the constants (provenance aside), as a number (measures.jsonl rows hold
+        numbers): which forecaster made a row."""
+        data = {k: v for k, v in self.to_json().items() if k != "fitted_on"}
+        text = json.dumps(data, sort_keys=True)
+        return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
 
     def correction(self, values: dict[str, float]) -> float:
         """The log-ratio correction for these feature values."""
