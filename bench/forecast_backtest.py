@@ -3,6 +3,10 @@ checkpoint.
 
     .venv/bin/python bench/forecast_backtest.py                 # the table for RESULTS.md
     .venv/bin/python bench/forecast_backtest.py --tune          # grid search, tuning runs only
+    .venv/bin/python bench/forecast_backtest.py --rule          # the forecast before issue 19
+
+(Issue 19's calibrated forecast is judged by bench/forecast_judge.py, which also reports
+these definitions; this script's runs are the ones issue 9 planned.)
 
 The runs live under --runs (default /work/runs/backtest), listed in its plan.tsv with a role
 decided before any of them was trained: `tune` runs are the only ones the forecast's
@@ -43,6 +47,7 @@ from grok_tui.engine.measures.forecast import (
     ForecastParams,
     baseline_forecast,
     forecast_grok,
+    rule_forecast,
 )
 from grok_tui.engine.measures.phases import find_phases
 from grok_tui.engine.measures.progress import ProgressTracker
@@ -119,16 +124,20 @@ def memorisation_ends(rc: RunCurves) -> list[tuple[int, int, int | None]]:
 
 def cut_forecasts(
     rc: RunCurves,
-    params: ForecastParams,
+    params: ForecastParams | None,
     baseline: BaselineParams,
     cuts: list[tuple[int, int, int | None]] | None = None,
 ) -> list[tuple[int, Forecast, Forecast]]:
-    """(cut epoch, forecast, baseline) at every checkpoint before the run groks."""
+    """(cut epoch, forecast, baseline) at every checkpoint before the run groks. The
+    calibrated forecast (issue 19) with params None, else the rule before it with these."""
     out = []
     for i, epoch, memorised in cuts if cuts is not None else memorisation_ends(rc):
         c = {name: v[: i + 1] for name, v in rc.curves.items()}
         x = rc.epochs[: i + 1]
-        fc = forecast_grok(x, c["xy_share_logits"], c["test_acc"], memorised, params)
+        if params is None:
+            fc = forecast_grok(x, c["xy_share_logits"], c["test_acc"], memorised)
+        else:
+            fc = rule_forecast(x, c["xy_share_logits"], c["test_acc"], memorised, params)
         base = baseline_forecast(x, c["test_loss"], c["test_acc"], memorised, baseline)
         out.append((epoch, fc, base))
     return out
@@ -174,7 +183,7 @@ def score(rc: RunCurves, forecasts: list[tuple[int, Forecast]]) -> FirstForecast
 
 def evaluate(
     runs: list[RunCurves],
-    params: ForecastParams,
+    params: ForecastParams | None,
     baseline: BaselineParams,
     memorised: dict[str, list[tuple[int, int, int | None]]] | None = None,
 ):
@@ -274,6 +283,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=Path("/work/runs/backtest"))
     parser.add_argument("--tune", action="store_true")
+    parser.add_argument("--rule", action="store_true", help="the forecast before issue 19")
     parser.add_argument("--json", type=Path, help="write per-run results here")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", nargs="*", help="run names (default: the whole plan)")
@@ -293,12 +303,12 @@ def main() -> int:
     if args.tune:
         tune(runs)
         return 0
-    print(f"forecast parameters: {DEFAULT}")
+    print(f"forecast: {'the rule before issue 19, ' + str(DEFAULT) if args.rule else 'calibrated'}")
     for role in ("held", "tune"):
         group = [rc for rc in runs if rc.role == role]
         if not group:
             continue
-        results = evaluate(group, DEFAULT, BaselineParams())
+        results = evaluate(group, DEFAULT if args.rule else None, BaselineParams())
         print(f"\n### {'held-out runs (never tuned on)' if role == 'held' else 'tuning runs'}\n")
         print("\n".join(table_lines(results)))
         for which, label in ((1, "forecast"), (2, "baseline (test loss)")):

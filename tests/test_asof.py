@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from grok_tui.engine.measures.asof import OutlookHistory
+from grok_tui.engine.measures.asof import OUTLOOK_VERSION, OutlookHistory, forecaster_id
 from grok_tui.engine.measures.progress import ProgressTracker
 from grok_tui.engine.store.runs import Run
 from tests.planted import PLANTED
@@ -73,10 +73,13 @@ def test_bad_rows_are_ignored_and_a_damaged_step_made_again(tmp_path: Path) -> N
     # A damaged step: it and every step after it are made again (and stored again).
     lines = run.measures_path.read_text().splitlines()
     lines = [
-        line.replace('"version":1', '"version":"one"') if '"epoch":30' in line else line
+        line.replace(f'"version":{OUTLOOK_VERSION}', '"version":"one"')
+        if '"epoch":30' in line and '"outlook"' in line
+        else line
         for line in lines
         if not ('"outlook"' in line and json.loads(line).get("version") == 99)
     ]
+    assert sum('"version":"one"' in line for line in lines) == 1  # the damage took
     run.measures_path.write_text("\n".join(lines) + "\n")
     again = OutlookHistory(ProgressTracker(run))
     again.tracker.update()
@@ -112,3 +115,24 @@ def test_a_budget_steps_a_little_per_call_and_gets_there(tmp_path: Path) -> None
     seen = [history.at(budget_s=0.0).as_of for _ in range(7)]
     assert seen == [0, 10, 20, 30, 40, 50, 50]
     assert history.at() == OutlookHistory(tracker).at()
+
+
+def test_steps_made_by_other_forecast_constants_are_made_again(tmp_path: Path) -> None:
+    """After a refit (bench/forecast_refit.py) a stored step names other constants: it is
+    made again, so the outlook as of N stays what the run cut at N gives."""
+    run = planted(tmp_path)
+    tracker = ProgressTracker(run)
+    tracker.update()
+    view = OutlookHistory(tracker).at()
+    rows = outlook_rows(run)
+    assert rows and all(r["forecaster"] == forecaster_id() for r in rows)
+    lines = run.measures_path.read_text().splitlines()
+    ours, other = f'"forecaster":{forecaster_id()}', f'"forecaster":{forecaster_id() + 1}'
+    assert sum(ours in line for line in lines) == len(rows)
+    run.measures_path.write_text("".join(line.replace(ours, other) + "\n" for line in lines))
+    again = OutlookHistory(ProgressTracker(run))
+    again.tracker.update()
+    assert again.at() == view
+    remade = outlook_rows(run)
+    assert len(remade) == 2 * len(rows)
+    assert all(r["forecaster"] == forecaster_id() for r in remade[len(rows) :])

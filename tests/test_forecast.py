@@ -1,6 +1,7 @@
-"""The grok forecast: its two extrapolations on curves with a known answer, when it refuses
-to forecast and why, and (a regression test, not an evaluation: that is
-bench/forecast_backtest.py on held-out runs) its behaviour on a recorded tuning run."""
+"""The grok forecast before issue 19 (`rule_forecast`, kept for comparison): its two
+extrapolations on curves with a known answer, when it refuses to forecast and why, and (a
+regression test, not an evaluation: that is bench/forecast_backtest.py on held-out runs)
+its behaviour on a recorded tuning run."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from grok_tui.engine.measures.forecast import (
     Forecast,
     ForecastParams,
     baseline_forecast,
-    forecast_grok,
+    rule_forecast,
 )
 from grok_tui.engine.measures.phases import find_phases
 
@@ -38,13 +39,14 @@ UNSETTLED = replace(DEFAULT, stable_window=0.0)
 def test_linear_log_odds_are_forecast_within_the_interval() -> None:
     x = np.arange(0, 6001, 100.0)
     share = logistic_share(x, rate=1e-3, cross=9000)
-    fc = forecast_grok(x, share, np.zeros_like(x), memorisation_end=1000, params=UNSETTLED)
+    fc = rule_forecast(x, share, np.zeros_like(x), memorisation_end=1000, params=UNSETTLED)
     # The log-odds extrapolate exactly (the late estimate); the odds' reciprocal, convex
     # here, comes early: the truth sits at the top of the interval, the centre below it.
     assert fc.details["late"] == pytest.approx(9000, rel=1e-6)
     assert fc.low < fc.grok_epoch < 9000 <= fc.high
     assert fc.as_of == 6000 and not fc.observed
-    assert fc.to_json() == {"grok_epoch": fc.grok_epoch, "low": fc.low, "high": fc.high}
+    assert fc.to_json() == {"grok_epoch": fc.grok_epoch, "low": fc.low, "high": fc.high,
+                            "level": None}  # fmt: skip
 
 
 def test_a_shrinking_residual_is_forecast_by_the_early_estimate() -> None:
@@ -53,7 +55,7 @@ def test_a_shrinking_residual_is_forecast_by_the_early_estimate() -> None:
     target_inv = (1 - DEFAULT.target_share) / DEFAULT.target_share
     inv_odds = target_inv + (9000 - x) * 4e-3
     share = 1 / (1 + inv_odds)
-    fc = forecast_grok(x, share, np.zeros_like(x), memorisation_end=1000, params=UNSETTLED)
+    fc = rule_forecast(x, share, np.zeros_like(x), memorisation_end=1000, params=UNSETTLED)
     assert fc.details["early"] == pytest.approx(9000, rel=1e-6)
     assert fc.low <= 9000 < fc.grok_epoch < fc.high
 
@@ -62,23 +64,23 @@ def test_no_forecast_without_its_preconditions() -> None:
     x = np.arange(0, 3001, 100.0)
     share = logistic_share(x, rate=1e-3, cross=9000)
     none = np.zeros_like(x)
-    assert forecast_grok([], [], [], None).reason == "no checkpoints yet"
-    assert "memorisation" in forecast_grok(x, share, none, None).reason
-    assert "too few" in forecast_grok(x[:12], share[:12], none[:12], 800).reason
+    assert rule_forecast([], [], [], None).reason == "no checkpoints yet"
+    assert "memorisation" in rule_forecast(x, share, none, None).reason
+    assert "too few" in rule_forecast(x[:12], share[:12], none[:12], 800).reason
     flat = np.full_like(x, 0.05)
-    assert forecast_grok(x, flat, none, 500).grok_epoch is None
+    assert rule_forecast(x, flat, none, 500).grok_epoch is None
     barely = logistic_share(x, rate=1e-4, cross=30_000)  # grows by less than 2x
-    assert "only begun" in forecast_grok(x, barely, none, 500).reason
+    assert "only begun" in rule_forecast(x, barely, none, 500).reason
     falling = share[::-1].copy()
-    assert forecast_grok(x, falling, none, 500).grok_epoch is None
+    assert rule_forecast(x, falling, none, 500).grok_epoch is None
     strict = ForecastParams(max_ratio=1.01)
-    assert "too uncertain" in forecast_grok(x, share, none, 500, strict).reason
+    assert "too uncertain" in rule_forecast(x, share, none, 500, strict).reason
 
 
 def test_a_run_that_has_grokked_reports_when() -> None:
     x = np.arange(0, 3001, 100.0)
     acc = np.where(x >= 2200, 0.995, 0.3)
-    fc = forecast_grok(x, logistic_share(x, 1e-3, 2000), acc, 500)
+    fc = rule_forecast(x, logistic_share(x, 1e-3, 2000), acc, 500)
     assert fc.observed and (fc.grok_epoch, fc.low, fc.high) == (2200, 2200, 2200)
     assert fc.describe() == "grokked at 2,200"
     assert Forecast(None, reason="why").to_json() is None
@@ -110,7 +112,7 @@ def test_a_recorded_tuning_run_cut_at_every_checkpoint() -> None:
             break
         curves = {k: v[: i + 1] for k, v in c.items()}
         memorised = find_phases(x[: i + 1], curves)["memorisation_end"]
-        fc = forecast_grok(x[: i + 1], curves["xy_share_logits"], curves["test_acc"], memorised)
+        fc = rule_forecast(x[: i + 1], curves["xy_share_logits"], curves["test_acc"], memorised)
         if fc.grok_epoch is not None:
             assert fc.grok_epoch >= x[i] and fc.low <= fc.grok_epoch <= fc.high
             issued.append((x[i], fc))
@@ -125,8 +127,8 @@ def test_a_forecast_waits_until_recent_forecasts_agree() -> None:
     back (a reason that says so); with a tolerance wide enough for the drift, it is given."""
     x = np.arange(0, 6001, 100.0)
     share = logistic_share(x, rate=1e-3, cross=9000)
-    held = forecast_grok(x, share, np.zeros_like(x), memorisation_end=1000)
+    held = rule_forecast(x, share, np.zeros_like(x), memorisation_end=1000)
     assert held.grok_epoch is None and held.reason.startswith("settling"), held
-    loose = forecast_grok(x, share, np.zeros_like(x), memorisation_end=1000,
+    loose = rule_forecast(x, share, np.zeros_like(x), memorisation_end=1000,
                           params=replace(DEFAULT, stable_tol=0.5))  # fmt: skip
     assert loose.grok_epoch is not None and loose.low < loose.grok_epoch < loose.high

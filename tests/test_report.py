@@ -124,6 +124,11 @@ def test_analysis_report_of_a_trained_run(trained_run: Run) -> None:
     grokked = next(r["epoch"] for r in trained_run.read_metrics() if r["test_acc"] >= 0.99)
     assert report["grokked_at"] == grokked and report["forecast"] is None
     assert report["forecast_reason"].startswith(f"grokked at {grokked:,}")
+    # Every forecast as it was made, one per checkpoint: a range before the run grokked.
+    history = report["forecast_history"]
+    assert [h[0] for h in history] == trained_run.checkpoint_epochs()
+    issued = [h for h in history if h[1] is not None]
+    assert issued and all(h[0] < grokked and h[2] <= h[1] <= h[3] for h in issued), history
     # As of epoch 50: the key set in use then (provisional: no neuron has clustered yet),
     # not the run's final one; nothing about grokking.
     early = analysis_report(trained_run, epoch=50)
@@ -171,9 +176,12 @@ def test_analyze_json_of_a_run_cut_at_a_checkpoint(
     if fc is None:
         assert report["forecast_reason"]
     else:
-        assert set(fc) == {"grok_epoch", "low", "high"}
+        assert set(fc) == {"grok_epoch", "low", "high", "level"} and fc["level"] == 0.8
         assert fc["low"] <= fc["grok_epoch"] <= fc["high"]
         assert fc["grok_epoch"] >= last
+        assert report["forecast_history"][-1] == [last, fc["grok_epoch"], fc["low"], fc["high"]]
+    # The forecasts as they were made up to the cut: the whole run's, nothing after it.
+    assert report["forecast_history"] == [h for h in full["forecast_history"] if h[0] <= last]
     # The same as `analyze --epoch` on the whole run: nothing after the cut is read.
     assert main(["analyze", str(trained_run.path), "--epoch", str(last), "--json",
                  "--device", "cpu"]) == 0  # fmt: skip

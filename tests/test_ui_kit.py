@@ -128,3 +128,24 @@ def test_the_curves_pane_says_when_its_key_set_is_provisional() -> None:
         pane.measures = SimpleNamespace(key_freqs=history.current, key_history=history,
                                         key_since=history.since)  # fmt: skip
         assert pane.key_set_label().startswith(label), pane.key_set_label()
+
+
+def test_the_curves_pane_plots_the_forecasts_as_made_and_the_truth_once_known() -> None:
+    """The forecast view: forecast and interval against the epoch each was made at (none
+    where there was none), and the grok epoch as a level line once the run has grokked."""
+    from types import SimpleNamespace
+
+    from grok_tui.ui.panes.curves import MEASURE_VIEWS, forecast_series
+
+    assert "forecast" in MEASURE_VIEWS
+    made = ((0, None, None, None), (50, 400, 200, 900), (100, 450, 300, 700))
+    outlook = SimpleNamespace(forecasts=made)
+    series = {label: (xs, ys) for label, xs, ys, _ in forecast_series(outlook, None)}
+    assert set(series) == {"forecast", "80% low", "80% high"}
+    assert series["forecast"] == ([50.0, 100.0], [400.0, 450.0])
+    assert series["80% low"] == ([50.0, 100.0], [200.0, 300.0])
+    assert series["80% high"] == ([50.0, 100.0], [900.0, 700.0])
+    known = {label: (xs, ys) for label, xs, ys, _ in forecast_series(outlook, 480)}
+    assert known["grokked"] == ([50.0, 100.0], [480.0, 480.0])
+    assert forecast_series(None, 480) == forecast_series(SimpleNamespace(forecasts=()), 480)
+    assert all(not xs for _, xs, _, _ in forecast_series(None, 480))

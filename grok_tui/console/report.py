@@ -93,7 +93,8 @@ def render_report(report: dict[str, Any]) -> Table:
     elif fc is None:
         add("grok forecast", f"none: {report.get('forecast_reason', '')}")
     else:
-        add("grok forecast", f"{fc['grok_epoch']:,} ({fc['low']:,}-{fc['high']:,})")
+        level = f"{fc['level']:.0%}: " if isinstance(fc.get("level"), float) else ""
+        add("grok forecast", f"{fc['grok_epoch']:,} ({level}{fc['low']:,}-{fc['high']:,})")
     keys = report["key_history"]
     history = (
         keys

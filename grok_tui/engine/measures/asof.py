@@ -28,11 +28,24 @@ from typing import Any
 import numpy as np
 
 from grok_tui.engine.measures.forecast import Forecast, forecast_grok
+from grok_tui.engine.measures.forecast_model import shipped_model
 from grok_tui.engine.measures.phase_machine import PhaseState, step
 from grok_tui.engine.measures.phases import PHASES, find_phases, not_applicable
 from grok_tui.engine.measures.record import freq_gini, label_share
 
-OUTLOOK_VERSION = 2  # 2: the memorisation end waits for the train-loss floor (phases.py)
+# 2: the memorisation end waits for the train-loss floor (phases.py);
+# 3: the calibrated forecast, with its interval's level
+OUTLOOK_VERSION = 3
+
+
+def forecaster_id() -> int:
+    """Which forecast constants made a step: a step made with others (before a refit) is
+    made again, so the outlook as of N stays what analysing the run cut at N gives."""
+    return shipped_model().fingerprint
+
+
+def _fraction(v: Any) -> bool:
+    return isinstance(v, float) and 0 < v < 1
 
 
 @dataclass
@@ -45,13 +58,14 @@ class Step:
     provisional: bool
     raw: dict[str, int | None]
     state: PhaseState
-    forecast: dict[str, int | None] | None  # grok_epoch, low, high; None: no forecast
+    forecast: dict[str, Any] | None  # grok_epoch, low, high (ints), level; None: no forecast
     observed: bool
 
     def row(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
             "version": OUTLOOK_VERSION,
+            "forecaster": forecaster_id(),
             "kind": "outlook",
             "previous": self.previous,
             "key_freqs": list(self.key_freqs),
@@ -73,6 +87,7 @@ class Step:
         ok = (
             row.get("kind") == "outlook"
             and row.get("version") == OUTLOOK_VERSION
+            and row.get("forecaster") == forecaster_id()
             and state is not None
             and whole(epoch)
             and (previous is None or whole(previous))
@@ -85,8 +100,9 @@ class Step:
                 forecast is None
                 or (
                     isinstance(forecast, dict)
-                    and set(forecast) == {"grok_epoch", "low", "high"}
-                    and all(v is None or whole(v) for v in forecast.values())
+                    and set(forecast) == {"grok_epoch", "low", "high", "level"}
+                    and all(v is None or whole(v) for k, v in forecast.items() if k != "level")
+                    and (forecast["level"] is None or _fraction(forecast["level"]))
                 )
             )
             and isinstance(row.get("provisional"), bool)
@@ -111,6 +127,9 @@ class Outlook:
     key_freqs: tuple[int, ...] = ()  # the key set the phases read the excluded loss with
     provisional: bool = False  # ... a provisional one (W_E / W_L), before neurons cluster
     raw_phases: dict[str, int | None] = field(default_factory=dict)  # this step's raw reading
+    # The forecasts as they were made, one per checkpoint up to `as_of`: (epoch, forecast,
+    # low, high), None where there was none (the Curves pane plots them against epoch).
+    forecasts: tuple[tuple[int, int | None, int | None, int | None], ...] = ()
 
     def describe_phase(self) -> str:
         """'circuit forming since 1,400'."""
@@ -231,7 +250,14 @@ class OutlookHistory:
             key_freqs=keys,
             provisional=history.provisional_at(last),
             raw_phases=dict(self.steps[last].raw),
+            forecasts=tuple(self._made(e) for e in prefix),
         )
+
+    def _made(self, epoch: int) -> tuple[int, int | None, int | None, int | None]:
+        fc = self.steps[epoch].forecast
+        if fc is None or self.steps[epoch].observed:
+            return (epoch, None, None, None)
+        return (epoch, fc["grok_epoch"], fc["low"], fc["high"])
 
     def _save(self, rows: list[dict[str, Any]]) -> None:
         if self.store and rows:

@@ -1,4 +1,4 @@
-"""When will a run grok? A forecast from the progress measures, with an interval.
+"""When will a run grok? A forecast from the progress measures, with an honest interval.
 
 What is extrapolated: the share of the logits' variance that is a function of x + y
 (`xy_share_logits`: the generalising part of the logits; the rest is the memorising
@@ -11,18 +11,26 @@ reaches 99%. With z = log(share / (1 - share)), the log-odds of the generalising
 - extrapolating the odds' reciprocal exp(-z) linearly (the memorising residual's relative
   size shrinking at its recent rate) over-predicts it: an early estimate.
 
-The forecast is the geometric mean of the two, the interval the two widened by `margin`.
 Both are fitted on the last `window` of the epochs since memorisation ended (so the fit
-follows the acceleration), and the target share is `target_share`. The thresholds were
-chosen on the tuning runs only (bench/forecast_backtest.py lists them) and the forecast
-is judged on runs it never saw.
+follows the acceleration), to the target share `target_share`; the raw forecast is their
+geometric mean.
 
-No forecast (None, with the reason) before memorisation has ended, until the share has
-grown `min_growth` times since then, while it is not growing, while the two estimates are
-more than `max_ratio` apart, or while the forecast is still settling: the forecasts the
-same rule made at the checkpoints of the last `stable_window` of the time since
-memorisation must agree with this one within `stable_tol` (on the tuning runs the first
-forecasts drift before they settle). A run that has grokked reports the epoch seen.
+`forecast_grok`, the forecast shown: the raw forecast corrected by a log-ratio fitted on a
+corpus of lab runs, as a function of how far the run has come (its bias is systematic:
+early on it comes too soon), with a split-conformal 80% interval from runs held out from
+the fit, wider the less progress there is (engine/measures/forecast_model.py; the constants
+ship in forecast_constants.json, bench/forecast_refit.py refits them). It speaks as soon as
+the share has grown over `min_points` checkpoints since memorisation ended: a wide range
+early, narrowing as evidence comes in. Once the share has reached the target (the circuit is
+in place, test accuracy lags) the raw forecast is now and the correction says how long the
+lag is. No forecast (None, with the reason) before `min_points` checkpoints, while the share
+is not growing, or while its trend reaches the target only after `FAR` times now.
+
+`rule_forecast`, the forecast before issue 19 (kept for comparison in the benchmarks): the
+two estimates widened by `margin`, after a wait for the share to grow `min_growth` times and
+for the recent forecasts to agree within `stable_tol`.
+
+A run that has grokked reports the epoch seen.
 """
 
 from __future__ import annotations
@@ -33,7 +41,10 @@ from typing import Any
 
 import numpy as np
 
+from grok_tui.engine.measures.forecast_model import ForecastModel, shipped_model
+
 GROKKED_ACC = 0.99  # the event forecast: test accuracy reaches 99%
+FAR = 10.0  # a raw forecast beyond FAR x now is no forecast: the share is hardly growing
 
 
 @dataclass(frozen=True)
@@ -61,13 +72,15 @@ class Forecast:
     high: int | None = None
     reason: str = ""
     observed: bool = False  # the run has already grokked: grok_epoch is what happened
+    level: float | None = None  # the interval's coverage, when calibrated (0.8: an 80% one)
     as_of: int | None = None  # the newest checkpoint the forecast saw
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any] | None:
         if self.grok_epoch is None:
             return None
-        return {"grok_epoch": self.grok_epoch, "low": self.low, "high": self.high}
+        return {"grok_epoch": self.grok_epoch, "low": self.low, "high": self.high,
+                "level": self.level}  # fmt: skip
 
     def short(self) -> str:
         """A few characters for a status bar: 'grok ~10.6k (9.8k-11.9k)'; '' without one."""
@@ -83,7 +96,8 @@ class Forecast:
             return f"no forecast: {self.reason}"
         if self.observed:
             return f"grokked at {self.grok_epoch:,}"
-        return f"groks ~{self.grok_epoch:,} ({self.low:,}-{self.high:,})"
+        level = f"{self.level:.0%}: " if self.level is not None else ""
+        return f"groks ~{self.grok_epoch:,} ({level}{self.low:,}-{self.high:,})"
 
 
 def _settled_or_premature(
@@ -134,14 +148,15 @@ def _estimates(
     return max(early, x[-1]), max(late, x[-1])
 
 
-def forecast_grok(
+def rule_forecast(
     epochs: np.ndarray,
     xy_share: np.ndarray,
     test_acc: np.ndarray,
     memorisation_end: int | None,
     params: ForecastParams = DEFAULT,
 ) -> Forecast:
-    """The forecast from curves over checkpoint epochs (ascending) as of the last one."""
+    """The forecast before issue 19 (uncalibrated, with a settle rule), as of the last
+    checkpoint of curves over checkpoint epochs (ascending)."""
     epochs = np.asarray(epochs, dtype=np.float64)
     early_answer = _settled_or_premature(epochs, test_acc, memorisation_end)
     if early_answer is not None:
@@ -187,8 +202,87 @@ def forecast_grok(
     )
 
 
+@dataclass(frozen=True)
+class Features:
+    """What the calibrated forecast reads off the curves at a cut (see forecast_model)."""
+
+    now: int
+    raw: float  # the geometric mean of the two extrapolations
+    early: float
+    late: float
+    values: dict[str, float]  # forecast_model.FEATURES
+
+
+def forecast_features(
+    epochs: Any, xy_share: Any, memorisation_end: int, model: ForecastModel
+) -> Features | str:
+    """The raw forecast and the correction's features at the last checkpoint, or the reason
+    there are none. Shared by the forecast and bench/forecast_refit.py, so the fit sees
+    exactly what the forecast computes."""
+    x = np.asarray(epochs, dtype=np.float64)
+    share = np.asarray(xy_share, dtype=np.float64)
+    ok = np.isfinite(share) & (share > 0) & (share < 1) & (x >= memorisation_end)
+    x, s = x[ok], share[ok]
+    if len(x) < model.min_points:
+        return "too few checkpoints since memorisation"
+    now = float(x[-1])
+    params = ForecastParams(target_share=model.target_share, window=model.window,
+                            min_points=model.min_points)  # fmt: skip
+    if s[-1] >= model.target_share:  # the circuit is in place: how long test accuracy lags
+        est: tuple[float, float] | str = (now, now)  # is the correction's to say
+    else:
+        est = _estimates(x, s, memorisation_end, params)
+    if isinstance(est, str):
+        return est
+    early, late = est
+    raw = math.sqrt(early * late)
+    values = {
+        "progress": (now - memorisation_end) / max(raw - memorisation_end, 1.0),
+        "spread": math.log(late / early),
+        "share": float(s[-1]) / model.target_share,
+        "growth": math.log(float(s[-1]) / float(s[0])),
+    }
+    return Features(int(now), raw, float(early), float(late), values)
+
+
+def forecast_grok(
+    epochs: np.ndarray,
+    xy_share: np.ndarray,
+    test_acc: np.ndarray,
+    memorisation_end: int | None,
+    model: ForecastModel | None = None,
+) -> Forecast:
+    """The calibrated forecast from curves over checkpoint epochs (ascending) as of the last
+    one, with its conformal interval (`model`: the shipped constants by default)."""
+    epochs = np.asarray(epochs, dtype=np.float64)
+    early_answer = _settled_or_premature(epochs, test_acc, memorisation_end)
+    if early_answer is not None:
+        return early_answer
+    assert memorisation_end is not None
+    model = model if model is not None else shipped_model()
+    now = int(epochs[-1])
+    got = forecast_features(epochs, xy_share, memorisation_end, model)
+    if isinstance(got, str):
+        return Forecast(None, reason=got, as_of=now)
+    if got.raw > FAR * now:
+        why = f"no grokking in sight (the share's trend reaches it after {round(got.raw):,})"
+        return Forecast(None, reason=why, as_of=now)
+    v = got.values
+    center = math.log(got.raw) + model.correction(v)
+    width = model.width(v["progress"])
+    value = max(math.exp(center), now)
+    return Forecast(
+        grok_epoch=round(value),
+        low=round(max(math.exp(center - width), now)),
+        high=round(max(math.exp(center + width), value)),
+        as_of=now,
+        level=model.level,
+        details={"raw": got.raw, "early": got.early, "late": got.late, **v},
+    )
+
+
 def forecast_table(
-    table: Any, phases: dict[str, int | None], params: ForecastParams = DEFAULT
+    table: Any, phases: dict[str, int | None], model: ForecastModel | None = None
 ) -> Forecast:
     """The forecast of a `ProgressTable` as of its newest checkpoint."""
     return forecast_grok(
@@ -196,7 +290,7 @@ def forecast_table(
         table["xy_share_logits"],
         table["test_acc"],
         phases.get("memorisation_end"),
-        params,
+        model,
     )
 
 

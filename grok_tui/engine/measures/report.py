@@ -121,6 +121,8 @@ def analysis_report(
         "phases": view.phases,
         "phase": view.describe_phase(),
         "forecast": view.forecast.to_json(),
+        # every forecast as it was made, one per checkpoint: [epoch, forecast, low, high]
+        "forecast_history": [list(f) for f in view.forecasts],
         "grokked_at": None,
     }
     if view.forecast.observed:
@@ -159,7 +161,7 @@ DIRECTION_MEASURES = (
     "mlp_out_frac_per_freq",
 )
 # What is read off the measures: n/a where an op has nothing to generalise to.
-OUTLOOK_MEASURES = ("phases", "phase", "forecast", "grokked_at")
+OUTLOOK_MEASURES = ("phases", "phase", "forecast", "forecast_history", "grokked_at")
 # Measures of the progress records' Fourier basis of Z_p (key sets, neuron clustering).
 BASIS_MEASURES = (
     "gini_W_E",

@@ -1,6 +1,7 @@
 """The grokking curve: train and test loss over epochs, log y, with the phases marked; under
 it, from the first checkpoint on, the progress measures per checkpoint (`m` cycles their
-views: curves, and the W_E / W_L spectrograms).
+views: curves, the grok forecast as made at each checkpoint against the truth once known,
+and the W_E / W_L spectrograms).
 
 The loss buffers are plain (the run session's MetricsHistory), not reactive: new epochs
 repaint on a 1 Hz timer (plotext is pure Python, and every millisecond the UI thread holds
@@ -23,6 +24,9 @@ from grok_tui.ui.widgets.spectrogram import Spectrogram
 
 TRAIN_COLOR = PALETTE[0]
 TEST_COLOR = PALETTE[1]
+FORECAST_COLOR = PALETTE[4]
+FORECAST_BAND = PALETTE[7]
+TRUTH_COLOR = PALETTE[2]
 PRIMARY = ("train", "test")  # drawn last in every plot, so no other series hides them
 
 # name -> (title, log y, [(label, scalar column)]); columns of engine.progress.ProgressTable.
@@ -69,6 +73,11 @@ MEASURE_VIEWS: dict[str, tuple[str, bool, list[tuple[str, str]]]] = {
         ],
     ),
     "attention": ("average attention from = to x, per head", False, []),
+    "forecast": (
+        "grok forecast made at each checkpoint, its interval, the truth once known",
+        False,
+        [],
+    ),
     "spectrogram W_E": ("W_E Fourier norms per frequency", False, []),
     "spectrogram W_L": ("W_L Fourier norms per frequency", False, []),
 }
@@ -83,6 +92,22 @@ PHASE_NAMES = {
 def primary_last(series: list[Series]) -> list[Series]:
     """The train and test curves moved to the end: drawn last, on top of the rest."""
     return [s for s in series if s[0] not in PRIMARY] + [s for s in series if s[0] in PRIMARY]
+
+
+def forecast_series(outlook: Any, truth: float | None) -> list[Series]:
+    """The forecasts as they were made (engine/measures/asof.py's `Outlook.forecasts`):
+    forecast and interval against the epoch each was made at, and the grok epoch once
+    known, as a level line over the same epochs. Formatting only: the engine made them."""
+    made = [] if outlook is None else [f for f in outlook.forecasts if f[1] is not None]
+    xs = [float(f[0]) for f in made]
+    series: list[Series] = [
+        ("80% low", xs, [float(f[2]) for f in made], FORECAST_BAND),
+        ("80% high", xs, [float(f[3]) for f in made], FORECAST_BAND),
+        ("forecast", xs, [float(f[1]) for f in made], FORECAST_COLOR),
+    ]
+    if truth is not None and made:
+        series.append(("grokked", [xs[0], xs[-1]], [float(truth)] * 2, TRUTH_COLOR))
+    return series
 
 
 class CurvesPane(Vertical):
@@ -238,6 +263,9 @@ class CurvesPane(Vertical):
             named += [
                 (f"head {h}", table.avg_attn[:, h, 0]) for h in range(table.avg_attn.shape[1])
             ]
+        elif self.view == "forecast":
+            truth = self.history.first_epoch_at_least("test_acc", 0.99)
+            return title, log_y, forecast_series(self.outlook, truth)
         xs = table.epochs.astype(np.float64)
         series = [
             sampled_series(label, xs, ys, PALETTE[i % len(PALETTE)], width)

@@ -1,0 +1,167 @@
+"""The forecast's corpus: train it with the project's own lab, then read each run's curves.
+
+    export OMP_NUM_THREADS=1
+    .venv/bin/python bench/forecast_corpus.py all --set corpus held   # train, then extract
+    .venv/bin/python bench/forecast_refit.py    # fit + conformal on the corpus -> constants
+    .venv/bin/python bench/forecast_judge.py    # the held-out runs against issue 19's goals
+
+(`train` or `extract` alone; `--root DIR`, default /work/corpus-forecast.)
+
+`train` runs `grok-tui sweep --headless` once per sweep of the plan below (one process at a
+time, one torch thread), into ROOT/SET/NAME (a finished sweep is skipped, a killed one
+resumed). `extract` steps every member run's outlook as a live viewer would
+(engine/measures/asof.py: the memorisation end announced as of each checkpoint) and writes
+ROOT/SET/features.jsonl: one line a run with its config, its budget (epochs), its grok
+epoch (first epoch of metrics.jsonl with test accuracy >= 99%, or null) and, per checkpoint,
+the x + y share of the logits, test accuracy and the memorisation end known then. The
+refit and the judge read only these files.
+
+The corpus (`corpus`) and the held-out runs (`held`) were planned before any was trained:
+the held-out runs use other p (41, 53, 59, and 113 with the paper model), other seeds and
+data seeds, and are never read by the refit. Both sets are add and subtract (the ops whose
+progress records exist; engine/measures/progress.py). Deterministic: fixed seeds, one
+thread, CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+DEFAULT_ROOT = Path("/work/corpus-forecast")
+
+# One sweep per entry: name, then `grok-tui sweep` options (on the quick preset unless named).
+PLAN: dict[str, list[tuple[str, str]]] = {
+    "corpus": [
+        ("c1", "--p 37,43 --frac-train 0.5,0.6 --weight-decay 1,2 --op add,subtract "
+               "--seed 0 --data-seed 0"),
+        ("c4", "--p 43 --frac-train 0.55 --weight-decay 1.5 --lr 0.002 --op add,subtract "
+               "--seed 3 --data-seed 3"),
+    ],
+    "held": [
+        ("h1", "--p 41 --frac-train 0.5,0.6 --weight-decay 1.5 --lr 0.004 --op add,subtract "
+               "--seed 7 --data-seed 5"),
+        ("h2", "--p 53 --frac-train 0.4 --weight-decay 2 --op add,subtract "
+               "--seed 8 --data-seed 6 --epochs 1200"),
+        ("h4", "--p 41 --frac-train 0.3 --weight-decay 1 --op add,subtract "
+               "--seed 11 --data-seed 8"),
+        ("h3", "--p 59 --frac-train 0.45 --weight-decay 1.5 --op add,subtract "
+               "--seed 10 --data-seed 7"),
+        ("h5", "--preset paper --frac-train 0.4 --weight-decay 2 --epochs 800 "
+               "--checkpoint-every 20 --seed 12"),
+    ],
+}  # fmt: skip
+QUICK_DEFAULTS = ["--preset", "quick", "--epochs", "1000", "--checkpoint-every", "20"]
+
+
+def sweep_args(text: str) -> list[str]:
+    """The quick defaults, overridden by the sweep's own options."""
+    options = text.split()
+    if "--preset" in options:
+        return options
+    named = {o for o in options if o.startswith("--")}
+    base: list[str] = []
+    for i in range(0, len(QUICK_DEFAULTS), 2):
+        if QUICK_DEFAULTS[i] not in named:
+            base += QUICK_DEFAULTS[i : i + 2]
+    return base + options
+
+
+def train(root: Path, which: str) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cli = [sys.executable, "-c", "import sys; from grok_tui.cli import main; sys.exit(main())"]
+    for name, options in PLAN[which]:
+        target = root / which / name
+        if (target / "done").is_file():
+            continue
+        started = time.perf_counter()
+        if (target / "sweep.json").is_file():
+            cmd = [*cli, "sweep", "--headless", "--device", "cpu", "--resume", str(target)]
+        else:
+            cmd = [*cli, "sweep", "--headless", "--device", "cpu", "--sweep-dir", str(target),
+                   "--disk-budget", "20GB", *sweep_args(options)]  # fmt: skip
+        print(" ".join(cmd[2:]), flush=True)
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+        (target / "done").write_text(f"{time.perf_counter() - started:.0f} s\n")
+        print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def run_features(path: Path) -> dict:
+    """One run's curves as a live viewer saw them, checkpoint by checkpoint."""
+    import torch
+
+    from grok_tui.engine.measures.asof import OutlookHistory
+    from grok_tui.engine.measures.progress import ProgressTracker
+    from grok_tui.engine.store.runs import Run
+
+    torch.set_num_threads(1)
+    run = Run.open(path)
+    cfg = run.meta().config
+    tracker = ProgressTracker(run, "cpu")
+    tracker.update()
+    history = OutlookHistory(tracker)
+    history.at()
+    epochs = sorted(history.steps)
+    cols = [history._column_row(e) for e in epochs]
+    grok = next((int(r["epoch"]) for r in run.read_metrics() if r["test_acc"] >= 0.99), None)
+    return {
+        "run": f"{path.parent.parent.name}/{path.name}",
+        "config": cfg.to_dict(),
+        "budget": cfg.epochs,
+        "grok": grok,
+        "epochs": epochs,
+        "xy_share": [c[5] for c in cols],
+        "test_acc": [c[2] for c in cols],
+        "test_loss": [c[1] for c in cols],
+        "memorisation_end": [
+            history.steps[e].state.announced.get("memorisation_end") for e in epochs
+        ],
+    }
+
+
+def extract(root: Path, which: str) -> None:
+    out = root / which / "features.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = set()
+    if out.is_file():
+        done = {json.loads(line)["run"] for line in out.read_text().splitlines() if line}
+    with open(out, "a") as f:
+        for name, _ in PLAN[which]:
+            members = root / which / name / "members"
+            if not (root / which / name / "done").is_file():
+                print(f"{name}: not trained yet", flush=True)
+                continue
+            for path in sorted(members.iterdir()):
+                key = f"{name}/{path.name}"
+                if key in done:
+                    continue
+                started = time.perf_counter()
+                f.write(json.dumps(run_features(path)) + "\n")
+                f.flush()
+                print(f"{key}: {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=("train", "extract", "all"))
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--set", dest="which", choices=tuple(PLAN), nargs="+",
+                        default=list(PLAN))  # fmt: skip
+    args = parser.parse_args()
+    for which in args.which:
+        if args.stage in ("train", "all"):
+            train(args.root, which)
+        if args.stage in ("extract", "all"):
+            extract(args.root, which)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

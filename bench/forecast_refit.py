@@ -1,0 +1,177 @@
+"""Refit the grok forecast's constants (grok_tui/engine/measures/forecast_constants.json).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/forecast_corpus.py all --set corpus
+    .venv/bin/python bench/forecast_refit.py [--root /work/corpus-forecast] [--check]
+
+Reads ROOT/corpus/features.jsonl only (never the held-out set). The corpus runs are split
+in two halves, fit and calibration (bench/forecast_cuts.py: alternately in the order of a
+hash of their names, within the runs that grokked and within those that did not). At every
+checkpoint before a run grokked (runs that grokked within their budget) and after
+memorisation ended, the raw forecast and its features are computed exactly as the app
+computes them (forecast.forecast_features). Then:
+
+1. the correction: weighted least squares of log(grok epoch / raw forecast) on the
+   fraction of progress (`USE`), on the fit split (each run weighs 1 in all, spread over
+   its checkpoints), for each target share of the extrapolations in `TARGETS`; the target
+   kept is the one with the smallest median |log error| at 50%, 65% and 80% of the fit
+   runs' grok epochs (a forecast not issued counting as infinitely wrong);
+2. the interval: on the calibration split, |log(grok epoch) - log(forecast)|, and per bin
+   of `progress` the split-conformal half-width at `LEVEL` (engine/measures/conformal.py,
+   runs weighted as in 1: a run is the exchangeable unit, not a checkpoint).
+
+Deterministic (no randomness; the split is a hash). --check prints what it would write and
+whether it differs from the shipped file, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.forecast_cuts import RunFeatures, read_runs, splits
+from grok_tui.engine.measures.conformal import conformal_quantile, run_weights
+from grok_tui.engine.measures.forecast import Features, forecast_features
+from grok_tui.engine.measures.forecast_model import CONSTANTS_PATH, ForecastModel, model_from_json
+
+LEVEL = 0.8
+# The extrapolations' settings (forecast.py's, but for min_points: the corpus' short runs
+# have a checkpoint every 20 epochs, and an early range is the point).
+# The correction's features, fixed before the fit: the fraction of progress only (a corpus of
+# a few dozen runs, half of them grokking, carries no more parameters than this reliably).
+USE = ("progress",)
+BASE = ForecastModel(level=LEVEL, target_share=0.85, window=0.5, min_points=4,
+                     features=USE, coef=(0.0,) * (len(USE) + 1),
+                     edges=(0.0, 1.0), half_width=(1.0,))  # fmt: skip
+EDGES = (0.0, 0.6, 1.0)  # bins of progress for the half-widths
+MIN_RUNS_PER_BIN = 3
+TARGETS = (0.85, 0.9, 0.95, 0.97)  # the target shares tried (on the fit split only)
+CUT_SHARES = (0.5, 0.65, 0.8)
+
+
+def cases(runs: list[RunFeatures], base: ForecastModel = BASE) -> list[tuple[str, float, Features]]:
+    """(run, log(grok / raw), features) at every checkpoint with a raw forecast."""
+    out = []
+    for rf in runs:
+        if rf.grok is None:
+            continue
+        for i in rf.before_grok():
+            m = rf.memorisation_end[i]
+            if m is None:
+                continue
+            got = forecast_features(rf.epochs[: i + 1], rf.xy_share[: i + 1], m, base)
+            if isinstance(got, Features):
+                out.append((rf.name, math.log(rf.grok / got.raw), got))
+    return out
+
+
+def design(rows: list[tuple[str, float, Features]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    X = np.array([[1.0, *(f.values[n] for n in USE)] for _, _, f in rows])
+    y = np.array([r for _, r, _ in rows])
+    w = run_weights([name for name, _, _ in rows])
+    return X, y, w
+
+
+def fit(rows: list[tuple[str, float, Features]]) -> tuple[float, ...]:
+    X, y, w = design(rows)
+    sw = np.sqrt(w)[:, None]
+    coef, *_ = np.linalg.lstsq(X * sw, y * sw[:, 0], rcond=None)
+    return tuple(float(c) for c in coef)
+
+
+def cut_error(model: ForecastModel, runs: list[RunFeatures]) -> float:
+    """The median |log error| at 50%, 65% and 80% of each grokked run's grok epoch, a
+    forecast not issued counting as infinitely wrong: what the target share is chosen by."""
+    errors = []
+    for rf in runs:
+        if rf.grok is None:
+            continue
+        for share in CUT_SHARES:
+            i = rf.index_at(share * rf.grok)
+            fc = None if i is None else rf.cut(i, model)
+            ok = fc is not None and fc.grok_epoch is not None and not fc.observed
+            errors.append(abs(math.log(fc.grok_epoch / rf.grok)) if ok else math.inf)
+    return float(np.median(errors)) if errors else math.inf
+
+
+def fitted(runs: list[RunFeatures], target: float) -> ForecastModel:
+    """The correction fitted on `runs` with the extrapolations aimed at `target`."""
+    base = replace(BASE, target_share=target)
+    return replace(base, coef=fit(cases(runs, base)))
+
+
+def calibrate(model: ForecastModel, rows: list[tuple[str, float, Features]]) -> tuple[float, ...]:
+    """The conformal half-width per bin of progress; a bin with too few runs takes the
+    widest of its neighbours with less progress (never narrower on thin evidence)."""
+    widths: list[float] = []
+    for lo, hi in itertools.pairwise(EDGES):
+        last = hi == EDGES[-1]
+        inside = [
+            (n, r, f)
+            for n, r, f in rows
+            if lo <= f.values["progress"] and (f.values["progress"] < hi or last)
+        ]
+        scores = [abs(r - model.correction(f.values)) for _, r, f in inside]
+        runs = {n for n, _, _ in inside}
+        q = math.inf
+        if len(runs) >= MIN_RUNS_PER_BIN:
+            q = conformal_quantile(scores, LEVEL, run_weights([n for n, _, _ in inside]))
+        if not math.isfinite(q):
+            q = widths[-1] if widths else math.log(10.0)
+        widths.append(float(q))
+        print(
+            f"  progress [{lo:.2f}, {hi:.2f}): {len(runs)} runs, {len(scores)} cases, "
+            f"half-width {q:.3f} (x{math.exp(q):.2f})"
+        )
+    return tuple(widths)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("/work/corpus-forecast"))
+    parser.add_argument("--out", type=Path, default=CONSTANTS_PATH)
+    parser.add_argument("--check", action="store_true", help="print, write nothing")
+    args = parser.parse_args()
+    runs = read_runs(args.root / "corpus" / "features.jsonl")
+    split = splits(runs)
+    by_split = {s: [r for r in runs if split[r.name] == s] for s in ("fit", "calibration")}
+    for s, group in by_split.items():
+        grokked = sum(r.grok is not None for r in group)
+        print(f"{s}: {len(group)} runs ({grokked} grokked within their budget)")
+    tried = {}
+    for target in TARGETS:  # chosen on the fit split: the calibration split stays unseen
+        tried[target] = fitted(by_split["fit"], target)
+        err = cut_error(tried[target], by_split["fit"])
+        print(f"target share {target}: fit split's median |log error| at 50/65/80% {err:.3f}")
+    model = min(tried.values(), key=lambda m: cut_error(m, by_split["fit"]))
+    print(f"target share {model.target_share}; correction: " + ", ".join(
+        f"{n} {c:+.3f}" for n, c in zip(("1", *USE), model.coef, strict=True)))  # fmt: skip
+    print(f"calibration ({LEVEL:.0%} split-conformal half-widths of log epochs):")
+    widths = calibrate(model, cases(by_split["calibration"], model))
+    model = replace(model, edges=EDGES, half_width=widths, fitted_on={
+        "corpus": str(args.root / "corpus"),
+        "runs_fit": sorted(r.name for r in by_split["fit"]),
+        "runs_calibration": sorted(r.name for r in by_split["calibration"]),
+        "command": "bench/forecast_corpus.py all --set corpus; bench/forecast_refit.py",
+    })  # fmt: skip
+    text = json.dumps(model.to_json(), indent=1) + "\n"
+    model_from_json(json.loads(text))  # what ships must load
+    if args.check:
+        same = args.out.is_file() and args.out.read_text() == text
+        print(f"{args.out}: {'unchanged' if same else 'would change'}")
+        return 0
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

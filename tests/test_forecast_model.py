@@ -1,0 +1,119 @@
+"""The calibrated forecast (issue 19): its shipped constants load (as untrusted JSON, bad
+ones a one-line error) and are what the forecast uses; the forecast is the raw
+extrapolation corrected by them, with the conformal half-width of its progress bin."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grok_tui.engine.measures.forecast import forecast_features, forecast_grok
+from grok_tui.engine.measures.forecast_model import (
+    CONSTANTS_PATH,
+    FEATURES,
+    ForecastConstantsError,
+    ForecastModel,
+    load_model,
+    model_from_json,
+    shipped_model,
+)
+
+X = np.arange(0, 6001, 100.0)
+
+
+def share_curve(target: float, rate: float = 1e-3, cross: float = 9000) -> np.ndarray:
+    z = math.log(target / (1 - target)) + rate * (X - cross)
+    return 1 / (1 + np.exp(-z))
+
+
+def test_the_shipped_constants_load_and_say_where_they_came_from() -> None:
+    model = shipped_model()
+    assert model == load_model(CONSTANTS_PATH)
+    assert model.level == 0.8 and set(model.features) <= set(FEATURES)
+    assert len(model.coef) == len(model.features) + 1
+    assert len(model.half_width) == len(model.edges) - 1
+    assert model.fitted_on["runs_fit"] and model.fitted_on["runs_calibration"]
+    assert not set(model.fitted_on["runs_fit"]) & set(model.fitted_on["runs_calibration"])
+
+
+def test_the_forecast_uses_the_shipped_constants() -> None:
+    model = shipped_model()
+    share = share_curve(model.target_share)
+    fc = forecast_grok(X, share, np.zeros_like(X), memorisation_end=1000)
+    assert fc == forecast_grok(X, share, np.zeros_like(X), 1000, model)
+    # By hand: the raw forecast, corrected, +- the half-width of its bin of progress.
+    f = forecast_features(X, share, 1000, model)
+    assert not isinstance(f, str)
+    center = math.log(f.raw) + model.coef[0]
+    center += sum(c * f.values[n] for c, n in zip(model.coef[1:], model.features, strict=True))
+    width = model.width(f.values["progress"])
+    assert fc.grok_epoch == round(max(math.exp(center), 6000))
+    assert fc.low == round(max(math.exp(center - width), 6000))
+    assert fc.high == round(max(math.exp(center + width), fc.grok_epoch))
+    assert fc.level == model.level and fc.to_json()["level"] == model.level
+    # Other constants, another forecast: a shifted intercept moves it by exactly that factor.
+    shifted = replace(model, coef=(model.coef[0] + math.log(1.5), *model.coef[1:]))
+    moved = forecast_grok(X, share, np.zeros_like(X), 1000, shifted)
+    assert shifted.fingerprint != model.fingerprint == shipped_model().fingerprint
+    assert moved.grok_epoch == pytest.approx(1.5 * math.exp(center), abs=1)
+
+
+def test_the_interval_narrows_with_progress() -> None:
+    model = ForecastModel(level=0.8, target_share=0.85, window=0.5, min_points=4,
+                          features=("progress",), coef=(0.0, 0.0), edges=(0.0, 0.5, 1.0),
+                          half_width=(1.0, 0.1))  # fmt: skip
+    share = share_curve(0.85)
+    early = forecast_grok(X[:25], share[:25], np.zeros(25), 1000, model)  # little progress
+    late = forecast_grok(X, share, np.zeros_like(X), 1000, model)
+    assert early.details["progress"] < 0.5 <= late.details["progress"]
+    assert early.high / early.grok_epoch == pytest.approx(math.e, rel=1e-3)
+    assert late.high / late.grok_epoch == pytest.approx(math.exp(0.1), rel=1e-3)
+    assert model.width(-1.0) == 1.0 and model.width(5.0) == 0.1  # out of range: the ends
+
+
+def test_an_early_range_rather_than_silence() -> None:
+    """Four checkpoints of growth since memorisation: a forecast, however wide."""
+    share = share_curve(0.85)
+    fc = forecast_grok(X[:15], share[:15], np.zeros(15), 1000)
+    assert fc.grok_epoch is not None and fc.low <= fc.grok_epoch <= fc.high
+    assert "too few" in forecast_grok(X[:12], share[:12], np.zeros(12), 1000).reason
+    flat = forecast_grok(X, np.full_like(X, 0.1), np.zeros_like(X), 1000)
+    assert flat.grok_epoch is None and ("not growing" in flat.reason or "sight" in flat.reason)
+    slow = share_curve(0.85, rate=1e-5, cross=500_000)
+    creeping = forecast_grok(X, slow, np.zeros_like(X), 1000)
+    assert creeping.grok_epoch is None and "no grokking in sight" in creeping.reason
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"version": 7}, "version"),
+        ({"coef": [1.0]}, "coef"),
+        ({"coef": "0"}, "coef"),
+        ({"half_width": []}, "half_width"),
+        ({"edges": [1.0, 0.0]}, "edges"),
+        ({"level": True}, "level"),
+        ({"level": 1.5}, "level"),
+        ({"features": ["future"]}, "features"),
+        ({"coef": [float("nan")] * 5}, "coef"),
+    ],
+)
+def test_bad_constants_are_a_one_line_error(change: dict, message: str, tmp_path: Path) -> None:
+    good = shipped_model().to_json()
+    good["features"], good["coef"] = list(FEATURES), [0.0] * (len(FEATURES) + 1)
+    model_from_json(good)
+    with pytest.raises(ForecastConstantsError, match=message) as info:
+        model_from_json({**good, **change})
+    assert "\n" not in str(info.value)
+    path = tmp_path / "c.json"
+    path.write_bytes(b"\x80\x04pickle?")
+    with pytest.raises(ForecastConstantsError, match="cannot read"):
+        load_model(path)
+    path.write_text(json.dumps({**good, **change}))
+    with pytest.raises(ForecastConstantsError):
+        load_model(path)
