@@ -90,8 +90,10 @@ def test_a_member_stopped_while_still_improving_is_undecided_not_memorisation() 
     assert classify(*rising_then_stopped(1200, 0.31), finished=False).label == "memorisation?"
 
 
-@pytest.mark.parametrize(("rise", "want"), [(0.0, "memorisation"), (0.03, "memorisation"),
-                                            (0.06, "undecided"), (-0.2, "memorisation")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("rise", "want"),
+    [(0.0, "memorisation"), (0.03, "memorisation"), (0.06, "undecided"), (-0.2, "memorisation")],
+)
 def test_the_still_improving_boundary(rise: float, want: str) -> None:
     # The rule: a least-squares line over the last 200 epochs rises by >= 0.05. Noise
     # (+-0.2 on alternate rows) averages out; it neither makes nor breaks the call.
