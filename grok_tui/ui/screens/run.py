@@ -13,8 +13,7 @@ Opened over the sweep screen (a member), escape goes back to it.
 
 from __future__ import annotations
 
-import datetime as dt
-import io
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
@@ -423,24 +422,16 @@ class RunScreen(Screen[None]):
 
         self.app.push_screen(GotoEpochScreen(timeline.epochs[0], timeline.epochs[-1]), jump)
 
+    def screenshot_target(self) -> tuple[Path | None, str]:
+        """Where `s` saves (None: a read-only run) and what the file is called."""
+        run = self.session.run
+        epoch = self.query_one(CheckpointTimeline).selected
+        stem = f"{self.active_pane_id()}-epoch{epoch or 0}"
+        return (None if run.read_only else run.path), stem
+
     def action_screenshot(self) -> None:
         """Save the screen as SVG into the run directory, and say where."""
-        app, run = self.app, self.session.run
-        epoch = self.query_one(CheckpointTimeline).selected
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        name = f"screenshot-{self.active_pane_id()}-epoch{epoch or 0}-{stamp}.svg"
-        if run.read_only:  # a served viewer: to the browser, not the run directory
-            if app.is_web:
-                app.deliver_text(io.StringIO(app.export_screenshot()), save_filename=name)
-            else:
-                self.notify("the run is open read-only: no screenshot saved", timeout=4)
-            return
-        try:
-            path = app.save_screenshot(filename=name, path=str(run.path))
-        except OSError as exc:
-            self.notify(f"cannot save a screenshot: {exc.strerror}", severity="error")
-            return
-        self.notify(f"saved {path}", title="Screenshot", timeout=6)
+        self.app.action_save_svg()  # type: ignore[attr-defined]
 
     def action_measures_view(self, step: int) -> None:
         view = self.query_one(CurvesPane).cycle_view(step)

@@ -16,6 +16,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -105,8 +106,9 @@ class SweepScreen(Screen[None]):
         Binding("x", "axis('x', 1)", "X axis"),
         Binding("y", "axis('y', 1)", "Y axis"),
         Binding("f", "pin(1)", "Slice"),
-        Binding("s", "sort(1)", "Sort"),
-        Binding("S", "reverse", "Reverse", show=False),
+        Binding("o", "sort(1)", "Order"),
+        Binding("O", "reverse", "Reverse order", show=False),
+        Binding("s", "app.save_svg", "Screenshot", show=False),
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("d", "focus_diagram", "Diagram", show=False),
@@ -174,6 +176,10 @@ class SweepScreen(Screen[None]):
 
     def on_unmount(self) -> None:
         self.session.stop()  # the app joins it before the process ends
+
+    def screenshot_target(self) -> tuple[Path | None, str]:
+        """`s` saves into the sweep directory."""
+        return self.sweep.path, "sweep"
 
     # -- data --------------------------------------------------------------------------------
     def _member_epochs(self) -> int:
