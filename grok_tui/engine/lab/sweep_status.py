@@ -135,3 +135,28 @@ class SweepWatcher:
             if s.diverged:
                 out["diverged"] = out.get("diverged", 0) + 1
         return out
+
+
+def extend_undecided(sweep: Sweep, epochs: int) -> list[str]:
+    """Give every undecided member (its budget ran out while its test accuracy still rose)
+    `epochs` more: its run.json's epoch budget raised and its status set resumable, so the
+    next training of the sweep continues it from its last checkpoint. Returns their names.
+    A member that is training now (its lock held by a live writer) is left alone."""
+    watcher = SweepWatcher(sweep)
+    watcher.poll()
+    extended = []
+    for name, summary in watcher.members.items():
+        if summary.outcome.name != "undecided":
+            continue
+        run = sweep.member_run(name)
+        if run.writer_alive():
+            continue
+        meta = run.meta()
+        budget = meta.config.epochs + epochs
+        run.update_meta(
+            config=meta.config.replace(epochs=budget),
+            status="paused",
+            message=f"extended to {budget:,} epochs (undecided at {meta.config.epochs:,})",
+        )
+        extended.append(name)
+    return extended
