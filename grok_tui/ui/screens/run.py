@@ -98,6 +98,7 @@ class RunScreen(Screen[None]):
         Binding("g", "goto_epoch", "Go to epoch", show=False),
         Binding("r", "resume_training", "Resume", show=False),
         Binding("l", "toggle_log", "Log y", show=False),
+        Binding("x", "toggle_log_x", "Log epochs", show=False),
         Binding("m", "measures_view(1)", "Measures", show=False),
         Binding("M", "measures_view(-1)", "Previous measures", show=False),
         *[
@@ -462,6 +463,11 @@ class RunScreen(Screen[None]):
 
     def action_toggle_log(self) -> None:
         self.query_one(CurvesPane).toggle_log()
+
+    def action_toggle_log_x(self) -> None:
+        curves = self.query_one(CurvesPane)
+        curves.toggle_log_x()
+        self.notify(f"epochs on a {'log' if curves.log_x else 'linear'} axis", timeout=2)
 
     def action_pane(self, pane: str) -> None:
         self.query_one(TabbedContent).active = pane
