@@ -128,3 +128,36 @@ def test_the_curves_pane_says_when_its_key_set_is_provisional() -> None:
         pane.measures = SimpleNamespace(key_freqs=history.current, key_history=history,
                                         key_since=history.since)  # fmt: skip
         assert pane.key_set_label().startswith(label), pane.key_set_label()
+
+
+async def test_a_plot_legend_is_a_line_under_the_frame_never_over_the_data() -> None:
+    """Before, plotext drew the legend inside the frame's top-left corner: at 80x24 over
+    the first ~150 epochs of the test loss, and the loss plot had 2 rows of data."""
+    from textual.app import App
+
+    from grok_tui.ui.widgets.plot import Figure, Plot
+
+    xs = [float(e) for e in range(0, 3001, 30)]
+    train = [10.0 * 0.99**i for i in range(len(xs))]
+    test = [20.0 * 0.995**i for i in range(len(xs))]
+
+    class One(App[None]):
+        def compose(self):
+            yield Plot()
+
+    app = One()
+    async with app.run_test(size=(80, 10)) as pilot:
+        plot = app.query_one(Plot)
+        plot.show(Figure("loss", [("train", xs, train, (1, 2, 3)), ("test", xs, test, (4, 5, 6))],
+                         "epoch", log_y=True))  # fmt: skip
+        await pilot.pause()
+        lines = plot.render().plain.splitlines()
+        assert len(lines) == 10
+        assert "━━ test" in lines[-1] and "━━ train" in lines[-1]
+        assert not any("train" in line or "test" in line for line in lines[:-1])
+        assert "epoch" not in "".join(lines)  # a short plot keeps its rows for the data
+        plot.show(Figure("loss", [("train", xs, train, (1, 2, 3))], "epoch", log_x=True))
+        await pilot.pause()
+        lines = plot.render().plain.splitlines()
+        ticks = lines[-1].split()
+        assert ticks == ["100", "1,000"] or ticks == ["10", "100", "1,000"], lines[-1]
