@@ -408,3 +408,29 @@ def test_snapshot_cos_map(
 ) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)  # Textual would draw it monochrome
     assert snap_compare(HeatmapApp(cos_map(23)), terminal_size=(60, 20))
+
+
+def test_a_non_negative_periodic_map_keeps_its_pattern_when_pooled() -> None:
+    """Before, a ReLU neuron's map (period shorter than a block) pooled by max-abs was one
+    solid colour in the 80x24 thumbnails."""
+    from grok_tui.ui.widgets.heatmap import choose_pooling
+
+    p, k, f = 53, 21, 4
+    x, y = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    neuron = np.maximum(np.cos(2 * np.pi * k * (x + y) / p), 0.0)
+    solid = block_pool(neuron, f, how="maxabs")
+    assert solid.std() < 0.25 * neuron.std()  # the failure: (almost) one colour
+    how = choose_pooling(neuron, f, f)
+    assert how != "maxabs"
+    kept = block_pool(neuron, f, how="auto")
+    assert kept.std() > 0.5 * neuron.std()  # the stripes survive
+    # A sparse non-negative spectrum keeps its bright coefficient (max-abs wins there).
+    spectrum = np.zeros((p, p))
+    spectrum[13, 29] = 5.0
+    assert choose_pooling(spectrum, f, f) == "maxabs"
+    assert block_pool(spectrum, f, how="auto").max() == 5.0
+    # A signed map is pooled by max-abs as before.
+    assert choose_pooling(neuron - 0.5, f, f) == "maxabs"
+    # Subsampling: each block's first value (brute force).
+    sub = block_pool(neuron, f, how="subsample")
+    assert sub.shape == (14, 14) and sub[3, 5] == neuron[3 * f, 5 * f]
