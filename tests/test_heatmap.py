@@ -434,3 +434,19 @@ def test_a_non_negative_periodic_map_keeps_its_pattern_when_pooled() -> None:
     # Subsampling: each block's first value (brute force).
     sub = block_pool(neuron, f, how="subsample")
     assert sub.shape == (14, 14) and sub[3, 5] == neuron[3 * f, 5 * f]
+
+
+async def test_x_names_label_the_columns_a_spectrogram_s_epochs() -> None:
+    """Before, the spectrogram's x axis counted checkpoints (0-60) under a title in epochs."""
+    epochs = [100 * i for i in range(61)]
+    app = HeatmapApp(np.random.default_rng(0).random((27, 61)), show_cursor=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        heatmap = app.query_one(Heatmap)
+        heatmap.set_data(heatmap.data, x_label="epoch", x_names=[f"{e:,}" for e in epochs])
+        await pilot.pause()
+        lines = [strip_text(s) for s in all_lines(heatmap)]
+        axis = next(line for line in lines if line.rstrip().endswith("epoch"))
+        ticks = axis.split()[:-1]
+        assert ticks[0] == "0" and all(t.replace(",", "").isdigit() for t in ticks)
+        assert all(int(t.replace(",", "")) % 100 == 0 for t in ticks)  # epochs, not indices
+        assert any(int(t.replace(",", "")) >= 1000 for t in ticks)

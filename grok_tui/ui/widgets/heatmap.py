@@ -445,6 +445,7 @@ class Heatmap(Widget):
         self._show_cursor = show_cursor
         self._colour_mode: ColourMode = colour_mode
         self._pooling: Pooling = pooling
+        self._x_names: list[str] | None = None  # tick labels per column (set_data)
         self._pooled_how: Pooling = pooling  # what "auto" chose at the last size
         self._cursor = (0, 0)
         self._version = 0
@@ -482,8 +483,12 @@ class Heatmap(Widget):
         vmin: float | None = None,
         vmax: float | None = None,
         saturate_origin: bool = False,
+        x_names: list[str] | None = None,
     ) -> None:
         """Show a new array (copied). ``diverging=None``: diverging iff any value is < 0.
+
+        ``x_names``: what the x axis's ticks say for each column (an epoch per checkpoint),
+        instead of the column's index.
 
         ``vmin``/``vmax`` None: automatic (``colormap.resolve_range``, over the whole array,
         so colours mean the same at every size); a diverging map with one end given is made
@@ -493,6 +498,7 @@ class Heatmap(Widget):
         handler, or via ``app.call_from_thread``). Posts CursorMoved if the value under the
         cursor changed.
         """
+        self._x_names = list(x_names) if x_names is not None else None
         a = np.array(array, dtype=np.float64, copy=True)
         if a.ndim == 1:
             a = a.reshape(1, -1)
@@ -877,11 +883,12 @@ class Heatmap(Widget):
         assert s is not None
         w = self._data.shape[1]
         chars = [" "] * layout.dw
-        label_w = len(str(w - 1))
+        names = self._x_names if self._x_names is not None and len(self._x_names) == w else None
+        label_w = max((len(n) for n in names), default=1) if names else len(str(w - 1))
         step = _choose_step(s.kx / s.fx, label_w + 2)
         end = -2
         for t in [*range(0, w, step), w - 1]:
-            label = str(t)
+            label = names[t] if names else str(t)
             col = (t // s.fx) * s.kx
             if col > end + 1 and col + len(label) <= layout.dw:
                 chars[col : col + len(label)] = label
