@@ -161,3 +161,24 @@ async def test_a_plot_legend_is_a_line_under_the_frame_never_over_the_data() -> 
         lines = plot.render().plain.splitlines()
         ticks = lines[-1].split()
         assert ticks == ["100", "1,000"] or ticks == ["10", "100", "1,000"], lines[-1]
+
+
+def test_a_frequency_axis_labels_round_frequencies_as_well_as_the_key_ones() -> None:
+    """Before, the Fourier bar chart labelled only c and the key frequencies."""
+    from grok_tui.ui.panes.fourier import freq_ticks
+
+    ticks = dict((label, x) for x, label in freq_ticks({7, 8, 21}, 27))
+    assert {"c", "7", "8", "21"} <= set(ticks) and {"15", "25"} <= set(ticks)
+    assert "20" not in ticks  # one from 21: its label would run into the key one's
+    assert ticks["15"] == 15.0
+    wide = dict((label, x) for x, label in freq_ticks({7}, 27, components=True))
+    assert wide["7"] == 13.5 and wide["15"] == 29.5  # between cos k and sin k
+    assert [label for _, label in freq_ticks(set(), 57)][:3] == ["c", "10", "20"]
+
+
+def test_help_says_next_and_previous_for_the_pane_keys() -> None:
+    from grok_tui.ui.screens.run import RunScreen
+
+    described = {b.key: b.description for b in RunScreen.BINDINGS}
+    assert (described["n"], described["N"]) == ("Next neuron", "Previous neuron")
+    assert (described["h"], described["H"]) == ("Next head", "Previous head")

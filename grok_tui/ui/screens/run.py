@@ -49,6 +49,16 @@ ANALYSIS_PANES: list[tuple[str, str, type[AnalysisPane]]] = [
     ("fourier", "Fourier", FourierPane),
     ("circuits", "Circuits", CircuitsPane),
 ]
+
+
+def pane_key_description(name: str, step: int) -> str:
+    """What `?` lists for a pane key: 'Next neuron' (n), 'Previous neuron' (N)."""
+    if name == "enlarge":
+        return "Enlarge"
+    noun = {"dim": "embedding dim", "component": "basis component"}.get(name, name)
+    return f"{'Next' if step > 0 else 'Previous'} {noun}"
+
+
 PANE_KEYS = {  # key -> (pane action, step)
     "h": ("head", 1),
     "H": ("head", -1),
@@ -102,7 +112,9 @@ class RunScreen(Screen[None]):
         Binding("m", "measures_view(1)", "Measures", show=False),
         Binding("M", "measures_view(-1)", "Previous measures", show=False),
         *[
-            Binding(key, f"pane_key('{name}', {step})", name.capitalize(), show=step > 0)
+            Binding(
+                key, f"pane_key('{name}', {step})", pane_key_description(name, step), show=step > 0
+            )
             for key, (name, step) in PANE_KEYS.items()
         ],
         Binding("1", "pane('curves')", "Curves", show=False),
