@@ -39,7 +39,7 @@ async def shoot_first_screen(run: Run, out: Path) -> None:
         while (status.info.epoch or 0) < start + 150 or not curves.has_measures_drawn(3):
             await pilot.pause(0.1)
         await pilot.pause(1.2)  # the plots repaint on a 1 s timer
-        app.save_screenshot(filename="curves.svg", path=str(out))
+        await shoot(pilot, app, "curves.svg", str(out))
         await pilot.press("q")
         while not app.sessions[0].trainer_done.is_set():
             await pilot.pause(0.1)
@@ -63,15 +63,22 @@ async def shoot_panes(run: Run, out: Path) -> list[str]:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("end")
         await settle(pilot, app)  # and the measures plot (restricted, excluded loss) drawn
-        app.save_screenshot(filename="measures.svg", path=str(out))
+        await shoot(pilot, app, "measures.svg", str(out))
         names.append("measures.svg")
         for key, (pane_id, _title, _cls) in enumerate(ANALYSIS_PANES, start=2):
             await pilot.press(str(key))
             await settle(pilot, app)
-            app.save_screenshot(filename=f"{pane_id}.svg", path=str(out))
+            await shoot(pilot, app, f"{pane_id}.svg", str(out))
             names.append(f"{pane_id}.svg")
         await pilot.press("q")
     return names
+
+
+async def shoot(pilot, app, filename: str, path: str) -> None:
+    """Save the screen without toasts: a notice from one step must not cover the next shot."""
+    app.clear_notifications()
+    await pilot.pause(0.2)
+    app.save_screenshot(filename=filename, path=path)
 
 
 def main() -> int:

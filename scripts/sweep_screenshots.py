@@ -41,10 +41,10 @@ async def shoot_sweep(sweep: Sweep, out: Path) -> None:
     app = make_sweep_app(sweep, "cpu", view=SweepView(sort="grok@"))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.5)
-        app.save_screenshot(filename="sweep.svg", path=str(out))
+        await shoot(pilot, app, "sweep.svg", str(out))
         await pilot.press("d", "right", "up")
         await pilot.pause(0.3)
-        app.save_screenshot(filename="sweep-cell.svg", path=str(out))
+        await shoot(pilot, app, "sweep-cell.svg", str(out))
         await pilot.press("q")
 
 
@@ -70,8 +70,15 @@ async def shoot_compare(sweep: Sweep, out: Path) -> None:
                 break
         await pilot.press("a")
         await pilot.pause(0.5)
-        app.save_screenshot(filename="compare.svg", path=str(out))
+        await shoot(pilot, app, "compare.svg", str(out))
         await pilot.press("q")
+
+
+async def shoot(pilot, app, filename: str, path: str) -> None:
+    """Save the screen without toasts: a notice from one step must not cover the next shot."""
+    app.clear_notifications()
+    await pilot.pause(0.2)
+    app.save_screenshot(filename=filename, path=path)
 
 
 def main() -> int:

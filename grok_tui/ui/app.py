@@ -56,6 +56,7 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
     # Each screen's palette entries, offered while it is under the palette or a dialog.
     COMMANDS = App.COMMANDS | {RunCommands, SweepCommands}
     AUTO_FOCUS = None  # nothing takes the arrows from the checkpoint timeline at start-up
+    COMMAND_PALETTE_DISPLAY = "ctrl+p"  # "^p" ran into "palette" in SVG screenshots
 
     BINDINGS = [  # `?` shows in the run screen's footer (the sweep's has no room at 80 columns)
         Binding("question_mark", "toggle_help", "Keys", show=False),
