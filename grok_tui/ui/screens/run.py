@@ -111,9 +111,9 @@ class RunScreen(Screen[None]):
         Binding("x", "toggle_log_x", "Log epochs", show=False),
         Binding("m", "measures_view(1)", "Measures", show=False),
         Binding("M", "measures_view(-1)", "Previous measures", show=False),
-        *[
+        *[  # each pane's hint line names its keys; the footer keeps room for the global ones
             Binding(
-                key, f"pane_key('{name}', {step})", pane_key_description(name, step), show=step > 0
+                key, f"pane_key('{name}', {step})", pane_key_description(name, step), show=False
             )
             for key, (name, step) in PANE_KEYS.items()
         ],
