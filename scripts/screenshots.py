@@ -5,12 +5,18 @@ Trains the quick preset (p=53) headless, then opens the app on it:
   - measures.svg and one SVG per analysis pane at the last checkpoint of the grokked run.
 
     .venv/bin/python scripts/screenshots.py [--out screenshots] [--keep RUN_DIR]
+    .venv/bin/python scripts/screenshots.py --run RUN_DIR   # a finished quick run, no training
+
+With --run (a machine too busy to train the preset in reasonable time), the first screen
+comes from a copy of that run cut at epoch 700 and viewed, not trained (the status bar
+says so), and the panes from the run itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import sys
@@ -43,6 +49,32 @@ async def shoot_first_screen(run: Run, out: Path) -> None:
         await pilot.press("q")
         while not app.sessions[0].trainer_done.is_set():
             await pilot.pause(0.1)
+
+
+def cut_copy(run: Run, dest: Path, epoch: int) -> Run:
+    """A copy of `run` as it stood at `epoch`: later checkpoints, rows and measures gone,
+    no resume state (it is viewed, not trained)."""
+    shutil.copytree(run.path, dest)
+    cut = Run.open(dest)
+    for e in cut.checkpoint_epochs():
+        if e > epoch:
+            cut.checkpoint_path(e).unlink()
+    cut.truncate_metrics(before_epoch=epoch + 1)
+    cut.rewrite_measures([r for r in cut.read_measures() if r.get("epoch", 0) <= epoch])
+    cut.resume_path.unlink(missing_ok=True)
+    meta = json.loads(cut.meta_path.read_text())
+    meta["status"] = "paused"
+    cut.meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return cut
+
+
+async def shoot_stopped_first_screen(run: Run, out: Path) -> None:
+    app = make_run_app(run, train=False, device="cpu")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("end")
+        await settle(pilot, app)
+        await shoot(pilot, app, "curves.svg", str(out))
+        await pilot.press("q")
 
 
 async def settle(pilot, app: GrokApp, timeout: float = 60.0) -> None:
@@ -85,10 +117,19 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("screenshots"))
     parser.add_argument("--keep", type=Path, help="keep the run here instead of a temp dir")
+    parser.add_argument("--run", type=Path, help="a finished quick run: shoot it, train nothing")
     args = parser.parse_args()
     os.environ["COLORTERM"] = "truecolor"  # what a local terminal (or --truecolor) gives
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp())
+    if args.run is not None:
+        run = Run.open(args.run)
+        asyncio.run(shoot_stopped_first_screen(cut_copy(run, tmp / "cut", 700), args.out))
+        progress_table(run)
+        names = ["curves.svg", *asyncio.run(shoot_panes(run, args.out))]
+        print(f"wrote {', '.join(names)} into {args.out} from {run.path}", file=sys.stderr)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     run_dir = args.keep or tmp / "quick"
     run = Run.create(run_dir, preset("quick"), "cpu")
     # Mid-training, in the middle of the grokking gap: memorised, not yet general.

@@ -273,3 +273,26 @@ async def test_quitting_while_the_sweep_trains_saves_every_member_first(tmp_path
         assert run.meta().status == "paused"
         assert run.load_resume()["epoch"] == run.checkpoint_epochs()[-1] > 20
         assert not run.lock_path.exists()
+
+
+async def test_a_wide_screen_draws_the_selected_cell_s_curves_beside_the_diagram(tiny_sweep):
+    """Before, the diagram took ~30 of 200 columns and nothing else used the rest."""
+    from grok_tui.ui.widgets.plot import Plot
+
+    sweep = Sweep.open(tiny_sweep)
+    app = make_sweep_app(sweep, "cpu")
+    async with app.run_test(size=(200, 60)) as pilot:
+        await pilot.pause()
+        curves = app.query_one("#cell-curves", Plot)
+        diagram = app.query_one(PhaseDiagram)
+        assert curves.display and diagram.size.width > 80
+        await pilot.press("d", "right")
+        await pilot.pause()
+        cell = diagram.selected()
+        assert cell is not None
+        assert sorted(s[0] for s in curves.figure.series) == sorted(cell.members)
+        assert "test accuracy" in curves.figure.title
+    app = make_sweep_app(sweep, "cpu")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert not app.query_one("#cell-curves", Plot).display  # no room: the diagram only
