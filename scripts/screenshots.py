@@ -124,7 +124,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp())
     if args.run is not None:
         run = Run.open(args.run)
-        asyncio.run(shoot_stopped_first_screen(cut_copy(run, tmp / "cut", 700), args.out))
+        asyncio.run(shoot_stopped_first_screen(cut_copy(run, tmp / run.name, 700), args.out))
         progress_table(run)
         names = ["curves.svg", *asyncio.run(shoot_panes(run, args.out))]
         print(f"wrote {', '.join(names)} into {args.out} from {run.path}", file=sys.stderr)
