@@ -265,7 +265,8 @@ class SweepScreen(Screen[None]):
         speed = f", {self.member_epochs_per_s:,.0f} member-epochs/s" if state != "done" else ""
         text = Text()
         text.append(f"{self.sweep.path.name}", style="bold")
-        text.append(f"  {n} members: {', '.join(parts) or 'none started'}{speed}  ")
+        # Separators, not spaces alone: an SVG screenshot drops a segment's leading spaces.
+        text.append(f" · {n} members: {', '.join(parts) or 'none started'}{speed} · ")
         style = {"training": "green", "following": "cyan", "done": "bold"}.get(state, "yellow")
         text.append(state, style=style)
         if self.session.failure:
