@@ -39,6 +39,7 @@ from textual_serve.app_service import AppService
 from textual_serve.server import Server
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+PAGE_TEMPLATES = Path(__file__).parent / "serve_page"
 QUIT_GRACE_S = 5.0  # how long an app has to quit before its process group is killed
 
 
@@ -117,6 +118,8 @@ class ViewerServer(Server):
         self.max_sessions = max_sessions
         self.token = token or secrets.token_urlsafe(24)
         self.sessions: set[ViewerService] = set()
+        # Our page (a title, the font served from here): textual-serve's static folder stays.
+        self.templates_path = PAGE_TEMPLATES
 
     @property
     def url(self) -> str:
@@ -128,7 +131,9 @@ class ViewerServer(Server):
         import aiohttp_jinja2
         import jinja2
 
-        aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(self.templates_path))
+        aiohttp_jinja2.setup(
+            app, loader=jinja2.FileSystemLoader(self.templates_path), autoescape=True
+        )
         app.add_routes(
             [
                 web.get(f"/{self.token}/", self.handle_index, name="index"),

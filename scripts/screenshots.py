@@ -6,15 +6,21 @@ Trains the quick preset (p=53) headless, then opens the app on it:
   - ablate.svg: the Ablate pane with the key frequencies removed, replayed over training.
 
     .venv/bin/python scripts/screenshots.py [--out screenshots] [--keep RUN_DIR]
+    .venv/bin/python scripts/screenshots.py --run RUN_DIR   # a finished quick run, no training
     .venv/bin/python scripts/screenshots.py --only-ablation RUN_DIR [--out screenshots]
 
-The second form shoots ablate.svg alone from a trained run (the first's --keep RUN_DIR).
+The last form shoots ablate.svg alone from a trained run (the first's --keep RUN_DIR).
+
+With --run (a machine too busy to train the preset in reasonable time), the first screen
+comes from a copy of that run cut at epoch 700 and viewed, not trained (the status bar
+says so), and the panes from the run itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import sys
@@ -44,10 +50,36 @@ async def shoot_first_screen(run: Run, out: Path) -> None:
         while (status.info.epoch or 0) < start + 150 or not curves.has_measures_drawn(3):
             await pilot.pause(0.1)
         await pilot.pause(1.2)  # the plots repaint on a 1 s timer
-        app.save_screenshot(filename="curves.svg", path=str(out))
+        await shoot(pilot, app, "curves.svg", str(out))
         await pilot.press("q")
         while not app.sessions[0].trainer_done.is_set():
             await pilot.pause(0.1)
+
+
+def cut_copy(run: Run, dest: Path, epoch: int) -> Run:
+    """A copy of `run` as it stood at `epoch`: later checkpoints, rows and measures gone,
+    no resume state (it is viewed, not trained)."""
+    shutil.copytree(run.path, dest)
+    cut = Run.open(dest)
+    for e in cut.checkpoint_epochs():
+        if e > epoch:
+            cut.checkpoint_path(e).unlink()
+    cut.truncate_metrics(before_epoch=epoch + 1)
+    cut.rewrite_measures([r for r in cut.read_measures() if r.get("epoch", 0) <= epoch])
+    cut.resume_path.unlink(missing_ok=True)
+    meta = json.loads(cut.meta_path.read_text())
+    meta["status"] = "paused"
+    cut.meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return cut
+
+
+async def shoot_stopped_first_screen(run: Run, out: Path) -> None:
+    app = make_run_app(run, train=False, device="cpu")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("end")
+        await settle(pilot, app)
+        await shoot(pilot, app, "curves.svg", str(out))
+        await pilot.press("q")
 
 
 async def settle(pilot, app: GrokApp, timeout: float = 60.0) -> None:
@@ -68,14 +100,14 @@ async def shoot_panes(run: Run, out: Path) -> list[str]:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("end")
         await settle(pilot, app)  # and the measures plot (restricted, excluded loss) drawn
-        app.save_screenshot(filename="measures.svg", path=str(out))
+        await shoot(pilot, app, "measures.svg", str(out))
         names.append("measures.svg")
         for key, (pane_id, _title, _cls) in enumerate(ANALYSIS_PANES, start=2):
             if pane_id == "ablate":
                 continue  # shot with something ablated: shoot_ablation
             await pilot.press(str(key))
             await settle(pilot, app)
-            app.save_screenshot(filename=f"{pane_id}.svg", path=str(out))
+            await shoot(pilot, app, f"{pane_id}.svg", str(out))
             names.append(f"{pane_id}.svg")
         await pilot.press("q")
     return names
@@ -99,9 +131,16 @@ async def shoot_ablation(run: Run, out: Path) -> str:
                 break
             await pilot.pause(0.1)
         await pilot.pause(0.8)
-        app.save_screenshot(filename="ablate.svg", path=str(out))
+        await shoot(pilot, app, "ablate.svg", str(out))
         await pilot.press("q")
     return "ablate.svg"
+
+
+async def shoot(pilot, app, filename: str, path: str) -> None:
+    """Save the screen without toasts: a notice from one step must not cover the next shot."""
+    app.clear_notifications()
+    await pilot.pause(0.2)
+    app.save_screenshot(filename=filename, path=path)
 
 
 def main() -> int:
@@ -109,6 +148,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("screenshots"))
     parser.add_argument("--keep", type=Path, help="keep the run here instead of a temp dir")
     parser.add_argument("--only-ablation", type=Path, help="shoot ablate.svg from this run")
+    parser.add_argument("--run", type=Path, help="a finished quick run: shoot it, train nothing")
     args = parser.parse_args()
     os.environ["COLORTERM"] = "truecolor"  # what a local terminal (or --truecolor) gives
     args.out.mkdir(parents=True, exist_ok=True)
@@ -117,6 +157,15 @@ def main() -> int:
         print(f"wrote {name} into {args.out}", file=sys.stderr)
         return 0
     tmp = Path(tempfile.mkdtemp())
+    if args.run is not None:
+        run = Run.open(args.run)
+        asyncio.run(shoot_stopped_first_screen(cut_copy(run, tmp / run.name, 700), args.out))
+        progress_table(run)
+        names = ["curves.svg", *asyncio.run(shoot_panes(run, args.out))]
+        names.append(asyncio.run(shoot_ablation(run, args.out)))
+        print(f"wrote {', '.join(names)} into {args.out} from {run.path}", file=sys.stderr)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     run_dir = args.keep or tmp / "quick"
     run = Run.create(run_dir, preset("quick"), "cpu")
     # Mid-training, in the middle of the grokking gap: memorised, not yet general.

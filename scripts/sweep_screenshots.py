@@ -3,7 +3,8 @@
 Opens the sweep screen on a sweep directory (by default it trains one first: the quick
 preset over weight decay x train fraction, two seeds each) and saves:
   - sweep.svg: the phase diagram and the member table;
-  - sweep-cell.svg: the diagram's cursor on a cell, the table showing that cell's members;
+  - sweep-cell.svg: the diagram's cursor on a cell, its members' curves beside it and the
+    table showing those members (both at 160 columns);
   - compare.svg: `grok-tui compare` on three members, aligned by grok epoch.
 
     .venv/bin/python scripts/sweep_screenshots.py [--sweep DIR] [--out screenshots]
@@ -25,6 +26,7 @@ from grok_tui.ui.app import make_compare_app, make_sweep_app
 from grok_tui.ui.screens.sweep import SweepView
 
 SIZE = (120, 40)
+WIDE = (160, 44)  # the sweep screen draws the selected cell's curves beside the diagram
 
 
 def make_sweep(path: Path) -> Sweep:
@@ -39,12 +41,12 @@ def make_sweep(path: Path) -> Sweep:
 
 async def shoot_sweep(sweep: Sweep, out: Path) -> None:
     app = make_sweep_app(sweep, "cpu", view=SweepView(sort="grok@"))
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=WIDE) as pilot:
         await pilot.pause(0.5)
-        app.save_screenshot(filename="sweep.svg", path=str(out))
+        await shoot(pilot, app, "sweep.svg", str(out))
         await pilot.press("d", "right", "up")
         await pilot.pause(0.3)
-        app.save_screenshot(filename="sweep-cell.svg", path=str(out))
+        await shoot(pilot, app, "sweep-cell.svg", str(out))
         await pilot.press("q")
 
 
@@ -70,8 +72,15 @@ async def shoot_compare(sweep: Sweep, out: Path) -> None:
                 break
         await pilot.press("a")
         await pilot.pause(0.5)
-        app.save_screenshot(filename="compare.svg", path=str(out))
+        await shoot(pilot, app, "compare.svg", str(out))
         await pilot.press("q")
+
+
+async def shoot(pilot, app, filename: str, path: str) -> None:
+    """Save the screen without toasts: a notice from one step must not cover the next shot."""
+    app.clear_notifications()
+    await pilot.pause(0.2)
+    app.save_screenshot(filename=filename, path=path)
 
 
 def main() -> int:

@@ -231,9 +231,9 @@ async def test_ablate_by_keys_matches_the_engine_and_clears(trained: Run, size) 
         offered = screen.active_bindings
         assert all(offered[k].enabled for k in "taox")
         words = [name for name, _, _ in RunCommands(screen, None)._commands()]
-        assert "Clear all ablations (x)" in words and "Show Ablate" in words
+        assert "Clear all ablations (X)" in words and "Show Ablate" in words
 
-        await pilot.press("x")  # clear: back to the intact model, no replay
+        await pilot.press("X")  # clear: back to the intact model, no replay
         got = await settled(pilot, pane, Ablation(mode="mean"))
         assert got.point.ablated == got.point.base and got.total == 0
         assert not any(ys for _, _, ys, _ in pane.replay_figure().series)

@@ -227,3 +227,16 @@ def test_member_names_keep_their_order_of_axes() -> None:
             "--weight-decay", "1,2", "--seeds", "2"]  # fmt: skip
     members = spec_from_args(build_parser().parse_args(argv)).members()
     assert members[0].name == "wd1_ds0_opadd_s0" and len(members) == 16
+
+
+def test_a_failed_import_prints_one_line_and_nothing_before_it(tmp_path) -> None:
+    """Before, the import's progress bar left a blank line on stdout ahead of the error."""
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n" * 20)
+    out = subprocess.run(
+        [sys.executable, "-m", "grok_tui", "import", str(passwd), str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert out.stderr.count("\n") == 1 and out.stderr.startswith("grok-tui: error: "), out.stderr

@@ -408,3 +408,45 @@ def test_snapshot_cos_map(
 ) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)  # Textual would draw it monochrome
     assert snap_compare(HeatmapApp(cos_map(23)), terminal_size=(60, 20))
+
+
+def test_a_non_negative_periodic_map_keeps_its_pattern_when_pooled() -> None:
+    """Before, a ReLU neuron's map (period shorter than a block) pooled by max-abs was one
+    solid colour in the 80x24 thumbnails."""
+    from grok_tui.ui.widgets.heatmap import choose_pooling
+
+    p, k, f = 53, 21, 4
+    x, y = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    neuron = np.maximum(np.cos(2 * np.pi * k * (x + y) / p), 0.0)
+    solid = block_pool(neuron, f, how="maxabs")
+    assert solid.std() < 0.25 * neuron.std()  # the failure: (almost) one colour
+    how = choose_pooling(neuron, f, f)
+    assert how != "maxabs"
+    kept = block_pool(neuron, f, how="auto")
+    assert kept.std() > 0.5 * neuron.std()  # the stripes survive
+    # A sparse non-negative spectrum keeps its bright coefficient (max-abs wins there).
+    spectrum = np.zeros((p, p))
+    spectrum[13, 29] = 5.0
+    assert choose_pooling(spectrum, f, f) == "maxabs"
+    assert block_pool(spectrum, f, how="auto").max() == 5.0
+    # A signed map is pooled by max-abs as before.
+    assert choose_pooling(neuron - 0.5, f, f) == "maxabs"
+    # Subsampling: each block's first value (brute force).
+    sub = block_pool(neuron, f, how="subsample")
+    assert sub.shape == (14, 14) and sub[3, 5] == neuron[3 * f, 5 * f]
+
+
+async def test_x_names_label_the_columns_a_spectrogram_s_epochs() -> None:
+    """Before, the spectrogram's x axis counted checkpoints (0-60) under a title in epochs."""
+    epochs = [100 * i for i in range(61)]
+    app = HeatmapApp(np.random.default_rng(0).random((27, 61)), show_cursor=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        heatmap = app.query_one(Heatmap)
+        heatmap.set_data(heatmap.data, x_label="epoch", x_names=[f"{e:,}" for e in epochs])
+        await pilot.pause()
+        lines = [strip_text(s) for s in all_lines(heatmap)]
+        axis = next(line for line in lines if line.rstrip().endswith("epoch"))
+        ticks = axis.split()[:-1]
+        assert ticks[0] == "0" and all(t.replace(",", "").isdigit() for t in ticks)
+        assert all(int(t.replace(",", "")) % 100 == 0 for t in ticks)  # epochs, not indices
+        assert any(int(t.replace(",", "")) >= 1000 for t in ticks)

@@ -66,3 +66,67 @@ def test_nan_rows_never_count_as_reached() -> None:
     ]
     out = classify_rows(rows, finished=True)
     assert out.name == "confusion" and out.memorised_at is None
+
+
+def rising_then_stopped(epochs: int, last_rise: float, noise: float = 0.0):
+    """Train accuracy fitted early; test accuracy flat at 0.3, then rising by `last_rise`
+    over the last 200 epochs (the reported member: 0.34 -> 0.65), never reaching 99%."""
+    e = list(range(epochs + 1))
+    train = [1.0 if x >= 100 else x / 100 for x in e]
+    start = epochs - 200
+    test = [0.3 + (last_rise * (x - start) / 200 if x > start else 0.0) for x in e]
+    test = [t + (noise if x % 2 else -noise) for x, t in zip(e, test, strict=True)]
+    return e, train, test
+
+
+def test_a_member_stopped_while_still_improving_is_undecided_not_memorisation() -> None:
+    """Before, a member whose budget ran out with test accuracy climbing 0.34 -> 0.65 was
+    called memorisation (never generalises)."""
+    out = classify(*rising_then_stopped(1200, 0.31, noise=0.04), finished=True)
+    assert (out.name, out.final, out.at) == ("undecided", True, 1200)
+    assert out.label == "undecided at 1,200 (still improving)"
+    assert out.short_label == "undecided"
+    # Not finished yet: it may still grok, as before.
+    assert classify(*rising_then_stopped(1200, 0.31), finished=False).label == "memorisation?"
+
+
+@pytest.mark.parametrize(
+    ("rise", "want"),
+    [(0.0, "memorisation"), (0.03, "memorisation"), (0.06, "undecided"), (-0.2, "memorisation")],
+)
+def test_the_still_improving_boundary(rise: float, want: str) -> None:
+    # The rule: a least-squares line over the last 200 epochs rises by >= 0.05. Noise
+    # (+-0.2 on alternate rows) averages out; it neither makes nor breaks the call.
+    assert classify(*rising_then_stopped(1200, rise, noise=0.2), finished=True).name == want
+
+
+def test_rise_over_is_a_least_squares_line() -> None:
+    from grok_tui.engine.lab.outcomes import rise_over
+
+    assert rise_over([0, 1, 2, 3], [0.0, 1.0, 2.0, 3.0]) == pytest.approx(3.0)
+    # Brute force: the slope minimising squared error, searched on a fine grid.
+    xs, ys = [0, 10, 20, 30, 40], [0.1, 0.5, 0.2, 0.9, 0.6]
+    best = min((sum((y - (a + b * x)) ** 2 for x, y in zip(xs, ys, strict=True)), b)
+               for a in [i / 200 for i in range(-100, 200)]
+               for b in [j / 20000 for j in range(-400, 400)])[1]  # fmt: skip
+    assert rise_over(xs, ys) == pytest.approx(best * 40, abs=0.01)
+    assert rise_over([5], [1.0]) == 0.0 and rise_over([1, 2], [0.5, float("nan")]) == 0.0
+
+
+def test_a_sweep_member_summary_reads_the_same_rule_from_its_rows() -> None:
+    from grok_tui.engine.core.config import RunConfig
+    from grok_tui.engine.lab.sweep_status import MemberSummary
+
+    e, train, test = rising_then_stopped(1200, 0.31, noise=0.04)
+    rows = [{"epoch": x, "train_loss": 0.1, "test_loss": 2.0, "train_acc": a, "test_acc": b}
+            for x, a, b in zip(e, train, test, strict=True)]  # fmt: skip
+    summary = MemberSummary("m", {}, RunConfig(epochs=1200))
+    for i in range(0, len(rows), 37):  # read in pieces, as a live poll does
+        summary.add(rows[i : i + 37])
+    assert len(summary.recent) <= 201  # only the window is kept
+    summary.status = "running"
+    assert summary.outcome.label == "memorisation?"
+    summary.status = "done"
+    assert summary.outcome.label == "undecided at 1,200 (still improving)"
+    summary.status = "failed"  # a crash is not a budget: no claim about the trend
+    assert summary.outcome.name == "memorisation"

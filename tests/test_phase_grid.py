@@ -69,3 +69,50 @@ def test_config_diff(changes, want, label) -> None:
     cfgs = [preset("quick").replace(**c) for c in changes]
     assert config_diff(cfgs) == want
     assert legend(cfgs[0], want) == label
+
+
+def test_a_cell_with_a_pending_member_is_shown_in_lower_case() -> None:
+    """Before, a cell whose final members grokked showed "G ... …1" (upper case: final)
+    while one member was still pending."""
+    from grok_tui.engine.lab.phase_grid import Cell
+    from grok_tui.ui.widgets.phase_diagram import cell_lines
+
+    cell = Cell(1, None, ["a", "b", "c"], [900, 1100], {"grokking": 2}, 1, {"memorisation": 1})
+    first, second = cell_lines(cell)
+    assert first.startswith("g? ") and second.endswith("…1")
+    done = Cell(1, None, ["a", "b"], [900, 1100], {"grokking": 2})
+    assert cell_lines(done)[0].startswith("G ")
+    undecided = Cell(1, None, ["a"], [], {"undecided": 1})
+    assert cell_lines(undecided)[0] == "U"
+
+
+async def test_up_on_the_diagram_goes_to_the_row_drawn_above() -> None:
+    """Rows are drawn largest y on top; before, up moved to the smaller y (the row below)."""
+    from textual.app import App
+
+    from grok_tui.engine.lab.phase_grid import Cell, PhaseGrid
+    from grok_tui.ui.widgets.phase_diagram import PhaseDiagram
+
+    cells = {(i, j): Cell(x, y, [f"m{i}{j}"]) for i, x in enumerate([1, 2])
+             for j, y in enumerate([0.3, 0.6, 0.9])}  # fmt: skip
+    grid = PhaseGrid("weight_decay", "frac_train", [1, 2], [0.3, 0.6, 0.9], cells)
+
+    class One(App[None]):
+        def compose(self):
+            yield PhaseDiagram()
+
+    app = One()
+    async with app.run_test(size=(200, 60)) as pilot:
+        diagram = app.query_one(PhaseDiagram)
+        diagram.show(grid)
+        diagram.focus()
+        await pilot.press("up")
+        assert grid.ys[diagram.cursor[1]] == 0.6
+        lines = diagram.render().plain.splitlines()
+        row_of = {y: next(i for i, s in enumerate(lines) if s.strip().startswith(str(y)))
+                  for y in (0.3, 0.6)}  # fmt: skip
+        assert row_of[0.6] < row_of[0.3]  # drawn above: up went up
+        await pilot.press("down", "down")
+        assert grid.ys[diagram.cursor[1]] == 0.3
+        # At 200 columns the diagram uses the width, not ~30 columns of it.
+        assert max(len(s) for s in lines) > 80

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -81,6 +83,10 @@ class Served:
             except OSError:
                 time.sleep(0.1)
         raise AssertionError("the server never answered")
+
+    def page(self) -> str:
+        with urllib.request.urlopen(f"http://localhost:{self.port}/{self.token}/", timeout=30) as r:
+            return r.read().decode()
 
     def app_pids(self) -> list[int]:
         """Processes whose parent is the server: the app of each session."""
@@ -160,6 +166,18 @@ def test_the_page_needs_the_token_and_a_local_host(served) -> None:
     assert server.get("/") == 404
     assert server.get(f"/{server.token[:-1]}x/") == 404
     assert server.get(f"/{server.token}/", Host="evil.example") == 403  # DNS rebinding
+
+
+def test_the_page_has_a_title_and_asks_no_other_host_for_anything(served) -> None:
+    server = served()
+    assert server.get(f"/{server.token}/") == 200  # waits until the server listens
+    page = server.page()
+    assert re.search(r"<title>[^<]*run[^<]*</title>", page)
+    urls = re.findall(r"""(?:https?:)?//[^\s"'<>)]+""", page)
+    hosts = {urlsplit(u if u.startswith("http") else "http:" + u).netloc for u in urls}
+    assert hosts <= {f"localhost:{server.port}"}, hosts  # no web font service, no CDN
+    font = re.search(r"/static/fonts/[\w.-]+\.ttf", page)
+    assert font is not None and server.get(font.group(0)) == 200  # the font is served here
 
 
 def test_websockets_without_the_token_or_from_elsewhere_are_refused(served) -> None:

@@ -51,15 +51,16 @@ async def test_the_sweep_screen_shows_the_diagram_and_the_members(tiny_sweep) ->
                 s.grokked_at for s in want if s.grokked_at is not None
             )
         assert "done" in str(app.query_one("#sweep-status").render())
-        # Sort by the test loss column (s cycles through the columns).
+        # Sort by the test loss column (o cycles through the columns; s is a screenshot,
+        # as on every screen).
         for _ in range(12):
             if screen.view.sort == "test loss":
                 break
-            await pilot.press("s")
+            await pilot.press("o")
         assert screen.view.sort == "test loss"
         losses = [watcher.members[n].test_loss for n in member_names(app)]
         assert losses == sorted(losses)
-        await pilot.press("S")
+        await pilot.press("O")
         assert [watcher.members[n].test_loss for n in member_names(app)] == sorted(losses)[::-1]
         # y with one axis to show: a notice, nothing breaks.
         await pilot.press("y")
@@ -108,6 +109,43 @@ async def test_enter_on_a_member_whose_run_json_is_broken_marks_it_and_stays(
         await pilot.pause()
         assert isinstance(app.screen, RunScreen)
         assert app.screen.session.run.path == sweep.member_run(sound).path
+
+
+async def test_screenshots_are_saved_from_the_sweep_and_compare_screens(tiny_sweep, tmp_path):
+    """Before, `s` sorted the sweep table and the palette's Screenshot saved nothing there
+    nor on the compare screen."""
+    import shutil
+
+    path = tmp_path / "sweep"
+    shutil.copytree(tiny_sweep, path)
+    sweep = Sweep.open(path)
+    app = make_sweep_app(sweep, "cpu", view=SweepView(sort="member"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        sort = app.screen.view.sort
+        await pilot.press("s")
+        await pilot.pause()
+        assert app.screen.view.sort == sort  # not a sort
+        assert len(list(path.glob("screenshot-sweep-*.svg"))) == 1
+        # The palette's Screenshot does the same (Textual's own saved into a downloads folder).
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        commands["Screenshot"].callback()
+
+        def saved() -> int:
+            notes = [str(n.message) for n in app._notifications]
+            return sum(f"saved {path}/screenshot-sweep-" in n for n in notes)
+
+        for _ in range(600):  # it runs on a timer: wait for it, however slow the machine
+            if saved() == 2:
+                break
+            await pilot.pause(0.1)
+        assert saved() == 2
+        await pilot.press("space", "down", "space", "c")
+        await pilot.pause()
+        assert isinstance(app.screen, CompareScreen)
+        await pilot.press("s")
+        await pilot.pause()
+        assert len(list((path / "members").glob("screenshot-compare-*.svg"))) == 1
 
 
 async def test_marking_members_asks_to_compare_them(tiny_sweep) -> None:
@@ -235,3 +273,26 @@ async def test_quitting_while_the_sweep_trains_saves_every_member_first(tmp_path
         assert run.meta().status == "paused"
         assert run.load_resume()["epoch"] == run.checkpoint_epochs()[-1] > 20
         assert not run.lock_path.exists()
+
+
+async def test_a_wide_screen_draws_the_selected_cell_s_curves_beside_the_diagram(tiny_sweep):
+    """Before, the diagram took ~30 of 200 columns and nothing else used the rest."""
+    from grok_tui.ui.widgets.plot import Plot
+
+    sweep = Sweep.open(tiny_sweep)
+    app = make_sweep_app(sweep, "cpu")
+    async with app.run_test(size=(200, 60)) as pilot:
+        await pilot.pause()
+        curves = app.query_one("#cell-curves", Plot)
+        diagram = app.query_one(PhaseDiagram)
+        assert curves.display and diagram.size.width > 80
+        await pilot.press("d", "right")
+        await pilot.pause()
+        cell = diagram.selected()
+        assert cell is not None
+        assert sorted(s[0] for s in curves.figure.series) == sorted(cell.members)
+        assert "test accuracy" in curves.figure.title
+    app = make_sweep_app(sweep, "cpu")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert not app.query_one("#cell-curves", Plot).display  # no room: the diagram only

@@ -149,3 +149,57 @@ def test_the_curves_pane_plots_the_forecasts_as_made_and_the_truth_once_known() 
     assert known["grokked"] == ([50.0, 100.0], [480.0, 480.0])
     assert forecast_series(None, 480) == forecast_series(SimpleNamespace(forecasts=()), 480)
     assert all(not xs for _, xs, _, _ in forecast_series(None, 480))
+
+
+async def test_a_plot_legend_is_a_line_under_the_frame_never_over_the_data() -> None:
+    """Before, plotext drew the legend inside the frame's top-left corner: at 80x24 over
+    the first ~150 epochs of the test loss, and the loss plot had 2 rows of data."""
+    from textual.app import App
+
+    from grok_tui.ui.widgets.plot import Figure, Plot
+
+    xs = [float(e) for e in range(0, 3001, 30)]
+    train = [10.0 * 0.99**i for i in range(len(xs))]
+    test = [20.0 * 0.995**i for i in range(len(xs))]
+
+    class One(App[None]):
+        def compose(self):
+            yield Plot()
+
+    app = One()
+    async with app.run_test(size=(80, 10)) as pilot:
+        plot = app.query_one(Plot)
+        plot.show(Figure("loss", [("train", xs, train, (1, 2, 3)), ("test", xs, test, (4, 5, 6))],
+                         "epoch", log_y=True))  # fmt: skip
+        await pilot.pause()
+        lines = plot.render().plain.splitlines()
+        assert len(lines) == 10
+        assert "━━ test" in lines[-1] and "━━ train" in lines[-1]
+        assert not any("train" in line or "test" in line for line in lines[:-1])
+        assert "epoch" not in "".join(lines)  # a short plot keeps its rows for the data
+        plot.show(Figure("loss", [("train", xs, train, (1, 2, 3))], "epoch", log_x=True))
+        await pilot.pause()
+        lines = plot.render().plain.splitlines()
+        ticks = lines[-1].split()
+        assert ticks == ["100", "1,000"] or ticks == ["10", "100", "1,000"], lines[-1]
+
+
+def test_a_frequency_axis_labels_round_frequencies_as_well_as_the_key_ones() -> None:
+    """Before, the Fourier bar chart labelled only c and the key frequencies."""
+    from grok_tui.ui.panes.fourier import freq_ticks
+
+    ticks = dict((label, x) for x, label in freq_ticks({7, 8, 21}, 27))
+    assert {"c", "7", "8", "21"} <= set(ticks) and {"15", "25"} <= set(ticks)
+    assert "20" not in ticks  # one from 21: its label would run into the key one's
+    assert ticks["15"] == 15.0
+    wide = dict((label, x) for x, label in freq_ticks({7}, 27, components=True))
+    assert wide["7"] == 13.5 and wide["15"] == 29.5  # between cos k and sin k
+    assert [label for _, label in freq_ticks(set(), 57)][:3] == ["c", "10", "20"]
+
+
+def test_help_says_next_and_previous_for_the_pane_keys() -> None:
+    from grok_tui.ui.screens.run import RunScreen
+
+    described = {b.key: b.description for b in RunScreen.BINDINGS}
+    assert (described["n"], described["N"]) == ("Next neuron", "Previous neuron")
+    assert (described["h"], described["H"]) == ("Next head", "Previous head")

@@ -165,6 +165,13 @@ def add_sweep_parser(sub: Any) -> None:
     )
     sweep.add_argument("file", nargs="?", type=Path, help="a TOML sweep file (optional)")
     sweep.add_argument("--resume", type=Path, metavar="DIR", help="continue a killed sweep")
+    sweep.add_argument(
+        "--extend",
+        type=int,
+        metavar="N",
+        help="with --resume: train the undecided members (stopped while still improving) "
+        "N more epochs",
+    )
     sweep.add_argument("--sweep-dir", type=Path, help="where the sweep lives (default: runs/)")
     sweep.add_argument("--headless", action="store_true", help="no UI: a live table")
     sweep.add_argument("--dry-run", action="store_true", help="print the plan, train nothing")

@@ -3,6 +3,7 @@
     grok-tui sweep --preset quick --weight-decay 0.3,1,3 --frac-train 0.3,0.5 --seeds 4
     grok-tui sweep grid.toml --headless
     grok-tui sweep --resume runs/sweep-quick-20261201-120000
+    grok-tui sweep --resume runs/sweep-quick-20261201-120000 --extend 2000
 
 In order: the whole command line is checked (the grid: cli/grid.py; where it trains:
 cli/distribution.py), then the device is resolved (or Ray joined), then the sweep directory
@@ -20,6 +21,7 @@ from grok_tui.cli.options import DEFAULT_RUNS_DIR, say
 from grok_tui.console.sweep import train_sweep_headless
 from grok_tui.engine.core.device import resolve_device
 from grok_tui.engine.lab.sweep import Sweep, SweepSpec, default_sweep_path
+from grok_tui.engine.lab.sweep_status import extend_undecided
 from grok_tui.errors import UsageError
 
 
@@ -29,6 +31,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise UsageError("--resume DIR continues a sweep as it was made: drop the grid options")
     if spec is None and args.dry_run:
         raise UsageError("--dry-run plans a new sweep: drop --resume")
+    if args.extend is not None and (spec is not None or args.extend <= 0):
+        raise UsageError(
+            "--extend N continues a sweep's undecided members: give it with --resume DIR"
+            if spec is not None
+            else f"--extend must be a number of epochs > 0, got {args.extend}"
+        )
     dist = distribution_from_args(args)
     group_size = spec.group_size if spec is not None else None
     if args.dry_run:
@@ -40,6 +48,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     device = dist.place(args.device, group_size) if dist else resolve_device(args.device)
     try:
         sweep = make_sweep(args, spec, device) if spec is not None else Sweep.open(args.resume)
+        if args.extend is not None:
+            extend(sweep, args.extend)
         if dist is not None:
             return dist.run(sweep, device)
         if args.headless:
@@ -48,6 +58,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     finally:
         if dist is not None:
             dist.close()
+
+
+def extend(sweep: Sweep, epochs: int) -> None:
+    """Raise the undecided members' budgets by `epochs`, and say which (or that none are)."""
+    names = extend_undecided(sweep, epochs)
+    if not names:
+        say("no undecided member (stopped while its test accuracy still rose): nothing to extend")
+    else:
+        say(f"extending {len(names)} undecided member(s) by {epochs:,} epochs: {', '.join(names)}")
 
 
 def show_plan(spec: SweepSpec, members: bool = False) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from rich.console import Console
 from rich.progress import Progress
 
 from grok_tui.engine.store.arena import import_arena_from
@@ -12,8 +13,10 @@ from grok_tui.engine.store.runs import Run
 
 
 def import_with_bar(source: str, dest: Path, device: str) -> Run:
-    """Import `source` into the new run directory `dest`; a transient bar while it reads."""
-    with Progress(transient=True) as bar:
+    """Import `source` into the new run directory `dest`; a transient bar on stderr while it
+    reads, when stderr is a terminal (elsewhere a bar leaves only a blank line behind)."""
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(f"importing {source}", total=None)
 
         def on_progress(done: int, total: int) -> None:

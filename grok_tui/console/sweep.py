@@ -25,6 +25,7 @@ OUTCOME_STYLE = {
     "grokking": "bold magenta",
     "memorisation": "yellow",
     "confusion": "red",
+    "undecided": "cyan",
 }
 
 

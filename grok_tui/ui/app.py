@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import io
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -54,6 +56,7 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
     # Each screen's palette entries, offered while it is under the palette or a dialog.
     COMMANDS = App.COMMANDS | {RunCommands, SweepCommands}
     AUTO_FOCUS = None  # nothing takes the arrows from the checkpoint timeline at start-up
+    COMMAND_PALETTE_DISPLAY = "ctrl+p"  # "^p" ran into "palette" in SVG screenshots
 
     BINDINGS = [  # `?` shows in the run screen's footer (the sweep's has no room at 80 columns)
         Binding("question_mark", "toggle_help", "Keys", show=False),
@@ -120,6 +123,43 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
             session = CompareSession(message.runs, self.device)
             self.adopt(session)
             self.push_screen(CompareScreen(session))
+
+    # -- screenshots -------------------------------------------------------------------------
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's, with its Screenshot (an SVG into a downloads folder, or nowhere) made
+        ours: the same as `s`, saved where the screen keeps its files."""
+        for command in super().get_system_commands(screen):
+            if command.title == "Screenshot":
+                command = SystemCommand(
+                    "Screenshot",
+                    "Save an SVG of the screen (s), beside the run or sweep it shows",
+                    lambda: self.set_timer(0.1, self.action_save_svg),
+                )
+            yield command
+
+    def action_save_svg(self) -> None:
+        """`s` on every screen: the screen on top (below any dialog) names the directory
+        and the file (`screenshot_target`); a served viewer sends it to the browser."""
+        screen = next(
+            (s for s in reversed(self.screen_stack) if hasattr(s, "screenshot_target")), None
+        )
+        if screen is None:
+            return
+        directory, stem = screen.screenshot_target()
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = f"screenshot-{stem}-{stamp}.svg"
+        if self.is_web:  # a served viewer: to the browser, not the server's disk
+            self.deliver_text(io.StringIO(self.export_screenshot()), save_filename=name)
+            return
+        if directory is None:
+            self.notify("this view is open read-only: no screenshot saved", timeout=4)
+            return
+        try:
+            path = self.save_screenshot(filename=name, path=str(directory))
+        except OSError as exc:
+            self.notify(f"cannot save a screenshot: {exc.strerror}", severity="error")
+            return
+        self.notify(f"saved {path}", title="Screenshot", timeout=6)
 
     # -- keys --------------------------------------------------------------------------------
     def action_toggle_help(self) -> None:

@@ -210,8 +210,10 @@ def results_from_dir(sweep: Sweep, groups: Sequence[int]) -> list[Finished]:
 
 # -- several devices, one process each --------------------------------------------------------
 def _device_worker(sweep_path: str, device: str, groups: list[int], lease_s: float,
-                   threads: int) -> None:  # fmt: skip
-    """A child process: train groups on one device until none is left (or a signal)."""
+                   threads: int, errors: Any = None) -> None:  # fmt: skip
+    """A child process: train groups on one device until none is left (or a signal). Its
+    error goes to the parent (`errors`, a queue), which says it on a line of its own: a
+    child printing on the terminal would write at the end of the parent's live table."""
     import torch
 
     if device == "cpu":
@@ -226,7 +228,10 @@ def _device_worker(sweep_path: str, device: str, groups: list[int], lease_s: flo
     try:
         run_groups(Sweep(sweep_path), device, groups, None, control, lease_s=lease_s)
     except (RunError, ConfigError) as exc:  # one line, as the CLI says it
-        print(f"grok-tui: error: worker on {device}: {exc}", file=sys.stderr, flush=True)
+        if errors is not None:
+            errors.put(f"worker on {device}: {exc}")
+        else:
+            print(f"grok-tui: error: worker on {device}: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
 
 
@@ -248,10 +253,11 @@ def train_on_devices(
     cpu_workers = sum(1 for d in devices if d == "cpu")
     threads = max(1, (os.cpu_count() or 1) // max(cpu_workers, 1))
     ctx = multiprocessing.get_context("spawn")
+    errors = ctx.SimpleQueue()
     procs = [
         ctx.Process(
             target=_device_worker,
-            args=(str(sweep.path), device, todo, lease_s, threads),
+            args=(str(sweep.path), device, todo, lease_s, threads, errors),
             name=f"grok-sweep-{device}",
         )
         for device in devices
@@ -275,6 +281,9 @@ def train_on_devices(
                 p.terminate()
             p.join()
     failed = [f"{p.name} exited with status {p.exitcode}" for p in procs if p.exitcode]
+    said = []
+    while not errors.empty():
+        said.append(errors.get())
     if failed and not signalled:
-        raise RunError("; ".join(failed))
+        raise RunError("; ".join(said or failed))  # said after the live table, on its own line
     return results_from_dir(sweep, todo)

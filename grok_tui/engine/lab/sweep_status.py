@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from grok_tui.engine.core.config import RunConfig
-from grok_tui.engine.lab.outcomes import Outcome, OutcomeRule, outcome_of
+from grok_tui.engine.lab.outcomes import Outcome, OutcomeRule, outcome_of, still_improving
 from grok_tui.engine.lab.sweep import Member, Sweep, SweepMeta
 from grok_tui.engine.store.metrics_reader import MetricsReader
 from grok_tui.engine.store.runs import Run, RunError
@@ -40,6 +40,8 @@ class MemberSummary:
     grokked_at: int | None = None
     diverged: bool = False
     rule: OutcomeRule = field(default_factory=OutcomeRule)
+    recent: list[tuple[int, float]] = field(default_factory=list)  # (epoch, test acc), last
+    # rule.trend_window epochs: whether a member its budget stopped was still improving
 
     @property
     def finished(self) -> bool:
@@ -47,10 +49,16 @@ class MemberSummary:
 
     @property
     def outcome(self) -> Outcome:
-        return outcome_of(self.memorised_at, self.grokked_at, self.finished, self.rule)
+        epochs, accs = [e for e, _ in self.recent], [a for _, a in self.recent]
+        improving = (
+            self.status == "done" and not self.diverged and still_improving(epochs, accs, self.rule)
+        )
+        at = self.epoch if improving else None
+        return outcome_of(self.memorised_at, self.grokked_at, self.finished, self.rule, at)
 
     def reset(self) -> None:
         self.epoch, self.memorised_at, self.grokked_at, self.diverged = -1, None, None, False
+        self.recent = []
         self.train_loss = self.test_loss = self.train_acc = self.test_acc = NAN
 
     def add(self, rows: list[dict[str, float]]) -> None:
@@ -62,7 +70,10 @@ class MemberSummary:
                 self.grokked_at = epoch
             if not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])):
                 self.diverged = True
+            self.recent.append((epoch, row["test_acc"]))
         if rows:
+            start = self.recent[-1][0] - self.rule.trend_window
+            self.recent = [(e, v) for e, v in self.recent if e >= start]
             last = rows[-1]
             self.epoch = int(last["epoch"])
             self.train_loss, self.test_loss = last["train_loss"], last["test_loss"]
@@ -124,3 +135,28 @@ class SweepWatcher:
             if s.diverged:
                 out["diverged"] = out.get("diverged", 0) + 1
         return out
+
+
+def extend_undecided(sweep: Sweep, epochs: int) -> list[str]:
+    """Give every undecided member (its budget ran out while its test accuracy still rose)
+    `epochs` more: its run.json's epoch budget raised and its status set resumable, so the
+    next training of the sweep continues it from its last checkpoint. Returns their names.
+    A member that is training now (its lock held by a live writer) is left alone."""
+    watcher = SweepWatcher(sweep)
+    watcher.poll()
+    extended = []
+    for name, summary in watcher.members.items():
+        if summary.outcome.name != "undecided":
+            continue
+        run = sweep.member_run(name)
+        if run.writer_alive():
+            continue
+        meta = run.meta()
+        budget = meta.config.epochs + epochs
+        run.update_meta(
+            config=meta.config.replace(epochs=budget),
+            status="paused",
+            message=f"extended to {budget:,} epochs (undecided at {meta.config.epochs:,})",
+        )
+        extended.append(name)
+    return extended

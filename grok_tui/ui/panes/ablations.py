@@ -2,7 +2,7 @@
 
 The target comes from the shared selection (h head, n neuron, c cluster, as in every pane):
 t/T cycles what kind of part, a toggles it in the list of ablations, o switches their mode
-(zero or mean), x clears the list. The kinds:
+(zero or mean), X clears the list. The kinds:
 
   head          the selected head's output at the last position;
   neuron        the selected neuron's activation;
@@ -223,7 +223,7 @@ class AblationsPane(AnalysisPane):
 
     def _list_text(self) -> Text:
         text = Text()
-        text.append(f"ablated ({self.mode}; o mode, x clear): ", style="dim")
+        text.append(f"ablated ({self.mode}; o mode, X clear): ", style="dim")
         if not self.items:
             text.append("nothing", style="italic")
         for i, item in enumerate(self.items):

@@ -179,7 +179,7 @@ class AttentionPane(AnalysisPane):
         keys = ", ".join(map(str, snap.key_freqs)) or "none yet"
         text.append(f"key freqs {keys}", style="dim")
         if self._maps and self._maps[0].reduced_colours:  # the maps' notes have no room
-            text.append("  256 colours", style="yellow")
+            text.append(" · 256 colours", style="yellow")
         if self.view == "fourier":
             room = self.query_one("#attn-table", Static).size.width - 5
             pairs = snap.top_attn_pairs(self.head, count=min(4, max(1, room // 14)))

@@ -19,7 +19,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from grok_tui.engine.store.follow import MetricsHistory
-from grok_tui.ui.widgets.plot import PALETTE, Figure, Plot, Series, hex_color, sampled_series
+from grok_tui.ui.widgets.plot import PALETTE, Figure, Plot, Series, sampled_series
 from grok_tui.ui.widgets.spectrogram import Spectrogram
 
 TRAIN_COLOR = PALETTE[0]
@@ -122,12 +122,18 @@ class CurvesPane(Vertical):
     CurvesPane.-measures.-spectrogram #measures-plot { display: none; }
     CurvesPane.-measures.-spectrogram #spectrogram { display: block; }
     CurvesPane #curves-summary { height: auto; max-height: 4; color: $text-muted; }
+    /* A short terminal (80x24) shows one plot: the measures, whose first view has the train
+       and test loss too, once there are any; the per-epoch loss plot before. */
+    CurvesPane.-compact.-measures #loss-plot { display: none; }
+    CurvesPane.-compact #curves-summary { max-height: 3; }
     """
+    COMPACT_ROWS = 32  # a terminal shorter than this shows one plot at a time
 
     def __init__(self, history: MetricsHistory, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.history = history
         self.log_y = True
+        self.log_x = False  # `x`: epochs on a log axis (grokking spans decades)
         self.measures: Any = None  # engine.progress.ProgressTable
         self.outlook: Any = None  # engine.outlook.Outlook: phases, phase now, forecast
         self.view = "losses"
@@ -148,6 +154,13 @@ class CurvesPane(Vertical):
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self._repaint_if_dirty)
+        self._fit_to_screen()
+
+    def on_resize(self) -> None:
+        self._fit_to_screen()
+
+    def _fit_to_screen(self) -> None:
+        self.set_class(self.app.size.height < self.COMPACT_ROWS, "-compact")
 
     # -- inputs ------------------------------------------------------------------------------
     def mark_dirty(self) -> None:
@@ -177,6 +190,11 @@ class CurvesPane(Vertical):
 
     def toggle_log(self) -> None:
         self.log_y = not self.log_y
+        self._dirty = self._measures_dirty = True
+        self._repaint_if_dirty()
+
+    def toggle_log_x(self) -> None:
+        self.log_x = not self.log_x
         self._dirty = self._measures_dirty = True
         self._repaint_if_dirty()
 
@@ -213,8 +231,8 @@ class CurvesPane(Vertical):
             sampled_series("test", h.epoch, h.test_loss, TEST_COLOR, width),
         ]
         plot.show(Figure(self._title("loss per epoch", self.log_y), primary_last(series),
-                         "epoch", log_y=self.log_y, marks=self.marks,
-                         selected=self.selected_epoch))  # fmt: skip
+                         self._x_name, log_y=self.log_y, marks=self.marks,
+                         selected=self.selected_epoch, log_x=self.log_x))  # fmt: skip
         if self._measures_dirty and self.measures is not None and len(self.measures):
             self._measures_dirty = False
             self._draw_measures()
@@ -235,12 +253,16 @@ class CurvesPane(Vertical):
         title = next(
             t for t in (f"{full} [m: next view]", full, short) if len(t) <= room or t == short
         )
-        plot.show(Figure(title, series, "epoch", log_y=log_y, marks=self.marks,
-                         selected=self.selected_epoch))  # fmt: skip
+        plot.show(Figure(title, series, self._x_name, log_y=log_y, marks=self.marks,
+                         selected=self.selected_epoch, log_x=self.log_x))  # fmt: skip
 
-    @staticmethod
-    def _title(title: str, log_y: bool) -> str:
-        return f"{title} ({'log' if log_y else 'linear'} y)"
+    @property
+    def _x_name(self) -> str:
+        return "epoch (log: x)" if self.log_x else "epoch"
+
+    def _title(self, title: str, log_y: bool) -> str:
+        scale = "log y" if log_y else "linear y"
+        return f"{title} ({scale}{', log epochs' if self.log_x else ''})"
 
     def measure_series(self) -> tuple[str, bool, list[Series]]:
         """The current measures view: title, log y, and its series (primary ones last)."""
@@ -280,9 +302,7 @@ class CurvesPane(Vertical):
         memorised = h.first_epoch_at_least("train_acc", 0.99)
         generalised = h.first_epoch_at_least("test_acc", 0.99)
         text = Text()
-        text.append("train ", style=hex_color(TRAIN_COLOR))
-        text.append("test ", style=hex_color(TEST_COLOR))
-        text.append(f" train acc >= 99% at {memorised if memorised is not None else '-'}")
+        text.append(f"train acc >= 99% at {memorised if memorised is not None else '-'}")
         text.append(f", test acc >= 99% at {generalised if generalised is not None else '-'}")
         if self.phases:
             parts = [
@@ -291,7 +311,7 @@ class CurvesPane(Vertical):
             ]
             text.append("\nphases (from the measures): " + ", ".join(parts))
         if self.measures is not None and len(self.measures):
-            text.append(f"   {self.key_set_label()}")
+            text.append(f"; {self.key_set_label()}")
             if self.measures.warning:
                 text.append(f"\n{self.measures.warning}", style="yellow")
         if self.outlook is not None:

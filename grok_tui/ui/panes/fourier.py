@@ -63,12 +63,16 @@ def cluster_words(snap: Any) -> str:
     return "neurons per cluster  " + " · ".join(parts)
 
 
-def freq_ticks(keys: set[int], n: int) -> list[tuple[float, str]]:
-    """x ticks of a per-frequency axis: c (the constant) and the key frequencies, or a few
-    round ones while there are none."""
-    if not keys:
-        return [(float(x), str(x)) for x in range(0, n, max(1, n // 8))]
-    return [(0.0, "c")] + [(float(k), str(k)) for k in sorted(keys) if k < n]
+def freq_ticks(keys: set[int], n: int, components: bool = False) -> list[tuple[float, str]]:
+    """x ticks of a per-frequency axis: c (the constant), regular round ones (so a bar
+    between them can be read), and the key frequencies; a round tick closer than 3 to a key
+    one gives way (their labels would run into each other). `components`: the axis has a
+    bar per basis component (c, cos 1, sin 1, ...): frequency k sits between 2k-1 and 2k."""
+    step = next((s for s in (1, 2, 5, 10, 20, 50, 100) if n / s <= 8), 100)
+    regular = [x for x in range(step, n, step)]
+    key_ticks = [k for k in sorted(keys) if 0 < k < n]
+    shown = key_ticks + [x for x in regular if all(abs(x - k) >= 3 for k in key_ticks)]
+    return [(0.0, "c")] + [(2 * k - 0.5 if components else float(k), str(k)) for k in sorted(shown)]
 
 
 class FourierPane(AnalysisPane):
@@ -212,7 +216,7 @@ class FourierPane(AnalysisPane):
         if width >= snap.p + 12:  # room for one bar per component, cos and sin side by side
             ys = snap.embed_fourier_sq.tolist()
             highlight = set(snap.key_components().tolist())
-            ticks = [(0.0, "c")] + [(2 * k - 0.5, str(k)) for k in sorted(keys)]
+            ticks = freq_ticks(keys, snap.p // 2 + 1, components=True)
             title = "|W_E component|² (cos k, sin k side by side)"
         else:
             ys = snap.embed_freq_sq.tolist()
@@ -222,12 +226,12 @@ class FourierPane(AnalysisPane):
         xs = [float(i) for i in range(len(ys))]
         self.query_one("#embed-plot", Plot).show(Figure(
             title, [("", xs, ys, LINE_COLOUR)], "frequency (c = constant)", style="bars",
-            x_ticks=ticks if keys else freq_ticks(keys, len(ys)), highlight=highlight,
+            x_ticks=ticks, highlight=highlight,
         ))  # fmt: skip
         text = Text()
         names = ", ".join(map(str, sorted(keys))) or "none yet"
         text.append(f"key frequencies {names}", style="bold")
-        text.append(f" hold {snap.embed_key_share():.0%} of |W_E|²\n" + cluster_words(snap))
+        text.append(f"; they hold {snap.embed_key_share():.0%} of |W_E|²\n" + cluster_words(snap))
         if snap.op_note:
             text.append("\n" + snap.op_note, style="dim")
         self.query_one("#embed-text", Static).update(text)

@@ -176,7 +176,7 @@ class NeuronsPane(AnalysisPane):
                 yield Static("", id="neurons-info")
                 with Horizontal(id="neurons-big"):
                     yield self.make_heatmap("neuron-map", x_label="y", y_label="x")
-                    yield self.make_heatmap("neuron-spectrum", x_label="y", y_label="x")
+                    yield self.make_heatmap("neuron-spectrum", x_label="k_y", y_label="k_x")
 
     # -- public views of the state -------------------------------------------------------------
     @property
@@ -306,10 +306,11 @@ class NeuronsPane(AnalysisPane):
         n = self.neuron
         self.neuron_map.set_data(snap.neuron_acts[:, :, n], diverging=False, vmin=0.0,
                                  title=f"{n}: act(x, y)", x_label="y", y_label="x")  # fmt: skip
-        title = "|spectrum|" if self.centred else "|spectrum| raw"
+        # Its axes are Fourier components (of x down, of y across), not inputs.
+        title = "|spectrum| (k_x, k_y)" if self.centred else "|spectrum| raw (k_x, k_y)"
         self.spectrum_map.set_data(
             snap.neuron_spectrum(n, centred=self.centred, magnitude=True),
-            diverging=False, vmin=0.0, title=title, x_label="y", y_label="x",
+            diverging=False, vmin=0.0, title=title, x_label="k_y", y_label="k_x",
         )  # fmt: skip
 
     def _update_texts(self, snap: Snapshot, listed: np.ndarray) -> None:

@@ -11,6 +11,9 @@ on marked members), escape goes back to it.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
@@ -46,6 +49,7 @@ class CompareScreen(Screen[None]):
         Binding("m", "view(1)", "Measure"),
         Binding("M", "view(-1)", "Previous measure", show=False),
         Binding("l", "toggle_log", "Log y"),
+        Binding("s", "app.save_svg", "Screenshot", show=False),
         Binding("escape", "back", "Back", show=False),
     ]
 
@@ -77,6 +81,13 @@ class CompareScreen(Screen[None]):
 
     def on_unmount(self) -> None:
         self.session.stop()  # the app joins its thread before the process ends
+
+    def screenshot_target(self) -> tuple[Path | None, str]:
+        """`s` saves beside the runs compared (their common directory: a sweep's members)."""
+        runs = self.session.runs
+        if any(r.read_only for r in runs):
+            return None, "compare"
+        return Path(os.path.commonpath([str(r.path.parent) for r in runs])), "compare"
 
     def poll(self) -> None:
         if not being_removed(self) and self.session.poll():

@@ -13,8 +13,7 @@ Opened over the sweep screen (a member), escape goes back to it.
 
 from __future__ import annotations
 
-import datetime as dt
-import io
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
@@ -58,6 +57,24 @@ ANALYSIS_PANES: list[tuple[str, str, type[AnalysisPane]]] = [
     ("circuits", "Circuits", CircuitsPane),
     ("ablate", "Ablate", AblationsPane),
 ]
+
+
+def pane_key_description(name: str, step: int) -> str:
+    """What `?` lists for a pane key: 'Next neuron' (n), 'Previous neuron' (N)."""
+    fixed = {
+        "enlarge": "Enlarge",
+        "ablate": "Ablate or restore the target",
+        "mode": "Ablation mode: zero or mean",
+        "clear": "Clear all ablations",
+    }
+    if name in fixed:
+        return fixed[name]
+    if name == "target":
+        return f"{'Next' if step > 0 else 'Previous'} ablation target kind"
+    noun = {"dim": "embedding dim", "component": "basis component"}.get(name, name)
+    return f"{'Next' if step > 0 else 'Previous'} {noun}"
+
+
 PANE_KEYS = {  # key -> (pane action, step)
     "h": ("head", 1),
     "H": ("head", -1),
@@ -77,7 +94,7 @@ PANE_KEYS = {  # key -> (pane action, step)
     "T": ("target", -1),
     "a": ("ablate", 1),
     "o": ("mode", 1),
-    "x": ("clear", 1),
+    "X": ("clear", 1),
 }
 
 
@@ -85,7 +102,7 @@ ABLATE_COMMANDS = [  # palette entries of the Ablate pane's keys: action, words
     ("ablate", "Ablate or restore the target (a)"),
     ("target", "Next ablation target kind (t)"),
     ("mode", "Ablation mode: zero or mean (o)"),
-    ("clear", "Clear all ablations (x)"),
+    ("clear", "Clear all ablations (X)"),
 ]
 
 
@@ -123,10 +140,13 @@ class RunScreen(Screen[None]):
         Binding("g", "goto_epoch", "Go to epoch", show=False),
         Binding("r", "resume_training", "Resume", show=False),
         Binding("l", "toggle_log", "Log y", show=False),
+        Binding("x", "toggle_log_x", "Log epochs", show=False),
         Binding("m", "measures_view(1)", "Measures", show=False),
         Binding("M", "measures_view(-1)", "Previous measures", show=False),
-        *[
-            Binding(key, f"pane_key('{name}', {step})", name.capitalize(), show=step > 0)
+        *[  # each pane's hint line names its keys; the footer keeps room for the global ones
+            Binding(
+                key, f"pane_key('{name}', {step})", pane_key_description(name, step), show=False
+            )
             for key, (name, step) in PANE_KEYS.items()
         ],
         Binding("1", "pane('curves')", "Curves", show=False),
@@ -470,24 +490,16 @@ class RunScreen(Screen[None]):
 
         self.app.push_screen(GotoEpochScreen(timeline.epochs[0], timeline.epochs[-1]), jump)
 
+    def screenshot_target(self) -> tuple[Path | None, str]:
+        """Where `s` saves (None: a read-only run) and what the file is called."""
+        run = self.session.run
+        epoch = self.query_one(CheckpointTimeline).selected
+        stem = f"{self.active_pane_id()}-epoch{epoch or 0}"
+        return (None if run.read_only else run.path), stem
+
     def action_screenshot(self) -> None:
         """Save the screen as SVG into the run directory, and say where."""
-        app, run = self.app, self.session.run
-        epoch = self.query_one(CheckpointTimeline).selected
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        name = f"screenshot-{self.active_pane_id()}-epoch{epoch or 0}-{stamp}.svg"
-        if run.read_only:  # a served viewer: to the browser, not the run directory
-            if app.is_web:
-                app.deliver_text(io.StringIO(app.export_screenshot()), save_filename=name)
-            else:
-                self.notify("the run is open read-only: no screenshot saved", timeout=4)
-            return
-        try:
-            path = app.save_screenshot(filename=name, path=str(run.path))
-        except OSError as exc:
-            self.notify(f"cannot save a screenshot: {exc.strerror}", severity="error")
-            return
-        self.notify(f"saved {path}", title="Screenshot", timeout=6)
+        self.app.action_save_svg()  # type: ignore[attr-defined]
 
     def action_measures_view(self, step: int) -> None:
         view = self.query_one(CurvesPane).cycle_view(step)
@@ -518,6 +530,11 @@ class RunScreen(Screen[None]):
 
     def action_toggle_log(self) -> None:
         self.query_one(CurvesPane).toggle_log()
+
+    def action_toggle_log_x(self) -> None:
+        curves = self.query_one(CurvesPane)
+        curves.toggle_log_x()
+        self.notify(f"epochs on a {'log' if curves.log_x else 'linear'} axis", timeout=2)
 
     def action_pane(self, pane: str) -> None:
         self.query_one(TabbedContent).active = pane

@@ -16,11 +16,14 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
@@ -35,8 +38,10 @@ from grok_tui.ui.commands import ListedCommands
 from grok_tui.ui.screens import being_removed
 from grok_tui.ui.sessions.sweep import SweepSession
 from grok_tui.ui.widgets.phase_diagram import PhaseDiagram
+from grok_tui.ui.widgets.plot import PALETTE, Figure, Plot, sampled_series
 
 POLL_SECONDS = 1.0
+WIDE_COLUMNS = 150  # from this width the selected cell's curves are drawn beside the diagram
 
 
 # The columns that matter most first: at 80 columns the rest scroll into view.
@@ -105,8 +110,9 @@ class SweepScreen(Screen[None]):
         Binding("x", "axis('x', 1)", "X axis"),
         Binding("y", "axis('y', 1)", "Y axis"),
         Binding("f", "pin(1)", "Slice"),
-        Binding("s", "sort(1)", "Sort"),
-        Binding("S", "reverse", "Reverse", show=False),
+        Binding("o", "sort(1)", "Order"),
+        Binding("O", "reverse", "Reverse order", show=False),
+        Binding("s", "app.save_svg", "Screenshot", show=False),
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("d", "focus_diagram", "Diagram", show=False),
@@ -146,7 +152,9 @@ class SweepScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="sweep-status")
-        yield PhaseDiagram(id="diagram")
+        with Horizontal(id="sweep-top"):
+            yield PhaseDiagram(id="diagram")
+            yield Plot(id="cell-curves")
         yield Static("", id="sweep-axes")
         yield DataTable(id="members", cursor_type="row", zebra_stripes=True)
         yield Footer()
@@ -162,6 +170,12 @@ class SweepScreen(Screen[None]):
         table.focus()
         self._poller = self.set_interval(POLL_SECONDS, self.poll)
 
+    def on_resize(self) -> None:
+        wide = self.size.width >= WIDE_COLUMNS
+        if wide != self.has_class("-wide"):
+            self.set_class(wide, "-wide")
+            self.refresh_cell_curves()
+
     def on_screen_suspend(self) -> None:
         if self._poller is not None:
             self._poller.pause()  # a member or a comparison is on top: nobody sees the table
@@ -174,6 +188,10 @@ class SweepScreen(Screen[None]):
 
     def on_unmount(self) -> None:
         self.session.stop()  # the app joins it before the process ends
+
+    def screenshot_target(self) -> tuple[Path | None, str]:
+        """`s` saves into the sweep directory."""
+        return self.sweep.path, "sweep"
 
     # -- data --------------------------------------------------------------------------------
     def _member_epochs(self) -> int:
@@ -210,6 +228,32 @@ class SweepScreen(Screen[None]):
         self.refresh_diagram()
         self.refresh_table()
         self.refresh_status()
+        self.refresh_cell_curves()
+
+    def refresh_cell_curves(self) -> None:
+        """Beside the diagram (wide screens): test accuracy per epoch of the members of the
+        cell under the diagram's cursor, one curve each, so a cell's outcome can be read."""
+        if not self.has_class("-wide"):
+            return
+        plot = self.query_one("#cell-curves", Plot)
+        cell = self.query_one(PhaseDiagram).selected()
+        names = sorted(cell.members) if cell is not None else []
+        width = max(plot.size.width, 20)
+        series = []
+        for i, name in enumerate(names[: len(PALETTE)]):
+            try:
+                rows = self.watcher.run(name).read_metrics()
+            except RunError:
+                continue
+            epochs = np.array([r["epoch"] for r in rows], dtype=np.float64)
+            accs = np.array([r["test_acc"] for r in rows], dtype=np.float64)
+            series.append(sampled_series(name, epochs, accs, PALETTE[i], width))
+        where = ""
+        if cell is not None:
+            v = self.view
+            where = f" ({AXES.get(v.x_axis, v.x_axis)} {fmt_value(cell.x)}"
+            where += f", {AXES.get(v.y_axis, v.y_axis)} {fmt_value(cell.y)})" if v.y_axis else ")"
+        plot.show(Figure(f"test accuracy of the cell's members{where}", series, "epoch"))
 
     def refresh_status(self) -> None:
         counts = self.watcher.counts()
@@ -221,7 +265,8 @@ class SweepScreen(Screen[None]):
         speed = f", {self.member_epochs_per_s:,.0f} member-epochs/s" if state != "done" else ""
         text = Text()
         text.append(f"{self.sweep.path.name}", style="bold")
-        text.append(f"  {n} members: {', '.join(parts) or 'none started'}{speed}  ")
+        # Separators, not spaces alone: an SVG screenshot drops a segment's leading spaces.
+        text.append(f" · {n} members: {', '.join(parts) or 'none started'}{speed} · ")
         style = {"training": "green", "following": "cyan", "done": "bold"}.get(state, "yellow")
         text.append(state, style=style)
         if self.session.failure:
@@ -371,6 +416,7 @@ class SweepScreen(Screen[None]):
         cell = message.cell
         self.view.cell = set(cell.members) if cell is not None else None
         self.refresh_table()
+        self.refresh_cell_curves()
         self.query_one("#sweep-axes", Static).update(self.axes_line())
 
     def action_focus_diagram(self) -> None:

@@ -22,7 +22,13 @@ Pooling: the widget shrinks the array by an integer factor f (the same on both a
 ``keep_aspect`` is on, so pixels stay square). By default each pixel is the value of largest
 magnitude in its f x f block, sign kept (``pooling="maxabs"``): a mean would average a
 high-frequency pattern or a single bright Fourier coefficient away, and a pooled map would
-then show less than it holds (``pooling="mean"`` is there for smooth data). NaN is ignored;
+then show less than it holds (``pooling="mean"`` is there for smooth data). But a map with
+no negative values (a ReLU neuron's activations, an attention pattern) whose period is
+shorter than a block has its maximum in every block: max-abs pooling paints it one solid
+colour. The default, ``pooling="auto"``, decides on the pattern (`choose_pooling`): max-abs
+for a signed map; for a non-negative one whichever of max-abs, mean and a subsample (each
+block's top-left value) keeps the most variation (standard deviation), so a sparse bright
+spectrum keeps its peaks and a periodic activation map its stripes. NaN is ignored;
 edge blocks use what they hold. When the array fits with room to spare it is drawn at full
 resolution, and (``zoom``) each value becomes a k x k block of pixels, the largest k that
 fits, so small maps (p = 23, a 4 x 3 attention pattern) fill the widget.
@@ -71,7 +77,8 @@ __all__ = [
 
 HALF_BLOCK = "▀"
 ColourMode = Literal["auto", "truecolor", "256"]
-Pooling = Literal["maxabs", "mean"]
+Pooling = Literal["maxabs", "mean", "subsample", "auto"]
+POOLING_NOTE = {"maxabs": "max|·|", "mean": "mean", "subsample": "every"}
 
 _BLACK_KEY = {False: 0x000000, True: 16}  # cursor colours per reduced mode
 _WHITE_KEY = {False: 0xFFFFFF, True: 231}
@@ -98,6 +105,10 @@ def block_pool(
         raise ValueError(f"block_pool needs a 2-D array, got shape {a.shape}")
     if fy == 1 and fx == 1:
         return a
+    if how == "auto":
+        how = choose_pooling(a, fy, fx)
+    if how == "subsample":
+        return a[::fy, ::fx].copy()
     h, w = a.shape
     ph, pw = -(-h // fy), -(-w // fx)
     padded = np.full((ph * fy, pw * fx), np.nan)
@@ -113,6 +124,21 @@ def block_pool(
     counts = valid.sum(axis=(1, 3))
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / counts
+
+
+def choose_pooling(data: np.ndarray, fy: int, fx: int) -> Pooling:
+    """How to pool this map (see the module's docstring): max-abs for a signed map or one
+    that needs no pooling; for a non-negative one, the pooling whose result varies most."""
+    a = np.asarray(data, dtype=np.float64)
+    finite = a[np.isfinite(a)]
+    if (fy == 1 and fx == 1) or not finite.size or finite.min() < 0:
+        return "maxabs"
+    spread: dict[Pooling, float] = {}
+    for how in ("maxabs", "mean", "subsample"):
+        pooled = block_pool(a, fy, fx, how)
+        values = pooled[np.isfinite(pooled)]
+        spread[how] = float(values.std()) if values.size else 0.0
+    return max(spread, key=lambda h: spread[h])
 
 
 def shared_range(
@@ -401,7 +427,7 @@ class Heatmap(Widget):
         zoom: bool = True,
         show_cursor: bool = True,
         colour_mode: ColourMode = "auto",
-        pooling: Pooling = "maxabs",
+        pooling: Pooling = "auto",
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
@@ -419,6 +445,8 @@ class Heatmap(Widget):
         self._show_cursor = show_cursor
         self._colour_mode: ColourMode = colour_mode
         self._pooling: Pooling = pooling
+        self._x_names: list[str] | None = None  # tick labels per column (set_data)
+        self._pooled_how: Pooling = pooling  # what "auto" chose at the last size
         self._cursor = (0, 0)
         self._version = 0
         # Render caches: the pixel image for (data version, size, mode), strips per line.
@@ -455,8 +483,12 @@ class Heatmap(Widget):
         vmin: float | None = None,
         vmax: float | None = None,
         saturate_origin: bool = False,
+        x_names: list[str] | None = None,
     ) -> None:
         """Show a new array (copied). ``diverging=None``: diverging iff any value is < 0.
+
+        ``x_names``: what the x axis's ticks say for each column (an epoch per checkpoint),
+        instead of the column's index.
 
         ``vmin``/``vmax`` None: automatic (``colormap.resolve_range``, over the whole array,
         so colours mean the same at every size); a diverging map with one end given is made
@@ -466,6 +498,7 @@ class Heatmap(Widget):
         handler, or via ``app.call_from_thread``). Posts CursorMoved if the value under the
         cursor changed.
         """
+        self._x_names = list(x_names) if x_names is not None else None
         a = np.array(array, dtype=np.float64, copy=True)
         if a.ndim == 1:
             a = a.reshape(1, -1)
@@ -680,7 +713,11 @@ class Heatmap(Widget):
             self._keys = np.zeros((0, 0), dtype=np.int64)
             self._pooled_rgb = np.zeros((0, 0, 3), dtype=np.uint8)
             return
-        pooled = block_pool(self._data, s.fy, s.fx, self._pooling)
+        how = self._pooling
+        if how == "auto":
+            how = choose_pooling(self._data, s.fy, s.fx)
+        self._pooled_how = how
+        pooled = block_pool(self._data, s.fy, s.fx, how)
         lut = colormap.DIVERGING if self._diverging else colormap.SEQUENTIAL
         rgb = colormap.apply_lut(pooled, lut, *self._range)
         self._pooled_rgb = rgb
@@ -846,11 +883,12 @@ class Heatmap(Widget):
         assert s is not None
         w = self._data.shape[1]
         chars = [" "] * layout.dw
-        label_w = len(str(w - 1))
+        names = self._x_names if self._x_names is not None and len(self._x_names) == w else None
+        label_w = max((len(n) for n in names), default=1) if names else len(str(w - 1))
         step = _choose_step(s.kx / s.fx, label_w + 2)
         end = -2
         for t in [*range(0, w, step), w - 1]:
-            label = str(t)
+            label = names[t] if names else str(t)
             col = (t // s.fx) * s.kx
             if col > end + 1 and col + len(label) <= layout.dw:
                 chars[col : col + len(label)] = label
@@ -881,8 +919,11 @@ class Heatmap(Widget):
             notes.append(("256 colours", "heatmap--notice"))
         s = layout.scale
         if s is not None and (s.fx > 1 or s.fy > 1):
-            how = "max|·|" if self._pooling == "maxabs" else "mean"
-            notes.append((f"{s.fy}×{s.fx} {how}", "heatmap--axis"))
+            how = self._pooled_how
+            if how == "subsample":
+                notes.append((f"1 in {s.fy}×{s.fx}", "heatmap--axis"))
+            else:
+                notes.append((f"{s.fy}×{s.fx} {POOLING_NOTE.get(how, how)}", "heatmap--axis"))
         elif s is not None and (s.kx > 1 or s.ky > 1):
             zoom = f"zoom ×{s.kx}" if s.kx == s.ky else f"zoom {s.ky}×{s.kx}"
             notes.append((zoom, "heatmap--axis"))

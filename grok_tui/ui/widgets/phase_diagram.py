@@ -22,9 +22,16 @@ from textual.widget import Widget
 from grok_tui.engine.lab.phase_grid import Cell, PhaseGrid
 from grok_tui.ui.colormap import SEQUENTIAL, apply_lut
 
-GLYPH = {"comprehension": "C", "grokking": "G", "memorisation": "M", "confusion": "X"}
+GLYPH = {
+    "comprehension": "C",
+    "grokking": "G",
+    "memorisation": "M",
+    "confusion": "X",
+    "undecided": "U",  # stopped by its budget while still improving
+}
 NO_GROK_RGB = (70, 70, 70)
 EMPTY_RGB = (25, 25, 25)
+MAX_CELL_W = 40  # a cell's width: the diagram takes the width it is given, up to this
 AXIS_NAMES = {"weight_decay": "weight decay", "frac_train": "train fraction", "lr": "lr"}
 
 
@@ -60,14 +67,16 @@ def cell_lines(cell: Cell) -> tuple[str, str]:
     """Two lines: outcome and median grok epoch; spread over seeds (or what is pending)."""
     if not cell.members:
         return "", ""
-    outcome = cell.outcome
-    if outcome:
-        glyph = GLYPH[outcome]
-    else:  # nothing final yet: the most common outcome so far, in lower case
-        so_far = max(cell.provisional, key=lambda o: cell.provisional[o], default="")
-        glyph = GLYPH[so_far].lower() + "?" if so_far else "·"
-    if cell.mixed:
+    if cell.pending:  # a member may still change it: lower case, the most common so far
+        so_far = dict(cell.outcomes)
+        for o, n in cell.provisional.items():
+            so_far[o] = so_far.get(o, 0) + n
+        common = max(so_far, key=lambda o: so_far[o], default="")
+        glyph = GLYPH[common].lower() + "?" if common else "·"
+    elif cell.mixed:
         glyph = "".join(GLYPH[o] for o in GLYPH if cell.outcomes.get(o))
+    else:
+        glyph = GLYPH[cell.outcome] if cell.outcome else "·"
     median = cell.median_grok
     first = f"{glyph} {fmt_epoch(median)}" if median is not None else glyph
     spread = cell.spread
@@ -91,8 +100,9 @@ class PhaseDiagram(Widget, can_focus=True):
     BINDINGS = [
         Binding("left", "move(-1, 0)", "Cell", show=False),
         Binding("right", "move(1, 0)", "Cell", show=False),
-        Binding("up", "move(0, -1)", "Cell", show=False),
-        Binding("down", "move(0, 1)", "Cell", show=False),
+        # Rows are drawn with the largest y value on top: up goes to a larger one.
+        Binding("up", "move(0, 1)", "Cell", show=False),
+        Binding("down", "move(0, -1)", "Cell", show=False),
     ]
 
     cursor: reactive[tuple[int, int]] = reactive((0, 0))
@@ -149,7 +159,7 @@ class PhaseDiagram(Widget, can_focus=True):
         width = max(self.size.width, 30)
         y_labels = [fmt_value(y) if grid.y_axis else "" for y in grid.ys]
         label_w = max(len(s) for s in y_labels) + 1
-        cell_w = max(7, min(16, (width - label_w) // max(len(grid.xs), 1)))
+        cell_w = max(7, min(MAX_CELL_W, (width - label_w) // max(len(grid.xs), 1)))
         lo, hi = grid.grok_range or (1, 1)
         out = Text()
         if grid.y_axis:
@@ -178,7 +188,10 @@ class PhaseDiagram(Widget, can_focus=True):
 
     def legend(self, lo: float, hi: float) -> Text:
         text = Text(style="dim")
-        text.append("G grokking  C comprehension  M memorisation  X confusion  (m? so far)")
+        text.append(
+            "G grokking  C comprehension  M memorisation  X confusion  U undecided (still "
+            "improving)  (m? so far)"
+        )
         if self.grid is not None and self.grid.grok_range is not None:
             text.append("   grok epoch ")
             for i, e in enumerate(np.geomspace(max(lo, 1), max(hi, 1), 5)):

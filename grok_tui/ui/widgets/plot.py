@@ -120,6 +120,7 @@ class Figure:
     highlight: set[int] = field(default_factory=set)
     zero_line: bool = False
     legend: bool = True
+    log_x: bool = False  # epochs on a log axis (grokking spans decades); x <= 0 dropped
 
     @property
     def empty(self) -> bool:
@@ -139,8 +140,29 @@ def _bar_width(xs: list[float], fraction: float = 0.8) -> float:
     return min(1.0, fraction * (len(xs) - 1) / spread) if spread > 0 else fraction
 
 
+LEGEND_MARK = "━━"
+SHORT_PLOT = 12  # rows: below this a plot drops its x axis name to keep rows for the data
+
+
+def legend_line(fig: Figure, width: int) -> Text | None:
+    """The legend as one coloured line under the plot (None: fewer than two named series).
+    plotext draws its legend inside the frame, over the first epochs of the data."""
+    named = [(name, colour) for name, _, ys, colour in fig.series if name and ys]
+    if not fig.legend or len(named) < 2 or fig.style == "bars":
+        return None
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for i, (name, colour) in enumerate(reversed(named)):  # drawn last (on top) first
+        if i:
+            text.append("  ")
+        text.append(LEGEND_MARK + " ", style=hex_color(colour))
+        text.append(name)
+    text.truncate(width, overflow="ellipsis")
+    return text
+
+
 class Plot(PlotextPlot):
-    """Draws its `figure` at its current size; `show` replaces the figure."""
+    """Draws its `figure` at its current size, its legend on a line of its own under the
+    frame; `show` replaces the figure."""
 
     ALLOW_MAXIMIZE: ClassVar[bool | None] = True  # a pane's "enlarge" may maximise it
 
@@ -154,8 +176,18 @@ class Plot(PlotextPlot):
 
     def render(self) -> RenderResult:
         try:
-            self._draw(self.figure, max(self.size.width, 20))
-            return super().render()
+            width = max(self.size.width, 20)
+            self._draw(self.figure, width)
+            legend = legend_line(self.figure, width)
+            height = self.size.height - (1 if legend is not None else 0)
+            self._plot.plotsize(self.size.width, height)
+            self._plot._set_size(self.size.width, height)  # as PlotextPlot.render does
+            self._plot.theme(self._get_plotext_theme_name(self.app.theme))
+            text = Text.from_ansi(self._plot.build().rstrip("\n"))
+            if legend is not None:
+                text.append("\n")
+                text.append_text(legend)
+            return text
         except Exception as exc:  # a plotting library's corner case must not end the app
             return Text(f"(plot unavailable: {type(exc).__name__})", style="dim")
 
@@ -163,15 +195,17 @@ class Plot(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.xlabel(fig.x_label)
+        if self.size.height >= SHORT_PLOT or fig.style == "bars":
+            plt.xlabel(fig.x_label)
         if fig.style == "bars":
             self._bars(fig)
             return
         plotted: list[float] = []
         x_lo, x_hi = math.inf, -math.inf
-        for name, xs, ys, colour in fig.series:
+        for _name, xs, ys, colour in fig.series:
             keep = [(x, y) for x, y in zip(xs, ys, strict=True)
-                    if math.isfinite(y) and (y > 0 or not fig.log_y)]  # fmt: skip
+                    if math.isfinite(y) and (y > 0 or not fig.log_y)
+                    and (x > 0 or not fig.log_x)]  # fmt: skip
             if not keep:
                 continue
             px, py = (list(v) for v in zip(*keep, strict=True))
@@ -179,8 +213,7 @@ class Plot(PlotextPlot):
             plotted.extend(py)
             if fig.style == "stems":
                 px, py = _stems(px, py)
-            label = name if fig.legend and name else None
-            plt.plot(px, py, label=label, color=colour, marker="braille")
+            plt.plot(px, py, color=colour, marker="braille")  # the legend: `legend_line`
         if not plotted:
             plt.title(f"{fig.title}: nothing yet" if fig.title else "nothing yet")
             return
@@ -191,14 +224,20 @@ class Plot(PlotextPlot):
             plt.yticks([t for t, _ in ticks], [label for _, label in ticks])
         if fig.zero_line:
             plt.hline(0.0, color=OTHER_COLOUR)
+        if fig.log_x:
+            plt.xscale("log")
         self._x_ticks(fig, int(x_lo), int(x_hi), width)
         for x in fig.marks:
-            plt.vline(x, color=MARK_COLOUR)
-        if fig.selected is not None:
+            if x > 0 or not fig.log_x:
+                plt.vline(x, color=MARK_COLOUR)
+        if fig.selected is not None and (fig.selected > 0 or not fig.log_x):
             plt.vline(fig.selected, color=SELECTED_COLOUR)
 
     def _x_ticks(self, fig: Figure, lo: int, hi: int, width: int) -> None:
-        if fig.x_ticks == "round":
+        if fig.log_x:
+            ticks = log_ticks([float(max(lo, 1)), float(max(hi, 1))])
+            self.plt.xticks([t for t, _ in ticks], [f"{t:,.0f}" for t, _ in ticks])
+        elif fig.x_ticks == "round":
             ticks = round_ticks(hi, count=max(2, min(12, (width - 8) // 10)), first=min(lo, 0))
             self.plt.xticks(ticks, [f"{t:,}" for t in ticks])
         elif fig.x_ticks:

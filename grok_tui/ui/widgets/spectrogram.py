@@ -1,4 +1,5 @@
-"""Spectrogram: the Fourier norm of W_E or W_L per frequency (rows) over checkpoints (columns).
+"""Spectrogram: the Fourier norm of W_E or W_L per frequency (rows) over checkpoints (columns,
+their ticks labelled by epoch).
 
 A heatmap with a sequential colour map; each column is that checkpoint's spectrum as shares
 (ProgressTable.spectrum_shares), so the key frequencies show as bright rows that emerge
@@ -44,6 +45,7 @@ class Spectrogram(Heatmap):
                 f"{matrix} norm per frequency, share of each checkpoint's total "
                 f"(epochs {int(epochs[0]):,}-{int(epochs[-1]):,}; key freqs {keys})"
             ),
-            x_label=f"checkpoint ({len(epochs)})",
+            x_label="epoch",
             y_label="k",
+            x_names=[f"{int(e):,}" for e in epochs],  # a column per checkpoint, named by epoch
         )
