@@ -23,7 +23,7 @@ from tests.pty_app import PtyApp
 pytestmark = pytest.mark.slow
 
 STORM_S = float(os.environ.get("GROK_TUI_STORM_S", "120"))
-APP_KEYS = [*"123456hHnNcCbBvVzmMlfgtTaox", "space", "question_mark", "s", "r"]
+APP_KEYS = [*"123456hHnNcCbBvVzmMlfgtTaoxX", "space", "question_mark", "s", "r"]
 MOVES = ["left", "right", "shift+left", "shift+right", "home", "end", "up", "down"]
 PALETTE = ["ctrl+p", "ctrl+p", "pageup", "pagedown", "enter", "enter", "escape", "tab"]
 TYPING = [*"abcdefgoprstuw0123456789", "backspace"]
