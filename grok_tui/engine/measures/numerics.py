@@ -1,0 +1,80 @@
+"""The numerical view of a checkpoint (Prieto et al. 2025, "Grokking at the edge of numerical
+stability"): how close its train predictions are to float32's limits. No circuit needed:
+every op has them.
+
+Over the train examples, from the float32 logits of the p number classes (what the other
+progress measures read):
+
+- `softmax_collapse`: the share whose float32 softmax has collapsed: the label has the top
+  logit and the other classes' exp(z_j - z_label) sum to at most 2^-24 (half a float32 ulp
+  of 1), so float32 rounds the softmax denominator 1 + S to exactly 1, the label's
+  probability is exactly 1.0 and a float32 cross-entropy's gradient (p - 1 at the label, p_j
+  elsewhere, ~0) vanishes. S is summed in float64, so the share does not depend on the order
+  a kernel sums in. The paper's `softmax_collapse` (logger.py: the float32 sum of exp equal
+  to 1) is this for rows the label leads.
+- `zero_loss`: the share whose float32 cross-entropy is exactly 0 as this project's trainer
+  computes it (engine/core/loss.py, log1p(S): exact to float32 rounding, so it is 0 only
+  where every exp(z_j - z_label) underflows, a gap above ~104). A plain float32
+  log_softmax is 0 wherever the softmax has collapsed (a gap above ~17); the trainer's loss
+  keeps a gradient there, down to this share.
+- `logit_gap_p10`, `logit_gap_p50`, `logit_gap_p90`: quantiles (linear interpolation) of the
+  gap between each example's top logit and its runner-up. Collapse starts near
+  ln(2^24) = 16.6 for an example with one close rival (less spread, more rivals: later).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from grok_tui.engine.core.loss import member_loss_and_accuracy
+
+NUMERIC_SCALARS = (
+    "softmax_collapse",
+    "zero_loss",
+    "logit_gap_p10",
+    "logit_gap_p50",
+    "logit_gap_p90",
+)
+GAP_QUANTILES = {"logit_gap_p10": 0.1, "logit_gap_p50": 0.5, "logit_gap_p90": 0.9}
+# 1 + S rounds to 1 in float32 (round to nearest, ties to even) iff S <= 2^-24.
+COLLAPSE_REST = 2.0**-24
+
+
+def collapsed(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per row (bool): the label's float32 softmax probability is exactly 1 (module doc)."""
+    z = logits.to(torch.float64)
+    z_label = z.gather(1, labels[:, None])
+    rest = (z - z_label).exp().scatter(1, labels[:, None], 0.0).sum(1)
+    leads = (z.amax(1, keepdim=True) == z_label).squeeze(1)
+    return leads & (rest <= COLLAPSE_REST)
+
+
+def row_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each row's float32 cross-entropy as the trainer computes it: (n,)."""
+    n = len(labels)
+    with torch.no_grad():
+        return member_loss_and_accuracy(logits.float(), labels, [(0, n, 1, 0)])[0]
+
+
+def logit_gaps(logits: torch.Tensor) -> torch.Tensor:
+    """Top logit minus the runner-up, per row, in float64: (n,)."""
+    top2 = logits.to(torch.float64).topk(2, dim=1).values
+    return top2[:, 0] - top2[:, 1]
+
+
+def numerical_measures(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """NUMERIC_SCALARS of train `logits` (n, classes) against `labels` (n,); NaN if n = 0."""
+    if len(labels) == 0 or logits.shape[1] < 2:
+        return {name: math.nan for name in NUMERIC_SCALARS}
+    with torch.no_grad():
+        gaps = logit_gaps(logits)
+        qs = torch.quantile(gaps, torch.tensor(list(GAP_QUANTILES.values()), dtype=gaps.dtype,
+                                               device=gaps.device))  # fmt: skip
+        values = torch.stack([
+            collapsed(logits, labels).double().mean(),
+            (row_losses(logits, labels) == 0).double().mean(),
+            *qs,
+        ]).tolist()  # fmt: skip
+    return dict(zip(NUMERIC_SCALARS, values, strict=True))
