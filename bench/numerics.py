@@ -136,7 +136,9 @@ def main() -> int:
     for r in results:
         rows, last = r["rows"], r["rows"][-1]
         spe = last["seconds"] / max(last["epoch"], 1) * 1000
-        gaps = "/".join(f"{last[k]:.1f}" for k in ("logit_gap_p10", "logit_gap_p50", "logit_gap_p90"))
+        gaps = "/".join(
+            f"{last[k]:.1f}" for k in ("logit_gap_p10", "logit_gap_p50", "logit_gap_p90")
+        )
         print(
             f"| {r['name']} | {r['config']['weight_decay']:g} | {first(rows, 'train_acc')} | "
             f"{first(rows, 'test_acc')} | {last['test_acc']:.3f} | "

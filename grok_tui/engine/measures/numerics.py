@@ -25,6 +25,8 @@ progress measures read):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -78,3 +80,19 @@ def numerical_measures(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, 
             *qs,
         ]).tolist()  # fmt: skip
     return dict(zip(NUMERIC_SCALARS, values, strict=True))
+
+
+def checkpoint_numerics(analyzer: Any, weights: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """One checkpoint's numerical view, with its per-example parts (numpy, train order):
+    NUMERIC_SCALARS, and `logit_gap`, `collapsed`, `loss` (float32 cross-entropy) per train
+    example. `analyzer` is an engine.measures.analysis.Analyzer of the run's config."""
+    a, p = analyzer, analyzer.cfg.p
+    with torch.no_grad():
+        a.model.load_classic(weights)
+        logits = a.model.plan_logits(a.model.tables(), a.plan)[:, :p][a.train_idx]
+        labels = a.labels[a.train_idx]
+        out: dict[str, Any] = numerical_measures(logits, labels)
+        out["logit_gap"] = logit_gaps(logits).cpu().numpy()
+        out["collapsed"] = collapsed(logits, labels).cpu().numpy()
+        out["loss"] = row_losses(logits, labels).cpu().numpy()
+    return out

@@ -41,6 +41,10 @@ Measures of a `ProgressTable` for the key set S in use (engine/measures/keyfreqs
   part of the logits against the memorising rest (engine/measures/forecast.py extrapolates it).
 - average attention from `=` to each key position per head (h x 3), and the spectrograms:
   per-frequency norms of W_E and W_L over epochs (n x K), frequency-free and exact live.
+- the numerical view (Prieto et al. 2025; engine/measures/numerics.py): the share of train
+  examples whose float32 softmax has collapsed (`softmax_collapse`), whose float32 loss is
+  exactly 0 (`zero_loss`), and quantiles of the top-minus-runner-up logit gap
+  (`logit_gap_p10`, `_p50`, `_p90`). Key-set free, every op.
 
 Storage: RUN/measures.jsonl (one JSON row per record with its scalars, and one per
 (checkpoint, set) excluded loss) and RUN/measures/epoch_NNNNNNN.safetensors (the arrays).
@@ -65,6 +69,7 @@ from grok_tui.engine.core.memory import release_free_memory
 from grok_tui.engine.core.model import CLASSIC_NAMES
 from grok_tui.engine.measures import keyfreqs
 from grok_tui.engine.measures.analysis import Analyzer
+from grok_tui.engine.measures.numerics import NUMERIC_SCALARS
 from grok_tui.engine.measures.record import (
     RECORD_SCALARS,
     RECORD_VERSION,
@@ -112,6 +117,7 @@ SCALARS = (
     "neuron_frac_explained",
     "mlp_out_frac",
     "xy_share_logits",
+    *NUMERIC_SCALARS,  # the numerical view: collapse, zero loss, logit gaps (numerics.py)
 )
 MAX_LINE = 1 << 20  # a measures.jsonl line longer than this is not one we wrote
 
@@ -676,6 +682,7 @@ def build_table(
         "neuron_frac_explained": frac_explained,
         "mlp_out_frac": mlp_out,
         "xy_share_logits": arrays["trig_logits"].sum(axis=1).astype(np.float64),
+        **{name: col[name] for name in NUMERIC_SCALARS},
     }
     h = max((r.avg_attn.shape[0] for r in records), default=0)
     avg_attn = np.full((n, h, 3), math.nan)

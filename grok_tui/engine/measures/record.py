@@ -57,6 +57,7 @@ from grok_tui.engine.core import fastpath, fourier, ops
 from grok_tui.engine.core.loss import cross_entropy
 from grok_tui.engine.core.model import CLASSIC_NAMES, InputPlan
 from grok_tui.engine.measures.analysis import Analyzer
+from grok_tui.engine.measures.numerics import NUMERIC_SCALARS, numerical_measures
 from grok_tui.engine.store.untrusted import what_is_wrong
 
 RECORD_VERSION = 2
@@ -85,6 +86,7 @@ RECORD_SCALARS = (
     "gini_W_E_freq",
     "gini_W_L_freq",
     "sum_sq_weights",
+    *NUMERIC_SCALARS,  # the numerical view (engine/measures/numerics.py)
 )
 
 
@@ -247,6 +249,7 @@ class Recorder:
                 del pre, post
             logits = fastpath.direct_logits(tables, a.plan)[:, :p] + mlp_logits
             train_loss, test_loss, train_acc, test_acc = a.split_losses(logits)
+            numerics = numerical_measures(logits[a.train_idx], a.labels[a.train_idx])
 
             coeffs = self.trig_coeffs(logits)  # (K, 2, p)
             trig_logits = self.trig_shares(logits, coeffs)
@@ -285,6 +288,7 @@ class Recorder:
             "gini_W_E_freq": freq_gini(arrays["w_e_sq"]),
             "gini_W_L_freq": freq_gini(arrays["w_l_sq"]),
             "sum_sq_weights": sum(sum_sq.values()),
+            **numerics,
         }
         return Record(int(epoch), scalars, sum_sq, attn, arrays, self.sign)
 
@@ -394,6 +398,7 @@ def row_is_record(row: Any, sign: int = 1) -> bool:
         and isinstance(row.get("epoch"), int)
         and not isinstance(row.get("epoch"), bool)
         and row.get("sign", 1) == sign
+        and all(name in row for name in NUMERIC_SCALARS)  # made before they were: redo
     )
 
 

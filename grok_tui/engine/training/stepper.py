@@ -33,8 +33,8 @@ from grok_tui.engine.core.data import split_indices
 from grok_tui.engine.core.fastpath import InputPlan, last_logits, member_tables
 from grok_tui.engine.core.grokfast import make_filter
 from grok_tui.engine.core.loss import member_training_loss
-from grok_tui.engine.core.orthograd import Orthogonaliser
 from grok_tui.engine.core.model import CLASSIC_NAMES, PAPER_TRAINED, check_weights, param_shapes
+from grok_tui.engine.core.orthograd import Orthogonaliser
 
 ADAM_EPS = 1e-8  # torch's default, the paper's
 SHAPE_FIELDS = ("p", "d_model", "n_heads", "d_head", "d_mlp")
