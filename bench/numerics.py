@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -109,7 +110,13 @@ def main() -> int:
     parser.add_argument("--hold", type=int, default=500)
     parser.add_argument("--only", help="comma-separated conditions")
     parser.add_argument("--out", type=Path, default=Path("bench/numerics_results.json"))
+    parser.add_argument(
+        "--summarise", nargs="+", type=Path, help="print the table of these logs (stdout of runs)"
+    )
     args = parser.parse_args()
+    if args.summarise:
+        print_table([from_log(path) for path in args.summarise], args.epochs)
+        return 0
     torch.set_num_threads(1)
     base = preset(args.preset).replace(weight_decay=0.0, epochs=args.epochs)
     if args.p is not None:
@@ -129,7 +136,24 @@ def main() -> int:
     for name, cfg in conditions.items():
         results.append(train(name, cfg, args.epochs, args.every, args.hold))
         args.out.write_text(json.dumps(results, indent=1))
-    print(f"\n{args.preset} preset, p={base.p}, lr {base.lr:g}, {args.epochs} epochs at most")
+    print(f"\n{args.preset} preset, p={base.p}, lr {base.lr:g}")
+    print_table(results, args.epochs)
+    return 0
+
+
+def from_log(path: Path) -> dict:
+    """A condition's result from its printed rows (a run stopped early keeps what it did)."""
+    rows, name = [], ""
+    for line in path.read_text().splitlines():
+        head, _, rest = line.partition(" ")
+        if rest.startswith("{"):
+            name = head
+            rows.append(json.loads(rest))
+    return {"name": name, "config": {"weight_decay": math.nan}, "rows": rows}
+
+
+def print_table(results: list[dict], epochs: int) -> None:
+    print(f"{epochs} epochs at most")
     print("| condition | wd | train acc 99% | test acc 99% | last test acc | collapsed | "
           "zero loss | gap p10/p50/p90 | last epoch | s/epoch |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -145,7 +169,6 @@ def main() -> int:
             f"{last['softmax_collapse']:.2f} | {last['zero_loss']:.2f} | {gaps} | "
             f"{last['epoch']} | {spe:.1f} ms |"
         )
-    return 0
 
 
 if __name__ == "__main__":

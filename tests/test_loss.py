@@ -139,12 +139,14 @@ def test_stablemax_members_and_the_mixed_objective() -> None:
     rows = [slice(0, 5), slice(5, 10), slice(10, 13)]
     for kinds in ([True, False, True], [False, True, False], [True] * 3, [False] * 3):
         x = logits.clone().requires_grad_(True)
-        objective, ce, acc = member_training_loss(x, labels, segments, kinds)
+        objective, ce, _acc = member_training_loss(x, labels, segments, kinds)
         objective.backward()
         for m, r in enumerate(rows):
             y = logits[r].clone().requires_grad_(True)
             own = their_stablemax_cross_entropy if kinds[m] else reference_cross_entropy
             own(y, labels[r]).backward()
             torch.testing.assert_close(x.grad[r], y.grad, rtol=1e-9, atol=1e-15)
-            assert ce[m].item() == pytest.approx(reference_cross_entropy(logits[r], labels[r]).item())
+            assert ce[m].item() == pytest.approx(
+                reference_cross_entropy(logits[r], labels[r]).item()
+            )
             assert not ce.requires_grad

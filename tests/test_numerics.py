@@ -112,7 +112,9 @@ def test_a_record_holds_the_numerics_of_its_train_logits() -> None:
     with torch.no_grad():
         logits = hooked_model(SMALL, weights)(all_tokens(SMALL.p))[:, -1, : SMALL.p]
     data = make_dataset(SMALL)
-    ref = brute_numerics(logits[data.train_idx].double().numpy(), data.labels[data.train_idx].numpy())
+    ref = brute_numerics(
+        logits[data.train_idx].double().numpy(), data.labels[data.train_idx].numpy()
+    )
     assert 0 < ref["softmax_collapse"] < 1  # the case exercises the measure
     for name in NUMERIC_SCALARS:
         # Two forwards (TransformerLens, the fast path) round differently: a row at the
@@ -120,3 +122,92 @@ def test_a_record_holds_the_numerics_of_its_train_logits() -> None:
         tol = 1.01 / len(data.train_idx) if name in ("softmax_collapse", "zero_loss") else 1e-3
         assert record.scalars[name] == pytest.approx(ref[name], abs=tol, rel=1e-4), name
     assert all(name in record.row() for name in NUMERIC_SCALARS)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    from grok_tui.engine.store.runs import Run
+    from grok_tui.engine.training.train import Trainer
+
+    cfg = RunConfig(p=23, frac_train=0.6, lr=1e-2, weight_decay=0.0, epochs=300,
+                    checkpoint_every=100, preset="t")  # fmt: skip
+    run = Run.create(tmp_path_factory.mktemp("numerics") / "run", cfg, "cpu")
+    assert Trainer(run, "cpu").train().status == "done"
+    return run
+
+
+def test_every_way_out_carries_the_numerics(trained, tmp_path) -> None:
+    """The progress table, `analyze --json`, the CSV export and the API give the same
+    numbers, which are the brute force's on the checkpoint's train logits."""
+    from grok_tui.api import GrokRun
+    from grok_tui.engine.measures.export import export_csv
+    from grok_tui.engine.measures.report import analysis_report
+
+    run = trained
+    api = GrokRun(run)
+    table = api.measures()
+    assert list(table.epochs) == [0, 100, 200, 300]
+    report = analysis_report(run, epoch=300)
+    rows = list(csv.DictReader(export_csv(run, tmp_path / "out.csv").open()))
+    by_epoch = {int(r["epoch"]): r for r in rows}
+    data = make_dataset(run.meta().config)
+    for i, epoch in enumerate(table.epochs.tolist()):
+        weights = run.load_checkpoint(epoch)
+        with torch.no_grad():
+            logits = hooked_model(run.meta().config, weights)(all_tokens(23))[:, -1, :23]
+        train = data.train_idx
+        ref = brute_numerics(logits[train].double().numpy(), data.labels[train].numpy())
+        one = api.numerics(epoch)
+        for name in NUMERIC_SCALARS:
+            tol = 1.01 / len(train) if name in ("softmax_collapse", "zero_loss") else 1e-3
+            assert table[name][i] == pytest.approx(ref[name], abs=tol, rel=1e-4), (epoch, name)
+            assert float(by_epoch[epoch][name]) == pytest.approx(table[name][i], rel=1e-12)
+            assert one[name] == pytest.approx(table[name][i], abs=tol, rel=1e-4)
+        assert len(one["logit_gap"]) == len(train) == len(one["collapsed"]) == len(one["loss"])
+    for name in NUMERIC_SCALARS:
+        assert report[name] == pytest.approx(table[name][-1], rel=1e-12)
+    assert table["softmax_collapse"][0] == 0.0  # at init no example is anywhere near
+
+
+def test_a_record_made_before_the_numerics_existed_is_made_again(trained) -> None:
+    from grok_tui.engine.measures.progress import ProgressTracker
+
+    run = trained
+    ProgressTracker(run).update()
+    rows = run.read_measures()
+    old = [{k: v for k, v in r.items() if k not in NUMERIC_SCALARS} for r in rows]
+    run.rewrite_measures(old)
+    tracker = ProgressTracker(run)
+    assert tracker.update() == run.checkpoint_epochs()  # every record redone, with numerics
+    assert not math.isnan(tracker.table()["softmax_collapse"][-1])
+
+
+async def test_the_curves_pane_draws_the_numerical_views(trained) -> None:
+    """`m` reaches the two views; each plots its columns of the progress table."""
+    from textual.app import App, ComposeResult
+
+    from grok_tui.engine.measures.progress import progress_table
+    from grok_tui.engine.store.follow import MetricsHistory
+    from grok_tui.ui.panes.curves import CurvesPane
+
+    table = progress_table(trained)
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield CurvesPane(MetricsHistory())
+
+    app = One()
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(CurvesPane)
+        pane.set_measures(table)
+        for view, columns in (
+            ("numerics", ("softmax_collapse", "zero_loss")),
+            ("logit gap", ("logit_gap_p10", "logit_gap_p50", "logit_gap_p90")),
+        ):
+            while pane.view != view:
+                pane.cycle_view()
+            await pilot.pause()
+            _title, _log, series = pane.measure_series()
+            assert len(series) == len(columns)
+            for (_label, _xs, ys, _colour), column in zip(series, columns, strict=True):
+                assert ys == pytest.approx(list(table[column]), nan_ok=True)

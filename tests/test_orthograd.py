@@ -203,7 +203,9 @@ def test_sweep_axes(tmp_path, capsys, monkeypatch) -> None:
     assert main([*argv[:-3], "--orthogonal-grad", "maybe", "--dry-run"]) == 2
     assert "--orthogonal-grad: 'maybe' is not on/off" in capsys.readouterr().err
     grid = tmp_path / "grid.toml"
-    grid.write_text('preset = "quick"\nloss = ["cross-entropy", "stablemax"]\northogonal_grad = true\n')
+    grid.write_text(
+        'preset = "quick"\nloss = ["cross-entropy", "stablemax"]\northogonal_grad = true\n'
+    )
     assert main(["sweep", str(grid), "--dry-run"]) == 0
     assert "2 members" in capsys.readouterr().err
     members = SweepSpec(SMALL, {"orthogonal_grad": [False, True]}).validated().members()
