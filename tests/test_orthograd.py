@@ -71,7 +71,7 @@ def test_the_orthogonaliser_is_their_projection() -> None:
     OrthoGrad._orthogonalize_gradients(theirs)
     flat_w = torch.cat([p.reshape(-1) for p in params])
     flat_g = torch.cat([gr.reshape(-1) for gr in grads])
-    ours = Orthogonaliser([p.numel() for p in params], torch.device("cpu")).apply(flat_g, flat_w)
+    ours = Orthogonaliser([p.numel() for p in params]).apply(flat_g, flat_w)
     torch.testing.assert_close(ours, torch.cat([t.grad.reshape(-1) for t in theirs]))
     # What it is: per parameter, orthogonal to the parameter, with the gradient's norm.
     for part, w, gr in zip(ours.split([p.numel() for p in params]), params, grads, strict=True):

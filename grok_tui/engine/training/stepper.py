@@ -170,7 +170,7 @@ class Stepper:
                 if not state.grokfast:
                     raise ValueError("a Grokfast member past epoch 0 needs its filter state")
                 f.load(state.grokfast)
-        self.orthogonaliser = Orthogonaliser(self.layout.sizes, self.device)
+        self.orthogonaliser = Orthogonaliser(self.layout.sizes)
         self.chunk_size = chunk_size or default_chunk_size(cfgs[0], self.device)
         self._build_data()
 
