@@ -91,9 +91,10 @@ def numerical_measures(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, 
         gaps = logit_gaps(logits)
         qs = torch.quantile(gaps, torch.tensor(list(GAP_QUANTILES.values()), dtype=gaps.dtype,
                                                device=gaps.device))  # fmt: skip
+        leads, rest = label_rest(logits, labels)
         values = torch.stack([
-            collapsed(logits, labels).double().mean(),
-            zero_loss(logits, labels).double().mean(),
+            (leads & (rest <= COLLAPSE_REST)).double().mean(),
+            (leads & (rest <= ZERO_LOSS_REST)).double().mean(),
             *qs,
         ]).tolist()  # fmt: skip
     return dict(zip(NUMERIC_SCALARS, values, strict=True))
