@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -160,7 +159,8 @@ def from_log(path: Path) -> dict:
         if rest.startswith("{"):
             name = head
             rows.append(json.loads(rest))
-    return {"name": name, "config": {"weight_decay": math.nan}, "rows": rows}
+    wd = preset("quick").weight_decay if name == "ce-wd" else 0.0  # as `main` sets it
+    return {"name": name, "config": {"weight_decay": wd}, "rows": rows}
 
 
 def print_table(results: list[dict], epochs: int) -> None:
