@@ -10,6 +10,7 @@ Conditions, all from the same init and split (weight decay 0 unless named):
   vanishes on every collapsed example;
 - `stablemax`: `--loss stablemax` (theirs, float64);
 - `orthograd`: `--orthogonal-grad` with cross-entropy;
+- `both`: StableMax and ⊥Grad together;
 - `ce-wd`: cross-entropy with the preset's weight decay, the usual grokking, for reference;
 - `orthograd-paper`, `stablemax-paper`: the same with the optimiser of their transformer
   runs (run_main_experiments.sh, figure 6; utils.py defaults): lr 1e-3, beta2 0.99 and
@@ -136,6 +137,7 @@ def main() -> int:
         "ce-f32": base,
         "stablemax": base.replace(loss="stablemax"),
         "orthograd": base.replace(orthogonal_grad=True),
+        "both": base.replace(loss="stablemax", orthogonal_grad=True),
         "ce-wd": base.replace(weight_decay=preset(args.preset).weight_decay),
         "orthograd-paper": base.replace(orthogonal_grad=True, lr=1e-3, beta2=0.99),
         "stablemax-paper": base.replace(loss="stablemax", lr=1e-3, beta2=0.99),
