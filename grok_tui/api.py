@@ -9,6 +9,8 @@
     logits, cache = model.run_with_cache(run.tokens())
     snap = run.snapshot(10_000)     # the app's analysis of one checkpoint (numpy arrays)
     table = run.measures()          # progress measures of every checkpoint, and phases
+    table["softmax_collapse"]       # ... the numerical view among them (one per checkpoint)
+    n = run.numerics(10_000)        # one checkpoint's, with per-example gaps and losses
     r = run.ablate(10_000, heads=[0], freqs=[14])  # intact and ablated loss and accuracy
     r.as_dict()                     # {"epoch", "base", "ablated", "ablations"}
 
@@ -138,6 +140,18 @@ class GrokRun:
         if isinstance(epoch, str):
             raise RunError(f"epoch {epoch!r} is neither a checkpoint's epoch nor 'all'")
         return ablate_run(self.run, spec, self._epoch(epoch), self.device, self._analysis())
+
+    def numerics(self, epoch: int | None = None) -> dict[str, Any]:
+        """The numerical view of one checkpoint (Prieto et al. 2025), from a forward pass:
+        `softmax_collapse`, `zero_loss`, `logit_gap_p10/p50/p90`, and per train example
+        `logit_gap`, `collapsed`, `loss` (numpy). See grok_tui/engine/measures/numerics.py;
+        over every checkpoint the scalars are columns of `measures()`."""
+        from grok_tui.engine.measures.numerics import checkpoint_numerics
+
+        analyzer = self._analysis()
+        return checkpoint_numerics(
+            analyzer, self.run.load_checkpoint(self._epoch(epoch), analyzer.cfg)
+        )
 
     def measures(self) -> ProgressTable:
         """Progress measures of every checkpoint (cached in measures.jsonl), with `.phases()`."""

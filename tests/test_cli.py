@@ -193,7 +193,7 @@ OTHER_VALUES = {
     "p": 7, "frac_train": 0.5, "data_seed": 3, "op": "multiply", "lr": 0.002,
     "weight_decay": 0.5, "beta1": 0.8, "beta2": 0.99, "warmup_steps": 5, "epochs": 20,
     "checkpoint_every": 10, "seed": 4, "grokfast": "ema", "grokfast_alpha": 0.9,
-    "grokfast_lamb": 3.0, "grokfast_window": 50,
+    "grokfast_lamb": 3.0, "grokfast_window": 50, "loss": "stablemax", "orthogonal_grad": True,
 }  # fmt: skip
 
 
@@ -207,7 +207,8 @@ def test_every_config_field_is_an_option_of_train_and_an_axis_of_sweep() -> None
 
     assert set(OTHER_VALUES) == set(CONFIG_FIELDS)
     parser = build_parser()
-    argv = [a for f, v in OTHER_VALUES.items() for a in (flag(f), str(v))]
+    argv = [a for f, v in OTHER_VALUES.items() for a in (flag(f), str(v)) if v is not True]
+    argv += [flag(f) for f, v in OTHER_VALUES.items() if v is True]  # on/off flags
     cfg = config_from_args(parser.parse_args(["train", *argv]))
     assert cfg == preset("paper").replace(**OTHER_VALUES)
     for field, value in OTHER_VALUES.items():

@@ -72,3 +72,81 @@ def test_accuracy_is_the_share_of_rows_the_label_leads() -> None:
     assert 0 < want.item() < 0.05  # random logits: a few right, by chance
     labels = logits.argmax(-1)
     assert loss_and_accuracy(logits, labels)[1].item() == 1.0
+
+
+# -- StableMax (Prieto et al. 2025) ------------------------------------------------------------
+
+
+def their_stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """github.com/LucasPrietoAl/grokking-at-the-edge-of-numerical-stability utils.py, verbatim
+    (s, log_stablemax, stablemax_cross_entropy with reduction "mean")."""
+
+    def s(x, epsilon=1e-30):
+        return torch.where(x < 0, 1 / (1 - x + epsilon), x + 1)
+
+    def log_stablemax(x, dim=-1):
+        s_x = s(x)
+        return torch.log(s_x / torch.sum(s_x, dim=dim, keepdim=True))
+
+    labels = labels.to(torch.int64)
+    logprobs = log_stablemax(logits.to(torch.float64), dim=-1)
+    prediction_logprobs = torch.gather(logprobs, index=labels[:, None], dim=-1).to(torch.float64)
+    return -torch.mean(prediction_logprobs)
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 30.0, 1e4])
+def test_stablemax_loss_and_gradient_are_theirs(scale: float) -> None:
+    """Loss and hand-derived gradient against autograd through their definition, float64."""
+    from grok_tui.engine.core.loss import stablemax_loss
+
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(300, 24, generator=g, dtype=torch.float64) * scale
+    logits[::7] = logits[::7].abs()  # rows with every logit >= 0, the x + 1 branch only
+    labels = torch.randint(0, 24, (300,), generator=g)
+    a, b = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+    ours, theirs = stablemax_loss(a, labels), their_stablemax_cross_entropy(b, labels)
+    ours.backward()
+    theirs.backward()
+    assert ours.dtype == torch.float64
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-12)
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-18)
+
+
+def test_stablemax_on_float32_logits_computes_in_float64() -> None:
+    """As their code: float32 logits, the loss and its gradient in float64, the gradient
+    handed back in float32."""
+    from grok_tui.engine.core.loss import stablemax_loss
+
+    g = torch.Generator().manual_seed(3)
+    logits = (torch.randn(64, 114, generator=g) * 50).requires_grad_(True)
+    labels = torch.randint(0, 113, (64,), generator=g)
+    ref = logits.detach().double().requires_grad_(True)
+    stablemax_loss(logits, labels).backward()
+    their_stablemax_cross_entropy(ref, labels).backward()
+    assert logits.grad.dtype == torch.float32
+    torch.testing.assert_close(logits.grad, ref.grad.float(), rtol=1e-6, atol=1e-12)
+
+
+def test_stablemax_members_and_the_mixed_objective() -> None:
+    """Per-member means over segments; a chunk mixing losses gives each member the gradient
+    of its own loss, and the cross-entropy of all of them for the metrics."""
+    from grok_tui.engine.core.loss import member_training_loss
+
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(5 + 5 + 3, 9, generator=g, dtype=torch.float64) * 4
+    labels = torch.randint(0, 9, (13,), generator=g)
+    segments = [(0, 2, 5, 0), (2, 3, 3, 10)]  # members of 5, 5 and 3 rows
+    rows = [slice(0, 5), slice(5, 10), slice(10, 13)]
+    for kinds in ([True, False, True], [False, True, False], [True] * 3, [False] * 3):
+        x = logits.clone().requires_grad_(True)
+        objective, ce, _acc = member_training_loss(x, labels, segments, kinds)
+        objective.backward()
+        for m, r in enumerate(rows):
+            y = logits[r].clone().requires_grad_(True)
+            own = their_stablemax_cross_entropy if kinds[m] else reference_cross_entropy
+            own(y, labels[r]).backward()
+            torch.testing.assert_close(x.grad[r], y.grad, rtol=1e-9, atol=1e-15)
+            assert ce[m].item() == pytest.approx(
+                reference_cross_entropy(logits[r], labels[r]).item()
+            )
+            assert not ce.requires_grad

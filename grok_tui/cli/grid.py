@@ -113,6 +113,9 @@ def parse_values(field_name: str, text: str) -> list[Any]:
         if want is str:  # op, grokfast: names, checked when each member's config is
             out.append(part)
             continue
+        if want is bool:  # orthogonal_grad
+            out.append(bool_value(field_name, part))
+            continue
         try:
             value = want(part) if want is float else int(part)
         except ValueError:
@@ -136,12 +139,28 @@ def file_values(name: str, raw: Any) -> list[Any]:
                 raise ConfigError(f"{name}: {item!r} is not a name")
             out.append(item)
             continue
+        if want is bool:
+            if not isinstance(item, bool):
+                raise ConfigError(f"{name}: {item!r} is not true or false")
+            out.append(item)
+            continue
         if isinstance(item, bool) or not isinstance(item, (int, float)):
             raise ConfigError(f"{name}: {item!r} is not a number")
         if want is int and not isinstance(item, int):
             raise ConfigError(f"{name}: {item!r} is not an integer")
         out.append(want(item))
     return out
+
+
+BOOL_WORDS = {"true": True, "on": True, "1": True, "false": False, "off": False, "0": False}
+
+
+def bool_value(name: str, text: str) -> bool:
+    """'on', 'true', '1' / 'off', 'false', '0' (any case) -> a bool; one line otherwise."""
+    try:
+        return BOOL_WORDS[text.lower()]
+    except KeyError:
+        raise ConfigError(f"{flag(name)}: {text!r} is not on/off (true/false, 1/0)") from None
 
 
 def int_value(name: str, raw: Any) -> int:

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 from grok_tui.engine.core.config import (
     GROKFAST_MA_LAMB,
     GROKFAST_MODES,
+    LOSSES,
     OPS,
     PRESETS,
     RunConfig,
@@ -29,7 +30,7 @@ DEFAULT_RUNS_DIR = Path("runs")
 # `sweep` a comma-separated list of each (checkpoint_every: one number, the densest spacing).
 NOT_ON_COMMAND_LINE = ("preset", "d_model", "n_heads", "d_head", "d_mlp")
 CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig) if f.name not in NOT_ON_COMMAND_LINE)
-CHOICES = {"op": OPS, "grokfast": GROKFAST_MODES}
+CHOICES = {"op": OPS, "grokfast": GROKFAST_MODES, "loss": LOSSES}
 HELP = {
     "p": "the modulus, a prime (paper: 113)",
     "frac_train": "share of pairs to train on (paper: 0.3)",
@@ -47,8 +48,13 @@ HELP = {
     "grokfast_alpha": "EMA momentum (default 0.98)",
     "grokfast_lamb": "amplification (default 2.0 for ema, 5.0 for ma)",
     "grokfast_window": "MA window in steps (default 100)",
+    "loss": "the training loss (default cross-entropy; stablemax: theirs, in float64)",
+    "orthogonal_grad": "their ⊥Grad: each parameter's gradient less its component along the "
+    "parameter, rescaled to its norm, before AdamW (default off)",
 }
 GROKFAST_GROUP = "Grokfast (Lee et al. 2024): a low-pass gradient filter"
+NUMERICS_GROUP = "numerical stability (Prieto et al. 2025, Grokking at the edge of ...)"
+NUMERICS_FIELDS = ("loss", "orthogonal_grad")
 
 
 class Parser(argparse.ArgumentParser):
@@ -64,7 +70,7 @@ def flag(field: str) -> str:
 
 
 def field_type(field: str) -> type:
-    """int, float or str: the type of the field's default."""
+    """int, float, str or bool: the type of the field's default."""
     return type(getattr(RunConfig(), field))
 
 
@@ -73,10 +79,15 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run configuration (defaults: the preset's)")
     g.add_argument("--preset", choices=sorted(PRESETS), default="paper")
     gf = p.add_argument_group(GROKFAST_GROUP)
+    nm = p.add_argument_group(NUMERICS_GROUP)
     for field in CONFIG_FIELDS:
-        group = gf if field.startswith("grokfast") else g
+        group = gf if field.startswith("grokfast") else nm if field in NUMERICS_FIELDS else g
         if field in CHOICES:
             group.add_argument(flag(field), choices=CHOICES[field], help=HELP[field])
+        elif field_type(field) is bool:
+            group.add_argument(
+                flag(field), action=argparse.BooleanOptionalAction, default=None, help=HELP[field]
+            )
         else:
             group.add_argument(flag(field), type=field_type(field), help=HELP[field])
 

@@ -51,12 +51,16 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 
 def new_run_path(cfg: RunConfig) -> Path:
-    """runs/PRESET[-OP][-grokfast-MODE]-STAMP."""
+    """runs/PRESET[-OP][-grokfast-MODE][-stablemax][-orthograd]-STAMP."""
     name = cfg.preset
     if cfg.op != "add":
         name += f"-{cfg.op}"
     if cfg.grokfast != "off":
         name += f"-grokfast-{cfg.grokfast}"
+    if cfg.loss != "cross-entropy":
+        name += f"-{cfg.loss}"
+    if cfg.orthogonal_grad:
+        name += "-orthograd"
     return stamped_path(DEFAULT_RUNS_DIR, name)
 
 

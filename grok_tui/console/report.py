@@ -73,6 +73,11 @@ def render_report(report: dict[str, Any]) -> Table:
         gini[0] if isinstance(gini[0], str) else " / ".join(map(_fmt, gini)),
     )
     add("sum of squared weights", report["sum_sq_weights"])
+    if "softmax_collapse" in report:  # the numerical view (Prieto et al. 2025)
+        shares = [_fmt(report[k]) for k in ("softmax_collapse", "zero_loss")]
+        add("float32 softmax collapsed / zero loss", " / ".join(shares))
+        gaps = [_fmt(report[k]) for k in ("logit_gap_p10", "logit_gap_p50", "logit_gap_p90")]
+        add("logit gap p10 / p50 / p90", " / ".join(gaps))
     trig = [report[k] for k in ("trig_frac_pre", "trig_frac_post", "trig_frac_logits")]
     add(
         "trig frac pre / post / logits",

@@ -29,6 +29,8 @@ GROKFAST_MODES = ("off", "ema", "ma")
 MAX_GROKFAST_WINDOW = 1000  # the MA filter keeps this many gradients per member
 # Lee et al.'s defaults: EMA alpha 0.98, lamb 2.0; MA window 100, lamb 5.0.
 GROKFAST_MA_LAMB = 5.0
+# The training loss (engine/core/loss.py): cross-entropy, or Prieto et al. 2025's StableMax.
+LOSSES = ("cross-entropy", "stablemax")
 
 
 def max_tensor_elements() -> int:
@@ -69,6 +71,10 @@ class RunConfig:
     grokfast_alpha: float = 0.98
     grokfast_lamb: float = 2.0
     grokfast_window: int = 100
+    # Prieto et al. 2025 ("Grokking at the edge of numerical stability"): the training loss
+    # (LOSSES), and their orthogonal gradient (engine/core/orthograd.py) before AdamW.
+    loss: str = "cross-entropy"
+    orthogonal_grad: bool = False
 
     @property
     def d_vocab(self) -> int:
@@ -157,6 +163,8 @@ class RunConfig:
                 f"to analyse (p^2 x width above {MAX_ACTIVATIONS:,})"
             )
         self._validate_grokfast()
+        if self.loss not in LOSSES:
+            raise ConfigError(f"--loss must be one of {', '.join(LOSSES)}; got {self.loss[:40]!r}")
         if len(self.preset) > MAX_PRESET_CHARS or not self.preset.isprintable():
             raise ConfigError(f"preset name {self.preset[:20]!r}... is not a short name")
         if self.d_model != self.n_heads * self.d_head:

@@ -94,3 +94,114 @@ def reference_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch
     """The paper's loss: log_softmax in float64. The ground truth `cross_entropy` is tested on."""
     logprobs = logits.to(torch.float64).log_softmax(dim=-1)
     return -logprobs.gather(-1, labels[:, None]).mean()
+
+
+# -- StableMax (Prieto et al. 2025) ------------------------------------------------------------
+#
+# "Grokking at the edge of numerical stability", github.com/LucasPrietoAl/
+# grokking-at-the-edge-of-numerical-stability, utils.py: s(x) = x + 1 for x >= 0 and
+# 1 / (1 - x) for x < 0, StableMax(x)_i = s(x_i) / sum_j s(x_j), and the loss
+# -log StableMax(x)_label computed in float64 (`stablemax_cross_entropy`). Their s adds 1e-30
+# to 1 - x, which float64 rounds away (1 - x >= 1 there); it is left out here. Unlike softmax
+# it is not shift-invariant, and its tail decays as 1 / |x| rather than exp(x), so the
+# label's probability cannot round to 1 before its logit is ~1e16 times the rest.
+
+
+def stablemax_s(x: torch.Tensor) -> torch.Tensor:
+    """Their s(x): x + 1 for x >= 0, 1 / (1 - x) below (continuous, derivative 1 at 0)."""
+    return torch.where(x < 0, 1.0 / (1.0 - x.clamp_max(0.0)), x + 1.0)
+
+
+def stablemax_dtype(device: torch.device) -> torch.dtype:
+    """float64, as the paper computes it; float32 on MPS, which has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+class _StableMaxLoss(torch.autograd.Function):
+    """Per-member mean StableMax loss, computed (and differentiated) in float64.
+
+    With S = sum_j s(x_j), rest = S - s(x_label) (summed over j != label, no cancellation):
+
+        loss = log(S) - log(s(x_label)) = log1p(rest / s(x_label))
+        dloss/dx_j = s'(x_j) / S                              for j != label
+        dloss/dx_label = -s'(x_label) rest / (s(x_label) S)   (= s'/S - s'/s, exactly)
+
+    with s'(x) = 1 for x >= 0 and 1 / (1 - x)^2 = s(x)^2 below. The gradient is returned in
+    the logits' dtype (the paper's float64 loss backpropagates into float32 logits too).
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, segments: list[Segment]):  # type: ignore[override]
+        x = logits.to(stablemax_dtype(logits.device))
+        s = stablemax_s(x)
+        s_label = s.gather(1, labels[:, None])
+        others = s.scatter(1, labels[:, None], 0.0)
+        rest = others.sum(1, keepdim=True)
+        total = s_label + rest
+        loss = member_means(torch.log1p(rest / s_label).squeeze(1), segments)
+        ctx.segments = segments
+        ctx.logits_dtype = logits.dtype
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(x, s, labels, s_label, rest, total)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        x, s, labels, s_label, rest, total = ctx.saved_tensors
+        scale = torch.cat(
+            [
+                (grad[m0:m1, None] / n).expand(m1 - m0, n).reshape(-1)
+                for m0, m1, n, _ in ctx.segments
+            ]
+        )[:, None].to(x.dtype)
+        slope = torch.where(x < 0, s * s, torch.ones_like(s))  # s'(x)
+        grad_x = slope / total
+        slope_label = slope.gather(1, labels[:, None])
+        grad_x.scatter_(1, labels[:, None], -slope_label * rest / (s_label * total))
+        return (grad_x * scale).to(ctx.logits_dtype), None, None
+
+
+def member_stablemax_loss(
+    logits: torch.Tensor, labels: torch.Tensor, segments: list[Segment]
+) -> torch.Tensor:
+    """Mean StableMax loss of each member, (M,), in float64 (see `_StableMaxLoss`)."""
+    return _StableMaxLoss.apply(logits, labels, segments)
+
+
+def stablemax_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean StableMax loss of `logits` (batch, classes) against integer `labels`."""
+    return _StableMaxLoss.apply(logits, labels, [(0, 1, len(labels), 0)])[0]
+
+
+def member_training_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    segments: list[Segment],
+    stablemax: list[bool],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(objective, cross-entropy (M,), accuracy (M,)) of members whose loss is cross-entropy
+    or, where `stablemax[m]`, StableMax.
+
+    The objective is the sum of each member's own training loss (its gradient is each
+    member's own). The cross-entropy is every member's, whatever it trains on, so that
+    metrics compare across runs; it is detached.
+    """
+    if not any(stablemax):
+        loss, accuracy = member_loss_and_accuracy(logits, labels, segments)
+        return loss.sum(), loss.detach(), accuracy
+    stable = member_stablemax_loss(logits, labels, segments)
+    if all(stablemax):
+        with torch.no_grad():
+            loss, accuracy = member_loss_and_accuracy(logits, labels, segments)
+        return stable.sum(), loss, accuracy
+    loss, accuracy = member_loss_and_accuracy(logits, labels, segments)
+    mask = torch.tensor(stablemax, device=logits.device)
+    return torch.where(mask, stable, loss.to(stable.dtype)).sum(), loss.detach(), accuracy
+
+
+def reference_stablemax_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The paper's `stablemax_cross_entropy` (utils.py) as published, for tests."""
+    x = logits.to(torch.float64)
+    s_x = torch.where(x < 0, 1 / (1 - x + 1e-30), x + 1)
+    logprobs = torch.log(s_x / torch.sum(s_x, dim=-1, keepdim=True))
+    return -torch.mean(torch.gather(logprobs, index=labels[:, None].to(torch.int64), dim=-1))

@@ -59,6 +59,8 @@ AXES = {
     "grokfast_alpha": "gfa",
     "grokfast_lamb": "gfl",
     "grokfast_window": "gfw",
+    "loss": "loss-",
+    "orthogonal_grad": "og",
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,120}$")
 
@@ -125,6 +127,8 @@ def member_name(values: dict[str, Any]) -> str:
 
 
 def fmt_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(int(v))
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 

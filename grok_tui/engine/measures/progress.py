@@ -42,6 +42,10 @@ Measures of a `ProgressTable` for the key set S in use (engine/measures/keyfreqs
   (engine/measures/forecast.py extrapolates it).
 - average attention from `=` to each key position per head (h x 3), and the spectrograms:
   per-frequency norms of W_E and W_L over epochs (n x K), frequency-free and exact live.
+- the numerical view (Prieto et al. 2025; engine/measures/numerics.py): the share of train
+  examples whose float32 softmax has collapsed (`softmax_collapse`), whose float32 loss is
+  exactly 0 (`zero_loss`), and quantiles of the top-minus-runner-up logit gap
+  (`logit_gap_p10`, `_p50`, `_p90`). Key-set free, every op.
 
 Every op in its own basis (engine/measures/record.py): x - y for subtract, log x +- log y
 mod p - 1 in the log basis for multiply and divide (the inputs with no log a class of their
@@ -74,6 +78,7 @@ from grok_tui.engine.core.memory import release_free_memory
 from grok_tui.engine.core.model import CLASSIC_NAMES
 from grok_tui.engine.measures import keyfreqs
 from grok_tui.engine.measures.analysis import Analyzer
+from grok_tui.engine.measures.numerics import NUMERIC_SCALARS
 from grok_tui.engine.measures.record import (
     RECORD_SCALARS,
     RECORD_VERSION,
@@ -122,6 +127,7 @@ SCALARS = (
     "neuron_frac_explained",
     "mlp_out_frac",
     "xy_share_logits",
+    *NUMERIC_SCALARS,  # the numerical view: collapse, zero loss, logit gaps (numerics.py)
 )
 MAX_LINE = 1 << 20  # a measures.jsonl line longer than this is not one we wrote
 
@@ -767,6 +773,7 @@ def build_table(
         "mlp_out_frac": mlp_out,
         # The share of the logits that is a function of the label (of x + y for add).
         "xy_share_logits": np.array([label_share(r) for r in records]),
+        **{name: col[name] for name in NUMERIC_SCALARS},
     }
     h = max((r.avg_attn.shape[0] for r in records), default=0)
     avg_attn = np.full((n, h, 3), math.nan)

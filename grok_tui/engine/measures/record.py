@@ -61,6 +61,7 @@ from grok_tui.engine.core import fastpath, fourier, ops
 from grok_tui.engine.core.loss import cross_entropy
 from grok_tui.engine.core.model import CLASSIC_NAMES, InputPlan
 from grok_tui.engine.measures.analysis import Analyzer
+from grok_tui.engine.measures.numerics import NUMERIC_SCALARS, numerical_measures
 from grok_tui.engine.store.untrusted import what_is_wrong
 
 RECORD_VERSION = 2
@@ -92,6 +93,7 @@ RECORD_SCALARS = (
     "gini_W_L_freq",
     "sum_sq_weights",
     "label_share_logits",
+    *NUMERIC_SCALARS,  # the numerical view (engine/measures/numerics.py)
 )
 
 
@@ -327,6 +329,7 @@ class Recorder:
             logits = fastpath.direct_logits(tables, a.plan)[:, :p] + mlp_logits
             train_loss, test_loss, train_acc, test_acc = a.split_losses(logits)
             on_inputs = self.on_inputs(logits)
+            numerics = numerical_measures(logits[a.train_idx], a.labels[a.train_idx])
 
             w_e_sq = fourier.fft1d(m.W_E[:p], dim=0, basis=self.basis).square().sum(dim=1)
             w_l_sq = fourier.fft1d(w_l, dim=1, basis=self.basis).square().sum(dim=0)
@@ -375,6 +378,7 @@ class Recorder:
             "gini_W_L_freq": freq_gini(arrays["w_l_sq"], self.basis),
             "sum_sq_weights": sum(sum_sq.values()),
             "label_share_logits": label_share,
+            **numerics,
         }
         return Record(int(epoch), scalars, sum_sq, attn, arrays, self.sign, self.op)
 
@@ -512,6 +516,7 @@ def row_is_record(row: Any, sign: int = 1, op: str = "add") -> bool:
         and not isinstance(row.get("epoch"), bool)
         and row.get("sign", 1) == sign
         and row.get("op") == record_tag(op)
+        and all(name in row for name in NUMERIC_SCALARS)  # made before they were: redo
     )
 
 

@@ -33,6 +33,7 @@ from grok_tui.engine.core import ops
 from grok_tui.engine.measures import phases, progress
 from grok_tui.engine.measures.asof import OutlookHistory
 from grok_tui.engine.measures.forecast import GROKKED_ACC
+from grok_tui.engine.measures.numerics import NUMERIC_SCALARS
 from grok_tui.engine.measures.progress import ProgressTracker
 from grok_tui.engine.store.runs import Run, RunError
 
@@ -113,6 +114,7 @@ def analysis_report(
         "neuron_frac_explained": row["neuron_frac_explained"],
         "mlp_out_frac": row["mlp_out_frac"],
         "mlp_out_frac_per_freq": row["mlp_out_frac_per_freq"],
+        **{name: row[name] for name in NUMERIC_SCALARS},  # every op: no circuit needed
         "measure_key_freqs": list(row["key_freqs"]),
         "measure_key_provisional": table.key_history.provisional,
         "key_history": table.key_history.to_json(),

@@ -32,8 +32,9 @@ from grok_tui.engine.core.config import RunConfig
 from grok_tui.engine.core.data import split_indices
 from grok_tui.engine.core.fastpath import InputPlan, last_logits, member_tables
 from grok_tui.engine.core.grokfast import make_filter
-from grok_tui.engine.core.loss import member_loss_and_accuracy
+from grok_tui.engine.core.loss import member_training_loss
 from grok_tui.engine.core.model import CLASSIC_NAMES, PAPER_TRAINED, check_weights, param_shapes
+from grok_tui.engine.core.orthograd import Orthogonaliser
 
 ADAM_EPS = 1e-8  # torch's default, the paper's
 SHAPE_FIELDS = ("p", "d_model", "n_heads", "d_head", "d_mlp")
@@ -169,6 +170,7 @@ class Stepper:
                 if not state.grokfast:
                     raise ValueError("a Grokfast member past epoch 0 needs its filter state")
                 f.load(state.grokfast)
+        self.orthogonaliser = Orthogonaliser(self.layout.sizes)
         self.chunk_size = chunk_size or default_chunk_size(cfgs[0], self.device)
         self._build_data()
 
@@ -220,6 +222,9 @@ class Stepper:
         """Metrics (M, 4) of each member's current weights W_e: train loss, test loss, train
         accuracy, test accuracy; and, kept for `step`, the gradient of each train loss.
 
+        The losses are cross-entropy for every member; a StableMax member (`cfg.loss`) keeps
+        the gradient of its StableMax train loss (engine/core/loss.py).
+
         Chunk by chunk: a chunk's forward and backward run before the next chunk's, so its
         activations are freed (and, on a CPU, stay in cache) before the next one starts.
         """
@@ -230,13 +235,19 @@ class Stepper:
             tables = member_tables(self.weights(leaf, ch.start), p)
             segments = ch.train_plan.segments
             logits = last_logits(tables, ch.train_plan)
-            train_loss, train_acc = member_loss_and_accuracy(logits, ch.train_labels, segments)
+            stablemax = [c.loss == "stablemax" for c in self.cfgs[ch.start : ch.end]]
+            objective, train_loss, train_acc = member_training_loss(
+                logits, ch.train_labels, segments, stablemax
+            )
             with torch.no_grad():
-                test_loss, test_acc = member_loss_and_accuracy(
-                    last_logits(tables, ch.test_plan), ch.test_labels, ch.test_plan.segments
+                _, test_loss, test_acc = member_training_loss(
+                    last_logits(tables, ch.test_plan),
+                    ch.test_labels,
+                    ch.test_plan.segments,
+                    [False] * (ch.end - ch.start),
                 )
-            out.append(torch.stack([train_loss.detach(), test_loss, train_acc, test_acc], dim=1))
-            train_loss.sum().backward()
+            out.append(torch.stack([train_loss, test_loss, train_acc, test_acc], dim=1))
+            objective.backward()
             grads.extend(leaf.grad.unbind(0))
         self.grads = grads
         return out[0] if len(out) == 1 else torch.cat(out)
@@ -247,12 +258,19 @@ class Stepper:
 
     def step(self) -> None:
         """One AdamW step of every member along the gradients `measure` kept (through the
-        member's Grokfast filter, if it has one); epochs advance."""
+        member's Grokfast filter, if it has one, then its orthogonal gradient, if it has
+        one: Prieto et al.'s ⊥Grad wraps the optimiser, so it sees the filtered gradient);
+        epochs advance."""
         if len(self.grads) != self.n_members:
             raise RuntimeError("step() needs a measure() first")
         grad = [
             g if f is None else f.apply(g) for f, g in zip(self.filters, self.grads, strict=True)
         ]
+        with torch.no_grad():
+            grad = [
+                self.orthogonaliser.apply(g, self.flat[m]) if cfg.orthogonal_grad else g
+                for m, (cfg, g) in enumerate(zip(self.cfgs, grad, strict=True))
+            ]
         groups: dict[tuple[float, float, float, float], list[int]] = {}
         for m, (cfg, lr) in enumerate(zip(self.cfgs, self.lrs(), strict=True)):
             groups.setdefault((lr, cfg.weight_decay, cfg.beta1, cfg.beta2), []).append(m)

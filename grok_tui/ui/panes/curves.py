@@ -72,6 +72,18 @@ MEASURE_VIEWS: dict[str, tuple[str, bool, list[tuple[str, str]]]] = {
             ("x+y share of logits", "xy_share_logits"),
         ],
     ),
+    # The numerical view (Prieto et al. 2025): engine/measures/numerics.py.
+    "numerics": (
+        "share of train examples: float32 softmax collapsed, float32 loss exactly 0",
+        False,
+        [("collapsed", "softmax_collapse"), ("zero loss", "zero_loss")],
+    ),
+    "logit gap": (
+        "top minus runner-up logit over train examples, p10/p50/p90 "
+        "(float32 softmax collapses above ~17, exp underflows above ~104)",
+        False,
+        [("p10", "logit_gap_p10"), ("p50", "logit_gap_p50"), ("p90", "logit_gap_p90")],
+    ),
     "attention": ("average attention from = to x, per head", False, []),
     "forecast": (
         "grok forecast made at each checkpoint, its interval, the truth once known",
