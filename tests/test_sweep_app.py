@@ -84,16 +84,21 @@ async def test_the_sweep_screen_shows_the_diagram_and_the_members(tiny_sweep) ->
         assert len(member_names(app)) == 4
 
 
-async def test_enter_on_a_member_whose_run_json_is_broken_marks_it_and_stays(
-    tiny_sweep, tmp_path
-) -> None:
-    """Before, the member's app failed to open and the whole sweep screen ended with it."""
+def copied_sweep_app(tiny_sweep, tmp_path):
+    """A copy of the shared tiny sweep (a test may damage or write into it) and its app."""
     import shutil
 
     path = tmp_path / "sweep"
     shutil.copytree(tiny_sweep, path)
     sweep = Sweep.open(path)
-    app = make_sweep_app(sweep, "cpu", view=SweepView(sort="member"))
+    return path, sweep, make_sweep_app(sweep, "cpu", view=SweepView(sort="member"))
+
+
+async def test_enter_on_a_member_whose_run_json_is_broken_marks_it_and_stays(
+    tiny_sweep, tmp_path
+) -> None:
+    """Before, the member's app failed to open and the whole sweep screen ended with it."""
+    _, sweep, app = copied_sweep_app(tiny_sweep, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         broken, sound = member_names(app)[:2]
@@ -114,12 +119,7 @@ async def test_enter_on_a_member_whose_run_json_is_broken_marks_it_and_stays(
 async def test_screenshots_are_saved_from_the_sweep_and_compare_screens(tiny_sweep, tmp_path):
     """Before, `s` sorted the sweep table and the palette's Screenshot saved nothing there
     nor on the compare screen."""
-    import shutil
-
-    path = tmp_path / "sweep"
-    shutil.copytree(tiny_sweep, path)
-    sweep = Sweep.open(path)
-    app = make_sweep_app(sweep, "cpu", view=SweepView(sort="member"))
+    path, _, app = copied_sweep_app(tiny_sweep, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         sort = app.screen.view.sort
