@@ -16,6 +16,7 @@
 # Every figure goes to one file, $OUT/gpu_check.txt (bench/out/ without $OUT), as lines
 # "figure KEY: VALUE"; a step that failed or timed out still writes its keys, with
 # "MISSING (...)" and the log to look at. Logs of each step sit beside it in gpu_check_logs/.
+# --limit-scale N multiplies every step's time limit (a loaded machine).
 # tests/test_gpu_check.py (slow) runs it with --device cpu --small and checks every key.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,11 +24,13 @@ cd "$(dirname "$0")/.."
 device=cuda
 small=0
 setup=1
+scale=1  # --limit-scale N: every step's time limit times N (a loaded machine; the test)
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --device) device="$2"; shift 2 ;;
         --small) small=1; shift ;;
         --no-setup) setup=0; shift ;;
+        --limit-scale) scale="$2"; shift 2 ;;
         -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -48,7 +51,7 @@ since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; 
 # step NAME SECONDS COMMAND...: run it under a timeout, its output to the step's log. The
 # timeout interrupts (SIGINT) so pytest still prints how far it got; KILL 10 s later.
 step() {
-    local name="$1" limit="$2" start rc
+    local name="$1" limit=$(( $2 * scale )) start rc
     shift 2
     start=$EPOCHREALTIME
     timeout -s INT -k 10 "$limit" "$@" > "$logs/$name.log" 2>&1

@@ -280,14 +280,15 @@ def test_a_resume_state_of_the_torch_adamw_trainer_still_resumes(tmp_path) -> No
         torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
-def grok_epochs(stepper: Stepper, limit: int) -> list[int | None]:
-    """First epoch with test accuracy >= 99% of each member, training up to `limit`."""
+def grok_epochs(stepper: Stepper, limit: int, watched: int | None = None) -> list[int | None]:
+    """First epoch with test accuracy >= 99% of each member, training up to `limit` or until
+    the first `watched` members (all by default) have grokked."""
     found: list[int | None] = [None] * stepper.n_members
     for epoch in range(limit + 1):
         for m, row in enumerate(stepper.measure().tolist()):
             if found[m] is None and row[3] >= 0.99:
                 found[m] = epoch
-        if None not in found:
+        if None not in found[:watched]:
             break
         stepper.step()
     return found
@@ -298,20 +299,19 @@ def test_a_quick_member_groks_when_its_single_run_does() -> None:
     """The issue asks for a batched quick-preset member to grok within 5% of its single
     run's epoch. The epoch itself moves more than that under rounding-level noise: runs
     from initial weights perturbed by 1e-7 (relative) grok up to ~15% away (measured: 919
-    to 1074 around 932). So: on a CPU (chunks of one) the member groks at exactly its
-    single run's epoch; batched three to a chunk, it is no further from it than the
-    farthest of six such perturbed runs, plus 5%."""
+    to 1074 around 932). So: batched three to a chunk, the member is no further from its
+    single run than the farthest of three such perturbed runs, plus 5%. (That a chunk of
+    one reproduces the single run bit for bit, the CPU default, is pinned by
+    test_on_a_cpu_members_reproduce_their_single_runs_bit_for_bit, in a few seconds.)"""
     cfg = preset("quick")
     cfgs = [cfg, cfg.replace(seed=1), cfg.replace(weight_decay=1.0)]
     torch.manual_seed(0)
     w0 = paper_init(cfg)
-    noisy = [{n: t * (1 + 1e-7 * torch.randn_like(t)) for n, t in w0.items()} for _ in range(6)]
-    singles = Stepper([cfg] * 7, "cpu", [MemberState(0, w) for w in [w0, *noisy]], chunk_size=1)
+    noisy = [{n: t * (1 + 1e-7 * torch.randn_like(t)) for n, t in w0.items()} for _ in range(3)]
+    singles = Stepper([cfg] * 4, "cpu", [MemberState(0, w) for w in [w0, *noisy]], chunk_size=1)
     alone, *spread = grok_epochs(singles, 2000)
     assert alone is not None and None not in spread
-    cpu = grok_epochs(Stepper(cfgs, "cpu", [MemberState(0, paper_init(c)) for c in cfgs]), 2000)
-    assert cpu[0] == alone
     states = [MemberState(0, paper_init(c)) for c in cfgs]
-    batched = grok_epochs(Stepper(cfgs, "cpu", states, chunk_size=3), 2000)[0]
+    batched = grok_epochs(Stepper(cfgs, "cpu", states, chunk_size=3), 2000, watched=1)[0]
     rounding = max(abs(e - alone) for e in spread)
     assert batched is not None and abs(batched - alone) <= rounding + 0.05 * alone

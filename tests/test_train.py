@@ -29,7 +29,9 @@ def epochs_of(run: Run) -> list[int]:
 
 @pytest.mark.slow
 def test_quick_preset_groks(tmp_path) -> None:
-    cfg = preset("quick")
+    """The quick preset groks near epoch 1,000 (RESULTS); 1,600 of its 3,000 epochs leave
+    60% headroom for other CPUs' rounding and halve the test's time."""
+    cfg = preset("quick").replace(epochs=1600)
     run = Run.create(tmp_path / "quick", cfg, TEST_DEVICE)
     result = Trainer(run, TEST_DEVICE).train()
     assert result.status == "done" and result.epoch == cfg.epochs
