@@ -1,0 +1,234 @@
+"""The fast path's training step written out by hand: forward, loss and every gradient.
+
+`fastpath` computes the last position from per-token tables and lets autograd take the
+gradient; here the same maths runs with the gradient in closed form, which autograd only
+finds through a few hundred small nodes and copies:
+
+    forward   scores, values and both read-outs of every key as ONE table (R, V + d_mlp):
+              columns [W_U read (the direct logits) | W_in read (the MLP input)]; per
+              example one embedding bag fills a (B, V + d_mlp) buffer, the ReLU runs in
+              place on its MLP half and the logits accumulate in place into its first V
+              columns (logits = direct + post @ W_L): no concatenation, no copy.
+    backward  G = dloss/dlogits (the loss's own formulas, engine/core/loss.py) and
+              dpre = (G @ W_L^T) * [pre > 0] share one (B, V + d_mlp) buffer, so the
+              gradient of every table row is ONE sparse product S^T @ [G | dpre] and the
+              gradient of every attention weight ONE sampled product; dW_L = post^T G.
+              The O(p) table gradient follows by hand (`_table_backward`).
+
+Every trained gradient is written straight into the member's flat gradient row (views
+from the caller). tests/test_closed_form.py compares the forward and each gradient with
+autograd through `fastpath` (itself pinned to TransformerLens in tests/test_model.py).
+
+Coverage: whatever the stepper trains. Cross-entropy and StableMax members (and a mix)
+get G from loss.py by differentiating the loss alone; Grokfast and ⊥Grad act on the
+gradient row afterwards; batched members use the plan's member segments (one GEMM per
+member block, batched where a block has several members). The autograd step stays in the
+stepper as the reference (`Stepper(gradient="autograd")`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from grok_tui.engine.core.fastpath import InputPlan, blocks
+from grok_tui.engine.core.loss import member_training_loss
+
+
+@dataclass
+class TableForward:
+    """The O(p) part of the forward of M members, kept for the backward."""
+
+    eq: torch.Tensor  # (M, d) the residual stream at `=` before attention
+    resid: torch.Tensor  # (M, K, d) every key's residual stream (K = 2p + 1)
+    q: torch.Tensor  # (M, h, e) the query at `=`
+    qk: torch.Tensor  # (M, h, d) W_K q: a key's score is resid . qk (+ q . b_K)
+    scores: torch.Tensor  # (M, h, K) scaled attention scores
+    v: torch.Tensor  # (M, h, K, e) every key's value
+    eq_resid: torch.Tensor  # (M, d) `=`'s residual stream after attention, less its output
+    w_read: torch.Tensor  # (M, d, V + d_mlp) [W_U | W_in]
+    ov: torch.Tensor  # (M, h, e, V + d_mlp) W_O [W_U | W_in]
+    table: torch.Tensor  # (M R, V + d_mlp) every key's value as read, plus constants
+    w_l: torch.Tensor  # (M, d_mlp, V) W_out W_U
+
+
+def table_forward(w: Mapping[str, torch.Tensor], p: int) -> TableForward:
+    """`fastpath.member_tables` with both read-outs in one table (no autograd)."""
+    w_e, w_pos, w_u = w["W_E"], w["W_pos"], w["W_U"]
+    n_members, n_heads, _, d_head = w["W_Q"].shape
+    eq = w_e[:, p] + w_pos[:, 2]
+    resid = torch.cat([w_e[:, :p] + w_pos[:, 0:1], w_e[:, :p] + w_pos[:, 1:2], eq[:, None]], 1)
+    q = torch.matmul(eq[:, None, None, :], w["W_Q"]).squeeze(2) + w["b_Q"]
+    qk = torch.matmul(w["W_K"], q[..., None]).squeeze(-1)
+    q_bk = (q * w["b_K"]).sum(-1)
+    scores = torch.baddbmm(q_bk[..., None], qk, resid.transpose(1, 2)).mul_(1 / math.sqrt(d_head))
+    v = torch.matmul(resid[:, None], w["W_V"]) + w["b_V"][:, :, None]
+    eq_resid = eq + w["b_O"]
+    w_read = torch.cat([w_u, w["W_in"]], 2)
+    direct_bias = torch.bmm(w["b_out"][:, None], w_u).squeeze(1) + w["b_U"]
+    const = torch.bmm(eq_resid[:, None], w_read).squeeze(1) + torch.cat([direct_bias, w["b_in"]], 1)
+    ov = torch.matmul(w["W_O"], w_read[:, None])
+    table = torch.matmul(v, ov)  # (M, h, K, W)
+    # Each head's pattern sums to 1, so adding const / h to every row adds const once.
+    table.add_(const.div_(n_heads)[:, None, None])
+    return TableForward(
+        eq, resid, q, qk, scores, v, eq_resid, w_read, ov,
+        table.view(-1, table.shape[-1]), torch.bmm(w["W_out"], w_u),
+    )  # fmt: skip
+
+
+def _table_backward(
+    w: Mapping[str, torch.Tensor],
+    f: TableForward,
+    p: int,
+    grad_scores: torch.Tensor,
+    grad_table: torch.Tensor,
+    grad_w_l: torch.Tensor,
+    out: Mapping[str, torch.Tensor],
+) -> None:
+    """Gradients of the trained weights from those of the scores (M, h, K), the table
+    (M, h, K, W) and W_L (M, d_mlp, V), written into `out` (views (M, *shape))."""
+    w_u, w_o = w["W_U"], w["W_O"]
+    n_members, n_heads, d_model, d_head = w["W_Q"].shape
+    n_vocab = w_u.shape[2]
+    # table = v @ ov + const / h on every row
+    grad_const = grad_table.sum((1, 2)).div_(n_heads)  # (M, W)
+    grad_ov = torch.matmul(f.v.transpose(-1, -2), grad_table)  # (M, h, e, W)
+    grad_v = torch.matmul(grad_table, f.ov.transpose(-1, -2))  # (M, h, K, e)
+    # ov = W_O @ w_read; const = eq_resid @ w_read + [b_out @ W_U + b_U | b_in]
+    grad_read = torch.baddbmm(
+        f.eq_resid[:, :, None] * grad_const[:, None, :],
+        w_o.reshape(n_members, n_heads * d_head, d_model).transpose(1, 2),
+        grad_ov.reshape(n_members, n_heads * d_head, -1),
+    )  # (M, d, W)
+    out["W_O"].copy_(torch.matmul(grad_ov, f.w_read.transpose(1, 2)[:, None]))
+    grad_eq = torch.bmm(f.w_read, grad_const[..., None]).squeeze(-1)  # via eq_resid
+    grad_direct = grad_const[:, :n_vocab]
+    out["W_in"].copy_(grad_read[:, :, n_vocab:])
+    out["b_in"].copy_(grad_const[:, n_vocab:])
+    out["b_out"].copy_(torch.bmm(w_u, grad_direct[..., None]).squeeze(-1))
+    # W_U: read directly, through the direct bias (b_out @ W_U) and through W_L = W_out W_U
+    grad_w_u = torch.baddbmm(grad_read[:, :, :n_vocab], w["W_out"].transpose(1, 2), grad_w_l)
+    out["W_U"].copy_(grad_w_u.addcmul_(w["b_out"][:, :, None], grad_direct[:, None, :]))
+    out["W_out"].copy_(torch.bmm(grad_w_l, w_u.transpose(1, 2)))
+    # v = resid @ W_V + b_V
+    out["W_V"].copy_(torch.matmul(f.resid.transpose(1, 2)[:, None], grad_v))
+    grad_resid = torch.matmul(grad_v, w["W_V"].transpose(-1, -2)).sum(1)  # (M, K, d)
+    # scores = (resid . qk + q . b_K) / sqrt(e)
+    grad_s = grad_scores * (1 / math.sqrt(d_head))
+    grad_resid.baddbmm_(grad_s.transpose(1, 2), f.qk)
+    grad_qk = torch.bmm(grad_s, f.resid)  # (M, h, d)
+    grad_q = torch.matmul(grad_qk[:, :, None, :], w["W_K"]).squeeze(2)
+    grad_q.addcmul_(grad_s.sum(-1, keepdim=True), w["b_K"])
+    out["W_K"].copy_(grad_qk[..., None] * f.q[:, :, None, :])
+    # q = eq @ W_Q + b_Q
+    out["W_Q"].copy_(f.eq[:, None, :, None] * grad_q[:, :, None, :])
+    grad_eq += torch.matmul(w["W_Q"], grad_q[..., None]).squeeze(-1).sum(1)
+    grad_eq += grad_resid[:, 2 * p]
+    # resid = [W_E[:p] + W_pos[0], W_E[:p] + W_pos[1], W_E[p] + W_pos[2]]
+    grad_w_e, grad_w_pos = out["W_E"], out["W_pos"]
+    grad_w_e[:, :p] = grad_resid[:, :p] + grad_resid[:, p : 2 * p]
+    grad_w_e[:, p] = grad_eq
+    grad_w_pos[:, 0] = grad_resid[:, :p].sum(1)
+    grad_w_pos[:, 1] = grad_resid[:, p : 2 * p].sum(1)
+    grad_w_pos[:, 2] = grad_eq
+
+
+def _softmax_last(scores: torch.Tensor) -> torch.Tensor:
+    """Softmax over the short last axis, in place (as `fastpath._SoftmaxLast`)."""
+    e = scores.sub_(scores.amax(-1, keepdim=True)).exp_()
+    return e.div_(e.sum(-1, keepdim=True))
+
+
+class ClosedFormStep:
+    """One chunk's measure-and-gradient: its train and test plans, and their structures.
+
+    `measure` returns the (M, 4) metrics [train loss, test loss, train acc, test acc] of
+    the weights given and writes the gradient of each member's training objective into
+    `grad_out` (views (M, *shape) of the members' flat gradient rows).
+    """
+
+    def __init__(self, train: InputPlan, test: InputPlan, dtype: torch.dtype) -> None:
+        self.train, self.test = train, test
+        self.structure = train.structure(dtype)  # S's sparsity, for the sampled product
+
+    def _forward(self, f: TableForward, plan: InputPlan) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pattern (B, h, 3), [logits | post] (B, W)) of a plan's examples."""
+        n_vocab = f.w_l.shape[2]
+        scores = f.scores.reshape(-1)[plan.idx].view(plan.batch, plan.n_heads, 3)
+        pattern = _softmax_last(scores)
+        out = F.embedding_bag(
+            plan.idx, f.table, per_sample_weights=pattern.view(plan.batch, -1), mode="sum"
+        )
+        logits, post = out[:, :n_vocab], out[:, n_vocab:]
+        post.relu_()
+        for seg in plan.segments:
+            m0, m1 = seg[0], seg[1]
+            if m1 - m0 == 1:
+                blocks(logits, seg)[0].addmm_(blocks(post, seg)[0], f.w_l[m0])
+            else:
+                blocks(logits, seg).baddbmm_(blocks(post, seg), f.w_l[m0:m1])
+        return pattern, out
+
+    def measure(
+        self,
+        w: Mapping[str, torch.Tensor],
+        train_labels: torch.Tensor,
+        test_labels: torch.Tensor,
+        stablemax: Sequence[bool],
+        grad_out: Mapping[str, torch.Tensor],
+    ) -> torch.Tensor:
+        p, plan = self.train.p, self.train
+        f = table_forward(w, p)
+        n_vocab = f.w_l.shape[2]
+        pattern, out = self._forward(f, plan)
+        logits, post = out[:, :n_vocab], out[:, n_vocab:]
+        with torch.enable_grad():  # the loss alone: its gradient is loss.py's own formula
+            leaf = logits.detach().requires_grad_(True)
+            objective, train_loss, train_acc = member_training_loss(
+                leaf, train_labels, plan.segments, list(stablemax)
+            )
+            (grad_logits,) = torch.autograd.grad(objective, leaf)
+        _, test_out = self._forward(f, self.test)
+        _, test_loss, test_acc = member_training_loss(
+            test_out[:, :n_vocab], test_labels, self.test.segments, [False] * len(stablemax)
+        )
+        del test_out
+        # [G | dpre] in one buffer: G = dloss/dlogits, dpre = (G @ W_L^T) masked by the ReLU.
+        grad = torch.empty_like(out)
+        grad_l, grad_pre = grad[:, :n_vocab], grad[:, n_vocab:]
+        grad_l.copy_(grad_logits)
+        grad_w_l = torch.empty_like(f.w_l)
+        for seg in plan.segments:
+            m0, m1 = seg[0], seg[1]
+            g_seg, post_seg, pre_seg = blocks(grad_l, seg), blocks(post, seg), blocks(grad_pre, seg)
+            if m1 - m0 == 1:
+                pre_seg[0].addmm_(g_seg[0], f.w_l[m0].T, beta=0)
+                torch.mm(post_seg[0].T, g_seg[0], out=grad_w_l[m0])
+            else:
+                pre_seg.baddbmm_(g_seg, f.w_l[m0:m1].transpose(1, 2), beta=0)
+                torch.bmm(post_seg.transpose(1, 2), g_seg, out=grad_w_l[m0:m1])
+        torch.ops.aten.threshold_backward.grad_input(grad_pre, post, 0.0, grad_input=grad_pre)
+        # Each attention weight's gradient: its example's [G | dpre] . its table row.
+        grad_pattern = torch.sparse.sampled_addmm(self.structure, grad, f.table.T, beta=0.0)
+        grad_pattern = grad_pattern.values().view_as(pattern)
+        grad_scores_ex = grad_pattern.sub_((grad_pattern * pattern).sum(-1, keepdim=True))
+        grad_scores_ex.mul_(pattern)
+        grad_scores = f.scores.new_zeros(f.scores.numel())
+        grad_scores.index_add_(0, plan.col, grad_scores_ex.view(-1))
+        grad_table = plan.transposed(pattern.view(-1)) @ grad
+        n_members, n_heads = f.scores.shape[0], f.scores.shape[1]
+        _table_backward(
+            w,
+            f,
+            p,
+            grad_scores.view_as(f.scores),
+            grad_table.view(n_members, n_heads, -1, grad.shape[1]),
+            grad_w_l,
+            grad_out,
+        )
+        return torch.stack([train_loss, test_loss, train_acc, test_acc], dim=1)
