@@ -2,28 +2,38 @@
 
 `fastpath` computes the last position from per-token tables and lets autograd take the
 gradient; here the same maths runs with the gradient in closed form, which autograd only
-finds through a few hundred small nodes and copies:
+finds through a few hundred small nodes and copies. Three rewrites cut the per-example work,
+the part of an epoch that is not the float32 GEMMs:
 
-    forward   scores, values and both read-outs of every key as ONE table (R, V + d_mlp):
-              columns [W_U read (the direct logits) | W_in read (the MLP input)]; per
-              example one embedding bag fills a (B, V + d_mlp) buffer, the ReLU runs in
-              place on its MLP half and the logits accumulate in place into its first V
-              columns (logits = direct + post @ W_L): no concatenation, no copy.
-    backward  G = dloss/dlogits (the loss's own formulas, engine/core/loss.py) and
-              dpre = (G @ W_L^T) * [pre > 0] share one (B, V + d_mlp) buffer, so the
-              gradient of every table row is ONE sparse product S^T @ [G | dpre] and the
-              gradient of every attention weight ONE sampled product; dW_L = post^T G.
-              The O(p) table gradient follows by hand (`_table_backward`).
+- One table for both read-outs: columns [W_U read (direct logits) | W_in read (MLP input)].
+  One embedding bag fills a (B, V + d_mlp) buffer; the ReLU runs in place on its MLP half
+  and the logits accumulate in place into its first V columns (direct + post @ W_L).
+- Eight rows per example, not 12: each head's pattern sums to 1, so with T the table of
+  `fastpath` (row (head, t), keys t = x, p + y, = at 2p),
 
-Every trained gradient is written straight into the member's flat gradient row (views
-from the caller). tests/test_closed_form.py compares the forward and each gradient with
-autograd through `fastpath` (itself pinned to TransformerLens in tests/test_model.py).
+      sum_h sum_j a_hj T[h, t_j] = C + sum_h a_h0 T'[h, x] + a_h1 T'[h, p + y]
+      T'[h, t] = T[h, t] - T[h, 2p],   C = sum_h T[h, 2p]
+
+  (C is a ninth row of weight 1, the same for every example: it stays in the L1 cache).
+  The gradient of a weight a_hj is then g . T'[h, t_j], and the `=` key's is 0: softmax's
+  backward ignores a shift of all three by g . T[h, 2p], so nothing is lost.
+- Examples sorted by (x, y) within a member (the loss is a mean: order only changes
+  rounding), so consecutive examples read the same x rows.
+
+The backward: G = dloss/dlogits (the loss's own formulas, engine/core/loss.py, by
+differentiating the loss alone) and dpre = (G @ W_L^T) * [pre > 0] share one (B, W) buffer,
+so every table row's gradient is ONE weighted bag over it (S^T @ [G | dpre]) and every
+attention weight's ONE sampled product; dW_L = post^T G; the O(p) table gradient follows by
+hand (`_table_backward`), written straight into the members' flat gradient rows.
+
+tests/test_closed_form.py compares the forward and each gradient with autograd through
+`fastpath` (itself pinned to TransformerLens in tests/test_model.py).
 
 Coverage: whatever the stepper trains. Cross-entropy and StableMax members (and a mix)
-get G from loss.py by differentiating the loss alone; Grokfast and ⊥Grad act on the
-gradient row afterwards; batched members use the plan's member segments (one GEMM per
-member block, batched where a block has several members). The autograd step stays in the
-stepper as the reference (`Stepper(gradient="autograd")`).
+get G from loss.py; Grokfast and ⊥Grad act on the gradient row afterwards; batched members
+use the plan's member segments (one GEMM per member block, batched where a block has
+several members). The autograd step stays in the stepper as the reference
+(`Stepper(gradient="autograd")`); no option falls back to it.
 """
 
 from __future__ import annotations
@@ -50,14 +60,14 @@ class TableForward:
     scores: torch.Tensor  # (M, h, K) scaled attention scores
     v: torch.Tensor  # (M, h, K, e) every key's value
     eq_resid: torch.Tensor  # (M, d) `=`'s residual stream after attention, less its output
-    w_read: torch.Tensor  # (M, d, V + d_mlp) [W_U | W_in]
-    ov: torch.Tensor  # (M, h, e, V + d_mlp) W_O [W_U | W_in]
-    table: torch.Tensor  # (M R, V + d_mlp) every key's value as read, plus constants
+    w_read: torch.Tensor  # (M, d, W) [W_U | W_in], W = V + d_mlp
+    ov: torch.Tensor  # (M, h, e, W) W_O [W_U | W_in]
+    table: torch.Tensor  # (M h 2p + M, W) rows T'[m, h, t], then the rows C[m]
     w_l: torch.Tensor  # (M, d_mlp, V) W_out W_U
 
 
 def table_forward(w: Mapping[str, torch.Tensor], p: int) -> TableForward:
-    """`fastpath.member_tables` with both read-outs in one table (no autograd)."""
+    """`fastpath.member_tables` as the eight-row table T' and the constant rows C."""
     w_e, w_pos, w_u = w["W_E"], w["W_pos"], w["W_U"]
     n_members, n_heads, _, d_head = w["W_Q"].shape
     eq = w_e[:, p] + w_pos[:, 2]
@@ -69,16 +79,21 @@ def table_forward(w: Mapping[str, torch.Tensor], p: int) -> TableForward:
     v = torch.matmul(resid[:, None], w["W_V"]) + w["b_V"][:, :, None]
     eq_resid = eq + w["b_O"]
     w_read = torch.cat([w_u, w["W_in"]], 2)
+    width = w_read.shape[2]
     direct_bias = torch.bmm(w["b_out"][:, None], w_u).squeeze(1) + w["b_U"]
     const = torch.bmm(eq_resid[:, None], w_read).squeeze(1) + torch.cat([direct_bias, w["b_in"]], 1)
     ov = torch.matmul(w["W_O"], w_read[:, None])
-    table = torch.matmul(v, ov)  # (M, h, K, W)
-    # Each head's pattern sums to 1, so adding const / h to every row adds const once.
-    table.add_(const.div_(n_heads)[:, None, None])
+    n_rows = n_members * n_heads * 2 * p
+    table = eq.new_empty(n_rows + n_members, width)
+    # T'[h, t] = T[h, t] - T[h, 2p] = (v[h, t] - v[h, 2p]) @ ov[h]: the constants cancel.
+    torch.matmul(v[:, :, : 2 * p] - v[:, :, 2 * p :], ov, out=table[:n_rows].view(
+        n_members, n_heads, 2 * p, width))  # fmt: skip
+    # C = sum_h T[h, 2p] = sum_h v[h, 2p] @ ov[h] + const
+    v_eq = v[:, :, 2 * p].reshape(n_members, 1, -1)
+    torch.baddbmm(const[:, None], v_eq, ov.reshape(n_members, -1, width), out=table[n_rows:, None])
     return TableForward(
-        eq, resid, q, qk, scores, v, eq_resid, w_read, ov,
-        table.view(-1, table.shape[-1]), torch.bmm(w["W_out"], w_u),
-    )  # fmt: skip
+        eq, resid, q, qk, scores, v, eq_resid, w_read, ov, table, torch.bmm(w["W_out"], w_u)
+    )
 
 
 def _table_backward(
@@ -86,12 +101,20 @@ def _table_backward(
     f: TableForward,
     p: int,
     grad_scores: torch.Tensor,
-    grad_table: torch.Tensor,
+    grad_slots: torch.Tensor,
     grad_w_l: torch.Tensor,
     out: Mapping[str, torch.Tensor],
 ) -> None:
     """Gradients of the trained weights from those of the scores (M, h, K), the table
-    (M, h, K, W) and W_L (M, d_mlp, V), written into `out` (views (M, *shape))."""
+    rows T' and C (as `TableForward.table`) and W_L (M, d_mlp, V), written into `out`
+    (views (M, *shape))."""
+    n_members, n_heads = f.scores.shape[0], f.scores.shape[1]
+    n_rows = n_members * n_heads * 2 * p
+    grad_c = grad_slots[n_rows:]  # (M, W)
+    grad_t = grad_slots[:n_rows].view(n_members, n_heads, 2 * p, -1)
+    # back to fastpath's T: T[h, t < 2p] reaches the loss through T' only; T[h, 2p] through
+    # C and, negated, through every T'[h, t]
+    grad_table = torch.cat([grad_t, grad_c[:, None, None] - grad_t.sum(2, keepdim=True)], 2)
     w_u, w_o = w["W_U"], w["W_O"]
     n_members, n_heads, d_model, d_head = w["W_Q"].shape
     n_vocab = w_u.shape[2]
@@ -144,26 +167,83 @@ def _softmax_last(scores: torch.Tensor) -> torch.Tensor:
     return e.div_(e.sum(-1, keepdim=True))
 
 
+class Slots:
+    """Which rows of `TableForward.table` each example reads: per head its x and y rows of
+    T' (ascending, head by head), then its member's C; the S of `fastpath.InputPlan` with
+    2h + 1 entries a row, as CSR (for the sampled product) and transposed (for the bag
+    that sums each table row's gradient)."""
+
+    def __init__(self, plan: InputPlan) -> None:
+        p, h, device = plan.p, plan.n_heads, plan.x.device
+        self.width = 2 * h + 1
+        n_rows = plan.n_members * h * 2 * p
+        base = plan.member[:, None] * (h * 2 * p) + torch.arange(h, device=device) * (2 * p)
+        keys = torch.stack([base + plan.x[:, None], base + p + plan.y[:, None]], 2)
+        const = n_rows + plan.member[:, None]
+        self.idx = torch.cat([keys.reshape(plan.batch, 2 * h), const], 1)  # (B, 2h + 1)
+        col = self.idx.flatten()
+        self.rows = n_rows + plan.n_members
+        self.structure = torch.sparse_csr_tensor(
+            torch.arange(0, col.numel() + 1, self.width, device=device),
+            col,
+            torch.ones(col.numel(), device=device),
+            (plan.batch, self.rows),
+            check_invariants=False,
+        )
+        self.perm = torch.argsort(col, stable=True)
+        per_row = torch.bincount(col, minlength=self.rows)
+        self.offsets = torch.cat([per_row.new_zeros(1), per_row.cumsum(0)])[:-1]
+        self.examples = torch.div(self.perm, self.width, rounding_mode="floor")
+
+
+def sorted_by_input(plan: InputPlan, labels: torch.Tensor) -> tuple[InputPlan, torch.Tensor]:
+    """The plan's examples sorted by (member, x, y), and their labels."""
+    key = (plan.member * plan.p + plan.x) * plan.p + plan.y
+    order = torch.argsort(key, stable=True)
+    sorted_plan = InputPlan(plan.x[order], plan.y[order], plan.p, plan.n_heads, plan.counts)
+    return sorted_plan, labels[order]
+
+
 class ClosedFormStep:
-    """One chunk's measure-and-gradient: its train and test plans, and their structures.
+    """One chunk's measure-and-gradient: its train and test examples (sorted by input) and
+    the structures of their table reads.
 
     `measure` returns the (M, 4) metrics [train loss, test loss, train acc, test acc] of
     the weights given and writes the gradient of each member's training objective into
     `grad_out` (views (M, *shape) of the members' flat gradient rows).
     """
 
-    def __init__(self, train: InputPlan, test: InputPlan, dtype: torch.dtype) -> None:
-        self.train, self.test = train, test
-        self.structure = train.structure(dtype)  # S's sparsity, for the sampled product
+    def __init__(
+        self,
+        train: InputPlan,
+        train_labels: torch.Tensor,
+        test: InputPlan,
+        test_labels: torch.Tensor,
+        dtype: torch.dtype,
+    ) -> None:
+        self.train, self.train_labels = sorted_by_input(train, train_labels)
+        self.test, self.test_labels = sorted_by_input(test, test_labels)
+        self.train_slots, self.test_slots = Slots(self.train), Slots(self.test)
+        self.train_slots.structure = self.train_slots.structure.to(dtype)
+        self.weights = {
+            "train": torch.ones(self.train.batch, self.train_slots.width, dtype=dtype),
+            "test": torch.ones(self.test.batch, self.test_slots.width, dtype=dtype),
+        }
+        self.weights = {k: t.to(train.x.device) for k, t in self.weights.items()}
 
-    def _forward(self, f: TableForward, plan: InputPlan) -> tuple[torch.Tensor, torch.Tensor]:
-        """(pattern (B, h, 3), [logits | post] (B, W)) of a plan's examples."""
-        n_vocab = f.w_l.shape[2]
-        scores = f.scores.reshape(-1)[plan.idx].view(plan.batch, plan.n_heads, 3)
+    def forward(
+        self, f: TableForward, which: str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(pattern (B, h, 3), bag weights (B, 2h + 1), [logits | post] (B, W)) of the train
+        or test examples."""
+        plan, slots = (self.train, self.train_slots) if which == "train" else (
+            self.test, self.test_slots)  # fmt: skip
+        n_vocab, h = f.w_l.shape[2], plan.n_heads
+        scores = f.scores.reshape(-1)[plan.idx].view(plan.batch, h, 3)
         pattern = _softmax_last(scores)
-        out = F.embedding_bag(
-            plan.idx, f.table, per_sample_weights=pattern.view(plan.batch, -1), mode="sum"
-        )
+        weights = self.weights[which]  # its last column stays 1 (the C row)
+        weights[:, : 2 * h].view(plan.batch, h, 2).copy_(pattern[:, :, :2])
+        out = F.embedding_bag(slots.idx, f.table, per_sample_weights=weights, mode="sum")
         logits, post = out[:, :n_vocab], out[:, n_vocab:]
         post.relu_()
         for seg in plan.segments:
@@ -172,32 +252,30 @@ class ClosedFormStep:
                 blocks(logits, seg)[0].addmm_(blocks(post, seg)[0], f.w_l[m0])
             else:
                 blocks(logits, seg).baddbmm_(blocks(post, seg), f.w_l[m0:m1])
-        return pattern, out
+        return pattern, weights, out
 
     def measure(
         self,
         w: Mapping[str, torch.Tensor],
-        train_labels: torch.Tensor,
-        test_labels: torch.Tensor,
         stablemax: Sequence[bool],
         grad_out: Mapping[str, torch.Tensor],
     ) -> torch.Tensor:
-        p, plan = self.train.p, self.train
+        plan, slots, p = self.train, self.train_slots, self.train.p
         f = table_forward(w, p)
-        n_vocab = f.w_l.shape[2]
-        pattern, out = self._forward(f, plan)
+        n_vocab, h = f.w_l.shape[2], plan.n_heads
+        _, _, test_out = self.forward(f, "test")
+        _, test_loss, test_acc = member_training_loss(
+            test_out[:, :n_vocab], self.test_labels, self.test.segments, [False] * len(stablemax)
+        )
+        del test_out
+        pattern, weights, out = self.forward(f, "train")
         logits, post = out[:, :n_vocab], out[:, n_vocab:]
         with torch.enable_grad():  # the loss alone: its gradient is loss.py's own formula
             leaf = logits.detach().requires_grad_(True)
             objective, train_loss, train_acc = member_training_loss(
-                leaf, train_labels, plan.segments, list(stablemax)
+                leaf, self.train_labels, plan.segments, list(stablemax)
             )
             (grad_logits,) = torch.autograd.grad(objective, leaf)
-        _, test_out = self._forward(f, self.test)
-        _, test_loss, test_acc = member_training_loss(
-            test_out[:, :n_vocab], test_labels, self.test.segments, [False] * len(stablemax)
-        )
-        del test_out
         # [G | dpre] in one buffer: G = dloss/dlogits, dpre = (G @ W_L^T) masked by the ReLU.
         grad = torch.empty_like(out)
         grad_l, grad_pre = grad[:, :n_vocab], grad[:, n_vocab:]
@@ -213,22 +291,20 @@ class ClosedFormStep:
                 pre_seg.baddbmm_(g_seg, f.w_l[m0:m1].transpose(1, 2), beta=0)
                 torch.bmm(post_seg.transpose(1, 2), g_seg, out=grad_w_l[m0:m1])
         torch.ops.aten.threshold_backward.grad_input(grad_pre, post, 0.0, grad_input=grad_pre)
-        # Each attention weight's gradient: its example's [G | dpre] . its table row.
-        grad_pattern = torch.sparse.sampled_addmm(self.structure, grad, f.table.T, beta=0.0)
-        grad_pattern = grad_pattern.values().view_as(pattern)
-        grad_scores_ex = grad_pattern.sub_((grad_pattern * pattern).sum(-1, keepdim=True))
-        grad_scores_ex.mul_(pattern)
+        # d/d a_hj = [G | dpre] . T'[h, t_j] for the x and y keys; 0 for `=` (see above).
+        dots = torch.sparse.sampled_addmm(slots.structure, grad, f.table.T, beta=0.0).values()
+        grad_pattern = torch.zeros_like(pattern)
+        grad_pattern[:, :, :2] = dots.view(plan.batch, -1)[:, : 2 * h].view(plan.batch, h, 2)
+        grad_pattern.sub_((grad_pattern * pattern).sum(-1, keepdim=True)).mul_(pattern)
         grad_scores = f.scores.new_zeros(f.scores.numel())
-        grad_scores.index_add_(0, plan.col, grad_scores_ex.view(-1))
-        grad_table = plan.transposed(pattern.view(-1)) @ grad
-        n_members, n_heads = f.scores.shape[0], f.scores.shape[1]
-        _table_backward(
-            w,
-            f,
-            p,
-            grad_scores.view_as(f.scores),
-            grad_table.view(n_members, n_heads, -1, grad.shape[1]),
-            grad_w_l,
-            grad_out,
+        grad_scores.index_add_(0, plan.col, grad_pattern.view(-1))
+        # Each table row's gradient: the weighted sum of its examples' [G | dpre] rows.
+        grad_slots = F.embedding_bag(
+            slots.examples,
+            grad,
+            slots.offsets,
+            per_sample_weights=weights.view(-1)[slots.perm],
+            mode="sum",
         )
+        _table_backward(w, f, p, grad_scores.view_as(f.scores), grad_slots, grad_w_l, grad_out)
         return torch.stack([train_loss, test_loss, train_acc, test_acc], dim=1)

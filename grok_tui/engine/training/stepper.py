@@ -212,7 +212,7 @@ class Stepper:
             label_tables = [tables[c.op, c.data_seed] for c in cfgs]
             train = self._plan([splits[k][0] for k in keys], label_tables, p, h)
             test = self._plan([splits[k][1] for k in keys], label_tables, p, h)
-            closed = ClosedFormStep(train[0], test[0], self.dtype)
+            closed = ClosedFormStep(*train, *test, self.dtype)
             self.chunks.append(_Chunk(start, end, *train, *test, closed))
         # Every member's gradient row, written in place by the closed-form step each epoch.
         self.grad_rows = torch.empty_like(self.flat)
@@ -252,11 +252,7 @@ class Stepper:
                 stablemax = [c.loss == "stablemax" for c in self.cfgs[ch.start : ch.end]]
                 out.append(
                     ch.closed_form.measure(
-                        self.weights(rows, ch.start),
-                        ch.train_labels,
-                        ch.test_labels,
-                        stablemax,
-                        self.layout.split(grad),
+                        self.weights(rows, ch.start), stablemax, self.layout.split(grad)
                     )
                 )
         self.grads = list(self.grad_rows.unbind(0))
