@@ -45,8 +45,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from grok_tui.engine.core.fastpath import InputPlan, blocks
-from grok_tui.engine.core.loss import member_training_loss
+from grok_tui.engine.core.fastpath import InputPlan, Segment, blocks
+from grok_tui.engine.core.loss import member_means, member_training_loss
 
 
 @dataclass
@@ -167,6 +167,36 @@ def _softmax_last(scores: torch.Tensor) -> torch.Tensor:
     return e.div_(e.sum(-1, keepdim=True))
 
 
+def cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    segments: list[Segment],
+    out: torch.Tensor,
+    row_scale: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-member (mean cross-entropy, accuracy) by loss.py's exact formula, in few passes.
+
+    `out` (the logits' shape) receives exp(z_j) for j != label (0 at the label); with
+    `row_scale` (B, 1), the derivative of the members' summed mean losses by each logit
+    instead (row_scale = 1 / the member's example count): loss.py's backward, written
+    where the caller wants it.
+    """
+    shift = logits.amax(1, keepdim=True)
+    z_label = logits.gather(1, labels[:, None]).sub_(shift)  # <= 0
+    others = torch.sub(logits, shift, out=out).exp_()
+    others.scatter_(1, labels[:, None], 0.0)
+    rest = others.sum(1, keepdim=True)  # sum over j != label of exp(z_j)
+    label_term = z_label.exp()
+    row_loss = (torch.log1p(rest + (label_term - 1.0)) - z_label).squeeze(1)
+    loss = member_means(row_loss, segments)
+    accuracy = member_means((z_label == 0).squeeze(1).to(logits.dtype), segments)
+    if row_scale is not None:
+        total = label_term + rest
+        others.mul_(row_scale / total)
+        others.scatter_(1, labels[:, None], -rest / total * row_scale)
+    return loss, accuracy
+
+
 class Slots:
     """Which rows of `TableForward.table` each example reads: per head its x and y rows of
     T' (ascending, head by head), then its member's C; the S of `fastpath.InputPlan` with
@@ -224,6 +254,8 @@ class ClosedFormStep:
         self.train, self.train_labels = sorted_by_input(train, train_labels)
         self.test, self.test_labels = sorted_by_input(test, test_labels)
         self.train_slots, self.test_slots = Slots(self.train), Slots(self.test)
+        counts = torch.tensor(self.train.counts, device=train.x.device)
+        self.row_scale = (1.0 / counts.to(dtype))[self.train.member][:, None]
         self.train_slots.structure = self.train_slots.structure.to(dtype)
         self.weights = {
             "train": torch.ones(self.train.batch, self.train_slots.width, dtype=dtype),
@@ -239,7 +271,7 @@ class ClosedFormStep:
         plan, slots = (self.train, self.train_slots) if which == "train" else (
             self.test, self.test_slots)  # fmt: skip
         n_vocab, h = f.w_l.shape[2], plan.n_heads
-        scores = f.scores.reshape(-1)[plan.idx].view(plan.batch, h, 3)
+        scores = f.scores.reshape(-1).index_select(0, plan.col).view(plan.batch, h, 3)
         pattern = _softmax_last(scores)
         weights = self.weights[which]  # its last column stays 1 (the C row)
         weights[:, : 2 * h].view(plan.batch, h, 2).copy_(pattern[:, :, :2])
@@ -264,22 +296,28 @@ class ClosedFormStep:
         f = table_forward(w, p)
         n_vocab, h = f.w_l.shape[2], plan.n_heads
         _, _, test_out = self.forward(f, "test")
-        _, test_loss, test_acc = member_training_loss(
-            test_out[:, :n_vocab], self.test_labels, self.test.segments, [False] * len(stablemax)
+        test_logits = test_out[:, :n_vocab]
+        test_loss, test_acc = cross_entropy(
+            test_logits, self.test_labels, self.test.segments, torch.empty_like(test_logits)
         )
-        del test_out
+        del test_out, test_logits
         pattern, weights, out = self.forward(f, "train")
         logits, post = out[:, :n_vocab], out[:, n_vocab:]
-        with torch.enable_grad():  # the loss alone: its gradient is loss.py's own formula
-            leaf = logits.detach().requires_grad_(True)
-            objective, train_loss, train_acc = member_training_loss(
-                leaf, self.train_labels, plan.segments, list(stablemax)
-            )
-            (grad_logits,) = torch.autograd.grad(objective, leaf)
         # [G | dpre] in one buffer: G = dloss/dlogits, dpre = (G @ W_L^T) masked by the ReLU.
         grad = torch.empty_like(out)
         grad_l, grad_pre = grad[:, :n_vocab], grad[:, n_vocab:]
-        grad_l.copy_(grad_logits)
+        if not any(stablemax):
+            train_loss, train_acc = cross_entropy(
+                logits, self.train_labels, plan.segments, grad_l, self.row_scale
+            )
+        else:  # StableMax members: G by differentiating loss.py's objective alone
+            with torch.enable_grad():
+                leaf = logits.detach().requires_grad_(True)
+                objective, train_loss, train_acc = member_training_loss(
+                    leaf, self.train_labels, plan.segments, list(stablemax)
+                )
+                (grad_logits,) = torch.autograd.grad(objective, leaf)
+            grad_l.copy_(grad_logits)
         grad_w_l = torch.empty_like(f.w_l)
         for seg in plan.segments:
             m0, m1 = seg[0], seg[1]
