@@ -1,10 +1,13 @@
 """Stepping M models of one shape as one batched model: pure tensors, no files.
 
 Every trained weight of every member lives in one (M, P) tensor, a row per member, so the
-forward takes views of it with a leading member axis (`fastpath`) and autograd returns the
-gradient of all members as one (M, P) tensor. Each member's loss is the mean over its own
-train set and the step minimises their sum, whose gradient with respect to a member's row
-is that member's own gradient: members never mix.
+forward takes views of it with a leading member axis, and the gradient of all members is
+one preallocated (M, P) tensor, written in place each epoch by the closed-form step
+(engine/core/closed_form.py: the forward and backward by hand, no autograd graph). Each
+member's loss is the mean over its own train set and the step minimises their sum, whose
+gradient with respect to a member's row is that member's own gradient: members never mix.
+`gradient="autograd"` computes the same gradient with autograd through `fastpath` (the
+reference the tests compare with; tests/test_closed_form.py).
 
 AdamW is torch's own (the functional `adamw`, fused where the device has it), called once
 per set of members that share hyperparameters this step, on their rows: a member's update
