@@ -199,11 +199,11 @@ def cross_entropy(
 
 class Slots:
     """Which rows of `TableForward.table` each example reads: per head its x and y rows of
-    T' (ascending, head by head), then its member's C; the S of `fastpath.InputPlan` with
-    2h + 1 entries a row, as CSR (for the sampled product) and transposed (for the bag
-    that sums each table row's gradient)."""
+    T' (ascending, head by head), then its member's C: the S of `fastpath.InputPlan` with
+    2h + 1 entries a row. Its 2h key entries as CSR (for the sampled product) and all of
+    it transposed (for the bag that sums each table row's gradient)."""
 
-    def __init__(self, plan: InputPlan) -> None:
+    def __init__(self, plan: InputPlan, dtype: torch.dtype) -> None:
         p, h, device = plan.p, plan.n_heads, plan.x.device
         self.width = 2 * h + 1
         n_rows = plan.n_members * h * 2 * p
@@ -213,10 +213,11 @@ class Slots:
         self.idx = torch.cat([keys.reshape(plan.batch, 2 * h), const], 1)  # (B, 2h + 1)
         col = self.idx.flatten()
         self.rows = n_rows + plan.n_members
-        self.structure = torch.sparse_csr_tensor(
-            torch.arange(0, col.numel() + 1, self.width, device=device),
-            col,
-            torch.ones(col.numel(), device=device),
+        keys = keys.reshape(-1)
+        self.keys = torch.sparse_csr_tensor(
+            torch.arange(0, keys.numel() + 1, 2 * h, device=device),
+            keys,
+            torch.ones(keys.numel(), dtype=dtype, device=device),
             (plan.batch, self.rows),
             check_invariants=False,
         )
@@ -253,10 +254,9 @@ class ClosedFormStep:
     ) -> None:
         self.train, self.train_labels = sorted_by_input(train, train_labels)
         self.test, self.test_labels = sorted_by_input(test, test_labels)
-        self.train_slots, self.test_slots = Slots(self.train), Slots(self.test)
+        self.train_slots, self.test_slots = Slots(self.train, dtype), Slots(self.test, dtype)
         counts = torch.tensor(self.train.counts, device=train.x.device)
         self.row_scale = (1.0 / counts.to(dtype))[self.train.member][:, None]
-        self.train_slots.structure = self.train_slots.structure.to(dtype)
         self.weights = {
             "train": torch.ones(self.train.batch, self.train_slots.width, dtype=dtype),
             "test": torch.ones(self.test.batch, self.test_slots.width, dtype=dtype),
@@ -330,9 +330,9 @@ class ClosedFormStep:
                 torch.bmm(post_seg.transpose(1, 2), g_seg, out=grad_w_l[m0:m1])
         torch.ops.aten.threshold_backward.grad_input(grad_pre, post, 0.0, grad_input=grad_pre)
         # d/d a_hj = [G | dpre] . T'[h, t_j] for the x and y keys; 0 for `=` (see above).
-        dots = torch.sparse.sampled_addmm(slots.structure, grad, f.table.T, beta=0.0).values()
+        dots = torch.sparse.sampled_addmm(slots.keys, grad, f.table.T, beta=0.0).values()
         grad_pattern = torch.zeros_like(pattern)
-        grad_pattern[:, :, :2] = dots.view(plan.batch, -1)[:, : 2 * h].view(plan.batch, h, 2)
+        grad_pattern[:, :, :2] = dots.view(plan.batch, h, 2)
         grad_pattern.sub_((grad_pattern * pattern).sum(-1, keepdim=True)).mul_(pattern)
         grad_scores = f.scores.new_zeros(f.scores.numel())
         grad_scores.index_add_(0, plan.col, grad_pattern.view(-1))
