@@ -3,8 +3,9 @@
 Reference: the paper's loop on a plain TransformerLens model (full forward over all three
 positions, float64 log_softmax, AdamW step, test loss every epoch under inference_mode).
 Fast: grok-tui's Trainer step (per-token tables, last position only, train and test metrics
-of the same weights, AdamW step), with its closed-form gradient (engine/core/closed_form.py,
-what training uses) and, as before issue 21, with autograd through `fastpath`. Blocks of each
+of the same weights, AdamW step): "fast loop" with its closed-form gradient
+(engine/core/closed_form.py, what training uses), "fast loop, autograd" with autograd through
+`fastpath` (the fast loop before issue 21). Blocks of each
 alternate, so drifting machine load hits all; ratios are medians of per-block ratios. The
 CPU model and the load average (before and after) are printed beside the figures.
 
@@ -214,21 +215,22 @@ def main() -> int:
     print(f"device: {device} ({name}), torch {torch.__version__}, {threads} threads, "
           f"OMP_WAIT_POLICY={wait}")  # fmt: skip
     print(f"{args.preset} preset (p = {cfg.p}); {load_before} before, {load_after} after")
-    labels = {"reference": "reference loop", "autograd": "fast, autograd",
-              "closed-form": "fast, closed form"}  # fmt: skip
-    for key, times in ms.items():
-        print(f"{labels[key] + ':':19s}{med(times):8.2f} ms/epoch  (blocks: "
-              + ", ".join(f"{x:.1f}" for x in times) + ")")  # fmt: skip
-    print(f"GEMM floor:        {med(floor_ms):8.2f} ms/epoch  (blocks: "
+    labels = {"reference": "reference loop", "closed-form": "fast loop",
+              "autograd": "fast loop, autograd"}  # fmt: skip
+    for key in ("reference", "closed-form", "autograd"):
+        if key in ms:
+            print(f"{labels[key] + ':':21s}{med(ms[key]):8.2f} ms/epoch  (blocks: "
+                  + ", ".join(f"{x:.1f}" for x in ms[key]) + ")")  # fmt: skip
+    print(f"GEMM floor:          {med(floor_ms):8.2f} ms/epoch  (blocks: "
           + ", ".join(f"{x:.1f}" for x in floor_ms) + ")")  # fmt: skip
     names = ("logits, all inputs", "grad_post, train", "grad_W_L, train")
     for gemm, times in zip(names, floor.kernels, strict=True):
         dnn = f", oneDNN {times[1]:.2f} ms" if len(times) > 1 else ""
         print(f"  {gemm}: torch.matmul {times[0]:.2f} ms{dnn} (best of 5, at start)")
-    for key in ("autograd", "closed-form"):
+    for key in ("closed-form", "autograd"):
         shares = [g / f for g, f in zip(floor_ms, ms[key], strict=True)]
         line = (
-            f"{labels[key]}: at {med(shares):.0%} of the GEMM floor's speed (median of "
+            f"{labels[key]} at {med(shares):.0%} of the GEMM floor's speed (median of "
             f"per-block floor / loop; min {min(shares):.0%}, max {max(shares):.0%})"
         )
         if "reference" in ms:
@@ -238,7 +240,7 @@ def main() -> int:
         print(line)
     gain = [a / c for a, c in zip(ms["autograd"], ms["closed-form"], strict=True)]
     spread = f"min {min(gain):.2f}x, max {max(gain):.2f}x"
-    print(f"closed form / autograd speed: {med(gain):.2f}x ({spread})")
+    print(f"fast loop / fast loop with autograd, speed: {med(gain):.2f}x ({spread})")
     print(
         f"Trainer.train() with I/O: {full:.1f} epochs/s = {1e3 / full:.2f} ms/epoch "
         f"({args.full_epochs} epochs, checkpoint every {cfg.checkpoint_every}; closed form)"
