@@ -78,6 +78,20 @@ def references() -> list[tuple[list[list[float]], dict[str, torch.Tensor]]]:
     return [reference_run(cfg, BASE.epochs) for cfg in MEMBERS]
 
 
+def single_stepper_run(
+    cfg: RunConfig, epochs: int, device: str = "cpu"
+) -> tuple[list[list[float]], dict[str, torch.Tensor]]:
+    """`reference_run`'s rows and final weights from a single-member stepper: training's
+    own arithmetic (the closed-form gradient), which a group's members reproduce."""
+    stepper = Stepper([cfg], device, [MemberState(0, paper_init(cfg))])
+    rows = []
+    for epoch in range(epochs + 1):
+        rows.append(stepper.measure()[0].tolist())
+        if epoch < epochs:
+            stepper.step()
+    return rows, stepper.export([0])[0].weights
+
+
 @pytest.fixture(scope="module")
 def references64() -> list[tuple[list[list[float]], dict[str, torch.Tensor]]]:
     return [reference_run(cfg, BASE.epochs, dtype=torch.float64) for cfg in MEMBERS]
@@ -185,13 +199,7 @@ def test_on_a_cpu_members_reproduce_their_single_runs_bit_for_bit(references) ->
         finals = stepper.export(range(3))
         for m, (ref_rows, weights) in enumerate(references):
             if gradient == "closed-form":
-                alone = Stepper([MEMBERS[m]], "cpu", [MemberState(0, paper_init(MEMBERS[m]))])
-                ref_rows = []
-                for epoch in range(BASE.epochs + 1):
-                    ref_rows.append(alone.measure()[0].tolist())
-                    if epoch < BASE.epochs:
-                        alone.step()
-                weights = alone.export([0])[0].weights
+                ref_rows, weights = single_stepper_run(MEMBERS[m], BASE.epochs)
             assert [h[m] for h in rows] == ref_rows
             final = finals[m].weights
             assert all(torch.equal(final[name], tensor) for name, tensor in weights.items())
@@ -219,8 +227,9 @@ def test_each_member_reads_its_own_split() -> None:
     assert test_counts == [c.p**2 - c.n_train for c in MEMBERS]
 
 
-def test_a_diverging_member_stops_alone(tmp_path, references) -> None:
+def test_a_diverging_member_stops_alone(tmp_path) -> None:
     # lr 1e12: the first real step throws the weights to ~1e12 and the logits overflow.
+    # The others train as their single runs (bit for bit on a CPU, chunks of one).
     bad = BASE.replace(lr=1e12, warmup_steps=0, seed=5)
     cfgs = [MEMBERS[0], bad, MEMBERS[2]]
     runs = [Run.create(tmp_path / f"m{i}", c, TEST_DEVICE) for i, c in enumerate(cfgs)]
@@ -233,7 +242,8 @@ def test_a_diverging_member_stops_alone(tmp_path, references) -> None:
     assert runs[1].checkpoint_epochs() == [0]
     last = runs[1].read_metrics()[-1]
     assert not (math.isfinite(last["train_loss"]) and math.isfinite(last["test_loss"]))
-    for run, (rows, _) in zip([runs[0], runs[2]], [references[0], references[2]], strict=True):
+    for run, cfg in zip([runs[0], runs[2]], [cfgs[0], cfgs[2]], strict=True):
+        rows, _ = single_stepper_run(cfg, BASE.epochs, TEST_DEVICE)
         got = [[r["train_loss"], r["test_loss"]] for r in run.read_metrics()]
         assert max_rel(got, rows) < LOSS_RTOL
         assert run.checkpoint_epochs() == [0, 50, 100, 150, 200]
@@ -292,7 +302,12 @@ def test_a_resume_state_of_the_torch_adamw_trainer_still_resumes(tmp_path) -> No
         "wall_s": 1.0,
     }
     run.save_resume(old_format)
-    assert Trainer(run, TEST_DEVICE).train().status == "done"
+    trainer = Trainer(run, TEST_DEVICE)
+    # Like for like with `reference_run`: what is pinned is the old state's conversion, and
+    # 20 float32 epochs of Adam amplify the last-bit differences between the closed-form
+    # and autograd gradients beyond this tolerance (they are pinned to each other elsewhere).
+    trainer.stepper.gradient = "autograd"
+    assert trainer.train().status == "done"
     _, want = reference_run(cfg, 40)
     got = run.load_checkpoint(40)
     for name in want:
