@@ -3,15 +3,20 @@
 Reference: the paper's loop on a plain TransformerLens model (full forward over all three
 positions, float64 log_softmax, AdamW step, test loss every epoch under inference_mode).
 Fast: grok-tui's Trainer step (per-token tables, last position only, train and test metrics
-of the same weights, AdamW step). Blocks of each alternate, so drifting machine load hits
-both; the ratio is the median over blocks.
+of the same weights, AdamW step): "fast loop" with its closed-form gradient
+(engine/core/closed_form.py, what training uses), "fast loop, autograd" with autograd through
+`fastpath` (the fast loop before issue 21). Blocks of each
+alternate, so drifting machine load hits all; ratios are medians of per-block ratios. The
+CPU model and the load average (before and after) are printed beside the figures.
 
-    .venv/bin/python bench/train_speed.py [--device cpu|cuda] [--blocks 5]
+    .venv/bin/python bench/train_speed.py [--device cpu|cuda] [--blocks 5] [--preset quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 import sys
 import tempfile
@@ -20,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.config import RunConfig, preset
 from grok_tui.engine.core.data import make_dataset
 from grok_tui.engine.core.device import resolve_device
 from grok_tui.engine.core.loss import reference_cross_entropy
@@ -64,11 +69,13 @@ class ReferenceLoop:
 
 
 class FastLoop:
-    """The Trainer's own epoch: metrics of W_e on train and test, then the step."""
+    """The Trainer's own epoch: metrics of W_e on train and test, then the step; `gradient`
+    as `Stepper` takes it ("closed-form", what training uses, or "autograd")."""
 
-    def __init__(self, cfg: RunConfig, device: str, workdir: Path) -> None:
-        run = Run.create(workdir / "fast", cfg, device)
+    def __init__(self, cfg: RunConfig, device: str, workdir: Path, gradient: str) -> None:
+        run = Run.create(workdir / f"fast-{gradient}", cfg, device)
         self.stepper = Trainer(run, device).stepper
+        self.stepper.gradient = gradient
 
     def epoch(self) -> None:
         metrics = self.stepper.measure()
@@ -145,6 +152,24 @@ def full_run_rate(cfg: RunConfig, device: str, workdir: Path, epochs: int) -> fl
     return epochs / (time.perf_counter() - start)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (lscpu's), for the figures' context."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def load() -> str:
+    try:
+        return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "load average unknown"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu")
@@ -153,52 +178,72 @@ def main() -> int:
     parser.add_argument("--fast-epochs", type=int, default=100)
     parser.add_argument("--full-epochs", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    parser.add_argument("--preset", default="paper")
+    parser.add_argument("--no-reference", action="store_true", help="skip the TransformerLens loop")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if device == "cpu":
         keep_freed_memory()  # the Trainer does this; give the reference the same allocator
-    cfg = RunConfig()
+    cfg = preset(args.preset) if args.preset != "paper" else RunConfig()
+    load_before = load()
     with tempfile.TemporaryDirectory() as tmp:
-        ref, fast = ReferenceLoop(cfg, device), FastLoop(cfg, device, Path(tmp))
+        loops = {} if args.no_reference else {"reference": ReferenceLoop(cfg, device)}
+        loops["autograd"] = FastLoop(cfg, device, Path(tmp), "autograd")
+        loops["closed-form"] = FastLoop(cfg, device, Path(tmp), "closed-form")
         floor = GemmFloor(cfg, device)
-        time_epochs(ref, 3, device)  # warm-up
-        time_epochs(fast, 10, device)
+        for name, loop in loops.items():  # warm-up
+            time_epochs(loop, 3 if name == "reference" else 10, device)
         time_epochs(floor, 10, device)
-        ref_ms, fast_ms, floor_ms = [], [], []
+        ms: dict[str, list[float]] = {name: [] for name in loops}
+        floor_ms = []
         for _ in range(args.blocks):
-            ref_ms.append(1e3 * time_epochs(ref, args.ref_epochs, device))
-            fast_ms.append(1e3 * time_epochs(fast, args.fast_epochs, device))
+            for name, loop in loops.items():
+                n = args.ref_epochs if name == "reference" else args.fast_epochs
+                ms[name].append(1e3 * time_epochs(loop, n, device))
             floor_ms.append(1e3 * time_epochs(floor, args.fast_epochs, device))
-        ratios = [r / f for r, f in zip(ref_ms, fast_ms, strict=True)]
-        fractions = [g / f for g, f in zip(floor_ms, fast_ms, strict=True)]
         full = full_run_rate(cfg, device, Path(tmp), args.full_epochs)
+    load_after = load()
 
-    name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
+    def med(xs: list[float]) -> float:
+        return statistics.median(xs)
+
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else cpu_model()
     threads = torch.get_num_threads()
-    print(f"device: {device} ({name}), torch {torch.__version__}, {threads} threads")
-    print(f"reference loop: {statistics.median(ref_ms):8.2f} ms/epoch  (blocks: "
-          + ", ".join(f"{x:.1f}" for x in ref_ms) + ")")  # fmt: skip
-    print(f"fast loop:      {statistics.median(fast_ms):8.2f} ms/epoch  (blocks: "
-          + ", ".join(f"{x:.1f}" for x in fast_ms) + ")")  # fmt: skip
-    print(
-        f"speed-up:       {statistics.median(ratios):8.2f}x (median of per-block ratios; "
-        f"min {min(ratios):.2f}x, max {max(ratios):.2f}x)"
-    )
-    print(f"GEMM floor:     {statistics.median(floor_ms):8.2f} ms/epoch  (blocks: "
+    wait = os.environ.get("OMP_WAIT_POLICY", "default")
+    print(f"device: {device} ({name}), torch {torch.__version__}, {threads} threads, "
+          f"OMP_WAIT_POLICY={wait}")  # fmt: skip
+    print(f"{args.preset} preset (p = {cfg.p}); {load_before} before, {load_after} after")
+    labels = {"reference": "reference loop", "closed-form": "fast loop",
+              "autograd": "fast loop, autograd"}  # fmt: skip
+    for key in ("reference", "closed-form", "autograd"):
+        if key in ms:
+            print(f"{labels[key] + ':':21s}{med(ms[key]):8.2f} ms/epoch  (blocks: "
+                  + ", ".join(f"{x:.1f}" for x in ms[key]) + ")")  # fmt: skip
+    print(f"GEMM floor:          {med(floor_ms):8.2f} ms/epoch  (blocks: "
           + ", ".join(f"{x:.1f}" for x in floor_ms) + ")")  # fmt: skip
     names = ("logits, all inputs", "grad_post, train", "grad_W_L, train")
-    for name, times in zip(names, floor.kernels, strict=True):
+    for gemm, times in zip(names, floor.kernels, strict=True):
         dnn = f", oneDNN {times[1]:.2f} ms" if len(times) > 1 else ""
-        print(f"  {name}: torch.matmul {times[0]:.2f} ms{dnn} (best of 5, at start)")
-    print(
-        f"fast loop at {statistics.median(fractions):.0%} of the GEMM floor's speed "
-        f"(median of per-block floor / fast; min {min(fractions):.0%}, max {max(fractions):.0%})"
-    )
+        print(f"  {gemm}: torch.matmul {times[0]:.2f} ms{dnn} (best of 5, at start)")
+    for key in ("closed-form", "autograd"):
+        shares = [g / f for g, f in zip(floor_ms, ms[key], strict=True)]
+        line = (
+            f"{labels[key]} at {med(shares):.0%} of the GEMM floor's speed (median of "
+            f"per-block floor / loop; min {min(shares):.0%}, max {max(shares):.0%})"
+        )
+        if "reference" in ms:
+            ratios = [r / f for r, f in zip(ms["reference"], ms[key], strict=True)]
+            spread = f"min {min(ratios):.2f}x, max {max(ratios):.2f}x"
+            line += f"; {med(ratios):.2f}x the reference ({spread})"
+        print(line)
+    gain = [a / c for a, c in zip(ms["autograd"], ms["closed-form"], strict=True)]
+    spread = f"min {min(gain):.2f}x, max {max(gain):.2f}x"
+    print(f"fast loop / fast loop with autograd, speed: {med(gain):.2f}x ({spread})")
     print(
         f"Trainer.train() with I/O: {full:.1f} epochs/s = {1e3 / full:.2f} ms/epoch "
-        f"({args.full_epochs} epochs, checkpoint every {cfg.checkpoint_every})"
+        f"({args.full_epochs} epochs, checkpoint every {cfg.checkpoint_every}; closed form)"
     )
     return 0
 

@@ -1,10 +1,13 @@
 """Stepping M models of one shape as one batched model: pure tensors, no files.
 
 Every trained weight of every member lives in one (M, P) tensor, a row per member, so the
-forward takes views of it with a leading member axis (`fastpath`) and autograd returns the
-gradient of all members as one (M, P) tensor. Each member's loss is the mean over its own
-train set and the step minimises their sum, whose gradient with respect to a member's row
-is that member's own gradient: members never mix.
+forward takes views of it with a leading member axis, and the gradient of all members is
+one preallocated (M, P) tensor, written in place each epoch by the closed-form step
+(engine/core/closed_form.py: the forward and backward by hand, no autograd graph). Each
+member's loss is the mean over its own train set and the step minimises their sum, whose
+gradient with respect to a member's row is that member's own gradient: members never mix.
+`gradient="autograd"` computes the same gradient with autograd through `fastpath` (the
+reference the tests compare with; tests/test_closed_form.py).
 
 AdamW is torch's own (the functional `adamw`, fused where the device has it), called once
 per set of members that share hyperparameters this step, on their rows: a member's update
@@ -28,6 +31,7 @@ import torch
 from torch.optim.adamw import adamw
 
 from grok_tui.engine.core import ops
+from grok_tui.engine.core.closed_form import ClosedFormStep
 from grok_tui.engine.core.config import RunConfig
 from grok_tui.engine.core.data import split_indices
 from grok_tui.engine.core.fastpath import InputPlan, last_logits, member_tables
@@ -38,6 +42,7 @@ from grok_tui.engine.core.orthograd import Orthogonaliser
 
 ADAM_EPS = 1e-8  # torch's default, the paper's
 SHAPE_FIELDS = ("p", "d_model", "n_heads", "d_head", "d_mlp")
+GRADIENTS = ("closed-form", "autograd")
 
 
 def lr_at(cfg: RunConfig, step: int) -> float:
@@ -116,6 +121,7 @@ class _Chunk:
     train_labels: torch.Tensor
     test_plan: InputPlan
     test_labels: torch.Tensor
+    closed_form: ClosedFormStep
 
 
 class Stepper:
@@ -128,9 +134,16 @@ class Stepper:
         states: Sequence[MemberState],
         chunk_size: int = 0,
         dtype: torch.dtype = torch.float32,
+        gradient: str = "closed-form",
     ) -> None:
         """`dtype` is float32 for training; float64 lets tests compare code paths whose
-        float32 rounding differs (batched against single GEMMs) without Adam amplifying it."""
+        float32 rounding differs (batched against single GEMMs) without Adam amplifying it.
+        `gradient`: "closed-form" (engine/core/closed_form.py, what training uses) or
+        "autograd" (torch's autograd through `fastpath`: the reference tests compare with).
+        """
+        if gradient not in GRADIENTS:
+            raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+        self.gradient = gradient
         if not cfgs or len(cfgs) != len(states):
             raise ValueError("a stepper needs one state per config, and at least one")
         if not same_shape(cfgs):
@@ -155,6 +168,7 @@ class Stepper:
                 avg.append(self.layout.join(state.exp_avg, dtype))
                 avg_sq.append(self.layout.join(state.exp_avg_sq, dtype))
         self.flat = torch.stack(rows).to(self.device)
+        self.dtype = dtype
         self.grads: list[torch.Tensor] = []  # each member's gradient row, set by measure()
         self.exp_avg = torch.stack(avg).to(self.device)
         self.exp_avg_sq = torch.stack(avg_sq).to(self.device)
@@ -201,7 +215,10 @@ class Stepper:
             label_tables = [tables[c.op, c.data_seed] for c in cfgs]
             train = self._plan([splits[k][0] for k in keys], label_tables, p, h)
             test = self._plan([splits[k][1] for k in keys], label_tables, p, h)
-            self.chunks.append(_Chunk(start, end, *train, *test))
+            closed = ClosedFormStep(*train, *test, self.dtype)
+            self.chunks.append(_Chunk(start, end, *train, *test, closed))
+        # Every member's gradient row, written in place by the closed-form step each epoch.
+        self.grad_rows = torch.empty_like(self.flat)
 
     def _plan(
         self, idx: list[torch.Tensor], label_tables: list[torch.Tensor], p: int, h: int
@@ -228,6 +245,24 @@ class Stepper:
         Chunk by chunk: a chunk's forward and backward run before the next chunk's, so its
         activations are freed (and, on a CPU, stay in cache) before the next one starts.
         """
+        if self.gradient == "autograd":
+            return self._measure_autograd()
+        out = []
+        with torch.no_grad():
+            for ch in self.chunks:
+                rows = self.flat[ch.start : ch.end]
+                grad = self.grad_rows[ch.start : ch.end]
+                stablemax = [c.loss == "stablemax" for c in self.cfgs[ch.start : ch.end]]
+                out.append(
+                    ch.closed_form.measure(
+                        self.weights(rows, ch.start), stablemax, self.layout.split(grad)
+                    )
+                )
+        self.grads = list(self.grad_rows.unbind(0))
+        return out[0] if len(out) == 1 else torch.cat(out)
+
+    def _measure_autograd(self) -> torch.Tensor:
+        """`measure` with the gradient from autograd through `fastpath` (the reference)."""
         p = self.cfgs[0].p
         out, grads = [], []
         for ch in self.chunks:

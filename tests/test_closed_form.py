@@ -1,0 +1,142 @@
+"""The hand-written training step (engine/core/closed_form.py) computes what autograd does.
+
+Autograd through `fastpath` is the reference (pinned to TransformerLens in
+tests/test_model.py): the closed form's tables, logits, metrics and the gradient of every
+trained weight are compared with it on random weights (every bias non-zero, so no term
+hides), for one member and for batched members mixing the options a member may have.
+
+Tolerance, derived rather than tuned: the two sides compute the same sums of products in
+different orders and groupings. A float sum of n terms is within gamma_n * sum |terms| of
+the exact one, gamma_n = n u / (1 - n u), u the unit roundoff (2^-24 in float32, 2^-53 in
+float64; Higham, Accuracy and Stability of Numerical Algorithms, section 3.1). A gradient
+here is a chain of such sums; the lengths along the chain add up to at most
+
+    N = 3h B  (the examples, 3h table reads each)  + d_mlp + V  (the W_L GEMMs)
+        + h (2p + 1)  (the table rows)  + d_model + h d_head  (the weight products)
+
+so each side is within gamma_N of the exact value, relative to the sum of absolute values,
+and the two within 2 gamma_N. Random weights do not make the sums cancel (sum |terms| is of
+the order of |sum|), so the bound is applied relative to each tensor's norm. Measured on an
+Intel Xeon against the bound (float32: the closed form in float32 against autograd in
+float64, the exact value to float32's precision):
+
+    paper shape  float64  2e-14 (bound 1.1e-11)    float32  4e-6 (bound 5.7e-3)
+    small shape  float64  1e-15 (bound 5.5e-14)    float32  1e-6 (bound 2.9e-5)
+
+A wrong term moves a gradient by O(1) of its norm. Accuracies: the same examples right
+(the share itself rounds once in the dtype).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from grok_tui.engine.core.closed_form import ClosedFormStep, table_forward
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.fastpath import last_logits, member_tables
+from grok_tui.engine.core.model import paper_init
+from grok_tui.engine.training.stepper import MemberState, Stepper
+from tests.devices import TEST_DEVICE
+
+SMALL = RunConfig(p=7, frac_train=0.5, d_model=16, n_heads=2, d_head=8, d_mlp=32, preset="t")
+PAPER = RunConfig()
+# Batched members: the first two share a member block (equal train sets: one batched GEMM),
+# the third has its own; one trains on StableMax.
+MEMBERS = [SMALL, SMALL.replace(seed=3, loss="stablemax"), SMALL.replace(frac_train=0.3)]
+
+
+def random_weights(cfg: RunConfig, seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        k: torch.randn(v.shape, generator=g, dtype=torch.float64) * 0.4
+        for k, v in paper_init(cfg).items()
+    }
+
+
+def chain_length(cfg: RunConfig) -> int:
+    """N of the module docstring: the longest chain of summed terms in a gradient."""
+    h = cfg.n_heads
+    return (
+        3 * h * cfg.n_train + cfg.d_mlp + cfg.d_vocab + h * (2 * cfg.p + 1)
+        + cfg.d_model + h * cfg.d_head
+    )  # fmt: skip
+
+
+def gamma(n: int, dtype: torch.dtype) -> float:
+    u = torch.finfo(dtype).eps / 2
+    return n * u / (1 - n * u)
+
+
+def steppers(cfgs: list[RunConfig], dtype: torch.dtype) -> tuple[Stepper, Stepper]:
+    """(closed form in `dtype`, autograd in float64) on the same random weights."""
+    states = [MemberState(0, random_weights(c, i)) for i, c in enumerate(cfgs)]
+    chunk = len(cfgs)
+    closed = Stepper(cfgs, TEST_DEVICE, states, chunk, dtype)
+    exact = Stepper(cfgs, TEST_DEVICE, states, chunk, torch.float64, gradient="autograd")
+    return closed, exact
+
+
+CASES = {"paper": [PAPER], "small": [SMALL], "members": MEMBERS}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("cfgs", list(CASES.values()), ids=list(CASES))
+def test_metrics_and_every_gradient_are_autograds(cfgs, dtype) -> None:
+    closed, exact = steppers(cfgs, dtype)
+    got, want = closed.measure().double(), exact.measure()
+    assert closed.chunks[0].end == len(cfgs)  # one pass of all members
+    for m, cfg in enumerate(cfgs):
+        bound = 2 * gamma(chain_length(cfg), dtype)
+        losses = ((got[m, :2] - want[m, :2]).abs() / want[m, :2].abs()).max().item()
+        assert losses <= bound, (m, losses, bound)
+        # Accuracies: the same examples right; the share itself rounds in `dtype`.
+        accuracy = (got[m, 2:] - want[m, 2:]).abs().max().item()
+        assert accuracy <= torch.finfo(dtype).eps, (m, accuracy)
+        ours = closed.layout.split(closed.grads[m].double()[None])
+        theirs = exact.layout.split(exact.grads[m][None])
+        for name, g in theirs.items():
+            assert g.norm() > 0, name
+            rel = ((ours[name] - g).norm() / g.norm()).item()
+            assert rel <= bound, (m, name, rel, bound)
+
+
+@pytest.mark.parametrize("cfg", [PAPER, SMALL], ids=["paper", "small"])
+def test_tables_and_logits_are_fastpaths(cfg) -> None:
+    """The forward alone: scores, W_L, the eight-row table T' and the rows C against
+    `fastpath`'s table T (T'[h, t] = T[h, t] - T[h, 2p], C = sum_h T[h, 2p]), and the
+    logits of the train examples (in the closed form's order) against `last_logits`."""
+    states = [MemberState(0, random_weights(cfg, 1))]
+    st = Stepper([cfg], TEST_DEVICE, states, dtype=torch.float64)
+    w = st.weights(st.flat)
+    ours, theirs = table_forward(w, cfg.p), member_tables(w, cfg.p)
+    bound = 2 * gamma(chain_length(cfg), torch.float64)
+    h, k, p = cfg.n_heads, 2 * cfg.p + 1, cfg.p
+
+    def close(a: torch.Tensor, b: torch.Tensor) -> None:
+        assert ((a - b).norm() / b.norm()).item() <= bound
+
+    close(ours.scores, theirs.scores)
+    close(ours.w_l, theirs.w_l)
+    table = torch.cat([theirs.to_logits, theirs.to_mlp], 2).view(h, k, -1)
+    close(ours.table[:-1].view(h, 2 * p, -1), table[:, : 2 * p] - table[:, 2 * p :])
+    close(ours.table[-1], table[:, 2 * p].sum(0))
+    step: ClosedFormStep = st.chunks[0].closed_form
+    _, _, out = step.forward(ours, "train")
+    close(out[:, : cfg.d_vocab], last_logits(theirs, step.train))
+
+
+def test_examples_are_sorted_by_input_with_their_labels() -> None:
+    st = Stepper(MEMBERS, TEST_DEVICE, [MemberState(0, paper_init(c)) for c in MEMBERS], 3)
+    chunk = st.chunks[0]
+    step = chunk.closed_form
+    for plan, labels, ours, our_labels in (
+        (chunk.train_plan, chunk.train_labels, step.train, step.train_labels),
+        (chunk.test_plan, chunk.test_labels, step.test, step.test_labels),
+    ):
+        assert ours.counts == plan.counts
+        key = (ours.member * ours.p + ours.x) * ours.p + ours.y
+        assert bool((key[1:] > key[:-1]).all())  # sorted, every example once
+        want = sorted(zip(((plan.member * plan.p + plan.x) * plan.p + plan.y).tolist(),
+                          labels.tolist(), strict=True))  # fmt: skip
+        assert list(zip(key.tolist(), our_labels.tolist(), strict=True)) == want
