@@ -1,0 +1,160 @@
+"""The local learning coefficient of a run's checkpoints (engine/measures/llc.py has the
+maths), with its settings for this model, and its rows in the measures cache.
+
+The loss is the train set's mean cross-entropy over the p + 1 classes of the trainer's
+softmax (the negative log-likelihood SLT is about, whatever loss the run trained on), over
+the parameters training moves (not the frozen biases). Minibatches are drawn with replacement from the train set by the chain's
+generator. L(w*) is the full train loss. Every op has one: no circuit is needed.
+
+Settings (`LLC_SETTINGS`), calibrated on quick-preset checkpoints (p = 53; bench/llc.py
+and bench/RESULTS.md, "The local learning coefficient", say how):
+
+- nbeta = m / log m for the minibatch size m (devinterp's default),
+- epsilon, gamma: the largest step that keeps every chain stable (no divergence, the loss
+  flat after burn-in) from the first checkpoint to the last, with gamma large enough that
+  the chains of a memorising checkpoint do not drift down the valleys of the loss,
+- chains x (burn-in + draws) steps: the per-checkpoint budget.
+
+Stored as one row per checkpoint in RUN/measures.jsonl (kind "llc"): the estimate, its
+spread over chains, L(w*), the settings, the seconds it took, and every chain's loss trace
+(rounded to 6 significant digits) to inspect. A row made with other settings is ignored
+(and made again).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.data import make_dataset
+from grok_tui.engine.core.loss import cross_entropy
+from grok_tui.engine.core.model import GrokModel
+from grok_tui.engine.measures.llc import LLCEstimate, SGLDSettings, default_nbeta, estimate_llc
+
+LLC_VERSION = 1
+BATCH_SIZE = 256
+LLC_SETTINGS = SGLDSettings(
+    epsilon=1e-4,
+    gamma=1000.0,
+    nbeta=default_nbeta(BATCH_SIZE),
+    chains=4,
+    draws=200,
+    burn_in=100,
+    seed=0,
+)
+
+
+@dataclass(frozen=True)
+class LLCSummary:
+    """One checkpoint's stored estimate (what the progress table shows)."""
+
+    epoch: int
+    llc: float
+    llc_std: float
+    init_loss: float
+    seconds: float
+    trace: np.ndarray  # (chains, burn_in + draws)
+
+
+def checkpoint_llc(
+    cfg: RunConfig,
+    weights: Mapping[str, torch.Tensor],
+    settings: SGLDSettings = LLC_SETTINGS,
+    batch_size: int = BATCH_SIZE,
+    device: str | torch.device = "cpu",
+    should_stop: Callable[[], bool] | None = None,
+) -> LLCEstimate | None:
+    """The LLC of one checkpoint's weights on its run's train set (None: asked to stop)."""
+    device = torch.device(device)
+    model = GrokModel.from_classic(cfg, weights).to(device)
+    data = make_dataset(cfg).to(device)
+    idx = data.train_idx
+    x, y, labels = data.x[idx], data.y[idx], data.labels[idx]
+    n = len(idx)
+    if n == 0:
+        raise ValueError("the run has no train examples: no learning coefficient")
+    with torch.no_grad():
+        init_loss = float(cross_entropy(model.last_logits(x, y), labels))
+
+    def batch_loss(generator: torch.Generator) -> torch.Tensor:
+        rows = torch.randint(n, (min(batch_size, n),), generator=generator, device=device)
+        return cross_entropy(model.last_logits(x[rows], y[rows]), labels[rows])
+
+    params = [w for w in model.parameters() if w.requires_grad]
+    return estimate_llc(params, batch_loss, init_loss, settings, should_stop, device)
+
+
+# -- rows ------------------------------------------------------------------------------------
+
+
+def settings_json(settings: SGLDSettings = LLC_SETTINGS, batch_size: int = BATCH_SIZE) -> dict:
+    return {**settings.to_dict(), "batch_size": batch_size}
+
+
+def _round(values: np.ndarray) -> list:
+    return [[float(f"{v:.6g}") if math.isfinite(v) else None for v in row] for row in values]
+
+
+def llc_row(epoch: int, estimate: LLCEstimate, batch_size: int = BATCH_SIZE) -> dict[str, Any]:
+    """The cache row of one checkpoint's estimate (JSON-ready; NaN as null)."""
+
+    def clean(v: float) -> float | None:
+        return float(v) if math.isfinite(v) else None
+
+    return {
+        "epoch": int(epoch),
+        "kind": "llc",
+        "version": LLC_VERSION,
+        "llc": clean(estimate.llc),
+        "llc_std": clean(estimate.llc_std),
+        "init_loss": clean(estimate.init_loss),
+        "diverged": estimate.diverged,
+        "seconds": round(estimate.seconds, 3),
+        "settings": settings_json(estimate.settings, batch_size),
+        "chain_llc": [clean(v) for v in estimate.chain_llc],
+        "trace": _round(estimate.trace),
+    }
+
+
+def _num(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value)
+
+
+def parse_llc_row(row: Mapping[str, Any], settings: dict | None = None) -> LLCSummary | None:
+    """A cache row made with these settings (default: LLC_SETTINGS) as a summary; None if
+    it is not one (another kind, version or settings, a malformed trace)."""
+    settings = settings_json() if settings is None else settings
+    epoch = row.get("epoch")
+    if (
+        row.get("kind") != "llc"
+        or row.get("version") != LLC_VERSION
+        or row.get("settings") != settings
+        or not isinstance(epoch, int)
+        or isinstance(epoch, bool)
+    ):
+        return None
+    try:
+        trace = np.asarray(
+            [[math.nan if v is None else v for v in r] for r in row.get("trace", [])],
+            dtype=np.float64,
+        )
+    except (TypeError, ValueError):
+        return None
+    if trace.ndim != 2:
+        trace = np.zeros((0, 0))
+    return LLCSummary(
+        epoch=epoch,
+        llc=_num(row.get("llc")),
+        llc_std=_num(row.get("llc_std")),
+        init_loss=_num(row.get("init_loss")),
+        seconds=_num(row.get("seconds")),
+        trace=trace,
+    )
