@@ -5,13 +5,33 @@ every time on a given machine."""
 
 from __future__ import annotations
 
+import csv
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from grok_tui.engine.measures.llc import SGLDSettings, estimate_llc, sgld_step, summarise
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.data import make_dataset
+from grok_tui.engine.core.model import paper_init
+from grok_tui.engine.core.tl import hooked_model
+from grok_tui.engine.measures.llc import (
+    SGLDSettings,
+    default_nbeta,
+    estimate_llc,
+    sgld_step,
+    summarise,
+)
+from grok_tui.engine.measures.llc_checkpoint import (
+    checkpoint_llc,
+    llc_row,
+    order_to_fill,
+    parse_llc_row,
+    settings_json,
+)
+from grok_tui.engine.store.rows import check_measures_row
 
 
 def analytic_llc(loss, d: int, settings: SGLDSettings):
@@ -139,3 +159,187 @@ def test_summarise_by_hand() -> None:
     est = summarise(np.array([[9.0, 1.0, 3.0], [9.0, 2.0, 2.0]]), 1.0, s)
     assert est.chain_llc.tolist() == [2.0, 2.0] and est.llc == 2.0 and est.llc_std == 0.0
     assert est.mean_loss == 2.0
+
+
+# -- a checkpoint's estimate -----------------------------------------------------------------
+
+TINY = RunConfig(p=17, frac_train=0.5, d_model=32, n_heads=4, d_head=8, d_mlp=48, preset="t")
+FEW = SGLDSettings(epsilon=1e-4, gamma=1000.0, nbeta=default_nbeta(64), chains=2, draws=30,
+                   burn_in=10)  # fmt: skip
+
+
+def test_a_checkpoint_loss_is_the_train_cross_entropy_of_transformer_lens() -> None:
+    """L(w*) is the mean cross-entropy over the p + 1 classes on the train set, and each
+    chain's first step is the minibatch its generator draws, at w*: both against
+    TransformerLens's forward and torch's cross-entropy, computed here."""
+    weights = paper_init(TINY)
+    weights = {k: v + 0.05 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1))
+               for k, v in weights.items()}  # fmt: skip
+    frozen = {k: v.clone() for k, v in weights.items()}
+    est = checkpoint_llc(TINY, weights, FEW, batch_size=64)
+    assert est is not None and not est.diverged and math.isfinite(est.llc)
+    for k, v in weights.items():
+        assert torch.equal(v, frozen[k])  # the checkpoint is not touched
+
+    data = make_dataset(TINY)
+    with torch.no_grad():
+        logits = hooked_model(TINY, weights)(data.tokens)[:, -1].double()
+    train = data.train_idx
+    full = torch.nn.functional.cross_entropy(logits[train], data.labels[train])
+    assert est.init_loss == pytest.approx(float(full), rel=1e-5)
+    for chain in range(FEW.chains):
+        rows = torch.randint(len(train), (64,), generator=torch.Generator().manual_seed(chain))
+        first = torch.nn.functional.cross_entropy(logits[train][rows], data.labels[train][rows])
+        assert est.trace[chain, 0] == pytest.approx(float(first), rel=1e-5)
+
+    again = checkpoint_llc(TINY, weights, FEW, batch_size=64)
+    assert again is not None
+    np.testing.assert_array_equal(est.trace, again.trace)  # seeded: the same every time
+
+
+def test_a_row_round_trips_and_other_settings_are_not_ours() -> None:
+    trace = np.array([[1.0, 2.0, 3.0], [1.0, math.nan, 2.5]])
+    s = SGLDSettings(epsilon=1e-3, gamma=1.0, nbeta=10.0, chains=2, draws=2, burn_in=1)
+    row = llc_row(50, summarise(trace, 0.5, s))
+    check_measures_row(row)  # what the cache's reader accepts
+    assert parse_llc_row(row) is None  # not the settings in use
+    back = parse_llc_row(row, settings_json(s))
+    assert back is not None and back.epoch == 50 and math.isnan(back.llc)  # a NaN chain
+    np.testing.assert_array_equal(back.trace, trace)
+    assert parse_llc_row({**row, "version": -1}, settings_json(s)) is None
+
+
+def test_the_order_to_fill_spreads_the_estimates() -> None:
+    """Each next checkpoint is one farthest (in checkpoints) from those estimated, the newest
+    among equals: brute force over every choice."""
+    epochs = list(range(0, 1100, 100))
+    done = {300}
+    order = order_to_fill(epochs, done)
+    assert sorted(order) == [e for e in epochs if e != 300]
+    have = [3]
+    for e in order:
+        best = max(min(abs(epochs.index(c) - j) for j in have) for c in epochs
+                   if epochs.index(c) not in have)  # fmt: skip
+        assert min(abs(epochs.index(e) - j) for j in have) == best
+        have.append(epochs.index(e))
+    assert order[0] == 1000 and order_to_fill([0, 50], set())[0] == 50
+
+
+# -- in a run: the service, the table, every way out ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    from grok_tui.engine.store.runs import Run
+    from grok_tui.engine.training.train import Trainer
+
+    cfg = TINY.replace(lr=1e-2, weight_decay=0.0, epochs=200, checkpoint_every=100)
+    run = Run.create(tmp_path_factory.mktemp("llc") / "run", cfg, "cpu")
+    assert Trainer(run, "cpu").train().status == "done"
+    return run
+
+
+def test_every_way_out_carries_the_llc(trained, tmp_path, monkeypatch) -> None:
+    """The background service estimates every checkpoint; the progress table, the CSV export,
+    `analyze --json`'s report and the API then give the numbers of the cached rows, each the
+    estimator's on that checkpoint."""
+    from grok_tui.api import GrokRun
+    from grok_tui.engine.measures import llc_checkpoint
+    from grok_tui.engine.measures.export import export_csv
+    from grok_tui.engine.measures.llc_service import LLCService
+    from grok_tui.engine.measures.progress import ProgressTracker
+    from grok_tui.engine.measures.report import analysis_report
+
+    monkeypatch.setattr(llc_checkpoint, "LLC_SETTINGS", FEW)
+    monkeypatch.setattr(llc_checkpoint, "BATCH_SIZE", 64)
+    run = trained
+    got: list = []
+    service = LLCService(run, "cpu", got.append)
+    try:
+        assert service.drain(timeout=300)
+    finally:
+        service.stop()
+        service.join()
+    assert sorted(service.computed) == run.checkpoint_epochs() == [0, 100, 200]
+    assert service.computed[0] == 200  # the newest first
+    assert sorted(s.epoch for s in got) == [0, 100, 200] and not service.error
+
+    tracker = ProgressTracker(run)
+    tracker.update()
+    table = tracker.table()
+    rows = {int(r["epoch"]): r for r in csv.DictReader(export_csv(run, tmp_path / "o.csv").open())}
+    report = analysis_report(run, epoch=200)
+    api = GrokRun(run).llc(compute=False)
+    assert api["trace"].shape == (3, FEW.chains, FEW.burn_in + FEW.draws)
+    for i, epoch in enumerate([0, 100, 200]):
+        est = checkpoint_llc(run.meta().config, run.load_checkpoint(epoch), FEW, batch_size=64)
+        assert est is not None
+        assert table["llc"][i] == pytest.approx(est.llc, rel=1e-4, abs=1e-6)
+        assert table["llc_std"][i] == pytest.approx(est.llc_std, rel=1e-4, abs=1e-6)
+        assert float(rows[epoch]["llc"]) == table["llc"][i]
+        assert api["llc"][i] == table["llc"][i]
+        np.testing.assert_allclose(api["trace"][i], est.trace, rtol=1e-5)
+    assert report["llc"] == table["llc"][-1] and report["llc_std"] == table["llc_std"][-1]
+
+
+def test_a_served_run_keeps_its_estimates_in_memory(trained, monkeypatch) -> None:
+    """A read-only run writes nothing; the estimates reach the progress table through the
+    progress service they are handed to."""
+    from grok_tui.engine.measures import llc_checkpoint
+    from grok_tui.engine.measures.llc_service import LLCService
+    from grok_tui.engine.measures.services import ProgressService
+    from grok_tui.engine.store.runs import Run
+
+    monkeypatch.setattr(llc_checkpoint, "LLC_SETTINGS", replace(FEW, seed=7))
+    monkeypatch.setattr(llc_checkpoint, "BATCH_SIZE", 64)
+    before = trained.measures_path.read_bytes()
+    run = Run.open(trained.path, read_only=True)
+    updates: list = []
+    progress = ProgressService(run, "cpu", updates.append)
+    llc = LLCService(run, "cpu", progress.add_llc)
+    try:
+        assert llc.drain(timeout=300)
+        assert progress.drain(timeout=300)
+    finally:
+        for service in (llc, progress):
+            service.stop()
+            service.join()
+    assert trained.measures_path.read_bytes() == before
+    last = [u.table for u in updates if u.table is not None][-1]
+    assert np.isfinite(last["llc"]).all()
+
+
+async def test_the_curves_pane_draws_the_llc_with_its_band(trained, monkeypatch) -> None:
+    """`m` reaches the view; it plots the table's llc and llc -+ sd."""
+    from textual.app import App, ComposeResult
+
+    from grok_tui.engine.measures import llc_checkpoint
+    from grok_tui.engine.measures.progress import ProgressTracker
+    from grok_tui.engine.store.follow import MetricsHistory
+    from grok_tui.ui.panes.curves import CurvesPane
+
+    monkeypatch.setattr(llc_checkpoint, "LLC_SETTINGS", FEW)
+    monkeypatch.setattr(llc_checkpoint, "BATCH_SIZE", 64)
+    GrokRun = __import__("grok_tui.api", fromlist=["GrokRun"]).GrokRun
+    GrokRun(trained).llc()
+    tracker = ProgressTracker(trained)
+    tracker.update()
+    table = tracker.table()
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield CurvesPane(MetricsHistory())
+
+    app = One()
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(CurvesPane)
+        pane.set_measures(table)
+        while pane.view != "learning coefficient":
+            pane.cycle_view()
+        await pilot.pause()
+        _title, _log, series = pane.measure_series()
+        by_label = {label: ys for label, _xs, ys, _colour in series}
+        assert by_label["llc"] == pytest.approx(list(table["llc"]))
+        sd = table["llc_std"]
+        assert by_label["- sd"] == pytest.approx(list(table["llc"] - sd))
+        assert by_label["+ sd"] == pytest.approx(list(table["llc"] + sd))

@@ -36,6 +36,7 @@ from grok_tui.engine.core.data import make_dataset
 from grok_tui.engine.core.loss import cross_entropy
 from grok_tui.engine.core.model import GrokModel
 from grok_tui.engine.measures.llc import LLCEstimate, SGLDSettings, default_nbeta, estimate_llc
+from grok_tui.engine.store.runs import Run, RunError
 
 LLC_VERSION = 1
 BATCH_SIZE = 256
@@ -50,7 +51,7 @@ LLC_SETTINGS = SGLDSettings(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LLCSummary:
     """One checkpoint's stored estimate (what the progress table shows)."""
 
@@ -61,16 +62,27 @@ class LLCSummary:
     seconds: float
     trace: np.ndarray  # (chains, burn_in + draws)
 
+    def same(self, other: LLCSummary | None) -> bool:
+        """The same estimate (NaN equal to NaN)."""
+        if other is None:
+            return False
+        mine = (self.epoch, self.llc, self.llc_std, self.init_loss, self.seconds)
+        theirs = (other.epoch, other.llc, other.llc_std, other.init_loss, other.seconds)
+        return all(a == b or (a != a and b != b) for a, b in zip(mine, theirs, strict=True))
+
 
 def checkpoint_llc(
     cfg: RunConfig,
     weights: Mapping[str, torch.Tensor],
-    settings: SGLDSettings = LLC_SETTINGS,
-    batch_size: int = BATCH_SIZE,
+    settings: SGLDSettings | None = None,
+    batch_size: int | None = None,
     device: str | torch.device = "cpu",
     should_stop: Callable[[], bool] | None = None,
 ) -> LLCEstimate | None:
-    """The LLC of one checkpoint's weights on its run's train set (None: asked to stop)."""
+    """The LLC of one checkpoint's weights on its run's train set (None: asked to stop),
+    with LLC_SETTINGS and BATCH_SIZE unless given."""
+    settings = LLC_SETTINGS if settings is None else settings
+    batch_size = BATCH_SIZE if batch_size is None else batch_size
     device = torch.device(device)
     model = GrokModel.from_classic(cfg, weights).to(device)
     data = make_dataset(cfg).to(device)
@@ -93,15 +105,17 @@ def checkpoint_llc(
 # -- rows ------------------------------------------------------------------------------------
 
 
-def settings_json(settings: SGLDSettings = LLC_SETTINGS, batch_size: int = BATCH_SIZE) -> dict:
-    return {**settings.to_dict(), "batch_size": batch_size}
+def settings_json(settings: SGLDSettings | None = None, batch_size: int | None = None) -> dict:
+    """The settings as a row stores them (default: those in use)."""
+    settings = LLC_SETTINGS if settings is None else settings
+    return {**settings.to_dict(), "batch_size": BATCH_SIZE if batch_size is None else batch_size}
 
 
 def _round(values: np.ndarray) -> list:
     return [[float(f"{v:.6g}") if math.isfinite(v) else None for v in row] for row in values]
 
 
-def llc_row(epoch: int, estimate: LLCEstimate, batch_size: int = BATCH_SIZE) -> dict[str, Any]:
+def llc_row(epoch: int, estimate: LLCEstimate, batch_size: int | None = None) -> dict[str, Any]:
     """The cache row of one checkpoint's estimate (JSON-ready; NaN as null)."""
 
     def clean(v: float) -> float | None:
@@ -158,3 +172,78 @@ def parse_llc_row(row: Mapping[str, Any], settings: dict | None = None) -> LLCSu
         seconds=_num(row.get("seconds")),
         trace=trace,
     )
+
+
+# -- a run's estimates -----------------------------------------------------------------------
+
+
+def order_to_fill(epochs: list[int], done: set[int]) -> list[int]:
+    """The checkpoints without an estimate, in the order to estimate them: each next one the
+    farthest (in checkpoints) from any estimated one, the newest first among equals. The
+    curve takes its whole shape early and sharpens as estimates come, rather than filling
+    from one end while the other stays empty."""
+    todo = [e for e in epochs if e not in done]
+    index = {e: i for i, e in enumerate(epochs)}
+    have = [index[e] for e in epochs if e in done]
+    order: list[int] = []
+    while todo:
+
+        def gap(e: int) -> tuple[float, int]:
+            i = index[e]
+            return (min((abs(i - j) for j in have), default=math.inf), e)
+
+        best = max(todo, key=gap)
+        order.append(best)
+        todo.remove(best)
+        have.append(index[best])
+    return order
+
+
+class LLCCache:
+    """The LLC estimates of one run's checkpoints (rows of kind "llc" in its measures cache),
+    and the computing of those missing. A read-only run keeps the rows it makes in memory."""
+
+    def __init__(self, run: Run, device: str | torch.device = "cpu") -> None:
+        self.run = run
+        self.cfg = run.meta().config
+        self.device = device
+        self.estimates: dict[int, LLCSummary] = {}
+        self.bad: dict[int, str] = {}  # checkpoints that could not be read, and why
+        self._scanned = -1
+
+    def scan(self) -> dict[int, LLCSummary]:
+        """The estimates cached so far (re-read when the cache file changed)."""
+        try:
+            size = self.run.measures_path.stat().st_size
+        except OSError:
+            size = 0
+        if size != self._scanned:
+            self._scanned = size
+            for row in self.run.read_measures():
+                if (summary := parse_llc_row(row)) is not None:
+                    self.estimates[summary.epoch] = summary
+        return self.estimates
+
+    def todo(self) -> list[int]:
+        """Checkpoints without an estimate, in `order_to_fill`."""
+        epochs = [e for e in self.run.checkpoint_epochs() if e not in self.bad]
+        return order_to_fill(epochs, set(self.scan()))
+
+    def compute(
+        self, epoch: int, should_stop: Callable[[], bool] | None = None
+    ) -> LLCSummary | None:
+        """Estimate one checkpoint and cache the row (None: stopped, or unreadable)."""
+        try:
+            weights = self.run.load_checkpoint(epoch, self.cfg)
+        except RunError as exc:
+            self.bad[epoch] = str(exc)
+            return None
+        estimate = checkpoint_llc(self.cfg, weights, device=self.device, should_stop=should_stop)
+        if estimate is None:
+            return None
+        row = llc_row(epoch, estimate)
+        self.run.append_measures([row])
+        summary = parse_llc_row(row)
+        assert summary is not None  # a row just made with the settings in use
+        self.estimates[epoch] = summary
+        return summary

@@ -115,6 +115,9 @@ def analysis_report(
         "mlp_out_frac": row["mlp_out_frac"],
         "mlp_out_frac_per_freq": row["mlp_out_frac_per_freq"],
         **{name: row[name] for name in NUMERIC_SCALARS},  # every op: no circuit needed
+        # The local learning coefficient where estimated (llc_service.py; None if not yet).
+        "llc": row["llc"],
+        "llc_std": row["llc_std"],
         "measure_key_freqs": list(row["key_freqs"]),
         "measure_key_provisional": table.key_history.provisional,
         "key_history": table.key_history.to_json(),
