@@ -174,20 +174,17 @@ class GrokRun:
         got = [found.get(e) for e in chosen]
         nan = float("nan")
         shape = next((g.trace.shape for g in got if g is not None), (0, 0))
+        traces = [
+            g.trace if g is not None and g.trace.shape == shape else np.full(shape, nan)
+            for g in got
+        ]
         return {
             "epoch": np.array(chosen, dtype=np.int64),
             "llc": np.array([nan if g is None else g.llc for g in got]),
             "llc_std": np.array([nan if g is None else g.llc_std for g in got]),
             "init_loss": np.array([nan if g is None else g.init_loss for g in got]),
             "seconds": np.array([nan if g is None else g.seconds for g in got]),
-            "trace": np.stack(
-                [
-                    g.trace if g is not None and g.trace.shape == shape else np.full(shape, nan)
-                    for g in got
-                ]
-            )
-            if got
-            else np.zeros((0, *shape)),  # fmt: skip
+            "trace": np.stack(traces) if traces else np.zeros((0, *shape)),
             "settings": settings_json(),
         }
 

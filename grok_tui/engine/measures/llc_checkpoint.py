@@ -3,8 +3,9 @@ maths), with its settings for this model, and its rows in the measures cache.
 
 The loss is the train set's mean cross-entropy over the p + 1 classes of the trainer's
 softmax (the negative log-likelihood SLT is about, whatever loss the run trained on), over
-the parameters training moves (not the frozen biases). Minibatches are drawn with replacement from the train set by the chain's
-generator. L(w*) is the full train loss. Every op has one: no circuit is needed.
+the parameters training moves (not the frozen biases). Minibatches are drawn with
+replacement from the train set by the chain's generator. L(w*) is the full train loss. Every
+op has one: no circuit is needed.
 
 Settings (`LLC_SETTINGS`), calibrated on quick-preset checkpoints (p = 53; bench/llc.py
 and bench/RESULTS.md, "The local learning coefficient", say how):

@@ -6,12 +6,12 @@ for this model (bench/RESULTS.md). A poke (new checkpoints) wakes the thread; it
 the checkpoints without an estimate one at a time in `order_to_fill` order (the curve's
 whole shape first), each row cached at once, and hands each estimate to `on_result`.
 
-While a trainer shares the machine (`share` < 1), the thread works at most that share of
-the wall-clock time: after an estimate that kept it busy t seconds it rests
-t (1 / share - 1) seconds (less if training ends meanwhile). At TRAINING_SHARE = 0.05 training slowed by less than 10% on the
-quick preset (bench/llc.py measures it; bench/RESULTS.md). With nothing training, share 1:
-it works flat out, at analysis priority. Stopping ends the estimate in flight within a few
-SGLD steps (it is dropped) and the rest at once.
+While a trainer shares the machine (`share` < 1), the thread works at most that share of the
+wall-clock time: after an estimate that kept it busy t seconds it rests t (1 / share - 1)
+seconds (less if training ends meanwhile). At TRAINING_SHARE = 0.05 training slowed by less
+than 10% on the quick preset (bench/llc.py measures it; bench/RESULTS.md). With nothing
+training, share 1: it works flat out, at analysis priority. Stopping ends the estimate in
+flight within a few SGLD steps (it is dropped) and the rest at once.
 """
 
 from __future__ import annotations
@@ -19,11 +19,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from grok_tui.engine.core.memory import release_free_memory
 from grok_tui.engine.core.threads import ANALYSIS_NICENESS, WakeableThread, lower_this_thread
-from grok_tui.engine.measures.llc_checkpoint import LLCCache, LLCSummary
 from grok_tui.engine.store.runs import Run, RunError
+
+if TYPE_CHECKING:  # torch is loaded by the thread, not by whoever imports this module
+    from grok_tui.engine.measures.llc_checkpoint import LLCSummary
 
 TRAINING_SHARE = 0.05  # of wall-clock time, while a trainer runs on this machine
 START_AFTER_S = 3.0  # a viewer's first seconds go to its records, snapshot and first paint
@@ -50,7 +53,7 @@ class LLCService(WakeableThread):
         self.computed: list[int] = []  # epochs estimated, in order (what tests look at)
         self.busy_s = 0.0  # seconds spent estimating
         self._idle = threading.Event()
-        self._cache: LLCCache | None = None
+        self._cache: Any = None  # llc_checkpoint.LLCCache
         self.start_after_s = start_after_s
         self._start("grok-llc")
 
@@ -91,6 +94,8 @@ class LLCService(WakeableThread):
         stop = self._stopped.is_set
         try:
             if self._cache is None:
+                from grok_tui.engine.measures.llc_checkpoint import LLCCache
+
                 self._cache = LLCCache(self.run, self.device)
             while not stop():
                 todo = self._cache.todo()

@@ -2,13 +2,14 @@
 
 If asked to train, the session runs the engine's Trainer in a thread that writes the run
 directory (holding the run's lock); either way what changed is learnt from the directory,
-read in a thread (FollowService), so a run trained by another process looks and updates
-the same. Four engine threads analyse: one computes the selected checkpoint's Snapshot
-(newest request only), one the progress measures, one the Ablate pane's ablations and their
-replay over training, one the local learning coefficient of each checkpoint (not in a
-viewer: a served page or a sweep's member). Every thread reports through `post`, a screen's `post_message`: small
-messages, the ones that supersede each other coalescing (ui/messages.py). The screen decides
-what to show and which state the run is in; the session holds no widget.
+read in a thread (FollowService), so a run trained by another process looks and updates the
+same. Four engine threads analyse: one computes the selected checkpoint's Snapshot (newest
+request only), one the progress measures, one the Ablate pane's ablations and their replay
+over training, one the local learning coefficient of each checkpoint (not in a viewer: a
+served page or a sweep's member). Every thread reports through `post`, a screen's
+`post_message`: small messages, the ones that supersede each other coalescing
+(ui/messages.py). The screen decides what to show and which state the run is in; the session
+holds no widget.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class RunSession:
                     self.progress.add_llc,
                     share=self._llc_share,
                     start_after_s=START_AFTER_S,
-                )  # fmt: skip
+                )
             )
 
     # -- the trainer ---------------------------------------------------------------------------
