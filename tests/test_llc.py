@@ -343,3 +343,24 @@ async def test_the_curves_pane_draws_the_llc_with_its_band(trained, monkeypatch)
         sd = table["llc_std"]
         assert by_label["- sd"] == pytest.approx(list(table["llc"] - sd))
         assert by_label["+ sd"] == pytest.approx(list(table["llc"] + sd))
+
+
+def test_analyze_llc_estimates_the_checkpoints_up_to_its_epoch(
+    trained, monkeypatch, capsys
+) -> None:
+    """`grok-tui analyze RUN --epoch 100 --llc --json` estimates checkpoints 0 and 100 (not
+    200) and reports epoch 100's; without --llc nothing is estimated."""
+    import json
+
+    from grok_tui.cli.entry import main
+    from grok_tui.engine.measures import llc_checkpoint
+
+    monkeypatch.setattr(llc_checkpoint, "LLC_SETTINGS", replace(FEW, seed=3))
+    monkeypatch.setattr(llc_checkpoint, "BATCH_SIZE", 64)
+    assert main(["analyze", str(trained.path), "--epoch", "100", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["llc"] is None
+    assert main(["analyze", str(trained.path), "--epoch", "100", "--json", "--llc"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    cache = llc_checkpoint.LLCCache(trained)
+    assert sorted(cache.scan()) == [0, 100]
+    assert report["llc"] == cache.scan()[100].llc
