@@ -137,7 +137,7 @@ def curve(args: argparse.Namespace) -> None:
 
     run = GrokRun(Run.open(args.run))
     start = time.perf_counter()
-    c = run.llc()
+    c = run.llc(run.epochs[:: args.every])
     table = run.measures()
     phases = table.phases()
     print(json.dumps({"settings": settings_json(), "seconds": round(time.perf_counter() - start),
@@ -180,6 +180,7 @@ def main() -> None:
     child.add_argument("epochs", type=int)
     cur = sub.add_parser("curve")
     cur.add_argument("run")
+    cur.add_argument("--every", type=int, default=1, help="every n-th checkpoint")
     args = parser.parse_args()
     if args.cmd == "calibrate":
         calibrate(args)

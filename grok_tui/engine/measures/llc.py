@@ -44,6 +44,7 @@ NaN and `diverged` says so.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -158,8 +159,6 @@ def estimate_llc(
     the generator and returns its mean loss at the parameters' current values; `init_loss`
     is L(w*) (the full loss, not a minibatch's). Chain c is seeded with settings.seed + c:
     the estimate is deterministic on a given device. None if `should_stop` said so."""
-    import time
-
     start = time.perf_counter()
     anchors = [w.detach().clone() for w in params]
     traces = []
