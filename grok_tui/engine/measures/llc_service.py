@@ -7,11 +7,12 @@ the checkpoints without an estimate one at a time in `order_to_fill` order (the 
 whole shape first), each row cached at once, and hands each estimate to `on_result`.
 
 While a trainer shares the machine (`share` < 1), the thread works at most that share of the
-wall-clock time: after an estimate that kept it busy t seconds it rests t (1 / share - 1)
-seconds (less if training ends meanwhile). At TRAINING_SHARE = 0.05 training slowed by less
-than 10% on the quick preset (bench/llc.py measures it; bench/RESULTS.md). With nothing
-training, share 1: it works flat out, at analysis priority. Stopping ends the estimate in
-flight within a few SGLD steps (it is dropped) and the rest at once.
+wall-clock time, in small pieces: after each burst of 32 SGLD steps (a fraction of a second)
+that kept it busy t seconds it rests t (1 / share - 1) seconds (less if training ends
+meanwhile), so no stretch of training competes with it for long. TRAINING_SHARE's effect on
+training speed is measured by bench/llc.py (bench/RESULTS.md). With nothing training,
+share 1: it works flat out, at analysis priority. Stopping ends the estimate in flight
+within 32 steps (it is dropped) and the rest at once.
 """
 
 from __future__ import annotations
@@ -73,9 +74,10 @@ class LLCService(WakeableThread):
         start = time.monotonic()
         while not self._stopped.is_set():
             share = self.share_now()
-            if share >= 1.0 or time.monotonic() - start >= busy * (1.0 / share - 1.0):
+            left = busy * (1.0 / share - 1.0) - (time.monotonic() - start)
+            if share >= 1.0 or left <= 0:
                 return
-            self._stopped.wait(0.5)
+            self._stopped.wait(min(left, 0.5))
 
     def _loop(self) -> None:
         lower_this_thread(ANALYSIS_NICENESS)
@@ -97,20 +99,29 @@ class LLCService(WakeableThread):
                 from grok_tui.engine.measures.llc_checkpoint import LLCCache
 
                 self._cache = LLCCache(self.run, self.device)
+            mark = time.perf_counter()
+
+            def paced() -> bool:
+                """Called between bursts of SGLD steps: rest for the time just worked."""
+                nonlocal mark
+                busy = time.perf_counter() - mark
+                self.busy_s += busy
+                self._rest(busy)
+                mark = time.perf_counter()
+                return stop()
+
             while not stop():
                 todo = self._cache.todo()
                 if not todo:
                     return
-                start = time.perf_counter()
-                summary = self._cache.compute(todo[0], stop)
-                busy = time.perf_counter() - start
-                self.busy_s += busy
+                mark = time.perf_counter()
+                summary = self._cache.compute(todo[0], paced)
                 release_free_memory()
                 if summary is not None:
                     self.computed.append(summary.epoch)
                     self.error = ""
                     self.on_result(summary)
-                self._rest(busy)
+                paced()
         except RunError as exc:
             self.error = str(exc)
         except Exception as exc:  # a bug must not kill the viewer: say it, keep going
