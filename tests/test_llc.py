@@ -364,3 +364,26 @@ def test_analyze_llc_estimates_the_checkpoints_up_to_its_epoch(
     cache = llc_checkpoint.LLCCache(trained)
     assert sorted(cache.scan()) == [0, 100]
     assert report["llc"] == cache.scan()[100].llc
+
+
+def test_a_paced_service_rests_but_estimates_the_same(trained, monkeypatch) -> None:
+    """At a share of the time below 1 the thread rests between bursts of steps; the numbers
+    are those of an estimate made in one go (pacing changes when, not what)."""
+    from grok_tui.engine.measures import llc_checkpoint
+    from grok_tui.engine.measures.llc_service import LLCService
+
+    settings = replace(FEW, seed=11)
+    monkeypatch.setattr(llc_checkpoint, "LLC_SETTINGS", settings)
+    monkeypatch.setattr(llc_checkpoint, "BATCH_SIZE", 64)
+    got: list = []
+    service = LLCService(trained, "cpu", got.append, share=lambda: 0.5)
+    try:
+        assert service.drain(timeout=300)
+    finally:
+        service.stop()
+        service.join()
+    assert sorted(s.epoch for s in got) == [0, 100, 200] and service.busy_s > 0
+    for summary in got:
+        weights = trained.load_checkpoint(summary.epoch)
+        est = checkpoint_llc(trained.meta().config, weights, settings, batch_size=64)
+        assert est is not None and summary.llc == pytest.approx(est.llc, rel=1e-5, abs=1e-6)
