@@ -137,7 +137,8 @@ def curve(args: argparse.Namespace) -> None:
 
     run = GrokRun(Run.open(args.run))
     start = time.perf_counter()
-    c = run.llc(run.epochs[:: args.every])
+    chosen = [int(e) for e in args.epochs.split(",")] if args.epochs else run.epochs
+    c = run.llc(chosen[:: args.every])
     table = run.measures()
     phases = table.phases()
     print(json.dumps({"settings": settings_json(), "seconds": round(time.perf_counter() - start),
@@ -181,6 +182,7 @@ def main() -> None:
     cur = sub.add_parser("curve")
     cur.add_argument("run")
     cur.add_argument("--every", type=int, default=1, help="every n-th checkpoint")
+    cur.add_argument("--epochs", default="", help="these checkpoints (comma-separated)")
     args = parser.parse_args()
     if args.cmd == "calibrate":
         calibrate(args)

@@ -42,8 +42,8 @@ from grok_tui.engine.store.runs import Run, RunError
 LLC_VERSION = 1
 BATCH_SIZE = 256
 LLC_SETTINGS = SGLDSettings(
-    epsilon=1e-4,
-    gamma=1000.0,
+    epsilon=3e-4,
+    gamma=100.0,
     nbeta=default_nbeta(BATCH_SIZE),
     chains=4,
     draws=200,
