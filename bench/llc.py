@@ -7,7 +7,8 @@ training, and its curve over a run (bench/RESULTS.md, "The local learning coeffi
     # the sampler's settings over a grid, on a few checkpoints: estimate, divergence, drift
     OMP_NUM_THREADS=1 nice .venv/bin/python bench/llc.py calibrate runs/llc-quick \
         --epochs 0,200,1000,3000
-    # training epochs/s alone and with the LLC thread beside it (each in a fresh process)
+    # training epochs/s alone and with the LLC thread beside it (each in a fresh process,
+    # OMP_WAIT_POLICY=PASSIVE as grok-tui sets it)
     nice .venv/bin/python bench/llc.py overhead --epochs 1500 --repeats 2
     # the LLC of every checkpoint with the settings in use, beside the run's phases
     OMP_NUM_THREADS=1 nice .venv/bin/python bench/llc.py curve runs/llc-quick
@@ -121,9 +122,10 @@ def overhead(args: argparse.Namespace) -> None:
     modes = args.modes.split(",")
     for _ in range(args.repeats):
         for mode in modes:
+            env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
             out = subprocess.run(
                 [sys.executable, __file__, "overhead-child", mode, str(args.epochs)],
-                check=True, capture_output=True, text=True,
+                check=True, capture_output=True, text=True, env=env,
             ).stdout.strip().splitlines()[-1]  # fmt: skip
             row = json.loads(out)
             row["loadavg"] = os.getloadavg()[0]
