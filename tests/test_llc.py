@@ -48,6 +48,7 @@ def standard_error(est) -> float:
     return float(est.chain_llc.std(ddof=1) / math.sqrt(len(est.chain_llc)))
 
 
+@pytest.mark.slow
 def test_a_regular_quadratic_has_half_its_dimension() -> None:
     """L = 1/2 sum h_i w_i^2 in d = 6: lambda = d/2 = 3 (the posterior exp(-nbeta L) is
     Gaussian, E[L] = d / (2 nbeta) exactly). The discrete chain's stationary variance is
@@ -65,6 +66,7 @@ def test_a_regular_quadratic_has_half_its_dimension() -> None:
     assert abs(est.llc - 3.0) < 4 * se + (expected - 3.0)
 
 
+@pytest.mark.slow
 def test_localisation_lowers_a_quadratic_as_its_formula_says() -> None:
     """With gamma the posterior's precision is nbeta h + gamma: llc = d/2 * nbeta h /
     (nbeta h + gamma) (before the discretisation factor, which is included)."""
@@ -77,6 +79,7 @@ def test_localisation_lowers_a_quadratic_as_its_formula_says() -> None:
     assert est.llc < 1.5  # far from the unlocalised 2
 
 
+@pytest.mark.slow
 def test_a_quartic_is_singular_with_a_quarter_per_parameter() -> None:
     """L = sum w_i^4 in d = 4: lambda = d/4 = 1, not the regular d/2 = 2 (E[w^4] under
     exp(-a w^4) is 1/(4a) exactly). The flat minimum mixes slowly and w^4 is heavy-tailed,
@@ -89,6 +92,7 @@ def test_a_quartic_is_singular_with_a_quarter_per_parameter() -> None:
     assert abs(est.llc - 1.0) < 4 * se, (est.llc, se)
 
 
+@pytest.mark.slow
 def test_a_mixed_minimum_adds_its_parts() -> None:
     """L = w1^2 / 2 + w2^4: lambda = 1/2 + 1/4 (the coordinates are independent)."""
     s = SGLDSettings(epsilon=2e-3, gamma=0.0, nbeta=100.0, chains=8, draws=10000, burn_in=1000)
