@@ -11,6 +11,8 @@
     table = run.measures()          # progress measures of every checkpoint, and phases
     table["softmax_collapse"]       # ... the numerical view among them (one per checkpoint)
     n = run.numerics(10_000)        # one checkpoint's, with per-example gaps and losses
+    c = run.llc()                   # the local learning coefficient per checkpoint (SGLD)
+    c["llc"], c["trace"]            # ... and every chain's loss trace, to inspect
     r = run.ablate(10_000, heads=[0], freqs=[14])  # intact and ablated loss and accuracy
     r.as_dict()                     # {"epoch", "base", "ablated", "ablations"}
 
@@ -152,6 +154,39 @@ class GrokRun:
         return checkpoint_numerics(
             analyzer, self.run.load_checkpoint(self._epoch(epoch), analyzer.cfg)
         )
+
+    def llc(self, epochs: Iterable[int] | None = None, compute: bool = True) -> dict[str, Any]:
+        """The local learning coefficient (SGLD; grok_tui/engine/measures/llc.py) of the
+        checkpoints `epochs` (None: every one), cached in measures.jsonl; those without an
+        estimate are estimated now (a few seconds each on a CPU) unless `compute` is False
+        (then NaN). Numpy columns `epoch`, `llc`, `llc_std` (over chains), `init_loss`
+        (L(w*)), `seconds`, and `trace` (checkpoints x chains x steps: every chain's
+        minibatch loss at every step, burn-in first), with the sampler's `settings`."""
+        from grok_tui.engine.measures.llc_checkpoint import LLCCache, settings_json
+
+        cache = LLCCache(self.run, self.device)
+        chosen = self.epochs if epochs is None else [self._epoch(e) for e in epochs]
+        found = cache.scan()
+        if compute:
+            for epoch in chosen:
+                if epoch not in found and cache.compute(epoch) is None:
+                    raise RunError(cache.bad.get(epoch, f"no estimate at epoch {epoch}"))
+        got = [found.get(e) for e in chosen]
+        nan = float("nan")
+        shape = next((g.trace.shape for g in got if g is not None), (0, 0))
+        traces = [
+            g.trace if g is not None and g.trace.shape == shape else np.full(shape, nan)
+            for g in got
+        ]
+        return {
+            "epoch": np.array(chosen, dtype=np.int64),
+            "llc": np.array([nan if g is None else g.llc for g in got]),
+            "llc_std": np.array([nan if g is None else g.llc_std for g in got]),
+            "init_loss": np.array([nan if g is None else g.init_loss for g in got]),
+            "seconds": np.array([nan if g is None else g.seconds for g in got]),
+            "trace": np.stack(traces) if traces else np.zeros((0, *shape)),
+            "settings": settings_json(),
+        }
 
     def measures(self) -> ProgressTable:
         """Progress measures of every checkpoint (cached in measures.jsonl), with `.phases()`."""

@@ -40,6 +40,7 @@ UI_MAY_IMPORT = {
     "grok_tui.engine.training.train",
     "grok_tui.engine.measures.services",
     "grok_tui.engine.measures.ablate_service",
+    "grok_tui.engine.measures.llc_service",
     "grok_tui.engine.measures.compare",
     "grok_tui.engine.lab.sweep",
     "grok_tui.engine.lab.backends",

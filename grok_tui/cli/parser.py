@@ -111,6 +111,12 @@ def add_run_parsers(sub: Any) -> None:
     ana.add_argument("--epoch", type=int, help="the checkpoint (default: the newest)")
     ana.add_argument("--json", action="store_true", help="one JSON object on stdout")
     ana.add_argument(
+        "--llc",
+        action="store_true",
+        help="first estimate the local learning coefficient of every checkpoint up to the "
+        "epoch that has none (cached; seconds each)",
+    )
+    ana.add_argument(
         "--key-epoch",
         type=int,
         help="take the key frequencies from this checkpoint (the paper used 40000 of 50000); "

@@ -31,7 +31,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     run = Run.open(args.run)
-    report = analysis_report(run, args.epoch, resolve_device(args.device), key_epoch=args.key_epoch)
+    report = analysis_report(
+        run, args.epoch, resolve_device(args.device), key_epoch=args.key_epoch, llc=args.llc
+    )
     if args.json:
         print(json.dumps(report, allow_nan=False))
     else:

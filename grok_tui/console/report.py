@@ -78,6 +78,11 @@ def render_report(report: dict[str, Any]) -> Table:
         add("float32 softmax collapsed / zero loss", " / ".join(shares))
         gaps = [_fmt(report[k]) for k in ("logit_gap_p10", "logit_gap_p50", "logit_gap_p90")]
         add("logit gap p10 / p50 / p90", " / ".join(gaps))
+    if report.get("llc") is not None:  # the local learning coefficient, where estimated
+        add(
+            "learning coefficient (SGLD) +- sd",
+            f"{_fmt(report['llc'])} +- {_fmt(report.get('llc_std'))}",
+        )
     trig = [report[k] for k in ("trig_frac_pre", "trig_frac_post", "trig_frac_logits")]
     add(
         "trig frac pre / post / logits",

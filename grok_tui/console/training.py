@@ -31,6 +31,7 @@ from rich.progress import (
 )
 
 from grok_tui.console.plain_log import PlainProgress, console_writer
+from grok_tui.engine.measures.llc_service import TRAINING_SHARE, LLCService
 from grok_tui.engine.measures.services import ProgressService, ProgressUpdate
 from grok_tui.engine.store.runs import Run
 from grok_tui.engine.training.train import CheckpointSaved, Finished, TrainControl, Trainer
@@ -93,6 +94,7 @@ def train_headless(
         task = bar.add_task(run.name, total=run.meta().config.epochs, train="-", test="-",
                             acc="-", speed="-", outlook="")  # fmt: skip
         service = None
+        llc = None
         if measures:
             failing = [False]  # said why the measures fail, and they have not recovered
 
@@ -116,6 +118,9 @@ def train_headless(
                     )
 
             service = ProgressService(run, device or "cpu", on_measures)
+            # The learning coefficient, at a small share of the time while training; what
+            # is not estimated when training ends is left to a viewer or `run.llc()`.
+            llc = LLCService(run, device or "cpu", service.add_llc, share=TRAINING_SHARE)
 
         def on_event(event: object) -> None:
             if isinstance(event, TrainProgress) and event.rows:
@@ -133,6 +138,8 @@ def train_headless(
                     plain.row(row, event.total_epochs, event.epochs_per_s)
             elif isinstance(event, CheckpointSaved) and service is not None:
                 service.poke()
+                if llc is not None:
+                    llc.poke()
 
         trainer = Trainer(run, device, on_event)
         start_epoch, start_wall = trainer.epoch, trainer.wall_s
@@ -143,6 +150,8 @@ def train_headless(
             with stop_on_signals(control) as received:
                 result: Finished = trainer.train(control)
         finally:
+            if llc is not None:
+                llc.stop()  # the estimate in flight is dropped within a few steps
             if service is not None:
                 if result.status == "done" and not received:
                     bar.update(task, outlook="measuring the last checkpoints…")
@@ -158,6 +167,8 @@ def train_headless(
                         )
                 service.stop()  # it finishes the checkpoint in hand, then stops
                 service.join()
+            if llc is not None:
+                llc.join()
             if plain is not None:
                 plain.finish()  # the newest row, with the phase and forecast now known
     elapsed = time.perf_counter() - started

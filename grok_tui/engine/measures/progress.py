@@ -46,6 +46,10 @@ Measures of a `ProgressTable` for the key set S in use (engine/measures/keyfreqs
   examples whose float32 softmax has collapsed (`softmax_collapse`), whose float32 loss is
   exactly 0 (`zero_loss`), and quantiles of the top-minus-runner-up logit gap
   (`logit_gap_p10`, `_p50`, `_p90`). Key-set free, every op.
+- the local learning coefficient (`llc`, and `llc_std` over its chains; Lau et al. 2023;
+  engine/measures/llc.py, llc_checkpoint.py): an SGLD estimate, far costlier than a record,
+  so made by its own thread (llc_service.py) and cached as rows of kind "llc"; NaN where
+  not estimated yet. Key-set free, every op.
 
 Every op in its own basis (engine/measures/record.py): x - y for subtract, log x +- log y
 mod p - 1 in the log basis for multiply and divide (the inputs with no log a class of their
@@ -64,7 +68,7 @@ import contextlib
 import math
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +82,7 @@ from grok_tui.engine.core.memory import release_free_memory
 from grok_tui.engine.core.model import CLASSIC_NAMES
 from grok_tui.engine.measures import keyfreqs
 from grok_tui.engine.measures.analysis import Analyzer
+from grok_tui.engine.measures.llc_checkpoint import LLCSummary, parse_llc_row
 from grok_tui.engine.measures.numerics import NUMERIC_SCALARS
 from grok_tui.engine.measures.record import (
     RECORD_SCALARS,
@@ -128,6 +133,8 @@ SCALARS = (
     "mlp_out_frac",
     "xy_share_logits",
     *NUMERIC_SCALARS,  # the numerical view: collapse, zero loss, logit gaps (numerics.py)
+    "llc",  # the local learning coefficient (llc_checkpoint.py), where estimated
+    "llc_std",
 )
 MAX_LINE = 1 << 20  # a measures.jsonl line longer than this is not one we wrote
 
@@ -277,6 +284,11 @@ class ProgressTable:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.scalars[name]
 
+    def llc_band(self) -> tuple[np.ndarray, np.ndarray]:
+        """The LLC minus and plus its standard deviation over chains (NaN where none)."""
+        llc, sd = self.scalars["llc"], self.scalars["llc_std"]
+        return llc - sd, llc + sd
+
     @property
     def key_since(self) -> int | None:
         return self.key_history.since
@@ -381,6 +393,7 @@ class RecordStore:
         self.dir = run.path / "measures"
         self._lock = threading.Lock()
         self._in_memory: dict[int, dict[str, np.ndarray]] = {}  # a read-only run's arrays
+        self.llc: dict[int, LLCSummary] = {}  # the LLC estimates `scan` found
 
     def array_path(self, epoch: int) -> Path:
         return self.dir / f"epoch_{epoch:07d}.safetensors"
@@ -400,6 +413,12 @@ class RecordStore:
                 continue
             if row.get("kind") == "outlook":
                 continue  # engine/measures/asof.py reads these
+            if row.get("kind") == "llc":
+                if (summary := parse_llc_row(row)) is not None:
+                    self.llc[summary.epoch] = summary  # the last one written wins
+                else:
+                    stale += 1  # other settings or version: compacted away
+                continue
             ex = _excluded_row(row, self.sign, self.op)
             if ex is None:
                 stale += 1
@@ -464,6 +483,9 @@ class RecordStore:
                 if k == keep_keys
             ]
             rows += [r for r in self.run.read_measures() if r.get("kind") == "outlook"]
+            newest_llc = {r["epoch"]: r for r in self.run.read_measures()
+                          if parse_llc_row(r) is not None}  # fmt: skip
+            rows += [newest_llc[e] for e in sorted(newest_llc)]
             self.run.rewrite_measures(rows)
 
 
@@ -501,6 +523,8 @@ class ProgressTracker:
         self._candidates: dict[int, tuple[int, ...]] = {}
         self._shares: dict[int, np.ndarray] = {}
         self._frame: CircuitFrame | None = None
+        self.llc: dict[int, LLCSummary] = {}  # the LLC estimates by epoch (llc_checkpoint.py)
+        self.llc_version = 0  # counts changes to `llc`
 
     @property
     def analyzer(self) -> Analyzer:
@@ -537,6 +561,18 @@ class ProgressTracker:
                 if record is not None:
                     self.records[epoch] = record
         self.excluded.update(excluded)
+        self.take_llc(self.store.llc.values())
+
+    def take_llc(self, summaries: Iterable[LLCSummary]) -> bool:
+        """Add LLC estimates (from the cache, or handed over by the thread that made them:
+        a read-only run keeps its rows in memory); True if any was new."""
+        new = False
+        for summary in summaries:
+            if not summary.same(self.llc.get(summary.epoch)):
+                self.llc[summary.epoch] = summary
+                new = True
+        self.llc_version += new
+        return new
 
     def missing(self) -> list[int]:
         """Checkpoints without a usable record."""
@@ -679,6 +715,7 @@ class ProgressTracker:
             None,
             self._restricted,
             self.frame(),
+            self.llc,
         )
 
 
@@ -689,11 +726,14 @@ def build_table(
     train_counts: np.ndarray | None,
     restricted_cache: dict[tuple[int, tuple[int, ...]], tuple[float, float, float]] | None = None,
     frame: CircuitFrame | None = None,
+    llc: Mapping[int, LLCSummary] | None = None,
 ) -> ProgressTable:
     """The table of `records` (ascending epochs) for the current set of `history`: the
     records' op's `frame` (add's from `train_counts`, the train inputs per label, if None
-    and the op is additive; an op with no circuit has no restricted losses)."""
+    and the op is additive; an op with no circuit has no restricted losses), with the LLC
+    estimates in `llc` (by epoch; NaN where there is none)."""
     keys = history.current
+    llc = {} if llc is None else llc
     op, basis = records[0].op, records[0].basis
     circuit = ops.has_circuit_directions(op)
     if frame is None and circuit and train_counts is not None:
@@ -774,6 +814,10 @@ def build_table(
         # The share of the logits that is a function of the label (of x + y for add).
         "xy_share_logits": np.array([label_share(r) for r in records]),
         **{name: col[name] for name in NUMERIC_SCALARS},
+        "llc": np.array([llc[r.epoch].llc if r.epoch in llc else math.nan for r in records]),
+        "llc_std": np.array(
+            [llc[r.epoch].llc_std if r.epoch in llc else math.nan for r in records]
+        ),
     }
     h = max((r.avg_attn.shape[0] for r in records), default=0)
     avg_attn = np.full((n, h, 3), math.nan)

@@ -44,8 +44,13 @@ def analysis_report(
     device: str | torch.device = "cpu",
     should_stop: Callable[[], bool] | None = None,
     key_epoch: int | None = None,
+    llc: bool = False,
 ) -> dict[str, Any]:
     """JSON-ready analysis of checkpoint `epoch` (default: the newest) and the run's phases.
+
+    `llc`: first estimate the learning coefficient of every checkpoint up to `epoch` that
+    has none (cached; seconds each on a CPU); otherwise the report has the estimates made
+    so far (by the app, headless training, `run.llc()`), None where there is none.
 
     Dict keys of frequencies are strings (JSON objects need them); -1 is the unclustered
     group. Non-finite numbers are None.
@@ -66,6 +71,15 @@ def analysis_report(
             f"--key-epoch {key_epoch}: no checkpoint at that epoch in {run.path} "
             f"(checkpoints {epochs[0]}..{epochs[-1]}, {len(epochs)} in all)"
         )
+    if llc:
+        from grok_tui.engine.measures.llc_checkpoint import LLCCache
+
+        cache = LLCCache(run, device)
+        for e in cache.todo():
+            if should_stop is not None and should_stop():
+                break
+            if e <= epoch:
+                cache.compute(e, should_stop)
     tracker = ProgressTracker(run, device, key_epoch=key_epoch)
     snap = tracker.analyzer.snapshot(run.load_checkpoint(epoch, cfg), epoch)
 
@@ -115,6 +129,9 @@ def analysis_report(
         "mlp_out_frac": row["mlp_out_frac"],
         "mlp_out_frac_per_freq": row["mlp_out_frac_per_freq"],
         **{name: row[name] for name in NUMERIC_SCALARS},  # every op: no circuit needed
+        # The local learning coefficient where estimated (llc_service.py; None if not yet).
+        "llc": row["llc"],
+        "llc_std": row["llc_std"],
         "measure_key_freqs": list(row["key_freqs"]),
         "measure_key_provisional": table.key_history.provisional,
         "key_history": table.key_history.to_json(),

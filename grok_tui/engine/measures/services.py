@@ -171,6 +171,8 @@ class ProgressService(WakeableThread):
         self._tracker: Any = None
         self._outlooks: Any = None  # asof.OutlookHistory of the tracker
         self._behind = False  # the outlook is not yet as of the newest measured checkpoint
+        self._llc_inbox: list[Any] = []  # LLC estimates handed over (llc_service.py)
+        self._llc_posted = 0  # the tracker's llc_version the last post showed
         self._start("grok-progress")
 
     def poke(self) -> None:
@@ -179,6 +181,13 @@ class ProgressService(WakeableThread):
             self._pokes += 1
             self._idle.clear()
             super().poke()
+
+    def add_llc(self, summary: Any) -> None:
+        """An LLC estimate made by another thread (an llc_checkpoint.LLCSummary): shown with
+        the next post (a read-only run's rows live in memory, so they are handed over)."""
+        with self._pokes_lock:
+            self._llc_inbox.append(summary)
+        self.poke()
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until the service has nothing left to do (True), or the timeout passes.
@@ -208,6 +217,7 @@ class ProgressService(WakeableThread):
         if self._outlooks is None or self._outlooks.tracker is not self._tracker:
             self._outlooks = OutlookHistory(self._tracker)
         table = self._tracker.table()
+        self._llc_posted = self._tracker.llc_version
         # Stepped (and stored) checkpoint by checkpoint: the outlook as of the newest one
         # is what `analyze --epoch` shows for it later. A run without stored steps is
         # stepped a little per post (each post shows the outlook as of where it got).
@@ -265,6 +275,9 @@ class ProgressService(WakeableThread):
         tracker = self._tracker
         stop = self._stopped.is_set
         last_post = time.monotonic()
+        with self._pokes_lock:
+            inbox, self._llc_inbox = self._llc_inbox, []
+        tracker.take_llc(inbox)
         changed = False
         skipped = False
         while not stop():
@@ -281,6 +294,7 @@ class ProgressService(WakeableThread):
             if time.monotonic() - last_post >= self.POST_EVERY_S:
                 self._post()
                 last_post, changed = time.monotonic(), False
+        changed = changed or tracker.llc_version != self._llc_posted
         while (changed or self._behind) and not stop():
             changed = False
             self._post()

@@ -22,7 +22,7 @@ from grok_tui.engine.store.untrusted import (
 METRIC_KEYS = ("epoch", "train_loss", "test_loss", "train_acc", "test_acc", "lr", "wall_s")
 # Row kinds of measures.jsonl: records and excluded losses (engine/measures/progress.py), and
 # the outlook as of each checkpoint (engine/measures/asof.py).
-MEASURES_ROW_KINDS = ("record", "excluded", "outlook")
+MEASURES_ROW_KINDS = ("record", "excluded", "outlook", "llc")
 
 
 def format_metric_row(row: dict[str, float]) -> str:

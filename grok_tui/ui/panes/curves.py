@@ -84,6 +84,13 @@ MEASURE_VIEWS: dict[str, tuple[str, bool, list[tuple[str, str]]]] = {
         False,
         [("p10", "logit_gap_p10"), ("p50", "logit_gap_p50"), ("p90", "logit_gap_p90")],
     ),
+    # The local learning coefficient (Lau et al. 2023): engine/measures/llc.py.
+    "learning coefficient": (
+        "local learning coefficient (SGLD estimate per checkpoint, +- sd over chains; "
+        "filled in the background)",
+        False,
+        [("llc", "llc")],
+    ),
     "attention": ("average attention from = to x, per head", False, []),
     "forecast": (
         "grok forecast made at each checkpoint, its interval, the truth once known",
@@ -297,6 +304,9 @@ class CurvesPane(Vertical):
             named += [
                 (f"head {h}", table.avg_attn[:, h, 0]) for h in range(table.avg_attn.shape[1])
             ]
+        elif self.view == "learning coefficient":
+            low, high = table.llc_band()
+            named += [("- sd", low), ("+ sd", high)]
         elif self.view == "forecast":
             truth = self.history.first_epoch_at_least("test_acc", 0.99)
             return title, log_y, forecast_series(self.outlook, truth)

@@ -2,12 +2,14 @@
 
 If asked to train, the session runs the engine's Trainer in a thread that writes the run
 directory (holding the run's lock); either way what changed is learnt from the directory,
-read in a thread (FollowService), so a run trained by another process looks and updates
-the same. Three engine threads analyse: one computes the selected checkpoint's Snapshot
-(newest request only), one the progress measures, one the Ablate pane's ablations and their
-replay over training. Every thread reports through `post`, a screen's `post_message`: small
-messages, the ones that supersede each other coalescing (ui/messages.py). The screen decides
-what to show and which state the run is in; the session holds no widget.
+read in a thread (FollowService), so a run trained by another process looks and updates the
+same. Four engine threads analyse: one computes the selected checkpoint's Snapshot (newest
+request only), one the progress measures, one the Ablate pane's ablations and their replay
+over training, one the local learning coefficient of each checkpoint (not in a viewer: a
+served page or a sweep's member). Every thread reports through `post`, a screen's
+`post_message`: small messages, the ones that supersede each other coalescing
+(ui/messages.py). The screen decides what to show and which state the run is in; the session
+holds no widget.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from textual.message import Message
 
 from grok_tui.engine.core.threads import TRAINER_NICENESS, lower_this_thread
 from grok_tui.engine.measures.ablate_service import Ablation, AblationService
+from grok_tui.engine.measures.llc_service import START_AFTER_S, TRAINING_SHARE, LLCService
 from grok_tui.engine.measures.services import (
     ProgressService,
     ServiceGroup,
@@ -74,6 +77,7 @@ class RunSession:
         self.progress: ProgressService | None = None
         self.follow: FollowService | None = None
         self.ablations: AblationService | None = None
+        self.llc: LLCService | None = None
         self.services = ServiceGroup()  # stopped and joined before the process ends
         self._trainer: threading.Thread | None = None
         self._post: Callable[[Message], Any] = lambda message: None
@@ -103,6 +107,16 @@ class RunSession:
         self.ablations = self.services.add(
             AblationService(self.run, self.device, lambda u: post(AblationReady(u)))
         )
+        if not self.viewer:  # a served page or a sweep's member shows the estimates on disk
+            self.llc = self.services.add(
+                LLCService(
+                    self.run,
+                    self.device,
+                    self.progress.add_llc,
+                    share=self._llc_share,
+                    start_after_s=START_AFTER_S,
+                )
+            )
 
     # -- the trainer ---------------------------------------------------------------------------
     def start_training(self) -> str:
@@ -180,6 +194,13 @@ class RunSession:
             return
         self.progress.writer_measures = self.writer_alive and not self.training
         self.progress.poke()
+        if self.llc is not None:
+            self.llc.poke()
+
+    def _llc_share(self) -> float:
+        """The share of time the LLC thread may take: small while a trainer (here, or another
+        process on this machine) runs (engine/measures/llc_service.py)."""
+        return TRAINING_SHARE if self.training or self.writer_alive else 1.0
 
     # -- the selected checkpoint ---------------------------------------------------------------
     def request_snapshot(self, epoch: int) -> bool:

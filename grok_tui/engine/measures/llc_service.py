@@ -1,0 +1,128 @@
+"""The local learning coefficient of every checkpoint, in a background thread with a budget.
+
+An estimate costs a fixed number of SGLD steps (llc_checkpoint.LLC_SETTINGS: chains x
+(burn-in + draws) minibatch steps): that is the budget per checkpoint, seconds on a CPU
+for this model (bench/RESULTS.md). A poke (new checkpoints) wakes the thread; it estimates
+the checkpoints without an estimate one at a time in `order_to_fill` order (the curve's
+whole shape first), each row cached at once, and hands each estimate to `on_result`.
+
+While a trainer shares the machine (`share` < 1), the thread works at most that share of the
+wall-clock time, in small pieces: after each burst of 32 SGLD steps (a fraction of a second)
+that kept it busy t seconds it rests t (1 / share - 1) seconds (less if training ends
+meanwhile), so no stretch of training competes with it for long. TRAINING_SHARE's effect on
+training speed is measured by bench/llc.py (bench/RESULTS.md). With nothing training,
+share 1: it works flat out, at analysis priority. Stopping ends the estimate in flight
+within 32 steps (it is dropped) and the rest at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from grok_tui.engine.core.memory import release_free_memory
+from grok_tui.engine.core.threads import ANALYSIS_NICENESS, WakeableThread, lower_this_thread
+from grok_tui.engine.store.runs import Run, RunError
+
+if TYPE_CHECKING:  # torch is loaded by the thread, not by whoever imports this module
+    from grok_tui.engine.measures.llc_checkpoint import LLCSummary
+
+TRAINING_SHARE = 0.05  # of wall-clock time, while a trainer runs on this machine
+START_AFTER_S = 3.0  # a viewer's first seconds go to its records, snapshot and first paint
+
+
+class LLCService(WakeableThread):
+    """Keeps the LLC estimates of a run's checkpoints up to date, in the background."""
+
+    def __init__(
+        self,
+        run: Run,
+        device: str,
+        on_result: Callable[[LLCSummary], None],
+        share: float | Callable[[], float] = 1.0,
+        start_after_s: float = 0.0,
+    ) -> None:
+        self.run = run
+        self.device = device
+        self.on_result = on_result
+        # The share of wall-clock time this thread may work (1: no rest), or a function
+        # that says it now (the app's: TRAINING_SHARE while a trainer runs, else 1).
+        self.share = share
+        self.error = ""  # why the last estimate failed ('' once one succeeds)
+        self.computed: list[int] = []  # epochs estimated, in order (what tests look at)
+        self.busy_s = 0.0  # seconds spent estimating
+        self._idle = threading.Event()
+        self._cache: Any = None  # llc_checkpoint.LLCCache
+        self.start_after_s = start_after_s
+        self._start("grok-llc")
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Poke, then wait until every checkpoint has an estimate (True) or the timeout."""
+        self._idle.clear()
+        self.poke()
+        return self._idle.wait(timeout)
+
+    def share_now(self) -> float:
+        share = self.share() if callable(self.share) else self.share
+        return min(max(float(share), 1e-3), 1.0)
+
+    def _rest(self, busy: float) -> None:
+        """Rest busy (1 / share - 1) seconds, the share looked at again every half second
+        (training may end meanwhile)."""
+        start = time.monotonic()
+        while not self._stopped.is_set():
+            share = self.share_now()
+            left = busy * (1.0 / share - 1.0) - (time.monotonic() - start)
+            if share >= 1.0 or left <= 0:
+                return
+            self._stopped.wait(min(left, 0.5))
+
+    def _loop(self) -> None:
+        lower_this_thread(ANALYSIS_NICENESS)
+        try:
+            self._stopped.wait(self.start_after_s)
+            while not self._stopped.is_set():
+                self._wake.wait()
+                self._wake.clear()
+                self._pass()
+                if not self._wake.is_set():
+                    self._idle.set()
+        finally:
+            self._idle.set()
+
+    def _pass(self) -> None:
+        stop = self._stopped.is_set
+        try:
+            if self._cache is None:
+                from grok_tui.engine.measures.llc_checkpoint import LLCCache
+
+                self._cache = LLCCache(self.run, self.device)
+            mark = time.perf_counter()
+
+            def paced() -> bool:
+                """Called between bursts of SGLD steps: rest for the time just worked."""
+                nonlocal mark
+                busy = time.perf_counter() - mark
+                self.busy_s += busy
+                self._rest(busy)
+                mark = time.perf_counter()
+                return stop()
+
+            while not stop():
+                todo = self._cache.todo()
+                if not todo:
+                    return
+                mark = time.perf_counter()
+                summary = self._cache.compute(todo[0], paced)
+                release_free_memory()
+                if summary is not None:
+                    self.computed.append(summary.epoch)
+                    self.error = ""
+                    self.on_result(summary)
+                paced()
+        except RunError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # a bug must not kill the viewer: say it, keep going
+            self.error = f"learning coefficient failed: {type(exc).__name__}: {exc}"
