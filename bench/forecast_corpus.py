@@ -152,13 +152,24 @@ def run_features(path: Path) -> dict:
     }
 
 
+def _lines(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def extract(root: Path, which: str) -> None:
+    """Append the trained runs not yet in ROOT/SET/features.jsonl. If some line was made
+    before the phases were kept, every run is made again into features.jsonl.partial
+    (resumable), which replaces features.jsonl when done (the old one kept beside it)."""
     out = root / which / "features.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = set()
-    if out.is_file():
-        done = {json.loads(line)["run"] for line in out.read_text().splitlines() if line}
-    with open(out, "a") as f:
+    target = out
+    if any("phase_index" not in d for d in _lines(out)):
+        target = out.with_name("features.jsonl.partial")
+        print(f"{out} has runs without their phases: all made again into {target}", flush=True)
+    done = {d["run"] for d in _lines(target)}
+    with open(target, "a") as f:
         for name, _ in PLAN[which]:
             members = root / which / name / "members"
             if not (root / which / name / "done").is_file():
@@ -172,6 +183,9 @@ def extract(root: Path, which: str) -> None:
                 f.write(json.dumps(run_features(path)) + "\n")
                 f.flush()
                 print(f"{key}: {time.perf_counter() - started:.0f} s", flush=True)
+    if target != out:
+        os.replace(out, out.with_name("features.before-phases.jsonl"))
+        os.replace(target, out)
 
 
 def main() -> int:
