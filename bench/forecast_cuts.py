@@ -32,6 +32,9 @@ class RunFeatures:
     xy_share: np.ndarray
     test_acc: np.ndarray
     memorisation_end: list[int | None]  # as announced at each checkpoint
+    # The phases shown at each checkpoint (None: a features.jsonl made before they were kept)
+    phase_index: list[int] | None = None
+    announced: list[dict[str, int]] | None = None
 
     def cut(self, i: int, model: ForecastModel | None = None) -> Forecast:
         """The calibrated forecast as of checkpoint i (what the app showed then)."""
@@ -66,6 +69,7 @@ def read_runs(path: Path) -> list[RunFeatures]:
             xy_share=np.asarray([math.nan if v is None else v for v in d["xy_share"]]),
             test_acc=np.asarray([math.nan if v is None else v for v in d["test_acc"]]),
             memorisation_end=list(d["memorisation_end"]),
+            phase_index=d.get("phase_index"), announced=d.get("announced"),
         ))  # fmt: skip
     return runs
 

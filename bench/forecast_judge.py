@@ -16,6 +16,8 @@ the forecast made at the last checkpoint at or before 50%, 65% and 80% of T:
 and per run that never grokked within its budget: a forecast of grokking within the
 budget at any checkpoint on <= 5% of them, read two ways: the forecast epoch <= budget, and
 (a claim the interval makes) the whole 80% interval <= budget.
+And the phases (when features.jsonl has them): flips back of the phase now over every
+checkpoint (goal 0), and how far an announced boundary moves from its first epoch (<= 10%).
 """
 
 from __future__ import annotations
@@ -107,6 +109,52 @@ def old_definitions(runs: list[RunFeatures], make) -> dict[str, Any]:
     return summary(results, 1)
 
 
+def phase_moves(rf: RunFeatures) -> dict[str, Any] | None:
+    """The phases as shown at every checkpoint of a run: how often the phase now moved back
+    (or an announced boundary was withdrawn), and per boundary its first announced epoch
+    (and where), its last, and how far it ever moved from the first (a share of it)."""
+    if rf.phase_index is None or rf.announced is None:
+        return None
+    flips = sum(b < a for a, b in zip(rf.phase_index, rf.phase_index[1:], strict=False))
+    withdrawn = sum(
+        bool(set(a) - set(b)) for a, b in zip(rf.announced, rf.announced[1:], strict=False)
+    )
+    bounds: dict[str, Any] = {}
+    for i, shown in enumerate(rf.announced):
+        for name, value in shown.items():
+            b = bounds.setdefault(name, {"first": value, "at": int(rf.epochs[i]), "move": 0.0})
+            b["last"] = value
+            b["move"] = max(b["move"], abs(value - b["first"]) / max(b["first"], 1))
+    return {"checkpoints": len(rf.phase_index), "flips_back": flips, "withdrawn": withdrawn,
+            "boundaries": bounds}  # fmt: skip
+
+
+def phase_report(runs: list[RunFeatures]) -> dict[str, Any]:
+    """Issue 19's phase goal: 0 flips back over every checkpoint, boundaries move <= 10%."""
+    res = {rf.name: got for rf in runs if (got := phase_moves(rf)) is not None}
+    print("\n### phases as shown at every checkpoint\n")
+    print("| run | p | op | checkpoints | flips back | memorisation ends | circuit formed | "
+          "cleanup ends | largest move |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    config = {rf.name: rf.config for rf in runs}
+    for name, r in res.items():
+        cells = []
+        for key in ("memorisation_end", "circuit_formation_end", "cleanup_end"):
+            b = r["boundaries"].get(key)
+            cells.append("-" if b is None else f"{b['first']:,} (at {b['at']:,})"
+                         + (f" -> {b['last']:,}" if b["last"] != b["first"] else ""))  # fmt: skip
+        move = max((b["move"] for b in r["boundaries"].values()), default=0.0)
+        flips = r["flips_back"] + r["withdrawn"]
+        print(f"| {name} | {config[name]['p']} | {config[name]['op']} | {r['checkpoints']} | "
+              f"{flips} | {' | '.join(cells)} | {pct(move)} |")  # fmt: skip
+    flips = sum(r["flips_back"] + r["withdrawn"] for r in res.values())
+    moves = [b["move"] for r in res.values() for b in r["boundaries"].values()]
+    print(f"\n{len(res)} runs, {sum(r['checkpoints'] for r in res.values())} checkpoints: "
+          f"{flips} flips back (goal 0); largest move of an announced boundary "
+          f"{pct(max(moves, default=0.0))} (goal <= 10%)")  # fmt: skip
+    return res
+
+
 def pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
@@ -158,6 +206,7 @@ def main() -> int:
         old = old_definitions(runs, make)
         print(f"\nbench/forecast_backtest.py's definitions: {json.dumps(old)}")
         out[label] = {**res, "backtest_definitions": old}
+    out["phases"] = phase_report(runs)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1, default=str))
     return 0
