@@ -63,6 +63,7 @@ clusters change, so a long run's tracker grows by a few kB per checkpoint (issue
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import threading
 import warnings
@@ -386,6 +387,7 @@ class RecordStore:
         self.op = run.meta().config.op
         self.sign = circuit_sign(self.op)
         self.dir = run.path / "measures"
+        self.shapes = expected_shapes(p, d_mlp, self.op)
         self._lock = threading.Lock()
         self._in_memory: dict[int, dict[str, np.ndarray]] = {}  # a read-only run's arrays
 
@@ -455,22 +457,24 @@ class RecordStore:
         read-only run's records keep every array (there is no file to read back)."""
         if self.run.read_only or isinstance(record.arrays, RecordArrays):
             return record
-        epoch = record.epoch
-        shapes = expected_shapes(self.p, self.d_mlp, self.op)
-        path = self.array_path(epoch)
-
-        def read(name: str) -> np.ndarray:
-            array = load_array(path, name, shapes[name])
-            if array is None:
-                if on_gone is not None:
-                    on_gone(epoch)
-                raise RecordGone(epoch, path)
-            return array
-
         held = {k: v for k, v in record.arrays.items() if k not in ON_DISK}
         on_disk = tuple(k for k in ON_DISK if k in record.arrays)
+        read = functools.partial(self.read_array, record.epoch, on_gone)
         return Record(record.epoch, record.scalars, record.sum_sq_per_param, record.avg_attn,
                       RecordArrays(held, on_disk, read), record.sign, record.op)  # fmt: skip
+
+    def read_array(
+        self, epoch: int, on_gone: Callable[[int], None] | None, name: str
+    ) -> np.ndarray:
+        """One array of a saved record, from its file (`on_gone(epoch)`, then `RecordGone`,
+        if the file is missing or bad)."""
+        path = self.array_path(epoch)
+        array = load_array(path, name, self.shapes[name])
+        if array is None:
+            if on_gone is not None:
+                on_gone(epoch)
+            raise RecordGone(epoch, path)
+        return array
 
     def save(self, record: Record) -> None:
         """Arrays first (atomic), then the row: a row never points at missing arrays."""
