@@ -663,8 +663,9 @@ class ProgressTracker:
         for epoch, weights in self._weights(todo, should_stop):
             try:
                 coeffs = self.records[epoch].arrays["logit_coeffs"]
-            except RecordGone:
-                continue  # forgotten: recorded again by the next `update`
+            except RecordGone as gone:
+                self._forget(gone.epoch)  # recorded again by the next `update`
+                continue
             total, per_freq = self.recorder.excluded_losses(weights, keys, coeffs)
             value = (total, *per_freq)
             self.excluded[(epoch, keys)] = value
@@ -736,8 +737,8 @@ class ProgressTracker:
                     self.frame(),
                     self._explained,
                 )
-            except RecordGone:
-                continue  # that record is forgotten (`_forget`): the table without it
+            except RecordGone as gone:
+                self._forget(gone.epoch)  # the table without it, until it is recorded again
 
 
 @dataclass

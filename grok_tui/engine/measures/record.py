@@ -187,9 +187,10 @@ class RecordArrays(Mapping[str, np.ndarray]):
     """A record's arrays with the large ones (`ON_DISK`) left in its file, read on each use.
 
     A long run keeps one record per checkpoint in memory; its neuron shares and logit
-    coefficients are 97% of it, and are read only when a table's key set or reference
-    clusters change (engine/measures/progress.py caches what it derives from them), so
-    what stays in memory per checkpoint is a few kB (bench/RESULTS.md, issue 27).
+    coefficients are 97% of it at p = 113, and are read only to derive what is cached
+    (engine/measures/progress.py: a checkpoint's candidate key set, its restricted losses
+    for a key set, its neuron fraction for the reference clusters) or for an excluded
+    loss, so what stays in memory per checkpoint is a few kB (bench/RESULTS.md, issue 27).
     `read(name)` returns the array or raises (`RecordGone`)."""
 
     def __init__(
