@@ -59,12 +59,15 @@ for every measure above that needs one, and random has no phases or forecast eit
 Storage: RUN/measures.jsonl (one JSON row per record with its scalars, and one per
 (checkpoint, set) excluded loss) and RUN/measures/epoch_NNNNNNN.safetensors (the arrays).
 A bad row or file is ignored and recomputed; rows of older versions are ignored and
-compacted away.
+compacted away. In memory a record keeps its small arrays; its neuron shares and logit
+coefficients stay in its file (`RecordArrays`), read when a key set or the reference
+clusters change, so a long run's tracker grows by a few kB per checkpoint (issue 27).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import threading
 import warnings
@@ -85,15 +88,20 @@ from grok_tui.engine.measures.analysis import Analyzer
 from grok_tui.engine.measures.llc_checkpoint import LLCSummary, parse_llc_row
 from grok_tui.engine.measures.numerics import NUMERIC_SCALARS
 from grok_tui.engine.measures.record import (
+    ON_DISK,
     RECORD_SCALARS,
     RECORD_VERSION,
     Record,
+    RecordArrays,
     Recorder,
+    RecordGone,
     circuit_sign,
+    expected_shapes,
     freq_gini,
     freq_norms,
     gini,
     label_share,
+    load_array,
     load_arrays,
     paper_gini,
     record_tag,
@@ -391,6 +399,7 @@ class RecordStore:
         self.op = run.meta().config.op
         self.sign = circuit_sign(self.op)
         self.dir = run.path / "measures"
+        self.shapes = expected_shapes(p, d_mlp, self.op)
         self._lock = threading.Lock()
         self._in_memory: dict[int, dict[str, np.ndarray]] = {}  # a read-only run's arrays
         self.llc: dict[int, LLCSummary] = {}  # the LLC estimates `scan` found
@@ -428,8 +437,11 @@ class RecordStore:
                 excluded[(ex[0], ex[1])] = ex[2]
         return records, excluded, stale
 
-    def load(self, row: dict[str, Any]) -> Record | None:
-        """The record of a scalar row with its arrays; None if the arrays are missing or bad."""
+    def load(
+        self, row: dict[str, Any], on_gone: Callable[[int], None] | None = None
+    ) -> Record | None:
+        """The record of a scalar row with its arrays (`lean`); None if the arrays are
+        missing or bad."""
         in_memory = self._in_memory.get(row["epoch"])
         arrays = (
             in_memory
@@ -447,7 +459,7 @@ class RecordStore:
             attn = np.zeros((0, 3))
         if attn.ndim != 2 or attn.shape[1:] != (3,):
             attn = np.zeros((0, 3))
-        return Record(
+        record = Record(
             epoch=row["epoch"],
             scalars={k: _num(row.get(k)) for k in RECORD_SCALARS},
             sum_sq_per_param={k: _num(params.get(k)) for k in CLASSIC_NAMES.values()},
@@ -456,6 +468,32 @@ class RecordStore:
             sign=self.sign,
             op=self.op,
         )
+        return self.lean(record, on_gone)
+
+    def lean(self, record: Record, on_gone: Callable[[int], None] | None = None) -> Record:
+        """`record` (saved) keeping only its small arrays in memory: the `ON_DISK` ones are
+        read from its file when used (`on_gone(epoch)` first if the file went bad). A
+        read-only run's records keep every array (there is no file to read back)."""
+        if self.run.read_only or isinstance(record.arrays, RecordArrays):
+            return record
+        held = {k: v for k, v in record.arrays.items() if k not in ON_DISK}
+        on_disk = tuple(k for k in ON_DISK if k in record.arrays)
+        read = functools.partial(self.read_array, record.epoch, on_gone)
+        return Record(record.epoch, record.scalars, record.sum_sq_per_param, record.avg_attn,
+                      RecordArrays(held, on_disk, read), record.sign, record.op)  # fmt: skip
+
+    def read_array(
+        self, epoch: int, on_gone: Callable[[int], None] | None, name: str
+    ) -> np.ndarray:
+        """One array of a saved record, from its file (`on_gone(epoch)`, then `RecordGone`,
+        if the file is missing or bad)."""
+        path = self.array_path(epoch)
+        array = load_array(path, name, self.shapes[name])
+        if array is None:
+            if on_gone is not None:
+                on_gone(epoch)
+            raise RecordGone(epoch, path)
+        return array
 
     def save(self, record: Record) -> None:
         """Arrays first (atomic), then the row: a row never points at missing arrays."""
@@ -522,6 +560,7 @@ class ProgressTracker:
         self._restricted: dict[tuple[int, tuple[int, ...]], tuple[float, float, float]] = {}
         self._candidates: dict[int, tuple[int, ...]] = {}
         self._shares: dict[int, np.ndarray] = {}
+        self._explained = ExplainedCache()
         self._frame: CircuitFrame | None = None
         self.llc: dict[int, LLCSummary] = {}  # the LLC estimates by epoch (llc_checkpoint.py)
         self.llc_version = 0  # counts changes to `llc`
@@ -557,7 +596,7 @@ class ProgressTracker:
         rows, excluded, self._stale = self.store.scan()
         for epoch, row in rows.items():
             if epoch not in self.records:
-                record = self.store.load(row)
+                record = self.store.load(row, self._forget)
                 if record is not None:
                     self.records[epoch] = record
         self.excluded.update(excluded)
@@ -573,6 +612,16 @@ class ProgressTracker:
                 new = True
         self.llc_version += new
         return new
+
+    def _forget(self, epoch: int) -> None:
+        """Drop a record whose file went bad since it was read (it is recorded again) and
+        what was derived from it."""
+        self.records.pop(epoch, None)
+        self._candidates.pop(epoch, None)
+        self._shares.pop(epoch, None)
+        self._explained.values.pop(epoch, None)
+        for key in [k for k in self._restricted if k[0] == epoch]:
+            del self._restricted[key]
 
     def missing(self) -> list[int]:
         """Checkpoints without a usable record."""
@@ -597,7 +646,8 @@ class ProgressTracker:
         for epoch, weights in self._weights(todo, should_stop):
             record = self.recorder.record(weights, epoch)
             self.store.save(record)
-            self.records[epoch] = record
+            self.records[epoch] = self.store.lean(record, self._forget)
+            del record  # its full arrays: what stays is the lean one
             self.computed += 1
             done.append(epoch)
             release_free_memory()  # what stays per checkpoint is its record (core/memory.py)
@@ -647,7 +697,11 @@ class ProgressTracker:
                 self._scanned_size = self.run.measures_path.stat().st_size
         batch: list[tuple[int, tuple[int, ...], Excluded]] = []
         for epoch, weights in self._weights(todo, should_stop):
-            coeffs = self.records[epoch].arrays["logit_coeffs"]
+            try:
+                coeffs = self.records[epoch].arrays["logit_coeffs"]
+            except RecordGone as gone:
+                self._forget(gone.epoch)  # recorded again by the next `update`
+                continue
             total, per_freq = self.recorder.excluded_losses(weights, keys, coeffs)
             value = (total, *per_freq)
             self.excluded[(epoch, keys)] = value
@@ -704,19 +758,67 @@ class ProgressTracker:
     def table(self, upto: int | None = None) -> ProgressTable:
         """Every measure for the recorded checkpoints (up to epoch `upto`), key set as of then."""
         self._rescan()
-        epochs = [e for e in self.epochs() if upto is None or e <= upto]
-        if not epochs:
-            return empty_table()
-        history = self.key_history(epochs)
-        return build_table(
-            [self.records[e] for e in epochs],
-            history,
-            self.excluded,
-            None,
-            self._restricted,
-            self.frame(),
-            self.llc,
-        )
+        while True:
+            epochs = [e for e in self.epochs() if upto is None or e <= upto]
+            if not epochs:
+                return empty_table()
+            try:
+                history = self.key_history(epochs)
+                return build_table(
+                    [self.records[e] for e in epochs],
+                    history,
+                    self.excluded,
+                    None,
+                    self._restricted,
+                    self.frame(),
+                    self.llc,
+                    self._explained,
+                )
+            except RecordGone as gone:
+                self._forget(gone.epoch)  # the table without it, until it is recorded again
+
+
+@dataclass
+class ExplainedCache:
+    """`neuron_frac_explained` per epoch for one set of reference clusters: a moving
+    reference checkpoint with the same clusters reads no record's neuron shares again."""
+
+    clusters: bytes = b""
+    values: dict[int, float] = field(default_factory=dict)
+
+    def for_clusters(self, clusters: np.ndarray) -> dict[int, float]:
+        key = clusters.tobytes()
+        if key != self.clusters:
+            self.clusters, self.values = key, {}
+        return self.values
+
+
+def frac_explained(
+    records: list[Record], ref: int | None, cache: ExplainedCache | None = None
+) -> np.ndarray:
+    """Per record, the mean over the neurons clustered at checkpoint `ref` of their share
+    in their cluster frequency's block (NaN without a reference or a clustered neuron)."""
+    ref_record = next((r for r in records if r.epoch == ref), None)
+    if ref_record is None:
+        return np.full(len(records), math.nan)
+    clusters = keyfreqs.neuron_clusters(ref_record.arrays["neuron_shares"])
+    members = np.flatnonzero(clusters > 0)
+    if not members.size:
+        return np.full(len(records), math.nan)
+    values = (cache if cache is not None else ExplainedCache()).for_clusters(clusters)
+    todo = [r for r in records if r.epoch not in values]
+    if todo:
+        rows = clusters[members] - 1
+        gathered = np.stack([r.arrays["neuron_shares"][rows, members] for r in todo])
+        # Summed neuron by neuron in float32, as numpy reduces the (n, members) gather of
+        # every record's shares stacked (a Fortran-ordered array): the same bits as when
+        # the table held all the shares at once, whichever records are new.
+        total = np.zeros(len(todo), dtype=np.float32)
+        for j in range(members.size):
+            total += gathered[:, j]
+        np.true_divide(total, members.size, out=total, casting="unsafe")
+        values.update(zip((r.epoch for r in todo), total, strict=True))
+    return np.array([values[r.epoch] for r in records], dtype=np.float32)
 
 
 def build_table(
@@ -727,11 +829,16 @@ def build_table(
     restricted_cache: dict[tuple[int, tuple[int, ...]], tuple[float, float, float]] | None = None,
     frame: CircuitFrame | None = None,
     llc: Mapping[int, LLCSummary] | None = None,
+    explained_cache: ExplainedCache | None = None,
 ) -> ProgressTable:
     """The table of `records` (ascending epochs) for the current set of `history`: the
     records' op's `frame` (add's from `train_counts`, the train inputs per label, if None
     and the op is additive; an op with no circuit has no restricted losses), with the LLC
-    estimates in `llc` (by epoch; NaN where there is none)."""
+    estimates in `llc` (by epoch; NaN where there is none).
+
+    The large arrays (`ON_DISK`) are read only where the caches lack what they give:
+    the restricted losses of a (checkpoint, set), the neuron fraction of a checkpoint for
+    the reference clusters."""
     keys = history.current
     llc = {} if llc is None else llc
     op, basis = records[0].op, records[0].basis
@@ -743,7 +850,9 @@ def build_table(
     col = {
         name: np.array([r.scalars.get(name, math.nan) for r in records]) for name in RECORD_SCALARS
     }
-    arrays = {name: np.stack([r.arrays[name] for r in records]) for name in records[0].arrays}
+
+    def stacked(name: str, rows: Sequence[int] | None = None) -> np.ndarray:
+        return np.stack([records[i].arrays[name] for i in (range(n) if rows is None else rows)])
 
     cache = restricted_cache if restricted_cache is not None else {}
     todo = [i for i, r in enumerate(records) if (r.epoch, keys) not in cache]
@@ -753,12 +862,12 @@ def build_table(
         todo = []
     if todo:
         values = restricted_losses(
-            arrays["logit_coeffs"][todo],
-            arrays["logit_mean"][todo],
+            stacked("logit_coeffs", todo),
+            stacked("logit_mean", todo),
             keys,
             frame.train_counts,
             frame,
-            arrays["logit_zero_mean"][todo] if "logit_zero_mean" in arrays else None,
+            stacked("logit_zero_mean", todo) if "logit_zero_mean" in records[0].arrays else None,
         )
         for j, i in enumerate(todo):
             cache[(records[i].epoch, keys)] = (values[0][j], values[1][j], values[2][j])
@@ -766,22 +875,13 @@ def build_table(
 
     idx = np.asarray(keys, dtype=np.int64) - 1
     trig = {
-        name: arrays[name][:, idx].sum(axis=1) if len(keys) else np.full(n, math.nan)
+        name: stacked(name)[:, idx].sum(axis=1) if len(keys) else np.full(n, math.nan)
         for name in ("trig_pre", "trig_post", "trig_logits")
     }
-    per_key_mlp = arrays["mlp_out_frac"][:, idx]  # (n, |S|, 2)
+    per_key_mlp = stacked("mlp_out_frac")[:, idx]  # (n, |S|, 2)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: no sine at the log top k
         mlp_out = np.nanmean(per_key_mlp, axis=(1, 2)) if len(keys) else np.full(n, math.nan)
-
-    frac_explained = np.full(n, math.nan)
-    ref = history.reference_epoch
-    ref_record = next((r for r in records if r.epoch == ref), None)
-    if ref_record is not None:
-        clusters = keyfreqs.neuron_clusters(ref_record.arrays["neuron_shares"])
-        members = np.flatnonzero(clusters > 0)
-        if members.size:
-            frac_explained = arrays["neuron_shares"][:, clusters[members] - 1, members].mean(axis=1)
 
     missing = (math.nan,) * (1 + len(keys))
     excl = np.array([excluded.get((r.epoch, keys), missing) for r in records]).reshape(n, -1)
@@ -809,7 +909,7 @@ def build_table(
         "trig_frac_pre": trig["trig_pre"],
         "trig_frac_post": trig["trig_post"],
         "trig_frac_logits": trig["trig_logits"],
-        "neuron_frac_explained": frac_explained,
+        "neuron_frac_explained": frac_explained(records, history.reference_epoch, explained_cache),
         "mlp_out_frac": mlp_out,
         # The share of the logits that is a function of the label (of x + y for add).
         "xy_share_logits": np.array([label_share(r) for r in records]),
@@ -836,8 +936,8 @@ def build_table(
             name: np.array([r.sum_sq_per_param.get(name, math.nan) for r in records])
             for name in CLASSIC_NAMES.values()
         },
-        spectrogram_W_E=freq_norms(arrays["w_e_sq"], basis),
-        spectrogram_W_L=freq_norms(arrays["w_l_sq"], basis),
+        spectrogram_W_E=freq_norms(stacked("w_e_sq"), basis),
+        spectrogram_W_L=freq_norms(stacked("w_l_sq"), basis),
         key_history=history,
         warning=""
         if history.provisional

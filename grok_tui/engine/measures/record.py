@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ from grok_tui.engine.core.loss import cross_entropy
 from grok_tui.engine.core.model import CLASSIC_NAMES, InputPlan
 from grok_tui.engine.measures.analysis import Analyzer
 from grok_tui.engine.measures.numerics import NUMERIC_SCALARS, numerical_measures
+from grok_tui.engine.store.errors import RunError
 from grok_tui.engine.store.untrusted import what_is_wrong
 
 RECORD_VERSION = 2
@@ -79,6 +80,9 @@ ARRAY_SHAPES = {
     "neuron_shares": ("K", "m"),
     "mlp_out_frac": ("K", 2),
 }
+# The arrays a tracker leaves in the record's file and reads back when a table needs them
+# (`RecordArrays`): 115 + 50 of a record's 169 kB at p = 113, d_mlp = 512 (issue 27).
+ON_DISK = ("neuron_shares", "logit_coeffs")
 # Multiplicative ops: the mean logits of the inputs with no log (x = 0 or y = 0), apart.
 ZERO_CLASS_SHAPES = {"logit_zero_mean": ("p",)}
 # Frequency-free scalars of a record (JSON numbers; NaN is stored as null).
@@ -157,7 +161,7 @@ class Record:
     scalars: dict[str, float]  # RECORD_SCALARS
     sum_sq_per_param: dict[str, float]  # classic name -> sum of squares
     avg_attn: np.ndarray  # (h, 3)
-    arrays: dict[str, np.ndarray]  # ARRAY_SHAPES, float32
+    arrays: Mapping[str, np.ndarray]  # ARRAY_SHAPES, float32 (a dict, or `RecordArrays`)
     sign: int = 1  # the circuit directions: of x + y (+1) or of x - y (-1, subtract)
     op: str = "add"  # the op it was made for (its basis and directions: `record_tag`)
 
@@ -177,6 +181,51 @@ class Record:
         row["sum_sq_per_param"] = {k: _finite(v) for k, v in self.sum_sq_per_param.items()}
         row["avg_attn"] = [[_finite(float(v)) for v in r] for r in self.avg_attn]
         return row
+
+
+class RecordArrays(Mapping[str, np.ndarray]):
+    """A record's arrays with the large ones (`ON_DISK`) left in its file, read on each use.
+
+    A long run keeps one record per checkpoint in memory; its neuron shares and logit
+    coefficients are 97% of it at p = 113, and are read only to derive what is cached
+    (engine/measures/progress.py: a checkpoint's candidate key set, its restricted losses
+    for a key set, its neuron fraction for the reference clusters) or for an excluded
+    loss, so what stays in memory per checkpoint is a few kB (bench/RESULTS.md, issue 27).
+    `read(name)` returns the array or raises (`RecordGone`)."""
+
+    def __init__(
+        self,
+        held: dict[str, np.ndarray],
+        on_disk: tuple[str, ...],
+        read: Callable[[str], np.ndarray],
+    ) -> None:
+        self.held = held
+        self.on_disk = on_disk
+        self._read = read
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in self.held:
+            return self.held[name]
+        if name in self.on_disk:
+            return self._read(name)
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:  # without reading the file
+        return name in self.held or name in self.on_disk
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.held
+        yield from self.on_disk
+
+    def __len__(self) -> int:
+        return len(self.held) + len(self.on_disk)
+
+
+def held_bytes(record: Record) -> int:
+    """The bytes of a record's arrays that are in memory (not those left on disk)."""
+    arrays = record.arrays
+    held = arrays.held if isinstance(arrays, RecordArrays) else arrays
+    return sum(a.nbytes for a in held.values()) + record.avg_attn.nbytes
 
 
 def _finite(value: float) -> float | None:
@@ -502,6 +551,34 @@ def load_arrays(path: Path, p: int, d_mlp: int, op: str = "add") -> dict[str, np
         if a.shape != shape or a.dtype != np.float32:
             return None
     return arrays
+
+
+class RecordGone(RunError):
+    """A record's file went missing or changed shape after the record was read."""
+
+    def __init__(self, epoch: int, path: Path) -> None:
+        super().__init__(
+            f"{path.name}: missing or damaged since it was read; that checkpoint is measured again"
+        )
+        self.epoch = epoch
+
+
+def load_array(path: Path, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """One array of a record's file (float32, of `shape`), or None if it is missing or bad."""
+    from safetensors import SafetensorError, safe_open
+
+    if what_is_wrong(path):
+        return None
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            if name not in f.keys():  # noqa: SIM118 (a safe_open handle, not a dict)
+                return None
+            array = f.get_tensor(name)
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        return None
+    if array.shape != shape or array.dtype != np.float32:
+        return None
+    return array
 
 
 def row_is_record(row: Any, sign: int = 1, op: str = "add") -> bool:
