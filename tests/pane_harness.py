@@ -38,6 +38,26 @@ def tiny_snapshots() -> dict[int, Snapshot]:
         torch.set_num_threads(threads)
 
 
+async def curves_series(table: object, view: str, size: tuple[int, int] = (80, 24)) -> list:
+    """The series a Curves pane, alone in an app and showing `table`, plots in `view`
+    (reached with `m`, as a user would): (label, xs, ys, colour) each."""
+    from grok_tui.engine.store.follow import MetricsHistory
+    from grok_tui.ui.panes.curves import CurvesPane
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield CurvesPane(MetricsHistory())
+
+    app = One()
+    async with app.run_test(size=size) as pilot:
+        pane = app.query_one(CurvesPane)
+        pane.set_measures(table)
+        while pane.view != view:
+            pane.cycle_view()
+        await pilot.pause()
+        return pane.measure_series()[2]
+
+
 class PaneApp(App[None]):
     """One analysis pane filling the screen, as a tab would hold it."""
 

@@ -315,12 +315,9 @@ def test_a_served_run_keeps_its_estimates_in_memory(trained, monkeypatch) -> Non
 
 async def test_the_curves_pane_draws_the_llc_with_its_band(trained, monkeypatch) -> None:
     """`m` reaches the view; it plots the table's llc and llc -+ sd."""
-    from textual.app import App, ComposeResult
-
     from grok_tui.engine.measures import llc_checkpoint
     from grok_tui.engine.measures.progress import ProgressTracker
-    from grok_tui.engine.store.follow import MetricsHistory
-    from grok_tui.ui.panes.curves import CurvesPane
+    from tests.pane_harness import curves_series
 
     monkeypatch.setattr(llc_checkpoint, "LLC_SETTINGS", FEW)
     monkeypatch.setattr(llc_checkpoint, "BATCH_SIZE", 64)
@@ -330,23 +327,12 @@ async def test_the_curves_pane_draws_the_llc_with_its_band(trained, monkeypatch)
     tracker.update()
     table = tracker.table()
 
-    class One(App[None]):
-        def compose(self) -> ComposeResult:
-            yield CurvesPane(MetricsHistory())
-
-    app = One()
-    async with app.run_test(size=(80, 24)) as pilot:
-        pane = app.query_one(CurvesPane)
-        pane.set_measures(table)
-        while pane.view != "learning coefficient":
-            pane.cycle_view()
-        await pilot.pause()
-        _title, _log, series = pane.measure_series()
-        by_label = {label: ys for label, _xs, ys, _colour in series}
-        assert by_label["llc"] == pytest.approx(list(table["llc"]))
-        sd = table["llc_std"]
-        assert by_label["- sd"] == pytest.approx(list(table["llc"] - sd))
-        assert by_label["+ sd"] == pytest.approx(list(table["llc"] + sd))
+    series = await curves_series(table, "learning coefficient")
+    by_label = {label: ys for label, _xs, ys, _colour in series}
+    assert by_label["llc"] == pytest.approx(list(table["llc"]))
+    sd = table["llc_std"]
+    assert by_label["- sd"] == pytest.approx(list(table["llc"] - sd))
+    assert by_label["+ sd"] == pytest.approx(list(table["llc"] + sd))
 
 
 def test_analyze_llc_estimates_the_checkpoints_up_to_its_epoch(

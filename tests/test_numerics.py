@@ -184,30 +184,15 @@ def test_a_record_made_before_the_numerics_existed_is_made_again(trained) -> Non
 
 async def test_the_curves_pane_draws_the_numerical_views(trained) -> None:
     """`m` reaches the two views; each plots its columns of the progress table."""
-    from textual.app import App, ComposeResult
-
     from grok_tui.engine.measures.progress import progress_table
-    from grok_tui.engine.store.follow import MetricsHistory
-    from grok_tui.ui.panes.curves import CurvesPane
+    from tests.pane_harness import curves_series
 
     table = progress_table(trained)
-
-    class One(App[None]):
-        def compose(self) -> ComposeResult:
-            yield CurvesPane(MetricsHistory())
-
-    app = One()
-    async with app.run_test(size=(80, 24)) as pilot:
-        pane = app.query_one(CurvesPane)
-        pane.set_measures(table)
-        for view, columns in (
-            ("numerics", ("softmax_collapse", "zero_loss")),
-            ("logit gap", ("logit_gap_p10", "logit_gap_p50", "logit_gap_p90")),
-        ):
-            while pane.view != view:
-                pane.cycle_view()
-            await pilot.pause()
-            _title, _log, series = pane.measure_series()
-            assert len(series) == len(columns)
-            for (_label, _xs, ys, _colour), column in zip(series, columns, strict=True):
-                assert ys == pytest.approx(list(table[column]), nan_ok=True)
+    for view, columns in (
+        ("numerics", ("softmax_collapse", "zero_loss")),
+        ("logit gap", ("logit_gap_p10", "logit_gap_p50", "logit_gap_p90")),
+    ):
+        series = await curves_series(table, view)
+        assert len(series) == len(columns)
+        for (_label, _xs, ys, _colour), column in zip(series, columns, strict=True):
+            assert ys == pytest.approx(list(table[column]), nan_ok=True)
