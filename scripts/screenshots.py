@@ -2,7 +2,8 @@
 
 Trains the quick preset (p=53) headless, then opens the app on it:
   - curves.svg: the first screen mid-training (the app resumes the run and trains live);
-  - measures.svg and one SVG per analysis pane at the last checkpoint of the grokked run;
+  - measures.svg, numerics.svg (the numerical view) and one SVG per analysis pane at the
+    last checkpoint of the grokked run;
   - ablate.svg: the Ablate pane with the key frequencies removed, replayed over training.
 
     .venv/bin/python scripts/screenshots.py [--out screenshots] [--keep RUN_DIR]
@@ -102,6 +103,12 @@ async def shoot_panes(run: Run, out: Path) -> list[str]:
         await settle(pilot, app)  # and the measures plot (restricted, excluded loss) drawn
         await shoot(pilot, app, "measures.svg", str(out))
         names.append("measures.svg")
+        curves = app.query_one(CurvesPane)
+        while curves.view != "numerics":  # the numerical view (softmax collapse), by `m`
+            await pilot.press("m")
+        await pilot.pause(0.8)
+        await shoot(pilot, app, "numerics.svg", str(out))
+        names.append("numerics.svg")
         for key, (pane_id, _title, _cls) in enumerate(ANALYSIS_PANES, start=2):
             if pane_id == "ablate":
                 continue  # shot with something ablated: shoot_ablation
