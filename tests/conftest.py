@@ -1,7 +1,7 @@
 """Shared test set-up: the tests' device (tests/devices.py) must exist before any test runs;
-OpenMP threads sleep between parallel regions (as the CLI makes them), and each of
-pytest-xdist's workers takes its share of the cores, so the workers never spin against
-each other on a small machine."""
+OpenMP threads sleep between parallel regions (as the CLI makes them), `-n auto` starts two
+pytest-xdist workers per core, and each worker takes its share of the cores (at least one
+thread), so the workers never spin against each other on a small machine."""
 
 from __future__ import annotations
 
@@ -14,6 +14,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest
 
 from tests.devices import TEST_DEVICE
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Two workers per core for `-n auto`: the longest tests are real processes and app
+    sessions that mostly wait (on a child, a Ray worker, a redraw), so a second worker per
+    core fills those waits; each worker computes on one torch thread (below). Measured in
+    RESULTS' suite section."""
+    return 2 * (os.cpu_count() or 1)
 
 
 def pytest_configure(config: pytest.Config) -> None:
