@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from grok_tui.engine.core.fastpath import InputPlan, Segment
+from grok_tui.engine.core.fastpath import InputPlan, Segment, blocks
 from grok_tui.engine.core.loss import member_means, member_training_loss
 
 
@@ -167,21 +167,19 @@ def _softmax_last(scores: torch.Tensor) -> torch.Tensor:
     return e.div_(e.sum(-1, keepdim=True))
 
 
-def cross_entropy_rows(
+def cross_entropy(
     logits: torch.Tensor,
     labels: torch.Tensor,
-    row_loss: torch.Tensor,
-    correct: torch.Tensor,
+    segments: list[Segment],
     out: torch.Tensor,
     row_scale: torch.Tensor | None = None,
-) -> None:
-    """Each row's cross-entropy (loss.py's exact formula) into `row_loss` (b,) and whether
-    its label leads into `correct` (b,), in few passes.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-member (mean cross-entropy, accuracy) by loss.py's exact formula, in few passes.
 
-    `out` (the logits' shape, may be a strided view) receives exp(z_j) for j != label (0 at
-    the label); with `row_scale` (b, 1), the derivative of the members' summed mean losses
-    by each logit instead (row_scale = 1 / the member's example count): loss.py's backward,
-    written where the caller wants it.
+    `out` (the logits' shape) receives exp(z_j) for j != label (0 at the label); with
+    `row_scale` (B, 1), the derivative of the members' summed mean losses by each logit
+    instead (row_scale = 1 / the member's example count): loss.py's backward, written
+    where the caller wants it.
     """
     shift = logits.amax(1, keepdim=True)
     z_label = logits.gather(1, labels[:, None]).sub_(shift)  # <= 0
@@ -189,74 +187,14 @@ def cross_entropy_rows(
     others.scatter_(1, labels[:, None], 0.0)
     rest = others.sum(1, keepdim=True)  # sum over j != label of exp(z_j)
     label_term = z_label.exp()
-    torch.sub(torch.log1p(rest + (label_term - 1.0)), z_label, out=row_loss[:, None])
-    torch.eq(z_label, 0, out=correct[:, None])
+    row_loss = (torch.log1p(rest + (label_term - 1.0)) - z_label).squeeze(1)
+    loss = member_means(row_loss, segments)
+    accuracy = member_means((z_label == 0).squeeze(1).to(logits.dtype), segments)
     if row_scale is not None:
-        scale = row_scale / (label_term + rest)
-        others.mul_(scale)
-        others.scatter_(1, labels[:, None], rest.mul_(scale).neg_())
-
-
-@dataclass(frozen=True)
-class Piece:
-    """Rows a..b-1 of a chunk's (sorted) examples, processed together: part of one member's
-    rows (m1 = m0 + 1), or the rows of whole members m0..m1-1 of one segment (n each)."""
-
-    a: int
-    b: int
-    m0: int
-    m1: int
-    first: bool  # the piece's first row is its member's first (m1 = m0 + 1), or whole members
-
-    @property
-    def n(self) -> int:
-        return (self.b - self.a) // (self.m1 - self.m0)
-
-
-def pieces(segments: list[Segment], rows: int) -> list[Piece]:
-    """The examples in pieces of about `rows` rows (at least one member's worth of rows
-    never splits across pieces unless it alone exceeds `rows`; equal-sized tiles)."""
-    out = []
-    for m0, m1, n, r0 in segments:
-        if n >= rows // 2 or m1 - m0 == 1:  # tiles within each member
-            n_tiles = -(-n // max(rows, 1))
-            size = -(-n // n_tiles)
-            for m in range(m0, m1):
-                start = r0 + (m - m0) * n
-                for a in range(start, start + n, size):
-                    out.append(Piece(a, min(a + size, start + n), m, m + 1, a == start))
-        else:  # as many whole members as fit
-            k = max(rows // n, 1)
-            for g in range(m0, m1, k):
-                e = min(g + k, m1)
-                out.append(Piece(r0 + (g - m0) * n, r0 + (e - m0) * n, g, e, True))
-    return out
-
-
-def _gemm(
-    out: torch.Tensor, a: torch.Tensor, w: torch.Tensor, piece: Piece, beta: float = 1.0
-) -> None:
-    """out = beta out + a @ w[member] for a piece's rows (w: (M, k, n), a batched GEMM
-    where the piece holds several members)."""
-    if piece.m1 - piece.m0 == 1:
-        out.addmm_(a, w[piece.m0], beta=beta)
-    else:
-        k = piece.m1 - piece.m0
-        out.view(k, piece.n, -1).baddbmm_(a.view(k, piece.n, -1), w[piece.m0 : piece.m1], beta=beta)
-
-
-def _gemm_t(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, piece: Piece) -> None:
-    """out[members] (+)= a^T @ b over a piece's rows: written on a member's first piece,
-    accumulated on its later ones."""
-    if piece.m1 - piece.m0 == 1:
-        if piece.first:
-            torch.mm(a.T, b, out=out[piece.m0])
-        else:
-            out[piece.m0].addmm_(a.T, b)
-    else:
-        k = piece.m1 - piece.m0
-        a3, b3 = a.view(k, piece.n, -1), b.view(k, piece.n, -1)
-        torch.bmm(a3.transpose(1, 2), b3, out=out[piece.m0 : piece.m1])
+        total = label_term + rest
+        others.mul_(row_scale / total)
+        others.scatter_(1, labels[:, None], -rest / total * row_scale)
+    return loss, accuracy
 
 
 class Slots:
@@ -297,12 +235,6 @@ def sorted_by_input(plan: InputPlan, labels: torch.Tensor) -> tuple[InputPlan, t
     return sorted_plan, labels[order]
 
 
-# Examples per piece: a piece's [logits | post] rows (V + d_mlp floats each) are written by the
-# embedding bag and read by the ReLU, the GEMMs and the loss while they are still in the
-# cores' L2 caches, instead of each pass streaming the whole (B, V + d_mlp) buffer.
-TILE_BYTES = 1 << 20
-
-
 class ClosedFormStep:
     """One chunk's measure-and-gradient: its train and test examples (sorted by input) and
     the structures of their table reads.
@@ -310,10 +242,6 @@ class ClosedFormStep:
     `measure` returns the (M, 4) metrics [train loss, test loss, train acc, test acc] of
     the weights given and writes the gradient of each member's training objective into
     `grad_out` (views (M, *shape) of the members' flat gradient rows).
-
-    The per-example work runs piece by piece (`pieces`, about `tile_bytes` of activations
-    each): bag, ReLU, logits, loss and its gradient, dpre and dW_L of a piece before the
-    next. Pieces change only the order of dW_L's sum (a member's pieces accumulate).
     """
 
     def __init__(
@@ -323,82 +251,40 @@ class ClosedFormStep:
         test: InputPlan,
         test_labels: torch.Tensor,
         dtype: torch.dtype,
-        width: int,
-        tile_bytes: int = TILE_BYTES,
     ) -> None:
-        """`width`: V + d_mlp, the columns of a row of activations."""
         self.train, self.train_labels = sorted_by_input(train, train_labels)
         self.test, self.test_labels = sorted_by_input(test, test_labels)
         self.train_slots, self.test_slots = Slots(self.train, dtype), Slots(self.test, dtype)
-        self.counts = torch.tensor(self.train.counts, device=train.x.device)
-        self.row_scale = (1.0 / self.counts.to(dtype))[self.train.member][:, None]
+        counts = torch.tensor(self.train.counts, device=train.x.device)
+        self.row_scale = (1.0 / counts.to(dtype))[self.train.member][:, None]
         self.weights = {
             "train": torch.ones(self.train.batch, self.train_slots.width, dtype=dtype),
             "test": torch.ones(self.test.batch, self.test_slots.width, dtype=dtype),
         }
         self.weights = {k: t.to(train.x.device) for k, t in self.weights.items()}
-        self.set_tile_bytes(tile_bytes, width, dtype)
 
-    def set_tile_bytes(self, tile_bytes: int, width: int, dtype: torch.dtype) -> None:
-        """Pieces of about `tile_bytes` of activations (0: one piece per segment)."""
-        size = torch.finfo(dtype).bits // 8
-        rows = max(tile_bytes // (size * width), 1) if tile_bytes else 1 << 62
-        self.pieces = {
-            "train": pieces(self.train.segments, rows),
-            "test": pieces(self.test.segments, rows),
-        }
-
-    def _plan(self, which: str) -> tuple[InputPlan, Slots, torch.Tensor]:
-        if which == "train":
-            return self.train, self.train_slots, self.train_labels
-        return self.test, self.test_slots, self.test_labels
-
-    def _pattern(self, f: TableForward, which: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(pattern (B, h, 3), bag weights (B, 2h + 1)) of the train or test examples."""
-        plan, _, _ = self._plan(which)
-        h = plan.n_heads
+    def forward(
+        self, f: TableForward, which: str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(pattern (B, h, 3), bag weights (B, 2h + 1), [logits | post] (B, W)) of the train
+        or test examples."""
+        plan, slots = (self.train, self.train_slots) if which == "train" else (
+            self.test, self.test_slots)  # fmt: skip
+        n_vocab, h = f.w_l.shape[2], plan.n_heads
         scores = f.scores.reshape(-1).index_select(0, plan.col).view(plan.batch, h, 3)
         pattern = _softmax_last(scores)
         weights = self.weights[which]  # its last column stays 1 (the C row)
         weights[:, : 2 * h].view(plan.batch, h, 2).copy_(pattern[:, :, :2])
-        return pattern, weights
-
-    def _piece_forward(
-        self, f: TableForward, which: str, weights: torch.Tensor, piece: Piece
-    ) -> torch.Tensor:
-        """[logits | post] (b - a, W) of a piece's examples."""
-        _, slots, _ = self._plan(which)
-        n_vocab = f.w_l.shape[2]
-        rows = slice(piece.a, piece.b)
-        out = F.embedding_bag(
-            slots.idx[rows], f.table, per_sample_weights=weights[rows], mode="sum"
-        )
+        out = F.embedding_bag(slots.idx, f.table, per_sample_weights=weights, mode="sum")
         logits, post = out[:, :n_vocab], out[:, n_vocab:]
-        _gemm(logits, post.relu_(), f.w_l, piece)
-        return out
-
-    def forward(self, f: TableForward, which: str) -> torch.Tensor:
-        """[logits | post] (B, W) of the train or test examples (for tests: `measure`
-        never holds them all)."""
-        _, weights = self._pattern(f, which)
-        return torch.cat([self._piece_forward(f, which, weights, pc) for pc in self.pieces[which]])
-
-    def _test_metrics(self, f: TableForward) -> tuple[torch.Tensor, torch.Tensor]:
-        plan, _, labels = self._plan("test")
-        n_vocab = f.w_l.shape[2]
-        _, weights = self._pattern(f, "test")
-        row_loss = weights.new_empty(plan.batch)
-        correct = torch.empty(plan.batch, dtype=torch.bool, device=row_loss.device)
-        for pc in self.pieces["test"]:
-            out = self._piece_forward(f, "test", weights, pc)
-            rows = slice(pc.a, pc.b)
-            logits = out[:, :n_vocab]
-            # exp(z) goes where post was (the GEMM has read it), if it fits
-            fits = out.shape[1] >= 2 * n_vocab
-            work = out[:, n_vocab : 2 * n_vocab] if fits else torch.empty_like(logits)
-            cross_entropy_rows(logits, labels[rows], row_loss[rows], correct[rows], work)
-        segments = plan.segments
-        return member_means(row_loss, segments), member_means(correct.to(row_loss.dtype), segments)
+        post.relu_()
+        for seg in plan.segments:
+            m0, m1 = seg[0], seg[1]
+            if m1 - m0 == 1:
+                blocks(logits, seg)[0].addmm_(blocks(post, seg)[0], f.w_l[m0])
+            else:
+                blocks(logits, seg).baddbmm_(blocks(post, seg), f.w_l[m0:m1])
+        return pattern, weights, out
 
     def measure(
         self,
@@ -407,32 +293,42 @@ class ClosedFormStep:
         grad_out: Mapping[str, torch.Tensor],
     ) -> torch.Tensor:
         plan, slots, p = self.train, self.train_slots, self.train.p
-        labels = self.train_labels
         f = table_forward(w, p)
         n_vocab, h = f.w_l.shape[2], plan.n_heads
-        test_loss, test_acc = self._test_metrics(f)
-        pattern, weights = self._pattern(f, "train")
+        _, _, test_out = self.forward(f, "test")
+        test_logits = test_out[:, :n_vocab]
+        test_loss, test_acc = cross_entropy(
+            test_logits, self.test_labels, self.test.segments, torch.empty_like(test_logits)
+        )
+        del test_out, test_logits
+        pattern, weights, out = self.forward(f, "train")
+        logits, post = out[:, :n_vocab], out[:, n_vocab:]
         # [G | dpre] in one buffer: G = dloss/dlogits, dpre = (G @ W_L^T) masked by the ReLU.
-        grad = weights.new_empty(plan.batch, n_vocab + f.w_l.shape[1])
-        row_loss = weights.new_empty(plan.batch)
-        correct = torch.empty(plan.batch, dtype=torch.bool, device=row_loss.device)
-        grad_w_l = torch.empty_like(f.w_l)
-        w_l_t = f.w_l.transpose(1, 2)
-        for pc in self.pieces["train"]:
-            out = self._piece_forward(f, "train", weights, pc)
-            rows = slice(pc.a, pc.b)
-            logits, post = out[:, :n_vocab], out[:, n_vocab:]
-            grad_l, grad_pre = grad[rows, :n_vocab], grad[rows, n_vocab:]
-            cross_entropy_rows(
-                logits, labels[rows], row_loss[rows], correct[rows], grad_l, self.row_scale[rows]
+        grad = torch.empty_like(out)
+        grad_l, grad_pre = grad[:, :n_vocab], grad[:, n_vocab:]
+        if not any(stablemax):
+            train_loss, train_acc = cross_entropy(
+                logits, self.train_labels, plan.segments, grad_l, self.row_scale
             )
-            if any(stablemax[pc.m0 : pc.m1]):
-                self._stablemax_gradient(logits, labels[rows], stablemax, pc, grad_l)
-            _gemm(grad_pre, grad_l, w_l_t, pc, beta=0.0)
-            torch.ops.aten.threshold_backward.grad_input(grad_pre, post, 0.0, grad_input=grad_pre)
-            _gemm_t(grad_w_l, post, grad_l, pc)
-        train_loss = member_means(row_loss, plan.segments)
-        train_acc = member_means(correct.to(row_loss.dtype), plan.segments)
+        else:  # StableMax members: G by differentiating loss.py's objective alone
+            with torch.enable_grad():
+                leaf = logits.detach().requires_grad_(True)
+                objective, train_loss, train_acc = member_training_loss(
+                    leaf, self.train_labels, plan.segments, list(stablemax)
+                )
+                (grad_logits,) = torch.autograd.grad(objective, leaf)
+            grad_l.copy_(grad_logits)
+        grad_w_l = torch.empty_like(f.w_l)
+        for seg in plan.segments:
+            m0, m1 = seg[0], seg[1]
+            g_seg, post_seg, pre_seg = blocks(grad_l, seg), blocks(post, seg), blocks(grad_pre, seg)
+            if m1 - m0 == 1:
+                pre_seg[0].addmm_(g_seg[0], f.w_l[m0].T, beta=0)
+                torch.mm(post_seg[0].T, g_seg[0], out=grad_w_l[m0])
+            else:
+                pre_seg.baddbmm_(g_seg, f.w_l[m0:m1].transpose(1, 2), beta=0)
+                torch.bmm(post_seg.transpose(1, 2), g_seg, out=grad_w_l[m0:m1])
+        torch.ops.aten.threshold_backward.grad_input(grad_pre, post, 0.0, grad_input=grad_pre)
         # d/d a_hj = [G | dpre] . T'[h, t_j] for the x and y keys; 0 for `=` (see above).
         dots = torch.sparse.sampled_addmm(slots.keys, grad, f.table.T, beta=0.0).values()
         grad_pattern = torch.zeros_like(pattern)
@@ -450,24 +346,3 @@ class ClosedFormStep:
         )
         _table_backward(w, f, p, grad_scores.view_as(f.scores), grad_slots, grad_w_l, grad_out)
         return torch.stack([train_loss, test_loss, train_acc, test_acc], dim=1)
-
-    def _stablemax_gradient(
-        self,
-        logits: torch.Tensor,
-        labels: torch.Tensor,
-        stablemax: Sequence[bool],
-        pc: Piece,
-        grad_l: torch.Tensor,
-    ) -> None:
-        """G of a piece holding StableMax members: loss.py's objective differentiated
-        alone (a piece's mean rescaled to its member's where it is part of a member)."""
-        k = pc.m1 - pc.m0
-        with torch.enable_grad():
-            leaf = logits.detach().requires_grad_(True)
-            objective, _, _ = member_training_loss(
-                leaf, labels, [(0, k, pc.n, 0)], list(stablemax[pc.m0 : pc.m1])
-            )
-            (grad_logits,) = torch.autograd.grad(objective, leaf)
-        grad_l.copy_(grad_logits)
-        if k == 1 and pc.n != self.train.counts[pc.m0]:
-            grad_l.mul_(pc.n / self.train.counts[pc.m0])

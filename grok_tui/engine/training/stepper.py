@@ -215,8 +215,7 @@ class Stepper:
             label_tables = [tables[c.op, c.data_seed] for c in cfgs]
             train = self._plan([splits[k][0] for k in keys], label_tables, p, h)
             test = self._plan([splits[k][1] for k in keys], label_tables, p, h)
-            width = cfgs[0].d_vocab + cfgs[0].d_mlp
-            closed = ClosedFormStep(*train, *test, self.dtype, width)
+            closed = ClosedFormStep(*train, *test, self.dtype)
             self.chunks.append(_Chunk(start, end, *train, *test, closed))
         # Every member's gradient row, written in place by the closed-form step each epoch.
         self.grad_rows = torch.empty_like(self.flat)
