@@ -9,6 +9,9 @@ of per-block ratios.
 
     .venv/bin/python bench/sweep_speed.py --chunks 0,16        # 16 quick-preset members
     .venv/bin/python bench/sweep_speed.py --preset paper --members 64 --device cuda
+
+`--clock cpu` times by the process's CPU time (with `--threads 1`: what each member-epoch
+costs, which a loaded machine inflates far less than the wall time).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from grok_tui.engine.core.device import resolve_device
 from grok_tui.engine.core.model import paper_init
 from grok_tui.engine.training.stepper import MemberState, Stepper
 from grok_tui.engine.training.train import keep_freed_memory
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]
 
 
 def sync(device: str) -> None:
@@ -46,13 +52,13 @@ def stepper(cfgs: list[RunConfig], device: str, chunk: int = 0) -> Stepper:
 def epochs(st: Stepper, n: int, device: str) -> float:
     """Seconds for n epochs of one stepper."""
     sync(device)
-    start = time.perf_counter()
+    start = clock()
     for _ in range(n):
         metrics = st.measure()
         st.step()
         metrics.tolist()  # what a flush costs when it happens every epoch
     sync(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def main() -> int:
@@ -66,7 +72,10 @@ def main() -> int:
         "--chunks", default="0", help="members per pass to measure, comma-separated (0: default)"
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="wall or CPU time")
     args = parser.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -95,7 +104,8 @@ def main() -> int:
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
     wait = os.environ.get("OMP_WAIT_POLICY", "default")
     print(f"device: {device} ({name}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY={wait}")  # fmt: skip
+          f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY={wait}, {args.clock} clock, "
+          f"load average {os.getloadavg()[0]:.2f} after")  # fmt: skip
     print(f"{len(cfgs)} members of the {args.preset} preset (p = {cfgs[0].p}), "
           f"{n} epochs per member per block, {args.blocks} blocks")  # fmt: skip
     print(f"one by one: {statistics.median(rates_s):9.1f} member-epochs/s  (blocks: "
