@@ -7,14 +7,16 @@ Reads ROOT/corpus/features.jsonl only (never the held-out set). The corpus runs 
 in two halves, fit and calibration (bench/forecast_cuts.py: alternately in the order of a
 hash of their names, within the runs that grokked and within those that did not). At every
 checkpoint before a run grokked (runs that grokked within their budget) and after
-memorisation ended, the raw forecast and its features are computed exactly as the app
-computes them (forecast.forecast_features). Then:
+memorisation ended (as the forecast reads it: the announced end, else its own provisional
+start, forecast.forecast_anchor), the raw forecast and its features are computed exactly as
+the app computes them (forecast.forecast_features). Then:
 
 1. the correction: weighted least squares of log(grok epoch / raw forecast) on the
-   fraction of progress (`USE`), on the fit split (each run weighs 1 in all, spread over
-   its checkpoints), for each target share of the extrapolations in `TARGETS`; the target
-   kept is the one with the smallest median |log error| at 50%, 65% and 80% of the fit
-   runs' grok epochs (a forecast not issued counting as infinitely wrong);
+   fraction of progress and whether the share has reached its target (`USE`; the second
+   is the lag of test accuracy behind the share), on the fit split (each run weighs 1 in
+   all, spread over its checkpoints), for each target share of the extrapolations in
+   `TARGETS`; the target kept is the one with the smallest median |log error| at 50%, 65%
+   and 80% of the fit runs' grok epochs (a forecast not issued counting as infinitely wrong);
 2. the interval: on the calibration split, |log(grok epoch) - log(forecast)|, and per bin
    of `progress` the split-conformal half-width at `LEVEL` (engine/measures/conformal.py,
    runs weighted as in 1: a run is the exchangeable unit, not a checkpoint).
@@ -39,19 +41,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.forecast_cuts import RunFeatures, read_runs, splits
 from grok_tui.engine.measures.conformal import conformal_quantile, run_weights
-from grok_tui.engine.measures.forecast import Features, forecast_features
+from grok_tui.engine.measures.forecast import Features, forecast_anchor, forecast_features
 from grok_tui.engine.measures.forecast_model import CONSTANTS_PATH, ForecastModel, model_from_json
 
 LEVEL = 0.8
 # The extrapolations' settings (forecast.py's, but for min_points: the corpus' short runs
 # have a checkpoint every 20 epochs, and an early range is the point).
-# The correction's features, fixed before the fit: the fraction of progress only (a corpus of
-# a few dozen runs, half of them grokking, carries no more parameters than this reliably).
-USE = ("progress",)
+# The correction's features, fixed before the fit: the fraction of progress, and whether the
+# share has reached its target (then the raw forecast is "now" and only this term can say
+# how long test accuracy lags; a corpus of a few dozen runs carries no more than this).
+USE = ("progress", "reached")
 BASE = ForecastModel(level=LEVEL, target_share=0.85, window=0.5, min_points=4,
                      features=USE, coef=(0.0,) * (len(USE) + 1),
                      edges=(0.0, 1.0), half_width=(1.0,))  # fmt: skip
-EDGES = (0.0, 0.6, 1.0)  # bins of progress for the half-widths
+EDGES = (0.0, 0.3, 0.6, 1.0)  # bins of progress for the half-widths
 MIN_RUNS_PER_BIN = 3
 TARGETS = (0.85, 0.9, 0.95, 0.97)  # the target shares tried (on the fit split only)
 CUT_SHARES = (0.5, 0.65, 0.8)
@@ -64,7 +67,9 @@ def cases(runs: list[RunFeatures], base: ForecastModel = BASE) -> list[tuple[str
         if rf.grok is None:
             continue
         for i in rf.before_grok():
-            m = rf.memorisation_end[i]
+            loss = None if rf.test_loss is None else rf.test_loss[: i + 1]
+            m, _ = forecast_anchor(rf.epochs[: i + 1], loss, rf.memorisation_end[i],
+                                   base.min_points)  # fmt: skip
             if m is None:
                 continue
             got = forecast_features(rf.epochs[: i + 1], rf.xy_share[: i + 1], m, base)

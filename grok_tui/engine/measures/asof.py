@@ -290,6 +290,7 @@ class OutlookHistory:
             curves["xy_share_logits"],
             curves["test_acc"],
             state.announced.get("memorisation_end"),
+            test_loss=curves["test_loss"],
         )
 
     def forecasts(self) -> list[dict[str, Any]]:
