@@ -15,8 +15,9 @@ the app computes them (forecast.forecast_features). Then:
    fraction of progress and whether the share has reached its target (`USE`; the second
    is the lag of test accuracy behind the share), on the fit split (each run weighs 1 in
    all, spread over its checkpoints), for each target share of the extrapolations in
-   `TARGETS`; the target kept is the one with the smallest median |log error| at 50%, 65%
-   and 80% of the fit runs' grok epochs (a forecast not issued counting as infinitely wrong);
+   `TARGETS` and each set of features in `FEATURE_SETS`; the pair kept is the one with the
+   smallest median |log error| at 50%, 65% and 80% of the fit runs' grok epochs (a
+   forecast not issued counting as infinitely wrong);
 2. the interval: on the calibration split, |log(grok epoch) - log(forecast)|, and per bin
    of `progress` the split-conformal half-width at `LEVEL` (engine/measures/conformal.py,
    runs weighted as in 1: a run is the exchangeable unit, not a checkpoint).
@@ -47,10 +48,14 @@ from grok_tui.engine.measures.forecast_model import CONSTANTS_PATH, ForecastMode
 LEVEL = 0.8
 # The extrapolations' settings (forecast.py's, but for min_points: the corpus' short runs
 # have a checkpoint every 20 epochs, and an early range is the point).
-# The correction's features, fixed before the fit: the fraction of progress, and whether the
-# share has reached its target (then the raw forecast is "now" and only this term can say
-# how long test accuracy lags; a corpus of a few dozen runs carries no more than this).
+# The correction's features: the fraction of progress, and whether the share has reached its
+# target (then the raw forecast is "now" and only this term can say how long test accuracy
+# lags); with, or without, one of the share now (the add runs' share starts high and their
+# raw forecast comes too soon, the subtract runs' starts low and comes too late) or its
+# growth since memorisation. Chosen on the fit split; a corpus of a few dozen runs carries
+# no more parameters than this.
 USE = ("progress", "reached")
+FEATURE_SETS = (USE, (*USE, "share"), (*USE, "growth"))
 BASE = ForecastModel(level=LEVEL, target_share=0.85, window=0.5, min_points=4,
                      features=USE, coef=(0.0,) * (len(USE) + 1),
                      edges=(0.0, 1.0), half_width=(1.0,))  # fmt: skip
@@ -68,8 +73,7 @@ def cases(runs: list[RunFeatures], base: ForecastModel = BASE) -> list[tuple[str
             continue
         for i in rf.before_grok():
             loss = None if rf.test_loss is None else rf.test_loss[: i + 1]
-            m, _ = forecast_anchor(rf.epochs[: i + 1], loss, rf.memorisation_end[i],
-                                   base.min_points)  # fmt: skip
+            m, _ = forecast_anchor(rf.epochs[: i + 1], loss, rf.memorisation_end[i])
             if m is None:
                 continue
             got = forecast_features(rf.epochs[: i + 1], rf.xy_share[: i + 1], m, base)
@@ -78,15 +82,17 @@ def cases(runs: list[RunFeatures], base: ForecastModel = BASE) -> list[tuple[str
     return out
 
 
-def design(rows: list[tuple[str, float, Features]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    X = np.array([[1.0, *(f.values[n] for n in USE)] for _, _, f in rows])
+def design(
+    rows: list[tuple[str, float, Features]], features: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    X = np.array([[1.0, *(f.values[n] for n in features)] for _, _, f in rows])
     y = np.array([r for _, r, _ in rows])
     w = run_weights([name for name, _, _ in rows])
     return X, y, w
 
 
-def fit(rows: list[tuple[str, float, Features]]) -> tuple[float, ...]:
-    X, y, w = design(rows)
+def fit(rows: list[tuple[str, float, Features]], features: tuple[str, ...]) -> tuple[float, ...]:
+    X, y, w = design(rows, features)
     sw = np.sqrt(w)[:, None]
     coef, *_ = np.linalg.lstsq(X * sw, y * sw[:, 0], rcond=None)
     return tuple(float(c) for c in coef)
@@ -94,7 +100,8 @@ def fit(rows: list[tuple[str, float, Features]]) -> tuple[float, ...]:
 
 def cut_error(model: ForecastModel, runs: list[RunFeatures]) -> float:
     """The median |log error| at 50%, 65% and 80% of each grokked run's grok epoch, a
-    forecast not issued counting as infinitely wrong: what the target share is chosen by."""
+    forecast not issued counting as infinitely wrong: what the target share and the
+    features are chosen by."""
     errors = []
     for rf in runs:
         if rf.grok is None:
@@ -107,10 +114,10 @@ def cut_error(model: ForecastModel, runs: list[RunFeatures]) -> float:
     return float(np.median(errors)) if errors else math.inf
 
 
-def fitted(runs: list[RunFeatures], target: float) -> ForecastModel:
-    """The correction fitted on `runs` with the extrapolations aimed at `target`."""
-    base = replace(BASE, target_share=target)
-    return replace(base, coef=fit(cases(runs, base)))
+def fitted(runs: list[RunFeatures], target: float, features: tuple[str, ...]) -> ForecastModel:
+    """The correction on `features` fitted on `runs`, the extrapolations aimed at `target`."""
+    base = replace(BASE, target_share=target, features=features)
+    return replace(base, coef=fit(cases(runs, base), features))
 
 
 def calibrate(model: ForecastModel, rows: list[tuple[str, float, Features]]) -> tuple[float, ...]:
@@ -151,14 +158,17 @@ def main() -> int:
     for s, group in by_split.items():
         grokked = sum(r.grok is not None for r in group)
         print(f"{s}: {len(group)} runs ({grokked} grokked within their budget)")
-    tried = {}
-    for target in TARGETS:  # chosen on the fit split: the calibration split stays unseen
-        tried[target] = fitted(by_split["fit"], target)
-        err = cut_error(tried[target], by_split["fit"])
-        print(f"target share {target}: fit split's median |log error| at 50/65/80% {err:.3f}")
-    model = min(tried.values(), key=lambda m: cut_error(m, by_split["fit"]))
-    print(f"target share {model.target_share}; correction: " + ", ".join(
-        f"{n} {c:+.3f}" for n, c in zip(("1", *USE), model.coef, strict=True)))  # fmt: skip
+    tried = []
+    for target, features in itertools.product(TARGETS, FEATURE_SETS):
+        model = fitted(by_split["fit"], target, features)  # chosen on the fit split: the
+        err = cut_error(model, by_split["fit"])  # calibration split stays unseen
+        tried.append((err, len(features), model))
+        print(f"target share {target}, {'+'.join(features)}: fit split's median |log error| "
+              f"at 50/65/80% {err:.3f}")  # fmt: skip
+    model = min(tried, key=lambda t: t[:2])[2]  # the fewer features on a tie
+    terms = zip(("1", *model.features), model.coef, strict=True)
+    print(f"target share {model.target_share}; correction: "
+          + ", ".join(f"{n} {c:+.3f}" for n, c in terms))  # fmt: skip
     print(f"calibration ({LEVEL:.0%} split-conformal half-widths of log epochs):")
     widths = calibrate(model, cases(by_split["calibration"], model))
     model = replace(model, edges=EDGES, half_width=widths, fitted_on={
