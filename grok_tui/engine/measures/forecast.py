@@ -174,6 +174,15 @@ def forecast_anchor(
     return start, start is not None
 
 
+def _last_finite(values: Any) -> float:
+    """The newest finite value of a curve (0 when there is none)."""
+    if values is None:
+        return 0.0
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v[-1]) if v.size else 0.0
+
+
 def _k(epoch: int | None) -> str:
     if epoch is None:
         return "?"
@@ -271,11 +280,11 @@ class Features:
 
 
 def forecast_features(
-    epochs: Any, xy_share: Any, memorisation_end: int, model: ForecastModel
+    epochs: Any, xy_share: Any, memorisation_end: int, model: ForecastModel, test_acc: Any = None
 ) -> Features | str:
     """The raw forecast and the correction's features at the last checkpoint, or the reason
     there are none. Shared by the forecast and bench/forecast_refit.py, so the fit sees
-    exactly what the forecast computes."""
+    exactly what the forecast computes (both pass `test_acc`; without it `acc` reads 0)."""
     x = np.asarray(epochs, dtype=np.float64)
     share = np.asarray(xy_share, dtype=np.float64)
     ok = np.isfinite(share) & (share > 0) & (share < 1) & (x >= memorisation_end)
@@ -299,6 +308,7 @@ def forecast_features(
         "share": float(s[-1]) / model.target_share,
         "growth": math.log(float(s[-1]) / float(s[0])),
         "reached": float(s[-1] >= model.target_share),
+        "acc": _last_finite(test_acc),
     }
     return Features(int(now), raw, float(early), float(late), values)
 
@@ -322,7 +332,7 @@ def forecast_grok(
         return early_answer
     assert anchor is not None
     now = int(epochs[-1])
-    got = forecast_features(epochs, xy_share, anchor, model)
+    got = forecast_features(epochs, xy_share, anchor, model, test_acc)
     if isinstance(got, str):
         return Forecast(None, reason=got, as_of=now, provisional=provisional)
     if got.raw > FAR * now:

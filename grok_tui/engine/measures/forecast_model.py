@@ -34,6 +34,7 @@ FEATURES = (
     "share",  # the x + y share now / the share at which runs grok
     "growth",  # log(share now / share at memorisation end)
     "reached",  # 1 once the share has reached the target (test accuracy lags), else 0
+    "acc",  # test accuracy now
 )
 
 
