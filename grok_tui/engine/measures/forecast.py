@@ -90,7 +90,7 @@ class Forecast:
         if self.grok_epoch is None:
             return None
         return {"grok_epoch": self.grok_epoch, "low": self.low, "high": self.high,
-                "level": self.level}  # fmt: skip
+                "level": self.level, "provisional": self.provisional}  # fmt: skip
 
     def short(self) -> str:
         """A few characters for a status bar: 'grok ~10.6k (9.8k-11.9k)'; '' without one."""
