@@ -57,6 +57,12 @@ PLAN: dict[str, list[tuple[str, str]]] = {
                "--seed 1 --data-seed 1 --checkpoint-every 10"),
         ("c6", "--p 67 --frac-train 0.4 --weight-decay 2 --op add,multiply "
                "--seed 2 --data-seed 2 --epochs 1500 --checkpoint-every 10"),
+        # c5 took ~4 minutes, so two more (planned before any fit, as the rest): every op
+        # at a small p, and add and multiply at p = 71.
+        ("c7", "--p 31 --frac-train 0.5 --weight-decay 1.5 --op add,subtract,multiply,divide "
+               "--seed 4 --data-seed 4 --checkpoint-every 10"),
+        ("c8", "--p 71 --frac-train 0.4 --weight-decay 2 --op add,multiply "
+               "--seed 15 --data-seed 15 --epochs 1200 --checkpoint-every 10"),
     ],
     "held": [
         ("h1", "--p 41 --frac-train 0.5,0.6 --weight-decay 1.5 --lr 0.004 --op add,subtract "
