@@ -21,10 +21,11 @@ members/run), for a recipe a sweep does not batch well (the paper's, ~10k epochs
 
 The corpus (`corpus`) and the held-out runs (`held`) were planned before any was trained:
 the held-out runs use other p (41, 53, 59, and 113 with the paper model), other seeds and
-data seeds, and are never read by the refit. The corpus is add and subtract; the held-out
-runs h6-h8 (added after the first judgement, never read by the refit either) are the paper
-recipe and multiply and subtract on p = 47 and 61. Deterministic: fixed seeds, one
-thread, CPU.
+data seeds, and are never read by the refit. The corpus was add and subtract (c1, c4); c5-c8
+(added for the second fit) bring multiply and divide, p = 31, 67 and 71, and a checkpoint
+every 10 epochs. The held-out runs h6-h8 (added after the first judgement, never read by
+the refit either) are the paper recipe and multiply and subtract on p = 47 and 61.
+Deterministic: fixed seeds, one thread, CPU.
 """
 
 from __future__ import annotations
