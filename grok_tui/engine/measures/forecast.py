@@ -31,9 +31,9 @@ Where memorisation ends is the phases' announced boundary when there is one. The
 announce it only once the train loss has held its floor or the test loss has halved from
 its peak, which on a fast run comes late (at 60-80% of the way to grokking), so until then
 the forecast starts from a provisional end of its own (`provisional_start`): the peak of
-the test loss once the test loss has come a third of the way down from it. That start is fixed the
-first time it is found (a later, higher peak does not move it) and belongs to the forecast
-alone: the phases shown never see it. Such a forecast is marked provisional.
+the test loss, once the test loss has come a third of the way down from it. That start is
+fixed the first time it is found (a later, higher peak does not move it) and belongs to the
+forecast alone: the phases shown never see it. Such a forecast is marked provisional.
 
 `rule_forecast`, the forecast before issue 19 (kept for comparison in the benchmarks): the
 two estimates widened by `margin`, after a wait for the share to grow `min_growth` times and
