@@ -85,6 +85,10 @@ PLAN: dict[str, list[tuple[str, str]]] = {
                "--seed 13 --data-seed 9 --epochs 1500"),
         ("h8", "--p 61 --frac-train 0.5 --weight-decay 2 --op multiply,subtract "
                "--seed 14 --data-seed 10 --epochs 2000"),
+        # Added after h1-h8 were judged with the second fit's constants (forecast3), to judge
+        # those same, unchanged constants on more fresh runs: every op at p = 53.
+        ("h9", "--p 53 --frac-train 0.5 --weight-decay 1.5 --op add,subtract,multiply,divide "
+               "--seed 16 --data-seed 11 --epochs 1500"),
     ],
 }  # fmt: skip
 TRAIN_RUN = "run"  # a `train` entry's run: ROOT/SET/NAME/members/run (as a sweep member)
