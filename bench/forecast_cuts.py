@@ -32,14 +32,17 @@ class RunFeatures:
     xy_share: np.ndarray
     test_acc: np.ndarray
     memorisation_end: list[int | None]  # as announced at each checkpoint
+    test_loss: np.ndarray | None = None  # (the provisional start reads it; None: not kept)
     # The phases shown at each checkpoint (None: a features.jsonl made before they were kept)
     phase_index: list[int] | None = None
     announced: list[dict[str, int]] | None = None
 
     def cut(self, i: int, model: ForecastModel | None = None) -> Forecast:
         """The calibrated forecast as of checkpoint i (what the app showed then)."""
+        loss = None if self.test_loss is None else self.test_loss[: i + 1]
         return forecast_grok(self.epochs[: i + 1], self.xy_share[: i + 1],
-                             self.test_acc[: i + 1], self.memorisation_end[i], model)  # fmt: skip
+                             self.test_acc[: i + 1], self.memorisation_end[i], model,
+                             loss)  # fmt: skip
 
     def rule_cut(self, i: int) -> Forecast:
         """The forecast before issue 19 as of checkpoint i."""
@@ -69,6 +72,8 @@ def read_runs(path: Path) -> list[RunFeatures]:
             xy_share=np.asarray([math.nan if v is None else v for v in d["xy_share"]]),
             test_acc=np.asarray([math.nan if v is None else v for v in d["test_acc"]]),
             memorisation_end=list(d["memorisation_end"]),
+            test_loss=None if "test_loss" not in d else
+            np.asarray([math.nan if v is None else v for v in d["test_loss"]]),
             phase_index=d.get("phase_index"), announced=d.get("announced"),
         ))  # fmt: skip
     return runs

@@ -7,14 +7,18 @@ Reads ROOT/corpus/features.jsonl only (never the held-out set). The corpus runs 
 in two halves, fit and calibration (bench/forecast_cuts.py: alternately in the order of a
 hash of their names, within the runs that grokked and within those that did not). At every
 checkpoint before a run grokked (runs that grokked within their budget) and after
-memorisation ended, the raw forecast and its features are computed exactly as the app
-computes them (forecast.forecast_features). Then:
+memorisation ended (as the forecast reads it: the announced end, else its own provisional
+start, forecast.forecast_anchor), the raw forecast and its features are computed exactly as
+the app computes them (forecast.forecast_features). Then:
 
 1. the correction: weighted least squares of log(grok epoch / raw forecast) on the
-   fraction of progress (`USE`), on the fit split (each run weighs 1 in all, spread over
-   its checkpoints), for each target share of the extrapolations in `TARGETS`; the target
-   kept is the one with the smallest median |log error| at 50%, 65% and 80% of the fit
-   runs' grok epochs (a forecast not issued counting as infinitely wrong);
+   fraction of progress and whether the share has reached its target (`USE`; the second
+   is the lag of test accuracy behind the share), on the fit split (each run weighs 1 in
+   all, spread over its checkpoints), for each target share of the extrapolations in
+   `TARGETS` and each set of features in `FEATURE_SETS`; the pair kept is the one with the
+   smallest median |log error| at 50%, 65% and 80% of the fit runs' grok epochs, each run
+   forecast by the correction fitted on the other fit runs (a forecast not issued counting
+   as infinitely wrong);
 2. the interval: on the calibration split, |log(grok epoch) - log(forecast)|, and per bin
    of `progress` the split-conformal half-width at `LEVEL` (engine/measures/conformal.py,
    runs weighted as in 1: a run is the exchangeable unit, not a checkpoint).
@@ -39,19 +43,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.forecast_cuts import RunFeatures, read_runs, splits
 from grok_tui.engine.measures.conformal import conformal_quantile, run_weights
-from grok_tui.engine.measures.forecast import Features, forecast_features
+from grok_tui.engine.measures.forecast import Features, forecast_anchor, forecast_features
 from grok_tui.engine.measures.forecast_model import CONSTANTS_PATH, ForecastModel, model_from_json
 
 LEVEL = 0.8
 # The extrapolations' settings (forecast.py's, but for min_points: the corpus' short runs
 # have a checkpoint every 20 epochs, and an early range is the point).
-# The correction's features, fixed before the fit: the fraction of progress only (a corpus of
-# a few dozen runs, half of them grokking, carries no more parameters than this reliably).
-USE = ("progress",)
+# The correction's features: the fraction of progress, and whether the share has reached its
+# target (then the raw forecast is "now" and only this term can say how long test accuracy
+# lags); with, or without, one of the share now (the add runs' share starts high and their
+# raw forecast comes too soon, the subtract runs' starts low and comes too late), its
+# growth since memorisation, or test accuracy now (it rises before 99% on many runs).
+# Chosen on the fit split; a corpus of a few dozen runs carries no more parameters than this.
+USE = ("progress", "reached")
+FEATURE_SETS = (USE, (*USE, "share"), (*USE, "growth"), (*USE, "acc"))
 BASE = ForecastModel(level=LEVEL, target_share=0.85, window=0.5, min_points=4,
                      features=USE, coef=(0.0,) * (len(USE) + 1),
                      edges=(0.0, 1.0), half_width=(1.0,))  # fmt: skip
-EDGES = (0.0, 0.6, 1.0)  # bins of progress for the half-widths
+EDGES = (0.0, 0.3, 0.6, 1.0)  # bins of progress for the half-widths
 MIN_RUNS_PER_BIN = 3
 TARGETS = (0.85, 0.9, 0.95, 0.97)  # the target shares tried (on the fit split only)
 CUT_SHARES = (0.5, 0.65, 0.8)
@@ -64,48 +73,71 @@ def cases(runs: list[RunFeatures], base: ForecastModel = BASE) -> list[tuple[str
         if rf.grok is None:
             continue
         for i in rf.before_grok():
-            m = rf.memorisation_end[i]
+            loss = None if rf.test_loss is None else rf.test_loss[: i + 1]
+            m, _ = forecast_anchor(rf.epochs[: i + 1], loss, rf.memorisation_end[i])
             if m is None:
                 continue
-            got = forecast_features(rf.epochs[: i + 1], rf.xy_share[: i + 1], m, base)
+            got = forecast_features(rf.epochs[: i + 1], rf.xy_share[: i + 1], m, base,
+                                    rf.test_acc[: i + 1])  # fmt: skip
             if isinstance(got, Features):
                 out.append((rf.name, math.log(rf.grok / got.raw), got))
     return out
 
 
-def design(rows: list[tuple[str, float, Features]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    X = np.array([[1.0, *(f.values[n] for n in USE)] for _, _, f in rows])
+def design(
+    rows: list[tuple[str, float, Features]], features: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    X = np.array([[1.0, *(f.values[n] for n in features)] for _, _, f in rows])
     y = np.array([r for _, r, _ in rows])
     w = run_weights([name for name, _, _ in rows])
     return X, y, w
 
 
-def fit(rows: list[tuple[str, float, Features]]) -> tuple[float, ...]:
-    X, y, w = design(rows)
+def fit(rows: list[tuple[str, float, Features]], features: tuple[str, ...]) -> tuple[float, ...]:
+    X, y, w = design(rows, features)
     sw = np.sqrt(w)[:, None]
     coef, *_ = np.linalg.lstsq(X * sw, y * sw[:, 0], rcond=None)
     return tuple(float(c) for c in coef)
 
 
+def run_cut_errors(model: ForecastModel, rf: RunFeatures) -> list[float]:
+    """|log error| at 50%, 65% and 80% of a grokked run's grok epoch, a forecast not issued
+    counting as infinitely wrong."""
+    errors = []
+    for share in CUT_SHARES:
+        i = rf.index_at(share * rf.grok)
+        fc = None if i is None else rf.cut(i, model)
+        ok = fc is not None and fc.grok_epoch is not None and not fc.observed
+        errors.append(abs(math.log(fc.grok_epoch / rf.grok)) if ok else math.inf)
+    return errors
+
+
 def cut_error(model: ForecastModel, runs: list[RunFeatures]) -> float:
-    """The median |log error| at 50%, 65% and 80% of each grokked run's grok epoch, a
-    forecast not issued counting as infinitely wrong: what the target share is chosen by."""
+    """The median of `run_cut_errors` over the grokked runs (in-sample when `model` was
+    fitted on them)."""
+    errors = [e for rf in runs if rf.grok is not None for e in run_cut_errors(model, rf)]
+    return float(np.median(errors)) if errors else math.inf
+
+
+def cv_error(runs: list[RunFeatures], target: float, features: tuple[str, ...]) -> float:
+    """What the target share and the features are chosen by: the median |log error| at 50%,
+    65% and 80% of each grokked run's grok epoch, each run forecast by the correction fitted
+    on the other runs (leave one run out: in-sample errors favour more features)."""
+    base = replace(BASE, target_share=target, features=features)
+    rows = cases(runs, base)
     errors = []
     for rf in runs:
         if rf.grok is None:
             continue
-        for share in CUT_SHARES:
-            i = rf.index_at(share * rf.grok)
-            fc = None if i is None else rf.cut(i, model)
-            ok = fc is not None and fc.grok_epoch is not None and not fc.observed
-            errors.append(abs(math.log(fc.grok_epoch / rf.grok)) if ok else math.inf)
+        coef = fit([r for r in rows if r[0] != rf.name], features)
+        errors += run_cut_errors(replace(base, coef=coef), rf)
     return float(np.median(errors)) if errors else math.inf
 
 
-def fitted(runs: list[RunFeatures], target: float) -> ForecastModel:
-    """The correction fitted on `runs` with the extrapolations aimed at `target`."""
-    base = replace(BASE, target_share=target)
-    return replace(base, coef=fit(cases(runs, base)))
+def fitted(runs: list[RunFeatures], target: float, features: tuple[str, ...]) -> ForecastModel:
+    """The correction on `features` fitted on `runs`, the extrapolations aimed at `target`."""
+    base = replace(BASE, target_share=target, features=features)
+    return replace(base, coef=fit(cases(runs, base), features))
 
 
 def calibrate(model: ForecastModel, rows: list[tuple[str, float, Features]]) -> tuple[float, ...]:
@@ -146,14 +178,18 @@ def main() -> int:
     for s, group in by_split.items():
         grokked = sum(r.grok is not None for r in group)
         print(f"{s}: {len(group)} runs ({grokked} grokked within their budget)")
-    tried = {}
-    for target in TARGETS:  # chosen on the fit split: the calibration split stays unseen
-        tried[target] = fitted(by_split["fit"], target)
-        err = cut_error(tried[target], by_split["fit"])
-        print(f"target share {target}: fit split's median |log error| at 50/65/80% {err:.3f}")
-    model = min(tried.values(), key=lambda m: cut_error(m, by_split["fit"]))
-    print(f"target share {model.target_share}; correction: " + ", ".join(
-        f"{n} {c:+.3f}" for n, c in zip(("1", *USE), model.coef, strict=True)))  # fmt: skip
+    tried = []
+    for target, features in itertools.product(TARGETS, FEATURE_SETS):
+        err = cv_error(by_split["fit"], target, features)  # chosen on the fit split: the
+        tried.append((err, len(features), target, features))  # calibration split unseen
+        print(f"target share {target}, {'+'.join(features)}: fit split's median |log error| "
+              f"at 50/65/80% (leave one run out) {err:.3f}")  # fmt: skip
+    _, _, target, features = min(tried, key=lambda t: t[:2])  # the fewer features on a tie
+    model = fitted(by_split["fit"], target, features)
+    print(f"in-sample on the fit split: {cut_error(model, by_split['fit']):.3f}")
+    terms = zip(("1", *model.features), model.coef, strict=True)
+    print(f"target share {model.target_share}; correction: "
+          + ", ".join(f"{n} {c:+.3f}" for n, c in terms))  # fmt: skip
     print(f"calibration ({LEVEL:.0%} split-conformal half-widths of log epochs):")
     widths = calibrate(model, cases(by_split["calibration"], model))
     model = replace(model, edges=EDGES, half_width=widths, fitted_on={

@@ -46,7 +46,7 @@ def test_linear_log_odds_are_forecast_within_the_interval() -> None:
     assert fc.low < fc.grok_epoch < 9000 <= fc.high
     assert fc.as_of == 6000 and not fc.observed
     assert fc.to_json() == {"grok_epoch": fc.grok_epoch, "low": fc.low, "high": fc.high,
-                            "level": None}  # fmt: skip
+                            "level": None, "provisional": False}  # fmt: skip
 
 
 def test_a_shrinking_residual_is_forecast_by_the_early_estimate() -> None:

@@ -12,7 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grok_tui.engine.measures.forecast import forecast_features, forecast_grok
+from grok_tui.engine.measures.forecast import (
+    PEAK_FALL,
+    PEAK_RISE,
+    forecast_anchor,
+    forecast_features,
+    forecast_grok,
+    provisional_start,
+)
 from grok_tui.engine.measures.forecast_model import (
     CONSTANTS_PATH,
     FEATURES,
@@ -117,3 +124,76 @@ def test_bad_constants_are_a_one_line_error(change: dict, message: str, tmp_path
     path.write_text(json.dumps({**good, **change}))
     with pytest.raises(ForecastConstantsError):
         load_model(path)
+
+
+def _brute_start(loss: list[float], epochs: list[int]) -> int | None:
+    """provisional_start by its definition, from scratch at every cut: the first cut at which
+    the test loss is down to PEAK_FALL of its highest so far (first of equals), that highest
+    PEAK_RISE above the first checkpoint's."""
+    for j in range(len(loss)):
+        head = loss[: j + 1]
+        top = max(range(len(head)), key=lambda i: (head[i], -i))
+        if head[j] <= PEAK_FALL * head[top] and head[top] >= PEAK_RISE * head[0]:
+            return epochs[top]
+    return None
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_provisional_start_is_the_test_loss_peak_found_once(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 40
+    epochs = list(range(0, 20 * n, 20))
+    loss = list(4.0 + rng.uniform(0, 1, n) * rng.choice([1.0, 10.0], n))
+    got = [provisional_start(loss[: j + 1], epochs[: j + 1]) for j in range(n)]
+    assert got == [_brute_start(loss[: j + 1], epochs[: j + 1]) for j in range(n)]
+    found = [g for g in got if g is not None]
+    assert len(set(found)) <= 1  # once found it never moves, whatever comes after
+    assert all(g is not None for g in got[got.index(found[0]) :]) if found else True
+
+
+def test_a_memorising_bump_starts_the_forecast_once_it_comes_down() -> None:
+    epochs = [0, 20, 40, 60, 80, 100, 120, 140, 160]
+    rise = [4.0, 9.0, 15.0, 19.0, 17.0, 15.0, 13.0, 12.0, 11.0]  # 2/3 of 19: 12.7
+    assert [provisional_start(rise[: j + 1], epochs[: j + 1]) for j in range(9)] == [
+        None] * 7 + [60, 60]  # fmt: skip
+    later_peak = [*rise, 30.0, 29.0, 28.0, 27.0, 26.0]
+    assert provisional_start(later_peak, [*epochs, 180, 200, 220, 240, 260]) == 60
+    small = [4.0, 5.0, 5.5, 3.5, 3.0, 2.9, 2.8, 2.7, 2.6]  # up by less than PEAK_RISE
+    assert provisional_start(small, epochs) is None
+    stays_up = [4.0, 9.0, 15.0, 19.0, 18.0, 17.0, 16.5, 16.0, 15.5]  # not a third down
+    assert provisional_start(stays_up, epochs) is None
+    assert forecast_anchor(epochs, rise, 80) == (80, False)  # announced: that one
+    assert forecast_anchor(epochs, rise, None) == (60, True)
+    assert forecast_anchor(epochs, None, None) == (None, False)
+
+
+def test_before_memorisation_is_announced_the_forecast_speaks_provisionally() -> None:
+    """The same curves, the memorisation end not announced: with the test loss the forecast
+    starts from the test loss' peak and says it is provisional; without it, silence."""
+    model = shipped_model()
+    share = share_curve(model.target_share)
+    loss = np.where(X <= 1000, 4.0 + X / 50, 24.0 * np.exp(-(X - 1000) / 2000))  # peak 1,000
+    silent = forecast_grok(X, share, np.zeros_like(X), None, model)
+    assert silent.grok_epoch is None and "memorisation has not ended" in silent.reason
+    early = forecast_grok(X, share, np.zeros_like(X), None, model, loss)
+    announced = forecast_grok(X, share, np.zeros_like(X), 1000, model, loss)
+    assert early.provisional and not announced.provisional
+    assert early.details["start"] == 1000 == announced.details["start"]
+    assert (early.grok_epoch, early.low, early.high) == (
+        announced.grok_epoch, announced.low, announced.high)  # fmt: skip
+    assert "provisional" in early.describe() and "provisional" not in announced.describe()
+    not_down_yet = forecast_grok(X[:15], share[:15], np.zeros(15), None, model, loss[:15])
+    assert not_down_yet.grok_epoch is None and "memorisation" in not_down_yet.reason
+
+
+def test_once_the_share_reaches_its_target_the_lag_term_speaks() -> None:
+    """Past the target the raw forecast is now; the correction's `reached` term is the lag."""
+    model = replace(shipped_model(), features=("progress", "reached"), coef=(0.0, 0.0, 0.2),
+                    edges=(0.0, 1.0), half_width=(0.1,))  # fmt: skip
+    share = share_curve(model.target_share, cross=5000)
+    before = forecast_features(X[:40], share[:40], 1000, model)
+    after = forecast_features(X, share, 1000, model)
+    assert not isinstance(before, str) and not isinstance(after, str)
+    assert before.values["reached"] == 0.0 and after.values["reached"] == 1.0
+    fc = forecast_grok(X, share, np.zeros_like(X), 1000, model)
+    assert fc.grok_epoch == round(6000 * math.exp(0.2))

@@ -176,7 +176,8 @@ def test_analyze_json_of_a_run_cut_at_a_checkpoint(
     if fc is None:
         assert report["forecast_reason"]
     else:
-        assert set(fc) == {"grok_epoch", "low", "high", "level"} and fc["level"] == 0.8
+        assert set(fc) == {"grok_epoch", "low", "high", "level", "provisional"}
+        assert fc["level"] == 0.8 and isinstance(fc["provisional"], bool)
         assert fc["low"] <= fc["grok_epoch"] <= fc["high"]
         assert fc["grok_epoch"] >= last
         assert report["forecast_history"][-1] == [last, fc["grok_epoch"], fc["low"], fc["high"]]

@@ -104,7 +104,8 @@ def render_report(report: dict[str, Any]) -> Table:
         add("grok forecast", f"none: {report.get('forecast_reason', '')}")
     else:
         level = f"{fc['level']:.0%}: " if isinstance(fc.get("level"), float) else ""
-        add("grok forecast", f"{fc['grok_epoch']:,} ({level}{fc['low']:,}-{fc['high']:,})")
+        mark = ", provisional" if fc.get("provisional") else ""
+        add("grok forecast", f"{fc['grok_epoch']:,} ({level}{fc['low']:,}-{fc['high']:,}{mark})")
     keys = report["key_history"]
     history = (
         keys

@@ -35,7 +35,8 @@ from grok_tui.engine.measures.record import freq_gini, label_share
 
 # 2: the memorisation end waits for the train-loss floor (phases.py);
 # 3: the calibrated forecast, with its interval's level
-OUTLOOK_VERSION = 3
+# 4: the forecast speaks, provisionally, before memorisation's end is announced
+OUTLOOK_VERSION = 4
 
 
 def forecaster_id() -> int:
@@ -58,7 +59,7 @@ class Step:
     provisional: bool
     raw: dict[str, int | None]
     state: PhaseState
-    forecast: dict[str, Any] | None  # grok_epoch, low, high (ints), level; None: no forecast
+    forecast: dict[str, Any] | None  # grok_epoch, low, high (ints), level, provisional; or None
     observed: bool
 
     def row(self) -> dict[str, Any]:
@@ -100,9 +101,14 @@ class Step:
                 forecast is None
                 or (
                     isinstance(forecast, dict)
-                    and set(forecast) == {"grok_epoch", "low", "high", "level"}
-                    and all(v is None or whole(v) for k, v in forecast.items() if k != "level")
+                    and set(forecast) == {"grok_epoch", "low", "high", "level", "provisional"}
+                    and all(
+                        v is None or whole(v)
+                        for k, v in forecast.items()
+                        if k not in ("level", "provisional")
+                    )
                     and (forecast["level"] is None or _fraction(forecast["level"]))
+                    and isinstance(forecast["provisional"], bool)
                 )
             )
             and isinstance(row.get("provisional"), bool)
@@ -290,6 +296,7 @@ class OutlookHistory:
             curves["xy_share_logits"],
             curves["test_acc"],
             state.announced.get("memorisation_end"),
+            test_loss=curves["test_loss"],
         )
 
     def forecasts(self) -> list[dict[str, Any]]:

@@ -22,9 +22,18 @@ the fit, wider the less progress there is (engine/measures/forecast_model.py; th
 ship in forecast_constants.json, bench/forecast_refit.py refits them). It speaks as soon as
 the share has grown over `min_points` checkpoints since memorisation ended: a wide range
 early, narrowing as evidence comes in. Once the share has reached the target (the circuit is
-in place, test accuracy lags) the raw forecast is now and the correction says how long the
-lag is. No forecast (None, with the reason) before `min_points` checkpoints, while the share
-is not growing, or while its trend reaches the target only after `FAR` times now.
+in place, test accuracy lags) the raw forecast is now and the correction (its `reached`
+term) says how long the lag is. No forecast (None, with the reason) before `min_points`
+checkpoints, while the share is not growing, or while its trend reaches the target only
+after `FAR` times now.
+
+Where memorisation ends is the phases' announced boundary when there is one. The phases
+announce it only once the train loss has held its floor or the test loss has halved from
+its peak, which on a fast run comes late (at 60-80% of the way to grokking), so until then
+the forecast starts from a provisional end of its own (`provisional_start`): the peak of
+the test loss, once the test loss has come a third of the way down from it. That start is
+fixed the first time it is found (a later, higher peak does not move it) and belongs to the
+forecast alone: the phases shown never see it. Such a forecast is marked provisional.
 
 `rule_forecast`, the forecast before issue 19 (kept for comparison in the benchmarks): the
 two estimates widened by `margin`, after a wait for the share to grow `min_growth` times and
@@ -75,12 +84,13 @@ class Forecast:
     level: float | None = None  # the interval's coverage, when calibrated (0.8: an 80% one)
     as_of: int | None = None  # the newest checkpoint the forecast saw
     details: dict[str, Any] = field(default_factory=dict)
+    provisional: bool = False  # made before the phases announced the memorisation end
 
     def to_json(self) -> dict[str, Any] | None:
         if self.grok_epoch is None:
             return None
         return {"grok_epoch": self.grok_epoch, "low": self.low, "high": self.high,
-                "level": self.level}  # fmt: skip
+                "level": self.level, "provisional": self.provisional}  # fmt: skip
 
     def short(self) -> str:
         """A few characters for a status bar: 'grok ~10.6k (9.8k-11.9k)'; '' without one."""
@@ -97,7 +107,8 @@ class Forecast:
         if self.observed:
             return f"grokked at {self.grok_epoch:,}"
         level = f"{self.level:.0%}: " if self.level is not None else ""
-        return f"groks ~{self.grok_epoch:,} ({level}{self.low:,}-{self.high:,})"
+        mark = ", provisional" if self.provisional else ""
+        return f"groks ~{self.grok_epoch:,} ({level}{self.low:,}-{self.high:,}{mark})"
 
 
 def _settled_or_premature(
@@ -115,6 +126,61 @@ def _settled_or_premature(
     if memorisation_end is None:
         return Forecast(None, reason="memorisation has not ended yet", as_of=now)
     return None
+
+
+# The test loss' peak reads as the end of memorisation only when it stands this far above the
+# first checkpoint's test loss (memorising drives the test loss up from chance; a small
+# early bump is not that) ...
+PEAK_RISE = 1.5
+# ... and once the test loss has come down to this share of it: the circuit is at work. The
+# phases wait for half (with the train loss memorised), which on fast runs comes at 60-80%
+# of the way to grokking; a third of the way down comes at 100-280 on the corpus' grokking
+# runs (memorisation ends at 60-80) and never, within 1,000 epochs, on three of its five
+# subtract runs that never grokked (their test loss stays at 80% of its peak): chosen on
+# the corpus (bench/forecast_corpus.py), never on the held-out runs.
+PEAK_FALL = 2 / 3
+
+
+def provisional_start(test_loss: Any, epochs: Any) -> int | None:
+    """The forecast's own memorisation end, before the phases announce one: the epoch of the
+    test loss' highest value so far, the first time the test loss is down to `PEAK_FALL` of
+    it (and it rose `PEAK_RISE` times above the first checkpoint's). Fixed once found: it
+    depends only on the checkpoints up to the one where it was found."""
+    loss = np.asarray(test_loss, dtype=np.float64)
+    x = np.asarray(epochs, dtype=np.float64)
+    peak, base = -1, math.nan
+    for j, v in enumerate(loss):
+        if not math.isfinite(v):
+            continue
+        if math.isnan(base):
+            base = v
+        if peak < 0 or v > loss[peak]:
+            peak = j
+        elif v <= PEAK_FALL * loss[peak] and loss[peak] >= PEAK_RISE * base:
+            return int(x[peak])
+    return None
+
+
+def forecast_anchor(
+    epochs: Any, test_loss: Any, memorisation_end: int | None
+) -> tuple[int | None, bool]:
+    """Where the forecast's extrapolation starts, and whether that is provisional: the
+    announced memorisation end, else `provisional_start` (None: neither yet)."""
+    if memorisation_end is not None:
+        return memorisation_end, False
+    if test_loss is None:
+        return None, False
+    start = provisional_start(test_loss, epochs)
+    return start, start is not None
+
+
+def _last_finite(values: Any) -> float:
+    """The newest finite value of a curve (0 when there is none)."""
+    if values is None:
+        return 0.0
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v[-1]) if v.size else 0.0
 
 
 def _k(epoch: int | None) -> str:
@@ -214,11 +280,11 @@ class Features:
 
 
 def forecast_features(
-    epochs: Any, xy_share: Any, memorisation_end: int, model: ForecastModel
+    epochs: Any, xy_share: Any, memorisation_end: int, model: ForecastModel, test_acc: Any = None
 ) -> Features | str:
     """The raw forecast and the correction's features at the last checkpoint, or the reason
     there are none. Shared by the forecast and bench/forecast_refit.py, so the fit sees
-    exactly what the forecast computes."""
+    exactly what the forecast computes (both pass `test_acc`; without it `acc` reads 0)."""
     x = np.asarray(epochs, dtype=np.float64)
     share = np.asarray(xy_share, dtype=np.float64)
     ok = np.isfinite(share) & (share > 0) & (share < 1) & (x >= memorisation_end)
@@ -241,6 +307,8 @@ def forecast_features(
         "spread": math.log(late / early),
         "share": float(s[-1]) / model.target_share,
         "growth": math.log(float(s[-1]) / float(s[0])),
+        "reached": float(s[-1] >= model.target_share),
+        "acc": _last_finite(test_acc),
     }
     return Features(int(now), raw, float(early), float(late), values)
 
@@ -251,22 +319,25 @@ def forecast_grok(
     test_acc: np.ndarray,
     memorisation_end: int | None,
     model: ForecastModel | None = None,
+    test_loss: Any = None,
 ) -> Forecast:
     """The calibrated forecast from curves over checkpoint epochs (ascending) as of the last
-    one, with its conformal interval (`model`: the shipped constants by default)."""
+    one, with its conformal interval (`model`: the shipped constants by default). With the
+    `test_loss` curve it speaks before the memorisation end is announced, provisionally."""
     epochs = np.asarray(epochs, dtype=np.float64)
-    early_answer = _settled_or_premature(epochs, test_acc, memorisation_end)
+    model = model if model is not None else shipped_model()
+    anchor, provisional = forecast_anchor(epochs, test_loss, memorisation_end)
+    early_answer = _settled_or_premature(epochs, test_acc, anchor)
     if early_answer is not None:
         return early_answer
-    assert memorisation_end is not None
-    model = model if model is not None else shipped_model()
+    assert anchor is not None
     now = int(epochs[-1])
-    got = forecast_features(epochs, xy_share, memorisation_end, model)
+    got = forecast_features(epochs, xy_share, anchor, model, test_acc)
     if isinstance(got, str):
-        return Forecast(None, reason=got, as_of=now)
+        return Forecast(None, reason=got, as_of=now, provisional=provisional)
     if got.raw > FAR * now:
         why = f"no grokking in sight (the share's trend reaches it after {round(got.raw):,})"
-        return Forecast(None, reason=why, as_of=now)
+        return Forecast(None, reason=why, as_of=now, provisional=provisional)
     v = got.values
     center = math.log(got.raw) + model.correction(v)
     width = model.width(v["progress"])
@@ -277,7 +348,8 @@ def forecast_grok(
         high=round(max(math.exp(center + width), value)),
         as_of=now,
         level=model.level,
-        details={"raw": got.raw, "early": got.early, "late": got.late, **v},
+        details={"raw": got.raw, "early": got.early, "late": got.late, "start": anchor, **v},
+        provisional=provisional,
     )
 
 
@@ -291,6 +363,7 @@ def forecast_table(
         table["test_acc"],
         phases.get("memorisation_end"),
         model,
+        table["test_loss"],
     )
 
 

@@ -33,6 +33,8 @@ FEATURES = (
     "spread",  # log(late / early): how much the two extrapolations disagree
     "share",  # the x + y share now / the share at which runs grok
     "growth",  # log(share now / share at memorisation end)
+    "reached",  # 1 once the share has reached the target (test accuracy lags), else 0
+    "acc",  # test accuracy now
 )
 
 
