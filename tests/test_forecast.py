@@ -85,6 +85,9 @@ def test_a_run_that_has_grokked_reports_when() -> None:
     assert fc.describe() == "grokked at 2,200"
     assert Forecast(None, reason="why").to_json() is None
     assert Forecast(None, reason="why").short() == ""
+    made = Forecast(10_600, 9_800, 11_900)
+    assert made.short() == "grok ~10.6k (9,800-11.9k)"
+    assert Forecast(10_600, 9_800, 11_900, provisional=True).short() == "grok ~10.6k? (9,800-11.9k)"
 
 
 def test_the_baseline_extrapolates_the_test_loss() -> None:

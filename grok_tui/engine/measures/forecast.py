@@ -93,12 +93,14 @@ class Forecast:
                 "level": self.level, "provisional": self.provisional}  # fmt: skip
 
     def short(self) -> str:
-        """A few characters for a status bar: 'grok ~10.6k (9.8k-11.9k)'; '' without one."""
+        """A few characters for a status bar: 'grok ~10.6k (9,800-11.9k)', with a '?' after
+        the epoch while provisional; '' without one."""
         if self.grok_epoch is None:
             return ""
         if self.observed:
             return f"grokked {self.grok_epoch:,}"
-        return f"grok ~{_k(self.grok_epoch)} ({_k(self.low)}-{_k(self.high)})"
+        mark = "?" if self.provisional else ""
+        return f"grok ~{_k(self.grok_epoch)}{mark} ({_k(self.low)}-{_k(self.high)})"
 
     def describe(self) -> str:
         """One line for a status bar: 'groks ~10,600 (9,800-11,900)'."""
