@@ -48,6 +48,7 @@ from grok_tui.engine.store.atomic import (
 from grok_tui.engine.store.errors import DiskFull, RunError
 from grok_tui.engine.store.gaps import count_epochs, describe_gaps, epoch_gaps, missing_rows_warning
 from grok_tui.engine.store.liveness import lock_is_stale
+from grok_tui.engine.store.measures_lock import measures_lock
 from grok_tui.engine.store.rows import (
     check_measures_row,
     clean_metric_row,
@@ -385,20 +386,28 @@ class Run:
         raise RunError(f"{self.path} has checkpoints but no resume.pt: it cannot be resumed")
 
     # -- measures cache ------------------------------------------------------------------
+    def measures_lock(self) -> contextlib.AbstractContextManager[None]:
+        """The cache's writer lock (store/measures_lock.py): every append holds it, and a
+        compaction holds it from its read to its rewrite, so no append falls between."""
+        return measures_lock(self.path)
+
     def append_measures(self, rows: Iterable[dict[str, Any]]) -> None:
         if self.read_only:
             self._measures_in_memory.extend(rows)
             return
         lines = [json.dumps(r, separators=(",", ":"), allow_nan=False) for r in rows]
         if lines:
-            append_bytes(self.measures_path, ("\n".join(lines) + "\n").encode())
+            with self.measures_lock():
+                append_bytes(self.measures_path, ("\n".join(lines) + "\n").encode())
 
     def rewrite_measures(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Replace the cache with `rows` (dropping rows no longer useful)."""
+        """Replace the cache with `rows` (dropping rows no longer useful); a compaction
+        reads and rewrites inside `measures_lock()`."""
         if self.read_only:
             return  # the file stays as it is; rows computed here stay in memory
         text = "".join(json.dumps(r, separators=(",", ":"), allow_nan=False) + "\n" for r in rows)
-        atomic_write_bytes(self.measures_path, text.encode())
+        with self.measures_lock():
+            atomic_write_bytes(self.measures_path, text.encode())
 
     def read_measures(self) -> list[dict[str, Any]]:
         """Every whole, valid cached row; each line skipped is a RunWarning naming it (the
