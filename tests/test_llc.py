@@ -480,8 +480,10 @@ def test_a_live_claim_makes_a_service_wait_and_a_dead_one_is_taken_over(
     settings = replace(FEW, seed=29)
     monkeypatch.setattr(llc_checkpoint, "LLC_SETTINGS", settings)
     monkeypatch.setattr(llc_checkpoint, "BATCH_SIZE", 64)
-    monkeypatch.setattr(
-        llc_checkpoint, "checkpoint_llc", lambda cfg, w, **kw: fake_estimate(settings, 0.6)
+    monkeypatch.setattr(  # an estimate with the settings in use, made at once
+        llc_checkpoint,
+        "checkpoint_llc",
+        lambda cfg, w, **kw: fake_estimate(llc_checkpoint.LLC_SETTINGS, 0.6),
     )
     monkeypatch.setattr(llc_service, "CLAIM_RECHECK_S", 0.05)
     claim = trained.path / CLAIM_NAME
