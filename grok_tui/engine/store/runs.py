@@ -5,8 +5,10 @@
       metrics.jsonl     one JSON object per epoch, append-only; a torn last line is ignored
       checkpoints/      epoch_0000100.safetensors, weights under classic TransformerLens names
       resume.pt         weights + optimiser + scheduler + RNG at the newest resume point
-      measures.jsonl    progress measures per checkpoint (cache, append-only)
+      measures.jsonl    progress measures per checkpoint (cache, append-only; appends and
+                        compactions under one lock, store/measures_lock.py)
       lock              {"pid", "host"} of the one process allowed to train this run
+      llc.claim         the one LLC service estimating this run now (engine/measures/llc_claim.py)
 
 Every write is atomic (temp file + os.replace) or an append, so a kill -9 at any moment
 leaves a run that opens and resumes. A write that fails (a full disk, a quota) leaves no
