@@ -174,5 +174,6 @@ class LLCService(WakeableThread):
                 self.computed.append(summary.epoch)
                 self.error = ""
                 self._hand(summary)
-            paced()
+            if paced() and lost:
+                return CLAIM_RECHECK_S
         return None
