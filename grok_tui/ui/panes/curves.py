@@ -306,7 +306,9 @@ class CurvesPane(Vertical):
             ]
         elif self.view == "learning coefficient":
             low, high = table.llc_band()
-            named += [("- sd", low), ("+ sd", high)]
+            # The band first: where the chains agree the three lines share cells, and the
+            # one drawn last (the estimate) must be the one seen.
+            named = [("- sd", low), ("+ sd", high), *named]
         elif self.view == "forecast":
             truth = self.history.first_epoch_at_least("test_acc", 0.99)
             return title, log_y, forecast_series(self.outlook, truth)
