@@ -86,8 +86,8 @@ MEASURE_VIEWS: dict[str, tuple[str, bool, list[tuple[str, str]]]] = {
     ),
     # The local learning coefficient (Lau et al. 2023): engine/measures/llc.py.
     "learning coefficient": (
-        "local learning coefficient (SGLD estimate per checkpoint, +- sd over chains; "
-        "filled in the background)",
+        # short enough to show at 80 columns (a wider title is not drawn)
+        "local learning coefficient, SGLD (+- sd over chains)",
         False,
         [("llc", "llc")],
     ),
