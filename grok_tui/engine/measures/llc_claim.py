@@ -37,6 +37,7 @@ from grok_tui.engine.store.untrusted import FileProblem, read_json_file
 CLAIM_NAME = "llc.claim"
 LEASE_S = 600.0  # another host's claim not refreshed this long is stale
 REFRESH_S = 60.0  # a holder on another host refreshes its claim this often
+CHECK_S = 1.0  # a holder looks at most this often whether the claim is still its own
 
 
 def _holder(data: Any) -> dict[str, Any] | None:
@@ -61,6 +62,7 @@ class LLCClaim:
         self.me = {"pid": os.getpid(), "host": socket.gethostname(), "token": uuid.uuid4().hex}
         self.held = False
         self._refreshed = 0.0
+        self._checked = 0.0
 
     def holder(self) -> dict[str, Any] | None:
         """Who holds the claim now (None: no one, or an unreadable file)."""
@@ -120,9 +122,12 @@ class LLCClaim:
                 os.unlink(tmp)
 
     def still_mine(self) -> bool:
-        """Whether this service still holds the claim (checked between bursts)."""
-        if self.held and not self._mine():
-            self.held = False
+        """Whether this service still holds the claim (called between bursts; the file is
+        read at most every CHECK_S)."""
+        now = time.monotonic()
+        if self.held and now - self._checked >= CHECK_S:
+            self._checked = now
+            self.held = self._mine()
         return self.held
 
     def _mine(self) -> bool:

@@ -7,12 +7,12 @@ the checkpoints without an estimate one at a time in `order_to_fill` order (the 
 whole shape first), each row cached at once, and hands each estimate to `on_result`.
 
 While a trainer shares the machine (`share` < 1), the thread works at most that share of the
-wall-clock time, in small pieces: after each burst of 32 SGLD steps (a fraction of a second)
+wall-clock time, in small pieces: after each burst of 8 SGLD steps (llc.STEPS_PER_CHECK)
 that kept it busy t seconds it rests t (1 / share - 1) seconds (less if training ends
 meanwhile), so no stretch of training competes with it for long. TRAINING_SHARE's effect on
 training speed is measured by bench/llc.py (bench/RESULTS.md). With nothing training,
 share 1: it works flat out, at analysis priority. Stopping ends the estimate in flight
-within 32 steps (it is dropped) and the rest at once.
+within 8 steps (it is dropped) and the rest at once.
 
 One service estimates a run at a time, whichever processes have one open (a viewer and a
 headless trainer): it holds the run's claim (llc_claim.py) while it has checkpoints to
