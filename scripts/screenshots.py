@@ -4,13 +4,17 @@ Trains the quick preset (p=53) headless, then opens the app on it:
   - curves.svg: the first screen mid-training (the app resumes the run and trains live);
   - measures.svg, numerics.svg (the numerical view) and one SVG per analysis pane at the
     last checkpoint of the grokked run;
-  - ablate.svg: the Ablate pane with the key frequencies removed, replayed over training.
+  - ablate.svg: the Ablate pane with the key frequencies removed, replayed over training;
+  - llc.svg: the Curves pane's "learning coefficient" view, the LLC estimated first at
+    every sixth checkpoint (`LLC_EVERY`; a few seconds each).
 
     .venv/bin/python scripts/screenshots.py [--out screenshots] [--keep RUN_DIR]
     .venv/bin/python scripts/screenshots.py --run RUN_DIR   # a finished quick run, no training
     .venv/bin/python scripts/screenshots.py --only-ablation RUN_DIR [--out screenshots]
+    .venv/bin/python scripts/screenshots.py --only-llc RUN_DIR [--out screenshots]
 
-The last form shoots ablate.svg alone from a trained run (the first's --keep RUN_DIR).
+The third form shoots ablate.svg alone from a trained run (the first's --keep RUN_DIR); the
+last shoots llc.svg alone from a run with LLC estimates (those it has: none is made).
 
 With --run (a machine too busy to train the preset in reasonable time), the first screen
 comes from a copy of that run cut at epoch 700 and viewed, not trained (the status bar
@@ -28,6 +32,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from grok_tui.api import GrokRun
 from grok_tui.engine.core.config import preset
 from grok_tui.engine.measures.progress import progress_table
 from grok_tui.engine.store.runs import Run
@@ -40,6 +45,7 @@ from grok_tui.ui.widgets.status_bar import StatusBar
 from grok_tui.ui.widgets.timeline import CheckpointTimeline
 
 SIZE = (120, 36)
+LLC_EVERY = 6  # the checkpoints estimated for llc.svg: every sixth
 
 
 async def shoot_first_screen(run: Run, out: Path) -> None:
@@ -143,6 +149,29 @@ async def shoot_ablation(run: Run, out: Path) -> str:
     return "ablate.svg"
 
 
+async def shoot_llc(run: Run, out: Path) -> str:
+    """The Curves pane's learning-coefficient view at the last checkpoint, drawn from the
+    estimates in the run's cache (the app's own LLC thread waits its first seconds, and
+    each estimate takes longer than the shot)."""
+    app = make_run_app(run, train=False, device="cpu")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("end")
+        await settle(pilot, app)
+        curves = app.query_one(CurvesPane)
+        while curves.view != "learning coefficient":
+            await pilot.press("m")
+        await pilot.pause(1.2)  # the plots repaint on a 1 s timer
+        await shoot(pilot, app, "llc.svg", str(out))
+        await pilot.press("q")
+    return "llc.svg"
+
+
+def estimate_llc_sample(run: Run) -> None:
+    """The LLC of every `LLC_EVERY`-th checkpoint and the last (cached in the run)."""
+    epochs = run.checkpoint_epochs()
+    GrokRun(run).llc(sorted({*epochs[::LLC_EVERY], epochs[-1]}))
+
+
 async def shoot(pilot, app, filename: str, path: str) -> None:
     """Save the screen without toasts: a notice from one step must not cover the next shot."""
     app.clear_notifications()
@@ -155,12 +184,17 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("screenshots"))
     parser.add_argument("--keep", type=Path, help="keep the run here instead of a temp dir")
     parser.add_argument("--only-ablation", type=Path, help="shoot ablate.svg from this run")
+    parser.add_argument("--only-llc", type=Path, help="shoot llc.svg from this run")
     parser.add_argument("--run", type=Path, help="a finished quick run: shoot it, train nothing")
     args = parser.parse_args()
     os.environ["COLORTERM"] = "truecolor"  # what a local terminal (or --truecolor) gives
     args.out.mkdir(parents=True, exist_ok=True)
     if args.only_ablation:
         name = asyncio.run(shoot_ablation(Run.open(args.only_ablation), args.out))
+        print(f"wrote {name} into {args.out}", file=sys.stderr)
+        return 0
+    if args.only_llc:
+        name = asyncio.run(shoot_llc(Run.open(args.only_llc), args.out))
         print(f"wrote {name} into {args.out}", file=sys.stderr)
         return 0
     tmp = Path(tempfile.mkdtemp())
@@ -170,6 +204,8 @@ def main() -> int:
         progress_table(run)
         names = ["curves.svg", *asyncio.run(shoot_panes(run, args.out))]
         names.append(asyncio.run(shoot_ablation(run, args.out)))
+        estimate_llc_sample(run)
+        names.append(asyncio.run(shoot_llc(run, args.out)))
         print(f"wrote {', '.join(names)} into {args.out} from {run.path}", file=sys.stderr)
         shutil.rmtree(tmp, ignore_errors=True)
         return 0
@@ -184,6 +220,8 @@ def main() -> int:
     progress_table(run)
     names = ["curves.svg", *asyncio.run(shoot_panes(run, args.out))]
     names.append(asyncio.run(shoot_ablation(run, args.out)))
+    estimate_llc_sample(run)
+    names.append(asyncio.run(shoot_llc(run, args.out)))
     print(f"wrote {', '.join(names)} into {args.out} from {run_dir}", file=sys.stderr)
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -377,3 +377,147 @@ def test_a_paced_service_rests_but_estimates_the_same(trained, monkeypatch) -> N
         weights = trained.load_checkpoint(summary.epoch)
         est = checkpoint_llc(trained.meta().config, weights, settings, batch_size=64)
         assert est is not None and summary.llc == pytest.approx(est.llc, rel=1e-5, abs=1e-6)
+
+
+def fake_estimate(settings: SGLDSettings, level: float):
+    """A stand-in for an SGLD run: an estimate with these settings, made at once."""
+    trace = np.full((settings.chains, settings.burn_in + settings.draws), level)
+    return summarise(trace, 0.5, settings, seconds=0.01)
+
+
+def test_a_compaction_racing_an_llc_append_keeps_every_row_once(trained, monkeypatch) -> None:
+    """The LLC thread's row, appended (through its own Run) while a compaction has read the
+    cache and not yet replaced it, waits for the compaction and lands in the new file: each
+    estimate is there exactly once, the one from before the compaction too. Without the
+    cache's writer lock the append would go into the replaced file and be lost."""
+    import threading
+
+    from grok_tui.engine.measures import llc_checkpoint
+    from grok_tui.engine.measures.progress import RecordStore
+    from grok_tui.engine.store.runs import Run
+
+    settings = replace(FEW, seed=21)
+    monkeypatch.setattr(llc_checkpoint, "LLC_SETTINGS", settings)
+    monkeypatch.setattr(llc_checkpoint, "BATCH_SIZE", 64)
+    monkeypatch.setattr(
+        llc_checkpoint, "checkpoint_llc", lambda cfg, w, **kw: fake_estimate(settings, 0.75)
+    )
+    compacting = Run.open(trained.path)
+    store = RecordStore(compacting, trained.meta().config.p, trained.meta().config.d_mlp)
+    llc_checkpoint.LLCCache(Run.open(trained.path)).compute(0)  # one row before
+
+    read, appended = threading.Event(), threading.Event()
+    rewrite = compacting.rewrite_measures
+
+    def paused_rewrite(rows) -> None:
+        read.set()  # the compaction has read the cache; its rewrite is next
+        appended.wait(2.0)  # an unlocked append finishes here; a locked one cannot
+        rewrite(rows)
+
+    monkeypatch.setattr(compacting, "rewrite_measures", paused_rewrite)
+    compaction = threading.Thread(target=store.compact, args=((),))
+    compaction.start()
+    assert read.wait(60)
+
+    def estimate() -> None:
+        llc_checkpoint.LLCCache(Run.open(trained.path)).compute(100)
+        appended.set()
+
+    appender = threading.Thread(target=estimate)
+    appender.start()
+    compaction.join(60)
+    appender.join(60)
+    assert not compaction.is_alive() and not appender.is_alive()
+    ours = [r["epoch"] for r in trained.read_measures() if parse_llc_row(r) is not None]
+    assert sorted(ours) == [0, 100]
+
+
+def test_two_services_on_one_run_estimate_each_checkpoint_once(trained, monkeypatch) -> None:
+    """A viewer's service and a trainer's (two `Run`s of one directory) share the work by
+    the run's claim: every checkpoint is estimated by exactly one of them, the cache has one
+    row per checkpoint, and each service hands over all three estimates (its own and the
+    other's). The claim is gone once both are done."""
+    from grok_tui.engine.measures import llc_checkpoint, llc_service
+    from grok_tui.engine.measures.llc_claim import CLAIM_NAME
+    from grok_tui.engine.measures.llc_service import LLCService
+    from grok_tui.engine.store.runs import Run
+
+    monkeypatch.setattr(llc_checkpoint, "LLC_SETTINGS", replace(FEW, seed=23))
+    monkeypatch.setattr(llc_checkpoint, "BATCH_SIZE", 64)
+    monkeypatch.setattr(llc_service, "CLAIM_RECHECK_S", 0.05)
+    got: tuple[list, list] = ([], [])
+    services = [LLCService(Run.open(trained.path), "cpu", g.append) for g in got]
+    try:
+        for service in services:
+            service.poke()  # both start at once
+        assert all(service.drain(timeout=300) for service in services)
+    finally:
+        for service in services:
+            service.stop()
+            service.join()
+    a, b = (sorted(s.computed) for s in services)
+    assert sorted(a + b) == [0, 100, 200]  # each checkpoint by one service, once
+    assert all(sorted({s.epoch for s in g}) == [0, 100, 200] for g in got)
+    rows = [r["epoch"] for r in trained.read_measures() if parse_llc_row(r) is not None]
+    assert sorted(rows) == [0, 100, 200]
+    assert not (trained.path / CLAIM_NAME).exists()
+    assert not any(s.error for s in services)
+
+
+def test_a_live_claim_makes_a_service_wait_and_a_dead_one_is_taken_over(
+    trained, monkeypatch
+) -> None:
+    """A claim held by a live process (here pid 1) keeps the service from estimating and
+    says who holds it; once released the service estimates. A dead holder's claim is taken
+    over at once."""
+    import json
+    import socket
+
+    from grok_tui.engine.measures import llc_checkpoint, llc_service
+    from grok_tui.engine.measures.llc_claim import CLAIM_NAME
+    from grok_tui.engine.measures.llc_service import LLCService
+
+    settings = replace(FEW, seed=29)
+    monkeypatch.setattr(llc_checkpoint, "LLC_SETTINGS", settings)
+    monkeypatch.setattr(llc_checkpoint, "BATCH_SIZE", 64)
+    monkeypatch.setattr(  # an estimate with the settings in use, made at once
+        llc_checkpoint,
+        "checkpoint_llc",
+        lambda cfg, w, **kw: fake_estimate(llc_checkpoint.LLC_SETTINGS, 0.6),
+    )
+    monkeypatch.setattr(llc_service, "CLAIM_RECHECK_S", 0.05)
+    claim = trained.path / CLAIM_NAME
+    host = socket.gethostname()
+    claim.write_text(json.dumps({"pid": 1, "host": host, "token": "other"}))
+    service = LLCService(trained, "cpu", lambda s: None)
+    try:
+        assert not service.drain(timeout=1.0)  # waits on pid 1's claim
+        assert service.computed == [] and "pid 1" in service.note
+        claim.unlink()
+        assert service.drain(timeout=60)
+        assert sorted(service.computed) == [0, 100, 200] and service.note == ""
+    finally:
+        service.stop()
+        service.join()
+
+    monkeypatch.setattr(llc_checkpoint, "LLC_SETTINGS", replace(settings, seed=31))
+    dead = subprocess_pid_that_exited()
+    claim.write_text(json.dumps({"pid": dead, "host": host, "token": "gone"}))
+    service = LLCService(trained, "cpu", lambda s: None)
+    try:
+        assert service.drain(timeout=60)
+        assert sorted(service.computed) == [0, 100, 200]
+    finally:
+        service.stop()
+        service.join()
+    assert not claim.exists()
+
+
+def subprocess_pid_that_exited() -> int:
+    """The pid of a process that has exited and been reaped (dead on this host)."""
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    return int(child.stdout)

@@ -102,6 +102,34 @@ def test_lock_blocks_a_second_writer_and_stale_locks_are_taken_over(tmp_path) ->
     assert not run.lock_path.exists()
 
 
+@pytest.mark.slow
+def test_an_append_from_another_process_waits_for_a_compaction(tmp_path) -> None:
+    """While this process holds the measures lock (a compaction between its read and its
+    rewrite), another process's append waits; it lands in the rewritten file, once. Without
+    the lock it would go into the file about to be replaced and be lost."""
+    run = Run.create(tmp_path / "r", SMALL, "cpu")
+    run.append_measures([{"epoch": 0, "kind": "llc"}])
+    script = (
+        "import sys; from grok_tui.engine.store.runs import Run; "
+        "print('appending', flush=True); "
+        "Run(sys.argv[1]).append_measures([{'epoch': 5, 'kind': 'llc'}])"
+    )
+    with run.measures_lock():
+        rows = run.read_measures()
+        child = subprocess.Popen([sys.executable, "-c", script, str(run.path)],
+                                 stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            assert child.stdout is not None and child.stdout.readline() == "appending\n"
+            with pytest.raises(subprocess.TimeoutExpired):
+                child.wait(timeout=2.0)  # blocked on the lock (an unlocked append is done)
+            run.rewrite_measures(rows)
+        except BaseException:
+            child.kill()
+            raise
+    assert child.wait(timeout=60) == 0
+    assert sorted(r["epoch"] for r in run.read_measures()) == [0, 5]
+
+
 def test_follower_reports_what_changed(tmp_path) -> None:
     run = Run.create(tmp_path / "r", SMALL, "cpu")
     follower = RunFollower(run)

@@ -54,6 +54,12 @@ import torch
 BatchLoss = Callable[[torch.Generator], torch.Tensor]
 
 
+# SGLD steps between calls of `should_stop`: the background service's burst, after which
+# it rests (llc_service.py). A tenth of a second alone on a CPU for this model; several
+# times that beside a trainer in the same process (they share the GIL).
+STEPS_PER_CHECK = 8
+
+
 @dataclass(frozen=True)
 class SGLDSettings:
     """The sampler's settings (the names of Lau et al.; devinterp's lr is epsilon, its
@@ -131,7 +137,7 @@ def run_chain(
     steps = settings.burn_in + settings.draws
     losses = np.full(steps, math.nan)
     for i in range(steps):
-        if should_stop is not None and i % 32 == 0 and should_stop():
+        if should_stop is not None and i % STEPS_PER_CHECK == 0 and should_stop():
             return None
         for w in params:
             w.grad = None

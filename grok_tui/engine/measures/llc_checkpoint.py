@@ -228,6 +228,12 @@ class LLCCache:
                     self.estimates[summary.epoch] = summary
         return self.estimates
 
+    def rescan(self) -> dict[int, LLCSummary]:
+        """The estimates cached so far, the file read again whatever its size (a
+        compaction may leave it the size it had)."""
+        self._scanned = -1
+        return self.scan()
+
     def todo(self) -> list[int]:
         """Checkpoints without an estimate, in `order_to_fill`."""
         epochs = [e for e in self.run.checkpoint_epochs() if e not in self.bad]

@@ -511,8 +511,10 @@ class RecordStore:
 
     def compact(self, keep_keys: tuple[int, ...]) -> None:
         """Rewrite measures.jsonl with the newest record per epoch and the excluded losses
-        of the current set only (atomically)."""
-        with self._lock:
+        of the current set only (atomically), the outlook rows and the newest LLC row per
+        epoch. Under the cache's writer lock from the read to the rewrite: a row another
+        thread or process appends meanwhile waits, and lands in the new file once."""
+        with self._lock, self.run.measures_lock():
             records, excluded, _ = self.scan()
             rows = [records[e] for e in sorted(records)]
             rows += [

@@ -5,8 +5,10 @@
       metrics.jsonl     one JSON object per epoch, append-only; a torn last line is ignored
       checkpoints/      epoch_0000100.safetensors, weights under classic TransformerLens names
       resume.pt         weights + optimiser + scheduler + RNG at the newest resume point
-      measures.jsonl    progress measures per checkpoint (cache, append-only)
+      measures.jsonl    progress measures per checkpoint (cache, append-only; appends and
+                        compactions under one lock, store/measures_lock.py)
       lock              {"pid", "host"} of the one process allowed to train this run
+      llc.claim         the one LLC service estimating this run now (engine/measures/llc_claim.py)
 
 Every write is atomic (temp file + os.replace) or an append, so a kill -9 at any moment
 leaves a run that opens and resumes. A write that fails (a full disk, a quota) leaves no
@@ -48,6 +50,7 @@ from grok_tui.engine.store.atomic import (
 from grok_tui.engine.store.errors import DiskFull, RunError
 from grok_tui.engine.store.gaps import count_epochs, describe_gaps, epoch_gaps, missing_rows_warning
 from grok_tui.engine.store.liveness import lock_is_stale
+from grok_tui.engine.store.measures_lock import measures_lock
 from grok_tui.engine.store.rows import (
     check_measures_row,
     clean_metric_row,
@@ -385,20 +388,28 @@ class Run:
         raise RunError(f"{self.path} has checkpoints but no resume.pt: it cannot be resumed")
 
     # -- measures cache ------------------------------------------------------------------
+    def measures_lock(self) -> contextlib.AbstractContextManager[None]:
+        """The cache's writer lock (store/measures_lock.py): every append holds it, and a
+        compaction holds it from its read to its rewrite, so no append falls between."""
+        return measures_lock(self.path)
+
     def append_measures(self, rows: Iterable[dict[str, Any]]) -> None:
         if self.read_only:
             self._measures_in_memory.extend(rows)
             return
         lines = [json.dumps(r, separators=(",", ":"), allow_nan=False) for r in rows]
         if lines:
-            append_bytes(self.measures_path, ("\n".join(lines) + "\n").encode())
+            with self.measures_lock():
+                append_bytes(self.measures_path, ("\n".join(lines) + "\n").encode())
 
     def rewrite_measures(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Replace the cache with `rows` (dropping rows no longer useful)."""
+        """Replace the cache with `rows` (dropping rows no longer useful); a compaction
+        reads and rewrites inside `measures_lock()`."""
         if self.read_only:
             return  # the file stays as it is; rows computed here stay in memory
         text = "".join(json.dumps(r, separators=(",", ":"), allow_nan=False) + "\n" for r in rows)
-        atomic_write_bytes(self.measures_path, text.encode())
+        with self.measures_lock():
+            atomic_write_bytes(self.measures_path, text.encode())
 
     def read_measures(self) -> list[dict[str, Any]]:
         """Every whole, valid cached row; each line skipped is a RunWarning naming it (the

@@ -86,8 +86,8 @@ MEASURE_VIEWS: dict[str, tuple[str, bool, list[tuple[str, str]]]] = {
     ),
     # The local learning coefficient (Lau et al. 2023): engine/measures/llc.py.
     "learning coefficient": (
-        "local learning coefficient (SGLD estimate per checkpoint, +- sd over chains; "
-        "filled in the background)",
+        # short enough to show at 80 columns (a wider title is not drawn)
+        "local learning coefficient, SGLD (+- sd over chains)",
         False,
         [("llc", "llc")],
     ),
@@ -306,7 +306,9 @@ class CurvesPane(Vertical):
             ]
         elif self.view == "learning coefficient":
             low, high = table.llc_band()
-            named += [("- sd", low), ("+ sd", high)]
+            # The band first: where the chains agree the three lines share cells, and the
+            # one drawn last (the estimate) must be the one seen.
+            named = [("- sd", low), ("+ sd", high), *named]
         elif self.view == "forecast":
             truth = self.history.first_epoch_at_least("test_acc", 0.99)
             return title, log_y, forecast_series(self.outlook, truth)
