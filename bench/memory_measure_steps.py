@@ -61,18 +61,26 @@ def probe(name: str, epoch: int, step: Callable[[], Any]) -> Any:
 
 
 class LineProbe:
-    """The peak resident size above a start at each line of the traced files' code."""
+    """Where the resident size grows during a call: per line of the traced files' code, the
+    peak during the line above the resident size when the line began (the lines that had
+    to take new pages from the OS), and the peak above the call's start."""
 
     def __init__(self, files: tuple[str, ...]) -> None:
         self.files = files
         self.start = 0
-        self.peaks: dict[tuple[str, int], int] = {}
+        self.line_start = 0
+        self.growth: dict[tuple[str, int], tuple[int, int]] = {}  # (grew, level) in kB
         self.last: tuple[str, int] | None = None
 
     def _note(self) -> None:
         if self.last is not None:
-            peak = status_kb("VmHWM") - self.start
-            self.peaks[self.last] = max(self.peaks.get(self.last, 0), peak)
+            peak = status_kb("VmHWM")
+            grew, level = self.growth.get(self.last, (0, 0))
+            self.growth[self.last] = (
+                max(grew, peak - self.line_start),
+                max(level, peak - self.start),
+            )
+        self.line_start = status_kb("VmRSS")
         reset_peak()
 
     def _trace(self, frame: FrameType, event: str, arg: Any) -> Any:
@@ -95,18 +103,39 @@ class LineProbe:
             self._note()
 
     def report(self, top: int) -> None:
-        best = sorted(self.peaks.items(), key=lambda kv: -kv[1])[:top]
-        for (file, line), kb in best:
+        best = sorted(self.growth.items(), key=lambda kv: -kv[1][0])[:top]
+        for (file, line), (grew, level) in best:
             text = Path(file).read_text().splitlines()[line - 1].strip()
-            where = f"{Path(file).name}:{line}"
-            print(json.dumps({"line": where, "peak_above_mb": round(kb / 1024, 1),
-                              "code": text[:90]}), flush=True)  # fmt: skip
+            print(json.dumps({"line": f"{Path(file).name}:{line}",
+                              "grew_mb": round(grew / 1024, 1),
+                              "level_mb": round(level / 1024, 1), "code": text[:80]}),
+                  flush=True)  # fmt: skip
+
+
+def probe_lines(
+    kind: str, tracker: ProgressTracker, w: dict[str, torch.Tensor], epoch: int, top: int
+) -> None:
+    """Per-line growth of one step (`LineProbe`) at `epoch` (after the first)."""
+    lines = LineProbe(("record.py", "analysis.py", "fastpath.py", "numerics.py", "loss.py",
+                       "fourier.py", "model.py", "llc.py", "llc_checkpoint.py"))  # fmt: skip
+    rec = tracker.recorder
+    coeffs = tracker.records[max(tracker.records)].arrays["logit_coeffs"]
+    keys = tracker.key_history().current or (1, 2, 3, 4, 5)
+    step = {
+        "record": lambda: rec.record(w, epoch),
+        "excluded": lambda: rec.excluded_losses(w, keys, coeffs),
+        "llc": lambda: checkpoint_llc(tracker.cfg, w),
+    }[kind]
+    lines.run(step)
+    release_free_memory()
+    lines.report(top)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoints", type=int, default=6)
-    parser.add_argument("--lines", action="store_true", help="per-line peaks of one record")
+    parser.add_argument("--lines", choices=("record", "excluded", "llc"),
+                        help="per-line growth of one step, at the last checkpoint")  # fmt: skip
     parser.add_argument("--no-llc", action="store_true", help="leave out the LLC estimate")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
@@ -124,11 +153,7 @@ def main() -> None:
             del noise
             w = probe("load", epoch, lambda e=epoch: run.load_checkpoint(e, cfg))
             if args.lines and epoch == n - 1:
-                lines = LineProbe(("record.py", "analysis.py", "fastpath.py", "numerics.py",
-                                   "loss.py", "fourier.py", "model.py"))  # fmt: skip
-                lines.run(lambda w=w, e=epoch: tracker.recorder.record(w, e))
-                release_free_memory()
-                lines.report(args.top)
+                probe_lines(args.lines, tracker, w, epoch, args.top)
             probe("update (record, save)", epoch, lambda: tracker.update(limit=1))
             probe("fill_excluded", epoch, lambda: tracker.fill_excluded(limit=8))
             probe("table", epoch, tracker.table)
