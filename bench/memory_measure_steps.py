@@ -138,28 +138,42 @@ def main() -> None:
                         help="per-line growth of one step, at the last checkpoint")  # fmt: skip
     parser.add_argument("--no-llc", action="store_true", help="leave out the LLC estimate")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--from-run", type=Path, metavar="RUN",
+                        help="a trained run's checkpoints, not synthetic")  # fmt: skip
+    parser.add_argument("--no-snapshot", action="store_true", help="leave out the Snapshot")
     args = parser.parse_args()
-    n = args.checkpoints
-    cfg = RunConfig(epochs=n, checkpoint_every=1)
+    source = Run.open(args.from_run) if args.from_run else None
+    if source is not None:
+        cfg = source.meta().config
+        epochs = source.checkpoint_epochs()[: args.checkpoints]
+    else:
+        cfg = RunConfig(epochs=args.checkpoints, checkpoint_every=1)
+        epochs = list(range(args.checkpoints))
+    n = len(epochs)
     with tempfile.TemporaryDirectory() as tmp:
         run = Run.create(Path(tmp) / "run", cfg, "cpu")
         weights = paper_init(cfg)
         gen = torch.Generator().manual_seed(0)
         tracker = ProgressTracker(run, "cpu")
         outlooks = OutlookHistory(tracker)
-        for epoch in range(n):
-            noise = {k: v + 1e-3 * torch.randn(v.shape, generator=gen) for k, v in weights.items()}
-            run.save_checkpoint(epoch, noise)
-            del noise
+        for i, epoch in enumerate(epochs):
+            if source is not None:
+                written = source.load_checkpoint(epoch, cfg)
+            else:
+                written = {k: v + 1e-3 * torch.randn(v.shape, generator=gen)
+                           for k, v in weights.items()}  # fmt: skip
+            run.save_checkpoint(epoch, written)
+            del written
             w = probe("load", epoch, lambda e=epoch: run.load_checkpoint(e, cfg))
-            if args.lines and epoch == n - 1:
+            if args.lines and i == n - 1:
                 probe_lines(args.lines, tracker, w, epoch, args.top)
             probe("update (record, save)", epoch, lambda: tracker.update(limit=1))
             probe("fill_excluded", epoch, lambda: tracker.fill_excluded(limit=8))
             probe("table", epoch, tracker.table)
             probe("outlook", epoch, outlooks.at)
-            probe("snapshot", epoch, lambda w=w, e=epoch: tracker.analyzer.snapshot(w, e))
-            release_free_memory()
+            if not args.no_snapshot:
+                probe("snapshot", epoch, lambda w=w, e=epoch: tracker.analyzer.snapshot(w, e))
+                release_free_memory()
             if not args.no_llc:
                 probe("llc", epoch, lambda w=w: checkpoint_llc(cfg, w))
             del w
