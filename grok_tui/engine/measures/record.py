@@ -385,9 +385,10 @@ class Recorder:
             pre_parts, post_parts, share_parts = [], [], []
             mlp_logits = torch.zeros(a.plan.batch, p, device=a.device)
             for cols, pre in fastpath.neuron_blocks(tables, a.plan, COLUMNS_PER_PASS):
-                post = torch.relu(pre)
                 if self.circuit:
                     pre_parts.append(self.column_variances(pre))
+                post = pre.relu_()  # the pre-activations are read: the ReLU in place
+                if self.circuit:
                     post_parts.append(self.column_variances(post))
                     share_parts.append(a.neuron_shares(post))
                 mlp_logits.addmm_(post, w_l[cols])
