@@ -9,6 +9,7 @@ modes, float64 log_softmax.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -328,3 +329,57 @@ def test_a_subtract_record_reads_the_x_minus_y_directions() -> None:
     assert total[0] == pytest.approx(ce(restricted, labels), rel=1e-4)
     excluded, _ = recorder.excluded_losses(weights, keys, got)
     assert excluded == pytest.approx(ce((logits - proj)[train], labels[train]), rel=1e-4)
+
+
+RECORD_PEAK_PROBE = """
+import json, sys, torch
+from grok_tui.engine.core.config import RunConfig
+from grok_tui.engine.core.memory import release_free_memory
+from grok_tui.engine.core.model import paper_init
+from grok_tui.engine.measures.analysis import Analyzer
+from grok_tui.engine.measures.record import Recorder
+
+def kb(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+cfg = RunConfig()
+weights = {k: v + 1e-2 * torch.randn(v.shape, generator=torch.Generator().manual_seed(0))
+           for k, v in paper_init(cfg).items()}
+recorder = Recorder(Analyzer(cfg))
+recorder.record(weights, 0)  # warm-up: lazy initialisation, the heap's first growth
+release_free_memory()
+start = kb("VmRSS")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # the high-water mark starts again from the resident size now
+recorder.record(weights, 1)
+print(json.dumps({"peak_kb": kb("VmHWM") - start}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="reads VmHWM (Linux)")
+def test_a_records_resident_peak_is_a_few_logit_tensors() -> None:
+    """Issue 27: a record of the paper model (p = 113, d_mlp = 512) beside a training run
+    adds its peak to the run's resident size. It holds the logits (p^2 x p float32, L =
+    5.8 MB) and a block of 64 neurons' activations at a time: measured 5 L (26-30 MB);
+    before its float64 label share went 16 classes at a time and the MLP's logits became
+    the logits in place, 11-13 L (63-76 MB). A fresh process, after one warm-up record;
+    nothing in it is timed."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from grok_tui.engine.core.memory import release_free_memory
+
+    if not release_free_memory():
+        pytest.skip("not glibc: its heap is not the one measured here")
+    proc = subprocess.run(
+        [sys.executable, "-c", RECORD_PEAK_PROBE],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    peak = json.loads(proc.stdout.splitlines()[-1])["peak_kb"] << 10
+    logits = 113**2 * 113 * 4
+    assert peak <= 7 * logits, f"a record's peak: {peak / logits:.1f} x the logits' size"

@@ -8,8 +8,10 @@ per checkpoint at p = 113 (bench/RESULTS.md, "Memory per checkpoint"). `malloc_t
 returns every free page of every arena (glibc >= 2.8 also madvises the middle of a heap).
 Records now run their forward a block of neurons at a time (measures/record.py), which
 alone removed the growth in tests; the trim stays as the backstop for the larger
-temporaries elsewhere (snapshots, excluded losses); a call costs microseconds when there
-is little to return (measured 8 us; 50 ms for the first, loading libc and freeing 120 MB).
+temporaries elsewhere (snapshots, excluded losses), and bounds the peak of a record too,
+called after each block (freed blocks split by small survivors took new pages: 75-85 MB
+where 25 were live); a call costs microseconds when there is little to return (measured
+8 us; 50 ms for the first, loading libc and freeing 120 MB).
 Elsewhere (macOS, musl, Windows) this is a no-op: their allocators behave otherwise.
 """
 

@@ -154,6 +154,10 @@ class LLCService(WakeableThread):
             nonlocal mark, lost
             busy = time.perf_counter() - mark
             self.busy_s += busy
+            # What the burst freed goes back to the OS before the rest (most of the time
+            # while training): the first full-train forward's ~20 MB otherwise stayed
+            # resident through the whole estimate (bench/RESULTS.md, issue 27).
+            release_free_memory()
             self._rest(busy)
             mark = time.perf_counter()
             if claim is not None:

@@ -54,7 +54,7 @@ def label_rest(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
     exp(z_j - z_label) in float64 (what the label's softmax probability is 1 / (1 + S) of)."""
     z = logits.to(torch.float64)
     z_label = z.gather(1, labels[:, None])
-    rest = (z - z_label).exp().scatter(1, labels[:, None], 0.0).sum(1)
+    rest = (z - z_label).exp_().scatter_(1, labels[:, None], 0.0).sum(1)
     return (z.amax(1, keepdim=True) == z_label).squeeze(1), rest
 
 

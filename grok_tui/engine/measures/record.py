@@ -59,6 +59,7 @@ import torch
 
 from grok_tui.engine.core import fastpath, fourier, ops
 from grok_tui.engine.core.loss import cross_entropy
+from grok_tui.engine.core.memory import release_free_memory
 from grok_tui.engine.core.model import CLASSIC_NAMES, InputPlan
 from grok_tui.engine.measures.analysis import Analyzer
 from grok_tui.engine.measures.numerics import NUMERIC_SCALARS, numerical_measures
@@ -240,6 +241,10 @@ def _finite(value: float) -> float | None:
 COLUMNS_PER_PASS = 64
 
 
+# Classes per float64 pass of `Recorder.label_share`.
+LABEL_SHARE_COLUMNS = 16
+
+
 def column_blocks(n: int) -> list[slice]:
     return [slice(i, min(i + COLUMNS_PER_PASS, n)) for i in range(0, n, COLUMNS_PER_PASS)]
 
@@ -329,7 +334,7 @@ class Recorder:
             coeffs = self.trig_coeffs(values)
         values = self.on_inputs(values)
         mean = values.mean(dim=0)
-        var = (values - mean).square().sum(dim=0)
+        var = (values - mean).square_().sum(dim=0)
         energy = var + values.shape[0] * mean.square()
         eps = torch.finfo(values.dtype).eps
         live = var > (10 * self.p * eps) ** 2 * energy
@@ -339,20 +344,32 @@ class Recorder:
         """Mean over live classes of the share of the class logit's variance (over the op's
         inputs) that is a function of the label: the logits averaged over each label's
         inputs. For add it is the x + y share (every frequency's trig fraction summed); for
-        any op it is what a generalising answer makes of the logits, whatever its circuit."""
-        values = self.on_inputs(logits).to(torch.float64)
+        any op it is what a generalising answer makes of the logits, whatever its circuit.
+
+        In float64, `LABEL_SHARE_COLUMNS` classes at a time: each class's share is its
+        own, and a block's float64 copies are 1.6 MB at p = 113 where the whole logits'
+        were 11.5 MB each, three at once (bench/RESULTS.md, issue 27)."""
         labels = self.on_inputs(self.analyzer.labels[:, None])[:, 0]
-        centred = values - values.mean(dim=0)
-        sums = centred.new_zeros(self.p, centred.shape[1]).index_add_(0, labels, centred)
-        counts = torch.bincount(labels, minlength=self.p).to(centred.dtype)
+        counts = torch.bincount(labels, minlength=self.p).to(torch.float64)
         seen = counts > 0
-        explained = (sums[seen].square() / counts[seen, None]).sum(dim=0)
-        var = centred.square().sum(dim=0)
-        energy = var + values.shape[0] * values.mean(dim=0).square()
-        live = var > (10 * self.p * torch.finfo(torch.float32).eps) ** 2 * energy
-        if not bool(live.any()):
+        floor = (10 * self.p * torch.finfo(torch.float32).eps) ** 2
+        explained, var, live = [], [], []
+        for start in range(0, logits.shape[1], LABEL_SHARE_COLUMNS):
+            cols = slice(start, start + LABEL_SHARE_COLUMNS)
+            values = self.on_inputs(logits[:, cols]).to(torch.float64, copy=True)
+            n_inputs, mean = values.shape[0], values.mean(dim=0)
+            centred = values.sub_(mean)  # the float64 copy, centred in place
+            sums = centred.new_zeros(self.p, centred.shape[1]).index_add_(0, labels, centred)
+            explained.append((sums[seen].square() / counts[seen, None]).sum(dim=0))
+            block_var = centred.square_().sum(dim=0)
+            del values, centred
+            energy = block_var + n_inputs * mean.square()
+            var.append(block_var)
+            live.append(block_var > floor * energy)
+        explained_all, var_all, live_all = torch.cat(explained), torch.cat(var), torch.cat(live)
+        if not bool(live_all.any()):
             return math.nan
-        return float((explained[live] / var[live]).mean())
+        return float((explained_all[live_all] / var_all[live_all]).mean())
 
     # -- the record ---------------------------------------------------------------------------
     def record(self, weights: Mapping[str, torch.Tensor], epoch: int) -> Record:
@@ -368,14 +385,23 @@ class Recorder:
             pre_parts, post_parts, share_parts = [], [], []
             mlp_logits = torch.zeros(a.plan.batch, p, device=a.device)
             for cols, pre in fastpath.neuron_blocks(tables, a.plan, COLUMNS_PER_PASS):
-                post = torch.relu(pre)
                 if self.circuit:
                     pre_parts.append(self.column_variances(pre))
+                post = pre.relu_()  # the pre-activations are read: the ReLU in place
+                if self.circuit:
                     post_parts.append(self.column_variances(post))
                     share_parts.append(a.neuron_shares(post))
                 mlp_logits.addmm_(post, w_l[cols])
                 del pre, post
-            logits = fastpath.direct_logits(tables, a.plan)[:, :p] + mlp_logits
+                # The block's temporaries back to the OS: the small per-block results
+                # allocated among them can split freed blocks, and the next block's
+                # temporaries then take new pages (seen: 75-85 MB where 25 are live).
+                release_free_memory()
+            # Table 1 reads the MLP's logits alone; then they become the logits in place
+            # (the direct part added to them: the same sums, one p^2 x p tensor fewer).
+            mlp_out = self.mlp_out_fraction(mlp_logits) if self.circuit else None
+            logits = mlp_logits.add_(fastpath.direct_logits(tables, a.plan)[:, :p])
+            del mlp_logits
             train_loss, test_loss, train_acc, test_acc = a.split_losses(logits)
             on_inputs = self.on_inputs(logits)
             numerics = numerical_measures(logits[a.train_idx], a.labels[a.train_idx])
@@ -386,7 +412,7 @@ class Recorder:
             tensors = {
                 "w_e_sq": w_e_sq,
                 "w_l_sq": w_l_sq,
-                "logit_var": (on_inputs - on_inputs.mean(dim=0)).square().sum(dim=0),
+                "logit_var": (on_inputs - on_inputs.mean(dim=0)).square_().sum(dim=0),
             }
             if self.circuit:
                 coeffs = self.trig_coeffs(logits)  # (K, 2, p)
@@ -398,7 +424,7 @@ class Recorder:
                     "trig_post": self.mean_share(post_parts),
                     "trig_logits": self.trig_shares(logits, coeffs),
                     "neuron_shares": torch.cat(share_parts, dim=1),  # (K, m)
-                    "mlp_out_frac": self.mlp_out_fraction(mlp_logits),
+                    "mlp_out_frac": mlp_out,
                 })  # fmt: skip
                 if self.zero_rows.numel():
                     tensors["logit_zero_mean"] = logits[self.zero_rows].mean(dim=0)
@@ -443,7 +469,7 @@ class Recorder:
         k = self.K
         cols = m[:, 1:]  # (p^2, 2K): cos 1, sin 1, ...
         on = self.on_inputs(cols)
-        var = (on - on.mean(dim=0)).square().sum(dim=0).reshape(k, 2)
+        var = (on - on.mean(dim=0)).square_().sum(dim=0).reshape(k, 2)
         coeffs = self.trig_coeffs(cols)  # (K, 2, 2K): [freq of x+y, cos/sin, class component]
         idx = torch.arange(k, device=mlp_logits.device)
         own = coeffs.reshape(k, 2, k, 2)[idx, :, idx, :]  # (K, 2 dir, 2 comp)
@@ -473,11 +499,15 @@ class Recorder:
             a.model.load_classic(weights)
             logits = a.model.plan_logits(a.model.tables(), self._train_plan)[:, :p]
             c = torch.as_tensor(coeffs, device=logits.device)
-            projs = [self.train_dirs[k - 1].T @ c[k - 1] for k in keys]  # (n_train, p) each
-            total = cross_entropy(logits - sum(projs), labels) if projs else None
-            per_freq = [cross_entropy(logits - proj, labels) for proj in projs]
-            if total is None:
-                total = cross_entropy(logits, labels)
+            # One projection (n_train, p) at a time, summed as it comes: not all |keys|.
+            summed: torch.Tensor | None = None
+            per_freq = []
+            for k in keys:
+                proj = self.train_dirs[k - 1].T @ c[k - 1]
+                per_freq.append(cross_entropy(logits - proj, labels))
+                summed = proj if summed is None else summed.add_(proj)
+                del proj
+            total = cross_entropy(logits if summed is None else logits - summed, labels)
             values = torch.stack([total, *per_freq]).tolist()
         return values[0], values[1:]
 

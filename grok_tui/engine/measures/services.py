@@ -224,6 +224,7 @@ class ProgressService(WakeableThread):
         view = self._outlooks.at(should_stop=self._stopped.is_set, budget_s=self.OUTLOOK_BUDGET_S)
         self._behind = len(table) > 0 and view.as_of != int(table.epochs[-1])
         pending = len(self._tracker.missing()) + table.excluded_pending
+        release_free_memory()  # the table's and the outlook's temporaries
         self.on_update(ProgressUpdate(table, view, pending=pending))
 
     def _loop(self) -> None:
