@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from grok_tui.engine.lab.claims import Claim, Claims, process_start
+from grok_tui.engine.lab.claims import Claim, Claims
+from grok_tui.engine.store.liveness import process_start, recorded_start, same_process_alive
 
 
 def write_claim(sweep_dir: Path, group: int, generation: int, **data) -> Path:
@@ -183,3 +184,17 @@ def test_a_claim_that_is_a_fifo_is_unreadable_not_a_hang(tmp_path) -> None:
                           text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "generation 1 data {}"
+
+
+def test_a_reused_pid_is_not_its_old_process() -> None:
+    """Alive and started when recorded: the holder. Alive but started at another time: the
+    pid went to a new process. No start recorded: the pid alone. Untrusted starts ignored."""
+    me, started = os.getpid(), process_start(os.getpid())
+    assert started is not None
+    assert same_process_alive(me, started) and same_process_alive(me, None)
+    assert not same_process_alive(me, started + 1)
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    assert not same_process_alive(int(child.stdout), None)
+    assert recorded_start({"started": 5}) == 5
+    assert recorded_start({"started": True}) is None and recorded_start({"started": "5"}) is None

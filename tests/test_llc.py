@@ -512,6 +512,22 @@ def test_a_live_claim_makes_a_service_wait_and_a_dead_one_is_taken_over(
         service.join()
     assert not claim.exists()
 
+    # pid 1 is alive, but not the process that wrote this claim (another start time): the
+    # pid was reused, so the claim is stale and taken over.
+    from grok_tui.engine.store.liveness import process_start
+
+    monkeypatch.setattr(llc_checkpoint, "LLC_SETTINGS", replace(settings, seed=37))
+    reused = {"pid": 1, "host": host, "token": "old", "started": (process_start(1) or 0) + 1}
+    claim.write_text(json.dumps(reused))
+    service = LLCService(trained, "cpu", lambda s: None)
+    try:
+        assert service.drain(timeout=60)
+        assert sorted(service.computed) == [0, 100, 200]
+    finally:
+        service.stop()
+        service.join()
+    assert not claim.exists()
+
 
 def subprocess_pid_that_exited() -> int:
     """The pid of a process that has exited and been reaped (dead on this host)."""

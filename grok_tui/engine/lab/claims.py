@@ -41,22 +41,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grok_tui.engine.store.liveness import pid_alive
+from grok_tui.engine.store.liveness import process_start, recorded_start, same_process_alive
 from grok_tui.engine.store.run_meta import now_iso
 from grok_tui.engine.store.untrusted import FileProblem, read_regular_file
 
 DEFAULT_LEASE_S = 600.0  # a claim whose heartbeat stopped this long is stale
 _CLAIM_RE = re.compile(r"^group-(\d{4,})\.(\d{4,})\.json$")
 LOST_EXIT_CODE = 75
-
-
-def process_start(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux), to tell a reused pid."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(") ", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def this_process() -> dict[str, Any]:
@@ -154,14 +145,12 @@ class Claims:
         if self.token and data.get("token") == self.token:
             return True  # an earlier attempt of this very task: Ray retried it, so it died
         me = this_process()
-        if data.get("host") == me["host"] and isinstance(data.get("pid"), int):
-            pid = data["pid"]
-            if not pid_alive(pid):
-                return True
-            started = data.get("started")
-            now_started = process_start(pid)
-            if isinstance(started, int) and now_started is not None and started != now_started:
-                return True  # the pid now belongs to another process
+        if (
+            data.get("host") == me["host"]
+            and isinstance(data.get("pid"), int)
+            and not same_process_alive(data["pid"], recorded_start(data))
+        ):
+            return True  # dead, or the pid now belongs to another process
         return self._heartbeat_stopped(holder)
 
     def _heartbeat_stopped(self, holder: Holder) -> bool:

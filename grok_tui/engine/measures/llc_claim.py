@@ -4,18 +4,19 @@ A viewer app and a headless trainer (or two viewers) on one run each run an LLC 
 without a claim both would estimate the same checkpoints, doubling a cost that is bounded
 per process. The service that estimates holds RUN/llc.claim:
 
-    {"pid", "host", "token", "since"}    written whole under a temporary name, then
-                                         os.link'ed: of two racing, one wins, and no one
+    {"pid", "host", "token", "since",    written whole under a temporary name, then
+     "started"}                          os.link'ed: of two racing, one wins, and no one
                                          reads a claim half-written
 
 and removes it when it has nothing left to do or stops. Another service waits, reading the
 holder's rows from the cache as they come, and takes over when the claim is gone or stale:
-its pid is dead (this host), or, from another host, its file was not refreshed for
-`LEASE_S` (a holder refreshes it every `REFRESH_S` while estimating). The token tells
-apart two services of one process. A holder checks between bursts that the claim is still
-its own (two waiters taking over one dead claim at once may both think they won; the loser
-drops its estimate in flight at its next check). A read-only run (a served viewer) writes
-nothing: it takes no claim and keeps its estimates in memory.
+its pid is dead or now another process's (this host: the start time tells), or, from another
+host, its file was not refreshed for `LEASE_S` (a holder refreshes it every `REFRESH_S`
+while estimating). The token tells apart two services of one process. A holder checks
+between bursts that the claim is still its own (two waiters taking over one dead claim at
+once may both think they won; the loser drops its estimate in flight at its next check). A
+read-only run (a served viewer) writes nothing: it takes no claim and keeps its estimates in
+memory.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import uuid
 from typing import Any
 
 from grok_tui.engine.store.atomic import create_new_bytes
-from grok_tui.engine.store.liveness import pid_alive
+from grok_tui.engine.store.liveness import process_start, recorded_start, same_process_alive
 from grok_tui.engine.store.run_meta import now_iso
 from grok_tui.engine.store.runs import Run, RunError
 from grok_tui.engine.store.untrusted import FileProblem, read_json_file
@@ -59,7 +60,9 @@ class LLCClaim:
     def __init__(self, run: Run) -> None:
         self.run = run
         self.path = run.path / CLAIM_NAME
-        self.me = {"pid": os.getpid(), "host": socket.gethostname(), "token": uuid.uuid4().hex}
+        pid = os.getpid()
+        self.me = {"pid": pid, "host": socket.gethostname(), "token": uuid.uuid4().hex,
+                   "started": process_start(pid)}  # fmt: skip
         self.held = False
         self._refreshed = 0.0
         self._checked = 0.0
@@ -75,7 +78,7 @@ class LLCClaim:
         if holder is None:
             return True  # unreadable: a claim torn by a kill, or not a claim at all
         if holder["host"] == socket.gethostname():
-            return not pid_alive(holder["pid"])
+            return not same_process_alive(holder["pid"], recorded_start(holder))
         try:
             age = time.time() - self.path.stat().st_mtime
         except OSError:
