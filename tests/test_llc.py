@@ -468,8 +468,8 @@ def test_a_live_claim_makes_a_service_wait_and_a_dead_one_is_taken_over(
     trained, monkeypatch
 ) -> None:
     """A claim held by a live process (here pid 1) keeps the service from estimating and
-    says who holds it; once released the service estimates. A dead holder's claim is taken
-    over at once."""
+    says who holds it; once released the service estimates. A dead holder's claim, or one
+    whose pid now belongs to another process, is taken over at once."""
     import json
     import socket
 
@@ -500,33 +500,23 @@ def test_a_live_claim_makes_a_service_wait_and_a_dead_one_is_taken_over(
         service.stop()
         service.join()
 
-    monkeypatch.setattr(llc_checkpoint, "LLC_SETTINGS", replace(settings, seed=31))
-    dead = subprocess_pid_that_exited()
-    claim.write_text(json.dumps({"pid": dead, "host": host, "token": "gone"}))
-    service = LLCService(trained, "cpu", lambda s: None)
-    try:
-        assert service.drain(timeout=60)
-        assert sorted(service.computed) == [0, 100, 200]
-    finally:
-        service.stop()
-        service.join()
-    assert not claim.exists()
-
-    # pid 1 is alive, but not the process that wrote this claim (another start time): the
-    # pid was reused, so the claim is stale and taken over.
     from grok_tui.engine.store.liveness import process_start
 
-    monkeypatch.setattr(llc_checkpoint, "LLC_SETTINGS", replace(settings, seed=37))
+    dead = {"pid": subprocess_pid_that_exited(), "host": host, "token": "gone"}
+    # pid 1 is alive, but not the process that wrote this claim (another start time): the
+    # pid was reused, so the claim is stale too.
     reused = {"pid": 1, "host": host, "token": "old", "started": (process_start(1) or 0) + 1}
-    claim.write_text(json.dumps(reused))
-    service = LLCService(trained, "cpu", lambda s: None)
-    try:
-        assert service.drain(timeout=60)
-        assert sorted(service.computed) == [0, 100, 200]
-    finally:
-        service.stop()
-        service.join()
-    assert not claim.exists()
+    for seed, stale in ((31, dead), (37, reused)):
+        monkeypatch.setattr(llc_checkpoint, "LLC_SETTINGS", replace(settings, seed=seed))
+        claim.write_text(json.dumps(stale))
+        service = LLCService(trained, "cpu", lambda s: None)
+        try:
+            assert service.drain(timeout=60), stale
+            assert sorted(service.computed) == [0, 100, 200]
+        finally:
+            service.stop()
+            service.join()
+        assert not claim.exists()
 
 
 def subprocess_pid_that_exited() -> int:
