@@ -102,6 +102,26 @@ def test_lock_blocks_a_second_writer_and_stale_locks_are_taken_over(tmp_path) ->
     assert not run.lock_path.exists()
 
 
+def test_a_lock_whose_pid_went_to_another_process_is_stale(tmp_path) -> None:
+    """The lock records its process' start time: a live pid that started at another time is
+    a reused pid, not the trainer, and its lock is taken over; a lock without it (written by
+    an older version) is judged by the pid alone."""
+    from grok_tui.engine.store.liveness import process_start
+
+    run = Run.create(tmp_path / "r", SMALL, "cpu")
+    host = socket.gethostname()
+    run.acquire_lock()
+    assert run.lock_owner()["started"] == process_start(os.getpid())
+    run.release_lock()
+    reused = {"pid": 1, "host": host, "started": (process_start(1) or 0) + 1}
+    run.lock_path.write_text(json.dumps(reused))
+    assert not run.writer_alive()
+    assert "pid 1" in run.acquire_lock()
+    run.release_lock()
+    run.lock_path.write_text(json.dumps({"pid": 1, "host": host}))
+    assert run.writer_alive()
+
+
 @pytest.mark.slow
 def test_an_append_from_another_process_waits_for_a_compaction(tmp_path) -> None:
     """While this process holds the measures lock (a compaction between its read and its

@@ -8,10 +8,11 @@ from typing import Any
 
 
 def lock_is_stale(owner: dict[str, Any]) -> bool:
-    """A lock is stale when its pid is dead on this host; other hosts can't be checked."""
+    """A lock is stale when its pid is dead on this host, or now another process's (the
+    start time it recorded tells; older locks have none); other hosts can't be checked."""
     if owner["host"] != socket.gethostname():
         return False
-    return not pid_alive(owner["pid"])
+    return not same_process_alive(owner["pid"], recorded_start(owner))
 
 
 def pid_alive(pid: int) -> bool:

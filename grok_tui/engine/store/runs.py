@@ -7,7 +7,7 @@
       resume.pt         weights + optimiser + scheduler + RNG at the newest resume point
       measures.jsonl    progress measures per checkpoint (cache, append-only; appends and
                         compactions under one lock, store/measures_lock.py)
-      lock              {"pid", "host"} of the one process allowed to train this run
+      lock              {"pid", "host", "started"} of the one process allowed to train this run
       llc.claim         the one LLC service estimating this run now (engine/measures/llc_claim.py)
 
 Every write is atomic (temp file + os.replace) or an append, so a kill -9 at any moment
@@ -49,7 +49,7 @@ from grok_tui.engine.store.atomic import (
 )
 from grok_tui.engine.store.errors import DiskFull, RunError
 from grok_tui.engine.store.gaps import count_epochs, describe_gaps, epoch_gaps, missing_rows_warning
-from grok_tui.engine.store.liveness import lock_is_stale
+from grok_tui.engine.store.liveness import lock_is_stale, process_start
 from grok_tui.engine.store.measures_lock import measures_lock
 from grok_tui.engine.store.rows import (
     check_measures_row,
@@ -426,7 +426,9 @@ class Run:
     def acquire_lock(self) -> str:
         """Take the trainer lock; return a notice if a stale lock was taken over ('' if not)."""
         self._writable()
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}
+        pid = os.getpid()
+        me = {"pid": pid, "host": socket.gethostname(), "since": now_iso(),
+              "started": process_start(pid)}  # fmt: skip
         notice = ""
         for _ in range(3):
             if create_new_bytes(self.lock_path, json.dumps(me).encode()):
