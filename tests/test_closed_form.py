@@ -103,8 +103,8 @@ def test_metrics_and_every_gradient_are_autograds(cfgs, dtype) -> None:
 
 @pytest.mark.parametrize("cfg", [PAPER, SMALL], ids=["paper", "small"])
 def test_tables_and_logits_are_fastpaths(cfg) -> None:
-    """The forward alone: scores, W_L, the eight-row table T' and the rows C against
-    `fastpath`'s table T (T'[h, t] = T[h, t] - T[h, 2p], C = sum_h T[h, 2p]), and the
+    """The forward alone: scores, W_L, the table T' and the rows C against `fastpath`'s
+    table T (T'[h, t] = T[h, t] - T[h, 2p], so 0 at t = 2p; C = sum_h T[h, 2p]), and the
     logits of the train examples (in the closed form's order) against `last_logits`."""
     states = [MemberState(0, random_weights(cfg, 1))]
     st = Stepper([cfg], TEST_DEVICE, states, dtype=torch.float64)
@@ -119,7 +119,9 @@ def test_tables_and_logits_are_fastpaths(cfg) -> None:
     close(ours.scores, theirs.scores)
     close(ours.w_l, theirs.w_l)
     table = torch.cat([theirs.to_logits, theirs.to_mlp], 2).view(h, k, -1)
-    close(ours.table[:-1].view(h, 2 * p, -1), table[:, : 2 * p] - table[:, 2 * p :])
+    rows = ours.table[:-1].view(h, k, -1)  # T'[h, t] in the scores' layout
+    close(rows[:, : 2 * p], table[:, : 2 * p] - table[:, 2 * p :])
+    assert bool((rows[:, 2 * p] == 0).all())  # T'[h, 2p], read by no example
     close(ours.table[-1], table[:, 2 * p].sum(0))
     step: ClosedFormStep = st.chunks[0].closed_form
     _, _, logits, _ = step.forward(ours, "train")
