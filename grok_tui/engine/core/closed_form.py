@@ -55,7 +55,7 @@ from grok_tui.engine.core.loss import member_training_loss
 class TableForward:
     """The O(p) part of the forward of M members, kept for the backward."""
 
-    resid: torch.Tensor  # (M, K, d) every key's residual stream (K = 2p + 1); `=`'s is row 2p
+    resid: torch.Tensor  # (M h, K, d) every key's residual stream (K = 2p + 1), per head
     q: torch.Tensor  # (M h, e, 1) the query at `=`, head by head
     qk: torch.Tensor  # (M h, d, 1) W_K q: a key's score is resid . qk (+ q . b_K)
     scores: torch.Tensor  # (M, h, K) scaled attention scores
@@ -68,8 +68,8 @@ class TableForward:
 
     @property
     def eq(self) -> torch.Tensor:
-        """(M, d) the residual stream at `=` before attention."""
-        return self.resid[:, -1]
+        """(M h, 1, d) the residual stream at `=` before attention (key 2p), per head."""
+        return self.resid[:, -1:]
 
 
 @functools.cache
@@ -99,7 +99,8 @@ def table_forward(w: Mapping[str, torch.Tensor], p: int) -> TableForward:
     token, position = _key_index(p, w_e.device)
     resid = w_e.index_select(1, token).add_(w_pos.index_select(1, position))  # (M, K, d)
     eq = resid[:, 2 * p]
-    eq_heads = _per_head(eq[:, None], n_heads)  # (M h, 1, d)
+    resid = _per_head(resid, n_heads)  # (M h, K, d)
+    eq_heads = resid[:, 2 * p :]  # (M h, 1, d)
     q = torch.baddbmm(
         w["b_Q"].reshape(mh, 1, d_head), eq_heads, w["W_Q"].reshape(mh, d_model, d_head)
     )
@@ -108,10 +109,10 @@ def table_forward(w: Mapping[str, torch.Tensor], p: int) -> TableForward:
     # scores = (resid . qk + q . b_K) / sqrt(e), the scale applied to both terms
     scale = 1 / math.sqrt(d_head)
     q_bk = torch.bmm(w["b_K"].reshape(mh, 1, d_head), q)  # (M h, 1, 1)
-    scores = torch.baddbmm(q_bk, _per_head(resid, n_heads), qk, beta=scale, alpha=scale)
+    scores = torch.baddbmm(q_bk, resid, qk, beta=scale, alpha=scale)
     v = torch.baddbmm(
         w["b_V"].reshape(mh, 1, d_head),
-        _per_head(resid, n_heads),
+        resid,
         w["W_V"].reshape(mh, d_model, d_head),
     )  # (M h, K, e)
     eq_resid = eq + w["b_O"]
@@ -182,7 +183,7 @@ def _table_backward(
     grad_w_u.addcmul_(w["b_out"][:, :, None], grad_direct[:, None, :])
     torch.bmm(grad_w_l, w_u.transpose(1, 2), out=out["W_out"])
     # v = resid @ W_V + b_V, per head
-    resid_heads = _per_head(f.resid, n_heads)  # (M h, K, d)
+    resid_heads = f.resid  # (M h, K, d)
     _bmm_into(out["W_V"], resid_heads.transpose(1, 2), grad_v)
     w_v = w["W_V"].reshape(mh, d_model, d_head)
     grad_resid = torch.bmm(grad_v, w_v.transpose(1, 2)).view(n_members, n_heads, k, d_model).sum(1)
@@ -196,7 +197,7 @@ def _table_backward(
     )  # (M h, 1, e)
     _bmm_into(out["W_K"], grad_qk.transpose(1, 2), f.q.transpose(1, 2))
     # q = eq @ W_Q + b_Q, then eq_resid = eq + b_O: both reach the loss through eq
-    eq_heads = _per_head(f.eq[:, None], n_heads)  # (M h, 1, d)
+    eq_heads = f.eq  # (M h, 1, d)
     _bmm_into(out["W_Q"], eq_heads.transpose(1, 2), grad_q)
     w_q = w["W_Q"].reshape(mh, d_model, d_head)
     grad_eq = grad_resid[:, 2 * p]
@@ -225,6 +226,10 @@ def _softmax_last(scores: torch.Tensor) -> torch.Tensor:
 
 def member_means_into(rows: torch.Tensor, segments: list[Segment], out: torch.Tensor) -> None:
     """Each member's mean of the (B, k) rows, into `out` (M, k)."""
+    if len(segments) == 1:  # members of equal counts: the rows are one block
+        m0, m1, n, _ = segments[0]
+        torch.mean(rows.view(m1 - m0, n, rows.shape[1]), 1, out=out)
+        return
     for m0, m1, n, r0 in segments:
         block = rows[r0 : r0 + (m1 - m0) * n].view(m1 - m0, n, rows.shape[1])
         torch.mean(block, 1, out=out[m0:m1])
@@ -236,11 +241,12 @@ def cross_entropy(
     segments: list[Segment],
     out: torch.Tensor,
     metrics: torch.Tensor,
-    rows: torch.Tensor,
+    rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     row_scale: torch.Tensor | None = None,
 ) -> None:
     """Per-member [mean cross-entropy, accuracy] by loss.py's exact formula, in few passes,
-    into `metrics` (M, 2); `labels` (B, 1), `rows` (B, 2) scratch for the per-row values.
+    into `metrics` (M, 2); `labels` (B, 1); `rows`: scratch (B, 2) for the per-row values
+    and its two columns.
 
     `out` (the logits' shape) receives exp(z_j) for j != label (0 at the label); with
     `row_scale` (B, 1), the derivative of the members' summed mean losses by each logit
@@ -253,9 +259,10 @@ def cross_entropy(
     others.scatter_(1, labels, 0.0)
     rest = others.sum(1, keepdim=True)  # sum over j != label of exp(z_j)
     label_term = z_label.exp()
-    torch.log1p(rest + (label_term - 1.0), out=rows[:, :1]).sub_(z_label)
-    torch.eq(z_label, 0, out=rows[:, 1:])
-    member_means_into(rows, segments, metrics)
+    both, row_loss, correct = rows
+    torch.log1p(rest + (label_term - 1.0), out=row_loss).sub_(z_label)
+    torch.eq(z_label, 0, out=correct)
+    member_means_into(both, segments, metrics)
     if row_scale is not None:
         scale = torch.div(row_scale, label_term.add_(rest))  # row_scale / the softmax's sum
         others.mul_(scale)
@@ -276,6 +283,8 @@ class Slots:
         const = n_rows + plan.member[:, None]
         self.idx = torch.cat([keys, const], 1)  # (B, 2h + 1)
         col = self.idx.flatten()
+        self.flat_idx = col  # the bag's input as one list with offsets: no per-call arange
+        self.bag_offsets = torch.arange(0, col.numel(), self.width, device=device)
         self.rows = n_rows + plan.n_members
         keys = keys.reshape(-1)
         self.keys = torch.sparse_csr_tensor(
@@ -333,41 +342,56 @@ class ClosedFormStep:
         counts = torch.tensor(self.train.counts, device=device)
         self.row_scale = (1.0 / counts.to(dtype))[self.train.member][:, None]
         self.labels = {"train": self.train_labels[:, None], "test": self.test_labels[:, None]}
-        self.weights = {
-            which: torch.ones(plan.batch, slots.width, dtype=dtype, device=device)
-            for which, plan, slots in (
-                ("train", self.train, self.train_slots), ("test", self.test, self.test_slots))
-        }  # fmt: skip
-        self.rows = {
-            which: torch.empty(plan.batch, 2, dtype=dtype, device=device)
-            for which, plan in (("train", self.train), ("test", self.test))
-        }
-        self._buffers: dict[str, torch.Tensor] = {}
+        self.weights, self.pattern_weights, self.rows = {}, {}, {}
+        for which, plan, slots in (
+            ("train", self.train, self.train_slots), ("test", self.test, self.test_slots)
+        ):  # fmt: skip
+            weights = torch.ones(plan.batch, slots.width, dtype=dtype, device=device)
+            self.weights[which] = weights.view(-1)  # its every (2h + 1)th stays 1 (C's row)
+            self.pattern_weights[which] = weights[:, : 2 * plan.n_heads].view(
+                plan.batch, plan.n_heads, 2
+            )
+            both = torch.empty(plan.batch, 2, dtype=dtype, device=device)
+            self.rows[which] = (both, both[:, :1], both[:, 1:])
+        self._scratch: dict[str, torch.Tensor] = {}
 
-    def _buffer(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        """A scratch tensor the step rewrites every epoch, allocated once."""
-        t = self._buffers.get(name)
-        if t is None or t.shape != shape or t.dtype != like.dtype:
-            t = self._buffers[name] = like.new_empty(shape)
-        return t
+    def _scratch_for(self, f: TableForward) -> dict[str, torch.Tensor]:
+        """The tensors every epoch rewrites, allocated at the first: [G | dpre], its two
+        blocks, the test loss's exponentials and W_L's gradient."""
+        if not self._scratch:
+            n_vocab, width = f.w_l.shape[2], f.table.shape[1]
+            grad = f.table.new_empty(self.train.batch, width)
+            self._scratch = {
+                "grad": grad,
+                "grad_l": grad[:, :n_vocab],
+                "grad_pre": grad[:, n_vocab:],
+                "test_exp": f.table.new_empty(self.test.batch, n_vocab),
+                "grad_w_l": torch.empty_like(f.w_l),
+            }
+        return self._scratch
 
     def forward(
         self, f: TableForward, which: str, halves: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(pattern (B, h, 3), bag weights (B, 2h + 1), logits (B, V), post (B, d_mlp)) of
+        """(pattern (B, h, 3), bag weights (B (2h + 1),), logits (B, V), post (B, d_mlp)) of
         the train or test examples; `halves`: `read_halves(f)`, if the caller has them."""
         plan, slots = (self.train, self.train_slots) if which == "train" else (
             self.test, self.test_slots)  # fmt: skip
         h = plan.n_heads
         scores = f.scores.view(-1).index_select(0, plan.col).view(plan.batch, h, 3)
         pattern = _softmax_last(scores)
-        weights = self.weights[which]  # its last column stays 1 (the C row)
-        weights[:, : 2 * h].view(plan.batch, h, 2).copy_(pattern[:, :, :2])
+        self.pattern_weights[which].copy_(pattern[:, :, :2])
+        weights = self.weights[which]
         logits, post = (
-            F.embedding_bag(slots.idx, t, per_sample_weights=weights, mode="sum")
+            F.embedding_bag(
+                slots.flat_idx, t, slots.bag_offsets, per_sample_weights=weights, mode="sum"
+            )
             for t in (halves or read_halves(f))
         )
         post.relu_()
+        if plan.n_members == 1:
+            logits.addmm_(post, f.w_l[0])
+            return pattern, weights, logits, post
         for seg in plan.segments:
             m0, m1 = seg[0], seg[1]
             if m1 - m0 == 1:
@@ -384,21 +408,20 @@ class ClosedFormStep:
     ) -> torch.Tensor:
         plan, slots, p = self.train, self.train_slots, self.train.p
         f = table_forward(w, p)
-        n_vocab, h, width = f.w_l.shape[2], plan.n_heads, f.table.shape[1]
+        scratch = self._scratch_for(f)
+        h = plan.n_heads
         halves = read_halves(f)
         # [member, (loss, accuracy), (train, test)]: as (M, 4) the metrics' column order
         metrics = f.table.new_empty(plan.n_members, 2, 2)
         _, _, test_logits, _ = self.forward(f, "test", halves)
-        exps = self._buffer("test_exp", test_logits.shape, test_logits)
         cross_entropy(
-            test_logits, self.labels["test"], self.test.segments, exps, metrics[:, :, 1],
-            self.rows["test"],
+            test_logits, self.labels["test"], self.test.segments, scratch["test_exp"],
+            metrics[:, :, 1], self.rows["test"],
         )  # fmt: skip
         del test_logits
         pattern, weights, logits, post = self.forward(f, "train", halves)
         # [G | dpre] in one buffer: G = dloss/dlogits, dpre = (G @ W_L^T) masked by the ReLU.
-        grad = self._buffer("grad", (plan.batch, width), logits)
-        grad_l, grad_pre = grad[:, :n_vocab], grad[:, n_vocab:]
+        grad, grad_l, grad_pre = scratch["grad"], scratch["grad_l"], scratch["grad_pre"]
         if not any(stablemax):
             cross_entropy(
                 logits, self.labels["train"], plan.segments, grad_l, metrics[:, :, 0],
@@ -413,8 +436,11 @@ class ClosedFormStep:
                 (grad_logits,) = torch.autograd.grad(objective, leaf)
             grad_l.copy_(grad_logits)
             metrics[:, 0, 0], metrics[:, 1, 0] = train_loss, train_acc
-        grad_w_l = self._buffer("grad_w_l", f.w_l.shape, f.w_l)
-        for seg in plan.segments:
+        grad_w_l = scratch["grad_w_l"]
+        if plan.n_members == 1:
+            grad_pre.addmm_(grad_l, f.w_l[0].T, beta=0)
+            torch.mm(post.T, grad_l, out=grad_w_l[0])
+        for seg in plan.segments if plan.n_members > 1 else ():
             m0, m1 = seg[0], seg[1]
             g_seg, post_seg, pre_seg = blocks(grad_l, seg), blocks(post, seg), blocks(grad_pre, seg)
             if m1 - m0 == 1:
@@ -438,7 +464,7 @@ class ClosedFormStep:
             slots.examples,
             grad,
             slots.offsets,
-            per_sample_weights=weights.view(-1).index_select(0, slots.perm),
+            per_sample_weights=weights.index_select(0, slots.perm),
             mode="sum",
         )
         _table_backward(w, f, grad_scores, grad_slots, grad_w_l, grad_out)
