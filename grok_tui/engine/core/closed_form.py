@@ -87,133 +87,158 @@ def _per_head(t: torch.Tensor, n_heads: int) -> torch.Tensor:
     return t[:, None].expand(t.shape[0], n_heads, *t.shape[1:]).flatten(0, 1)
 
 
-def table_forward(w: Mapping[str, torch.Tensor], p: int) -> TableForward:
-    """`fastpath.member_tables` as the eight-row table T' and the constant rows C.
+class Views:
+    """The weights (`w`) and their gradients (`out`, views (M, *shape) of the members'
+    gradient rows) in the shapes the step's batched GEMMs take: per head (M h, ...), with
+    a member axis (M, ...), transposed. Made once per pair of dicts where they are all views
+    (one member per pass: the stepper's rows stay where they are between epochs), so an
+    epoch makes none of these calls; with several members a per-head reshape of their
+    rows copies, so those are made again each epoch (`ClosedFormStep.views`)."""
+
+    def __init__(
+        self, w: Mapping[str, torch.Tensor], out: Mapping[str, torch.Tensor] | None = None
+    ) -> None:
+        self.source = (w, out)  # held: what the views are of
+        n_members, n_heads, d_model, d_head = w["W_Q"].shape
+        mh = n_members * n_heads
+        self.shape = (n_members, n_heads, d_model, d_head)
+        self.cacheable = n_members == 1
+        self.w_e, self.w_pos, self.w_in, self.w_out = w["W_E"], w["W_pos"], w["W_in"], w["W_out"]
+        self.w_u, self.w_u_t, self.w_out_t = w["W_U"], w["W_U"].transpose(1, 2), w["W_out"].mT
+        self.w_q = w["W_Q"].reshape(mh, d_model, d_head)
+        self.w_k = w["W_K"].reshape(mh, d_model, d_head)
+        self.w_v = w["W_V"].reshape(mh, d_model, d_head)
+        self.w_q_t, self.w_v_t = self.w_q.transpose(1, 2), self.w_v.transpose(1, 2)
+        self.b_q = w["b_Q"].reshape(mh, 1, d_head)
+        self.b_k = w["b_K"].reshape(mh, 1, d_head)
+        self.b_v = w["b_V"].reshape(mh, 1, d_head)
+        self.b_o = w["b_O"]
+        self.w_o = w["W_O"].view(n_members, n_heads * d_head, d_model)
+        self.w_o_t = self.w_o.transpose(1, 2)
+        self.b_u_row, self.b_in_row = w["b_U"][:, None], w["b_in"][:, None]
+        self.b_out_row, self.b_out_col = w["b_out"][:, None], w["b_out"][:, :, None]
+        if out is not None:
+            self._gradient_views(out, mh)
+
+    def _gradient_views(self, out: Mapping[str, torch.Tensor], mh: int) -> None:
+        self.g_w_o = out["W_O"].view_as(self.w_o)
+        self.g_w_in, self.g_b_in, self.g_w_u, self.g_w_out = (
+            out["W_in"], out["b_in"], out["W_U"], out["W_out"])  # fmt: skip
+        self.g_b_out_col = out["b_out"][..., None]
+        self.g_w_e, self.g_w_pos = out["W_E"], out["W_pos"]
+        self.g_heads = {s: _heads_out(out[s], mh) for s in ("W_Q", "W_K", "W_V")}
+
+
+def _heads_out(dest: torch.Tensor, mh: int) -> torch.Tensor:
+    """A gradient (M, h, d, e) as (M h, d, e): a view of a one-member row; else `dest`
+    itself, which `_bmm_into` fills through a copy."""
+    return dest.view(mh, *dest.shape[2:]) if dest.is_contiguous() else dest
+
+
+def table_forward(w: Mapping[str, torch.Tensor] | Views, p: int) -> TableForward:
+    """`fastpath.member_tables` as the eight-row table T' and the constant rows C, from
+    the weights (or their `Views`).
 
     Table layout: member m's head h has K = 2p + 1 rows, row t = T'[h, t], so the same
     index (m h + h) K + t picks a key's score and its table row (row 2p is T'[h, 2p] = 0,
     read by no example); after the M h K rows come the M rows C."""
-    w_e, w_pos, w_u = w["W_E"], w["W_pos"], w["W_U"]
-    n_members, n_heads, d_model, d_head = w["W_Q"].shape
+    v_ = w if isinstance(w, Views) else Views(w)
+    n_members, n_heads, _, d_head = v_.shape
     mh, k = n_members * n_heads, 2 * p + 1
-    token, position = _key_index(p, w_e.device)
-    resid = w_e.index_select(1, token).add_(w_pos.index_select(1, position))  # (M, K, d)
+    token, position = _key_index(p, v_.w_e.device)
+    resid = v_.w_e.index_select(1, token).add_(v_.w_pos.index_select(1, position))  # (M, K, d)
     eq = resid[:, 2 * p]
     resid = _per_head(resid, n_heads)  # (M h, K, d)
-    eq_heads = resid[:, 2 * p :]  # (M h, 1, d)
-    q = torch.baddbmm(
-        w["b_Q"].reshape(mh, 1, d_head), eq_heads, w["W_Q"].reshape(mh, d_model, d_head)
-    )
-    q = q.view(mh, d_head, 1)
-    qk = torch.bmm(w["W_K"].reshape(mh, d_model, d_head), q)  # (M h, d, 1)
+    q = torch.baddbmm(v_.b_q, resid[:, 2 * p :], v_.w_q).view(mh, d_head, 1)
+    qk = torch.bmm(v_.w_k, q)  # (M h, d, 1)
     # scores = (resid . qk + q . b_K) / sqrt(e), the scale applied to both terms
     scale = 1 / math.sqrt(d_head)
-    q_bk = torch.bmm(w["b_K"].reshape(mh, 1, d_head), q)  # (M h, 1, 1)
-    scores = torch.baddbmm(q_bk, resid, qk, beta=scale, alpha=scale)
-    v = torch.baddbmm(
-        w["b_V"].reshape(mh, 1, d_head),
-        resid,
-        w["W_V"].reshape(mh, d_model, d_head),
-    )  # (M h, K, e)
-    eq_resid = eq + w["b_O"]
-    w_read = torch.cat([w_u, w["W_in"]], 2)
+    scores = torch.baddbmm(torch.bmm(v_.b_k, q), resid, qk, beta=scale, alpha=scale)
+    v = torch.baddbmm(v_.b_v, resid, v_.w_v)  # (M h, K, e)
+    eq_resid = eq + v_.b_o
+    w_read = torch.cat([v_.w_u, v_.w_in], 2)
     width = w_read.shape[2]
-    ov = torch.bmm(w["W_O"].view(n_members, n_heads * d_head, d_model), w_read)
+    ov = torch.bmm(v_.w_o, w_read)  # (M, h e, W)
     n_rows = mh * k
     table = eq.new_empty(n_rows + n_members, width)
     # T'[h, t] = T[h, t] - T[h, 2p] = (v[h, t] - v[h, 2p]) @ ov[h]: the constants cancel.
     torch.bmm(v - v[:, 2 * p :], ov.view(mh, d_head, width), out=table[:n_rows].view(mh, k, width))
     # C = sum_h T[h, 2p] = sum_h v[h, 2p] @ ov[h] + eq_resid @ w_read + [b_out W_U + b_U | b_in]
-    const = torch.cat(
-        [torch.baddbmm(w["b_U"][:, None], w["b_out"][:, None], w_u), w["b_in"][:, None]], 2
-    )
+    const = torch.cat([torch.baddbmm(v_.b_u_row, v_.b_out_row, v_.w_u), v_.b_in_row], 2)
     const.baddbmm_(eq_resid[:, None], w_read)
     v_eq = v[:, 2 * p].reshape(n_members, 1, n_heads * d_head)
     torch.baddbmm(const, v_eq, ov, out=table[n_rows:, None])
     return TableForward(
         resid, q, qk, scores.view(n_members, n_heads, k), v, eq_resid, w_read,
-        ov.view(mh, d_head, width), table, torch.bmm(w["W_out"], w_u),
+        ov.view(mh, d_head, width), table, torch.bmm(v_.w_out, v_.w_u),
     )  # fmt: skip
 
 
 def _table_backward(
-    w: Mapping[str, torch.Tensor],
+    v_: Views,
     f: TableForward,
     grad_scores: torch.Tensor,
     grad_slots: torch.Tensor,
     grad_w_l: torch.Tensor,
-    out: Mapping[str, torch.Tensor],
 ) -> None:
     """Gradients of the trained weights from those of the scores (M, h, K; already times
     the scores' scale 1 / sqrt(e)), the table rows (as `TableForward.table`, its rows
-    T'[h, 2p] zero) and W_L (M, d_mlp, V), written into `out` (views (M, *shape)).
+    T'[h, 2p] zero) and W_L (M, d_mlp, V), written into the gradient views of `v_`.
 
     grad_slots is overwritten: its T' rows become the gradient of fastpath's table T."""
-    n_members, n_heads, d_model, d_head = w["W_Q"].shape
+    n_members, n_heads, d_model, _ = v_.shape
     mh, k = n_members * n_heads, grad_scores.shape[2]
     p, n_rows = k // 2, mh * k
-    w_u = w["W_U"]
-    n_vocab, width = w_u.shape[2], grad_slots.shape[1]
+    n_vocab, width = v_.w_u.shape[2], grad_slots.shape[1]
     grad_c = grad_slots[n_rows:]  # (M, W)
     grad_table = grad_slots[:n_rows].view(mh, k, width)
     # back to fastpath's T: T[h, t < 2p] reaches the loss through T' only; T[h, 2p] through
     # C and, negated, through every T'[h, t] (grad_table's row 2p is still 0 here)
-    torch.sub(
-        _per_head(grad_c, n_heads), grad_table.sum(1), out=grad_table[:, 2 * p]
-    )  # fmt: skip
+    torch.sub(_per_head(grad_c, n_heads), grad_table.sum(1), out=grad_table[:, 2 * p])
     # T = v @ ov + const / h on every row: const's gradient is sum_{h, t} grad_T / h = grad_c
     grad_ov = torch.bmm(f.v.transpose(1, 2), grad_table)  # (M h, e, W)
     grad_v = torch.bmm(grad_table, f.ov.transpose(1, 2))  # (M h, K, e)
     # ov = W_O @ w_read; const = eq_resid @ w_read + [b_out @ W_U + b_U | b_in]
-    w_o = w["W_O"].view(n_members, n_heads * d_head, d_model)
-    grad_ov = grad_ov.view(n_members, n_heads * d_head, width)
+    grad_ov = grad_ov.view(n_members, -1, width)
     grad_read = torch.baddbmm(
-        f.eq_resid[:, :, None] * grad_c[:, None, :], w_o.transpose(1, 2), grad_ov
+        f.eq_resid[:, :, None] * grad_c[:, None, :], v_.w_o_t, grad_ov
     )  # (M, d, W)
-    torch.bmm(grad_ov, f.w_read.transpose(1, 2), out=out["W_O"].view_as(w_o))
+    w_read_t = f.w_read.transpose(1, 2)
+    torch.bmm(grad_ov, w_read_t, out=v_.g_w_o)
     grad_direct = grad_c[:, :n_vocab]
-    out["W_in"].copy_(grad_read[:, :, n_vocab:])
-    out["b_in"].copy_(grad_c[:, n_vocab:])
-    torch.bmm(w_u, grad_direct[..., None], out=out["b_out"][..., None])
+    v_.g_w_in.copy_(grad_read[:, :, n_vocab:])
+    v_.g_b_in.copy_(grad_c[:, n_vocab:])
+    torch.bmm(v_.w_u, grad_direct[..., None], out=v_.g_b_out_col)
     # W_U: read directly, through the direct bias (b_out @ W_U) and through W_L = W_out W_U
-    w_out = w["W_out"]
-    grad_w_u = torch.baddbmm(
-        grad_read[:, :, :n_vocab], w_out.transpose(1, 2), grad_w_l, out=out["W_U"]
-    )
-    grad_w_u.addcmul_(w["b_out"][:, :, None], grad_direct[:, None, :])
-    torch.bmm(grad_w_l, w_u.transpose(1, 2), out=out["W_out"])
+    torch.baddbmm(grad_read[:, :, :n_vocab], v_.w_out_t, grad_w_l, out=v_.g_w_u)
+    v_.g_w_u.addcmul_(v_.b_out_col, grad_direct[:, None, :])
+    torch.bmm(grad_w_l, v_.w_u_t, out=v_.g_w_out)
     # v = resid @ W_V + b_V, per head
-    resid_heads = f.resid  # (M h, K, d)
-    _bmm_into(out["W_V"], resid_heads.transpose(1, 2), grad_v)
-    w_v = w["W_V"].reshape(mh, d_model, d_head)
-    grad_resid = torch.bmm(grad_v, w_v.transpose(1, 2)).view(n_members, n_heads, k, d_model).sum(1)
+    _bmm_into(v_.g_heads["W_V"], f.resid.transpose(1, 2), grad_v)
+    grad_resid = torch.bmm(grad_v, v_.w_v_t).view(n_members, n_heads, k, d_model).sum(1)
     # scores = (resid . qk + q . b_K) / sqrt(e)
     grad_s = grad_scores.view(n_members, n_heads, k)
     grad_resid.baddbmm_(grad_s.transpose(1, 2), f.qk.view(n_members, n_heads, d_model))
-    grad_qk = torch.bmm(grad_scores.view(mh, 1, k), resid_heads)  # (M h, 1, d)
-    w_k = w["W_K"].reshape(mh, d_model, d_head)
-    grad_q = torch.baddbmm(
-        w["b_K"].reshape(mh, 1, d_head) * grad_s.sum(2).view(mh, 1, 1), grad_qk, w_k
-    )  # (M h, 1, e)
-    _bmm_into(out["W_K"], grad_qk.transpose(1, 2), f.q.transpose(1, 2))
+    grad_qk = torch.bmm(grad_scores.view(mh, 1, k), f.resid)  # (M h, 1, d)
+    grad_q = torch.baddbmm(v_.b_k * grad_s.sum(2).view(mh, 1, 1), grad_qk, v_.w_k)  # (M h, 1, e)
+    _bmm_into(v_.g_heads["W_K"], grad_qk.transpose(1, 2), f.q.transpose(1, 2))
     # q = eq @ W_Q + b_Q, then eq_resid = eq + b_O: both reach the loss through eq
-    eq_heads = f.eq  # (M h, 1, d)
-    _bmm_into(out["W_Q"], eq_heads.transpose(1, 2), grad_q)
-    w_q = w["W_Q"].reshape(mh, d_model, d_head)
+    _bmm_into(v_.g_heads["W_Q"], f.eq.transpose(1, 2), grad_q)
     grad_eq = grad_resid[:, 2 * p]
-    grad_eq += torch.bmm(grad_q, w_q.transpose(1, 2)).view(n_members, n_heads, d_model).sum(1)
-    grad_eq.unsqueeze(1).baddbmm_(grad_c[:, None], f.w_read.transpose(1, 2))
+    grad_eq += torch.bmm(grad_q, v_.w_q_t).view(n_members, n_heads, d_model).sum(1)
+    grad_eq.unsqueeze(1).baddbmm_(grad_c[:, None], w_read_t)
     # resid = W_E[token] + W_pos[position]
     token, position = _key_index(p, grad_resid.device)
-    out["W_E"].zero_().index_add_(1, token, grad_resid)
-    out["W_pos"].zero_().index_add_(1, position, grad_resid)
+    v_.g_w_e.zero_().index_add_(1, token, grad_resid)
+    v_.g_w_pos.zero_().index_add_(1, position, grad_resid)
 
 
 def _bmm_into(dest: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-    """a @ b (batched over M h) into `dest` (M, h, ...): straight into a one-member row,
-    through a copy where the members' rows leave gaps between their blocks."""
-    if dest.is_contiguous():
-        torch.bmm(a, b, out=dest.view(a.shape[0], a.shape[1], b.shape[2]))
+    """a @ b (batched over M h) into `dest`: (M h, ...) straight into a one-member row
+    (`_heads_out`), (M, h, ...) through a copy where members' rows leave gaps between their
+    blocks."""
+    if dest.dim() == 3:
+        torch.bmm(a, b, out=dest)
     else:
         dest.copy_(torch.bmm(a, b).view(dest.shape))
 
@@ -354,6 +379,15 @@ class ClosedFormStep:
             both = torch.empty(plan.batch, 2, dtype=dtype, device=device)
             self.rows[which] = (both, both[:, :1], both[:, 1:])
         self._scratch: dict[str, torch.Tensor] = {}
+        self._views: Views | None = None
+
+    def views(self, w: Mapping[str, torch.Tensor], out: Mapping[str, torch.Tensor]) -> Views:
+        """`Views` of these weights and gradients: the last epoch's, if of the same dicts
+        and all views (`Views.cacheable`)."""
+        v = self._views
+        if v is None or not v.cacheable or v.source[0] is not w or v.source[1] is not out:
+            v = self._views = Views(w, out)
+        return v
 
     def _scratch_for(self, f: TableForward) -> dict[str, torch.Tensor]:
         """The tensors every epoch rewrites, allocated at the first: [G | dpre], its two
@@ -407,7 +441,8 @@ class ClosedFormStep:
         grad_out: Mapping[str, torch.Tensor],
     ) -> torch.Tensor:
         plan, slots, p = self.train, self.train_slots, self.train.p
-        f = table_forward(w, p)
+        views = self.views(w, grad_out)
+        f = table_forward(views, p)
         scratch = self._scratch_for(f)
         h = plan.n_heads
         halves = read_halves(f)
@@ -467,5 +502,5 @@ class ClosedFormStep:
             per_sample_weights=weights.index_select(0, slots.perm),
             mode="sum",
         )
-        _table_backward(w, f, grad_scores, grad_slots, grad_w_l, grad_out)
+        _table_backward(views, f, grad_scores, grad_slots, grad_w_l)
         return metrics.view(plan.n_members, 4)
