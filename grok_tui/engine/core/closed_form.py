@@ -113,7 +113,11 @@ class Views:
         self.shape = (n_members, n_heads, d_model, d_head)
         self.cacheable = n_members == 1
         self.w_e, self.w_pos, self.w_in, self.w_out = w["W_E"], w["W_pos"], w["W_in"], w["W_out"]
-        self.w_u, self.w_u_t, self.w_out_t = w["W_U"], w["W_U"].transpose(1, 2), w["W_out"].mT
+        self.w_u, self.w_u_t, self.w_out_t = (
+            w["W_U"],
+            w["W_U"].transpose(1, 2),
+            w["W_out"].transpose(1, 2),
+        )
         self.w_q = w["W_Q"].reshape(mh, d_model, d_head)
         self.w_k = w["W_K"].reshape(mh, d_model, d_head)
         self.w_v = w["W_V"].reshape(mh, d_model, d_head)
@@ -151,40 +155,40 @@ def table_forward(w: Mapping[str, torch.Tensor] | Views, p: int) -> TableForward
     Table layout: member m's head h has K = 2p + 1 rows, row t = T'[h, t], so the same
     index (m h + h) K + t picks a key's score and its table row (row 2p is T'[h, 2p] = 0,
     read by no example); after the M h K rows come the M rows C."""
-    v_ = w if isinstance(w, Views) else Views(w)
-    n_members, n_heads, _, d_head = v_.shape
+    wv = w if isinstance(w, Views) else Views(w)
+    n_members, n_heads, _, d_head = wv.shape
     mh, k = n_members * n_heads, 2 * p + 1
-    token, position = _key_index(p, v_.w_e.device)
-    resid = v_.w_e.index_select(1, token).add_(v_.w_pos.index_select(1, position))  # (M, K, d)
+    token, position = _key_index(p, wv.w_e.device)
+    resid = wv.w_e.index_select(1, token).add_(wv.w_pos.index_select(1, position))  # (M, K, d)
     eq = resid[:, 2 * p]
     resid = _per_head(resid, n_heads)  # (M h, K, d)
-    q = torch.baddbmm(v_.b_q, resid[:, 2 * p :], v_.w_q).view(mh, d_head, 1)
-    qk = torch.bmm(v_.w_k, q)  # (M h, d, 1)
+    q = torch.baddbmm(wv.b_q, resid[:, 2 * p :], wv.w_q).view(mh, d_head, 1)
+    qk = torch.bmm(wv.w_k, q)  # (M h, d, 1)
     # scores = (resid . qk + q . b_K) / sqrt(e), the scale applied to both terms
     scale = 1 / math.sqrt(d_head)
-    scores = torch.baddbmm(torch.bmm(v_.b_k, q), resid, qk, beta=scale, alpha=scale)
-    v = torch.baddbmm(v_.b_v, resid, v_.w_v)  # (M h, K, e)
-    eq_resid = eq + v_.b_o
-    w_read = torch.cat([v_.w_u, v_.w_in], 2)
+    scores = torch.baddbmm(torch.bmm(wv.b_k, q), resid, qk, beta=scale, alpha=scale)
+    v = torch.baddbmm(wv.b_v, resid, wv.w_v)  # (M h, K, e)
+    eq_resid = eq + wv.b_o
+    w_read = torch.cat([wv.w_u, wv.w_in], 2)
     width = w_read.shape[2]
-    ov = torch.bmm(v_.w_o, w_read)  # (M, h e, W)
+    ov = torch.bmm(wv.w_o, w_read)  # (M, h e, W)
     n_rows = mh * k
     table = eq.new_empty(n_rows + n_members, width)
     # T'[h, t] = T[h, t] - T[h, 2p] = (v[h, t] - v[h, 2p]) @ ov[h]: the constants cancel.
     torch.bmm(v - v[:, 2 * p :], ov.view(mh, d_head, width), out=table[:n_rows].view(mh, k, width))
     # C = sum_h T[h, 2p] = sum_h v[h, 2p] @ ov[h] + eq_resid @ w_read + [b_out W_U + b_U | b_in]
-    const = torch.cat([torch.baddbmm(v_.b_u_row, v_.b_out_row, v_.w_u), v_.b_in_row], 2)
+    const = torch.cat([torch.baddbmm(wv.b_u_row, wv.b_out_row, wv.w_u), wv.b_in_row], 2)
     const.baddbmm_(eq_resid[:, None], w_read)
     v_eq = v[:, 2 * p].reshape(n_members, 1, n_heads * d_head)
     torch.baddbmm(const, v_eq, ov, out=table[n_rows:, None])
     return TableForward(
         resid, q, qk, scores.view(n_members, n_heads, k), v, eq_resid, w_read,
-        ov.view(mh, d_head, width), table, torch.bmm(v_.w_out, v_.w_u),
+        ov.view(mh, d_head, width), table, torch.bmm(wv.w_out, wv.w_u),
     )  # fmt: skip
 
 
 def _table_backward(
-    v_: Views,
+    wv: Views,
     f: TableForward,
     grad_scores: torch.Tensor,
     grad_slots: torch.Tensor,
@@ -192,13 +196,13 @@ def _table_backward(
 ) -> None:
     """Gradients of the trained weights from those of the scores (M, h, K; already times
     the scores' scale 1 / sqrt(e)), the table rows (as `TableForward.table`, its rows
-    T'[h, 2p] zero) and W_L (M, d_mlp, V), written into the gradient views of `v_`.
+    T'[h, 2p] zero) and W_L (M, d_mlp, V), written into the gradient views of `wv`.
 
     grad_slots is overwritten: its T' rows become the gradient of fastpath's table T."""
-    n_members, n_heads, d_model, _ = v_.shape
+    n_members, n_heads, d_model, _ = wv.shape
     mh, k = n_members * n_heads, grad_scores.shape[2]
     p, n_rows = k // 2, mh * k
-    n_vocab, width = v_.w_u.shape[2], grad_slots.shape[1]
+    n_vocab, width = wv.w_u.shape[2], grad_slots.shape[1]
     grad_c = grad_slots[n_rows:]  # (M, W)
     grad_table = grad_slots[:n_rows].view(mh, k, width)
     # back to fastpath's T: T[h, t < 2p] reaches the loss through T' only; T[h, 2p] through
@@ -210,36 +214,36 @@ def _table_backward(
     # ov = W_O @ w_read; const = eq_resid @ w_read + [b_out @ W_U + b_U | b_in]
     grad_ov = grad_ov.view(n_members, -1, width)
     grad_read = torch.baddbmm(
-        f.eq_resid[:, :, None] * grad_c[:, None, :], v_.w_o_t, grad_ov
+        f.eq_resid[:, :, None] * grad_c[:, None, :], wv.w_o_t, grad_ov
     )  # (M, d, W)
     w_read_t = f.w_read.transpose(1, 2)
-    torch.bmm(grad_ov, w_read_t, out=v_.g_w_o)
+    torch.bmm(grad_ov, w_read_t, out=wv.g_w_o)
     grad_direct = grad_c[:, :n_vocab]
-    v_.g_w_in.copy_(grad_read[:, :, n_vocab:])
-    v_.g_b_in.copy_(grad_c[:, n_vocab:])
-    torch.bmm(v_.w_u, grad_direct[..., None], out=v_.g_b_out_col)
+    wv.g_w_in.copy_(grad_read[:, :, n_vocab:])
+    wv.g_b_in.copy_(grad_c[:, n_vocab:])
+    torch.bmm(wv.w_u, grad_direct[..., None], out=wv.g_b_out_col)
     # W_U: read directly, through the direct bias (b_out @ W_U) and through W_L = W_out W_U
-    torch.baddbmm(grad_read[:, :, :n_vocab], v_.w_out_t, grad_w_l, out=v_.g_w_u)
-    v_.g_w_u.addcmul_(v_.b_out_col, grad_direct[:, None, :])
-    torch.bmm(grad_w_l, v_.w_u_t, out=v_.g_w_out)
+    torch.baddbmm(grad_read[:, :, :n_vocab], wv.w_out_t, grad_w_l, out=wv.g_w_u)
+    wv.g_w_u.addcmul_(wv.b_out_col, grad_direct[:, None, :])
+    torch.bmm(grad_w_l, wv.w_u_t, out=wv.g_w_out)
     # v = resid @ W_V + b_V, per head
-    _bmm_into(v_.g_heads["W_V"], f.resid.transpose(1, 2), grad_v)
-    grad_resid = torch.bmm(grad_v, v_.w_v_t).view(n_members, n_heads, k, d_model).sum(1)
+    _bmm_into(wv.g_heads["W_V"], f.resid.transpose(1, 2), grad_v)
+    grad_resid = torch.bmm(grad_v, wv.w_v_t).view(n_members, n_heads, k, d_model).sum(1)
     # scores = (resid . qk + q . b_K) / sqrt(e)
     grad_s = grad_scores.view(n_members, n_heads, k)
     grad_resid.baddbmm_(grad_s.transpose(1, 2), f.qk.view(n_members, n_heads, d_model))
     grad_qk = torch.bmm(grad_scores.view(mh, 1, k), f.resid)  # (M h, 1, d)
-    grad_q = torch.baddbmm(v_.b_k * grad_s.sum(2).view(mh, 1, 1), grad_qk, v_.w_k)  # (M h, 1, e)
-    _bmm_into(v_.g_heads["W_K"], grad_qk.transpose(1, 2), f.q.transpose(1, 2))
+    grad_q = torch.baddbmm(wv.b_k * grad_s.sum(2).view(mh, 1, 1), grad_qk, wv.w_k)  # (M h, 1, e)
+    _bmm_into(wv.g_heads["W_K"], grad_qk.transpose(1, 2), f.q.transpose(1, 2))
     # q = eq @ W_Q + b_Q, then eq_resid = eq + b_O: both reach the loss through eq
-    _bmm_into(v_.g_heads["W_Q"], f.eq.transpose(1, 2), grad_q)
+    _bmm_into(wv.g_heads["W_Q"], f.eq.transpose(1, 2), grad_q)
     grad_eq = grad_resid[:, 2 * p]
-    grad_eq += torch.bmm(grad_q, v_.w_q_t).view(n_members, n_heads, d_model).sum(1)
+    grad_eq += torch.bmm(grad_q, wv.w_q_t).view(n_members, n_heads, d_model).sum(1)
     grad_eq.unsqueeze(1).baddbmm_(grad_c[:, None], w_read_t)
     # resid = W_E[token] + W_pos[position]
     token, position = _key_index(p, grad_resid.device)
-    v_.g_w_e.zero_().index_add_(1, token, grad_resid)
-    v_.g_w_pos.zero_().index_add_(1, position, grad_resid)
+    wv.g_w_e.zero_().index_add_(1, token, grad_resid)
+    wv.g_w_pos.zero_().index_add_(1, position, grad_resid)
 
 
 def _bmm_into(dest: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
