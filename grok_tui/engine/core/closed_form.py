@@ -27,6 +27,15 @@ so every table row's gradient is ONE weighted bag over it (S^T @ [G | dpre]) and
 attention weight's ONE sampled product; dW_L = post^T G; the O(p) table gradient follows by
 hand (`_table_backward`), written straight into the members' flat gradient rows.
 
+The fixed cost (issue 21): every aten call costs the dispatcher and Python a few
+microseconds whatever its size, a fifth of a quick-preset epoch once. So the O(p) work is
+a few batched GEMMs over (members x heads) with no broadcasting copies: T' is stored in the
+scores' layout (K = 2p + 1 rows per head, the row T'[h, 2p] = 0 unread), so one index
+picks a key's score and its table row and the table's gradient needs no cat; products
+write into the gradient rows (out=); the weights' and gradients' reshaped views
+(`Views`), the bag structures and every scratch buffer are made once, not per epoch.
+`bench/train_calls.py` counts the calls (203 per epoch, from 410).
+
 tests/test_closed_form.py compares the forward and each gradient with autograd through
 `fastpath` (itself pinned to TransformerLens in tests/test_model.py).
 
@@ -39,6 +48,7 @@ several members). The autograd step stays in the stepper as the reference
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,119 +57,203 @@ import torch
 import torch.nn.functional as F
 
 from grok_tui.engine.core.fastpath import InputPlan, Segment, blocks
-from grok_tui.engine.core.loss import member_means, member_training_loss
+from grok_tui.engine.core.loss import member_training_loss
 
 
 @dataclass
 class TableForward:
     """The O(p) part of the forward of M members, kept for the backward."""
 
-    eq: torch.Tensor  # (M, d) the residual stream at `=` before attention
-    resid: torch.Tensor  # (M, K, d) every key's residual stream (K = 2p + 1)
-    q: torch.Tensor  # (M, h, e) the query at `=`
-    qk: torch.Tensor  # (M, h, d) W_K q: a key's score is resid . qk (+ q . b_K)
+    resid: torch.Tensor  # (M h, K, d) every key's residual stream (K = 2p + 1), per head
+    q: torch.Tensor  # (M h, e, 1) the query at `=`, head by head
+    qk: torch.Tensor  # (M h, d, 1) W_K q: a key's score is resid . qk (+ q . b_K)
     scores: torch.Tensor  # (M, h, K) scaled attention scores
-    v: torch.Tensor  # (M, h, K, e) every key's value
+    v: torch.Tensor  # (M h, K, e) every key's value
     eq_resid: torch.Tensor  # (M, d) `=`'s residual stream after attention, less its output
     w_read: torch.Tensor  # (M, d, W) [W_U | W_in], W = V + d_mlp
-    ov: torch.Tensor  # (M, h, e, W) W_O [W_U | W_in]
-    table: torch.Tensor  # (M h 2p + M, W) rows T'[m, h, t], then the rows C[m]
+    ov: torch.Tensor  # (M h, e, W) W_O [W_U | W_in]
+    table: torch.Tensor  # (M h K + M, W) rows T'[m, h, t] (0 at t = 2p), then the rows C[m]
     w_l: torch.Tensor  # (M, d_mlp, V) W_out W_U
 
+    @property
+    def eq(self) -> torch.Tensor:
+        """(M h, 1, d) the residual stream at `=` before attention (key 2p), per head."""
+        return self.resid[:, -1:]
 
-def table_forward(w: Mapping[str, torch.Tensor], p: int) -> TableForward:
-    """`fastpath.member_tables` as the eight-row table T' and the constant rows C."""
-    w_e, w_pos, w_u = w["W_E"], w["W_pos"], w["W_U"]
-    n_members, n_heads, _, d_head = w["W_Q"].shape
-    eq = w_e[:, p] + w_pos[:, 2]
-    resid = torch.cat([w_e[:, :p] + w_pos[:, 0:1], w_e[:, :p] + w_pos[:, 1:2], eq[:, None]], 1)
-    q = torch.matmul(eq[:, None, None, :], w["W_Q"]).squeeze(2) + w["b_Q"]
-    qk = torch.matmul(w["W_K"], q[..., None]).squeeze(-1)
-    q_bk = (q * w["b_K"]).sum(-1)
-    scores = torch.baddbmm(q_bk[..., None], qk, resid.transpose(1, 2)).mul_(1 / math.sqrt(d_head))
-    v = torch.matmul(resid[:, None], w["W_V"]) + w["b_V"][:, :, None]
-    eq_resid = eq + w["b_O"]
-    w_read = torch.cat([w_u, w["W_in"]], 2)
+
+@functools.cache
+def _key_index(p: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The token and the position of each key t (x at 0, p + y at 1, `=` at 2p): resid is
+    W_E[token] + W_pos[position], and their gradients are index_add over the same indices."""
+    token = torch.cat([torch.arange(p), torch.arange(p), torch.tensor([p])]).to(device)
+    position = torch.tensor([0] * p + [1] * p + [2], device=device)
+    return token, position
+
+
+def _per_head(t: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(M, ...) as (M h, ...), each member's tensor repeated for its heads (a view when
+    M = 1: a batched GEMM reads the repeats with a zero stride)."""
+    return t[:, None].expand(t.shape[0], n_heads, *t.shape[1:]).flatten(0, 1)
+
+
+class Views:
+    """The weights (`w`) and their gradients (`out`, views (M, *shape) of the members'
+    gradient rows) in the shapes the step's batched GEMMs take: per head (M h, ...), with
+    a member axis (M, ...), transposed. Made once per pair of dicts where they are all views
+    (one member per pass: the stepper's rows stay where they are between epochs), so an
+    epoch makes none of these calls; with several members a per-head reshape of their
+    rows copies, so those are made again each epoch (`ClosedFormStep.views`)."""
+
+    def __init__(
+        self, w: Mapping[str, torch.Tensor], out: Mapping[str, torch.Tensor] | None = None
+    ) -> None:
+        self.source = (w, out)  # held: what the views are of
+        n_members, n_heads, d_model, d_head = w["W_Q"].shape
+        mh = n_members * n_heads
+        self.shape = (n_members, n_heads, d_model, d_head)
+        self.cacheable = n_members == 1
+        self.w_e, self.w_pos, self.w_in, self.w_out = w["W_E"], w["W_pos"], w["W_in"], w["W_out"]
+        self.w_u, self.w_u_t, self.w_out_t = (
+            w["W_U"],
+            w["W_U"].transpose(1, 2),
+            w["W_out"].transpose(1, 2),
+        )
+        self.w_q = w["W_Q"].reshape(mh, d_model, d_head)
+        self.w_k = w["W_K"].reshape(mh, d_model, d_head)
+        self.w_v = w["W_V"].reshape(mh, d_model, d_head)
+        self.w_q_t, self.w_v_t = self.w_q.transpose(1, 2), self.w_v.transpose(1, 2)
+        self.b_q = w["b_Q"].reshape(mh, 1, d_head)
+        self.b_k = w["b_K"].reshape(mh, 1, d_head)
+        self.b_v = w["b_V"].reshape(mh, 1, d_head)
+        self.b_o = w["b_O"]
+        self.w_o = w["W_O"].view(n_members, n_heads * d_head, d_model)
+        self.w_o_t = self.w_o.transpose(1, 2)
+        self.b_u_row, self.b_in_row = w["b_U"][:, None], w["b_in"][:, None]
+        self.b_out_row, self.b_out_col = w["b_out"][:, None], w["b_out"][:, :, None]
+        if out is not None:
+            self._gradient_views(out, mh)
+
+    def _gradient_views(self, out: Mapping[str, torch.Tensor], mh: int) -> None:
+        self.g_w_o = out["W_O"].view_as(self.w_o)
+        self.g_w_in, self.g_b_in, self.g_w_u, self.g_w_out = (
+            out["W_in"], out["b_in"], out["W_U"], out["W_out"])  # fmt: skip
+        self.g_b_out_col = out["b_out"][..., None]
+        self.g_w_e, self.g_w_pos = out["W_E"], out["W_pos"]
+        self.g_heads = {s: _heads_out(out[s], mh) for s in ("W_Q", "W_K", "W_V")}
+
+
+def _heads_out(dest: torch.Tensor, mh: int) -> torch.Tensor:
+    """A gradient (M, h, d, e) as (M h, d, e): a view of a one-member row; else `dest`
+    itself, which `_bmm_into` fills through a copy."""
+    return dest.view(mh, *dest.shape[2:]) if dest.is_contiguous() else dest
+
+
+def table_forward(w: Mapping[str, torch.Tensor] | Views, p: int) -> TableForward:
+    """`fastpath.member_tables` as the eight-row table T' and the constant rows C, from
+    the weights (or their `Views`).
+
+    Table layout: member m's head h has K = 2p + 1 rows, row t = T'[h, t], so the same
+    index (m h + h) K + t picks a key's score and its table row (row 2p is T'[h, 2p] = 0,
+    read by no example); after the M h K rows come the M rows C."""
+    wv = w if isinstance(w, Views) else Views(w)
+    n_members, n_heads, _, d_head = wv.shape
+    mh, k = n_members * n_heads, 2 * p + 1
+    token, position = _key_index(p, wv.w_e.device)
+    resid = wv.w_e.index_select(1, token).add_(wv.w_pos.index_select(1, position))  # (M, K, d)
+    eq = resid[:, 2 * p]
+    resid = _per_head(resid, n_heads)  # (M h, K, d)
+    q = torch.baddbmm(wv.b_q, resid[:, 2 * p :], wv.w_q).view(mh, d_head, 1)
+    qk = torch.bmm(wv.w_k, q)  # (M h, d, 1)
+    # scores = (resid . qk + q . b_K) / sqrt(e), the scale applied to both terms
+    scale = 1 / math.sqrt(d_head)
+    scores = torch.baddbmm(torch.bmm(wv.b_k, q), resid, qk, beta=scale, alpha=scale)
+    v = torch.baddbmm(wv.b_v, resid, wv.w_v)  # (M h, K, e)
+    eq_resid = eq + wv.b_o
+    w_read = torch.cat([wv.w_u, wv.w_in], 2)
     width = w_read.shape[2]
-    direct_bias = torch.bmm(w["b_out"][:, None], w_u).squeeze(1) + w["b_U"]
-    const = torch.bmm(eq_resid[:, None], w_read).squeeze(1) + torch.cat([direct_bias, w["b_in"]], 1)
-    ov = torch.matmul(w["W_O"], w_read[:, None])
-    n_rows = n_members * n_heads * 2 * p
+    ov = torch.bmm(wv.w_o, w_read)  # (M, h e, W)
+    n_rows = mh * k
     table = eq.new_empty(n_rows + n_members, width)
     # T'[h, t] = T[h, t] - T[h, 2p] = (v[h, t] - v[h, 2p]) @ ov[h]: the constants cancel.
-    torch.matmul(v[:, :, : 2 * p] - v[:, :, 2 * p :], ov, out=table[:n_rows].view(
-        n_members, n_heads, 2 * p, width))  # fmt: skip
-    # C = sum_h T[h, 2p] = sum_h v[h, 2p] @ ov[h] + const
-    v_eq = v[:, :, 2 * p].reshape(n_members, 1, -1)
-    torch.baddbmm(const[:, None], v_eq, ov.reshape(n_members, -1, width), out=table[n_rows:, None])
+    torch.bmm(v - v[:, 2 * p :], ov.view(mh, d_head, width), out=table[:n_rows].view(mh, k, width))
+    # C = sum_h T[h, 2p] = sum_h v[h, 2p] @ ov[h] + eq_resid @ w_read + [b_out W_U + b_U | b_in]
+    const = torch.cat([torch.baddbmm(wv.b_u_row, wv.b_out_row, wv.w_u), wv.b_in_row], 2)
+    const.baddbmm_(eq_resid[:, None], w_read)
+    v_eq = v[:, 2 * p].reshape(n_members, 1, n_heads * d_head)
+    torch.baddbmm(const, v_eq, ov, out=table[n_rows:, None])
     return TableForward(
-        eq, resid, q, qk, scores, v, eq_resid, w_read, ov, table, torch.bmm(w["W_out"], w_u)
-    )
+        resid, q, qk, scores.view(n_members, n_heads, k), v, eq_resid, w_read,
+        ov.view(mh, d_head, width), table, torch.bmm(wv.w_out, wv.w_u),
+    )  # fmt: skip
 
 
 def _table_backward(
-    w: Mapping[str, torch.Tensor],
+    wv: Views,
     f: TableForward,
-    p: int,
     grad_scores: torch.Tensor,
     grad_slots: torch.Tensor,
     grad_w_l: torch.Tensor,
-    out: Mapping[str, torch.Tensor],
 ) -> None:
-    """Gradients of the trained weights from those of the scores (M, h, K), the table
-    rows T' and C (as `TableForward.table`) and W_L (M, d_mlp, V), written into `out`
-    (views (M, *shape))."""
-    n_members, n_heads = f.scores.shape[0], f.scores.shape[1]
-    n_rows = n_members * n_heads * 2 * p
+    """Gradients of the trained weights from those of the scores (M, h, K; already times
+    the scores' scale 1 / sqrt(e)), the table rows (as `TableForward.table`, its rows
+    T'[h, 2p] zero) and W_L (M, d_mlp, V), written into the gradient views of `wv`.
+
+    grad_slots is overwritten: its T' rows become the gradient of fastpath's table T."""
+    n_members, n_heads, d_model, _ = wv.shape
+    mh, k = n_members * n_heads, grad_scores.shape[2]
+    p, n_rows = k // 2, mh * k
+    n_vocab, width = wv.w_u.shape[2], grad_slots.shape[1]
     grad_c = grad_slots[n_rows:]  # (M, W)
-    grad_t = grad_slots[:n_rows].view(n_members, n_heads, 2 * p, -1)
+    grad_table = grad_slots[:n_rows].view(mh, k, width)
     # back to fastpath's T: T[h, t < 2p] reaches the loss through T' only; T[h, 2p] through
-    # C and, negated, through every T'[h, t]
-    grad_table = torch.cat([grad_t, grad_c[:, None, None] - grad_t.sum(2, keepdim=True)], 2)
-    w_u, w_o = w["W_U"], w["W_O"]
-    n_members, n_heads, d_model, d_head = w["W_Q"].shape
-    n_vocab = w_u.shape[2]
-    # table = v @ ov + const / h on every row
-    grad_const = grad_table.sum((1, 2)).div_(n_heads)  # (M, W)
-    grad_ov = torch.matmul(f.v.transpose(-1, -2), grad_table)  # (M, h, e, W)
-    grad_v = torch.matmul(grad_table, f.ov.transpose(-1, -2))  # (M, h, K, e)
+    # C and, negated, through every T'[h, t] (grad_table's row 2p is still 0 here)
+    torch.sub(_per_head(grad_c, n_heads), grad_table.sum(1), out=grad_table[:, 2 * p])
+    # T = v @ ov + const / h on every row: const's gradient is sum_{h, t} grad_T / h = grad_c
+    grad_ov = torch.bmm(f.v.transpose(1, 2), grad_table)  # (M h, e, W)
+    grad_v = torch.bmm(grad_table, f.ov.transpose(1, 2))  # (M h, K, e)
     # ov = W_O @ w_read; const = eq_resid @ w_read + [b_out @ W_U + b_U | b_in]
+    grad_ov = grad_ov.view(n_members, -1, width)
     grad_read = torch.baddbmm(
-        f.eq_resid[:, :, None] * grad_const[:, None, :],
-        w_o.reshape(n_members, n_heads * d_head, d_model).transpose(1, 2),
-        grad_ov.reshape(n_members, n_heads * d_head, -1),
+        f.eq_resid[:, :, None] * grad_c[:, None, :], wv.w_o_t, grad_ov
     )  # (M, d, W)
-    out["W_O"].copy_(torch.matmul(grad_ov, f.w_read.transpose(1, 2)[:, None]))
-    grad_eq = torch.bmm(f.w_read, grad_const[..., None]).squeeze(-1)  # via eq_resid
-    grad_direct = grad_const[:, :n_vocab]
-    out["W_in"].copy_(grad_read[:, :, n_vocab:])
-    out["b_in"].copy_(grad_const[:, n_vocab:])
-    out["b_out"].copy_(torch.bmm(w_u, grad_direct[..., None]).squeeze(-1))
+    w_read_t = f.w_read.transpose(1, 2)
+    torch.bmm(grad_ov, w_read_t, out=wv.g_w_o)
+    grad_direct = grad_c[:, :n_vocab]
+    wv.g_w_in.copy_(grad_read[:, :, n_vocab:])
+    wv.g_b_in.copy_(grad_c[:, n_vocab:])
+    torch.bmm(wv.w_u, grad_direct[..., None], out=wv.g_b_out_col)
     # W_U: read directly, through the direct bias (b_out @ W_U) and through W_L = W_out W_U
-    grad_w_u = torch.baddbmm(grad_read[:, :, :n_vocab], w["W_out"].transpose(1, 2), grad_w_l)
-    out["W_U"].copy_(grad_w_u.addcmul_(w["b_out"][:, :, None], grad_direct[:, None, :]))
-    out["W_out"].copy_(torch.bmm(grad_w_l, w_u.transpose(1, 2)))
-    # v = resid @ W_V + b_V
-    out["W_V"].copy_(torch.matmul(f.resid.transpose(1, 2)[:, None], grad_v))
-    grad_resid = torch.matmul(grad_v, w["W_V"].transpose(-1, -2)).sum(1)  # (M, K, d)
+    torch.baddbmm(grad_read[:, :, :n_vocab], wv.w_out_t, grad_w_l, out=wv.g_w_u)
+    wv.g_w_u.addcmul_(wv.b_out_col, grad_direct[:, None, :])
+    torch.bmm(grad_w_l, wv.w_u_t, out=wv.g_w_out)
+    # v = resid @ W_V + b_V, per head
+    _bmm_into(wv.g_heads["W_V"], f.resid.transpose(1, 2), grad_v)
+    grad_resid = torch.bmm(grad_v, wv.w_v_t).view(n_members, n_heads, k, d_model).sum(1)
     # scores = (resid . qk + q . b_K) / sqrt(e)
-    grad_s = grad_scores * (1 / math.sqrt(d_head))
-    grad_resid.baddbmm_(grad_s.transpose(1, 2), f.qk)
-    grad_qk = torch.bmm(grad_s, f.resid)  # (M, h, d)
-    grad_q = torch.matmul(grad_qk[:, :, None, :], w["W_K"]).squeeze(2)
-    grad_q.addcmul_(grad_s.sum(-1, keepdim=True), w["b_K"])
-    out["W_K"].copy_(grad_qk[..., None] * f.q[:, :, None, :])
-    # q = eq @ W_Q + b_Q
-    out["W_Q"].copy_(f.eq[:, None, :, None] * grad_q[:, :, None, :])
-    grad_eq += torch.matmul(w["W_Q"], grad_q[..., None]).squeeze(-1).sum(1)
-    grad_eq += grad_resid[:, 2 * p]
-    # resid = [W_E[:p] + W_pos[0], W_E[:p] + W_pos[1], W_E[p] + W_pos[2]]
-    grad_w_e, grad_w_pos = out["W_E"], out["W_pos"]
-    grad_w_e[:, :p] = grad_resid[:, :p] + grad_resid[:, p : 2 * p]
-    grad_w_e[:, p] = grad_eq
-    grad_w_pos[:, 0] = grad_resid[:, :p].sum(1)
-    grad_w_pos[:, 1] = grad_resid[:, p : 2 * p].sum(1)
-    grad_w_pos[:, 2] = grad_eq
+    grad_s = grad_scores.view(n_members, n_heads, k)
+    grad_resid.baddbmm_(grad_s.transpose(1, 2), f.qk.view(n_members, n_heads, d_model))
+    grad_qk = torch.bmm(grad_scores.view(mh, 1, k), f.resid)  # (M h, 1, d)
+    grad_q = torch.baddbmm(wv.b_k * grad_s.sum(2).view(mh, 1, 1), grad_qk, wv.w_k)  # (M h, 1, e)
+    _bmm_into(wv.g_heads["W_K"], grad_qk.transpose(1, 2), f.q.transpose(1, 2))
+    # q = eq @ W_Q + b_Q, then eq_resid = eq + b_O: both reach the loss through eq
+    _bmm_into(wv.g_heads["W_Q"], f.eq.transpose(1, 2), grad_q)
+    grad_eq = grad_resid[:, 2 * p]
+    grad_eq += torch.bmm(grad_q, wv.w_q_t).view(n_members, n_heads, d_model).sum(1)
+    grad_eq.unsqueeze(1).baddbmm_(grad_c[:, None], w_read_t)
+    # resid = W_E[token] + W_pos[position]
+    token, position = _key_index(p, grad_resid.device)
+    wv.g_w_e.zero_().index_add_(1, token, grad_resid)
+    wv.g_w_pos.zero_().index_add_(1, position, grad_resid)
+
+
+def _bmm_into(dest: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """a @ b (batched over M h) into `dest`: (M h, ...) straight into a one-member row
+    (`_heads_out`), (M, h, ...) through a copy where members' rows leave gaps between their
+    blocks."""
+    if dest.dim() == 3:
+        torch.bmm(a, b, out=dest)
+    else:
+        dest.copy_(torch.bmm(a, b).view(dest.shape))
 
 
 def _softmax_last(scores: torch.Tensor) -> torch.Tensor:
@@ -168,14 +262,29 @@ def _softmax_last(scores: torch.Tensor) -> torch.Tensor:
     return e.div_(e.sum(-1, keepdim=True))
 
 
+def member_means_into(rows: torch.Tensor, segments: list[Segment], out: torch.Tensor) -> None:
+    """Each member's mean of the (B, k) rows, into `out` (M, k)."""
+    if len(segments) == 1:  # members of equal counts: the rows are one block
+        m0, m1, n, _ = segments[0]
+        torch.mean(rows.view(m1 - m0, n, rows.shape[1]), 1, out=out)
+        return
+    for m0, m1, n, r0 in segments:
+        block = rows[r0 : r0 + (m1 - m0) * n].view(m1 - m0, n, rows.shape[1])
+        torch.mean(block, 1, out=out[m0:m1])
+
+
 def cross_entropy(
     logits: torch.Tensor,
     labels: torch.Tensor,
     segments: list[Segment],
     out: torch.Tensor,
+    metrics: torch.Tensor,
+    rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     row_scale: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-member (mean cross-entropy, accuracy) by loss.py's exact formula, in few passes.
+) -> None:
+    """Per-member [mean cross-entropy, accuracy] by loss.py's exact formula, in few passes,
+    into `metrics` (M, 2); `labels` (B, 1); `rows`: scratch (B, 2) for the per-row values
+    and its two columns.
 
     `out` (the logits' shape) receives exp(z_j) for j != label (0 at the label); with
     `row_scale` (B, 1), the derivative of the members' summed mean losses by each logit
@@ -183,36 +292,37 @@ def cross_entropy(
     where the caller wants it.
     """
     shift = logits.amax(1, keepdim=True)
-    z_label = logits.gather(1, labels[:, None]).sub_(shift)  # <= 0
+    z_label = logits.gather(1, labels).sub_(shift)  # <= 0
     others = torch.sub(logits, shift, out=out).exp_()
-    others.scatter_(1, labels[:, None], 0.0)
+    others.scatter_(1, labels, 0.0)
     rest = others.sum(1, keepdim=True)  # sum over j != label of exp(z_j)
     label_term = z_label.exp()
-    row_loss = (torch.log1p(rest + (label_term - 1.0)) - z_label).squeeze(1)
-    loss = member_means(row_loss, segments)
-    accuracy = member_means((z_label == 0).squeeze(1).to(logits.dtype), segments)
+    both, row_loss, correct = rows
+    torch.log1p(rest + (label_term - 1.0), out=row_loss).sub_(z_label)
+    torch.eq(z_label, 0, out=correct)
+    member_means_into(both, segments, metrics)
     if row_scale is not None:
-        total = label_term + rest
-        others.mul_(row_scale / total)
-        others.scatter_(1, labels[:, None], -rest / total * row_scale)
-    return loss, accuracy
+        scale = torch.div(row_scale, label_term.add_(rest))  # row_scale / the softmax's sum
+        others.mul_(scale)
+        others.scatter_(1, labels, scale.mul_(rest).neg_())
 
 
 class Slots:
     """Which rows of `TableForward.table` each example reads: per head its x and y rows of
-    T' (ascending, head by head), then its member's C: the S of `fastpath.InputPlan` with
-    2h + 1 entries a row. Its 2h key entries as CSR (for the sampled product) and all of
-    it transposed (for the bag that sums each table row's gradient)."""
+    T' (ascending, head by head), then its member's C: the S of `fastpath.InputPlan` less
+    the `=` keys, plus C, 2h + 1 entries a row. Its 2h key entries as CSR (for the sampled
+    product) and all of it transposed (for the bag that sums each table row's gradient)."""
 
     def __init__(self, plan: InputPlan, dtype: torch.dtype) -> None:
         p, h, device = plan.p, plan.n_heads, plan.x.device
         self.width = 2 * h + 1
-        n_rows = plan.n_members * h * 2 * p
-        base = plan.member[:, None] * (h * 2 * p) + torch.arange(h, device=device) * (2 * p)
-        keys = torch.stack([base + plan.x[:, None], base + p + plan.y[:, None]], 2)
+        n_rows = plan.n_members * h * (2 * p + 1)  # the T' rows, in the scores' layout
+        keys = plan.idx.view(plan.batch, h, 3)[:, :, :2].reshape(plan.batch, 2 * h)
         const = n_rows + plan.member[:, None]
-        self.idx = torch.cat([keys.reshape(plan.batch, 2 * h), const], 1)  # (B, 2h + 1)
+        self.idx = torch.cat([keys, const], 1)  # (B, 2h + 1)
         col = self.idx.flatten()
+        self.flat_idx = col  # the bag's input as one list with offsets: no per-call arange
+        self.bag_offsets = torch.arange(0, col.numel(), self.width, device=device)
         self.rows = n_rows + plan.n_members
         keys = keys.reshape(-1)
         self.keys = torch.sparse_csr_tensor(
@@ -247,8 +357,8 @@ def read_halves(f: TableForward) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class ClosedFormStep:
-    """One chunk's measure-and-gradient: its train and test examples (sorted by input) and
-    the structures of their table reads.
+    """One chunk's measure-and-gradient: its train and test examples (sorted by input), the
+    structures of their table reads and the buffers every epoch rewrites.
 
     `measure` returns the (M, 4) metrics [train loss, test loss, train acc, test acc] of
     the weights given and writes the gradient of each member's training objective into
@@ -266,31 +376,69 @@ class ClosedFormStep:
         self.train, self.train_labels = sorted_by_input(train, train_labels)
         self.test, self.test_labels = sorted_by_input(test, test_labels)
         self.train_slots, self.test_slots = Slots(self.train, dtype), Slots(self.test, dtype)
-        counts = torch.tensor(self.train.counts, device=train.x.device)
+        device = train.x.device
+        counts = torch.tensor(self.train.counts, device=device)
         self.row_scale = (1.0 / counts.to(dtype))[self.train.member][:, None]
-        self.weights = {
-            "train": torch.ones(self.train.batch, self.train_slots.width, dtype=dtype),
-            "test": torch.ones(self.test.batch, self.test_slots.width, dtype=dtype),
-        }
-        self.weights = {k: t.to(train.x.device) for k, t in self.weights.items()}
+        self.labels = {"train": self.train_labels[:, None], "test": self.test_labels[:, None]}
+        self.weights, self.pattern_weights, self.rows = {}, {}, {}
+        for which, plan, slots in (
+            ("train", self.train, self.train_slots), ("test", self.test, self.test_slots)
+        ):  # fmt: skip
+            weights = torch.ones(plan.batch, slots.width, dtype=dtype, device=device)
+            self.weights[which] = weights.view(-1)  # its every (2h + 1)th stays 1 (C's row)
+            self.pattern_weights[which] = weights[:, : 2 * plan.n_heads].view(
+                plan.batch, plan.n_heads, 2
+            )
+            both = torch.empty(plan.batch, 2, dtype=dtype, device=device)
+            self.rows[which] = (both, both[:, :1], both[:, 1:])
+        self._scratch: dict[str, torch.Tensor] = {}
+        self._views: Views | None = None
+
+    def views(self, w: Mapping[str, torch.Tensor], out: Mapping[str, torch.Tensor]) -> Views:
+        """`Views` of these weights and gradients: the last epoch's, if of the same dicts
+        and all views (`Views.cacheable`)."""
+        v = self._views
+        if v is None or not v.cacheable or v.source[0] is not w or v.source[1] is not out:
+            v = self._views = Views(w, out)
+        return v
+
+    def _scratch_for(self, f: TableForward) -> dict[str, torch.Tensor]:
+        """The tensors every epoch rewrites, allocated at the first: [G | dpre], its two
+        blocks, the test loss's exponentials and W_L's gradient."""
+        if not self._scratch:
+            n_vocab, width = f.w_l.shape[2], f.table.shape[1]
+            grad = f.table.new_empty(self.train.batch, width)
+            self._scratch = {
+                "grad": grad,
+                "grad_l": grad[:, :n_vocab],
+                "grad_pre": grad[:, n_vocab:],
+                "test_exp": f.table.new_empty(self.test.batch, n_vocab),
+                "grad_w_l": torch.empty_like(f.w_l),
+            }
+        return self._scratch
 
     def forward(
         self, f: TableForward, which: str, halves: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(pattern (B, h, 3), bag weights (B, 2h + 1), logits (B, V), post (B, d_mlp)) of
+        """(pattern (B, h, 3), bag weights (B (2h + 1),), logits (B, V), post (B, d_mlp)) of
         the train or test examples; `halves`: `read_halves(f)`, if the caller has them."""
         plan, slots = (self.train, self.train_slots) if which == "train" else (
             self.test, self.test_slots)  # fmt: skip
         h = plan.n_heads
-        scores = f.scores.reshape(-1).index_select(0, plan.col).view(plan.batch, h, 3)
+        scores = f.scores.view(-1).index_select(0, plan.col).view(plan.batch, h, 3)
         pattern = _softmax_last(scores)
-        weights = self.weights[which]  # its last column stays 1 (the C row)
-        weights[:, : 2 * h].view(plan.batch, h, 2).copy_(pattern[:, :, :2])
+        self.pattern_weights[which].copy_(pattern[:, :, :2])
+        weights = self.weights[which]
         logits, post = (
-            F.embedding_bag(slots.idx, t, per_sample_weights=weights, mode="sum")
+            F.embedding_bag(
+                slots.flat_idx, t, slots.bag_offsets, per_sample_weights=weights, mode="sum"
+            )
             for t in (halves or read_halves(f))
         )
         post.relu_()
+        if plan.n_members == 1:
+            logits.addmm_(post, f.w_l[0])
+            return pattern, weights, logits, post
         for seg in plan.segments:
             m0, m1 = seg[0], seg[1]
             if m1 - m0 == 1:
@@ -306,22 +454,27 @@ class ClosedFormStep:
         grad_out: Mapping[str, torch.Tensor],
     ) -> torch.Tensor:
         plan, slots, p = self.train, self.train_slots, self.train.p
-        f = table_forward(w, p)
-        n_vocab, h = f.w_l.shape[2], plan.n_heads
+        views = self.views(w, grad_out)
+        f = table_forward(views, p)
+        scratch = self._scratch_for(f)
+        h = plan.n_heads
         halves = read_halves(f)
+        # [member, (loss, accuracy), (train, test)]: as (M, 4) the metrics' column order
+        metrics = f.table.new_empty(plan.n_members, 2, 2)
         _, _, test_logits, _ = self.forward(f, "test", halves)
-        test_loss, test_acc = cross_entropy(
-            test_logits, self.test_labels, self.test.segments, torch.empty_like(test_logits)
-        )
+        cross_entropy(
+            test_logits, self.labels["test"], self.test.segments, scratch["test_exp"],
+            metrics[:, :, 1], self.rows["test"],
+        )  # fmt: skip
         del test_logits
         pattern, weights, logits, post = self.forward(f, "train", halves)
         # [G | dpre] in one buffer: G = dloss/dlogits, dpre = (G @ W_L^T) masked by the ReLU.
-        grad = logits.new_empty(plan.batch, n_vocab + post.shape[1])
-        grad_l, grad_pre = grad[:, :n_vocab], grad[:, n_vocab:]
+        grad, grad_l, grad_pre = scratch["grad"], scratch["grad_l"], scratch["grad_pre"]
         if not any(stablemax):
-            train_loss, train_acc = cross_entropy(
-                logits, self.train_labels, plan.segments, grad_l, self.row_scale
-            )
+            cross_entropy(
+                logits, self.labels["train"], plan.segments, grad_l, metrics[:, :, 0],
+                self.rows["train"], self.row_scale,
+            )  # fmt: skip
         else:  # StableMax members: G by differentiating loss.py's objective alone
             with torch.enable_grad():
                 leaf = logits.detach().requires_grad_(True)
@@ -330,8 +483,12 @@ class ClosedFormStep:
                 )
                 (grad_logits,) = torch.autograd.grad(objective, leaf)
             grad_l.copy_(grad_logits)
-        grad_w_l = torch.empty_like(f.w_l)
-        for seg in plan.segments:
+            metrics[:, 0, 0], metrics[:, 1, 0] = train_loss, train_acc
+        grad_w_l = scratch["grad_w_l"]
+        if plan.n_members == 1:
+            grad_pre.addmm_(grad_l, f.w_l[0].T, beta=0)
+            torch.mm(post.T, grad_l, out=grad_w_l[0])
+        for seg in plan.segments if plan.n_members > 1 else ():
             m0, m1 = seg[0], seg[1]
             g_seg, post_seg, pre_seg = blocks(grad_l, seg), blocks(post, seg), blocks(grad_pre, seg)
             if m1 - m0 == 1:
@@ -343,18 +500,20 @@ class ClosedFormStep:
         torch.ops.aten.threshold_backward.grad_input(grad_pre, post, 0.0, grad_input=grad_pre)
         # d/d a_hj = [G | dpre] . T'[h, t_j] for the x and y keys; 0 for `=` (see above).
         dots = torch.sparse.sampled_addmm(slots.keys, grad, f.table.T, beta=0.0).values()
-        grad_pattern = torch.zeros_like(pattern)
-        grad_pattern[:, :, :2] = dots.view(plan.batch, h, 2)
+        grad_pattern = F.pad(dots.view(plan.batch, h, 2), (0, 1))
         grad_pattern.sub_((grad_pattern * pattern).sum(-1, keepdim=True)).mul_(pattern)
-        grad_scores = f.scores.new_zeros(f.scores.numel())
-        grad_scores.index_add_(0, plan.col, grad_pattern.view(-1))
+        # the scores' gradient times their scale 1 / sqrt(e), as _table_backward takes it
+        grad_scores = f.scores.new_zeros(f.scores.shape)
+        grad_scores.view(-1).index_add_(
+            0, plan.col, grad_pattern.view(-1), alpha=1 / math.sqrt(f.q.shape[1])
+        )
         # Each table row's gradient: the weighted sum of its examples' [G | dpre] rows.
         grad_slots = F.embedding_bag(
             slots.examples,
             grad,
             slots.offsets,
-            per_sample_weights=weights.view(-1)[slots.perm],
+            per_sample_weights=weights.index_select(0, slots.perm),
             mode="sum",
         )
-        _table_backward(w, f, p, grad_scores.view_as(f.scores), grad_slots, grad_w_l, grad_out)
-        return torch.stack([train_loss, test_loss, train_acc, test_acc], dim=1)
+        _table_backward(views, f, grad_scores, grad_slots, grad_w_l)
+        return metrics.view(plan.n_members, 4)

@@ -217,8 +217,19 @@ class Stepper:
             test = self._plan([splits[k][1] for k in keys], label_tables, p, h)
             closed = ClosedFormStep(*train, *test, self.dtype)
             self.chunks.append(_Chunk(start, end, *train, *test, closed))
-        # Every member's gradient row, written in place by the closed-form step each epoch.
+        # Every member's gradient row, written in place by the closed-form step each epoch;
+        # the views each epoch reads and writes, made once (the rows stay where they are
+        # until `keep` rebuilds all of this).
         self.grad_rows = torch.empty_like(self.flat)
+        self._grad_list = list(self.grad_rows.unbind(0))
+        self._views = [
+            (
+                self.weights(self.flat[ch.start : ch.end], ch.start),
+                self.layout.split(self.grad_rows[ch.start : ch.end]),
+                [c.loss == "stablemax" for c in self.cfgs[ch.start : ch.end]],
+            )
+            for ch in self.chunks
+        ]
 
     def _plan(
         self, idx: list[torch.Tensor], label_tables: list[torch.Tensor], p: int, h: int
@@ -249,16 +260,9 @@ class Stepper:
             return self._measure_autograd()
         out = []
         with torch.no_grad():
-            for ch in self.chunks:
-                rows = self.flat[ch.start : ch.end]
-                grad = self.grad_rows[ch.start : ch.end]
-                stablemax = [c.loss == "stablemax" for c in self.cfgs[ch.start : ch.end]]
-                out.append(
-                    ch.closed_form.measure(
-                        self.weights(rows, ch.start), stablemax, self.layout.split(grad)
-                    )
-                )
-        self.grads = list(self.grad_rows.unbind(0))
+            for ch, (weights, grads, stablemax) in zip(self.chunks, self._views, strict=True):
+                out.append(ch.closed_form.measure(weights, stablemax, grads))
+        self.grads = list(self._grad_list)
         return out[0] if len(out) == 1 else torch.cat(out)
 
     def _measure_autograd(self) -> torch.Tensor:
