@@ -73,12 +73,12 @@ def cases(runs: list[RunFeatures], base: ForecastModel = BASE) -> list[tuple[str
         if rf.grok is None:
             continue
         for i in rf.before_grok():
-            loss = None if rf.test_loss is None else rf.test_loss[: i + 1]
+            loss, weights = rf.curves(i)
             m, _ = forecast_anchor(rf.epochs[: i + 1], loss, rf.memorisation_end[i])
             if m is None:
                 continue
             got = forecast_features(rf.epochs[: i + 1], rf.xy_share[: i + 1], m, base,
-                                    rf.test_acc[: i + 1])  # fmt: skip
+                                    rf.test_acc[: i + 1], loss, weights)  # fmt: skip
             if isinstance(got, Features):
                 out.append((rf.name, math.log(rf.grok / got.raw), got))
     return out

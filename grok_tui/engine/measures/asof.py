@@ -297,6 +297,7 @@ class OutlookHistory:
             curves["test_acc"],
             state.announced.get("memorisation_end"),
             test_loss=curves["test_loss"],
+            sum_sq_weights=curves["sum_sq_weights"],
         )
 
     def forecasts(self) -> list[dict[str, Any]]:
