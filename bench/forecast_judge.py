@@ -193,8 +193,16 @@ def main() -> int:
     parser.add_argument("--root", type=Path, default=Path("/work/corpus-forecast"))
     parser.add_argument("--set", dest="which", default="held")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="SWEEP",
+        help="judge only these sweeps' runs (e.g. the fresh ones: h10)",
+    )
     args = parser.parse_args()
     runs = read_runs(args.root / args.which / "features.jsonl")
+    if args.only:
+        runs = [rf for rf in runs if rf.name.split("/", 1)[0] in args.only]
     print(f"{len(runs)} runs of {args.root / args.which}")
     out = {}
     for label, make in (

@@ -23,9 +23,12 @@ ship in forecast_constants.json, bench/forecast_refit.py refits them). It speaks
 the share has grown over `min_points` checkpoints since memorisation ended: a wide range
 early, narrowing as evidence comes in. Once the share has reached the target (the circuit is
 in place, test accuracy lags) the raw forecast is now and the correction (its `reached`
-term) says how long the lag is. No forecast (None, with the reason) before `min_points`
-checkpoints, while the share is not growing, or while its trend reaches the target only
-after `FAR` times now.
+term) says how long the lag is. Late on the correction also reads test accuracy's own
+trend (`acc_trend`: its recent log-odds extrapolated to 99%), which says when accuracy
+gets there where the share, at its target, cannot; its weight grows with accuracy now (the
+`trend` feature; which features the correction uses is the refit's choice). No forecast
+(None, with the reason) before `min_points` checkpoints, while the share is not growing, or
+while its trend reaches the target only after `FAR` times now.
 
 Where memorisation ends is the phases' announced boundary when there is one. The phases
 announce it only once the train loss has held its floor or the test loss has halved from
