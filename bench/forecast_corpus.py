@@ -101,6 +101,14 @@ PLAN: dict[str, list[tuple[str, str]]] = {
         # those same, unchanged constants on more fresh runs: every op at p = 53.
         ("h9", "--p 53 --frac-train 0.5 --weight-decay 1.5 --op add,subtract,multiply,divide "
                "--seed 16 --data-seed 11 --epochs 1500"),
+        # Planned after the third fit's constants were committed (forecast4), trained after
+        # them, judged once: every op at p = 73, and the paper's learning rate and weight
+        # decay (1e-3, 1) with add and multiply at p = 79; no corpus or held-out run has
+        # either p, these seeds or data seeds.
+        ("h10", "--p 73 --frac-train 0.45 --weight-decay 1.5 --op add,subtract,multiply,divide "
+                "--seed 18 --data-seed 13 --epochs 2000"),
+        ("h10b", "--p 79 --frac-train 0.5 --weight-decay 1 --lr 0.001 --op add,multiply "
+                 "--seed 19 --data-seed 14 --epochs 2500 --checkpoint-every 25"),
     ],
 }  # fmt: skip
 TRAIN_RUN = "run"  # a `train` entry's run: ROOT/SET/NAME/members/run (as a sweep member)
