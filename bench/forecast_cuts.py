@@ -36,13 +36,19 @@ class RunFeatures:
     # The phases shown at each checkpoint (None: a features.jsonl made before they were kept)
     phase_index: list[int] | None = None
     announced: list[dict[str, int]] | None = None
+    sum_sq_weights: np.ndarray | None = None  # (the correction's `decay`; None: not kept)
 
     def cut(self, i: int, model: ForecastModel | None = None) -> Forecast:
         """The calibrated forecast as of checkpoint i (what the app showed then)."""
-        loss = None if self.test_loss is None else self.test_loss[: i + 1]
         return forecast_grok(self.epochs[: i + 1], self.xy_share[: i + 1],
                              self.test_acc[: i + 1], self.memorisation_end[i], model,
-                             loss)  # fmt: skip
+                             *self.curves(i))  # fmt: skip
+
+    def curves(self, i: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(test loss, sum of squared weights) up to checkpoint i (None where not kept)."""
+        loss = None if self.test_loss is None else self.test_loss[: i + 1]
+        weights = None if self.sum_sq_weights is None else self.sum_sq_weights[: i + 1]
+        return loss, weights
 
     def rule_cut(self, i: int) -> Forecast:
         """The forecast before issue 19 as of checkpoint i."""
@@ -75,6 +81,8 @@ def read_runs(path: Path) -> list[RunFeatures]:
             test_loss=None if "test_loss" not in d else
             np.asarray([math.nan if v is None else v for v in d["test_loss"]]),
             phase_index=d.get("phase_index"), announced=d.get("announced"),
+            sum_sq_weights=None if "sum_sq_weights" not in d else
+            np.asarray([math.nan if v is None else v for v in d["sum_sq_weights"]]),
         ))  # fmt: skip
     return runs
 

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.forecast_backtest import score, summary
 from bench.forecast_cuts import RunFeatures, read_runs
 from grok_tui.engine.measures.forecast import Forecast
+from grok_tui.engine.measures.forecast_model import load_model
 
 CUTS = (0.5, 0.65, 0.8)
 
@@ -193,12 +194,26 @@ def main() -> int:
     parser.add_argument("--root", type=Path, default=Path("/work/corpus-forecast"))
     parser.add_argument("--set", dest="which", default="held")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="SWEEP",
+        help="judge only these sweeps' runs (e.g. the fresh ones: h10)",
+    )
+    parser.add_argument(
+        "--constants",
+        type=Path,
+        help="the forecast with these constants, not the shipped ones (an earlier fit's)",
+    )
     args = parser.parse_args()
+    model = None if args.constants is None else load_model(args.constants)
     runs = read_runs(args.root / args.which / "features.jsonl")
+    if args.only:
+        runs = [rf for rf in runs if rf.name.split("/", 1)[0] in args.only]
     print(f"{len(runs)} runs of {args.root / args.which}")
     out = {}
     for label, make in (
-        ("calibrated forecast (issue 19)", lambda rf, i: rf.cut(i)),
+        ("calibrated forecast (issue 19)", lambda rf, i: rf.cut(i, model)),
         ("the rule before issue 19", lambda rf, i: rf.rule_cut(i)),
     ):
         res = judge(runs, make)

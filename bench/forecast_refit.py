@@ -13,8 +13,9 @@ the app computes them (forecast.forecast_features). Then:
 
 1. the correction: weighted least squares of log(grok epoch / raw forecast) on the
    fraction of progress and whether the share has reached its target (`USE`; the second
-   is the lag of test accuracy behind the share), on the fit split (each run weighs 1 in
-   all, spread over its checkpoints), for each target share of the extrapolations in
+   is the lag of test accuracy behind the share), with or without the others of
+   `FEATURE_SETS` (forecast_model.FEATURES says what each is), on the fit split (each run
+   weighs 1 in all, spread over its checkpoints), for each target share of the extrapolations in
    `TARGETS` and each set of features in `FEATURE_SETS`; the pair kept is the one with the
    smallest median |log error| at 50%, 65% and 80% of the fit runs' grok epochs, each run
    forecast by the correction fitted on the other fit runs (a forecast not issued counting
@@ -54,9 +55,22 @@ LEVEL = 0.8
 # lags); with, or without, one of the share now (the add runs' share starts high and their
 # raw forecast comes too soon, the subtract runs' starts low and comes too late), its
 # growth since memorisation, or test accuracy now (it rises before 99% on many runs).
+# Issue 19's third fit adds test accuracy's own trend (`trend`: when its recent log-odds
+# reach 99%, against the raw forecast, weighted by accuracy now: the late estimate of the
+# lag), and, for the run-to-run spread early on, how far the test loss has come down from its
+# peak (`fall`) and how much the weights have decayed since memorisation (`decay`).
 # Chosen on the fit split; a corpus of a few dozen runs carries no more parameters than this.
 USE = ("progress", "reached")
-FEATURE_SETS = (USE, (*USE, "share"), (*USE, "growth"), (*USE, "acc"))
+FEATURE_SETS = (
+    USE,
+    (*USE, "share"),
+    (*USE, "growth"),
+    (*USE, "acc"),
+    (*USE, "trend"),
+    (*USE, "acc", "trend"),
+    (*USE, "acc", "trend", "fall"),
+    (*USE, "acc", "trend", "decay"),
+)
 BASE = ForecastModel(level=LEVEL, target_share=0.85, window=0.5, min_points=4,
                      features=USE, coef=(0.0,) * (len(USE) + 1),
                      edges=(0.0, 1.0), half_width=(1.0,))  # fmt: skip
@@ -73,12 +87,12 @@ def cases(runs: list[RunFeatures], base: ForecastModel = BASE) -> list[tuple[str
         if rf.grok is None:
             continue
         for i in rf.before_grok():
-            loss = None if rf.test_loss is None else rf.test_loss[: i + 1]
+            loss, weights = rf.curves(i)
             m, _ = forecast_anchor(rf.epochs[: i + 1], loss, rf.memorisation_end[i])
             if m is None:
                 continue
             got = forecast_features(rf.epochs[: i + 1], rf.xy_share[: i + 1], m, base,
-                                    rf.test_acc[: i + 1])  # fmt: skip
+                                    rf.test_acc[: i + 1], loss, weights)  # fmt: skip
             if isinstance(got, Features):
                 out.append((rf.name, math.log(rf.grok / got.raw), got))
     return out

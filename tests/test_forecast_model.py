@@ -13,8 +13,12 @@ import numpy as np
 import pytest
 
 from grok_tui.engine.measures.forecast import (
+    ACC_POINTS,
+    GROKKED_ACC,
+    LAG_CLIP,
     PEAK_FALL,
     PEAK_RISE,
+    acc_trend,
     forecast_anchor,
     forecast_features,
     forecast_grok,
@@ -197,3 +201,66 @@ def test_once_the_share_reaches_its_target_the_lag_term_speaks() -> None:
     assert before.values["reached"] == 0.0 and after.values["reached"] == 1.0
     fc = forecast_grok(X, share, np.zeros_like(X), 1000, model)
     assert fc.grok_epoch == round(6000 * math.exp(0.2))
+
+
+def logit_curve(cross: float, rate: float = 1e-3) -> np.ndarray:
+    """Test accuracy whose log-odds rise linearly, reaching GROKKED_ACC at `cross`."""
+    z = math.log(GROKKED_ACC / (1 - GROKKED_ACC)) + rate * (X - cross)
+    return 1 / (1 + np.exp(-z))
+
+
+@pytest.mark.parametrize("cut", [20, 40, 61])
+def test_test_accuracys_own_trend_says_when_it_reaches_99(cut: int) -> None:
+    """Log-odds rising on a line reach logit(99%) where the line does, from any cut."""
+    acc = logit_curve(cross=8000)
+    assert acc_trend(X[:cut], acc[:cut], 1000) == pytest.approx(8000, rel=1e-6)
+    # Noise on the recent points: the least-squares line through the window's log-odds.
+    rng = np.random.default_rng(cut)
+    noisy = 1 / (1 + np.exp(-(np.log(acc / (1 - acc)) + rng.normal(0, 0.1, X.size))))
+    x, a = X[:cut], noisy[:cut]
+    window = (x >= 1000) & (x >= min(x[-1] - 0.1 * (x[-1] - 1000), x[x >= 1000][-ACC_POINTS]))
+    slope, intercept = np.polyfit(x[window], np.log(a[window] / (1 - a[window])), 1)
+    by_hand = max((math.log(99) - intercept) / slope, x[-1])
+    assert acc_trend(x, a, 1000) == pytest.approx(by_hand, rel=1e-9)
+
+
+def test_no_trend_without_a_rise_or_enough_checkpoints() -> None:
+    assert acc_trend(X, np.full_like(X, 0.3), 1000) is None  # flat
+    assert acc_trend(X, logit_curve(8000)[::-1], 1000) is None  # falling
+    assert acc_trend(X[:12], logit_curve(8000)[:12], 1000) is None  # two points since 1000
+    assert acc_trend(X, None, 1000) is None
+
+
+def test_the_trend_fall_and_decay_features_by_hand() -> None:
+    """trend: accuracy now x log(its trend's epoch / raw), clipped; fall: log(test loss'
+    peak since the start / now); decay: log(sum of squared weights at the start / now)."""
+    model = shipped_model()
+    share = share_curve(model.target_share)
+    acc = logit_curve(cross=8000)
+    rng = np.random.default_rng(3)
+    loss = rng.uniform(0.5, 5.0, X.size)
+    weights = np.linspace(900.0, 300.0, X.size)
+    f = forecast_features(X, share, 1000, model, acc, loss, weights)
+    assert not isinstance(f, str)
+    lag = max(-LAG_CLIP, min(LAG_CLIP, math.log(8000 / f.raw)))
+    assert f.values["trend"] == pytest.approx(acc[-1] * lag, rel=1e-6)
+    after = X >= 1000
+    assert f.values["fall"] == pytest.approx(math.log(loss[after].max() / loss[-1]))
+    assert f.values["decay"] == pytest.approx(math.log(weights[after][0] / weights[-1]))
+    bare = forecast_features(X, share, 1000, model)
+    assert not isinstance(bare, str)
+    assert bare.values["trend"] == bare.values["fall"] == bare.values["decay"] == 0.0
+    assert bare.raw == f.raw  # the raw forecast reads the share alone
+
+
+def test_the_forecast_passes_every_curve_to_the_correction() -> None:
+    """forecast_grok corrects with the features of all its curves: a model on `decay` alone
+    moves the forecast by exactly coef x decay."""
+    model = replace(shipped_model(), features=("decay",), coef=(0.0, 0.5),
+                    edges=(0.0, 1.0), half_width=(0.1,))  # fmt: skip
+    share = share_curve(model.target_share)
+    weights = np.linspace(900.0, 300.0, X.size)
+    plain = forecast_grok(X, share, np.zeros_like(X), 1000, model)
+    moved = forecast_grok(X, share, np.zeros_like(X), 1000, model, None, weights)
+    decay = math.log(weights[X >= 1000][0] / weights[-1])
+    assert moved.grok_epoch == pytest.approx(plain.grok_epoch * math.exp(0.5 * decay), abs=1)

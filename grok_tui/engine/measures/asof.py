@@ -36,7 +36,9 @@ from grok_tui.engine.measures.record import freq_gini, label_share
 # 2: the memorisation end waits for the train-loss floor (phases.py);
 # 3: the calibrated forecast, with its interval's level
 # 4: the forecast speaks, provisionally, before memorisation's end is announced
-OUTLOOK_VERSION = 4
+# 5: the forecast's correction reads test accuracy's own trend, the test loss' fall and the
+#    weights' decay (forecast_model.FEATURES): a step stored before may differ
+OUTLOOK_VERSION = 5
 
 
 def forecaster_id() -> int:
@@ -297,6 +299,7 @@ class OutlookHistory:
             curves["test_acc"],
             state.announced.get("memorisation_end"),
             test_loss=curves["test_loss"],
+            sum_sq_weights=curves["sum_sq_weights"],
         )
 
     def forecasts(self) -> list[dict[str, Any]]:

@@ -23,9 +23,12 @@ ship in forecast_constants.json, bench/forecast_refit.py refits them). It speaks
 the share has grown over `min_points` checkpoints since memorisation ended: a wide range
 early, narrowing as evidence comes in. Once the share has reached the target (the circuit is
 in place, test accuracy lags) the raw forecast is now and the correction (its `reached`
-term) says how long the lag is. No forecast (None, with the reason) before `min_points`
-checkpoints, while the share is not growing, or while its trend reaches the target only
-after `FAR` times now.
+term) says how long the lag is. Late on the correction also reads test accuracy's own
+trend (`acc_trend`: its recent log-odds extrapolated to 99%), which says when accuracy
+gets there where the share, at its target, cannot; its weight grows with accuracy now (the
+`trend` feature; which features the correction uses is the refit's choice). No forecast
+(None, with the reason) before `min_points` checkpoints, while the share is not growing, or
+while its trend reaches the target only after `FAR` times now.
 
 Where memorisation ends is the phases' announced boundary when there is one. The phases
 announce it only once the train loss has held its floor or the test loss has halved from
@@ -281,13 +284,71 @@ class Features:
     values: dict[str, float]  # forecast_model.FEATURES
 
 
+# The late estimate (`acc_trend`): logit(test accuracy) extrapolated linearly over the last
+# ACC_WINDOW of the epochs since memorisation ended (at least ACC_POINTS checkpoints) to
+# logit(GROKKED_ACC). Late in circuit formation test accuracy climbs steadily in logit
+# terms, and its own trend says when it gets there, which the x + y share (at its target:
+# the circuit is there) cannot. The short window follows the acceleration (chosen on the
+# corpus' fit split, bench/forecast_refit.py).
+ACC_WINDOW = 0.1
+ACC_POINTS = 3
+LAG_CLIP = 1.0  # |log(late estimate / raw)| is clipped here: a flat trend says little
+
+
+def acc_trend(epochs: Any, test_acc: Any, start: float) -> float | None:
+    """The epoch at which test accuracy's recent logit trend reaches `GROKKED_ACC` (None:
+    too few checkpoints since `start`, or no rise)."""
+    if test_acc is None:
+        return None
+    x = np.asarray(epochs, dtype=np.float64)
+    a = np.asarray(test_acc, dtype=np.float64)
+    ok = np.isfinite(a) & (x >= start)
+    x, a = x[ok], np.clip(a[ok], 1e-4, 1 - 1e-4)
+    if len(x) < ACC_POINTS:
+        return None
+    since = x[-1] - ACC_WINDOW * (x[-1] - start)
+    fit = x >= min(since, x[-ACC_POINTS])
+    slope, intercept = _fit_line(x[fit], np.log(a[fit] / (1 - a[fit])))
+    if not slope > 0:
+        return None
+    return max((math.log(GROKKED_ACC / (1 - GROKKED_ACC)) - intercept) / slope, float(x[-1]))
+
+
+def _decay(sum_sq_weights: Any, x: np.ndarray, start: float) -> float:
+    """log(the sum of squared weights at `start` / now): how much weight decay has taken off
+    since memorisation (0 without the curve)."""
+    if sum_sq_weights is None:
+        return 0.0
+    w = np.asarray(sum_sq_weights, dtype=np.float64)
+    w = w[np.isfinite(w) & (x >= start) & (w > 0)]
+    return float(math.log(w[0] / w[-1])) if w.size else 0.0
+
+
+def _loss_fall(test_loss: Any, x: np.ndarray, start: float) -> float:
+    """log(the test loss' peak since `start` / the test loss now): how far it has come down
+    (0 without the curve)."""
+    if test_loss is None:
+        return 0.0
+    loss = np.asarray(test_loss, dtype=np.float64)
+    loss = loss[np.isfinite(loss) & (x >= start) & (loss > 0)]
+    return float(math.log(loss.max() / loss[-1])) if loss.size else 0.0
+
+
 def forecast_features(
-    epochs: Any, xy_share: Any, memorisation_end: int, model: ForecastModel, test_acc: Any = None
+    epochs: Any,
+    xy_share: Any,
+    memorisation_end: int,
+    model: ForecastModel,
+    test_acc: Any = None,
+    test_loss: Any = None,
+    sum_sq_weights: Any = None,
 ) -> Features | str:
     """The raw forecast and the correction's features at the last checkpoint, or the reason
     there are none. Shared by the forecast and bench/forecast_refit.py, so the fit sees
-    exactly what the forecast computes (both pass `test_acc`; without it `acc` reads 0)."""
-    x = np.asarray(epochs, dtype=np.float64)
+    exactly what the forecast computes (both pass every curve; without one, the features
+    read from it are 0)."""
+    all_x = np.asarray(epochs, dtype=np.float64)
+    x = all_x
     share = np.asarray(xy_share, dtype=np.float64)
     ok = np.isfinite(share) & (share > 0) & (share < 1) & (x >= memorisation_end)
     x, s = x[ok], share[ok]
@@ -311,7 +372,14 @@ def forecast_features(
         "growth": math.log(float(s[-1]) / float(s[0])),
         "reached": float(s[-1] >= model.target_share),
         "acc": _last_finite(test_acc),
+        "trend": 0.0,
+        "fall": _loss_fall(test_loss, all_x, memorisation_end),
+        "decay": _decay(sum_sq_weights, all_x, memorisation_end),
     }
+    late_acc = acc_trend(all_x, test_acc, memorisation_end)
+    if late_acc is not None:
+        lag = max(-LAG_CLIP, min(LAG_CLIP, math.log(late_acc / raw)))
+        values["trend"] = values["acc"] * lag
     return Features(int(now), raw, float(early), float(late), values)
 
 
@@ -322,10 +390,12 @@ def forecast_grok(
     memorisation_end: int | None,
     model: ForecastModel | None = None,
     test_loss: Any = None,
+    sum_sq_weights: Any = None,
 ) -> Forecast:
     """The calibrated forecast from curves over checkpoint epochs (ascending) as of the last
     one, with its conformal interval (`model`: the shipped constants by default). With the
-    `test_loss` curve it speaks before the memorisation end is announced, provisionally."""
+    `test_loss` curve it speaks before the memorisation end is announced, provisionally;
+    the correction reads `test_loss` and `sum_sq_weights` too (forecast_model.FEATURES)."""
     epochs = np.asarray(epochs, dtype=np.float64)
     model = model if model is not None else shipped_model()
     anchor, provisional = forecast_anchor(epochs, test_loss, memorisation_end)
@@ -334,7 +404,8 @@ def forecast_grok(
         return early_answer
     assert anchor is not None
     now = int(epochs[-1])
-    got = forecast_features(epochs, xy_share, anchor, model, test_acc)
+    got = forecast_features(epochs, xy_share, anchor, model, test_acc, test_loss,
+                            sum_sq_weights)  # fmt: skip
     if isinstance(got, str):
         return Forecast(None, reason=got, as_of=now, provisional=provisional)
     if got.raw > FAR * now:
@@ -366,6 +437,7 @@ def forecast_table(
         phases.get("memorisation_end"),
         model,
         table["test_loss"],
+        table["sum_sq_weights"],
     )
 
 

@@ -35,6 +35,9 @@ FEATURES = (
     "growth",  # log(share now / share at memorisation end)
     "reached",  # 1 once the share has reached the target (test accuracy lags), else 0
     "acc",  # test accuracy now
+    "trend",  # acc x log(test accuracy's own trend's epoch of 99% / raw), clipped: the lag
+    "fall",  # log(test loss' peak since memorisation / test loss now)
+    "decay",  # log(sum of squared weights at memorisation end / now)
 )
 
 
