@@ -229,3 +229,31 @@ def test_the_grid_is_checked_before_the_device_is_resolved_or_ray_joined(
     assert not joined and not (tmp_path / "runs").exists()
     assert main(["sweep", "--resume", "x", "--dry-run"]) == 2  # a dry run never trains
     assert "--dry-run plans a new sweep" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("chunk_size", "chunks"), [(0, [(0, 4)]), (3, [(0, 3), (3, 4)])])
+def test_every_way_of_training_a_sweep_uses_its_chunk_size(
+    chunk_size, chunks, tmp_path, monkeypatch
+) -> None:
+    """`train_group`, which the CLI, the sweep screen (SweepSession), shards, --devices and
+    Ray all train through, gives the stepper sweep.json's chunk size (0: its default, which
+    batches four members of a model this small in one chunk)."""
+    import grok_tui.engine.lab.backends as backends
+
+    seen = []
+
+    class Recording(backends.GroupTrainer):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            seen.append([(ch.start, ch.end) for ch in self.stepper.chunks])
+
+    monkeypatch.setattr(backends, "GroupTrainer", Recording)
+    spec = SweepSpec(
+        TINY_BASE.replace(epochs=2), {"weight_decay": [1.0, 3.0], "seed": [0, 1]},
+        chunk_size=chunk_size,
+    )  # fmt: skip
+    sweep = Sweep.create(tmp_path / "s", spec, "cpu")
+    assert sweep.meta().chunk_size == chunk_size
+    results = backends.train_sweep(sweep, "cpu")
+    assert [r.status for r in results] == ["done"] * 4
+    assert seen == [chunks]

@@ -17,8 +17,19 @@ its own step count (bias correction) and its own warm-up.
 Row e of a member's metrics and its weights W_e: `measure()` evaluates the current weights
 (train and test metrics, and the train loss's gradient), `step()` then makes optimiser step
 e. Members are processed in chunks (`default_chunk_size`): all at once on a GPU, where
-batching pays; a cache's worth at a time on a CPU, where each member's epoch is bound by its
-own arithmetic and memory traffic and a larger batch only spills the caches.
+batching pays; on a CPU, as many as fit CPU_CHUNK_BYTES of per-example buffers (a
+small model's fixed per-op cost shared, no cache spilled: quick preset 5 -> 16 members as
+4 chunks of 4, paper 1), and `default_workers` chunks stepped at once, one per torch thread
+of the caller (`chunk_pool.py`): a small model's epoch does not scale to two intra-op
+threads, two chunks side by side do. Members in a chunk share batched GEMMs, which sum in
+another order than a single run's: float32 rounding apart (tests/test_stepper.py bounds
+it). `chunk_size=1` is the exact path: one member at a time in the caller's threads, each
+bit for bit its single run (a sweep's `--chunk-size 1`). A member's numbers depend on its
+chunk, and the chunks on the model and the members only, not on the cores; never on which
+thread ran a chunk or when: the same settings give the same numbers run after run. Across
+thread counts (a worker runs a chunk with fewer torch threads than the caller would) they
+are equal as far as torch's kernels are: bit for bit on the Intel Xeon of bench/RESULTS.md
+(1 against 2 threads, quick and paper preset), not promised elsewhere.
 """
 
 from __future__ import annotations
@@ -108,7 +119,8 @@ def member_split(cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def default_workers(device: torch.device) -> int:
-    """Chunks stepped at once: one per intra-op thread of the caller on a CPU; one on a GPU."""
+    """Chunks stepped at once: one per torch thread of the caller on a CPU (each worker then
+    runs one thread); one on a GPU."""
     return max(1, torch.get_num_threads()) if device.type == "cpu" else 1
 
 
