@@ -34,6 +34,24 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 clock = CLOCKS["wall"]
 
 
+def cpu_model() -> str:
+    """'Intel(R) Xeon(R) Processor (model 167)': what the ratios were measured on."""
+    name, model = "unknown CPU", "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    name = value.strip()
+                elif key.strip() == "model":
+                    model = value.strip()
+                if line.strip() == "":
+                    break
+    except OSError:
+        pass
+    return f"{name} (model {model}), {os.cpu_count()} logical CPUs"
+
+
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -103,6 +121,8 @@ def main() -> int:
     rates_b: dict[str, list[float]] = {c: [] for c in chunks}
     ratios: dict[str, list[float]] = {c: [] for c in chunks}
     rates_s = []
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    load0 = os.getloadavg()[0]
     for _ in range(args.blocks):
         rs = len(cfgs) * n / sum(epochs(s, n, device) for s in singles)
         rates_s.append(rs)
@@ -111,11 +131,14 @@ def main() -> int:
             rates_b[c].append(rb)
             ratios[c].append(rb / rs)
 
-    name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
+    cores = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else cpu_model()
     wait = os.environ.get("OMP_WAIT_POLICY", "default")
-    print(f"device: {device} ({name}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY={wait}, {args.clock} clock, "
-          f"load average {os.getloadavg()[0]:.2f} after")  # fmt: skip
+    threads = torch.get_num_threads()
+    print(f"device: {device} ({name}), torch {torch.__version__}, {threads} threads, "
+          f"OMP_WAIT_POLICY={wait}, {args.clock} clock")  # fmt: skip
+    print(f"load average {load0:.2f} before the blocks, {os.getloadavg()[0]:.2f} after; "
+          f"this process used {cores:.2f} cores on average over them")  # fmt: skip
     print(f"{len(cfgs)} members of the {args.preset} preset (p = {cfgs[0].p}), "
           f"{n} epochs per member per block, {args.blocks} blocks")  # fmt: skip
     print(f"one by one: {statistics.median(rates_s):9.1f} member-epochs/s  (blocks: "

@@ -189,8 +189,9 @@ def add_sweep_parser(sub: Any) -> None:
         "--chunk-size",
         type=int,
         metavar="N",
-        help="members per forward/backward pass (default 0: chosen from the model and the "
-        "cores; 1: one member at a time, each bit for bit its single run)",
+        help="members per forward/backward pass (default 0: from the model's size, and on a "
+        "CPU one chunk per core at once; 1: one member at a time, each bit for bit its "
+        "single run)",
     )
     add_device_option(sweep)
     add_distribution_options(sweep)
