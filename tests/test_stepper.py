@@ -227,6 +227,9 @@ def test_the_cpu_default_chunks_by_the_model_not_the_cores() -> None:
     assert member_bytes(quick) == 53**2 * (512 + 54) * 4
     assert default_chunk_size(quick, cpu) == CPU_CHUNK_BYTES // member_bytes(quick) == 5
     assert default_chunk_size(paper, cpu) == 1
+    two = [paper, paper.replace(seed=1)]
+    exact = Stepper(two, "cpu", [MemberState(0, paper_init(c)) for c in two])
+    assert len(exact.chunks) == 2 and exact.pool is None  # one by one: the exact path
     assert default_chunk_size(paper, torch.device("cuda")) >= 1 << 30
     assert chunk_bounds(16, 5, even=True) == [(0, 4), (4, 8), (8, 12), (12, 16)]
     assert chunk_bounds(16, 5) == [(0, 5), (5, 10), (10, 15), (15, 16)]

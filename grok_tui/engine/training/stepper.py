@@ -18,13 +18,14 @@ Row e of a member's metrics and its weights W_e: `measure()` evaluates the curre
 (train and test metrics, and the train loss's gradient), `step()` then makes optimiser step
 e. Members are processed in chunks (`default_chunk_size`): all at once on a GPU, where
 batching pays; on a CPU, as many as fit CPU_CHUNK_BYTES of per-example buffers (a
-small model's fixed per-op cost shared, no cache spilled: quick preset 5 -> 16 members as
-4 chunks of 4, paper 1), and `default_workers` chunks stepped at once, one per torch thread
-of the caller (`chunk_pool.py`): a small model's epoch does not scale to two intra-op
-threads, two chunks side by side do. Members in a chunk share batched GEMMs, which sum in
-another order than a single run's: float32 rounding apart (tests/test_stepper.py bounds
-it). `chunk_size=1` is the exact path: one member at a time in the caller's threads, each
-bit for bit its single run (a sweep's `--chunk-size 1`). A member's numbers depend on its
+small model's fixed per-op cost shared: quick preset 5 -> 16 members as 4 chunks of 4;
+paper 1, where batching saves nothing), and `default_workers` chunks stepped at once, one
+per torch thread of the caller (`chunk_pool.py`): a small model's epoch does not scale to
+two intra-op threads, two chunks side by side do. Members in a chunk share batched GEMMs,
+which sum in another order than a single run's: float32 rounding apart
+(tests/test_stepper.py bounds it). Chunks of one (the paper preset's default, or
+`chunk_size=1`, a sweep's `--chunk-size 1`) are the exact path: one member at a time in the
+caller's threads, each bit for bit its single run. A member's numbers depend on its
 chunk, and the chunks on the model and the members only, not on the cores; never on which
 thread ran a chunk or when: the same settings give the same numbers run after run. Across
 thread counts (a worker runs a chunk with fewer torch threads than the caller would) they
@@ -119,8 +120,10 @@ def member_split(cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def default_workers(device: torch.device) -> int:
-    """Chunks stepped at once: one per torch thread of the caller on a CPU (each worker then
-    runs one thread); one on a GPU."""
+    """Chunks of several members stepped at once: one per torch thread of the caller on a
+    CPU (each worker then runs one thread); one on a GPU. Chunks of one member (a model too
+    large to batch, or `chunk_size=1`) are stepped one at a time in the caller's threads:
+    paper-preset members side by side ran 0.91-0.95x one by one (bench/RESULTS.md)."""
     return max(1, torch.get_num_threads()) if device.type == "cpu" else 1
 
 
@@ -251,13 +254,10 @@ class Stepper:
                 splits[key] = member_split(cfg)
             if (cfg.op, cfg.data_seed) not in tables:
                 tables[cfg.op, cfg.data_seed] = ops.labels(cfg.op, p, cfg.data_seed)
-        exact = self._chunk_request == 1  # one member at a time, in the caller's threads
+        most = self._chunk_request or default_chunk_size(self.cfgs[0], self.device)
+        exact = most == 1  # one member at a time, in the caller's threads
         self.workers = self._workers_request or (1 if exact else default_workers(self.device))
-        bounds = chunk_bounds(
-            self.n_members,
-            self._chunk_request or default_chunk_size(self.cfgs[0], self.device),
-            even=not self._chunk_request,
-        )
+        bounds = chunk_bounds(self.n_members, most, even=not self._chunk_request)
         self.chunk_size = max(end - start for start, end in bounds)
         self._pool_for(min(self.workers, len(bounds)))
         self.chunks = []
