@@ -169,6 +169,18 @@ class _Chunk:
     closed_form: ClosedFormStep
 
 
+def _measure_chunk(
+    ch: _Chunk,
+    weights: dict[str, torch.Tensor],
+    grads: dict[str, torch.Tensor],
+    stablemax: list[bool],
+) -> torch.Tensor:
+    """One chunk's metrics; its members' gradient rows written in place (on whichever thread
+    runs it: a chunk is only ever on one at a time)."""
+    with torch.no_grad():  # grad mode is per thread: set here
+        return ch.closed_form.measure(weights, stablemax, grads)
+
+
 class Stepper:
     """M members of one shape: their weights, AdamW state, data, and one step of all."""
 
@@ -269,8 +281,19 @@ class Stepper:
             test = self._plan([splits[k][1] for k in keys], label_tables, p, h)
             closed = ClosedFormStep(*train, *test, self.dtype)
             self.chunks.append(_Chunk(start, end, *train, *test, closed))
-        # Every member's gradient row, written in place by the closed-form step each epoch.
+        # Every member's gradient row, written in place by the closed-form step each epoch;
+        # the views each epoch reads and writes, made once (the rows stay where they are
+        # until `keep` rebuilds all of this).
         self.grad_rows = torch.empty_like(self.flat)
+        self._grad_list = list(self.grad_rows.unbind(0))
+        self._views = [
+            (
+                self.weights(self.flat[ch.start : ch.end], ch.start),
+                self.layout.split(self.grad_rows[ch.start : ch.end]),
+                [c.loss == "stablemax" for c in self.cfgs[ch.start : ch.end]],
+            )
+            for ch in self.chunks
+        ]
 
     def _pool_for(self, active: int) -> None:
         """Threads for `active` chunks at once (none for one: the caller steps them)."""
@@ -315,20 +338,13 @@ class Stepper:
         """
         if self.gradient == "autograd":
             return self._measure_autograd()
-        jobs = [partial(self._measure_chunk, ch) for ch in self.chunks]
+        jobs = [
+            partial(_measure_chunk, ch, *views)
+            for ch, views in zip(self.chunks, self._views, strict=True)
+        ]
         out = self.pool.run(jobs) if self.pool is not None else [job() for job in jobs]
-        self.grads = list(self.grad_rows.unbind(0))
+        self.grads = list(self._grad_list)
         return out[0] if len(out) == 1 else torch.cat(out)
-
-    def _measure_chunk(self, ch: _Chunk) -> torch.Tensor:
-        """One chunk's metrics; its members' gradient rows written in place."""
-        with torch.no_grad():  # grad mode is per thread: set here, in whichever runs this
-            rows = self.flat[ch.start : ch.end]
-            grad = self.grad_rows[ch.start : ch.end]
-            stablemax = [c.loss == "stablemax" for c in self.cfgs[ch.start : ch.end]]
-            return ch.closed_form.measure(
-                self.weights(rows, ch.start), stablemax, self.layout.split(grad)
-            )
 
     def _measure_autograd(self) -> torch.Tensor:
         """`measure` with the gradient from autograd through `fastpath` (the reference)."""
