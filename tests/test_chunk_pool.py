@@ -106,3 +106,18 @@ def test_a_pool_left_open_at_exit_is_joined_and_the_process_exits_cleanly() -> N
         )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == "main done"
+
+
+def test_after_the_exit_hook_callables_run_in_the_caller(monkeypatch) -> None:
+    """A trainer thread still stepping after the atexit hook closed its pool starts no new
+    worker: its chunks run on its own thread."""
+    import grok_tui.engine.training.chunk_pool as chunk_pool
+
+    monkeypatch.setattr(chunk_pool, "_exiting", threading.Event())
+    pool = ChunkPool(2)
+    pool.run([lambda: None] * 2)
+    chunk_pool._close_open_pools()
+    assert not workers_alive()
+    me = threading.current_thread()
+    assert pool.run([threading.current_thread] * 3) == [me] * 3
+    assert not workers_alive()

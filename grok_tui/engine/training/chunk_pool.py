@@ -11,7 +11,8 @@ give the same results run after run.
 
 Lifetime: the threads start on the first `run` and stop in `close()`, which joins them; a
 pool still open when the interpreter exits is closed by an atexit hook (a torch op running
-in a thread while the interpreter finalises aborts the process).
+in a thread while the interpreter finalises aborts the process), after which `run` starts
+no thread: it runs the callables in the caller's.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 
 _OPEN: weakref.WeakSet[ChunkPool] = weakref.WeakSet()
+_exiting = threading.Event()  # set at interpreter exit: no new workers start after it
 
 
 class ChunkPool:
@@ -74,6 +76,8 @@ class ChunkPool:
     def run(self, fns: Sequence[Callable[[], Any]]) -> list[Any]:
         """Each callable's result, in order; callable i runs on worker i mod `workers`.
         Waits for every callable, even when one raises (then raises the first error)."""
+        if _exiting.is_set():  # the interpreter is exiting: run them here, start no thread
+            return [fn() for fn in fns]
         with self._lock:
             if not self._threads:
                 self._start()
@@ -109,5 +113,6 @@ class ChunkPool:
 
 @atexit.register
 def _close_open_pools() -> None:
+    _exiting.set()
     for pool in list(_OPEN):
         pool.close()
