@@ -7,6 +7,7 @@ engine: one GrokModel on the fast path, `torch.optim.AdamW` and `LambdaLR` from 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -17,7 +18,15 @@ from grok_tui.engine.core.data import make_dataset
 from grok_tui.engine.core.loss import loss_and_accuracy
 from grok_tui.engine.core.model import GrokModel, InputPlan, paper_init
 from grok_tui.engine.store.runs import Run
-from grok_tui.engine.training.stepper import MemberState, Stepper, lr_at
+from grok_tui.engine.training.stepper import (
+    CPU_CHUNK_BYTES,
+    MemberState,
+    Stepper,
+    chunk_bounds,
+    default_chunk_size,
+    lr_at,
+    member_bytes,
+)
 from grok_tui.engine.training.train import GroupTrainer, Trainer
 from tests.devices import TEST_DEVICE
 
@@ -182,16 +191,19 @@ def test_a_float32_chunk_measures_its_members_as_float64_does(kernel, monkeypatc
         exact.step()
 
 
-def test_on_a_cpu_members_reproduce_their_single_runs_bit_for_bit(references) -> None:
-    """A chunk of one per pass (the CPU default): each member's arithmetic is its single
-    run's, so the batched engine reproduces it exactly. With autograd's gradient that is the
-    plain torch loop of `reference_run` (torch's own AdamW and LambdaLR included); with the
-    closed-form gradient training uses, the member's own single-member stepper."""
+def test_with_a_chunk_size_of_one_members_reproduce_their_single_runs_bit_for_bit(
+    references,
+) -> None:
+    """`chunk_size=1` (a sweep's `--chunk-size 1`): one member per pass, one at a time in the
+    caller's threads: each member's arithmetic is its single run's, so the batched engine
+    reproduces it exactly. With autograd's gradient that is the plain torch loop of
+    `reference_run` (torch's own AdamW and LambdaLR included); with the closed-form gradient
+    training uses, the member's own single-member stepper."""
     history = {"autograd": [], "closed-form": []}
     for gradient, rows in history.items():
         states = [MemberState(0, paper_init(c)) for c in MEMBERS]
-        stepper = Stepper(MEMBERS, "cpu", states, gradient=gradient)
-        assert len(stepper.chunks) == 3
+        stepper = Stepper(MEMBERS, "cpu", states, chunk_size=1, gradient=gradient)
+        assert len(stepper.chunks) == 3 and stepper.pool is None
         for epoch in range(BASE.epochs + 1):
             rows.append(stepper.measure().tolist())
             if epoch < BASE.epochs:
@@ -206,6 +218,69 @@ def test_on_a_cpu_members_reproduce_their_single_runs_bit_for_bit(references) ->
     # The two gradients differ in the last bits (other sums), which Adam amplifies in float32
     # (see above): that they train the same runs is `test_members_train_as_their_single_runs`
     # (closed form, float64, against `reference_run`).
+
+
+def test_the_cpu_default_chunks_by_the_model_not_the_cores() -> None:
+    """A CPU chunk holds as many members as fit CPU_CHUNK_BYTES of per-example buffers (the
+    quick preset 5, the paper's 1), split as evenly as that allows; a GPU takes all."""
+    cpu, quick, paper = torch.device("cpu"), preset("quick"), preset("paper")
+    assert member_bytes(quick) == 53**2 * (512 + 54) * 4
+    assert default_chunk_size(quick, cpu) == CPU_CHUNK_BYTES // member_bytes(quick) == 5
+    assert default_chunk_size(paper, cpu) == 1
+    two = [paper, paper.replace(seed=1)]
+    exact = Stepper(two, "cpu", [MemberState(0, paper_init(c)) for c in two])
+    assert len(exact.chunks) == 2 and exact.pool is None  # one by one: the exact path
+    assert default_chunk_size(paper, torch.device("cuda")) >= 1 << 30
+    assert chunk_bounds(16, 5, even=True) == [(0, 4), (4, 8), (8, 12), (12, 16)]
+    assert chunk_bounds(16, 5) == [(0, 5), (5, 10), (10, 15), (15, 16)]
+    assert chunk_bounds(3, 1, even=True) == [(0, 1), (1, 2), (2, 3)]
+    cfgs = [preset("quick").replace(seed=s) for s in range(7)]
+    stepper = Stepper(cfgs, "cpu", [MemberState(0, paper_init(c)) for c in cfgs], workers=1)
+    assert [(ch.start, ch.end) for ch in stepper.chunks] == [(0, 4), (4, 7)]
+    assert stepper.pool is None  # one worker: the caller steps the chunks
+
+
+def run_stepper(stepper: Stepper, epochs: int) -> tuple[list[list[list[float]]], torch.Tensor]:
+    rows = []
+    for _ in range(epochs):
+        rows.append(stepper.measure().tolist())
+        stepper.step()
+    return rows, stepper.flat.clone()
+
+
+def in_a_thread(threads: int, fn: Callable[[], object]) -> object:
+    """fn() in a fresh thread with `threads` torch threads (as a chunk worker runs)."""
+    out = []
+
+    def target() -> None:
+        torch.set_num_threads(threads)
+        out.append(fn())
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    return out[0]
+
+
+def test_chunks_stepped_at_once_give_the_numbers_of_one_thread_run_after_run() -> None:
+    """Two workers step the chunks side by side; a chunk's numbers are those of the same
+    chunks stepped one after another with the workers' torch threads, bit for bit, and
+    the same again on a second run: they depend on the settings, never on scheduling."""
+    caller_threads = torch.get_num_threads()
+    states = [MemberState(0, paper_init(c)) for c in MEMBERS]
+    concurrent = [Stepper(MEMBERS, "cpu", states, chunk_size=2, workers=2) for _ in range(2)]
+    assert all(st.pool is not None and st.pool.workers == 2 for st in concurrent)
+    runs = [run_stepper(st, 30) for st in concurrent]
+    each = concurrent[0].pool.threads_each
+    serial = in_a_thread(
+        each, lambda: run_stepper(Stepper(MEMBERS, "cpu", states, chunk_size=2, workers=1), 30)
+    )
+    for rows, flat in runs:
+        assert rows == serial[0] and torch.equal(flat, serial[1])
+    for st in concurrent:
+        st.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("grok-chunk-")]
+    assert torch.get_num_threads() == caller_threads
 
 
 def test_each_member_reads_its_own_split() -> None:
@@ -227,13 +302,15 @@ def test_each_member_reads_its_own_split() -> None:
     assert test_counts == [c.p**2 - c.n_train for c in MEMBERS]
 
 
-def test_a_diverging_member_stops_alone(tmp_path) -> None:
+@pytest.mark.parametrize("chunk_size", [0, 1])
+def test_a_diverging_member_stops_alone(tmp_path, chunk_size) -> None:
     # lr 1e12: the first real step throws the weights to ~1e12 and the logits overflow.
-    # The others train as their single runs (bit for bit on a CPU, chunks of one).
+    # By default the three share a chunk (the CPU default batches a model this small);
+    # with chunk_size=1 the others train as their single runs, bit for bit on a CPU.
     bad = BASE.replace(lr=1e12, warmup_steps=0, seed=5)
     cfgs = [MEMBERS[0], bad, MEMBERS[2]]
     runs = [Run.create(tmp_path / f"m{i}", c, TEST_DEVICE) for i, c in enumerate(cfgs)]
-    results = GroupTrainer(runs, TEST_DEVICE).train()
+    results = GroupTrainer(runs, TEST_DEVICE, chunk_size=chunk_size).train()
     assert [r.status for r in results] == ["done", "failed", "done"]
     assert "non-finite" in results[1].message and "last good checkpoint: epoch 0" in (
         results[1].message
@@ -243,10 +320,30 @@ def test_a_diverging_member_stops_alone(tmp_path) -> None:
     last = runs[1].read_metrics()[-1]
     assert not (math.isfinite(last["train_loss"]) and math.isfinite(last["test_loss"]))
     for run, cfg in zip([runs[0], runs[2]], [cfgs[0], cfgs[2]], strict=True):
-        rows, _ = single_stepper_run(cfg, BASE.epochs, TEST_DEVICE)
         got = [[r["train_loss"], r["test_loss"]] for r in run.read_metrics()]
-        assert max_rel(got, rows) < LOSS_RTOL
+        assert len(got) == BASE.epochs + 1 and all(math.isfinite(x) for r in got for x in r)
         assert run.checkpoint_epochs() == [0, 50, 100, 150, 200]
+        if chunk_size == 1:
+            rows, _ = single_stepper_run(cfg, BASE.epochs, TEST_DEVICE)
+            assert max_rel(got, rows) < LOSS_RTOL
+            if TEST_DEVICE == "cpu":
+                assert got == [r[:2] for r in rows]
+
+
+def test_a_nan_member_leaves_its_chunk_mates_untouched() -> None:
+    """Members never mix, not even with NaN: the others' numbers in a chunk with a diverging
+    member are bit for bit those they have beside a healthy one of the same shape."""
+    bad = BASE.replace(lr=1e12, warmup_steps=0, seed=5)
+    histories = []
+    for third in (bad, bad.replace(lr=BASE.lr)):
+        cfgs = [MEMBERS[0], third, MEMBERS[2]]
+        states = [MemberState(0, paper_init(c)) for c in cfgs]
+        histories.append(run_stepper(Stepper(cfgs, "cpu", states, chunk_size=3), 30))
+    (rows_bad, flat_bad), (rows_ok, flat_ok) = histories
+    assert math.isnan(rows_bad[-1][1][0]) and math.isfinite(rows_ok[-1][1][0])
+    for m in (0, 2):
+        assert [r[m] for r in rows_bad] == [r[m] for r in rows_ok]
+        assert torch.equal(flat_bad[m], flat_ok[m])
 
 
 def test_members_at_different_epochs_resume_together(tmp_path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from grok_tui.cli import main
 from grok_tui.engine.core.config import ConfigError, preset
@@ -12,7 +13,7 @@ from grok_tui.engine.lab.sweep import Sweep, SweepError, SweepSpec, make_groups,
 from grok_tui.engine.lab.sweep_status import SweepWatcher
 from grok_tui.engine.store.runs import Run
 from grok_tui.engine.training.train import Trainer
-from tests.sweep_harness import TINY_BASE, make_tiny_sweep
+from tests.sweep_harness import TINY_ARGS, TINY_BASE, make_tiny_sweep
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR")
 
@@ -62,6 +63,7 @@ def test_groups_split_by_shape_and_size() -> None:
         (["--disk-budget", "1MB", "--seeds", "8"], "too small for 8 members"),
         (["--resume", "/nonexistent"], "is not a sweep directory"),
         (["--resume", "x", "--seeds", "2"], "drop the grid options"),
+        (["--chunk-size", "-1"], "--chunk-size must be >= 0"),
     ],
 )
 def test_bad_sweep_input_is_one_line(argv, needle, capsys, tmp_path, monkeypatch) -> None:
@@ -118,17 +120,43 @@ def test_members_are_normal_runs_and_match_their_single_runs(tiny_sweep, tmp_pat
         assert [r["epoch"] for r in rows] == list(range(TINY_BASE.epochs + 1))
         assert run.checkpoint_epochs()[0] == 0 and run.checkpoint_epochs()[-1] == TINY_BASE.epochs
         assert not run.lock_path.exists()
-    # One member trained alone gives the same losses. This tiny recipe (p = 17, lr 3e-3) is
-    # chaotic: a 1e-7 change of the initial weights moves its test loss by ~5% at epoch 300
-    # (measured), as batching's different rounding does; so compare the first 50 epochs,
-    # before rounding noise grows (tests/test_stepper.py compares 200 on a calmer recipe).
+    assert data["chunk_size"] == 0  # the default: the stepper's (all four in one chunk)
+    # One member trained alone gives the same losses to float32 rounding. The batched GEMMs
+    # sum in another order than a single run's: ~sqrt(512) * 2**-24 ~ 1.4e-6 relative on a
+    # d_mlp-long dot product, ~1e-7 on a loss; then Adam amplifies it (tests/test_stepper.py)
+    # and this tiny recipe (p = 17, lr 3e-3) is chaotic: a 1e-7 change of the initial weights
+    # moves its test loss by ~5% at epoch 300. Measured on an Intel Xeon, batched against
+    # alone: 1.8e-7 by epoch 10, 2.6e-7 by 20, 1.8e-6 by 50, 9.4e-4 by 100. So the first 20
+    # epochs, at 40x the measured error; a wrong weight decay moves them by > 1e-3.
     member = meta.members[3]
     cfg = sweep.member_run(member.name).meta().config
-    alone = Run.create(tmp_path / "alone", cfg.replace(epochs=50), "cpu")
+    alone = Run.create(tmp_path / "alone", cfg.replace(epochs=20), "cpu")
     Trainer(alone, "cpu").train()
-    ours = [r["test_loss"] for r in sweep.member_run(member.name).read_metrics()][:51]
+    ours = [r["test_loss"] for r in sweep.member_run(member.name).read_metrics()][:21]
     theirs = [r["test_loss"] for r in alone.read_metrics()]
     assert ours == pytest.approx(theirs, rel=1e-5)
+    wrong = Run.create(tmp_path / "wrong", cfg.replace(epochs=20, weight_decay=1.0), "cpu")
+    Trainer(wrong, "cpu").train()
+    assert ours != pytest.approx([r["test_loss"] for r in wrong.read_metrics()], rel=1e-3)
+
+
+def test_a_chunk_size_of_one_makes_members_their_single_runs_bit_for_bit(tmp_path) -> None:
+    """`--chunk-size 1`, kept in sweep.json: the exact path, each member alone per pass."""
+    sweep_dir = tmp_path / "exact"
+    argv = [*TINY_ARGS, "--epochs", "30", "--weight-decay", "1", "--chunk-size", "1"]
+    assert main([*argv, "--sweep-dir", str(sweep_dir)]) == 0
+    sweep = Sweep.open(sweep_dir)
+    assert json.loads((sweep_dir / "sweep.json").read_text())["chunk_size"] == 1
+    assert sweep.meta().chunk_size == 1
+    for member in sweep.meta().members:
+        cfg = sweep.member_run(member.name).meta().config
+        alone = Run.create(tmp_path / member.name, cfg, "cpu")
+        Trainer(alone, "cpu").train()
+        keys = ("train_loss", "test_loss", "train_acc", "test_acc")
+        ours = [[r[k] for k in keys] for r in sweep.member_run(member.name).read_metrics()]
+        assert ours == [[r[k] for k in keys] for r in alone.read_metrics()]
+        final = sweep.member_run(member.name).load_checkpoint(30)
+        assert all(torch.equal(t, alone.load_checkpoint(30)[n]) for n, t in final.items())
 
 
 def test_disk_use_stays_within_the_plan(tiny_sweep) -> None:
@@ -201,3 +229,31 @@ def test_the_grid_is_checked_before_the_device_is_resolved_or_ray_joined(
     assert not joined and not (tmp_path / "runs").exists()
     assert main(["sweep", "--resume", "x", "--dry-run"]) == 2  # a dry run never trains
     assert "--dry-run plans a new sweep" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("chunk_size", "chunks"), [(0, [(0, 4)]), (3, [(0, 3), (3, 4)])])
+def test_every_way_of_training_a_sweep_uses_its_chunk_size(
+    chunk_size, chunks, tmp_path, monkeypatch
+) -> None:
+    """`train_group`, which the CLI, the sweep screen (SweepSession), shards, --devices and
+    Ray all train through, gives the stepper sweep.json's chunk size (0: its default, which
+    batches four members of a model this small in one chunk)."""
+    import grok_tui.engine.lab.backends as backends
+
+    seen = []
+
+    class Recording(backends.GroupTrainer):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            seen.append([(ch.start, ch.end) for ch in self.stepper.chunks])
+
+    monkeypatch.setattr(backends, "GroupTrainer", Recording)
+    spec = SweepSpec(
+        TINY_BASE.replace(epochs=2), {"weight_decay": [1.0, 3.0], "seed": [0, 1]},
+        chunk_size=chunk_size,
+    )  # fmt: skip
+    sweep = Sweep.create(tmp_path / "s", spec, "cpu")
+    assert sweep.meta().chunk_size == chunk_size
+    results = backends.train_sweep(sweep, "cpu")
+    assert [r.status for r in results] == ["done"] * 4
+    assert seen == [chunks]

@@ -5,7 +5,7 @@
 
 A TOML sweep file holds the same options under their config names (op and grokfast take
 names: op = ["add", "multiply"]): a list is an axis, a single value is fixed, plus
-`preset`, `seeds`, `disk_budget` and `group_size`:
+`preset`, `seeds`, `disk_budget`, `group_size` and `chunk_size`:
 
     preset = "quick"
     weight_decay = [0.3, 1.0, 3.0]
@@ -33,7 +33,7 @@ from grok_tui.engine.training.checkpoints import parse_bytes
 # orders the parts of member names); checkpoint_every takes one number.
 LIST_FIELDS = tuple(f for f in AXES if f in CONFIG_FIELDS)
 # The options that make a grid beyond the config fields.
-GRID_KEYS = ("preset", "seeds", "disk_budget", "group_size", "checkpoint_every")
+GRID_KEYS = ("preset", "seeds", "disk_budget", "group_size", "chunk_size", "checkpoint_every")
 
 
 def grid_given(args: argparse.Namespace) -> bool:
@@ -75,7 +75,10 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     budget_raw = args.disk_budget if args.disk_budget is not None else data.get("disk_budget")
     budget = DEFAULT_BUDGET if budget_raw is None else parse_bytes(str(budget_raw))
     group_size = args.group_size if args.group_size is not None else data.get("group_size", 0)
-    return SweepSpec(base, axes, budget, int_value("group_size", group_size)).validated()
+    chunk_size = args.chunk_size if args.chunk_size is not None else data.get("chunk_size", 0)
+    return SweepSpec(
+        base, axes, budget, int_value("group_size", group_size), int_value("chunk_size", chunk_size)
+    ).validated()
 
 
 def load_toml(path: Path) -> dict[str, Any]:

@@ -185,6 +185,14 @@ def add_sweep_parser(sub: Any) -> None:
     g.add_argument("--seeds", type=int, metavar="N", help="initialisation seeds 0..N-1 (an axis)")
     g.add_argument("--disk-budget", help="disk for all members' files (default 2GB)")
     g.add_argument("--group-size", type=int, help="most members per batched model (default: auto)")
+    g.add_argument(
+        "--chunk-size",
+        type=int,
+        metavar="N",
+        help="members per forward/backward pass (default 0: from the model's size, and on a "
+        "CPU one chunk per core at once; 1: one member at a time, each bit for bit its "
+        "single run)",
+    )
     add_device_option(sweep)
     add_distribution_options(sweep)
 

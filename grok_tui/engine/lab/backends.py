@@ -101,7 +101,7 @@ def train_group(
             run.acquire_lock()
             locked.append(run)
         policies = [sweep.policy(run, meta.plan) for run in runs]
-        trainer = GroupTrainer(runs, device, on_event, policies)
+        trainer = GroupTrainer(runs, device, on_event, policies, chunk_size=meta.chunk_size)
         return trainer.train(control)
     finally:
         for run in locked:

@@ -88,6 +88,7 @@ class SweepSpec:
     axes: dict[str, list[Any]]
     disk_budget: int = DEFAULT_BUDGET
     group_size: int = 0  # most members per batched model; 0: as many as memory allows
+    chunk_size: int = 0  # members per forward/backward pass; 0: the stepper's; 1: bit-exact
 
     def validated(self) -> SweepSpec:
         for name, values in self.axes.items():
@@ -99,6 +100,8 @@ class SweepSpec:
                 raise ConfigError(f"sweep axis {name!r} repeats a value: {values}")
         if self.group_size < 0:
             raise ConfigError(f"--group-size must be >= 0, got {self.group_size}")
+        if self.chunk_size < 0:
+            raise ConfigError(f"--chunk-size must be >= 0, got {self.chunk_size}")
         self.members()  # every combination must be a valid config
         return self
 
@@ -188,6 +191,7 @@ class SweepMeta:
     backend: str = "local"
     created: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    chunk_size: int = 0  # members per pass (`SweepSpec.chunk_size`); absent before: 0
 
     def to_json(self) -> dict[str, Any]:
         p = self.plan
@@ -202,6 +206,7 @@ class SweepMeta:
             "backend": self.backend,
             "device": self.device,
             "disk_budget": self.disk_budget,
+            "chunk_size": self.chunk_size,
             "checkpoints": {
                 "every": p.every,
                 "dense_every": p.dense_every,
@@ -220,6 +225,7 @@ class SweepMeta:
             self.base.to_dict() == spec.base.to_dict()
             and self.axes == json.loads(json.dumps(spec.axes))
             and self.disk_budget == spec.disk_budget
+            and self.chunk_size == spec.chunk_size
         )
         if same and spec.group_size:
             same = self.groups == make_groups(spec.members(), spec.group_size)
@@ -293,7 +299,13 @@ class SweepMeta:
         versions = data.get("versions", {})
         if not isinstance(versions, dict):
             raise bad("'versions' must be an object")
-        return cls(base, axes, members, groups, budget, plan, versions=versions, **strings)
+        chunk_size = data.get("chunk_size", 0)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 0:
+            raise bad("'chunk_size' must be an integer >= 0")
+        return cls(
+            base, axes, members, groups, budget, plan, versions=versions, chunk_size=chunk_size,
+            **strings,
+        )  # fmt: skip
 
 
 class Sweep:
@@ -338,6 +350,7 @@ class Sweep:
             device=device,
             created=now_iso(),
             versions=software_versions(),
+            chunk_size=spec.chunk_size,
         )
         # Made aside and renamed into place: several shards started at once with the same
         # grid race to create it, one rename wins, and nobody sees a half-made sweep.

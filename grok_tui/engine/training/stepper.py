@@ -17,14 +17,30 @@ its own step count (bias correction) and its own warm-up.
 Row e of a member's metrics and its weights W_e: `measure()` evaluates the current weights
 (train and test metrics, and the train loss's gradient), `step()` then makes optimiser step
 e. Members are processed in chunks (`default_chunk_size`): all at once on a GPU, where
-batching pays; a cache's worth at a time on a CPU, where each member's epoch is bound by its
-own arithmetic and memory traffic and a larger batch only spills the caches.
+batching pays; on a CPU, as many as fit CPU_CHUNK_BYTES of per-example buffers (a
+small model's fixed per-op cost shared: quick preset 5 -> 16 members as 4 chunks of 4;
+paper 1, where batching saves nothing), and `default_workers` chunks stepped at once, one
+per torch thread of the caller (`chunk_pool.py`): a small model's epoch does not scale to
+two intra-op threads, two chunks side by side do. Members in a chunk share batched GEMMs,
+which sum in another order than a single run's: float32 rounding apart
+(tests/test_stepper.py bounds it). Chunks of one (the paper preset's default, or
+`chunk_size=1`, a sweep's `--chunk-size 1`) are the exact path: one member at a time in the
+caller's threads, each bit for bit its single run. A member's numbers depend on its
+chunk, and the chunks on the model and the members only, not on the cores; never on which
+thread ran a chunk or when: the same settings give the same numbers run after run. Across
+thread counts (a worker runs a chunk with fewer torch threads than the caller would) they
+are equal as far as torch's kernels are: bit for bit on the Intel Xeon of bench/RESULTS.md
+(1 against 2 threads, quick and paper preset), not promised elsewhere.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -39,10 +55,12 @@ from grok_tui.engine.core.grokfast import make_filter
 from grok_tui.engine.core.loss import member_training_loss
 from grok_tui.engine.core.model import CLASSIC_NAMES, PAPER_TRAINED, check_weights, param_shapes
 from grok_tui.engine.core.orthograd import Orthogonaliser
+from grok_tui.engine.training.chunk_pool import ChunkPool
 
 ADAM_EPS = 1e-8  # torch's default, the paper's
 SHAPE_FIELDS = ("p", "d_model", "n_heads", "d_head", "d_mlp")
 GRADIENTS = ("closed-form", "autograd")
+CPU_CHUNK_BYTES = 32 << 20  # per-example buffers per chunk on a CPU (`default_chunk_size`)
 
 
 def lr_at(cfg: RunConfig, step: int) -> float:
@@ -101,14 +119,41 @@ def member_split(cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(train), torch.tensor(test)
 
 
-def default_chunk_size(cfg: RunConfig, device: torch.device) -> int:
-    """Members per forward/backward pass: all of them on a GPU; one on a CPU.
+def default_workers(device: torch.device) -> int:
+    """Chunks of several members stepped at once: one per torch thread of the caller on a
+    CPU (each worker then runs one thread); one on a GPU. Chunks of one member (a model too
+    large to batch, or `chunk_size=1`) are stepped one at a time in the caller's threads:
+    paper-preset members side by side ran 0.91-0.95x one by one (bench/RESULTS.md)."""
+    return max(1, torch.get_num_threads()) if device.type == "cpu" else 1
 
-    On a CPU a chunk of one makes every member reproduce its single run bit for bit. It
-    costs speed on small models: 16 quick-preset members (p = 53) in one chunk ran 1.84x
-    faster than one by one, a chunk of one 1.01x (bench/RESULTS.md, issue 10).
+
+def member_bytes(cfg: RunConfig) -> int:
+    """One member's (inputs x (d_mlp + d_vocab)) float32 buffer: the size of an epoch's
+    per-example passes (the bags, ReLU, logits, loss, [G | dpre]), a few such per step."""
+    return cfg.p**2 * (cfg.d_mlp + cfg.d_vocab) * 4
+
+
+def default_chunk_size(cfg: RunConfig, device: torch.device) -> int:
+    """Members per forward/backward pass: all of them on a GPU; on a CPU, as many as fit
+    CPU_CHUNK_BYTES of per-example buffers (quick preset: 5, paper: 1).
+
+    From the model alone, never from the cores, so that a member's numbers (which depend
+    on the chunk it shares) are the same in any process that trains its group.
     """
-    return 1 if device.type == "cpu" else 1 << 30
+    if device.type != "cpu":
+        return 1 << 30
+    return max(1, CPU_CHUNK_BYTES // member_bytes(cfg))
+
+
+def chunk_bounds(n_members: int, most: int, even: bool = False) -> list[tuple[int, int]]:
+    """(start, end) of each chunk of at most `most` members: `most` at a time, or (`even`)
+    as few chunks as that takes with sizes as equal as they can be (16 by 5: 4, 4, 4, 4)."""
+    n_chunks = math.ceil(n_members / most)
+    if not even:
+        return [(s, min(s + most, n_members)) for s in range(0, n_members, most)]
+    size, extra = divmod(n_members, n_chunks)
+    ends = list(itertools.accumulate(size + (c < extra) for c in range(n_chunks)))
+    return list(zip([0, *ends[:-1]], ends, strict=True))
 
 
 @dataclass
@@ -124,6 +169,18 @@ class _Chunk:
     closed_form: ClosedFormStep
 
 
+def _measure_chunk(
+    ch: _Chunk,
+    weights: dict[str, torch.Tensor],
+    grads: dict[str, torch.Tensor],
+    stablemax: list[bool],
+) -> torch.Tensor:
+    """One chunk's metrics; its members' gradient rows written in place (on whichever thread
+    runs it: a chunk is only ever on one at a time)."""
+    with torch.no_grad():  # grad mode is per thread: set here
+        return ch.closed_form.measure(weights, stablemax, grads)
+
+
 class Stepper:
     """M members of one shape: their weights, AdamW state, data, and one step of all."""
 
@@ -135,6 +192,7 @@ class Stepper:
         chunk_size: int = 0,
         dtype: torch.dtype = torch.float32,
         gradient: str = "closed-form",
+        workers: int = 0,
     ) -> None:
         """`dtype` is float32 for training; float64 lets tests compare code paths whose
         float32 rounding differs (batched against single GEMMs) without Adam amplifying it.
@@ -185,7 +243,8 @@ class Stepper:
                     raise ValueError("a Grokfast member past epoch 0 needs its filter state")
                 f.load(state.grokfast)
         self.orthogonaliser = Orthogonaliser(self.layout.sizes)
-        self.chunk_size = chunk_size or default_chunk_size(cfgs[0], self.device)
+        self._chunk_request, self._workers_request = chunk_size, workers
+        self.pool: ChunkPool | None = None
         self._build_data()
 
     @property
@@ -207,9 +266,14 @@ class Stepper:
                 splits[key] = member_split(cfg)
             if (cfg.op, cfg.data_seed) not in tables:
                 tables[cfg.op, cfg.data_seed] = ops.labels(cfg.op, p, cfg.data_seed)
+        most = self._chunk_request or default_chunk_size(self.cfgs[0], self.device)
+        exact = most == 1  # one member at a time, in the caller's threads
+        self.workers = self._workers_request or (1 if exact else default_workers(self.device))
+        bounds = chunk_bounds(self.n_members, most, even=not self._chunk_request)
+        self.chunk_size = max(end - start for start, end in bounds)
+        self._pool_for(min(self.workers, len(bounds)))
         self.chunks = []
-        for start in range(0, self.n_members, self.chunk_size):
-            end = min(start + self.chunk_size, self.n_members)
+        for start, end in bounds:
             cfgs = self.cfgs[start:end]
             keys = [(c.frac_train, c.data_seed, c.op) for c in cfgs]
             label_tables = [tables[c.op, c.data_seed] for c in cfgs]
@@ -230,6 +294,22 @@ class Stepper:
             )
             for ch in self.chunks
         ]
+
+    def _pool_for(self, active: int) -> None:
+        """Threads for `active` chunks at once (none for one: the caller steps them)."""
+        if self.pool is not None and self.pool.workers == active:
+            return
+        self.close()
+        self.pool = None
+        if active >= 2:
+            each = max(1, torch.get_num_threads() // active)
+            self.pool = ChunkPool(active, each)
+            weakref.finalize(self, self.pool.close)
+
+    def close(self) -> None:
+        """Stop and join the chunk threads, if any (a stepper stays usable: they restart)."""
+        if self.pool is not None:
+            self.pool.close()
 
     def _plan(
         self, idx: list[torch.Tensor], label_tables: list[torch.Tensor], p: int, h: int
@@ -258,10 +338,11 @@ class Stepper:
         """
         if self.gradient == "autograd":
             return self._measure_autograd()
-        out = []
-        with torch.no_grad():
-            for ch, (weights, grads, stablemax) in zip(self.chunks, self._views, strict=True):
-                out.append(ch.closed_form.measure(weights, stablemax, grads))
+        jobs = [
+            partial(_measure_chunk, ch, *views)
+            for ch, views in zip(self.chunks, self._views, strict=True)
+        ]
+        out = self.pool.run(jobs) if self.pool is not None else [job() for job in jobs]
         self.grads = list(self._grad_list)
         return out[0] if len(out) == 1 else torch.cat(out)
 

@@ -162,7 +162,10 @@ class GroupTrainer:
         device: str | None = None,
         on_event: Callable[[Event], None] | None = None,
         policies: Sequence[CheckpointPolicy] | None = None,
+        chunk_size: int = 0,
     ) -> None:
+        """`chunk_size`: members per forward/backward pass (`Stepper`; 0: its default, 1:
+        one member at a time, each bit for bit its single run)."""
         self.device = resolve_device(device or "auto")
         self.on_event = on_event or (lambda event: None)
         if self.device == "cpu":
@@ -175,7 +178,7 @@ class GroupTrainer:
         self.wall = [s.wall_s for s in states]
         self.policies = list(policies or [CheckpointPolicy(c.checkpoint_every) for c in self.cfgs])
         self.members = list(range(len(runs)))
-        self.stepper = Stepper(self.cfgs, self.device, states)
+        self.stepper = Stepper(self.cfgs, self.device, states, chunk_size=chunk_size)
         self.results: dict[int, Finished] = {}
         self._rate = (time.perf_counter(), 0)
         self._steps = 0
@@ -355,6 +358,8 @@ class GroupTrainer:
             for i in self.members:
                 self._finish(i, "failed", self.writers[i].crashed(exc))
             self.members = []
+        finally:
+            self.stepper.close()  # the chunk threads, if any, stopped and joined
         return [self.results[i] for i in range(len(self.writers))]
 
 
