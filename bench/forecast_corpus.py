@@ -76,6 +76,12 @@ PLAN: dict[str, list[tuple[str, str]]] = {
         # (ROOT/abandoned/forecast4-c9-frac0.5-wd2). Now the paper's weight decay too (1).
         ("c9", "--p 59,67 --frac-train 0.4,0.5 --weight-decay 1 --lr 0.001 --op add "
                "--seed 17 --data-seed 12 --epochs 2500 --checkpoint-every 25"),
+        # Added for issue 19 item 3's fourth fit (forecast5; before it, and before h11 was
+        # planned): every op at p = 83 (no run has it), a checkpoint every 10 epochs,
+        # so that the first half of the way to grokking (where the 50% forecast speaks) has
+        # more cases.
+        ("c10", "--p 83 --frac-train 0.4 --weight-decay 1.5 --op add,subtract,multiply,divide "
+                "--seed 21 --data-seed 17 --epochs 1500 --checkpoint-every 10"),
     ],
     "held": [
         ("h1", "--p 41 --frac-train 0.5,0.6 --weight-decay 1.5 --lr 0.004 --op add,subtract "
@@ -109,6 +115,11 @@ PLAN: dict[str, list[tuple[str, str]]] = {
                 "--seed 18 --data-seed 13 --epochs 2000"),
         ("h10b", "--p 79 --frac-train 0.5 --weight-decay 1 --lr 0.001 --op add,multiply "
                  "--seed 19 --data-seed 14 --epochs 2500 --checkpoint-every 25"),
+        # Planned after the fourth fit's constants were committed (forecast5, 297f169),
+        # trained after them, judged once: add, subtract and multiply at p = 89; no corpus or
+        # held-out run has this p, these seeds or data seeds.
+        ("h11", "--p 89 --frac-train 0.5 --weight-decay 1.5 --op add,subtract,multiply "
+                "--seed 22 --data-seed 18 --epochs 1500"),
     ],
 }  # fmt: skip
 TRAIN_RUN = "run"  # a `train` entry's run: ROOT/SET/NAME/members/run (as a sweep member)
