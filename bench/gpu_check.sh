@@ -161,7 +161,7 @@ for which in 0 1; do
         --device "$device" "${sweep_args[@]}"
     grab "$name" "${name}_members" "^[0-9]+ members of the "
     grab "$name" "${name}_one_by_one" "^one by one:"
-    grab "$name" "${name}_batched" "^batched, "
+    grab "$name" "${name}_batched" "^0: [0-9]+ per pass"  # the default setting
 done
 
 echo "all steps: $(since "$begun") s" >> "$report"
