@@ -48,11 +48,22 @@ def child(preset_name: str, epochs: int) -> None:
     print(json.dumps({"ms": ms}))
 
 
+def policy_env(policy: str) -> dict[str, str]:
+    """The environment of a child under `policy`: an OMP_WAIT_POLICY value, "unset" (the
+    runtime's default), or "spin:N" (unset, and libgomp's GOMP_SPINCOUNT=N: spin N rounds
+    before sleeping, between PASSIVE's 0 and the default's 300,000)."""
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        env.pop(name, None)
+    if policy.startswith("spin:"):
+        env["GOMP_SPINCOUNT"] = policy.removeprefix("spin:")
+    elif policy != "unset":
+        env["OMP_WAIT_POLICY"] = policy
+    return env
+
+
 def measure(policy: str, preset_name: str, epochs: int, busy: bool) -> float:
-    env = dict(os.environ, OMP_WAIT_POLICY=policy)
-    env.pop("OMP_NUM_THREADS", None)
-    if policy == "unset":  # the OpenMP runtime's own default
-        del env["OMP_WAIT_POLICY"]
+    env = policy_env(policy)
     spinner = subprocess.Popen([sys.executable, "-c", SPINNER]) if busy else None
     try:
         out = subprocess.run(
@@ -77,7 +88,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--preset", default="paper")
+    parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated")
     args = parser.parse_args()
+    policies = tuple(args.policies.split(","))
 
     sys.path.insert(0, str(BENCH))
     from train_speed import cpu_model, load
@@ -86,19 +99,19 @@ def main() -> int:
     results: dict[tuple[str, bool], list[float]] = {}
     for r in range(args.rounds):
         for busy in (False, True):
-            for policy in POLICIES if r % 2 == 0 else POLICIES[::-1]:
+            for policy in policies if r % 2 == 0 else policies[::-1]:
                 ms = measure(policy, args.preset, args.epochs, busy)
                 results.setdefault((policy, busy), []).append(ms)
                 where = "beside a busy neighbour" if busy else "alone"
-                print(f"  round {r + 1}: {policy:7s} {where:24s} {ms:8.1f} ms/epoch", flush=True)
+                print(f"  round {r + 1}: {policy:11s} {where:24s} {ms:8.1f} ms/epoch", flush=True)
     print(f"\nmedian ms/epoch over {args.rounds} rounds ({load()}):")
     for busy in (False, True):
         where = "beside a busy neighbour" if busy else "alone"
-        passive = statistics.median(results[("PASSIVE", busy)])
+        first = statistics.median(results[(policies[0], busy)])
         cells = []
-        for policy in POLICIES:
+        for policy in policies:
             ms = statistics.median(results[(policy, busy)])
-            cells.append(f"{policy} {ms:7.1f} ({ms / passive:4.2f}x)")
+            cells.append(f"{policy} {ms:7.1f} ({ms / first:4.2f}x)")
         print(f"  {where:24s} " + "  ".join(cells))
     return 0
 
