@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import collections
 import importlib.util
-import os
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,9 @@ from grok_tui.engine.training.stepper import MemberState, Stepper
 from grok_tui.engine.training.train import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from train_speed import cpu_model, load  # noqa: E402  (the same context as its figures)
+
 TINY = RunConfig(p=7, frac_train=0.5, d_model=16, n_heads=2, d_head=8, d_mlp=32, preset="t")
 
 
@@ -117,20 +119,6 @@ def cpu_ms(stepper: Any, n: int) -> float:
     return 1e3 * (time.process_time() - start) / n
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
-def load() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="quick", help="paper, quick or tiny (p = 7)")
@@ -161,7 +149,7 @@ def main() -> int:
         for name, stepper in steppers.items():
             ms[name].append(cpu_ms(stepper, epochs))
     print(f"{cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    print(f"{args.preset} (p = {cfg.p}); load average {load_before} before, {load()} after")
+    print(f"{args.preset} (p = {cfg.p}); {load_before} before, {load()} after")
     for name in steppers:
         c, times = counts[name], ms[name]
         kinds = ", ".join(f"{k} {v}" for k, v in c.kinds.most_common())
