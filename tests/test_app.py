@@ -129,6 +129,47 @@ async def test_go_to_epoch_dialogs_do_not_stack(tmp_path) -> None:
     assert app.return_code == 0
 
 
+async def test_a_dialog_dismissed_from_under_another_stays_escapable(tmp_path) -> None:
+    """A palette's selection (or the epoch dialog's Enter) handled after another dialog was
+    pushed over it must not pop that dialog and leave itself stuck: a CI key storm left a
+    palette marked dismissed under the stack top, deaf to escape, with `q` typed into it,
+    and the app could not be quit (stack: run, goto, palette, goto, palette, ...)."""
+    from grok_tui.engine.training.train import Trainer
+    from grok_tui.ui.palette import SafeCommandPalette
+    from grok_tui.ui.screens.goto import GotoEpochScreen
+
+    run = Run.create(tmp_path / "run", TINY.replace(epochs=30, checkpoint_every=10), "cpu")
+    Trainer(run, "cpu").train()
+    app = make_run_app(run, train=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        base = app.screen
+        palette = SafeCommandPalette()
+        await app.push_screen(palette)
+        goto = GotoEpochScreen(0, 30)
+        await app.push_screen(goto)  # the command an earlier palette scheduled
+        await pilot.pause()
+        palette.dismiss()  # its stale selection, handled now
+        palette._select_or_command()  # and the path that would run the command again
+        await pilot.pause()
+        assert app.screen_stack == [base, palette, goto]  # nothing popped from below
+        SafeCommandPalette.open(app)  # ctrl+p: a palette is open (under the dialog)
+        base.action_goto_epoch()  # g: so is the dialog
+        await pilot.pause()
+        assert app.screen_stack == [base, palette, goto]  # one of each at most
+        over = SafeCommandPalette()
+        await app.push_screen(over)  # a queued ctrl+p over the epoch dialog
+        await pilot.pause()
+        goto.dismiss(10)  # the dialog's Enter, handled under the palette
+        await pilot.pause()
+        assert app.screen_stack == [base, palette, goto, over]
+        for _ in range(3):  # each escape takes the top one, as a user expects
+            await pilot.press("escape")
+            await pilot.pause()
+        assert app.screen is base
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
 async def test_the_status_bar_and_the_curves_pane_name_the_same_phase(tmp_path) -> None:
     """Both read the live outlook of one update at once: the phase line did not wait for the
     pane's next repaint, so a screenshot showed 'cleaning up since 550' in the status bar

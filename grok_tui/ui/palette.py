@@ -14,6 +14,10 @@
 5. A search worker that starts after the palette's widgets are gone (typing, then the
    palette removed before the worker runs) looks up its list first: `NoMatches` in
    `_gather_commands`.
+6. A selection handled after a dialog was pushed over the palette (a queued ctrl+p, a
+   command scheduled by an earlier palette) dismissed it from below: Textual popped the
+   dialog above instead, and the palette stayed, marked dismissed, deaf to escape, with `q`
+   typed into its input (`dismiss_once.py`).
 
 All are Textual's (8.2.8 is the newest release); the guards sit here until it fixes them.
 `PaletteGuard` makes an app open this palette everywhere Textual would open its own (ctrl+p,
@@ -38,18 +42,20 @@ from textual.widget import AwaitMount
 from textual.widgets import Button, Input
 from textual.widgets.option_list import Option
 
+from grok_tui.ui.dismiss_once import DismissOnce
 
-class SafeCommandPalette(CommandPalette):
-    """The command palette, dismissed at most once, paging only a list that is shown."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._dismissed = False
+class SafeCommandPalette(DismissOnce, CommandPalette):
+    """The command palette, dismissed at most once and only from the top of the stack,
+    paging only a list that is shown."""
 
     @classmethod
     def open(cls, app: App[Any]) -> None:
-        """Push a palette unless one is showing (no id: one being removed may linger)."""
-        if app.use_command_palette and not cls.is_open(app):
+        """Push a palette unless one is on the stack, showing or under a dialog (no id: one
+        being removed may linger): dialogs never stack deeper than one of each."""
+        if app.use_command_palette and not any(
+            s.has_class("--textual-command-palette") for s in app.screen_stack
+        ):
             app.push_screen(cls())
 
     def on_mount(self) -> None:
@@ -75,9 +81,8 @@ class SafeCommandPalette(CommandPalette):
         self._no_matches_timer = self.set_timer(self._NO_MATCHES_COUNTDOWN, show_no_matches)
 
     def dismiss(self, result: Any = None) -> AwaitComplete:
-        if self._dismissed or not self.is_current:
-            return AwaitComplete()  # already on its way out: nothing more to pop
-        self._dismissed = True
+        if self._dismissed or not self.on_top:
+            return AwaitComplete()  # already on its way out, or a dialog above it
         self._cancel_gather_commands()  # no search may update the list once it is gone
         self._stop_no_matches_countdown()
         return super().dismiss(result)
@@ -112,8 +117,9 @@ class SafeCommandPalette(CommandPalette):
         if event is not None:
             event.stop()
             event.prevent_default()  # Textual would call the base class's handler too
-        if self._dismissed:
-            return  # a second Enter after the command was chosen: never run it twice
+        if self._dismissed or not self.on_top:
+            return  # a second Enter after the command was chosen: never run it twice;
+            # or a selection handled once a dialog is over the palette: stale, dropped
         super()._select_or_command(None)
 
     def _action_command_list(self, action: str) -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.app import ComposeResult
-from textual.await_complete import AwaitComplete
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
+from grok_tui.ui.dismiss_once import DismissOnce
 
-class GotoEpochScreen(ModalScreen[int | None]):
-    """Ask for an epoch; dismiss with it (None on escape or a bad number)."""
+
+class GotoEpochScreen(DismissOnce, ModalScreen[int | None]):
+    """Ask for an epoch; dismiss with it (None on escape or a bad number).
+
+    Dismissed at most once, from the top of the stack (`DismissOnce`): Enter then Escape
+    in quick succession would set its result twice (InvalidStateError, found by the key
+    storm).
+    """
 
     DEFAULT_CSS = """
     GotoEpochScreen { align: center middle; }
@@ -27,7 +31,6 @@ class GotoEpochScreen(ModalScreen[int | None]):
     def __init__(self, first: int, last: int) -> None:
         super().__init__()
         self.first, self.last = first, last
-        self._dismissed = False
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -44,15 +47,6 @@ class GotoEpochScreen(ModalScreen[int | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
-
-    def dismiss(self, result: Any = None) -> AwaitComplete:
-        """At most once: a second key (Enter then Escape, Escape Escape) that arrives before
-        the screen is popped would set its result again (InvalidStateError, found by the
-        key storm)."""
-        if self._dismissed or not self.is_current:
-            return AwaitComplete()
-        self._dismissed = True
-        return super().dismiss(result)
 
 
 def parse_epoch(text: str) -> int | None:

@@ -476,8 +476,8 @@ class RunScreen(Screen[None]):
         self.notify("following the newest checkpoint" if following else "not following")
 
     def action_goto_epoch(self) -> None:
-        if isinstance(self.app.screen, GotoEpochScreen):
-            return  # one is open already (g again, or the palette on top of it): no stack
+        if any(isinstance(s, GotoEpochScreen) for s in self.app.screen_stack):
+            return  # one is open already (g again, or under the palette): no stack
         timeline = self.query_one(CheckpointTimeline)
         if not timeline.epochs:
             self.notify("no checkpoints yet")
