@@ -64,3 +64,21 @@ def test_signals_exit_zero_every_time(tmp_path, sig: int) -> None:
         app, run_dir = start_training(tmp_path, i)
         app.proc.send_signal(sig)
         assert_clean(app, app.wait(), run_dir)
+
+
+def test_sigterm_ends_an_app_whose_terminal_has_gone(tmp_path) -> None:
+    """The terminal closed with no hangup signal (its emulator killed, a test harness gone):
+    Textual's writer dies on the first failed write, and its main thread soon blocks on the
+    full frame queue. `kill` must still save and end it (it went on training: a loop-run
+    handler never ran; the old code was still running 90 s after SIGTERM once the terminal
+    had been gone 10 s)."""
+    app, run_dir = start_training(tmp_path, 0)
+    os.close(app.master)  # the drainer stops on the closed descriptor
+    time.sleep(15)  # frames pile up with nowhere to go (no wait can see this from outside)
+    app.proc.send_signal(signal.SIGTERM)
+    rc = app.proc.wait(timeout=300)
+    assert rc == 0
+    run = Run.open(run_dir)
+    assert run.meta().status == "paused"
+    assert run.load_resume()["epoch"] == run.checkpoint_epochs()[-1]
+    assert not run.lock_path.exists()

@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -88,6 +89,7 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
 
     def on_unmount(self) -> None:
         """However the app ends (q, a signal, a crash, a test), trainers save and stop."""
+        self._restore_signal_handlers()
         self.stop_threads()
 
     # -- sessions ----------------------------------------------------------------------------
@@ -188,21 +190,53 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
 
     # -- signals -----------------------------------------------------------------------------
     def _install_signal_handlers(self) -> None:
-        """SIGTERM and SIGHUP (the SSH link dropped) save a checkpoint, then quit."""
-        loop = asyncio.get_running_loop()
+        """SIGTERM and SIGHUP (the SSH link dropped) save a checkpoint, then quit.
+
+        Not through the event loop (`loop.add_signal_handler`): with the terminal gone,
+        Textual's writer thread dies on the first failed write and the main thread then
+        blocks for good putting frames in its full queue, so a loop callback never ran and
+        `kill` left the process training (measured: still running 90 s after SIGTERM, the
+        terminal closed 60 s before). A plain handler runs in the main thread even there
+        (a blocked lock wait is interrupted for it); it only sets an event, and a thread of
+        ours does the rest.
+        """
+        self._terminate = threading.Event()
+        self._app_ended = False
+        self._old_handlers: dict[int, Any] = {}
         for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
             if sig is not None:
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.add_signal_handler(sig, self._on_terminate_signal)
+                with contextlib.suppress(ValueError, OSError):  # not the main thread
+                    self._old_handlers[sig] = signal.signal(sig, self._on_terminate_signal)
+        if self._old_handlers:
+            self._loop = asyncio.get_running_loop()
+            threading.Thread(target=self._end_on_signal, name="grok-signals", daemon=True).start()
 
-    def _on_terminate_signal(self) -> None:
-        self.action_quit()
-        # With the terminal gone, Textual can block forever writing to it. Once the
-        # trainers have saved, nothing is left to lose: make sure the process ends.
-        threading.Thread(target=self._end_process_once_saved, daemon=True).start()
+    def _restore_signal_handlers(self) -> None:
+        """The handlers from before the app, and its signal thread let go (a test process
+        runs hundreds of apps)."""
+        for sig, handler in getattr(self, "_old_handlers", {}).items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(sig, handler)
+        self._old_handlers = {}
+        self._app_ended = True
+        if hasattr(self, "_terminate"):
+            self._terminate.set()
 
-    def _end_process_once_saved(self) -> None:
-        for session in list(self.sessions):
+    def _on_terminate_signal(self, signum: int, frame: object) -> None:
+        self._terminate.set()  # nothing more in a signal handler: it may interrupt anything
+
+    def _end_on_signal(self) -> None:
+        """Quit as `q` does where the UI still runs; with the terminal gone, make sure the
+        process ends once the trainers have saved (Textual can block forever on it)."""
+        self._terminate.wait()
+        if self._app_ended:  # woken by the app's end, not by a signal
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the app is ending
+            self._loop.call_soon_threadsafe(self.action_quit)
+        sessions = list(self.sessions)
+        for session in sessions:
+            session.stop()
+        for session in sessions:
             session.join()
         time.sleep(EXIT_GRACE_S)
         os._exit(0)
