@@ -110,6 +110,30 @@ class PtyApp:
         finally:
             self.close()
 
+    def ui_thread_demand(self, window: float = 2.0) -> float | None:
+        """The share of `window` seconds the app's main (UI) thread spent running or waiting
+        for a CPU (Linux schedstat), None where the kernel does not say.
+
+        Near 1 while the app works off a backlog of keys and resizes, whatever the machine's
+        load (a backlogged thread waits on the run queue when it is not running); well
+        below while it idles between repaints. Lets a test tell "behind" from "stuck".
+        """
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/schedstat")
+
+        def busy_ns() -> int | None:
+            try:
+                run_ns, wait_ns, _ = path.read_text().split()
+            except (OSError, ValueError):
+                return None
+            return int(run_ns) + int(wait_ns)
+
+        start, t0 = busy_ns(), time.monotonic()
+        time.sleep(window)
+        end, t1 = busy_ns(), time.monotonic()
+        if start is None or end is None:
+            return None
+        return (end - start) / 1e9 / (t1 - t0)
+
     def text(self, last: int = 20_000) -> str:
         """The last `last` bytes of output as text, escape sequences removed."""
         text = self.tail()[-last:].decode("utf-8", "replace")
