@@ -184,7 +184,6 @@ async def test_follow_the_newest_checkpoint_while_training(tmp_path) -> None:
         await pilot.press("q")
 
 
-@pytest.mark.slow
 @pytest.fixture
 def pilot_ignores_cpu_load(monkeypatch) -> None:
     """Pilot waits for the *process* to go idle after each key (up to 1 s, twice), and a
@@ -200,6 +199,7 @@ def pilot_ignores_cpu_load(monkeypatch) -> None:
     monkeypatch.setattr(textual.pilot, "wait_for_idle", short_idle)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("pilot_ignores_cpu_load")
 async def test_random_key_storm_with_resizes_while_training(tmp_path) -> None:
     """Random bound and unbound keys, and resizes from 20x8 to 250x70: nothing raises."""

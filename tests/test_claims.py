@@ -143,29 +143,39 @@ def test_the_heartbeat_thread_touches_the_claim_and_is_joined(tmp_path) -> None:
     assert json.loads(claim.path.read_text())["state"] == "released"
 
 
-def _race(sweep_dir: str, groups: int, start: float, out) -> None:
-    while time.time() < start:  # sleeping, not spinning: four spinners starve a 2-core box
-        time.sleep(0.001)
+def _race(sweep_dir: str, groups: int, ready, done, out) -> None:
+    ready.wait(timeout=600)  # every racer has imported: they claim at the same time
     won = []
     claims = Claims(sweep_dir)
     for g in range(groups):
         if claims.try_claim(g) is not None:  # held until this process exits
             won.append(g)
     out.put((os.getpid(), won))
-    time.sleep(1.0)  # stay alive so the claims stay held while the others look
+    done.wait(timeout=600)  # alive, so its claims stay held, until every racer has reported
 
 
 def test_processes_racing_for_the_same_groups_each_win_distinct_ones(tmp_path) -> None:
+    """Four processes claim the same 40 groups at once: each group is won exactly once.
+
+    They start together at a barrier and stay alive until all have reported: a racer that
+    finished and exited before a slow one (still importing torch, minutes on a loaded CI
+    machine) had even started left claims of a dead process, which are rightly taken over
+    (crash recovery), and every group was won twice (seen once under load 8)."""
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    start = time.time() + 3.0  # after every process has imported (on an idle machine)
-    procs = [ctx.Process(target=_race, args=(str(tmp_path), 40, start, out)) for _ in range(4)]
+    ready, done = ctx.Barrier(4), ctx.Event()
+    procs = [
+        ctx.Process(target=_race, args=(str(tmp_path), 40, ready, done, out)) for _ in range(4)
+    ]
     for p in procs:
         p.start()
-    # A deadline for a hang, not for speed: spawned children import torch, minutes under load.
-    results = [out.get(timeout=600) for _ in procs]
-    for p in procs:
-        p.join(timeout=600)
+    try:
+        # A deadline for a hang, not for speed: spawned children import torch, minutes under load.
+        results = [out.get(timeout=600) for _ in procs]
+    finally:
+        done.set()
+        for p in procs:
+            p.join(timeout=600)
     won = [g for _, groups in results for g in groups]
     assert sorted(won) == list(range(40)), "a group claimed twice, or by nobody"
 
