@@ -120,6 +120,14 @@ PLAN: dict[str, list[tuple[str, str]]] = {
         # held-out run has this p, these seeds or data seeds.
         ("h11", "--p 89 --frac-train 0.5 --weight-decay 1.5 --op add,subtract,multiply "
                 "--seed 22 --data-seed 18 --epochs 1500"),
+        # Planned after the fifth fit's constants were committed (forecast6, ce426be),
+        # trained after them, judged once: every op at p = 97, and (h12b) one run likely never
+        # to grok within its budget (train fraction 0.2), for the false-alarm goal; no corpus
+        # or held-out run has this p, these seeds or data seeds.
+        ("h12", "--p 97 --frac-train 0.5 --weight-decay 1.5 --op add,subtract,multiply,divide "
+                "--seed 23 --data-seed 19 --epochs 1500"),
+        ("h12b", "--p 97 --frac-train 0.2 --weight-decay 1.5 --op add "
+                 "--seed 23 --data-seed 19 --epochs 1500"),
     ],
 }  # fmt: skip
 TRAIN_RUN = "run"  # a `train` entry's run: ROOT/SET/NAME/members/run (as a sweep member)
