@@ -7,7 +7,8 @@ subnormal probabilities is made here without training: the quick model at its
 initialisation with W_U scaled up until its logits lie ~100 nats apart (a confidently wrong
 model, not a grokked one, but its softmax has the same subnormal tail). Epochs alternate in
 blocks between flushing on and off (the thread's FTZ/DAZ flag, `torch.set_flush_denormal`),
-timed in CPU time of this thread, one torch thread.
+timed in CPU time of this thread, one torch thread. (The trainer does not flush:
+bench/RESULTS.md says why.)
 
     .venv/bin/python bench/denormals.py [--p 97] [--scale 250] [--blocks 6] [--epochs 3]
 """

@@ -156,35 +156,3 @@ def _stop_at_once() -> TrainControl:
     control = TrainControl()
     control.request_stop()
     return control
-
-
-def _flushes_subnormals() -> bool:
-    """This thread treats float32 subnormals as zero (1e-39 is below the smallest normal)."""
-    return (torch.tensor([1e-39], dtype=torch.float32) * 1.0).item() == 0.0
-
-
-def test_the_training_thread_and_its_chunk_threads_flush_subnormals(tmp_path) -> None:
-    """After grokking the loss gradient fills with subnormals and x86 GEMMs slow 6-10x on
-    them (bench/RESULTS.md); every thread that steps a model flushes them to zero. Checked
-    in fresh threads, as the app's trainer thread starts with the default (no flush)."""
-    from grok_tui.engine.training.chunk_pool import ChunkPool
-
-    if not torch.set_flush_denormal(False):  # this CPU cannot flush: nothing to pin
-        pytest.skip("no FTZ/DAZ on this CPU")
-    seen: dict[str, bool] = {}
-
-    def trainer_thread() -> None:
-        seen["before"] = _flushes_subnormals()
-        run = Run.create(tmp_path / "run", TINY.replace(epochs=2), "cpu")
-        Trainer(run, "cpu").train()
-        seen["trainer"] = _flushes_subnormals()
-
-    thread = threading.Thread(target=trainer_thread)
-    thread.start()
-    thread.join(timeout=300)
-    pool = ChunkPool(2)
-    try:
-        seen["chunks"] = all(pool.run([_flushes_subnormals, _flushes_subnormals]))
-    finally:
-        pool.close()
-    assert seen == {"before": False, "trainer": True, "chunks": True}

@@ -43,19 +43,3 @@ def resolve_device(name: str | None) -> str:
             raise DeviceError("--device mps: MPS is not available on this machine")
         return name
     raise DeviceError(f"--device {name!r} is not one of auto, cpu, cuda, cuda:N, mps")
-
-
-def flush_denormals(device: str) -> None:
-    """On a CPU, treat subnormal floats as zero in this thread (x86 FTZ/DAZ; threads it
-    creates later, such as its OpenMP team, inherit the setting).
-
-    Once a model has grokked, its softmax gives most wrong answers probabilities below
-    float32's smallest normal number (1.2e-38), so the loss gradient fills with subnormals,
-    and every GEMM that reads it takes a slow microcode path per operand on x86. Measured
-    on the Intel Xeon (model 167), one thread, an epoch of p = 97 members at epoch ~750
-    after grokking: subtract 633 -> 94 ms, multiply 822 -> 82, divide 471 -> 79
-    (bench/RESULTS.md). Flushing moves only numbers below 1.2e-38, whose AdamW updates are
-    below 1e-30 of a weight's scale: no run's course changes.
-    """
-    if device == "cpu":
-        torch.set_flush_denormal(True)

@@ -62,7 +62,6 @@ class ChunkPool:
 
     def _loop(self, jobs: queue.SimpleQueue[Any], ready: threading.Barrier) -> None:
         torch.set_num_threads(self.threads_each)  # this thread's OpenMP team and MKL
-        torch.set_flush_denormal(True)  # as the caller's thread (engine/core/device.py)
         ready.wait()
         while True:
             job = jobs.get()

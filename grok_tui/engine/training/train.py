@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from grok_tui.engine.core.config import RunConfig
-from grok_tui.engine.core.device import flush_denormals, resolve_device
+from grok_tui.engine.core.device import resolve_device
 from grok_tui.engine.store.runs import Run
 from grok_tui.engine.training.checkpoints import CheckpointPolicy
 from grok_tui.engine.training.stepper import Stepper, lr_at
@@ -170,7 +170,6 @@ class GroupTrainer:
         self.on_event = on_event or (lambda event: None)
         if self.device == "cpu":
             keep_freed_memory()
-        flush_denormals(self.device)  # this thread builds the data (and its OpenMP team)
         self.writers = [RunWriter(run) for run in runs]
         self.names = [run.name for run in runs]
         self.cfgs: list[RunConfig] = [w.cfg for w in self.writers]
@@ -258,7 +257,6 @@ class GroupTrainer:
     # -- the loop --------------------------------------------------------------------------------
     def train(self, control: TrainControl | None = None) -> list[Finished]:
         control = control or TrainControl()
-        flush_denormals(self.device)  # the thread that steps (the app's trainer thread)
         for i in self.members:
             self.writers[i].started(self.device)
         pending: list[_Pending] = []
