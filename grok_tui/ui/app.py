@@ -73,6 +73,9 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
         self._first_screen = first_screen
         self.sessions = list(sessions)  # every session opened, stopped and joined at the end
         self.device = device  # of the members and comparisons the sweep screen opens
+        self._terminate = threading.Event()  # SIGTERM/SIGHUP seen, or the app has ended
+        self._app_ended = False
+        self._old_handlers: dict[int, Any] = {}  # signal handlers to put back at the end
 
     def get_default_screen(self) -> Screen[None]:
         return self._first_screen()
@@ -200,9 +203,6 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
         (a blocked lock wait is interrupted for it); it only sets an event, and a thread of
         ours does the rest.
         """
-        self._terminate = threading.Event()
-        self._app_ended = False
-        self._old_handlers: dict[int, Any] = {}
         for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
             if sig is not None:
                 with contextlib.suppress(ValueError, OSError):  # not the main thread
@@ -214,13 +214,12 @@ class GrokApp(PaletteGuard, App[int]):  # PaletteGuard: Textual's palette crashe
     def _restore_signal_handlers(self) -> None:
         """The handlers from before the app, and its signal thread let go (a test process
         runs hundreds of apps)."""
-        for sig, handler in getattr(self, "_old_handlers", {}).items():
+        for sig, handler in self._old_handlers.items():
             with contextlib.suppress(ValueError, OSError, TypeError):
                 signal.signal(sig, handler)
         self._old_handlers = {}
         self._app_ended = True
-        if hasattr(self, "_terminate"):
-            self._terminate.set()
+        self._terminate.set()
 
     def _on_terminate_signal(self, signum: int, frame: object) -> None:
         self._terminate.set()  # nothing more in a signal handler: it may interrupt anything
