@@ -173,3 +173,37 @@ def test_an_epoch_makes_few_aten_calls() -> None:
         st.measure()
         st.step()
     assert calls.n <= 250, calls.n
+
+
+def test_no_subnormal_reaches_the_backwards_gemms() -> None:
+    """After grokking most wrong classes' probabilities are subnormal float32 numbers, on
+    which x86 GEMMs run 6-10x slower (bench/RESULTS.md). A state with that tail is made
+    here as bench/denormals.py makes it, W_U scaled up (a confidently wrong model). With
+    loss.py's gradient floor, [G | dpre] (what the backward's GEMMs, sampled product and
+    bag read) holds no subnormal; without it, hundreds. The gradient moves by no more
+    than the dropped entries (each <= 2^-100, at most B V of them) can carry through the
+    backward's products: bounded here by B V 2^-100 M^4, M the largest magnitude of any
+    weight, table entry or activation (the longest chain multiplies four of them)."""
+    from grok_tui.engine.core.loss import GRADIENT_FLOOR
+
+    cfg = SMALL.replace(p=23)
+    weights = random_weights(cfg, 2)
+    weights["unembed.W_U"] = weights["unembed.W_U"] * 6  # a mean loss of ~60 nats
+    st = Stepper([cfg], TEST_DEVICE, [MemberState(0, weights)], dtype=torch.float32)
+    step: ClosedFormStep = st.chunks[0].closed_form
+
+    def backward_input(floor: float) -> tuple[torch.Tensor, torch.Tensor]:
+        step.gradient_floor = floor
+        st.measure()
+        return step._scratch["grad"].clone(), st.grads[0].clone()  # [G | dpre], the row
+
+    raw, raw_grad = backward_input(0.0)
+    floored, grad = backward_input(GRADIENT_FLOOR)
+    tiny = torch.finfo(torch.float32).tiny
+    assert int(((raw != 0) & (raw.abs() < tiny)).sum()) > 300
+    assert int(((floored != 0) & (floored.abs() < tiny)).sum()) == 0
+    w = table_forward(st.weights(st.flat), cfg.p)
+    m = max(1.0, *(t.abs().max().item() for t in (st.flat, w.table, w.w_l)))
+    bound = raw.numel() * GRADIENT_FLOOR * m**4
+    assert (grad - raw_grad).abs().max().item() <= bound
+    assert grad.abs().max().item() > 1e6 * bound  # the gradient is not itself that small

@@ -5,7 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grok_tui.engine.core.loss import cross_entropy, loss_and_accuracy, reference_cross_entropy
+from grok_tui.engine.core.loss import (
+    GRADIENT_FLOOR,
+    cross_entropy,
+    loss_and_accuracy,
+    reference_cross_entropy,
+)
+
+SMALLEST_NORMAL = torch.finfo(torch.float32).tiny  # 2^-126
+
+
+def subnormal(t: torch.Tensor) -> torch.Tensor:
+    """Where `t` holds a float32 subnormal: nonzero, below the smallest normal."""
+    return (t != 0) & (t.abs() < SMALLEST_NORMAL)
 
 
 def both(logits: torch.Tensor, labels: torch.Tensor):
@@ -51,6 +63,50 @@ def test_exact_near_zero_loss_where_float32_log_softmax_rounds(margin: float) ->
     if margin >= 18:  # what plain float32 log_softmax would have said
         naive = -logits.log_softmax(-1).gather(1, labels[:, None]).mean().item()
         assert naive == 0.0 or abs(naive - exact_loss) / exact_loss > 0.01
+
+
+def test_the_gradient_floor_drops_only_what_lies_below_it() -> None:
+    """After grokking, wrong classes' probabilities fall past float32's smallest normal
+    number. The gradient's entries at most 2^-100 become 0 (so none is subnormal: x86 GEMMs
+    slow down 6-10x on those); every larger entry is float64's, and the loss stays exact
+    (log1p(S), S summed in float64), the floor touching only the gradient."""
+    g = torch.Generator().manual_seed(5)
+    labels = torch.randint(0, 113, (400,), generator=g)
+    # gaps of 0..130 nats below the label: probabilities from 1 down past 2^-150
+    logits = -torch.rand(400, 114, generator=g) * 130
+    logits.scatter_(1, labels[:, None], 0.0)
+    fast, _ref, grad_fast, grad_ref = both(logits, labels)
+    exact = grad_ref.double()
+    unfloored = exact.float()
+    assert int(subnormal(unfloored).sum()) > 1000  # the regime the floor is for
+    dropped = exact.abs() <= GRADIENT_FLOOR
+    assert int((dropped & (exact != 0)).sum()) > 1000
+    assert not bool(subnormal(grad_fast).any())
+    assert bool((grad_fast[dropped] == 0).all())
+    kept = ~dropped
+    torch.testing.assert_close(grad_fast[kept].double(), exact[kept], rtol=1e-5, atol=0)
+    diffs = (logits.double() - logits.double().gather(1, labels[:, None])).exp()
+    s = diffs.scatter(1, labels[:, None], 0.0).sum(1)
+    assert fast.item() == pytest.approx(torch.log1p(s).mean().item(), rel=1e-5)
+
+
+def test_the_stablemax_gradient_has_the_floor_too() -> None:
+    """StableMax's tail decays as 1 / x^2: logits near -1e21 give float32 gradients below
+    2^-126, which the floor turns to 0 as it does cross-entropy's."""
+    from grok_tui.engine.core.loss import stablemax_loss
+
+    g = torch.Generator().manual_seed(6)
+    logits = (-(10.0 ** (torch.rand(64, 24, generator=g) * 30))).requires_grad_(True)
+    labels = torch.randint(0, 24, (64,), generator=g)
+    ref = logits.detach().double().requires_grad_(True)
+    stablemax_loss(logits, labels).backward()
+    their_stablemax_cross_entropy(ref, labels).backward()
+    unfloored = ref.grad.float()
+    assert bool(subnormal(unfloored).any())
+    assert not bool(subnormal(logits.grad).any())
+    kept = ref.grad.abs() > GRADIENT_FLOOR
+    torch.testing.assert_close(logits.grad[kept], unfloored[kept], rtol=1e-6, atol=0)
+    assert bool((logits.grad[~kept] == 0).all())
 
 
 def test_label_not_the_largest_and_huge_gaps() -> None:

@@ -22,7 +22,8 @@ the part of an epoch that is not the float32 GEMMs:
   rounding), so consecutive examples read the same x rows.
 
 The backward: G = dloss/dlogits (the loss's own formulas, engine/core/loss.py, by
-differentiating the loss alone) and dpre = (G @ W_L^T) * [pre > 0] share one (B, W) buffer,
+differentiating the loss alone; with its gradient floor, so that after grokking no
+subnormal reaches the GEMMs) and dpre = (G @ W_L^T) * [pre > 0] share one (B, W) buffer,
 so every table row's gradient is ONE weighted bag over it (S^T @ [G | dpre]) and every
 attention weight's ONE sampled product; dW_L = post^T G; the O(p) table gradient follows by
 hand (`_table_backward`), written straight into the members' flat gradient rows.
@@ -57,7 +58,7 @@ import torch
 import torch.nn.functional as F
 
 from grok_tui.engine.core.fastpath import InputPlan, Segment, blocks
-from grok_tui.engine.core.loss import member_training_loss
+from grok_tui.engine.core.loss import GRADIENT_FLOOR, member_training_loss
 
 
 @dataclass
@@ -281,6 +282,7 @@ def cross_entropy(
     metrics: torch.Tensor,
     rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     row_scale: torch.Tensor | None = None,
+    floor: float = GRADIENT_FLOOR,
 ) -> None:
     """Per-member [mean cross-entropy, accuracy] by loss.py's exact formula, in few passes,
     into `metrics` (M, 2); `labels` (B, 1); `rows`: scratch (B, 2) for the per-row values
@@ -289,7 +291,8 @@ def cross_entropy(
     `out` (the logits' shape) receives exp(z_j) for j != label (0 at the label); with
     `row_scale` (B, 1), the derivative of the members' summed mean losses by each logit
     instead (row_scale = 1 / the member's example count): loss.py's backward, written
-    where the caller wants it.
+    where the caller wants it, entries below `floor` set to 0 (loss.py's `GRADIENT_FLOOR`:
+    no subnormals for the backward's GEMMs; 0 keeps every entry, for benchmarks).
     """
     shift = logits.amax(1, keepdim=True)
     z_label = logits.gather(1, labels).sub_(shift)  # <= 0
@@ -303,8 +306,10 @@ def cross_entropy(
     member_means_into(both, segments, metrics)
     if row_scale is not None:
         scale = torch.div(row_scale, label_term.add_(rest))  # row_scale / the softmax's sum
-        others.mul_(scale)
-        others.scatter_(1, labels, scale.mul_(rest).neg_())
+        # loss.py's gradient floor, in one pass while every entry is >= 0
+        F.threshold_(others.mul_(scale), floor, 0.0)
+        label_grad = F.threshold_(scale.mul_(rest), floor, 0.0).neg_()
+        others.scatter_(1, labels, label_grad)
 
 
 class Slots:
@@ -393,6 +398,8 @@ class ClosedFormStep:
             self.rows[which] = (both, both[:, :1], both[:, 1:])
         self._scratch: dict[str, torch.Tensor] = {}
         self._views: Views | None = None
+        # loss.py's floor on the cross-entropy's gradient; bench/denormals.py sets 0 (none)
+        self.gradient_floor = GRADIENT_FLOOR
 
     def views(self, w: Mapping[str, torch.Tensor], out: Mapping[str, torch.Tensor]) -> Views:
         """`Views` of these weights and gradients: the last epoch's, if of the same dicts
@@ -473,7 +480,7 @@ class ClosedFormStep:
         if not any(stablemax):
             cross_entropy(
                 logits, self.labels["train"], plan.segments, grad_l, metrics[:, :, 0],
-                self.rows["train"], self.row_scale,
+                self.rows["train"], self.row_scale, self.gradient_floor,
             )  # fmt: skip
         else:  # StableMax members: G by differentiating loss.py's objective alone
             with torch.enable_grad():

@@ -11,6 +11,20 @@ S = sum_{j != label} exp(z_j) and T = exp(z_label) + S,
 and every term is computed without subtracting nearly equal numbers. This matches float64
 `log_softmax` to float32 rounding (tests/test_loss.py), needs no float64 (which MPS lacks),
 and moves a quarter of the bytes.
+
+The gradient has a floor (`GRADIENT_FLOOR`): entries of dloss/dlogits of magnitude at most
+2^-100 are set to 0. Once a model has grokked, the wrong classes' probabilities fall
+below float32's smallest normal number (2^-126) and the gradient fills with subnormals, on
+which x86 GEMMs run 6-10x slower (bench/RESULTS.md, "Subnormal floats after grokking");
+with the floor, every nonzero entry is normal, and so is its product with any weight or
+activation above 2^-26 in magnitude. What it drops is below what an AdamW step can resolve:
+an entry changes a weight's gradient by at most 2^-100 times an activation, summed over the
+batch (< 3.2e-25 for 4,000 examples and activations up to 100), so an AdamW step (lr times
+the gradient's average over sqrt(v) + eps, eps = 1e-8) moves by < 3.2e-20 at the paper's lr
+of 1e-3: under half a float32 ulp of any weight above 2^-40 (9e-13); a larger lr or
+Grokfast's amplification scales that bound by their factor. Unlike the CPU's flush-to-zero
+mode it is not a thread's state, and it leaves the loss exact: a row's loss is 0 only when
+S <= 2^-150 still (engine/measures/numerics.py).
 """
 
 from __future__ import annotations
@@ -19,6 +33,15 @@ import torch
 
 # (first member, end member, rows per member, first row), as in `fastpath.Segment`.
 Segment = tuple[int, int, int, int]
+
+# dloss/dlogits entries below this magnitude are set to 0 (module doc): far above float32's
+# smallest normal number (2^-126), far below anything an AdamW step resolves.
+GRADIENT_FLOOR = 2.0**-100
+
+
+def floor_gradient_(grad: torch.Tensor, floor: float = GRADIENT_FLOOR) -> torch.Tensor:
+    """`grad` with its entries of magnitude <= `floor` set to 0, in place (module doc)."""
+    return grad.masked_fill_(grad.abs() <= floor, 0.0)
 
 
 class _CrossEntropy(torch.autograd.Function):
@@ -57,7 +80,7 @@ class _CrossEntropy(torch.autograd.Function):
         )[:, None]
         grad_logits = others.div_(total).mul_(scale)
         grad_logits.scatter_(1, labels[:, None], (-rest / total) * scale)
-        return grad_logits, None, None
+        return floor_gradient_(grad_logits), None, None
 
 
 def member_means(rows: torch.Tensor, segments: list[Segment]) -> torch.Tensor:
@@ -158,7 +181,7 @@ class _StableMaxLoss(torch.autograd.Function):
         grad_x = slope / total
         slope_label = slope.gather(1, labels[:, None])
         grad_x.scatter_(1, labels[:, None], -slope_label * rest / (s_label * total))
-        return (grad_x * scale).to(ctx.logits_dtype), None, None
+        return floor_gradient_((grad_x * scale).to(ctx.logits_dtype)), None, None
 
 
 def member_stablemax_loss(

@@ -19,7 +19,10 @@ progress measures read):
   its loss as log1p(S) (engine/core/loss.py), exact to float32 rounding, so these examples
   give it no gradient at all, while the collapsed ones still do (its float32 exp and log1p
   kernels may round subnormal values to 0, so it can reach 0 a little earlier, S < 2^-126);
-  a plain float32 log_softmax is 0 on every collapsed example already.
+  a plain float32 log_softmax is 0 on every collapsed example already. (The trainer's
+  gradient also drops its entries below 2^-100, loss.py's floor: with ~4,000 train
+  examples, a wrong class more than ~61 nats below the label gives it no gradient, though
+  the loss counts it.)
 - `logit_gap_p10`, `logit_gap_p50`, `logit_gap_p90`: quantiles (linear interpolation) of the
   gap between each example's top logit and its runner-up. Collapse starts near
   ln(2^24) = 16.6 for an example with one close rival (less spread, more rivals: later).
