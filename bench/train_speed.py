@@ -225,6 +225,10 @@ def main() -> int:
     print(f"device: {device} ({name}), torch {torch.__version__}, {threads} threads, "
           f"OMP_WAIT_POLICY={wait}, {args.clock} clock")  # fmt: skip
     print(f"{args.preset} preset (p = {cfg.p}); {load_before} before, {load_after} after")
+    stepped_on = loops["closed-form"].stepper.caller_threads or threads
+    if stepped_on != threads:  # engine/training/stepper.py, `caller_threads`
+        print(f"the Trainer steps this model on {stepped_on} torch thread(s) (the fast loops "
+              f"too); the reference and the GEMM floor use {threads}")  # fmt: skip
     labels = {"reference": "reference loop", "closed-form": "fast loop",
               "autograd": "fast loop, autograd"}  # fmt: skip
     for key in ("reference", "closed-form", "autograd"):

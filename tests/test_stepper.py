@@ -20,8 +20,10 @@ from grok_tui.engine.core.model import GrokModel, InputPlan, paper_init
 from grok_tui.engine.store.runs import Run
 from grok_tui.engine.training.stepper import (
     CPU_CHUNK_BYTES,
+    ONE_THREAD_BYTES,
     MemberState,
     Stepper,
+    caller_threads,
     chunk_bounds,
     default_chunk_size,
     lr_at,
@@ -238,6 +240,50 @@ def test_the_cpu_default_chunks_by_the_model_not_the_cores() -> None:
     stepper = Stepper(cfgs, "cpu", [MemberState(0, paper_init(c)) for c in cfgs], workers=1)
     assert [(ch.start, ch.end) for ch in stepper.chunks] == [(0, 4), (4, 7)]
     assert stepper.pool is None  # one worker: the caller steps the chunks
+
+
+def test_a_small_model_steps_on_one_thread_where_openmp_threads_sleep(monkeypatch) -> None:
+    """Under OMP_WAIT_POLICY=PASSIVE (the CLI's, and the tests' conftest) a model below
+    ONE_THREAD_BYTES of per-example buffers is stepped on one torch thread, its forward,
+    backward and AdamW step; the caller's own count is back after each. The paper preset,
+    a spinning policy and a GPU keep the caller's count."""
+    import grok_tui.engine.training.stepper as stepper_module
+
+    cpu, quick, paper = torch.device("cpu"), preset("quick"), preset("paper")
+    assert member_bytes(quick) < ONE_THREAD_BYTES < member_bytes(paper)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    assert caller_threads([quick], cpu) == 1
+    assert caller_threads([paper], cpu) is None
+    assert caller_threads([quick], torch.device("cuda")) is None
+    assert caller_threads([quick] * 3, cpu) is None  # a chunk of three: 19 MB
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert caller_threads([quick], cpu) is None
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert caller_threads([quick], cpu) is None
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    seen: list[int] = []
+    measure_chunk = stepper_module._measure_chunk
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return measure_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(stepper_module, "_measure_chunk", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        small = Stepper([quick], "cpu", [MemberState(0, paper_init(quick))])
+        assert small.caller_threads == 1
+        small.measure()
+        assert torch.get_num_threads() == 2
+        small.step()
+        assert torch.get_num_threads() == 2
+        large = Stepper([paper], "cpu", [MemberState(0, paper_init(paper))])
+        large.measure()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 2]
 
 
 def run_stepper(stepper: Stepper, epochs: int) -> tuple[list[list[list[float]]], torch.Tensor]:

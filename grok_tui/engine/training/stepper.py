@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ from grok_tui.engine.core.grokfast import make_filter
 from grok_tui.engine.core.loss import member_training_loss
 from grok_tui.engine.core.model import CLASSIC_NAMES, PAPER_TRAINED, check_weights, param_shapes
 from grok_tui.engine.core.orthograd import Orthogonaliser
+from grok_tui.engine.core.threads import torch_threads
 from grok_tui.engine.training.chunk_pool import ChunkPool
 
 ADAM_EPS = 1e-8  # torch's default, the paper's
@@ -131,6 +133,29 @@ def member_bytes(cfg: RunConfig) -> int:
     """One member's (inputs x (d_mlp + d_vocab)) float32 buffer: the size of an epoch's
     per-example passes (the bags, ReLU, logits, loss, [G | dpre]), a few such per step."""
     return cfg.p**2 * (cfg.d_mlp + cfg.d_vocab) * 4
+
+
+# Below this many bytes of per-example buffers (`member_bytes`: the quick preset's 6.4 MB,
+# p = 71's 11.8 MB; the paper's 32 MB is above), a chunk stepped in the caller's threads
+# runs on one torch thread where OpenMP's threads sleep between parallel regions.
+ONE_THREAD_BYTES = 16 * 2**20
+
+
+def caller_threads(cfgs: Sequence[RunConfig], device: torch.device) -> int | None:
+    """Torch threads for the chunks stepped in the caller's threads: 1 for a small model on
+    a CPU whose OpenMP threads sleep between parallel regions (OMP_WAIT_POLICY=PASSIVE, the
+    CLI's default), None (the caller's own count) otherwise.
+
+    Why: an epoch is a few hundred short ops, and a sleeping OpenMP thread takes tens of
+    microseconds to wake for each; below ~15 MB of per-example work a second thread costs
+    more than it brings. Measured on an Intel Xeon (2 vCPUs, KVM), an epoch at 1 and 2
+    threads alternating in one process (bench/RESULTS.md): the quick preset 10.3 against
+    14.2 ms, p = 71 15.4 against 17.4; p = 89 28.8 against 25.3 and the paper preset 46.6
+    against 34.9, where the second thread pays. With spinning threads (ACTIVE) a second
+    thread pays from the quick preset on, so nothing changes there."""
+    if device.type != "cpu" or os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        return None
+    return 1 if sum(member_bytes(c) for c in cfgs) < ONE_THREAD_BYTES else None
 
 
 def default_chunk_size(cfg: RunConfig, device: torch.device) -> int:
@@ -272,6 +297,8 @@ class Stepper:
         bounds = chunk_bounds(self.n_members, most, even=not self._chunk_request)
         self.chunk_size = max(end - start for start, end in bounds)
         self._pool_for(min(self.workers, len(bounds)))
+        largest = max(bounds, key=lambda b: b[1] - b[0])
+        self.caller_threads = caller_threads(self.cfgs[largest[0] : largest[1]], self.device)
         self.chunks = []
         for start, end in bounds:
             cfgs = self.cfgs[start:end]
@@ -342,7 +369,11 @@ class Stepper:
             partial(_measure_chunk, ch, *views)
             for ch, views in zip(self.chunks, self._views, strict=True)
         ]
-        out = self.pool.run(jobs) if self.pool is not None else [job() for job in jobs]
+        if self.pool is not None:
+            out = self.pool.run(jobs)
+        else:
+            with torch_threads(self.caller_threads):
+                out = [job() for job in jobs]
         self.grads = list(self._grad_list)
         return out[0] if len(out) == 1 else torch.cat(out)
 
@@ -394,7 +425,8 @@ class Stepper:
         groups: dict[tuple[float, float, float, float], list[int]] = {}
         for m, (cfg, lr) in enumerate(zip(self.cfgs, self.lrs(), strict=True)):
             groups.setdefault((lr, cfg.weight_decay, cfg.beta1, cfg.beta2), []).append(m)
-        with torch.no_grad():
+        threads = self.caller_threads if self.pool is None else None
+        with torch.no_grad(), torch_threads(threads):
             for (lr, wd, beta1, beta2), members in groups.items():
                 adamw(
                     [self.flat[m] for m in members],
