@@ -5,6 +5,12 @@ a traceback) and what the real terminal driver does with a storm of keys and res
 The child gets the pty's slave as stdin, stdout and stderr (Textual draws on stderr); a
 thread drains the master, so the app never blocks writing its screen, and keeps the tail,
 where an abort message or a traceback printed as the app ends can be read.
+
+The pty is the child's controlling terminal (a new session, then TIOCSCTTY in a small
+launcher that execs the app, so the pid stays the app's): when the test process dies, the
+master closes and the kernel hangs the app up, as a closed terminal emulator would, so a
+killed test run leaves no app training on. `controlling=False` leaves the child without
+one: a terminal that goes away with no hangup signal.
 """
 
 from __future__ import annotations
@@ -43,6 +49,14 @@ KEYS = {
 }
 
 
+# Run in the child (a session leader with no terminal yet, start_new_session): make the
+# pty on stdin its controlling terminal, then become the app (argv after -c's program).
+TAKE_TERMINAL = (
+    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def set_size(fd: int, cols: int, rows: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
@@ -50,7 +64,9 @@ def set_size(fd: int, cols: int, rows: int) -> None:
 class PtyApp:
     """One `python -m grok_tui ARGS` process on a pty of the given size."""
 
-    def __init__(self, *args: str, cwd: Path, size: tuple[int, int] = (100, 30)) -> None:
+    def __init__(
+        self, *args: str, cwd: Path, size: tuple[int, int] = (100, 30), controlling: bool = True
+    ) -> None:
         self.master, slave = os.openpty()
         set_size(slave, *size)
         # PYTHONFAULTHANDLER: a test that finds the app hung sends SIGABRT and reads where
@@ -58,8 +74,10 @@ class PtyApp:
         env = dict(os.environ, TERM="xterm-256color", COLORTERM="truecolor", PYTHONFAULTHANDLER="1")
         for key in ("COLUMNS", "LINES", "TEXTUAL_DRIVER"):
             env.pop(key, None)
+        self.controlling = controlling
+        launch = [sys.executable, "-c", TAKE_TERMINAL] if controlling else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "grok_tui", *args],
+            [*launch, sys.executable, "-m", "grok_tui", *args],
             cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env=env,
             start_new_session=True, close_fds=True,
         )  # fmt: skip
@@ -91,9 +109,10 @@ class PtyApp:
                 time.sleep(gap)
 
     def resize(self, cols: int, rows: int) -> None:
-        set_size(self.master, cols, rows)
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGWINCH)  # no controlling tty: say it ourselves
+        set_size(self.master, cols, rows)  # the kernel tells a controlling tty's process
+        if not self.controlling:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGWINCH)  # no controlling tty: say it ourselves
 
     def wait_for_output(self, needle: bytes, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

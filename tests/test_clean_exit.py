@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,9 +29,9 @@ SIGNAL_TRIES = max(1, TRIES // 4)
 ARGS = ["--preset", "quick", "--checkpoint-every", "10"]
 
 
-def start_training(tmp_path: Path, i: int) -> tuple[PtyApp, Path]:
+def start_training(tmp_path: Path, i: int, controlling: bool = True) -> tuple[PtyApp, Path]:
     run_dir = tmp_path / f"run{i}"
-    app = PtyApp("train", "--run-dir", str(run_dir), *ARGS, cwd=tmp_path)
+    app = PtyApp("train", "--run-dir", str(run_dir), *ARGS, cwd=tmp_path, controlling=controlling)
     deadline = time.monotonic() + 120
     while len(list((run_dir / "checkpoints").glob("epoch_*.safetensors"))) < 2:
         assert app.proc.poll() is None, f"exited early: {app.text()}"
@@ -72,12 +74,66 @@ def test_sigterm_ends_an_app_whose_terminal_has_gone(tmp_path) -> None:
     full frame queue. `kill` must still save and end it (it went on training: a loop-run
     handler never ran; the old code was still running 90 s after SIGTERM once the terminal
     had been gone 10 s)."""
-    app, run_dir = start_training(tmp_path, 0)
+    app, run_dir = start_training(tmp_path, 0, controlling=False)  # no hangup on close
     os.close(app.master)  # the drainer stops on the closed descriptor
     time.sleep(15)  # frames pile up with nowhere to go (no wait can see this from outside)
     app.proc.send_signal(signal.SIGTERM)
     rc = app.proc.wait(timeout=300)
     assert rc == 0
+    run = Run.open(run_dir)
+    assert run.meta().status == "paused"
+    assert run.load_resume()["epoch"] == run.checkpoint_epochs()[-1]
+    assert not run.lock_path.exists()
+
+
+# A test process that starts an app on a pty, says its pid, then waits to be killed.
+HARNESS = """
+import sys, time
+from pathlib import Path
+from tests.pty_app import PtyApp
+tmp = Path(sys.argv[1])
+app = PtyApp("train", "--run-dir", str(tmp / "run"), *sys.argv[2:], cwd=tmp)
+print(app.proc.pid, flush=True)
+time.sleep(900)
+"""
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie counts: its parent is gone, nobody may reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_an_app_whose_test_process_is_killed_is_hung_up_and_saves(tmp_path) -> None:
+    """A test process killed mid-test (a CI timeout, a lost xdist worker) closes its pty's
+    master. The pty is the app's controlling terminal, so the kernel hangs the app up: it
+    saves and ends instead of training on, an orphan loading the machine."""
+    root = Path(__file__).resolve().parent.parent
+    harness = subprocess.Popen(
+        [sys.executable, "-c", HARNESS, str(tmp_path), *ARGS],
+        cwd=root, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        pid = int(harness.stdout.readline())
+        run_dir = tmp_path / "run"
+        deadline = time.monotonic() + 300
+        while len(list((run_dir / "checkpoints").glob("epoch_*.safetensors"))) < 2:
+            assert not gone(pid), "the app exited before it trained"
+            assert time.monotonic() < deadline, "no checkpoints appeared"
+            time.sleep(0.05)
+    finally:
+        harness.kill()
+        harness.wait()
+    deadline = time.monotonic() + 300
+    while not gone(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError("the app trained on after its test process was killed")
+        time.sleep(0.1)
     run = Run.open(run_dir)
     assert run.meta().status == "paused"
     assert run.load_resume()["epoch"] == run.checkpoint_epochs()[-1]
