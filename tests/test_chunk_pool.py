@@ -18,15 +18,23 @@ def workers_alive() -> list[threading.Thread]:
 
 
 def test_results_come_back_in_order_from_fixed_workers() -> None:
+    """Each worker keeps its own thread count, even with a caller on more threads (which
+    `_start` restores as torch's default for new threads: a worker that had made no torch
+    call before took that default at its first op, and ran on the caller's count)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
     pool = ChunkPool(2, threads_each=1)
     try:
         names = pool.run([threading.current_thread for _ in range(5)])
         assert [t.name for t in names] == ["grok-chunk-0", "grok-chunk-1"] * 2 + ["grok-chunk-0"]
         assert pool.run([lambda i=i: i * i for i in range(7)]) == [i * i for i in range(7)]
+        ops = [lambda: (torch.ones(99_999).cumsum(0), torch.get_num_threads())[1]] * 2
+        assert pool.run(ops) == [1, 1]
         assert pool.run([torch.get_num_threads, torch.get_num_threads]) == [1, 1]
         assert pool.run([torch.is_grad_enabled]) == [True]  # grad mode is the callable's job
     finally:
         pool.close()
+        torch.set_num_threads(before)
     assert not workers_alive()
 
 

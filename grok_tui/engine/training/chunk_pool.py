@@ -61,6 +61,11 @@ class ChunkPool:
         _OPEN.add(self)
 
     def _loop(self, jobs: queue.SimpleQueue[Any], ready: threading.Barrier) -> None:
+        # torch sets a thread's count from the process-wide default at its first call (a
+        # `get_num_threads` or an op) unless it has made one: make it now, or the caller's
+        # restore in `_start` would become this thread's count at its first op (workers ran
+        # with the caller's 2 threads each until this was found).
+        torch.get_num_threads()
         torch.set_num_threads(self.threads_each)  # this thread's OpenMP team and MKL
         ready.wait()
         while True:
