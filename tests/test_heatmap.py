@@ -450,3 +450,19 @@ async def test_x_names_label_the_columns_a_spectrogram_s_epochs() -> None:
         assert ticks[0] == "0" and all(t.replace(",", "").isdigit() for t in ticks)
         assert all(int(t.replace(",", "")) % 100 == 0 for t in ticks)  # epochs, not indices
         assert any(int(t.replace(",", "")) >= 1000 for t in ticks)
+
+
+async def test_a_map_of_a_few_columns_zoomed_far_labels_every_column() -> None:
+    """A spectrogram of a new run has a few checkpoints; on a wide terminal each column is
+    zoomed tens of cells wide, where the tick step came out as 0 and the axis raised
+    (found by tests/test_key_storm.py: 3 columns at 68 cells each)."""
+    app = HeatmapApp(
+        np.random.default_rng(1).random((27, 3)), show_cursor=False, keep_aspect=False, zoom=True
+    )  # as the Spectrogram draws
+    async with app.run_test(size=(250, 40)) as pilot:
+        heatmap = app.query_one(Heatmap)
+        heatmap.set_data(heatmap.data, x_label="epoch", x_names=["0", "10", "20"])
+        await pilot.pause()
+        assert heatmap.scale is not None and heatmap.scale.kx >= 20
+        lines = [strip_text(s).split() for s in all_lines(heatmap)]
+        assert ["0", "10", "20"] in lines  # the x axis (no room left for its label)

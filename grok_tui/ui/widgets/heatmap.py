@@ -310,8 +310,9 @@ def _luminance(rgb: np.ndarray) -> float:
 
 
 def _choose_step(px_per_unit: float, min_gap: float) -> int:
-    """A round tick step (in data units) whose ticks lie at least min_gap pixels apart."""
-    return int(nice_step(min_gap / px_per_unit)) if px_per_unit > 0 else 1
+    """A round tick step (in data units, so at least 1) whose ticks lie at least min_gap
+    pixels apart (a map zoomed past min_gap pixels a unit gets a tick on every unit)."""
+    return max(1, int(nice_step(min_gap / px_per_unit))) if px_per_unit > 0 else 1
 
 
 def _to_256(style: Style) -> Style:
