@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -33,6 +33,24 @@ def lower_this_thread(niceness: int) -> bool:
     return False
 
 
+def torch_thread(target: Callable[..., object], name: str, args: tuple = ()) -> threading.Thread:
+    """A daemon thread (not started) that runs `target` on the torch thread count of the
+    thread that makes it.
+
+    torch gives a thread the process-wide default count at its first torch call, and that
+    default is 1 while another thread is inside `torch_threads(1)` (a small model's training
+    step): a thread starting then would take the step's count by chance, and with it its
+    speed and the rounding of its sums."""
+    count = torch.get_num_threads()
+
+    def run() -> None:
+        torch.get_num_threads()  # this thread's first torch call: initialised now, then set
+        torch.set_num_threads(count)
+        target(*args)
+
+    return threading.Thread(target=run, name=name, daemon=True)
+
+
 class WakeableThread:
     """A background service's shape: a daemon thread running `_loop`, a stop flag it checks
     between units of work, and a wake event (a poke) that ends its wait early. Subclasses
@@ -41,7 +59,7 @@ class WakeableThread:
     def _start(self, name: str) -> None:
         self._wake = threading.Event()
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread = torch_thread(self._loop, name)
         self._thread.start()
 
     def _loop(self) -> None:

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from grok_tui.engine.core.memory import release_free_memory
-from grok_tui.engine.core.threads import ANALYSIS_NICENESS, WakeableThread, lower_this_thread
+from grok_tui.engine.core.threads import (
+    ANALYSIS_NICENESS,
+    WakeableThread,
+    lower_this_thread,
+    torch_thread,
+)
 from grok_tui.engine.store.runs import Run, RunError
 
 
@@ -45,7 +50,7 @@ class SnapshotService:
         self._stopped = False
         self._analyzer: Any = None
         self.computed: list[int] = []  # epochs analysed, in order (what tests look at)
-        self._thread = threading.Thread(target=self._loop, name="grok-snapshots", daemon=True)
+        self._thread = torch_thread(self._loop, "grok-snapshots")
         self._thread.start()
 
     def request(self, epoch: int) -> None:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from textual.message import Message
 
-from grok_tui.engine.core.threads import ANALYSIS_NICENESS, lower_this_thread
+from grok_tui.engine.core.threads import ANALYSIS_NICENESS, lower_this_thread, torch_thread
 from grok_tui.engine.measures.compare import ComparedRun, load_runs, measure_runs
 from grok_tui.engine.store.metrics_reader import MetricsReader
 from grok_tui.engine.store.runs import Run
@@ -48,9 +48,7 @@ class CompareSession:
             reader = MetricsReader(run)
             reader.read_new()  # load_runs read what is there; follow from here
             self._readers.append(reader)
-        self._thread = threading.Thread(
-            target=self._measure, args=(post,), name="grok-compare", daemon=True
-        )
+        self._thread = torch_thread(self._measure, "grok-compare", (post,))
         self._thread.start()
 
     def poll(self) -> bool:

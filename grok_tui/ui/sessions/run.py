@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from textual.message import Message
 
-from grok_tui.engine.core.threads import TRAINER_NICENESS, lower_this_thread
+from grok_tui.engine.core.threads import TRAINER_NICENESS, lower_this_thread, torch_thread
 from grok_tui.engine.measures.ablate_service import Ablation, AblationService
 from grok_tui.engine.measures.llc_service import START_AFTER_S, TRAINING_SHARE, LLCService
 from grok_tui.engine.measures.services import (
@@ -128,7 +128,7 @@ class RunSession:
         notice = self.run.acquire_lock()
         self.control = TrainControl()
         self.trainer_done.clear()
-        self._trainer = threading.Thread(target=self._train, name="grok-trainer", daemon=True)
+        self._trainer = torch_thread(self._train, "grok-trainer")
         self._trainer.start()
         return notice or ""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import ClassVar
 
-from grok_tui.engine.core.threads import TRAINER_NICENESS, lower_this_thread
+from grok_tui.engine.core.threads import TRAINER_NICENESS, lower_this_thread, torch_thread
 from grok_tui.engine.lab.backends import train_sweep
 from grok_tui.engine.lab.sweep import Sweep
 from grok_tui.engine.store.runs import RunError
@@ -47,7 +47,7 @@ class SweepSession:
         self.control = TrainControl()
         self.failure = ""
         self.done.clear()
-        self._thread = threading.Thread(target=self._train, name="grok-sweep", daemon=True)
+        self._thread = torch_thread(self._train, "grok-sweep")
         self._thread.start()
 
     def _train(self) -> None:
