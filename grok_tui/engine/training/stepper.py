@@ -151,8 +151,9 @@ def caller_threads(cfgs: Sequence[RunConfig], device: torch.device) -> int | Non
     more than it brings. Measured on an Intel Xeon (2 vCPUs, KVM), an epoch at 1 and 2
     threads alternating in one process (bench/RESULTS.md): the quick preset 10.3 against
     14.2 ms, p = 71 15.4 against 17.4; p = 89 28.8 against 25.3 and the paper preset 46.6
-    against 34.9, where the second thread pays. With spinning threads (ACTIVE) a second
-    thread pays from the quick preset on, so nothing changes there."""
+    against 34.9, where the second thread pays. With spinning threads it pays sooner (from
+    p = 71 with ACTIVE, from the quick preset with libgomp's default spin), so a spinning
+    policy keeps the caller's count."""
     if device.type != "cpu" or os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
         return None
     return 1 if sum(member_bytes(c) for c in cfgs) < ONE_THREAD_BYTES else None
