@@ -48,7 +48,10 @@ async def test_train_pause_resume_quit(tmp_path) -> None:
         await wait_until(pilot, lambda: status.info.epoch > paused_at + 5)
 
         await pilot.press("q")
-        await wait_until(pilot, lambda: session.trainer_done.is_set())
+        # the trainer saves, then the app's next poll exits: leaving the block before that
+        # (a loaded machine) would end the app from outside, with no return code
+        await wait_until(pilot, lambda: app.return_code is not None, timeout=120)
+        assert session.trainer_done.is_set()
     assert app.return_code == 0
     meta = run.meta()
     assert meta.status == "paused" and "stopped" in meta.message
