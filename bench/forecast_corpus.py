@@ -25,7 +25,11 @@ data seeds, and are never read by the refit. The corpus was add and subtract (c1
 (added for the second fit) bring multiply and divide, p = 31, 67 and 71, and a checkpoint
 every 10 epochs. The held-out runs h6-h8 (added after the first judgement, never read by
 the refit either) are the paper recipe and multiply and subtract on p = 47 and 61.
-Deterministic: fixed seeds, one thread, CPU.
+Deterministic for one engine and one CPU instruction set (fixed seeds, one thread, CPU):
+the training step's float32 rounding changed with its rewrites, and the sets mix runs of
+at least three engine versions (held-out runs h1-h10b and h6 were trained before
+2026-12-03 10:31 and come out 1-12% apart in grok epoch from today's engine; MKL limited to
+AVX2 moves a run from epoch 0). bench/RESULTS.md, "Reproducing the held-out judgement".
 """
 
 from __future__ import annotations
@@ -147,8 +151,15 @@ def sweep_args(text: str) -> list[str]:
     return base + options
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
 def train(root: Path, which: str) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # This checkout's code trains, wherever the script is started from: the CLI is run in a
+    # fresh interpreter, which would otherwise import whatever grok_tui the venv's
+    # editable install points at (another checkout's code, silently).
+    path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     cli = [sys.executable, "-c", "import sys; from grok_tui.cli import main; sys.exit(main())"]
     for name, options in PLAN[which]:
         target = root / which / name
@@ -169,7 +180,7 @@ def train(root: Path, which: str) -> None:
             cmd = [*cli, "sweep", "--headless", "--device", "cpu", "--sweep-dir", str(target),
                    "--disk-budget", "20GB", *sweep_args(options)]  # fmt: skip
         print(" ".join(cmd[2:]), flush=True)
-        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, cwd=REPO)
         (target / "done").write_text(f"{time.perf_counter() - started:.0f} s\n")
         print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
 
