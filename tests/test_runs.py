@@ -83,6 +83,25 @@ def test_meta_is_rewritten_atomically(tmp_path) -> None:
     assert run.meta_path.stat().st_ino != before  # replaced, never written in place
 
 
+def test_run_json_says_what_moves_a_runs_rounding(tmp_path, monkeypatch) -> None:
+    """Besides the packages: the training step's arithmetic revision, the instruction set of
+    torch's kernels and MKL's limit, if set: what a corpus needs to tell which runs are
+    comparable bit for bit (bench/RESULTS.md, "Reproducing the held-out judgement")."""
+    from grok_tui.engine.core.closed_form import ARITHMETIC
+
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")
+    run = Run.create(tmp_path / "r", SMALL, "cpu")
+    versions = run.meta().versions
+    assert versions["training_arithmetic"] == ARITHMETIC
+    assert versions["cpu_capability"] == str(torch.backends.cpu.get_cpu_capability())
+    assert versions["mkl_instructions"] == "AVX2"
+    assert versions["torch"] == torch.__version__
+    monkeypatch.delenv("MKL_ENABLE_INSTRUCTIONS")
+    assert Run.create(tmp_path / "s", SMALL, "cpu").meta().versions["mkl_instructions"] == (
+        "default"
+    )
+
+
 def test_lock_blocks_a_second_writer_and_stale_locks_are_taken_over(tmp_path) -> None:
     run = Run.create(tmp_path / "r", SMALL, "cpu")
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

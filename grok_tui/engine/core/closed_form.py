@@ -60,6 +60,14 @@ import torch.nn.functional as F
 from grok_tui.engine.core.fastpath import InputPlan, Segment, blocks
 from grok_tui.engine.core.loss import GRADIENT_FLOOR, member_training_loss
 
+# The training step's float32 arithmetic, by the date of its last change that moved a run's
+# numbers (the "fixedcost" rework of this step, merged 2026-12-03 10:31: runs trained before
+# it round differently from epoch 2 on; bench/RESULTS.md, "Reproducing the held-out
+# judgement"). Recorded in every run.json and sweep.json (`software_versions`), so that a
+# corpus can tell which of its runs are comparable bit for bit. Change it with any such
+# change (a reordered sum, another kernel); the gradient floor moved none measured.
+ARITHMETIC = "2026-12-03"
+
 
 @dataclass
 class TableForward:

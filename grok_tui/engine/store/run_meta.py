@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,9 +80,22 @@ def now_iso() -> str:
 
 
 def software_versions() -> dict[str, str]:
+    """The packages' versions, plus what else moves a run's float32 rounding: the training
+    step's arithmetic (closed_form.ARITHMETIC), the instruction set of torch's own kernels
+    ("AVX512", "AVX2", ...) and MKL's if the environment limits it (MKL_ENABLE_INSTRUCTIONS;
+    MKL limited to AVX2 moved a run from its first epoch, an AVX-512 machine otherwise uses
+    it in full). The torch thread count moves it too; it belongs to the process that trains,
+    not to the run's creation."""
     from importlib import metadata
 
-    out = {"torch": torch.__version__}
+    from grok_tui.engine.core.closed_form import ARITHMETIC
+
+    out = {
+        "torch": torch.__version__,
+        "training_arithmetic": ARITHMETIC,
+        "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
+        "mkl_instructions": os.environ.get("MKL_ENABLE_INSTRUCTIONS", "default"),
+    }
     for name in ("grok-tui", "transformer_lens", "textual", "safetensors"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
