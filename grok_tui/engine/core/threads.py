@@ -33,19 +33,23 @@ def lower_this_thread(niceness: int) -> bool:
     return False
 
 
-def torch_thread(target: Callable[..., object], name: str, args: tuple = ()) -> threading.Thread:
-    """A daemon thread (not started) that runs `target` on the torch thread count of the
-    thread that makes it.
+def torch_thread(
+    target: Callable[..., object], name: str, args: tuple = (), count: int | None = None
+) -> threading.Thread:
+    """A daemon thread (not started) that runs `target` on `count` torch threads (None: the
+    count of the thread that makes it).
 
     torch gives a thread the process-wide default count at its first torch call, and that
     default is 1 while another thread is inside `torch_threads(1)` (a small model's training
     step): a thread starting then would take the step's count by chance, and with it its
-    speed and the rounding of its sums."""
-    count = torch.get_num_threads()
+    speed and the rounding of its sums. Setting the count also sets that default: a maker
+    that gives its threads another count than its own restores it once they have set
+    theirs (`ChunkPool`)."""
+    threads = torch.get_num_threads() if count is None else count
 
     def run() -> None:
         torch.get_num_threads()  # this thread's first torch call: initialised now, then set
-        torch.set_num_threads(count)
+        torch.set_num_threads(threads)
         target(*args)
 
     return threading.Thread(target=run, name=name, daemon=True)

@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from grok_tui.engine.core.threads import torch_thread
+
 _OPEN: weakref.WeakSet[ChunkPool] = weakref.WeakSet()
 _exiting = threading.Event()  # set at interpreter exit: no new workers start after it
 
@@ -48,9 +50,7 @@ class ChunkPool:
         ready = threading.Barrier(self.workers + 1)
         for k in range(self.workers):
             jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-            t = threading.Thread(
-                target=self._loop, args=(jobs, ready), name=f"grok-chunk-{k}", daemon=True
-            )
+            t = torch_thread(self._loop, f"grok-chunk-{k}", (jobs, ready), self.threads_each)
             self._jobs.append(jobs)
             self._threads.append(t)
             t.start()
@@ -61,12 +61,9 @@ class ChunkPool:
         _OPEN.add(self)
 
     def _loop(self, jobs: queue.SimpleQueue[Any], ready: threading.Barrier) -> None:
-        # torch sets a thread's count from the process-wide default at its first call (a
-        # `get_num_threads` or an op) unless it has made one: make it now, or the caller's
-        # restore in `_start` would become this thread's count at its first op (workers ran
-        # with the caller's 2 threads each until this was found).
-        torch.get_num_threads()
-        torch.set_num_threads(self.threads_each)  # this thread's OpenMP team and MKL
+        # on `threads_each` torch threads already (`torch_thread`: set at once, so the
+        # caller's restore in `_start` cannot become this thread's count at its first op, as
+        # it did, workers running the caller's 2 threads each, until this was found)
         ready.wait()
         while True:
             job = jobs.get()

@@ -298,8 +298,10 @@ class Stepper:
         bounds = chunk_bounds(self.n_members, most, even=not self._chunk_request)
         self.chunk_size = max(end - start for start, end in bounds)
         self._pool_for(min(self.workers, len(bounds)))
-        largest = max(bounds, key=lambda b: b[1] - b[0])
-        self.caller_threads = caller_threads(self.cfgs[largest[0] : largest[1]], self.device)
+        # the chunks the caller steps (none with a pool), and the AdamW step's, on these
+        start, end = max(bounds, key=lambda b: b[1] - b[0])
+        threads = caller_threads(self.cfgs[start:end], self.device)
+        self.caller_threads = threads if self.pool is None else None
         self.chunks = []
         for start, end in bounds:
             cfgs = self.cfgs[start:end]
@@ -426,8 +428,7 @@ class Stepper:
         groups: dict[tuple[float, float, float, float], list[int]] = {}
         for m, (cfg, lr) in enumerate(zip(self.cfgs, self.lrs(), strict=True)):
             groups.setdefault((lr, cfg.weight_decay, cfg.beta1, cfg.beta2), []).append(m)
-        threads = self.caller_threads if self.pool is None else None
-        with torch.no_grad(), torch_threads(threads):
+        with torch.no_grad(), torch_threads(self.caller_threads):
             for (lr, wd, beta1, beta2), members in groups.items():
                 adamw(
                     [self.flat[m] for m in members],
