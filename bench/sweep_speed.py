@@ -90,6 +90,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--members", type=int, default=16)
+    parser.add_argument("--p", type=int, default=0, help="another modulus (0: the preset's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--blocks", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=20, help="epochs per block and member")
@@ -109,7 +110,8 @@ def main() -> int:
     device = resolve_device(args.device)
     if device == "cpu":
         keep_freed_memory()
-    cfgs = members(preset(args.preset), args.members)
+    base = preset(args.preset)
+    cfgs = members(base.replace(p=args.p) if args.p else base, args.members)
     chunks = args.chunks.split(",")
     batched = {c: stepper(cfgs, device, *parse_setting(c)) for c in chunks}
     singles = [stepper([c], device) for c in cfgs]

@@ -26,6 +26,7 @@ from grok_tui.engine.training.stepper import (
     caller_threads,
     chunk_bounds,
     default_chunk_size,
+    default_chunks,
     lr_at,
     member_bytes,
 )
@@ -224,7 +225,8 @@ def test_with_a_chunk_size_of_one_members_reproduce_their_single_runs_bit_for_bi
 
 def test_the_cpu_default_chunks_by_the_model_not_the_cores() -> None:
     """A CPU chunk holds as many members as fit CPU_CHUNK_BYTES of per-example buffers (the
-    quick preset 5, the paper's 1), split as evenly as that allows; a GPU takes all."""
+    quick preset 5, the paper's 1), split as evenly as that allows, in two chunks at least
+    where there are two members; a GPU takes all. Nothing depends on the cores."""
     cpu, quick, paper = torch.device("cpu"), preset("quick"), preset("paper")
     assert member_bytes(quick) == 53**2 * (512 + 54) * 4
     assert default_chunk_size(quick, cpu) == CPU_CHUNK_BYTES // member_bytes(quick) == 5
@@ -236,6 +238,12 @@ def test_the_cpu_default_chunks_by_the_model_not_the_cores() -> None:
     assert chunk_bounds(16, 5, even=True) == [(0, 4), (4, 8), (8, 12), (12, 16)]
     assert chunk_bounds(16, 5) == [(0, 5), (5, 10), (10, 15), (15, 16)]
     assert chunk_bounds(3, 1, even=True) == [(0, 1), (1, 2), (2, 3)]
+    assert default_chunks(16, 5) == [(0, 4), (4, 8), (8, 12), (12, 16)]
+    assert default_chunks(4, 5) == [(0, 2), (2, 4)]  # fits one pass: two side by side
+    assert default_chunks(3, 5) == [(0, 2), (2, 3)]
+    assert default_chunks(7, 5) == [(0, 4), (4, 7)]
+    assert default_chunks(1, 5) == [(0, 1)]
+    assert default_chunks(3, 1) == [(0, 1), (1, 2), (2, 3)]
     cfgs = [preset("quick").replace(seed=s) for s in range(7)]
     stepper = Stepper(cfgs, "cpu", [MemberState(0, paper_init(c)) for c in cfgs], workers=1)
     assert [(ch.start, ch.end) for ch in stepper.chunks] == [(0, 4), (4, 7)]

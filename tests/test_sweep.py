@@ -120,7 +120,7 @@ def test_members_are_normal_runs_and_match_their_single_runs(tiny_sweep, tmp_pat
         assert [r["epoch"] for r in rows] == list(range(TINY_BASE.epochs + 1))
         assert run.checkpoint_epochs()[0] == 0 and run.checkpoint_epochs()[-1] == TINY_BASE.epochs
         assert not run.lock_path.exists()
-    assert data["chunk_size"] == 0  # the default: the stepper's (all four in one chunk)
+    assert data["chunk_size"] == 0  # the default: the stepper's (two chunks of two)
     # One member trained alone gives the same losses to float32 rounding. The batched GEMMs
     # sum in another order than a single run's: ~sqrt(512) * 2**-24 ~ 1.4e-6 relative on a
     # d_mlp-long dot product, ~1e-7 on a loss; then Adam amplifies it (tests/test_stepper.py)
@@ -231,13 +231,15 @@ def test_the_grid_is_checked_before_the_device_is_resolved_or_ray_joined(
     assert "--dry-run plans a new sweep" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("chunk_size", "chunks"), [(0, [(0, 4)]), (3, [(0, 3), (3, 4)])])
+@pytest.mark.parametrize(
+    ("chunk_size", "chunks"), [(0, [(0, 2), (2, 4)]), (3, [(0, 3), (3, 4)]), (4, [(0, 4)])]
+)
 def test_every_way_of_training_a_sweep_uses_its_chunk_size(
     chunk_size, chunks, tmp_path, monkeypatch
 ) -> None:
     """`train_group`, which the CLI, the sweep screen (SweepSession), shards, --devices and
     Ray all train through, gives the stepper sweep.json's chunk size (0: its default, which
-    batches four members of a model this small in one chunk)."""
+    steps four members of a model this small as two chunks of two, side by side)."""
     import grok_tui.engine.lab.backends as backends
 
     seen = []
