@@ -6,7 +6,8 @@ unfinished members from their last checkpoints, and releases the claim. Claims m
 workers agree without talking to each other, so they may be anything that can reach the
 sweep directory:
 - the local backend: one process, every group (or `--shard I/N`: groups g with g % N == I,
-  for array jobs of a batch scheduler);
+  for array jobs of a batch scheduler); on a CPU, where the groups are single members of
+  a small model (`sweep.auto_group_size`), one worker process per usable core, as below;
 - `--devices cuda:0,cuda:1`: one worker process per device, each taking the next unclaimed
   group, so the groups spread over the devices as they finish;
 - Ray (`ray_backend.py`): one task per group.
@@ -116,18 +117,48 @@ def break_lock_of(run: Run, owner: dict[str, Any]) -> None:
             os.unlink(run.lock_path)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a batch scheduler's binding, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def local_processes(sweep: Sweep, device: str, groups: Sequence[int] | None = None) -> int:
+    """Worker processes for training these groups here: one per usable core (at most one
+    per group) on a CPU when at least two groups are left and each is one member (a small
+    model's, `sweep.auto_group_size`); else 1, this process. Members alone train the same
+    in any process, so this never changes a number, only how many train at once."""
+    if device != "cpu":
+        return 1
+    meta = sweep.meta()
+    todo = range(len(meta.groups)) if groups is None else groups
+    left = [g for g in todo if group_needs_training(sweep, meta.groups[g])]
+    if len(left) < 2 or any(len(meta.groups[g]) != 1 for g in left):
+        return 1
+    return min(usable_cores(), len(left))
+
+
 def train_sweep(
     sweep: Sweep,
     device: str,
     on_event: Callable[[SweepEvent], None] | None = None,
     control: TrainControl | None = None,
     groups: Iterable[int] | None = None,
+    processes: int = 0,
     **options: Any,
 ) -> list[Finished]:
-    """Train the given groups (default: all) in this process, each under its claim (other
-    processes may train the others); stop early on a stop request. `options`: `run_groups`'
-    keyword options (lease, token, say, ...)."""
+    """Train the given groups (default: all) here, each under its claim (other processes
+    may train the others); stop early on a stop request. `processes`: worker processes to
+    train them in (0: `local_processes`; 1: this process only, where `on_event` sees every
+    epoch; more: they report through the directory, `on_event` sees `Waiting` ticks).
+    `options`: `run_groups`' keyword options (lease, token, say, ...)."""
     chosen = None if groups is None else list(groups)
+    workers = processes or local_processes(sweep, device, chosen)
+    if workers > 1:
+        lease = {k: v for k, v in options.items() if k == "lease_s"}
+        return train_on_devices(sweep, [device] * workers, chosen, on_event, control, **lease)
     return run_groups(sweep, device, chosen, on_event, control, **options)
 
 
@@ -216,6 +247,7 @@ def _device_worker(sweep_path: str, device: str, groups: list[int], lease_s: flo
     child printing on the terminal would write at the end of the parent's live table."""
     import torch
 
+    _die_with_parent()
     if device == "cpu":
         torch.set_num_threads(threads)
     control = TrainControl()
@@ -235,6 +267,20 @@ def _device_worker(sweep_path: str, device: str, groups: list[int], lease_s: flo
         sys.exit(2)
 
 
+def _die_with_parent() -> None:
+    """Have the kernel send this process SIGTERM (save and stop) when its parent dies, even
+    by SIGKILL, so that no worker trains on as an orphan holding its claims (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before the line above: stop now
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def train_on_devices(
     sweep: Sweep,
     devices: Sequence[str],
@@ -251,7 +297,7 @@ def train_on_devices(
     todo = list(range(len(sweep.meta().groups)) if groups is None else groups)
     emit = on_event or (lambda event: None)
     cpu_workers = sum(1 for d in devices if d == "cpu")
-    threads = max(1, (os.cpu_count() or 1) // max(cpu_workers, 1))
+    threads = max(1, usable_cores() // max(cpu_workers, 1))
     ctx = multiprocessing.get_context("spawn")
     errors = ctx.SimpleQueue()
     procs = [

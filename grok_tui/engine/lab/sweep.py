@@ -33,7 +33,7 @@ from grok_tui.engine.store.naming import stamped_path
 from grok_tui.engine.store.run_meta import now_iso, software_versions
 from grok_tui.engine.store.runs import Run, RunError
 from grok_tui.engine.training.checkpoints import CheckpointPolicy, DiskPlan, plan_checkpoints
-from grok_tui.engine.training.stepper import SHAPE_FIELDS
+from grok_tui.engine.training.stepper import ONE_THREAD_BYTES, SHAPE_FIELDS, member_bytes
 
 SWEEP_FORMAT = 1
 KIND = "grok-tui-sweep"
@@ -151,11 +151,20 @@ def make_groups(members: Sequence[Member], group_size: int) -> list[list[str]]:
 
 
 def auto_group_size(cfg: RunConfig, device: str) -> int:
-    """Members whose activations fit a quarter of free memory (CPU) or half (GPU), <= 256.
+    """Members whose activations fit a quarter of free memory (CPU) or half (GPU), <= 256;
+    on a CPU, one for a model small enough to step on one thread (`ONE_THREAD_BYTES`).
 
     Per member and step the fast path holds, for all p^2 inputs, the bag (d_mlp + d_vocab
     floats), logits and the loss's buffers (~3 d_vocab), and as much again in gradients.
+
+    Why one on a CPU: batching a small model's members saves a CPU little (0.99-1.10x at
+    one thread), while members trained alone, one worker process per core, each take a core
+    of their own with no lock between them (`backends.local_processes`): 16 quick members
+    end to end 2.0x one by one, against 1.6x as one group in one process (bench/RESULTS.md);
+    and each member is then bit for bit its own single run.
     """
+    if not device.startswith("cuda") and member_bytes(cfg) < ONE_THREAD_BYTES:
+        return 1
     per_member = cfg.p**2 * (cfg.d_mlp + 4 * cfg.d_vocab) * 4 * 2
     free = _free_memory(device)
     share = 0.5 if device.startswith("cuda") else 0.25
