@@ -10,6 +10,10 @@ of per-block ratios.
     .venv/bin/python bench/sweep_speed.py --chunks 0,16        # 16 quick-preset members
     .venv/bin/python bench/sweep_speed.py --preset paper --members 64 --device cuda
 
+"Default" here is the stepper's (one batched group in this process). What `grok-tui sweep`
+does with a small model on a CPU, its members alone in one worker process per core, is
+bench/sweep_processes.py (the epochs) and bench/sweep_end_to_end.py (with the files).
+
 `--clock cpu` times by the process's CPU time (with `--threads 1`: what each member-epoch
 costs, which a loaded machine inflates far less than the wall time).
 """

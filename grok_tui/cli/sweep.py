@@ -87,5 +87,10 @@ def make_sweep(args: argparse.Namespace, spec: SweepSpec, device: str) -> Sweep:
         sweep = Sweep.create(
             args.sweep_dir or default_sweep_path(DEFAULT_RUNS_DIR, spec), spec, device
         )
-    say(f"{len(sweep.meta().groups)} batched group(s) on {device} -> {sweep.path}")
+    groups = sweep.meta().groups
+    if all(len(g) == 1 for g in groups):  # a small model on a CPU: members train alone
+        say(f"{len(groups)} group(s) of one member, each its own single run, on {device} "
+            f"-> {sweep.path}")  # fmt: skip
+    else:
+        say(f"{len(groups)} batched group(s) on {device} -> {sweep.path}")
     return sweep

@@ -163,7 +163,7 @@ def auto_group_size(cfg: RunConfig, device: str) -> int:
     end to end 2.0x one by one, against 1.6x as one group in one process (bench/RESULTS.md);
     and each member is then bit for bit its own single run.
     """
-    if not device.startswith("cuda") and member_bytes(cfg) < ONE_THREAD_BYTES:
+    if device == "cpu" and member_bytes(cfg) < ONE_THREAD_BYTES:
         return 1
     per_member = cfg.p**2 * (cfg.d_mlp + 4 * cfg.d_vocab) * 4 * 2
     free = _free_memory(device)
