@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from grok_tui.engine.core.config import ConfigError
@@ -35,6 +36,7 @@ from grok_tui.engine.store.runs import Run, RunError
 from grok_tui.engine.training.train import Event, Finished, GroupTrainer, TrainControl
 
 POLL_S = 1.0  # how often a waiting worker looks at the claims of the groups it waits for
+WORKER_LOG = "workers.log"  # in the sweep: what worker processes print (`_output_to`)
 
 
 @dataclass
@@ -248,6 +250,7 @@ def _device_worker(sweep_path: str, device: str, groups: list[int], lease_s: flo
     import torch
 
     _die_with_parent()
+    _output_to(Path(sweep_path) / WORKER_LOG)
     if device == "cpu":
         torch.set_num_threads(threads)
     control = TrainControl()
@@ -265,6 +268,40 @@ def _device_worker(sweep_path: str, device: str, groups: list[int], lease_s: flo
         else:
             print(f"grok-tui: error: worker on {device}: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def _output_to(path: Path) -> None:
+    """Send this worker's stdout and stderr (a warning, a crash's traceback) to the sweep's
+    WORKER_LOG: the terminal belongs to the parent (a live table, or the app's screen,
+    which any byte written there would tear)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:  # a read-only or full disk: nowhere, rather than the screen
+        fd = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (once per process) with the real stderr.
+
+    Starting a worker starts the tracker first, which hands it `sys.stderr.fileno()`; under
+    the Textual app sys.stderr is a capture whose fileno() is -1, and the start failed with
+    "bad value(s) in fds_to_keep" (found in tmux: the app's sweep screen could not train).
+    """
+    from multiprocessing import resource_tracker
+
+    saved = sys.stderr
+    try:
+        if sys.__stderr__ is not None:
+            sys.stderr = sys.__stderr__
+        resource_tracker.ensure_running()
+    finally:
+        sys.stderr = saved
 
 
 def _die_with_parent() -> None:
@@ -299,6 +336,7 @@ def train_on_devices(
     cpu_workers = sum(1 for d in devices if d == "cpu")
     threads = max(1, usable_cores() // max(cpu_workers, 1))
     ctx = multiprocessing.get_context("spawn")
+    _start_resource_tracker()
     errors = ctx.SimpleQueue()
     procs = [
         ctx.Process(
@@ -326,7 +364,9 @@ def train_on_devices(
             if p.is_alive():
                 p.terminate()
             p.join()
-    failed = [f"{p.name} exited with status {p.exitcode}" for p in procs if p.exitcode]
+    log = sweep.path / WORKER_LOG
+    failed = [f"{p.name} exited with status {p.exitcode} (its output: {log})"
+              for p in procs if p.exitcode]  # fmt: skip
     said = []
     while not errors.empty():
         said.append(errors.get())
