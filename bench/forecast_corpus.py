@@ -26,10 +26,12 @@ data seeds, and are never read by the refit. The corpus was add and subtract (c1
 every 10 epochs. The held-out runs h6-h8 (added after the first judgement, never read by
 the refit either) are the paper recipe and multiply and subtract on p = 47 and 61.
 Deterministic for one engine and one CPU instruction set (fixed seeds, one thread, CPU):
-the training step's float32 rounding changed with its rewrites, and the sets mix runs of
-at least three engine versions (held-out runs h1-h10b and h6 were trained before
-2026-12-03 10:31 and come out 1-12% apart in grok epoch from today's engine; MKL limited to
-AVX2 moves a run from epoch 0). bench/RESULTS.md, "Reproducing the held-out judgement".
+the training step's float32 rounding changed with its rewrites (runs trained before
+2026-12-03 10:31 come out 1-12% apart in grok epoch from today's engine; MKL limited to
+AVX2 moves a run from epoch 0). Both sets were trained again with one engine on
+2026-12-03 (held-out at c635301, the corpus at 345ea08; h1 trained with the latter equals
+the former bit for bit): bench/RESULTS.md, "Reproducing the held-out judgement" and
+"Sixth fit".
 """
 
 from __future__ import annotations
