@@ -255,3 +255,32 @@ def test_every_way_of_training_a_sweep_uses_its_chunk_size(
     results = backends.train_sweep(sweep, "cpu")
     assert [r.status for r in results] == ["done"] * 4
     assert seen == [chunks]
+
+
+def test_a_small_models_members_train_alone_one_process_per_core(tmp_path, monkeypatch) -> None:
+    """On a CPU a small model's sweep has a group per member, trained in one worker process
+    per usable core: no more than the groups left, nor than half the free memory holds at
+    WORKER_BYTES each. A GPU, batched groups (the paper preset's, or --group-size) or one
+    group left train in this process."""
+    import grok_tui.engine.lab.backends as backends
+    import grok_tui.engine.lab.sweep as sweep_module
+
+    spec = SweepSpec(TINY_BASE.replace(epochs=2), {"seed": [0, 1, 2]})
+    sweep = Sweep.create(tmp_path / "s", spec, "cpu")
+    assert sweep.meta().groups == [[m.name] for m in sweep.meta().members]
+    monkeypatch.setattr(backends, "usable_cores", lambda: 8)
+    monkeypatch.setattr(backends, "free_memory", lambda device: 64 << 30)
+    assert backends.local_processes(sweep, "cpu") == 3  # one per group left
+    assert backends.local_processes(sweep, "cuda") == 1
+    assert backends.local_processes(sweep, "cpu", [0]) == 1
+    monkeypatch.setattr(backends, "usable_cores", lambda: 2)
+    assert backends.local_processes(sweep, "cpu") == 2
+    monkeypatch.setattr(backends, "free_memory", lambda device: 3 * backends.WORKER_BYTES)
+    assert backends.local_processes(sweep, "cpu") == 1
+    monkeypatch.setattr(backends, "free_memory", lambda device: 64 << 30)
+    batched = Sweep.create(tmp_path / "b", SweepSpec(spec.base, spec.axes, group_size=3), "cpu")
+    assert batched.meta().groups == [[m.name for m in batched.meta().members]]
+    assert backends.local_processes(batched, "cpu") == 1
+    monkeypatch.setattr(sweep_module, "free_memory", lambda device: 16 << 30)
+    assert sweep_module.auto_group_size(preset("quick"), "cpu") == 1
+    assert sweep_module.auto_group_size(preset("paper"), "cpu") > 1

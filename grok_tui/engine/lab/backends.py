@@ -31,12 +31,15 @@ from typing import Any
 
 from grok_tui.engine.core.config import ConfigError
 from grok_tui.engine.lab.claims import DEFAULT_LEASE_S, Claim, Claims, exit_on_lost
-from grok_tui.engine.lab.sweep import Sweep, member_needs_training
+from grok_tui.engine.lab.sweep import Sweep, free_memory, member_needs_training
 from grok_tui.engine.store.runs import Run, RunError
 from grok_tui.engine.training.train import Event, Finished, GroupTrainer, TrainControl
 
 POLL_S = 1.0  # how often a waiting worker looks at the claims of the groups it waits for
 WORKER_LOG = "workers.log"  # in the sweep: what worker processes print (`_output_to`)
+# A worker process's memory, rounded up: one training a quick-preset member measured 290 MB
+# resident (torch imported, the member's buffers), p = 80 adds ~20 MB of buffers.
+WORKER_BYTES = 512 << 20
 
 
 @dataclass
@@ -129,8 +132,9 @@ def usable_cores() -> int:
 
 def local_processes(sweep: Sweep, device: str, groups: Sequence[int] | None = None) -> int:
     """Worker processes for training these groups here: one per usable core (at most one
-    per group) on a CPU when at least two groups are left and each is one member (a small
-    model's, `sweep.auto_group_size`); else 1, this process. Members alone train the same
+    per group, and as many as half the free memory holds at WORKER_BYTES each) on a CPU
+    when at least two groups are left and each is one member (a small model's,
+    `sweep.auto_group_size`); else 1, this process. Members alone train the same
     in any process, so this never changes a number, only how many train at once."""
     if device != "cpu":
         return 1
@@ -139,7 +143,7 @@ def local_processes(sweep: Sweep, device: str, groups: Sequence[int] | None = No
     left = [g for g in todo if group_needs_training(sweep, meta.groups[g])]
     if len(left) < 2 or any(len(meta.groups[g]) != 1 for g in left):
         return 1
-    return min(usable_cores(), len(left))
+    return min(usable_cores(), len(left), max(1, free_memory("cpu") // 2 // WORKER_BYTES))
 
 
 def train_sweep(

@@ -166,12 +166,13 @@ def auto_group_size(cfg: RunConfig, device: str) -> int:
     if device == "cpu" and member_bytes(cfg) < ONE_THREAD_BYTES:
         return 1
     per_member = cfg.p**2 * (cfg.d_mlp + 4 * cfg.d_vocab) * 4 * 2
-    free = _free_memory(device)
+    free = free_memory(device)
     share = 0.5 if device.startswith("cuda") else 0.25
     return max(1, min(256, int(free * share // per_member)))
 
 
-def _free_memory(device: str) -> int:
+def free_memory(device: str) -> int:
+    """Bytes free for training on `device` (a CPU: MemAvailable; 4 GB if unknown)."""
     if device.startswith("cuda"):
         import torch
 
