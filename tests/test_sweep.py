@@ -284,3 +284,39 @@ def test_a_small_models_members_train_alone_one_process_per_core(tmp_path, monke
     monkeypatch.setattr(sweep_module, "free_memory", lambda device: 16 << 30)
     assert sweep_module.auto_group_size(preset("quick"), "cpu") == 1
     assert sweep_module.auto_group_size(preset("paper"), "cpu") > 1
+
+
+def test_a_sweep_over_p_trains_its_small_members_in_workers_then_the_rest_here(
+    tmp_path, monkeypatch
+) -> None:
+    """A sweep over a small and a large p: each shape's groups are sized for it (before,
+    the first member's size served every shape), the small model's members (groups of one)
+    go to the worker processes, then the large model's batched group trains here."""
+    import grok_tui.engine.lab.backends as backends
+
+    spec = SweepSpec(TINY_BASE.replace(epochs=2), {"p": [17, 113], "seed": [0, 1]})
+    sweep = Sweep.create(tmp_path / "s", spec, "cpu")
+    groups = sweep.meta().groups
+    singles = [g for g, names in enumerate(groups) if len(names) == 1]
+    batched = [g for g, names in enumerate(groups) if len(names) > 1]
+    assert len(singles) == 2 and len(batched) == 1  # p = 113: 32 MB a member, batched
+    monkeypatch.setattr(backends, "usable_cores", lambda: 8)
+    monkeypatch.setattr(backends, "free_memory", lambda device: 64 << 30)
+    assert backends.local_processes(sweep, "cpu") == 2
+    calls = []
+
+    def workers(sweep, devices, groups, *args, **kwargs):
+        calls.append(("workers", len(devices), groups))
+        return []
+
+    def here(sweep, device, groups, *args, **kwargs):
+        calls.append(("here", groups))
+        return []
+
+    monkeypatch.setattr(backends, "train_on_devices", workers)
+    monkeypatch.setattr(backends, "run_groups", here)
+    backends.train_sweep(sweep, "cpu")
+    assert calls == [("workers", 2, singles), ("here", batched)]
+    calls.clear()
+    backends.train_sweep(sweep, "cpu", processes=1)
+    assert calls == [("here", list(range(len(groups))))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -37,6 +38,29 @@ def wait_for(sweep_dir: Path, count: int, proc: subprocess.Popen) -> None:
     pytest.fail("no checkpoints appeared")
 
 
+def wait_for_workers(sweep_dir: Path) -> None:
+    """The killed CLI's worker processes get SIGTERM from the kernel when it dies: they save
+    and stop, then release their members' locks. Wait for that, so that the files are
+    compared at rest, not while a worker still writes them."""
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        owners = [Run.open(p).lock_owner() for p in sweep_dir.glob("members/*")]
+        if not any(o is not None and pid_alive(o["pid"]) for o in owners):
+            return
+        time.sleep(0.05)
+    pytest.fail("the killed sweep's workers did not stop")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def snapshot(sweep: Sweep) -> dict[str, tuple[list[int], bytes, int]]:
     """Per member: checkpoint epochs, metrics bytes, epoch of the resume state."""
     out = {}
@@ -56,6 +80,7 @@ def test_sigkill_mid_sweep_then_resume(tmp_path) -> None:
         time.sleep(rng.uniform(0.0, 0.3))  # mid-step, mid-write, mid-checkpoint
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        wait_for_workers(sweep_dir)
         sweep = Sweep.open(sweep_dir)
         before = snapshot(sweep)
         for name, (ckpts, _, resume_epoch) in before.items():

@@ -130,20 +130,27 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def local_processes(sweep: Sweep, device: str, groups: Sequence[int] | None = None) -> int:
-    """Worker processes for training these groups here: one per usable core (at most one
-    per group, and as many as half the free memory holds at WORKER_BYTES each) on a CPU
-    when at least two groups are left and each is one member (a small model's,
-    `sweep.auto_group_size`); else 1, this process. Members alone train the same
-    in any process, so this never changes a number, only how many train at once."""
-    if device != "cpu":
-        return 1
+def single_groups_left(sweep: Sweep, groups: Sequence[int] | None = None) -> list[int]:
+    """The given groups (default: all) still to train that are one member each."""
     meta = sweep.meta()
     todo = range(len(meta.groups)) if groups is None else groups
-    left = [g for g in todo if group_needs_training(sweep, meta.groups[g])]
-    if len(left) < 2 or any(len(meta.groups[g]) != 1 for g in left):
+    return [
+        g for g in todo if len(meta.groups[g]) == 1 and group_needs_training(sweep, meta.groups[g])
+    ]
+
+
+def local_processes(sweep: Sweep, device: str, groups: Sequence[int] | None = None) -> int:
+    """Worker processes for the groups of one member (a small model's on a CPU,
+    `sweep.auto_group_size`) among these: one per usable core, at most one per such group
+    and as many as half the free memory holds at WORKER_BYTES each, where at least two are
+    left; else 1 (this process). Members alone train the same in any process, so this never
+    changes a number, only how many train at once."""
+    if device != "cpu":
         return 1
-    return min(usable_cores(), len(left), max(1, free_memory("cpu") // 2 // WORKER_BYTES))
+    singles = single_groups_left(sweep, groups)
+    if len(singles) < 2:
+        return 1
+    return min(usable_cores(), len(singles), max(1, free_memory("cpu") // 2 // WORKER_BYTES))
 
 
 def train_sweep(
@@ -156,16 +163,27 @@ def train_sweep(
     **options: Any,
 ) -> list[Finished]:
     """Train the given groups (default: all) here, each under its claim (other processes
-    may train the others); stop early on a stop request. `processes`: worker processes to
-    train them in (0: `local_processes`; 1: this process only, where `on_event` sees every
-    epoch; more: they report through the directory, `on_event` sees `Waiting` ticks).
-    `options`: `run_groups`' keyword options (lease, token, say, ...)."""
-    chosen = None if groups is None else list(groups)
+    may train the others); stop early on a stop request.
+
+    `processes`: 0 (the default) trains the groups of one member in `local_processes`
+    worker processes, then any batched group (a larger model's, in a sweep over p) in this
+    process; 1 trains every group in this process, where `on_event` sees every epoch; more
+    trains every group in that many workers. Workers report through the directory:
+    `on_event` sees `Waiting` ticks. `options`: `run_groups`' keyword options (lease, token,
+    say, ...)."""
+    chosen = list(range(len(sweep.meta().groups)) if groups is None else groups)
     workers = processes or local_processes(sweep, device, chosen)
-    if workers > 1:
-        lease = {k: v for k, v in options.items() if k == "lease_s"}
+    if workers <= 1:
+        return run_groups(sweep, device, chosen, on_event, control, **options)
+    lease = {k: v for k, v in options.items() if k == "lease_s"}
+    if processes:
         return train_on_devices(sweep, [device] * workers, chosen, on_event, control, **lease)
-    return run_groups(sweep, device, chosen, on_event, control, **options)
+    singles = single_groups_left(sweep, chosen)
+    results = train_on_devices(sweep, [device] * workers, singles, on_event, control, **lease)
+    rest = [g for g in chosen if g not in singles]
+    if rest and not (control is not None and control.stop.is_set()):
+        results += run_groups(sweep, device, rest, on_event, control, **options)
+    return results
 
 
 def run_groups(

@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,16 +135,21 @@ def fmt_value(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def make_groups(members: Sequence[Member], group_size: int) -> list[list[str]]:
+def make_groups(
+    members: Sequence[Member],
+    group_size: int,
+    size_of: Callable[[RunConfig], int] | None = None,
+) -> list[list[str]]:
     """Members of one shape, fewest train examples first (equal sizes share one GEMM block),
-    cut into groups of at most group_size (0: one group per shape)."""
+    cut into groups of at most group_size (0: `size_of` the shape's first member, each
+    shape its own, as a sweep over p needs; without it, one group per shape)."""
     by_shape: dict[tuple[Any, ...], list[Member]] = {}
     for m in members:
         by_shape.setdefault(tuple(getattr(m.config, f) for f in SHAPE_FIELDS), []).append(m)
     groups = []
     for shape_members in by_shape.values():
         ordered = sorted(shape_members, key=lambda m: m.config.n_train)  # stable
-        size = group_size or len(ordered)
+        size = group_size or (size_of(ordered[0].config) if size_of else 0) or len(ordered)
         for start in range(0, len(ordered), size):
             groups.append([m.name for m in ordered[start : start + size]])
     return groups
@@ -349,12 +354,11 @@ class Sweep:
             raise SweepExists(f"sweep directory {sweep.path} already exists and is not empty")
         members = spec.members()
         plan = spec.plan()
-        size = spec.group_size or auto_group_size(members[0].config, device)
         meta = SweepMeta(
             base=spec.base,
             axes=spec.axes,
             members=members,
-            groups=make_groups(members, size),
+            groups=make_groups(members, spec.group_size, lambda c: auto_group_size(c, device)),
             disk_budget=spec.disk_budget,
             plan=plan,
             device=device,
