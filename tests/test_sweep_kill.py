@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from grok_tui.engine.lab.sweep import Sweep
+from grok_tui.engine.store.liveness import lock_is_stale
 from grok_tui.engine.store.runs import Run
 from tests.test_kill_resume import start
 
@@ -45,20 +45,10 @@ def wait_for_workers(sweep_dir: Path) -> None:
     deadline = time.time() + 300
     while time.time() < deadline:
         owners = [Run.open(p).lock_owner() for p in sweep_dir.glob("members/*")]
-        if not any(o is not None and pid_alive(o["pid"]) for o in owners):
+        if not any(o is not None and not lock_is_stale(o) for o in owners):
             return
         time.sleep(0.05)
     pytest.fail("the killed sweep's workers did not stop")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def snapshot(sweep: Sweep) -> dict[str, tuple[list[int], bytes, int]]:
