@@ -147,10 +147,14 @@ def local_processes(sweep: Sweep, device: str, groups: Sequence[int] | None = No
     changes a number, only how many train at once."""
     if device != "cpu":
         return 1
-    singles = single_groups_left(sweep, groups)
-    if len(singles) < 2:
+    return workers_for(len(single_groups_left(sweep, groups)))
+
+
+def workers_for(singles: int) -> int:
+    """Worker processes for this many groups of one member (`local_processes`)."""
+    if singles < 2:
         return 1
-    return min(usable_cores(), len(singles), max(1, free_memory("cpu") // 2 // WORKER_BYTES))
+    return min(usable_cores(), singles, max(1, free_memory("cpu") // 2 // WORKER_BYTES))
 
 
 def train_sweep(
@@ -172,15 +176,16 @@ def train_sweep(
     `on_event` sees `Waiting` ticks. `options`: `run_groups`' keyword options (lease, token,
     say, ...)."""
     chosen = list(range(len(sweep.meta().groups)) if groups is None else groups)
-    workers = processes or local_processes(sweep, device, chosen)
+    lease = {k: v for k, v in options.items() if k == "lease_s"}
+    if processes > 1:
+        return train_on_devices(sweep, [device] * processes, chosen, on_event, control, **lease)
+    singles = single_groups_left(sweep, chosen) if device == "cpu" and not processes else []
+    workers = workers_for(len(singles))
     if workers <= 1:
         return run_groups(sweep, device, chosen, on_event, control, **options)
-    lease = {k: v for k, v in options.items() if k == "lease_s"}
-    if processes:
-        return train_on_devices(sweep, [device] * workers, chosen, on_event, control, **lease)
-    singles = single_groups_left(sweep, chosen)
     results = train_on_devices(sweep, [device] * workers, singles, on_event, control, **lease)
-    rest = [g for g in chosen if g not in singles]
+    done = set(singles)
+    rest = [g for g in chosen if g not in done]
     if rest and not (control is not None and control.stop.is_set()):
         results += run_groups(sweep, device, rest, on_event, control, **options)
     return results
