@@ -37,6 +37,7 @@ from grok_tui.engine.core.closed_form import ClosedFormStep, table_forward
 from grok_tui.engine.core.config import RunConfig
 from grok_tui.engine.core.fastpath import last_logits, member_tables
 from grok_tui.engine.core.model import paper_init
+from grok_tui.engine.core.threads import torch_threads
 from grok_tui.engine.training.stepper import MemberState, Stepper
 from tests.devices import TEST_DEVICE
 
@@ -125,8 +126,43 @@ def test_tables_and_logits_are_fastpaths(cfg) -> None:
     assert bool((rows[:, 2 * p] == 0).all())  # T'[h, 2p], read by no example
     close(ours.table[-1], table[:, 2 * p].sum(0))
     step: ClosedFormStep = st.chunks[0].closed_form
-    _, _, logits, _ = step.forward(ours, "train")
-    close(logits, last_logits(theirs, step.train))
+    assert len(step.shards) == (2 if cfg is PAPER else 1)  # one member of a large model
+    for shard in step.shards:
+        _, _, logits, _ = shard.forward(ours, "train")
+        close(logits, last_logits(theirs, shard.train))
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "stablemax"])
+def test_shards_of_one_member_sum_to_its_gradient(monkeypatch, loss) -> None:
+    """A member's examples in two shards (`example_shards`, forced here on a small shape):
+    metrics and every gradient within the bound of autograd's, whether the shards run side
+    by side on their own threads or one after the other (then equal bit for bit: the split
+    is the chunk's, the threads only run it)."""
+    import grok_tui.engine.training.stepper as stepper_module
+
+    monkeypatch.setattr(stepper_module, "example_shards", lambda cfgs, device: 2)
+    cfg = SMALL.replace(p=11, loss=loss)
+    closed, exact = steppers([cfg], torch.float64)
+    assert len(closed.chunks[0].closed_form.shards) == 2
+    got, want = closed.measure(), exact.measure()
+    bound = 2 * gamma(chain_length(cfg), torch.float64)
+    assert ((got[0, :2] - want[0, :2]).abs() / want[0, :2].abs()).max().item() <= bound
+    assert (got[0, 2:] - want[0, 2:]).abs().max().item() <= torch.finfo(torch.float64).eps
+    for name, g in exact.layout.split(exact.grads[0][None]).items():
+        ours = closed.layout.split(closed.grads[0][None])[name]
+        assert ((ours - g).norm() / g.norm()).item() <= bound, name
+    # float32, as training runs; each shard on one torch thread either way
+    states = [MemberState(0, random_weights(cfg, 0))]
+    with torch_threads(2):
+        pooled = Stepper([cfg], TEST_DEVICE, states, 1)
+    with torch_threads(1):
+        alone = Stepper([cfg], TEST_DEVICE, states, 1)
+        assert pooled.shard_pool is not None and alone.shard_pool is None
+        try:
+            assert torch.equal(pooled.measure(), alone.measure())
+            assert torch.equal(pooled.grads[0], alone.grads[0])
+        finally:
+            pooled.close()
 
 
 def test_examples_are_sorted_by_input_with_their_labels() -> None:
@@ -195,7 +231,7 @@ def test_no_subnormal_reaches_the_backwards_gemms() -> None:
     def backward_input(floor: float) -> tuple[torch.Tensor, torch.Tensor]:
         step.gradient_floor = floor
         st.measure()
-        return step._scratch["grad"].clone(), st.grads[0].clone()  # [G | dpre], the row
+        return step.shards[0]._scratch["grad"].clone(), st.grads[0].clone()  # [G | dpre], the row
 
     raw, raw_grad = backward_input(0.0)
     floored, grad = backward_input(GRADIENT_FLOOR)

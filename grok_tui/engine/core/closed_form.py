@@ -37,6 +37,13 @@ write into the gradient rows (out=); the weights' and gradients' reshaped views
 (`Views`), the bag structures and every scratch buffer are made once, not per epoch.
 `bench/train_calls.py` counts the calls (203 per epoch, from 410).
 
+Shards (issue 21): one member of a large model (the paper preset) splits its examples in
+two halves, each measured with its own buffers and, where the caller has two threads or
+more, on its own thread (torch releases the GIL inside every op), their gradients then
+summed for the O(p) backward, which runs once: 1.23x the epoch on two cores, where a second
+intra-op thread gave 1.34x over one (bench/RESULTS.md). Small models keep one shard: their
+epoch is short ops, and a chunk pool already steps two chunks side by side.
+
 tests/test_closed_form.py compares the forward and each gradient with autograd through
 `fastpath` (itself pinned to TransformerLens in tests/test_model.py).
 
@@ -50,9 +57,11 @@ several members). The autograd step stays in the stepper as the reference
 from __future__ import annotations
 
 import functools
+import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -61,12 +70,14 @@ from grok_tui.engine.core.fastpath import InputPlan, Segment, blocks
 from grok_tui.engine.core.loss import GRADIENT_FLOOR, member_training_loss
 
 # The training step's float32 arithmetic, by the date of its last change that moved a run's
-# numbers (the "fixedcost" rework of this step, merged 2026-12-03 10:31: runs trained before
-# it round differently from epoch 2 on; bench/RESULTS.md, "Reproducing the held-out
+# numbers: 2026-12-04, a large model's examples in two shards (`ClosedFormStep`; runs below
+# stepper.ONE_THREAD_BYTES of per-example buffers, the quick preset among them, round as
+# on 2026-12-03); 2026-12-03, the "fixedcost" rework of this step (runs trained before it
+# round differently from epoch 2 on; bench/RESULTS.md, "Reproducing the held-out
 # judgement"). Recorded in every run.json and sweep.json (`software_versions`), so that a
 # corpus can tell which of its runs are comparable bit for bit. Change it with any such
 # change (a reordered sum, another kernel); the gradient floor moved none measured.
-ARITHMETIC = "2026-12-03"
+ARITHMETIC = "2026-12-04"
 
 
 @dataclass
@@ -282,6 +293,13 @@ def member_means_into(rows: torch.Tensor, segments: list[Segment], out: torch.Te
         torch.mean(block, 1, out=out[m0:m1])
 
 
+def member_sums_into(rows: torch.Tensor, segments: list[Segment], out: torch.Tensor) -> None:
+    """Each member's sum of the (B, k) rows, into `out` (M, k)."""
+    for m0, m1, n, r0 in segments:
+        block = rows[r0 : r0 + (m1 - m0) * n].view(m1 - m0, n, rows.shape[1])
+        torch.sum(block, 1, out=out[m0:m1])
+
+
 def cross_entropy(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -291,10 +309,11 @@ def cross_entropy(
     rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     row_scale: torch.Tensor | None = None,
     floor: float = GRADIENT_FLOOR,
+    reduce: Callable[[torch.Tensor, list[Segment], torch.Tensor], None] = member_means_into,
 ) -> None:
     """Per-member [mean cross-entropy, accuracy] by loss.py's exact formula, in few passes,
-    into `metrics` (M, 2); `labels` (B, 1); `rows`: scratch (B, 2) for the per-row values
-    and its two columns.
+    into `metrics` (M, 2) (their sums with `reduce=member_sums_into`); `labels` (B, 1);
+    `rows`: scratch (B, 2) for the per-row values and its two columns.
 
     `out` (the logits' shape) receives exp(z_j) for j != label (0 at the label); with
     `row_scale` (B, 1), the derivative of the members' summed mean losses by each logit
@@ -311,7 +330,7 @@ def cross_entropy(
     both, row_loss, correct = rows
     torch.log1p(rest + (label_term - 1.0), out=row_loss).sub_(z_label)
     torch.eq(z_label, 0, out=correct)
-    member_means_into(both, segments, metrics)
+    reduce(both, segments, metrics)
     if row_scale is not None:
         scale = torch.div(row_scale, label_term.add_(rest))  # row_scale / the softmax's sum
         # loss.py's gradient floor, in one pass while every entry is >= 0
@@ -369,14 +388,24 @@ def read_halves(f: TableForward) -> tuple[torch.Tensor, torch.Tensor]:
     return f.table[:, :n_vocab].contiguous(), f.table[:, n_vocab:].contiguous()
 
 
-class ClosedFormStep:
-    """One chunk's measure-and-gradient: its train and test examples (sorted by input), the
-    structures of their table reads and the buffers every epoch rewrites.
+class ShardResult(NamedTuple):
+    """What a shard of examples gives the step: sums over its examples, and its part of
+    every gradient the O(p) table backward takes."""
 
-    `measure` returns the (M, 4) metrics [train loss, test loss, train acc, test acc] of
-    the weights given and writes the gradient of each member's training objective into
-    `grad_out` (views (M, *shape) of the members' flat gradient rows).
-    """
+    sums: torch.Tensor  # (M, 2, 2) [member, (loss, accuracy), (train, test)]: summed
+    # over the shard's examples; means where the shard is the whole chunk
+    grad_scores: torch.Tensor  # (M, h, K) times the scores' scale 1 / sqrt(e)
+    grad_slots: torch.Tensor  # (M h K + M, W) each table row's gradient
+    grad_w_l: torch.Tensor  # (M, d_mlp, V)
+
+
+class ExampleShard:
+    """A contiguous run of a chunk's examples (sorted by input), the structures of their
+    table reads and the buffers every epoch rewrites: the per-example part of the step.
+
+    A chunk is one shard, or (one member of a large model) two that run side by side on
+    their own threads (`ClosedFormStep`); each scales its gradient by the chunk's example
+    count, so the shards' gradients add up to the chunk's."""
 
     def __init__(
         self,
@@ -384,18 +413,23 @@ class ClosedFormStep:
         train_labels: torch.Tensor,
         test: InputPlan,
         test_labels: torch.Tensor,
+        row_scale: torch.Tensor,
+        share: float,
         dtype: torch.dtype,
     ) -> None:
-        self.train, self.train_labels = sorted_by_input(train, train_labels)
-        self.test, self.test_labels = sorted_by_input(test, test_labels)
-        self.train_slots, self.test_slots = Slots(self.train, dtype), Slots(self.test, dtype)
+        """`row_scale` (B, 1): 1 / the member's example count in the chunk, per train
+        example; `share`: this shard's part of a one-member chunk's train examples (1.0
+        for a whole chunk), which StableMax's objective (a mean over the examples it is
+        given) is scaled by."""
+        self.train, self.train_labels = train, train_labels
+        self.test, self.test_labels = test, test_labels
+        self.train_slots, self.test_slots = Slots(train, dtype), Slots(test, dtype)
+        self.row_scale, self.share = row_scale, share
         device = train.x.device
-        counts = torch.tensor(self.train.counts, device=device)
-        self.row_scale = (1.0 / counts.to(dtype))[self.train.member][:, None]
-        self.labels = {"train": self.train_labels[:, None], "test": self.test_labels[:, None]}
+        self.labels = {"train": train_labels[:, None], "test": test_labels[:, None]}
         self.weights, self.pattern_weights, self.rows = {}, {}, {}
         for which, plan, slots in (
-            ("train", self.train, self.train_slots), ("test", self.test, self.test_slots)
+            ("train", train, self.train_slots), ("test", test, self.test_slots)
         ):  # fmt: skip
             weights = torch.ones(plan.batch, slots.width, dtype=dtype, device=device)
             self.weights[which] = weights.view(-1)  # its every (2h + 1)th stays 1 (C's row)
@@ -405,17 +439,6 @@ class ClosedFormStep:
             both = torch.empty(plan.batch, 2, dtype=dtype, device=device)
             self.rows[which] = (both, both[:, :1], both[:, 1:])
         self._scratch: dict[str, torch.Tensor] = {}
-        self._views: Views | None = None
-        # loss.py's floor on the cross-entropy's gradient; bench/denormals.py sets 0 (none)
-        self.gradient_floor = GRADIENT_FLOOR
-
-    def views(self, w: Mapping[str, torch.Tensor], out: Mapping[str, torch.Tensor]) -> Views:
-        """`Views` of these weights and gradients: the last epoch's, if of the same dicts
-        and all views (`Views.cacheable`)."""
-        v = self._views
-        if v is None or not v.cacheable or v.source[0] is not w or v.source[1] is not out:
-            v = self._views = Views(w, out)
-        return v
 
     def _scratch_for(self, f: TableForward) -> dict[str, torch.Tensor]:
         """The tensors every epoch rewrites, allocated at the first: [G | dpre], its two
@@ -462,24 +485,24 @@ class ClosedFormStep:
                 blocks(logits, seg).baddbmm_(blocks(post, seg), f.w_l[m0:m1])
         return pattern, weights, logits, post
 
-    def measure(
+    def run(
         self,
-        w: Mapping[str, torch.Tensor],
+        f: TableForward,
+        halves: tuple[torch.Tensor, torch.Tensor],
         stablemax: Sequence[bool],
-        grad_out: Mapping[str, torch.Tensor],
-    ) -> torch.Tensor:
-        plan, slots, p = self.train, self.train_slots, self.train.p
-        views = self.views(w, grad_out)
-        f = table_forward(views, p)
+        floor: float,
+    ) -> ShardResult:
+        """This shard's metric sums (means, for a whole chunk: the arithmetic of a step
+        before shards) and gradient parts at the weights `f` was made of."""
+        plan, slots = self.train, self.train_slots
+        reduce = member_means_into if self.share == 1.0 else member_sums_into
         scratch = self._scratch_for(f)
         h = plan.n_heads
-        halves = read_halves(f)
-        # [member, (loss, accuracy), (train, test)]: as (M, 4) the metrics' column order
-        metrics = f.table.new_empty(plan.n_members, 2, 2)
+        sums = f.table.new_empty(plan.n_members, 2, 2)
         _, _, test_logits, _ = self.forward(f, "test", halves)
         cross_entropy(
             test_logits, self.labels["test"], self.test.segments, scratch["test_exp"],
-            metrics[:, :, 1], self.rows["test"],
+            sums[:, :, 1], self.rows["test"], reduce=reduce,
         )  # fmt: skip
         del test_logits
         pattern, weights, logits, post = self.forward(f, "train", halves)
@@ -487,8 +510,8 @@ class ClosedFormStep:
         grad, grad_l, grad_pre = scratch["grad"], scratch["grad_l"], scratch["grad_pre"]
         if not any(stablemax):
             cross_entropy(
-                logits, self.labels["train"], plan.segments, grad_l, metrics[:, :, 0],
-                self.rows["train"], self.row_scale, self.gradient_floor,
+                logits, self.labels["train"], plan.segments, grad_l, sums[:, :, 0],
+                self.rows["train"], self.row_scale, floor, reduce=reduce,
             )  # fmt: skip
         else:  # StableMax members: G by differentiating loss.py's objective alone
             with torch.enable_grad():
@@ -498,7 +521,11 @@ class ClosedFormStep:
                 )
                 (grad_logits,) = torch.autograd.grad(objective, leaf)
             grad_l.copy_(grad_logits)
-            metrics[:, 0, 0], metrics[:, 1, 0] = train_loss, train_acc
+            if self.share != 1.0:  # a mean over this shard's examples: the chunk's part
+                grad_l.mul_(self.share)
+            sums[:, 0, 0], sums[:, 1, 0] = train_loss, train_acc
+            if self.share != 1.0:  # means over this shard: its sums
+                sums[:, :, 0] *= plan.batch
         grad_w_l = scratch["grad_w_l"]
         if plan.n_members == 1:
             grad_pre.addmm_(grad_l, f.w_l[0].T, beta=0)
@@ -530,5 +557,119 @@ class ClosedFormStep:
             per_sample_weights=weights.index_select(0, slots.perm),
             mode="sum",
         )
+        return ShardResult(sums, grad_scores, grad_slots, grad_w_l)
+
+
+def _cut(plan: InputPlan, labels: torch.Tensor, parts: int) -> list[tuple[InputPlan, torch.Tensor]]:
+    """A one-member plan's examples in `parts` contiguous runs of near-equal size."""
+    ends = [plan.batch * (i + 1) // parts for i in range(parts)]
+    return [
+        (InputPlan(plan.x[a:b], plan.y[a:b], plan.p, plan.n_heads), labels[a:b])
+        for a, b in zip([0, *ends[:-1]], ends, strict=True)
+    ]
+
+
+Jobs = Callable[[Sequence[Callable[[], ShardResult]]], list[ShardResult]]
+
+
+class ClosedFormStep:
+    """One chunk's measure-and-gradient: its train and test examples (sorted by input) in
+    one shard, or in `shards` (a one-member chunk only) that `measure` may run side by
+    side, then the O(p) table backward of their summed gradients.
+
+    `measure` returns the (M, 4) metrics [train loss, test loss, train acc, test acc] of
+    the weights given and writes the gradient of each member's training objective into
+    `grad_out` (views (M, *shape) of the members' flat gradient rows).
+
+    Why shards: a large model's epoch on two cores scaled 1.34x from one intra-op thread
+    to two (its bags, elementwise passes and small O(p) products barely gain from an
+    OpenMP team), while two halves of its examples on one thread each, torch releasing the
+    GIL inside every op, do nearly twice the work (bench/RESULTS.md). The split is fixed
+    by the chunk (`shards`), never by the threads that run it, so a run's numbers do not
+    depend on whether its shards ran side by side.
+    """
+
+    def __init__(
+        self,
+        train: InputPlan,
+        train_labels: torch.Tensor,
+        test: InputPlan,
+        test_labels: torch.Tensor,
+        dtype: torch.dtype,
+        shards: int = 1,
+    ) -> None:
+        self.train, self.train_labels = sorted_by_input(train, train_labels)
+        self.test, self.test_labels = sorted_by_input(test, test_labels)
+        if shards > 1 and self.train.n_members != 1:
+            raise ValueError("only a one-member chunk splits its examples into shards")
+        device = train.x.device
+        counts = torch.tensor(self.train.counts, device=device)
+        row_scale = (1.0 / counts.to(dtype))[self.train.member][:, None]
+        self.counts = torch.tensor(
+            [self.train.counts, self.test.counts], dtype=dtype, device=device
+        ).T[:, None, :]  # (M, 1, 2): the sums' divisors
+        if shards == 1:
+            parts = [(self.train, self.train_labels, self.test, self.test_labels)]
+        else:
+            cuts = zip(
+                _cut(self.train, self.train_labels, shards),
+                _cut(self.test, self.test_labels, shards),
+                strict=True,
+            )
+            parts = [(*a, *b) for a, b in cuts]
+        starts = itertools.accumulate((part[0].batch for part in parts), initial=0)
+        self.shards = []
+        for (plan, labels, test_plan, test_labels), start in zip(parts, starts, strict=False):
+            rows = row_scale[start : start + plan.batch]
+            share = plan.batch / self.train.batch
+            self.shards.append(
+                ExampleShard(plan, labels, test_plan, test_labels, rows, share, dtype)
+            )
+        self._views: Views | None = None
+        # loss.py's floor on the cross-entropy's gradient; bench/denormals.py sets 0 (none)
+        self.gradient_floor = GRADIENT_FLOOR
+
+    def views(self, w: Mapping[str, torch.Tensor], out: Mapping[str, torch.Tensor]) -> Views:
+        """`Views` of these weights and gradients: the last epoch's, if of the same dicts
+        and all views (`Views.cacheable`)."""
+        v = self._views
+        if v is None or not v.cacheable or v.source[0] is not w or v.source[1] is not out:
+            v = self._views = Views(w, out)
+        return v
+
+    def forward(
+        self, f: TableForward, which: str, halves: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`ExampleShard.forward` of every example of the chunk, in one shard's order (a
+        chunk of one shard only)."""
+        if len(self.shards) != 1:
+            raise ValueError("forward reads a chunk of one shard")
+        return self.shards[0].forward(f, which, halves)
+
+    def measure(
+        self,
+        w: Mapping[str, torch.Tensor],
+        stablemax: Sequence[bool],
+        grad_out: Mapping[str, torch.Tensor],
+        run: Jobs | None = None,
+    ) -> torch.Tensor:
+        """`run`: runs the shards' jobs (side by side, on a `ChunkPool`); None: one after
+        the other in the caller's thread."""
+        views = self.views(w, grad_out)
+        f = table_forward(views, self.train.p)
+        halves = read_halves(f)
+        jobs = [
+            functools.partial(s.run, f, halves, stablemax, self.gradient_floor) for s in self.shards
+        ]
+        results = run(jobs) if run is not None and len(jobs) > 1 else [job() for job in jobs]
+        sums, grad_scores, grad_slots, grad_w_l = results[0]
+        if len(results) == 1:  # a whole chunk: its means
+            _table_backward(views, f, grad_scores, grad_slots, grad_w_l)
+            return sums.view(self.train.n_members, 4)
+        for more in results[1:]:  # in shard order: the same sums however they ran
+            sums += more.sums
+            grad_scores += more.grad_scores
+            grad_slots += more.grad_slots
+            grad_w_l = grad_w_l + more.grad_w_l
         _table_backward(views, f, grad_scores, grad_slots, grad_w_l)
-        return metrics.view(plan.n_members, 4)
+        return sums.div_(self.counts).view(self.train.n_members, 4)

@@ -159,6 +159,20 @@ def caller_threads(cfgs: Sequence[RunConfig], device: torch.device) -> int | Non
     return 1 if sum(member_bytes(c) for c in cfgs) < ONE_THREAD_BYTES else None
 
 
+def example_shards(cfgs: Sequence[RunConfig], device: torch.device) -> int:
+    """Shards of a chunk's examples (`ClosedFormStep`): two for one member of a large
+    model on a CPU (at least ONE_THREAD_BYTES of per-example buffers: the models that
+    train on more than one thread), one otherwise. From the chunk alone, never from the
+    cores, so that a run's numbers do not depend on whether its shards ran side by side.
+
+    Why: on two cores the paper preset's epoch ran 1.34x faster on two intra-op threads
+    than on one, but two halves of its examples on a thread each nearly twice as fast
+    (bench/RESULTS.md, "Two shards of one member's examples")."""
+    if device.type != "cpu" or len(cfgs) != 1:
+        return 1
+    return 2 if member_bytes(cfgs[0]) >= ONE_THREAD_BYTES else 1
+
+
 def default_chunk_size(cfg: RunConfig, device: torch.device) -> int:
     """Members per forward/backward pass: all of them on a GPU; on a CPU, as many as fit
     CPU_CHUNK_BYTES of per-example buffers (quick preset: 5, paper: 1).
@@ -210,11 +224,13 @@ def _measure_chunk(
     weights: dict[str, torch.Tensor],
     grads: dict[str, torch.Tensor],
     stablemax: list[bool],
+    shard_pool: ChunkPool | None = None,
 ) -> torch.Tensor:
     """One chunk's metrics; its members' gradient rows written in place (on whichever thread
-    runs it: a chunk is only ever on one at a time)."""
+    runs it: a chunk is only ever on one at a time); its shards on `shard_pool`, if any."""
+    run = None if shard_pool is None else shard_pool.run
     with torch.no_grad():  # grad mode is per thread: set here
-        return ch.closed_form.measure(weights, stablemax, grads)
+        return ch.closed_form.measure(weights, stablemax, grads, run)
 
 
 class Stepper:
@@ -281,6 +297,7 @@ class Stepper:
         self.orthogonaliser = Orthogonaliser(self.layout.sizes)
         self._chunk_request, self._workers_request = chunk_size, workers
         self.pool: ChunkPool | None = None
+        self.shard_pool: ChunkPool | None = None
         self._build_data()
 
     @property
@@ -322,8 +339,10 @@ class Stepper:
             label_tables = [tables[c.op, c.data_seed] for c in cfgs]
             train = self._plan([splits[k][0] for k in keys], label_tables, p, h)
             test = self._plan([splits[k][1] for k in keys], label_tables, p, h)
-            closed = ClosedFormStep(*train, *test, self.dtype)
+            shards = example_shards(cfgs, self.device)
+            closed = ClosedFormStep(*train, *test, self.dtype, shards)
             self.chunks.append(_Chunk(start, end, *train, *test, closed))
+        self._shard_pool_for(max(len(ch.closed_form.shards) for ch in self.chunks))
         # Every member's gradient row, written in place by the closed-form step each epoch;
         # the views each epoch reads and writes, made once (the rows stay where they are
         # until `keep` rebuilds all of this).
@@ -349,10 +368,26 @@ class Stepper:
             self.pool = ChunkPool(active, each)
             weakref.finalize(self, self.pool.close)
 
+    def _shard_pool_for(self, shards: int) -> None:
+        """Threads for a chunk's shards side by side, where the caller steps the chunks
+        (no chunk pool) and has two torch threads or more to share among them."""
+        want = shards if self.pool is None and torch.get_num_threads() >= shards > 1 else 0
+        if self.shard_pool is not None and self.shard_pool.workers == want:
+            return
+        if self.shard_pool is not None:
+            self.shard_pool.close()
+        self.shard_pool = None
+        if want:
+            self.shard_pool = ChunkPool(want, max(1, torch.get_num_threads() // want))
+            weakref.finalize(self, self.shard_pool.close)
+
     def close(self) -> None:
-        """Stop and join the chunk threads, if any (a stepper stays usable: they restart)."""
+        """Stop and join the chunk and shard threads, if any (a stepper stays usable: they
+        restart)."""
         if self.pool is not None:
             self.pool.close()
+        if self.shard_pool is not None:
+            self.shard_pool.close()
 
     def _plan(
         self, idx: list[torch.Tensor], label_tables: list[torch.Tensor], p: int, h: int
@@ -382,7 +417,7 @@ class Stepper:
         if self.gradient == "autograd":
             return self._measure_autograd()
         jobs = [
-            partial(_measure_chunk, ch, *views)
+            partial(_measure_chunk, ch, *views, self.shard_pool)
             for ch, views in zip(self.chunks, self._views, strict=True)
         ]
         if self.pool is not None:
