@@ -17,6 +17,7 @@ from grok_tui.engine.core.config import RunConfig, preset
 from grok_tui.engine.core.data import make_dataset
 from grok_tui.engine.core.loss import loss_and_accuracy
 from grok_tui.engine.core.model import GrokModel, InputPlan, paper_init
+from grok_tui.engine.core.threads import torch_threads
 from grok_tui.engine.store.runs import Run
 from grok_tui.engine.training.stepper import (
     CPU_CHUNK_BYTES,
@@ -354,6 +355,37 @@ def test_each_member_reads_its_own_split() -> None:
         start += n
     test_counts = chunk.test_plan.counts
     assert test_counts == [c.p**2 - c.n_train for c in MEMBERS]
+
+
+def test_a_large_models_members_side_by_side_reproduce_their_single_runs() -> None:
+    """Chunks of one member of a large model (the paper preset) go side by side on the
+    chunk pool, each member's examples in two shards one after the other on its worker's
+    thread; a single run steps its two shards side by side on the shard pool, its O(p)
+    work in the caller. One thread a shard either way, and the O(p) work on one: equal bit
+    for bit, metrics and weights (with the O(p) work on the caller's two threads the
+    weights differed from the first step on an Intel Xeon)."""
+    cfgs = [RunConfig(), RunConfig(seed=1, weight_decay=0.5)]
+    epochs = 4
+    with torch_threads(2):
+        group = Stepper(cfgs, "cpu", [MemberState(0, paper_init(c)) for c in cfgs])
+        assert group.pool is not None and group.shard_pool is None
+        assert [len(ch.closed_form.shards) for ch in group.chunks] == [2, 2]
+        try:
+            rows = []
+            for epoch in range(epochs + 1):
+                rows.append(group.measure().tolist())
+                if epoch < epochs:
+                    group.step()
+            finals = group.export(range(2))
+        finally:
+            group.close()
+        for m, cfg in enumerate(cfgs):
+            single = Stepper([cfg], "cpu", [MemberState(0, paper_init(cfg))])
+            assert single.shard_pool is not None
+            single.close()
+            ref_rows, weights = single_stepper_run(cfg, epochs)
+            assert [r[m] for r in rows] == ref_rows
+            assert all(torch.equal(finals[m].weights[k], t) for k, t in weights.items())
 
 
 @pytest.mark.parametrize("chunk_size", [0, 1])

@@ -24,13 +24,16 @@ per torch thread of the caller (`chunk_pool.py`): a small model's epoch does not
 two intra-op threads, two chunks side by side do. Members in a chunk share batched GEMMs,
 which sum in another order than a single run's: float32 rounding apart
 (tests/test_stepper.py bounds it). Chunks of one (the paper preset's default, or
-`chunk_size=1`, a sweep's `--chunk-size 1`) are the exact path: one member at a time in the
-caller's threads, each bit for bit its single run. A member's numbers depend on its
-chunk, and the chunks on the model and the members only, not on the cores; never on which
-thread ran a chunk or when: the same settings give the same numbers run after run. Across
-thread counts (a worker runs a chunk with fewer torch threads than the caller would) they
-are equal as far as torch's kernels are: bit for bit on the Intel Xeon of bench/RESULTS.md
-(1 against 2 threads, quick and paper preset), not promised elsewhere.
+`chunk_size=1`, a sweep's `--chunk-size 1`) are the exact path, each bit for bit its single
+run: a small model's one member at a time in the caller's threads, a large model's side by
+side (a member's examples then split in two shards, `example_shards`, stepped one after
+the other on its worker's thread, where a single run steps them side by side). A member's
+numbers depend on its chunk, and the chunks on the model and the members only, not on the
+cores; never on which thread ran a chunk or when: the same settings give the same numbers
+run after run. Across thread counts (a worker runs a chunk with fewer torch threads than
+the caller would) they are equal as far as torch's kernels are: bit for bit on the Intel
+Xeon of bench/RESULTS.md (1 against 2 threads, quick and paper preset), not promised
+elsewhere.
 """
 
 from __future__ import annotations
@@ -122,10 +125,11 @@ def member_split(cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def default_workers(device: torch.device) -> int:
-    """Chunks of several members stepped at once: one per torch thread of the caller on a
-    CPU (each worker then runs one thread); one on a GPU. Chunks of one member (a model too
-    large to batch, or `chunk_size=1`) are stepped one at a time in the caller's threads:
-    paper-preset members side by side ran 0.91-0.95x one by one (bench/RESULTS.md)."""
+    """Chunks stepped at once: one per torch thread of the caller on a CPU (each worker
+    then runs one thread); one on a GPU. Chunks of one member of a small model
+    (`chunk_size=1`, the one-by-one path) are stepped one at a time in the caller's
+    threads (`Stepper`); those of a large model side by side too: 4 paper-preset members
+    ran 1.17x (1.14-1.24x) one by one, itself in two shards a member (bench/RESULTS.md)."""
     return max(1, torch.get_num_threads()) if device.type == "cpu" else 1
 
 
@@ -320,8 +324,10 @@ class Stepper:
             if (cfg.op, cfg.data_seed) not in tables:
                 tables[cfg.op, cfg.data_seed] = ops.labels(cfg.op, p, cfg.data_seed)
         most = self._chunk_request or default_chunk_size(self.cfgs[0], self.device)
-        exact = most == 1  # one member at a time, in the caller's threads
-        self.workers = self._workers_request or (1 if exact else default_workers(self.device))
+        # one member at a time in the caller's threads: chunks of one member of a small
+        # model (a large one's go side by side, `default_workers`)
+        alone = most == 1 and member_bytes(self.cfgs[0]) < ONE_THREAD_BYTES
+        self.workers = self._workers_request or (1 if alone else default_workers(self.device))
         if self._chunk_request:
             bounds = chunk_bounds(self.n_members, most)
         else:
