@@ -40,9 +40,10 @@ write into the gradient rows (out=); the weights' and gradients' reshaped views
 Shards (issue 21): one member of a large model (the paper preset) splits its examples in
 two halves, each measured with its own buffers and, where the caller has two threads or
 more, on its own thread (torch releases the GIL inside every op), their gradients then
-summed for the O(p) backward, which runs once: 1.23x the epoch on two cores, where a second
-intra-op thread gave 1.34x over one (bench/RESULTS.md). Small models keep one shard: their
-epoch is short ops, and a chunk pool already steps two chunks side by side.
+summed for the O(p) backward, which runs once, on one thread: the paper preset's epoch
+1.34x faster on an Intel Xeon's two cores than one shard on both (bench/train_shards.py).
+Small models keep one shard: their epoch is short ops, and a chunk pool already steps two
+chunks side by side.
 
 tests/test_closed_form.py compares the forward and each gradient with autograd through
 `fastpath` (itself pinned to TransformerLens in tests/test_model.py).

@@ -170,8 +170,8 @@ def example_shards(cfgs: Sequence[RunConfig], device: torch.device) -> int:
     cores, so that a run's numbers do not depend on whether its shards ran side by side.
 
     Why: on two cores the paper preset's epoch ran 1.34x faster on two intra-op threads
-    than on one, but two halves of its examples on a thread each nearly twice as fast
-    (bench/RESULTS.md, "Two shards of one member's examples")."""
+    than on one; two halves of its examples on a thread each, 1.61x (bench/RESULTS.md,
+    "Two shards of one member's examples")."""
     if device.type != "cpu" or len(cfgs) != 1:
         return 1
     return 2 if member_bytes(cfgs[0]) >= ONE_THREAD_BYTES else 1
