@@ -62,7 +62,7 @@ import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -215,12 +215,18 @@ def _table_backward(
     grad_scores: torch.Tensor,
     grad_slots: torch.Tensor,
     grad_w_l: torch.Tensor,
+    run: Callable[[list[Callable[[], None]]], object] | None = None,
 ) -> None:
     """Gradients of the trained weights from those of the scores (M, h, K; already times
     the scores' scale 1 / sqrt(e)), the table rows (as `TableForward.table`, its rows
     T'[h, 2p] zero) and W_L (M, d_mlp, V), written into the gradient views of `wv`.
 
-    grad_slots is overwritten: its T' rows become the gradient of fastpath's table T."""
+    grad_slots is overwritten: its T' rows become the gradient of fastpath's table T.
+
+    Two branches follow from the table's gradient, one through ov = W_O [W_U | W_in] (and
+    W_L), one through v = resid W_V (and the scores): they read no result of each other
+    and write disjoint gradients, so `run` may run them side by side (each op the same
+    arithmetic either way); None: one after the other here."""
     n_members, n_heads, d_model, _ = wv.shape
     mh, k = n_members * n_heads, grad_scores.shape[2]
     p, n_rows = k // 2, mh * k
@@ -230,42 +236,54 @@ def _table_backward(
     # back to fastpath's T: T[h, t < 2p] reaches the loss through T' only; T[h, 2p] through
     # C and, negated, through every T'[h, t] (grad_table's row 2p is still 0 here)
     torch.sub(_per_head(grad_c, n_heads), grad_table.sum(1), out=grad_table[:, 2 * p])
-    # T = v @ ov + const / h on every row: const's gradient is sum_{h, t} grad_T / h = grad_c
-    grad_ov = torch.bmm(f.v.transpose(1, 2), grad_table)  # (M h, e, W)
-    grad_v = torch.bmm(grad_table, f.ov.transpose(1, 2))  # (M h, K, e)
-    # ov = W_O @ w_read; const = eq_resid @ w_read + [b_out @ W_U + b_U | b_in]
-    grad_ov = grad_ov.view(n_members, -1, width)
-    grad_read = torch.baddbmm(
-        f.eq_resid[:, :, None] * grad_c[:, None, :], wv.w_o_t, grad_ov
-    )  # (M, d, W)
     w_read_t = f.w_read.transpose(1, 2)
-    torch.bmm(grad_ov, w_read_t, out=wv.g_w_o)
-    grad_direct = grad_c[:, :n_vocab]
-    wv.g_w_in.copy_(grad_read[:, :, n_vocab:])
-    wv.g_b_in.copy_(grad_c[:, n_vocab:])
-    torch.bmm(wv.w_u, grad_direct[..., None], out=wv.g_b_out_col)
-    # W_U: read directly, through the direct bias (b_out @ W_U) and through W_L = W_out W_U
-    torch.baddbmm(grad_read[:, :, :n_vocab], wv.w_out_t, grad_w_l, out=wv.g_w_u)
-    wv.g_w_u.addcmul_(wv.b_out_col, grad_direct[:, None, :])
-    torch.bmm(grad_w_l, wv.w_u_t, out=wv.g_w_out)
-    # v = resid @ W_V + b_V, per head
-    _bmm_into(wv.g_heads["W_V"], f.resid.transpose(1, 2), grad_v)
-    grad_resid = torch.bmm(grad_v, wv.w_v_t).view(n_members, n_heads, k, d_model).sum(1)
-    # scores = (resid . qk + q . b_K) / sqrt(e)
-    grad_s = grad_scores.view(n_members, n_heads, k)
-    grad_resid.baddbmm_(grad_s.transpose(1, 2), f.qk.view(n_members, n_heads, d_model))
-    grad_qk = torch.bmm(grad_scores.view(mh, 1, k), f.resid)  # (M h, 1, d)
-    grad_q = torch.baddbmm(wv.b_k * grad_s.sum(2).view(mh, 1, 1), grad_qk, wv.w_k)  # (M h, 1, e)
-    _bmm_into(wv.g_heads["W_K"], grad_qk.transpose(1, 2), f.q.transpose(1, 2))
-    # q = eq @ W_Q + b_Q, then eq_resid = eq + b_O: both reach the loss through eq
-    _bmm_into(wv.g_heads["W_Q"], f.eq.transpose(1, 2), grad_q)
-    grad_eq = grad_resid[:, 2 * p]
-    grad_eq += torch.bmm(grad_q, wv.w_q_t).view(n_members, n_heads, d_model).sum(1)
-    grad_eq.unsqueeze(1).baddbmm_(grad_c[:, None], w_read_t)
-    # resid = W_E[token] + W_pos[position]
-    token, position = _key_index(p, grad_resid.device)
-    wv.g_w_e.zero_().index_add_(1, token, grad_resid)
-    wv.g_w_pos.zero_().index_add_(1, position, grad_resid)
+
+    def through_ov() -> None:
+        # T = v @ ov + const / h on every row: const's gradient is sum_{h, t} grad_T / h
+        grad_ov = torch.bmm(f.v.transpose(1, 2), grad_table)  # (M h, e, W)
+        # ov = W_O @ w_read; const = eq_resid @ w_read + [b_out @ W_U + b_U | b_in]
+        grad_ov = grad_ov.view(n_members, -1, width)
+        grad_read = torch.baddbmm(
+            f.eq_resid[:, :, None] * grad_c[:, None, :], wv.w_o_t, grad_ov
+        )  # (M, d, W)
+        torch.bmm(grad_ov, w_read_t, out=wv.g_w_o)
+        grad_direct = grad_c[:, :n_vocab]
+        wv.g_w_in.copy_(grad_read[:, :, n_vocab:])
+        wv.g_b_in.copy_(grad_c[:, n_vocab:])
+        torch.bmm(wv.w_u, grad_direct[..., None], out=wv.g_b_out_col)
+        # W_U: read directly, through the direct bias (b_out @ W_U) and through W_L
+        torch.baddbmm(grad_read[:, :, :n_vocab], wv.w_out_t, grad_w_l, out=wv.g_w_u)
+        wv.g_w_u.addcmul_(wv.b_out_col, grad_direct[:, None, :])
+        torch.bmm(grad_w_l, wv.w_u_t, out=wv.g_w_out)
+
+    def through_v() -> None:
+        grad_v = torch.bmm(grad_table, f.ov.transpose(1, 2))  # (M h, K, e)
+        # v = resid @ W_V + b_V, per head
+        _bmm_into(wv.g_heads["W_V"], f.resid.transpose(1, 2), grad_v)
+        grad_resid = torch.bmm(grad_v, wv.w_v_t).view(n_members, n_heads, k, d_model).sum(1)
+        # scores = (resid . qk + q . b_K) / sqrt(e)
+        grad_s = grad_scores.view(n_members, n_heads, k)
+        grad_resid.baddbmm_(grad_s.transpose(1, 2), f.qk.view(n_members, n_heads, d_model))
+        grad_qk = torch.bmm(grad_scores.view(mh, 1, k), f.resid)  # (M h, 1, d)
+        grad_q = torch.baddbmm(
+            wv.b_k * grad_s.sum(2).view(mh, 1, 1), grad_qk, wv.w_k
+        )  # (M h, 1, e)
+        _bmm_into(wv.g_heads["W_K"], grad_qk.transpose(1, 2), f.q.transpose(1, 2))
+        # q = eq @ W_Q + b_Q, then eq_resid = eq + b_O: both reach the loss through eq
+        _bmm_into(wv.g_heads["W_Q"], f.eq.transpose(1, 2), grad_q)
+        grad_eq = grad_resid[:, 2 * p]
+        grad_eq += torch.bmm(grad_q, wv.w_q_t).view(n_members, n_heads, d_model).sum(1)
+        grad_eq.unsqueeze(1).baddbmm_(grad_c[:, None], w_read_t)
+        # resid = W_E[token] + W_pos[position]
+        token, position = _key_index(p, grad_resid.device)
+        wv.g_w_e.zero_().index_add_(1, token, grad_resid)
+        wv.g_w_pos.zero_().index_add_(1, position, grad_resid)
+
+    if run is None:
+        through_ov()
+        through_v()
+    else:
+        run([through_ov, through_v])
 
 
 def _bmm_into(dest: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
@@ -571,7 +589,20 @@ def _cut(plan: InputPlan, labels: torch.Tensor, parts: int) -> list[tuple[InputP
     ]
 
 
-Jobs = Callable[[Sequence[Callable[[], ShardResult]]], list[ShardResult]]
+Jobs = Callable[[Sequence[Callable[[], Any]]], list[Any]]
+
+
+def _on_one_thread(run: Jobs) -> Callable[[list[Callable[[], None]]], object]:
+    """`run`, each job on one torch thread (the O(p) work's count, wherever it runs)."""
+
+    def one_thread(job: Callable[[], None]) -> Callable[[], None]:
+        def go() -> None:
+            with torch_threads(1):
+                job()
+
+        return go
+
+    return lambda jobs: run([one_thread(job) for job in jobs])
 
 
 class ClosedFormStep:
@@ -680,5 +711,7 @@ class ClosedFormStep:
                 grad_scores += more.grad_scores
                 grad_slots += more.grad_slots
                 grad_w_l = grad_w_l + more.grad_w_l
-            _table_backward(views, f, grad_scores, grad_slots, grad_w_l)
+            # its two branches side by side where the shards ran so, one thread each
+            branches = None if run is None else _on_one_thread(run)
+            _table_backward(views, f, grad_scores, grad_slots, grad_w_l, branches)
             return sums.div_(self.counts).view(self.train.n_members, 4)
