@@ -23,14 +23,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from train_speed import cpu_model, load  # noqa: E402  (the same context as its figures)
+from train_speed import cpu_model, load
 
-import grok_tui.engine.training.stepper as stepper_module  # noqa: E402
-from grok_tui.engine.core.config import RunConfig, preset  # noqa: E402
-from grok_tui.engine.core.model import paper_init  # noqa: E402
-from grok_tui.engine.core.threads import torch_threads  # noqa: E402
-from grok_tui.engine.training.stepper import MemberState, Stepper  # noqa: E402
-from grok_tui.engine.training.train import keep_freed_memory  # noqa: E402
+import grok_tui.engine.training.stepper as stepper_module
+from grok_tui.engine.core.config import RunConfig, preset
+from grok_tui.engine.core.model import paper_init
+from grok_tui.engine.core.threads import torch_threads
+from grok_tui.engine.training.stepper import MemberState, Stepper
+from grok_tui.engine.training.train import keep_freed_memory
 
 
 def make(cfg: RunConfig, shards: int, threads: int) -> Stepper:

@@ -129,7 +129,9 @@ def default_workers(device: torch.device) -> int:
     then runs one thread); one on a GPU. Chunks of one member of a small model
     (`chunk_size=1`, the one-by-one path) are stepped one at a time in the caller's
     threads (`Stepper`); those of a large model side by side too: 4 paper-preset members
-    ran 1.17x (1.14-1.24x) one by one, itself in two shards a member (bench/RESULTS.md)."""
+    ran 1.05-1.08x one by one (itself two shards a member, side by side), a small gain
+    within the noise of some runs (bench/RESULTS.md, "Two shards of one member's
+    examples")."""
     return max(1, torch.get_num_threads()) if device.type == "cpu" else 1
 
 
