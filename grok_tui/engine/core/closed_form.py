@@ -505,6 +505,7 @@ class ExampleShard:
                 blocks(logits, seg).baddbmm_(blocks(post, seg), f.w_l[m0:m1])
         return pattern, weights, logits, post
 
+    @torch.no_grad()  # grad mode is per thread, and a shard may run on a pool's thread
     def run(
         self,
         f: TableForward,
@@ -597,7 +598,7 @@ def _on_one_thread(run: Jobs) -> Callable[[list[Callable[[], None]]], object]:
 
     def one_thread(job: Callable[[], None]) -> Callable[[], None]:
         def go() -> None:
-            with torch_threads(1):
+            with torch_threads(1), torch.no_grad():  # grad mode is per thread too
                 job()
 
         return go
