@@ -35,7 +35,7 @@ from grok_tui.engine.training.train import keep_freed_memory
 
 def make(cfg: RunConfig, shards: int, threads: int) -> Stepper:
     """A one-member stepper whose chunk has `shards` shards, built on `threads` threads
-    (two or more: the shards get a thread each)."""
+    (two or more: the shards get half of them each)."""
     default = stepper_module.example_shards
     stepper_module.example_shards = lambda cfgs, device: shards
     try:
@@ -66,7 +66,7 @@ def main() -> int:
     cfg = RunConfig() if args.preset == "paper" else preset(args.preset)
     variants = {
         f"one shard, {threads} intra-op threads (before)": (make(cfg, 1, threads), threads),
-        f"two shards side by side, a thread each (now, {threads} threads)": (
+        f"two shards side by side, {max(1, threads // 2)} thread(s) each (now)": (
             make(cfg, 2, threads),
             threads,
         ),

@@ -38,7 +38,7 @@ from grok_tui.engine.core.config import RunConfig
 from grok_tui.engine.core.fastpath import last_logits, member_tables
 from grok_tui.engine.core.model import paper_init
 from grok_tui.engine.core.threads import torch_threads
-from grok_tui.engine.training.stepper import MemberState, Stepper
+from grok_tui.engine.training.stepper import MemberState, Stepper, example_shards
 from tests.devices import TEST_DEVICE
 
 SMALL = RunConfig(p=7, frac_train=0.5, d_model=16, n_heads=2, d_head=8, d_mlp=32, preset="t")
@@ -126,7 +126,7 @@ def test_tables_and_logits_are_fastpaths(cfg) -> None:
     assert bool((rows[:, 2 * p] == 0).all())  # T'[h, 2p], read by no example
     close(ours.table[-1], table[:, 2 * p].sum(0))
     step: ClosedFormStep = st.chunks[0].closed_form
-    assert len(step.shards) == (2 if cfg is PAPER else 1)  # one member of a large model
+    assert len(step.shards) == example_shards([cfg], st.device)  # 2: a large model, CPU
     for shard in step.shards:
         _, _, logits, _ = shard.forward(ours, "train")
         close(logits, last_logits(theirs, shard.train))

@@ -40,8 +40,11 @@ write into the gradient rows (out=); the weights' and gradients' reshaped views
 Shards (issue 21): one member of a large model (the paper preset) splits its examples in
 two halves, each measured with its own buffers and, where the caller has two threads or
 more, on its own thread (torch releases the GIL inside every op), their gradients then
-summed for the O(p) backward, which runs once, on one thread: the paper preset's epoch
-1.34x faster on an Intel Xeon's two cores than one shard on both (bench/train_shards.py).
+summed for the O(p) backward, which runs once (its two branches, through ov and through v,
+side by side where the shards ran so; every O(p) op on one thread): the paper preset's
+epoch 1.34x faster on an Intel Xeon's two cores than one shard on both
+(bench/train_shards.py). Each shard runs on half the caller's threads (one each on two or
+three cores); in a sweep's worker thread, one after the other on that worker's threads.
 Small models keep one shard: their epoch is short ops, and a chunk pool already steps two
 chunks side by side.
 
@@ -423,9 +426,10 @@ class ExampleShard:
     """A contiguous run of a chunk's examples (sorted by input), the structures of their
     table reads and the buffers every epoch rewrites: the per-example part of the step.
 
-    A chunk is one shard, or (one member of a large model) two that run side by side on
-    their own threads (`ClosedFormStep`); each scales its gradient by the chunk's example
-    count, so the shards' gradients add up to the chunk's."""
+    A chunk is one shard, or (one member of a large model) two, which `ClosedFormStep`
+    runs side by side on their own threads or one after the other; each scales its
+    gradient by the chunk's example count, so the shards' gradients add up to the
+    chunk's."""
 
     def __init__(
         self,
@@ -540,10 +544,10 @@ class ExampleShard:
                 objective, train_loss, train_acc = member_training_loss(
                     leaf, self.train_labels, plan.segments, list(stablemax)
                 )
+                if self.share != 1.0:  # a mean over this shard's examples: the chunk's
+                    objective = objective * self.share  # part, scaled before loss.py's floor
                 (grad_logits,) = torch.autograd.grad(objective, leaf)
             grad_l.copy_(grad_logits)
-            if self.share != 1.0:  # a mean over this shard's examples: the chunk's part
-                grad_l.mul_(self.share)
             sums[:, 0, 0], sums[:, 1, 0] = train_loss, train_acc
             if self.share != 1.0:  # means over this shard: its sums
                 sums[:, :, 0] *= plan.batch
