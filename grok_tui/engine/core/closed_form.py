@@ -675,15 +675,6 @@ class ClosedFormStep:
             v = self._views = Views(w, out)
         return v
 
-    def forward(
-        self, f: TableForward, which: str, halves: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`ExampleShard.forward` of every example of the chunk, in one shard's order (a
-        chunk of one shard only)."""
-        if len(self.shards) != 1:
-            raise ValueError("forward reads a chunk of one shard")
-        return self.shards[0].forward(f, which, halves)
-
     def measure(
         self,
         w: Mapping[str, torch.Tensor],

@@ -165,18 +165,21 @@ def caller_threads(cfgs: Sequence[RunConfig], device: torch.device) -> int | Non
     return 1 if sum(member_bytes(c) for c in cfgs) < ONE_THREAD_BYTES else None
 
 
+def large(cfg: RunConfig) -> bool:
+    """A model that trains on more than one thread on a CPU: at least ONE_THREAD_BYTES of
+    per-example buffers (the paper preset; p >= ~81)."""
+    return member_bytes(cfg) >= ONE_THREAD_BYTES
+
+
 def example_shards(cfgs: Sequence[RunConfig], device: torch.device) -> int:
-    """Shards of a chunk's examples (`ClosedFormStep`): two for one member of a large
-    model on a CPU (at least ONE_THREAD_BYTES of per-example buffers: the models that
-    train on more than one thread), one otherwise. From the chunk alone, never from the
-    cores, so that a run's numbers do not depend on whether its shards ran side by side.
+    """Shards of a chunk's examples (`ClosedFormStep`): two for one member of a `large`
+    model on a CPU, one otherwise. From the chunk alone, never from the cores, so that a
+    run's numbers do not depend on whether its shards ran side by side.
 
     Why: on two cores the paper preset's epoch ran 1.34x faster on two intra-op threads
     than on one; two halves of its examples on a thread each, 1.61x (bench/RESULTS.md,
     "Two shards of one member's examples")."""
-    if device.type != "cpu" or len(cfgs) != 1:
-        return 1
-    return 2 if member_bytes(cfgs[0]) >= ONE_THREAD_BYTES else 1
+    return 2 if device.type == "cpu" and len(cfgs) == 1 and large(cfgs[0]) else 1
 
 
 def default_chunk_size(cfg: RunConfig, device: torch.device) -> int:
@@ -328,7 +331,7 @@ class Stepper:
         most = self._chunk_request or default_chunk_size(self.cfgs[0], self.device)
         # one member at a time in the caller's threads: chunks of one member of a small
         # model (a large one's go side by side, `default_workers`)
-        alone = most == 1 and member_bytes(self.cfgs[0]) < ONE_THREAD_BYTES
+        alone = most == 1 and not large(self.cfgs[0])
         self.workers = self._workers_request or (1 if alone else default_workers(self.device))
         if self._chunk_request:
             bounds = chunk_bounds(self.n_members, most)
@@ -365,29 +368,28 @@ class Stepper:
             for ch in self.chunks
         ]
 
+    def _pool_of(self, pool: ChunkPool | None, workers: int) -> ChunkPool | None:
+        """`pool` if it has `workers` workers; else it closed and a new pool of that many
+        sharing the caller's torch threads (none below two: the caller runs the jobs)."""
+        if pool is not None and pool.workers == workers:
+            return pool
+        if pool is not None:
+            pool.close()
+        if workers < 2:
+            return None
+        pool = ChunkPool(workers, max(1, torch.get_num_threads() // workers))
+        weakref.finalize(self, pool.close)
+        return pool
+
     def _pool_for(self, active: int) -> None:
         """Threads for `active` chunks at once (none for one: the caller steps them)."""
-        if self.pool is not None and self.pool.workers == active:
-            return
-        self.close()
-        self.pool = None
-        if active >= 2:
-            each = max(1, torch.get_num_threads() // active)
-            self.pool = ChunkPool(active, each)
-            weakref.finalize(self, self.pool.close)
+        self.pool = self._pool_of(self.pool, active)
 
     def _shard_pool_for(self, shards: int) -> None:
         """Threads for a chunk's shards side by side, where the caller steps the chunks
         (no chunk pool) and has two torch threads or more to share among them."""
         want = shards if self.pool is None and torch.get_num_threads() >= shards > 1 else 0
-        if self.shard_pool is not None and self.shard_pool.workers == want:
-            return
-        if self.shard_pool is not None:
-            self.shard_pool.close()
-        self.shard_pool = None
-        if want:
-            self.shard_pool = ChunkPool(want, max(1, torch.get_num_threads() // want))
-            weakref.finalize(self, self.shard_pool.close)
+        self.shard_pool = self._pool_of(self.shard_pool, want)
 
     def close(self) -> None:
         """Stop and join the chunk and shard threads, if any (a stepper stays usable: they
