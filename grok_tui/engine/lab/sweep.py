@@ -33,7 +33,7 @@ from grok_tui.engine.store.naming import stamped_path
 from grok_tui.engine.store.run_meta import now_iso, software_versions
 from grok_tui.engine.store.runs import Run, RunError
 from grok_tui.engine.training.checkpoints import CheckpointPolicy, DiskPlan, plan_checkpoints
-from grok_tui.engine.training.stepper import ONE_THREAD_BYTES, SHAPE_FIELDS, member_bytes
+from grok_tui.engine.training.stepper import SHAPE_FIELDS, large
 
 SWEEP_FORMAT = 1
 KIND = "grok-tui-sweep"
@@ -157,7 +157,7 @@ def make_groups(
 
 def auto_group_size(cfg: RunConfig, device: str) -> int:
     """Members whose activations fit a quarter of free memory (CPU) or half (GPU), <= 256;
-    on a CPU, one for a model small enough to step on one thread (`ONE_THREAD_BYTES`).
+    on a CPU, one for a model small enough to step on one thread (not `stepper.large`).
 
     Per member and step the fast path holds, for all p^2 inputs, the bag (d_mlp + d_vocab
     floats), logits and the loss's buffers (~3 d_vocab), and as much again in gradients.
@@ -168,7 +168,7 @@ def auto_group_size(cfg: RunConfig, device: str) -> int:
     end to end 2.0x one by one, against 1.6x as one group in one process (bench/RESULTS.md);
     and each member is then bit for bit its own single run.
     """
-    if device == "cpu" and member_bytes(cfg) < ONE_THREAD_BYTES:
+    if device == "cpu" and not large(cfg):
         return 1
     per_member = cfg.p**2 * (cfg.d_mlp + 4 * cfg.d_vocab) * 4 * 2
     free = free_memory(device)
