@@ -143,6 +143,17 @@ PLAN: dict[str, list[tuple[str, str]]] = {
                 "--seed 24 --data-seed 20 --epochs 1500"),
         ("h13b", "--p 59 --frac-train 0.2 --weight-decay 1,2 --op add,subtract,multiply,divide "
                  "--seed 25 --data-seed 21 --epochs 1500"),
+        # Planned 2026-12-04 with the sixth fit's constants unchanged (shipped since 810f51b),
+        # trained after this plan was committed, judged once: runs likely to end their budget
+        # *near* grokking, the hard case for the false-alarm goal (h13's never-grokking runs
+        # ended at 0.3-5.8% test accuracy; the one false alarm so far, h12/opdivide, at
+        # 98.4%): every op at p = 103 (no run has it) with train fraction 0.25, between
+        # p = 107's 0.2 (never within 1,500) and 0.3 (grokked at 901 and 1,096); and the paper
+        # recipe with its budget cut at 4,000 epochs (h6, seed 1, grokked at 5,937); new
+        # seeds and data seeds.
+        ("h14", "--p 103 --frac-train 0.25 --weight-decay 1.5 --op add,subtract,multiply,divide "
+                "--seed 27 --data-seed 23 --epochs 1500"),
+        ("h14b", "train --preset paper --epochs 4000 --seed 2"),
     ],
 }  # fmt: skip
 TRAIN_RUN = "run"  # a `train` entry's run: ROOT/SET/NAME/members/run (as a sweep member)
