@@ -165,6 +165,32 @@ def test_shards_of_one_member_sum_to_its_gradient(monkeypatch, loss) -> None:
             pooled.close()
 
 
+SHARD_STAGES = [
+    "shard start", "test forward", "test loss", "train forward", "train loss and G",
+    "dpre and W_L's gradient", "sampled product", "scores' gradient", "table rows' gradient",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_the_stage_clock_names_every_stage_in_order(monkeypatch, shards) -> None:
+    """`ClosedFormStep.clock` (bench/epoch_parts.py) hears each stage end, a shard's stages
+    once per shard, and timing changes no number."""
+    import grok_tui.engine.training.stepper as stepper_module
+
+    monkeypatch.setattr(stepper_module, "example_shards", lambda cfgs, device: shards)
+    states = [MemberState(0, random_weights(SMALL, 0))]
+    with torch_threads(1):  # shards one after the other, on this thread
+        st = Stepper([SMALL], TEST_DEVICE, states)
+        untimed = st.measure()
+        heard: list[str] = []
+        st.chunks[0].closed_form.clock = heard.append
+        assert torch.equal(st.measure(), untimed)
+    assert heard == [
+        "measure start", "O(p) table forward", *SHARD_STAGES * shards, "shards' results",
+        "O(p) table backward",
+    ]  # fmt: skip
+
+
 def test_examples_are_sorted_by_input_with_their_labels() -> None:
     st = Stepper(MEMBERS, TEST_DEVICE, [MemberState(0, paper_init(c)) for c in MEMBERS], 3)
     chunk = st.chunks[0]

@@ -422,6 +422,13 @@ class ShardResult(NamedTuple):
     grad_w_l: torch.Tensor  # (M, d_mlp, V)
 
 
+Clock = Callable[[str], None]
+
+
+def no_clock(stage: str) -> None:
+    """The stage clock's default: an epoch's stages go untimed."""
+
+
 class ExampleShard:
     """A contiguous run of a chunk's examples (sorted by input), the structures of their
     table reads and the buffers every epoch rewrites: the per-example part of the step.
@@ -516,21 +523,27 @@ class ExampleShard:
         halves: tuple[torch.Tensor, torch.Tensor],
         stablemax: Sequence[bool],
         floor: float,
+        clock: Clock = no_clock,
     ) -> ShardResult:
         """This shard's metric sums (means, for a whole chunk: the arithmetic of a step
-        before shards) and gradient parts at the weights `f` was made of."""
+        before shards) and gradient parts at the weights `f` was made of; `clock` is told
+        each stage's name as it ends (`ClosedFormStep.clock`)."""
+        clock("shard start")
         plan, slots = self.train, self.train_slots
         reduce = member_means_into if self.share == 1.0 else member_sums_into
         scratch = self._scratch_for(f)
         h = plan.n_heads
         sums = f.table.new_empty(plan.n_members, 2, 2)
         _, _, test_logits, _ = self.forward(f, "test", halves)
+        clock("test forward")
         cross_entropy(
             test_logits, self.labels["test"], self.test.segments, scratch["test_exp"],
             sums[:, :, 1], self.rows["test"], reduce=reduce,
         )  # fmt: skip
+        clock("test loss")
         del test_logits
         pattern, weights, logits, post = self.forward(f, "train", halves)
+        clock("train forward")
         # [G | dpre] in one buffer: G = dloss/dlogits, dpre = (G @ W_L^T) masked by the ReLU.
         grad, grad_l, grad_pre = scratch["grad"], scratch["grad_l"], scratch["grad_pre"]
         if not any(stablemax):
@@ -551,6 +564,7 @@ class ExampleShard:
             sums[:, 0, 0], sums[:, 1, 0] = train_loss, train_acc
             if self.share != 1.0:  # means over this shard: its sums
                 sums[:, :, 0] *= plan.batch
+        clock("train loss and G")
         grad_w_l = scratch["grad_w_l"]
         if plan.n_members == 1:
             grad_pre.addmm_(grad_l, f.w_l[0].T, beta=0)
@@ -565,8 +579,10 @@ class ExampleShard:
                 pre_seg.baddbmm_(g_seg, f.w_l[m0:m1].transpose(1, 2), beta=0)
                 torch.bmm(post_seg.transpose(1, 2), g_seg, out=grad_w_l[m0:m1])
         torch.ops.aten.threshold_backward.grad_input(grad_pre, post, 0.0, grad_input=grad_pre)
+        clock("dpre and W_L's gradient")
         # d/d a_hj = [G | dpre] . T'[h, t_j] for the x and y keys; 0 for `=` (see above).
         dots = torch.sparse.sampled_addmm(slots.keys, grad, f.table.T, beta=0.0).values()
+        clock("sampled product")
         grad_pattern = F.pad(dots.view(plan.batch, h, 2), (0, 1))
         grad_pattern.sub_((grad_pattern * pattern).sum(-1, keepdim=True)).mul_(pattern)
         # the scores' gradient times their scale 1 / sqrt(e), as _table_backward takes it
@@ -574,6 +590,7 @@ class ExampleShard:
         grad_scores.view(-1).index_add_(
             0, plan.col, grad_pattern.view(-1), alpha=1 / math.sqrt(f.q.shape[1])
         )
+        clock("scores' gradient")
         # Each table row's gradient: the weighted sum of its examples' [G | dpre] rows.
         grad_slots = F.embedding_bag(
             slots.examples,
@@ -582,6 +599,7 @@ class ExampleShard:
             per_sample_weights=weights.index_select(0, slots.perm),
             mode="sum",
         )
+        clock("table rows' gradient")
         return ShardResult(sums, grad_scores, grad_slots, grad_w_l)
 
 
@@ -666,6 +684,9 @@ class ClosedFormStep:
         self._views: Views | None = None
         # loss.py's floor on the cross-entropy's gradient; bench/denormals.py sets 0 (none)
         self.gradient_floor = GRADIENT_FLOOR
+        # told each stage's name as it ends, on the thread that ran it (stages named "...
+        # start" open one); bench/epoch_parts.py times an epoch's anatomy with it
+        self.clock: Clock = no_clock
 
     def views(self, w: Mapping[str, torch.Tensor], out: Mapping[str, torch.Tensor]) -> Views:
         """`Views` of these weights and gradients: the last epoch's, if of the same dicts
@@ -684,6 +705,8 @@ class ClosedFormStep:
     ) -> torch.Tensor:
         """`run`: runs the shards' jobs (side by side, on a `ChunkPool`); None: one after
         the other in the caller's thread."""
+        clock = self.clock
+        clock("measure start")
         views = self.views(w, grad_out)
         # A sharded chunk's O(p) work on one thread, wherever it runs: faster than on two
         # (its small products do not pay an OpenMP team: on an Intel Xeon's 2 cores the
@@ -693,13 +716,15 @@ class ClosedFormStep:
         with one_thread:
             f = table_forward(views, self.train.p)
             halves = read_halves(f)
-        jobs = [
-            functools.partial(s.run, f, halves, stablemax, self.gradient_floor) for s in self.shards
-        ]
+        clock("O(p) table forward")
+        floor = self.gradient_floor
+        jobs = [functools.partial(s.run, f, halves, stablemax, floor, clock) for s in self.shards]
         results = run(jobs) if run is not None and len(jobs) > 1 else [job() for job in jobs]
         sums, grad_scores, grad_slots, grad_w_l = results[0]
+        clock("shards' results")  # their wall time where they ran on other threads
         if len(results) == 1:  # a whole chunk: its means
             _table_backward(views, f, grad_scores, grad_slots, grad_w_l)
+            clock("O(p) table backward")
             return sums.view(self.train.n_members, 4)
         with torch_threads(1):
             for more in results[1:]:  # in shard order: the same sums however they ran
@@ -710,4 +735,5 @@ class ClosedFormStep:
             # its two branches side by side where the shards ran so, one thread each
             branches = None if run is None else _on_one_thread(run)
             _table_backward(views, f, grad_scores, grad_slots, grad_w_l, branches)
+            clock("O(p) table backward")
             return sums.div_(self.counts).view(self.train.n_members, 4)
