@@ -154,6 +154,16 @@ PLAN: dict[str, list[tuple[str, str]]] = {
         ("h14", "--p 103 --frac-train 0.25 --weight-decay 1.5 --op add,subtract,multiply,divide "
                 "--seed 27 --data-seed 23 --epochs 1500"),
         ("h14b", "train --preset paper --epochs 4000 --seed 2"),
+        # Planned 2026-12-04 after h14 was judged, the sixth fit's constants still unchanged,
+        # trained after this plan was committed, judged once: runs likely to grok, because
+        # the runs planned after the sixth fit (h13-h14b, 17) hold only 2 that grokked, too
+        # few to judge its errors and intervals on runs that played no part in any fit's
+        # design. Every op at p = 109, and add and subtract at p = 101 with a learning rate
+        # no run has (2e-3) and the paper's weight decay; no run has these p or seeds.
+        ("h15", "--p 109 --frac-train 0.4 --weight-decay 1.5 --op add,subtract,multiply,divide "
+                "--seed 28 --data-seed 24 --epochs 1500"),
+        ("h15b", "--p 101 --frac-train 0.5 --weight-decay 1 --lr 0.002 --op add,subtract "
+                 "--seed 29 --data-seed 25 --epochs 2500 --checkpoint-every 25"),
     ],
 }  # fmt: skip
 TRAIN_RUN = "run"  # a `train` entry's run: ROOT/SET/NAME/members/run (as a sweep member)
