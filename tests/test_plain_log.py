@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from grok_tui.console.plain_log import ENV_INTERVAL, PlainProgress, PlainSweepProgress, log_interval
+from grok_tui.console.sweep import RecentRate
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR")
 
@@ -120,3 +121,20 @@ def test_a_headless_sweep_into_a_file_logs_plain_progress(tmp_path) -> None:
     assert len(ended) == 2, lines  # each member once, with its numbers and outcome
     assert all("test acc" in line and "outcome" in line for line in ended)
     assert any(" members, " in line and "member-epochs/s" in line for line in lines), lines
+
+
+def test_the_sweep_speed_follows_a_change_of_load_within_a_window() -> None:
+    """The headless sweep's live speed is over the last RATE_WINDOW_S, not since the start:
+    after 10 minutes at 40 member-epochs/s, a window at 8 reads 8 (the average since the
+    start would still read ~32)."""
+    rate = RecentRate(window=30.0)
+    total, now = 0.0, 0.0
+    assert rate.add(now, total) == 0.0  # one sample: no rate yet
+    for _ in range(600):  # 10 minutes at 40/s, a sample a second
+        now, total = now + 1.0, total + 40.0
+        assert rate.add(now, total) == pytest.approx(40.0)
+    for _ in range(31):  # then a busy neighbour: 8/s
+        now, total = now + 1.0, total + 8.0
+        got = rate.add(now, total)
+    assert got == pytest.approx(8.0)
+    assert len(rate.samples) <= 33  # what it keeps is bounded by the window

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 
 from rich.console import Console, Group
@@ -106,6 +107,30 @@ def row_cells(s: MemberSummary) -> list[str | Text]:
     ]
 
 
+RATE_WINDOW_S = 30.0  # the live speed counts member-epochs over about this much recent time
+
+
+class RecentRate:
+    """Member-epochs per second over the last `window` seconds of samples.
+
+    Why not the average since the start: a sweep runs for tens of minutes beside other
+    work, and an average since the start lags a change of load (another job starting or
+    ending) by as long as the sweep has run. The summary at the end keeps the average."""
+
+    def __init__(self, window: float = RATE_WINDOW_S) -> None:
+        self.window = window
+        self.samples: deque[tuple[float, float]] = deque()
+
+    def add(self, now: float, count: float) -> float:
+        """Record `count` (a running total) at `now`; the rate over the newest window (0
+        until two samples lie apart in time)."""
+        self.samples.append((now, count))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
+            self.samples.popleft()  # the oldest kept is the last one at least a window old
+        then, before = self.samples[0]
+        return (count - before) / (now - then) if now > then else 0.0
+
+
 Runner = Callable[[Callable[[object], None], TrainControl, Callable[[str], None]], list[Finished]]
 
 
@@ -123,7 +148,9 @@ def train_sweep_headless(
     control = TrainControl()
     results: list[Finished] = []
     started = time.perf_counter()
-    state = {"last": 0.0, "member_epochs": 0, "speed": 0.0, "t0": started, "events": 0}
+    state = {"last": 0.0, "member_epochs": 0, "speed": 0.0, "events": 0}
+    rate = RecentRate()
+    rate.add(started, 0)
     epochs0 = sum(max(m.epoch, 0) for m in watcher.members.values())
     max_rows = max(console.height - 4, 5)
     # Not a terminal (a log file): plain lines at a steady interval instead of the table.
@@ -138,14 +165,12 @@ def train_sweep_headless(
             now = time.perf_counter()
             if not force and now - state["last"] < REFRESH_S:
                 return
-            dt = now - state["t0"]
-            if dt > 0:
-                state["speed"] = state["member_epochs"] / dt
             state["last"] = now
             watcher.poll()
             if not state["events"]:  # workers elsewhere: count what the directory shows
                 moved = sum(max(m.epoch, 0) for m in watcher.members.values()) - epochs0
                 state["member_epochs"] = max(moved, 0)
+            state["speed"] = rate.add(now, state["member_epochs"])
             if plain is not None:
                 line = sweep_line(watcher.sweep.path, len(watcher.members), watcher.counts(),
                                   state["speed"])  # fmt: skip
