@@ -1,12 +1,19 @@
-"""`grok-tui sweep --resume DIR --extend N`: undecided members train N more epochs."""
+"""`--extend N`: a budget raised by N epochs, then training goes on from the last checkpoint.
+
+`grok-tui sweep --resume DIR --extend N` gives undecided members N more epochs;
+`grok-tui open RUN --resume --extend N` a single run, which then equals a run made with the
+larger budget, bit for bit."""
 
 from __future__ import annotations
 
 import pytest
 
 from grok_tui.cli import main
+from grok_tui.console.training import extend_hint
 from grok_tui.engine.lab.sweep import Sweep
 from grok_tui.engine.lab.sweep_status import SweepWatcher
+from grok_tui.engine.measures.forecast import Forecast
+from grok_tui.engine.store.runs import Run
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR")
 
@@ -45,3 +52,61 @@ def test_extend_needs_resume_and_a_positive_count(tmp_path, capsys) -> None:
     assert "give it with --resume DIR" in capsys.readouterr().err
     assert main(["sweep", "--resume", str(tmp_path), "--extend", "0"]) == 2
     assert "--extend must be a number of epochs > 0, got 0" in capsys.readouterr().err
+
+
+RUN = ["train", "--headless", "--p", "11", "--frac-train", "0.5", "--checkpoint-every", "20",
+       "--device", "cpu"]  # fmt: skip
+
+
+def test_an_extended_run_equals_one_made_with_the_larger_budget(tmp_path, capsys) -> None:
+    """Nothing in a step reads the budget, so 40 epochs then 30 more are a 70-epoch run: every
+    metric (but the wall clock) and the last checkpoint's weights, bit for bit."""
+    import torch
+
+    short, long = tmp_path / "short", tmp_path / "long"
+    assert main([*RUN, "--epochs", "40", "--run-dir", str(short)]) == 0
+    said = capsys.readouterr().err  # p = 11 has not grokked by 40: the summary says what to run
+    assert "not grokked within its 40 epochs" in said
+    assert f"train on with: grok-tui open {short} --resume --extend 40" in said
+    assert main([*RUN, "--epochs", "70", "--run-dir", str(long)]) == 0
+    capsys.readouterr()
+    assert main(["open", str(short), "--resume", "--headless", "--extend", "30"]) == 0
+    assert f"{short}: extended to 70 epochs" in capsys.readouterr().err
+    runs = Run.open(short), Run.open(long)
+    assert [(r.meta().status, r.meta().config.epochs) for r in runs] == [("done", 70)] * 2
+    rows = [[{k: v for k, v in row.items() if k != "wall_s"} for row in r.read_metrics()]
+            for r in runs]  # fmt: skip
+    assert len(rows[0]) == 71 and rows[0] == rows[1]
+    weights = [r.load_checkpoint(70) for r in runs]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_open_extend_needs_resume_a_positive_count_and_a_run(tmp_path, capsys) -> None:
+    run = tmp_path / "r"
+    assert main([*RUN, "--epochs", "5", "--run-dir", str(run)]) == 0
+    before = (run / "run.json").read_bytes()
+    capsys.readouterr()
+    assert main(["open", str(run), "--extend", "10"]) == 2
+    assert "add --resume" in capsys.readouterr().err
+    assert main(["open", str(run), "--resume", "--extend", "0"]) == 2
+    assert "--extend must be a number of epochs > 0, got 0" in capsys.readouterr().err
+    assert (run / "run.json").read_bytes() == before  # refused: nothing written
+    sweep = tmp_path / "sweep"
+    assert main([*SHORT, "--epochs", "2", "--weight-decay", "1", "--sweep-dir", str(sweep)]) == 0
+    capsys.readouterr()
+    assert main(["open", str(sweep), "--resume", "--extend", "10"]) == 2
+    assert "grok-tui sweep --resume DIR --extend N" in capsys.readouterr().err
+
+
+def test_the_hint_covers_the_forecasts_interval_or_doubles_the_budget() -> None:
+    seen = Forecast(870, 800, 1_007, level=0.8)
+    assert extend_hint("runs/a", 800, 0.937, seen) == (
+        "not grokked within its 800 epochs (test accuracy 93.7%); the forecast says ~870 "
+        "(80%: 800-1,007); train on with: grok-tui open runs/a --resume --extend 300"
+    )
+    assert extend_hint("runs/a", 800, 0.5, None).endswith("--extend 800")  # no forecast
+    assert extend_hint("runs/a", 800, 0.5, Forecast(None, reason="x")).endswith("--extend 800")
+    assert extend_hint("runs/a", 800, 0.5, Forecast(700, 650, 790)).endswith("--extend 800")
+    assert extend_hint("runs/a", 800, 0.995, seen) == ""  # grokked: nothing to say
+    assert extend_hint("runs/a", 800, float("nan"), seen) == ""  # no row: nothing to say

@@ -81,6 +81,13 @@ def add_train_parsers(sub: Any) -> None:
     open_.add_argument("run", help="a run directory, a full_run_data.pth file, or hf:OWNER/REPO")
     open_.add_argument("--resume", action="store_true", help="continue training if unfinished")
     open_.add_argument("--headless", action="store_true", help="with --resume: no UI")
+    open_.add_argument(
+        "--extend",
+        type=int,
+        metavar="N",
+        help="with --resume: N more epochs than the run's budget (a run that ended before "
+        "grokking goes on from its last checkpoint)",
+    )
     open_.add_argument("--no-measures", action="store_true", help=argparse.SUPPRESS)
     open_.add_argument(
         "--key-epoch",

@@ -34,13 +34,23 @@ def cmd_open(args: argparse.Namespace) -> int:
         raise UsageError("open --headless needs --resume (there is nothing to show)")
     if args.viewer and args.resume:
         raise UsageError("--viewer never trains: drop --resume")
+    if args.extend is not None and not args.resume:
+        raise UsageError("--extend N raises the budget of a run to train on: add --resume")
+    if args.extend is not None and args.extend <= 0:
+        raise UsageError(f"--extend must be a number of epochs > 0, got {args.extend}")
     device = resolve_device(args.device)
     if Sweep.is_sweep(args.run):  # a sweep directory: the sweep screen
+        if args.extend is not None:
+            raise UsageError("a sweep's members are extended with: grok-tui sweep --resume DIR "
+                             "--extend N")  # fmt: skip
         return open_sweep(Path(args.run), device, args.resume, args.headless)
     run = open_or_import(args.run, device)
     run.read_only = args.viewer and not args.allow_writes
     if args.resume:
         run.ensure_resumable()
+    if args.extend is not None:
+        meta = run.extend(args.extend)
+        say(f"{run.path}: {meta.message}")
     if args.headless:
         return train_headless_locked(run, device, measures=not args.no_measures)
     if args.key_epoch is not None and args.key_epoch not in run.checkpoint_epochs():

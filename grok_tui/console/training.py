@@ -31,6 +31,7 @@ from rich.progress import (
 )
 
 from grok_tui.console.plain_log import PlainProgress, console_writer
+from grok_tui.engine.measures.forecast import GROKKED_ACC, Forecast
 from grok_tui.engine.measures.llc_service import TRAINING_SHARE, LLCService
 from grok_tui.engine.measures.services import ProgressService, ProgressUpdate
 from grok_tui.engine.store.runs import Run
@@ -38,6 +39,25 @@ from grok_tui.engine.training.train import CheckpointSaved, Finished, TrainContr
 from grok_tui.engine.training.train import Progress as TrainProgress
 
 DRAIN_S = 120.0  # at the end of a run, the longest wait for its last measures
+
+
+def extend_hint(path: object, budget: int, test_acc: float, forecast: Forecast | None) -> str:
+    """What to run when a run's budget ended before it grokked ('' when it grokked): with a
+    forecast past the budget, enough epochs for its interval's high end (in hundreds);
+    without one, the budget once more."""
+    if not test_acc < GROKKED_ACC:  # grokked (or no row at all: NaN says nothing)
+        return ""
+    said = ""
+    more = budget
+    if forecast is not None and forecast.grok_epoch is not None and not forecast.observed:
+        said = f"; the forecast says {forecast.describe().removeprefix('groks ')}"
+        high = forecast.high if forecast.high is not None else forecast.grok_epoch
+        if high > budget:
+            more = 100 * math.ceil((high - budget) / 100)
+    return (
+        f"not grokked within its {budget:,} epochs (test accuracy {test_acc:.1%}){said}; "
+        f"train on with: grok-tui open {path} --resume --extend {more}"
+    )
 
 
 def fmt_loss(x: float) -> str:
@@ -87,6 +107,7 @@ def train_headless(
     )
     control = TrainControl()
     last: dict[str, float] = {}
+    forecast: list[Forecast] = []  # the newest, for the hint at the end
     started = time.perf_counter()
     # Not a terminal (a log file): plain lines at a steady interval instead of the bar.
     plain = None if console.is_terminal else PlainProgress(console_writer(console), name=run.name)
@@ -102,6 +123,7 @@ def train_headless(
                 if update.outlook is not None:
                     failing[0] = False
                     o = update.outlook
+                    forecast[:] = [o.forecast]
                     bar.update(task, outlook=f"{o.describe_phase()}; {o.forecast.describe()}")
                     if plain is not None:
                         plain.outlook(f"phase {o.describe_phase()}; {o.forecast.describe()}")
@@ -191,4 +213,9 @@ def train_headless(
         )
         return 130
     console.print(summary, highlight=False, soft_wrap=True)
+    if result.status == "done" and result.epoch >= trainer.cfg.epochs:
+        hint = extend_hint(run.path, trainer.cfg.epochs, last.get("test_acc", math.nan),
+                           forecast[0] if forecast else None)  # fmt: skip
+        if hint:
+            console.print(hint, highlight=False, soft_wrap=True)
     return 0

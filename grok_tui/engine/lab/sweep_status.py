@@ -151,12 +151,6 @@ def extend_undecided(sweep: Sweep, epochs: int) -> list[str]:
         run = sweep.member_run(name)
         if run.writer_alive():
             continue
-        meta = run.meta()
-        budget = meta.config.epochs + epochs
-        run.update_meta(
-            config=meta.config.replace(epochs=budget),
-            status="paused",
-            message=f"extended to {budget:,} epochs (undecided at {meta.config.epochs:,})",
-        )
+        run.extend(epochs, f"undecided at {run.meta().config.epochs:,}")
         extended.append(name)
     return extended

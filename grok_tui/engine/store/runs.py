@@ -183,6 +183,22 @@ class Run:
         self.write_meta(meta)
         return meta
 
+    def extend(self, epochs: int, why: str = "") -> RunMeta:
+        """Raise the epoch budget by `epochs` and mark the run resumable, so that the next
+        training continues it from its last checkpoint: the same numbers as a run made with
+        the larger budget (nothing in a step reads the budget; warm-up is by epoch).
+        RunError (one line) while some live process trains it. `why`: said in its message."""
+        if epochs <= 0:
+            raise RunError(f"extend by a number of epochs > 0, not {epochs}")
+        if self.writer_alive():
+            raise RunError(f"{self.path} is being trained by another process: extend it after")
+        meta = self.meta()
+        budget = meta.config.epochs + epochs
+        note = f"extended to {budget:,} epochs" + (f" ({why})" if why else "")
+        return self.update_meta(
+            config=meta.config.replace(epochs=budget), status="paused", message=note
+        )
+
     # -- metrics -------------------------------------------------------------------------
     def append_metrics(self, rows: Iterable[dict[str, float]]) -> None:
         self._writable()
