@@ -108,11 +108,10 @@ def test_headless_training_into_a_file_logs_plain_progress(tmp_path) -> None:
     assert len(progress) >= 2 and epochs == sorted(epochs) and epochs[-1] == 60, lines
     for line in progress:
         assert all(word in line for word in ("train loss", "test loss", "train acc", "test acc"))
-    # the summary last, or before the line on how to train on when it has not grokked
-    if lines[-1].startswith("not grokked within its 60 epochs"):
-        assert "--resume --extend 60" in lines[-1]
-        lines = lines[:-1]
-    assert lines[-1].startswith("done: epoch 60/60")
+    # the summary, then (p = 11 has not grokked by 60) what to run to train on
+    assert lines[-2].startswith("done: epoch 60/60")
+    assert lines[-1].startswith("not grokked within its 60 epochs")
+    assert lines[-1].endswith(f"grok-tui open {tmp_path / 'run-1'} --resume --extend 60")
 
 
 def test_a_headless_sweep_into_a_file_logs_plain_progress(tmp_path) -> None:
@@ -141,4 +140,5 @@ def test_the_sweep_speed_follows_a_change_of_load_within_a_window() -> None:
         now, total = now + 1.0, total + 8.0
         got = rate.add(now, total)
     assert got == pytest.approx(8.0)
+    assert rate.add(now + 1.0, total - 1000.0) == 0.0  # rows cut back on a resume: never < 0
     assert len(rate.samples) <= 33  # what it keeps is bounded by the window

@@ -13,7 +13,7 @@ from grok_tui.console.training import extend_hint
 from grok_tui.engine.lab.sweep import Sweep
 from grok_tui.engine.lab.sweep_status import SweepWatcher
 from grok_tui.engine.measures.forecast import Forecast
-from grok_tui.engine.store.runs import Run
+from grok_tui.engine.store.runs import Run, RunError
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR")
 
@@ -110,3 +110,51 @@ def test_the_hint_covers_the_forecasts_interval_or_doubles_the_budget() -> None:
     assert extend_hint("runs/a", 800, 0.5, Forecast(700, 650, 790)).endswith("--extend 800")
     assert extend_hint("runs/a", 800, 0.995, seen) == ""  # grokked: nothing to say
     assert extend_hint("runs/a", 800, float("nan"), seen) == ""  # no row: nothing to say
+
+
+def test_extend_refuses_what_it_cannot_train_and_writes_nothing(tmp_path, capsys) -> None:
+    """One line and run.json untouched for: a budget past the largest, a run that diverged
+    (it would diverge again), a run another live process trains, a --key-epoch with no
+    checkpoint (checked before anything is written); a read-only Run refuses in the store."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from grok_tui.engine.store.liveness import process_start
+
+    run = tmp_path / "r"
+    assert main([*RUN, "--epochs", "5", "--run-dir", str(run)]) == 0
+    before = (run / "run.json").read_bytes()
+    capsys.readouterr()
+    assert main(["open", str(run), "--resume", "--extend", "20000000"]) == 2
+    assert "cannot be extended by 20,000,000: --epochs must be in" in capsys.readouterr().err
+    assert main(["open", str(run), "--resume", "--extend", "10", "--key-epoch", "999"]) == 2
+    assert "--key-epoch 999: no checkpoint" in capsys.readouterr().err
+    assert (run / "run.json").read_bytes() == before
+    with pytest.raises(RunError, match="read-only"):
+        Run.open(run, read_only=True).extend(10)
+
+    # another live process holds the trainer lock: a child that sleeps
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        owner = {"pid": child.pid, "host": socket.gethostname(), "since": "now",
+                 "started": process_start(child.pid)}  # fmt: skip
+        Run.open(run).lock_path.write_text(json.dumps(owner))
+        assert main(["open", str(run), "--resume", "--headless", "--extend", "10"]) == 2
+        assert f"being trained by pid {child.pid}" in capsys.readouterr().err
+    finally:
+        child.kill()
+        child.wait()
+    assert (run / "run.json").read_bytes() == before
+    os.unlink(Run.open(run).lock_path)
+
+    diverged = tmp_path / "nan"  # lr 1e12: the logits overflow at the first real step
+    assert main([*RUN, "--epochs", "5", "--lr", "1e12", "--warmup-steps", "0",
+                 "--run-dir", str(diverged)]) == 1  # fmt: skip
+    before = (diverged / "run.json").read_bytes()
+    capsys.readouterr()
+    assert main(["open", str(diverged), "--resume", "--headless", "--extend", "10"]) == 2
+    assert "diverged" in capsys.readouterr().err
+    assert (diverged / "run.json").read_bytes() == before

@@ -48,13 +48,13 @@ def cmd_open(args: argparse.Namespace) -> int:
     run.read_only = args.viewer and not args.allow_writes
     if args.resume:
         run.ensure_resumable()
-    if args.extend is not None:
+    if args.key_epoch is not None and args.key_epoch not in run.checkpoint_epochs():
+        raise UsageError(f"--key-epoch {args.key_epoch}: no checkpoint at that epoch in {run.path}")
+    if args.extend is not None:  # the last check passed: only now is run.json changed
         meta = run.extend(args.extend)
         say(f"{run.path}: {meta.message}")
     if args.headless:
         return train_headless_locked(run, device, measures=not args.no_measures)
-    if args.key_epoch is not None and args.key_epoch not in run.checkpoint_epochs():
-        raise UsageError(f"--key-epoch {args.key_epoch}: no checkpoint at that epoch in {run.path}")
     return run_app(
         run, train=args.resume, device=device, viewer=args.viewer, key_epoch=args.key_epoch
     )

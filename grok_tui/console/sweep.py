@@ -128,7 +128,8 @@ class RecentRate:
         while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
             self.samples.popleft()  # the oldest kept is the last one at least a window old
         then, before = self.samples[0]
-        return (count - before) / (now - then) if now > then else 0.0
+        # never below 0: a resumed member's rows are cut back to its checkpoint
+        return max(count - before, 0.0) / (now - then) if now > then else 0.0
 
 
 Runner = Callable[[Callable[[object], None], TrainControl, Callable[[str], None]], list[Finished]]

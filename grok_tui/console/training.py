@@ -15,6 +15,7 @@ an idle, failed or n/a one.
 from __future__ import annotations
 
 import math
+import shlex
 import signal
 import time
 from collections.abc import Iterator
@@ -56,7 +57,7 @@ def extend_hint(path: object, budget: int, test_acc: float, forecast: Forecast |
             more = 100 * math.ceil((high - budget) / 100)
     return (
         f"not grokked within its {budget:,} epochs (test accuracy {test_acc:.1%}){said}; "
-        f"train on with: grok-tui open {path} --resume --extend {more}"
+        f"train on with: grok-tui open {shlex.quote(str(path))} --resume --extend {more}"
     )
 
 
@@ -207,13 +208,17 @@ def train_headless(
         return 1
     if received:
         console.print(
-            f"{summary}\nstopped by signal; continue with: grok-tui open {run.path} --resume",
+            f"{summary}\nstopped by signal; continue with: grok-tui open "
+            f"{shlex.quote(str(run.path))} --resume",
             highlight=False,
             soft_wrap=True,
         )
         return 130
     console.print(summary, highlight=False, soft_wrap=True)
     if result.status == "done" and result.epoch >= trainer.cfg.epochs:
+        if not last:  # nothing left to train (resumed at its budget): its last row
+            rows = run.read_metrics()
+            last = rows[-1] if rows else {}
         hint = extend_hint(run.path, trainer.cfg.epochs, last.get("test_acc", math.nan),
                            forecast[0] if forecast else None)  # fmt: skip
         if hint:

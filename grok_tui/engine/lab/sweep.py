@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import itertools
 import json
-import math
 import os
 import re
 import shutil
@@ -436,17 +435,7 @@ class Sweep:
 
 def member_needs_training(run: Run) -> bool:
     """Not done, and not diverged (a NaN member would diverge again: it stays stopped)."""
-    meta = run.meta()
-    if meta.status == "done":
-        return False
-    if meta.status == "failed":
-        rows = run.read_metrics()
-        last = rows[-1] if rows else None
-        diverged = last is not None and not (
-            math.isfinite(last["train_loss"]) and math.isfinite(last["test_loss"])
-        )
-        return not diverged
-    return True
+    return run.meta().status != "done" and not run.diverged()
 
 
 def default_sweep_path(root: Path, spec: SweepSpec) -> Path:

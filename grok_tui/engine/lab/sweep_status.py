@@ -149,8 +149,9 @@ def extend_undecided(sweep: Sweep, epochs: int) -> list[str]:
         if summary.outcome.name != "undecided":
             continue
         run = sweep.member_run(name)
-        if run.writer_alive():
+        try:
+            run.extend(epochs, f"undecided at {summary.config.epochs:,}")
+        except RunError:  # being trained now, or past the largest budget: left as it is
             continue
-        run.extend(epochs, f"undecided at {run.meta().config.epochs:,}")
         extended.append(name)
     return extended

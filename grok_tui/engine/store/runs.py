@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from grok_tui.engine.core.config import MAX_EPOCHS, RunConfig
+from grok_tui.engine.core.config import MAX_EPOCHS, ConfigError, RunConfig
 from grok_tui.engine.core.grokfast import state_elements as grokfast_state_elements
 from grok_tui.engine.core.model import WeightsError, check_weights, param_shapes
 from grok_tui.engine.store.atomic import (
@@ -187,16 +187,42 @@ class Run:
         """Raise the epoch budget by `epochs` and mark the run resumable, so that the next
         training continues it from its last checkpoint: the same numbers as a run made with
         the larger budget (nothing in a step reads the budget; warm-up is by epoch).
-        RunError (one line) while some live process trains it. `why`: said in its message."""
+
+        Under the trainer lock (taken here unless this process holds it), so that no
+        trainer starts, or extends, between the read and the write. RunError (one line)
+        while another live process trains it, for a run that diverged (it would diverge
+        again at the same epoch) and past the largest budget. `why`: said in its message."""
+        self._writable()
         if epochs <= 0:
             raise RunError(f"extend by a number of epochs > 0, not {epochs}")
-        if self.writer_alive():
-            raise RunError(f"{self.path} is being trained by another process: extend it after")
-        meta = self.meta()
-        budget = meta.config.epochs + epochs
-        note = f"extended to {budget:,} epochs" + (f" ({why})" if why else "")
-        return self.update_meta(
-            config=meta.config.replace(epochs=budget), status="paused", message=note
+        owner = self.lock_owner()
+        mine = owner is not None and (owner["pid"], owner["host"]) == (
+            os.getpid(), socket.gethostname())  # fmt: skip
+        if not mine:
+            self.acquire_lock()  # RunError while another live process trains it
+        try:
+            meta = self.meta()
+            if self.diverged():
+                raise RunError(f"{self.path} diverged ({meta.message}): more epochs would "
+                               "diverge again at the same epoch")  # fmt: skip
+            try:
+                config = meta.config.replace(epochs=meta.config.epochs + epochs).validated()
+            except ConfigError as exc:
+                raise RunError(f"{self.path} cannot be extended by {epochs:,}: {exc}") from None
+            note = f"extended to {config.epochs:,} epochs" + (f" ({why})" if why else "")
+            return self.update_meta(config=config, status="paused", message=note)
+        finally:
+            if not mine:
+                self.release_lock()
+
+    def diverged(self) -> bool:
+        """Stopped by a non-finite loss (its last metrics row): training it again from its
+        last good checkpoint would only diverge again, so sweeps and `extend` leave it."""
+        if self.meta().status != "failed":
+            return False
+        rows = self.read_metrics()
+        return bool(rows) and not (
+            math.isfinite(rows[-1]["train_loss"]) and math.isfinite(rows[-1]["test_loss"])
         )
 
     # -- metrics -------------------------------------------------------------------------
