@@ -195,9 +195,7 @@ class Run:
         self._writable()
         if epochs <= 0:
             raise RunError(f"extend by a number of epochs > 0, not {epochs}")
-        owner = self.lock_owner()
-        mine = owner is not None and (owner["pid"], owner["host"]) == (
-            os.getpid(), socket.gethostname())  # fmt: skip
+        mine = _held_here(self.lock_owner())
         if not mine:
             self.acquire_lock()  # RunError while another live process trains it
         try:
@@ -482,7 +480,7 @@ class Run:
                     os.unlink(self.lock_path)
                 notice = f"took over a stale lock ({who} is gone)"
                 continue
-            if owner["pid"] == os.getpid() and owner["host"] == me["host"]:
+            if _held_here(owner):
                 return ""
             raise RunError(f"{self.path} is being trained by pid {owner['pid']} on {owner['host']}")
         raise RunError(f"cannot take the lock {self.lock_path}")
@@ -502,7 +500,7 @@ class Run:
 
     def release_lock(self) -> None:
         owner = self.lock_owner()
-        if owner and owner["pid"] == os.getpid() and owner["host"] == socket.gethostname():
+        if _held_here(owner):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.lock_path)
 
@@ -510,3 +508,9 @@ class Run:
         """Whether some live process holds the trainer lock."""
         owner = self.lock_owner()
         return owner is not None and not lock_is_stale(owner)
+
+
+def _held_here(owner: dict[str, Any] | None) -> bool:
+    """Whether a lock's owner is this process (pid and host)."""
+    return owner is not None and (owner["pid"], owner["host"]) == (
+        os.getpid(), socket.gethostname())  # fmt: skip
