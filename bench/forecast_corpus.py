@@ -244,7 +244,9 @@ def run_features(path: Path) -> dict:
     history.at()
     epochs = sorted(history.steps)
     cols = [history._column_row(e) for e in epochs]
-    grok = next((int(r["epoch"]) for r in run.read_metrics() if r["test_acc"] >= 0.99), None)
+    rows = run.read_metrics()
+    grok = next((int(r["epoch"]) for r in rows if r["test_acc"] >= 0.99), None)
+    train_acc = {int(r["epoch"]): r.get("train_acc") for r in rows}
     return {
         "run": f"{path.parent.parent.name}/{path.name}",
         "config": cfg.to_dict(),
@@ -255,6 +257,10 @@ def run_features(path: Path) -> dict:
         "test_acc": [c[2] for c in cols],
         "test_loss": [c[1] for c in cols],
         "sum_sq_weights": [c[3] for c in cols],
+        # For a seventh fit's start signal (issue 19): memorisation read off the train set.
+        "train_loss": [c[0] for c in cols],
+        "train_acc": [train_acc.get(int(e)) for e in epochs],
+        "gini_w_e_freq": [c[4] for c in cols],
         "memorisation_end": [
             history.steps[e].state.announced.get("memorisation_end") for e in epochs
         ],
