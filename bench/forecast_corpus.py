@@ -270,9 +270,7 @@ def run_features(path: Path) -> dict:
     history.at()
     epochs = sorted(history.steps)
     cols = [history._column_row(e) for e in epochs]
-    rows = run.read_metrics()
-    grok = next((int(r["epoch"]) for r in rows if r["test_acc"] >= 0.99), None)
-    train_acc = {int(r["epoch"]): r.get("train_acc") for r in rows}
+    grok = next((int(r["epoch"]) for r in run.read_metrics() if r["test_acc"] >= 0.99), None)
     return {
         "run": f"{path.parent.parent.name}/{path.name}",
         "config": cfg.to_dict(),
@@ -285,7 +283,8 @@ def run_features(path: Path) -> dict:
         "sum_sq_weights": [c[3] for c in cols],
         # For a seventh fit's start signal (issue 19): memorisation read off the train set.
         "train_loss": [c[0] for c in cols],
-        "train_acc": [train_acc.get(int(e)) for e in epochs],
+        "train_acc": [c[6] for c in cols],  # the record's, as the forecast reads it live
+        "train_acc_from": "record",
         "gini_w_e_freq": [c[4] for c in cols],
         "memorisation_end": [
             history.steps[e].state.announced.get("memorisation_end") for e in epochs
@@ -303,18 +302,38 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def recorded_weights(path: Path, epochs: list[int]) -> list[float | None]:
-    """The sum of squared weights at each of `epochs`, from the run's measures.jsonl (its
-    newest record per epoch, as the progress tracker reads them)."""
+def recorded(path: Path, epochs: list[int], key: str = "sum_sq_weights") -> list[float | None]:
+    """A record's scalar (default the sum of squared weights) at each of `epochs`, from the
+    run's measures.jsonl (its newest record per epoch, as the progress tracker reads them)."""
     newest: dict[int, float] = {}
     for line in (path / "measures.jsonl").read_text().splitlines():
         try:
             row = json.loads(line)
         except ValueError:
             continue
-        if isinstance(row, dict) and row.get("kind") == "record" and "sum_sq_weights" in row:
-            newest[int(row["epoch"])] = float(row["sum_sq_weights"])
+        if isinstance(row, dict) and row.get("kind") == "record" and key in row:
+            newest[int(row["epoch"])] = float(row[key])
     return [newest.get(int(e)) for e in epochs]
+
+
+def add_record_train_acc(root: Path, which: str) -> None:
+    """Runs extracted with the train accuracy of metrics.jsonl (b2568c9-55e6ecf, one
+    session): the record's instead, which the forecast reads live (the old file kept as
+    features.before-record-acc.jsonl)."""
+    out = root / which / "features.jsonl"
+    lines = _lines(out)
+    if all(d.get("train_acc_from") == "record" for d in lines):
+        return
+    for d in lines:
+        sweep, member = d["run"].split("/", 1)
+        d["train_acc"] = recorded(root / which / sweep / "members" / member, d["epochs"],
+                                  "train_acc")  # fmt: skip
+        d["train_acc_from"] = "record"
+    partial = out.with_name("features.jsonl.partial")
+    partial.write_text("".join(json.dumps(d) + "\n" for d in lines))
+    os.replace(out, out.with_name("features.before-record-acc.jsonl"))
+    os.replace(partial, out)
+    print(f"{out}: train accuracy from the records", flush=True)
 
 
 def add_weights(root: Path, which: str) -> None:
@@ -328,8 +347,8 @@ def add_weights(root: Path, which: str) -> None:
     for d in lines:
         if "sum_sq_weights" not in d:
             sweep, member = d["run"].split("/", 1)
-            d["sum_sq_weights"] = recorded_weights(root / which / sweep / "members" / member,
-                                                   d["epochs"])  # fmt: skip
+            d["sum_sq_weights"] = recorded(root / which / sweep / "members" / member,
+                                           d["epochs"])  # fmt: skip
     partial = out.with_name("features.jsonl.partial")
     partial.write_text("".join(json.dumps(d) + "\n" for d in lines))
     os.replace(out, out.with_name("features.before-weights.jsonl"))
@@ -366,6 +385,7 @@ def extract(root: Path, which: str, only: list[str] | None = None) -> None:
         os.replace(out, out.with_name("features.before-phases.jsonl"))
         os.replace(target, out)
     add_weights(root, which)
+    add_record_train_acc(root, which)
 
 
 def main() -> int:

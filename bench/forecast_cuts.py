@@ -16,7 +16,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from grok_tui.engine.measures.forecast import Forecast, forecast_grok, rule_forecast
+from grok_tui.engine.measures.forecast import (
+    Forecast,
+    forecast_anchor,
+    forecast_grok,
+    rule_forecast,
+)
 from grok_tui.engine.measures.forecast_model import ForecastModel
 
 
@@ -37,12 +42,22 @@ class RunFeatures:
     phase_index: list[int] | None = None
     announced: list[dict[str, int]] | None = None
     sum_sq_weights: np.ndarray | None = None  # (the correction's `decay`; None: not kept)
+    train_acc: np.ndarray | None = None  # (forecast.memorised_start; None: not kept)
 
     def cut(self, i: int, model: ForecastModel | None = None) -> Forecast:
         """The calibrated forecast as of checkpoint i (what the app showed then)."""
         return forecast_grok(self.epochs[: i + 1], self.xy_share[: i + 1],
                              self.test_acc[: i + 1], self.memorisation_end[i], model,
-                             *self.curves(i))  # fmt: skip
+                             *self.curves(i), self.train_acc_to(i))  # fmt: skip
+
+    def train_acc_to(self, i: int) -> np.ndarray | None:
+        return None if self.train_acc is None else self.train_acc[: i + 1]
+
+    def anchor(self, i: int) -> tuple[int | None, bool]:
+        """Where the forecast made at checkpoint i starts (forecast.forecast_anchor)."""
+        return forecast_anchor(self.epochs[: i + 1], self.curves(i)[0],
+                               self.memorisation_end[i], self.train_acc_to(i),
+                               self.xy_share[: i + 1])  # fmt: skip
 
     def curves(self, i: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(test loss, sum of squared weights) up to checkpoint i (None where not kept)."""
@@ -83,6 +98,8 @@ def read_runs(path: Path) -> list[RunFeatures]:
             phase_index=d.get("phase_index"), announced=d.get("announced"),
             sum_sq_weights=None if "sum_sq_weights" not in d else
             np.asarray([math.nan if v is None else v for v in d["sum_sq_weights"]]),
+            train_acc=None if "train_acc" not in d else
+            np.asarray([math.nan if v is None else v for v in d["train_acc"]]),
         ))  # fmt: skip
     return runs
 

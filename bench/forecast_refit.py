@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.forecast_cuts import RunFeatures, read_runs, splits
 from grok_tui.engine.measures.conformal import conformal_quantile, run_weights
-from grok_tui.engine.measures.forecast import Features, forecast_anchor, forecast_features
+from grok_tui.engine.measures.forecast import Features, forecast_features
 from grok_tui.engine.measures.forecast_model import CONSTANTS_PATH, ForecastModel, model_from_json
 
 LEVEL = 0.8
@@ -88,7 +88,7 @@ def cases(runs: list[RunFeatures], base: ForecastModel = BASE) -> list[tuple[str
             continue
         for i in rf.before_grok():
             loss, weights = rf.curves(i)
-            m, _ = forecast_anchor(rf.epochs[: i + 1], loss, rf.memorisation_end[i])
+            m, _ = rf.anchor(i)
             if m is None:
                 continue
             got = forecast_features(rf.epochs[: i + 1], rf.xy_share[: i + 1], m, base,
@@ -154,7 +154,9 @@ def fitted(runs: list[RunFeatures], target: float, features: tuple[str, ...]) ->
     return replace(base, coef=fit(cases(runs, base), features))
 
 
-def calibrate(model: ForecastModel, rows: list[tuple[str, float, Features]]) -> tuple[float, ...]:
+def calibrate(
+    model: ForecastModel, rows: list[tuple[str, float, Features]], say=print
+) -> tuple[float, ...]:
     """The conformal half-width per bin of progress; a bin with too few runs takes the
     widest of its neighbours with less progress (never narrower on thin evidence)."""
     widths: list[float] = []
@@ -173,7 +175,7 @@ def calibrate(model: ForecastModel, rows: list[tuple[str, float, Features]]) -> 
         if not math.isfinite(q):
             q = widths[-1] if widths else math.log(10.0)
         widths.append(float(q))
-        print(
+        say(
             f"  progress [{lo:.2f}, {hi:.2f}): {len(runs)} runs, {len(scores)} cases, "
             f"half-width {q:.3f} (x{math.exp(q):.2f})"
         )
@@ -193,6 +195,36 @@ def named_runs(runs: list[RunFeatures], fitted_on: dict) -> list[RunFeatures]:
     return [r for r in runs if r.name in names]
 
 
+def refit(runs: list[RunFeatures], corpus: str, verbose: bool = True) -> ForecastModel:
+    """The whole procedure (module docstring) on these corpus runs: the constants."""
+    say = print if verbose else (lambda *a, **k: None)
+    split = splits(runs)
+    by_split = {s: [r for r in runs if split[r.name] == s] for s in ("fit", "calibration")}
+    for s, group in by_split.items():
+        grokked = sum(r.grok is not None for r in group)
+        say(f"{s}: {len(group)} runs ({grokked} grokked within their budget)")
+    tried = []
+    for target, features in itertools.product(TARGETS, FEATURE_SETS):
+        err = cv_error(by_split["fit"], target, features)  # chosen on the fit split: the
+        tried.append((err, len(features), target, features))  # calibration split unseen
+        say(f"target share {target}, {'+'.join(features)}: fit split's median |log error| "
+            f"at 50/65/80% (leave one run out) {err:.3f}")  # fmt: skip
+    _, _, target, features = min(tried, key=lambda t: t[:2])  # the fewer features on a tie
+    model = fitted(by_split["fit"], target, features)
+    say(f"in-sample on the fit split: {cut_error(model, by_split['fit']):.3f}")
+    terms = zip(("1", *model.features), model.coef, strict=True)
+    say(f"target share {model.target_share}; correction: "
+        + ", ".join(f"{n} {c:+.3f}" for n, c in terms))  # fmt: skip
+    say(f"calibration ({LEVEL:.0%} split-conformal half-widths of log epochs):")
+    widths = calibrate(model, cases(by_split["calibration"], model), say)
+    return replace(model, edges=EDGES, half_width=widths, fitted_on={
+        "corpus": corpus,
+        "runs_fit": sorted(r.name for r in by_split["fit"]),
+        "runs_calibration": sorted(r.name for r in by_split["calibration"]),
+        "command": "bench/forecast_corpus.py all --set corpus; bench/forecast_refit.py",
+    })  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("/work/corpus-forecast"))
@@ -208,31 +240,7 @@ def main() -> int:
     runs = read_runs(args.root / "corpus" / "features.jsonl")
     if args.named_runs:
         runs = named_runs(runs, json.loads(args.out.read_text())["fitted_on"])
-    split = splits(runs)
-    by_split = {s: [r for r in runs if split[r.name] == s] for s in ("fit", "calibration")}
-    for s, group in by_split.items():
-        grokked = sum(r.grok is not None for r in group)
-        print(f"{s}: {len(group)} runs ({grokked} grokked within their budget)")
-    tried = []
-    for target, features in itertools.product(TARGETS, FEATURE_SETS):
-        err = cv_error(by_split["fit"], target, features)  # chosen on the fit split: the
-        tried.append((err, len(features), target, features))  # calibration split unseen
-        print(f"target share {target}, {'+'.join(features)}: fit split's median |log error| "
-              f"at 50/65/80% (leave one run out) {err:.3f}")  # fmt: skip
-    _, _, target, features = min(tried, key=lambda t: t[:2])  # the fewer features on a tie
-    model = fitted(by_split["fit"], target, features)
-    print(f"in-sample on the fit split: {cut_error(model, by_split['fit']):.3f}")
-    terms = zip(("1", *model.features), model.coef, strict=True)
-    print(f"target share {model.target_share}; correction: "
-          + ", ".join(f"{n} {c:+.3f}" for n, c in terms))  # fmt: skip
-    print(f"calibration ({LEVEL:.0%} split-conformal half-widths of log epochs):")
-    widths = calibrate(model, cases(by_split["calibration"], model))
-    model = replace(model, edges=EDGES, half_width=widths, fitted_on={
-        "corpus": str(args.root / "corpus"),
-        "runs_fit": sorted(r.name for r in by_split["fit"]),
-        "runs_calibration": sorted(r.name for r in by_split["calibration"]),
-        "command": "bench/forecast_corpus.py all --set corpus; bench/forecast_refit.py",
-    })  # fmt: skip
+    model = refit(runs, str(args.root / "corpus"))
     text = json.dumps(model.to_json(), indent=1) + "\n"
     model_from_json(json.loads(text))  # what ships must load
     if args.check:

@@ -8,20 +8,24 @@ import json
 import math
 from dataclasses import replace
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pytest
 
+from grok_tui.engine.measures import forecast
 from grok_tui.engine.measures.forecast import (
     ACC_POINTS,
     GROKKED_ACC,
     LAG_CLIP,
+    MEMORISED_ACC,
     PEAK_FALL,
     PEAK_RISE,
     acc_trend,
     forecast_anchor,
     forecast_features,
     forecast_grok,
+    memorised_start,
     provisional_start,
 )
 from grok_tui.engine.measures.forecast_model import (
@@ -169,6 +173,43 @@ def test_a_memorising_bump_starts_the_forecast_once_it_comes_down() -> None:
     assert forecast_anchor(epochs, rise, 80) == (80, False)  # announced: that one
     assert forecast_anchor(epochs, rise, None) == (60, True)
     assert forecast_anchor(epochs, None, None) == (None, False)
+
+
+def brute_memorised_start(epochs, train_acc, share, rise):
+    """memorised_start by its definition, one checkpoint at a time."""
+    first = next((j for j, a in enumerate(train_acc) if a >= MEMORISED_ACC), None)
+    if first is None:
+        return None
+    z0 = math.log(share[first] / (1 - share[first]))
+    up = [math.log(s / (1 - s)) - z0 >= rise for s in share]
+    found = any(up[j] and up[j - 1] for j in range(first + 2, len(share)))
+    return epochs[first] if found else None
+
+
+def test_memorisation_of_the_train_set_starts_the_forecast_once_the_share_rises() -> None:
+    """The third start (forecast.memorised_start) equals its definition on random curves at
+    every prefix (so it is fixed once found), and ranks after the announced end."""
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n = int(rng.integers(3, 20))
+        epochs = list(range(0, 20 * n, 20))
+        acc = np.minimum(1.0, np.cumsum(rng.uniform(0, 0.4, n)))
+        share = np.clip(0.2 + np.cumsum(rng.normal(0.02, 0.05, n)), 0.01, 0.99)
+        rise = float(rng.choice([0.1, 0.25, 0.5]))
+        for j in range(1, n + 1):
+            got = memorised_start(epochs[:j], acc[:j], share[:j], rise)
+            assert got == brute_memorised_start(epochs[:j], acc[:j], share[:j], rise)
+    epochs = [0, 20, 40, 60, 80]
+    acc, share = [0.5, 1.0, 1.0, 1.0, 1.0], [0.2, 0.2, 0.25, 0.3, 0.4]
+    assert memorised_start(epochs, acc, share, 0.5) == 20  # log-odds up 0.29, 0.54, 0.98
+    assert memorised_start(epochs[:4], acc[:4], share[:4], 0.5) is None  # one rise: not yet
+    flat = [4.0] * 5
+    with patch.object(forecast, "SHARE_RISE", None):  # off
+        assert memorised_start(epochs, acc, share) is None
+        assert forecast_anchor(epochs, flat, None, acc, share) == (None, False)
+    with patch.object(forecast, "SHARE_RISE", 0.5):
+        assert forecast_anchor(epochs, flat, None, acc, share) == (20, True)
+        assert forecast_anchor(epochs, flat, 60, acc, share) == (60, False)
 
 
 def test_before_memorisation_is_announced_the_forecast_speaks_provisionally() -> None:

@@ -172,7 +172,7 @@ class OutlookHistory:
 
     def _column_row(self, epoch: int) -> tuple[float, ...]:
         """(train loss, test loss, test acc, sum sq weights, per-frequency Gini of W_E,
-        x + y share of the logits) of one record."""
+        x + y share of the logits, train acc) of one record."""
         if epoch not in self._columns:
             r = self.tracker.records[epoch]
             self._columns[epoch] = (
@@ -182,6 +182,7 @@ class OutlookHistory:
                 r.scalars.get("sum_sq_weights", math.nan),
                 freq_gini(r.arrays["w_e_sq"], r.basis),
                 label_share(r),
+                r.scalars.get("train_acc", math.nan),
             )
         return self._columns[epoch]
 
@@ -272,7 +273,7 @@ class OutlookHistory:
             self.tracker.run.append_measures(rows)
 
     def _curves(self, epochs: list[int], keys: tuple[int, ...]) -> dict[str, np.ndarray]:
-        cols = np.array([self._column_row(e) for e in epochs], dtype=np.float64).reshape(-1, 6)
+        cols = np.array([self._column_row(e) for e in epochs], dtype=np.float64).reshape(-1, 7)
         nan = (math.nan,)
         excluded = self.tracker.excluded
         return {
@@ -282,6 +283,7 @@ class OutlookHistory:
             "sum_sq_weights": cols[:, 3],
             "gini_W_E_freq": cols[:, 4],
             "xy_share_logits": cols[:, 5],
+            "train_acc": cols[:, 6],
             "excluded_loss": np.array(
                 [excluded.get((e, keys), nan)[0] if keys else math.nan for e in epochs],
                 dtype=np.float64,
@@ -300,6 +302,7 @@ class OutlookHistory:
             state.announced.get("memorisation_end"),
             test_loss=curves["test_loss"],
             sum_sq_weights=curves["sum_sq_weights"],
+            train_acc=curves["train_acc"],
         )
 
     def forecasts(self) -> list[dict[str, Any]]:

@@ -166,16 +166,56 @@ def provisional_start(test_loss: Any, epochs: Any) -> int | None:
     return None
 
 
+# A second provisional start, for runs whose test loss does not come down early (it may
+# rise again after its first peak) while the circuit already forms: the first checkpoint at
+# which the train set is memorised (train accuracy >= MEMORISED_ACC), once the x + y share's
+# log-odds have risen by SHARE_RISE since then, at each of the last two checkpoints. None:
+# not used. Chosen on the corpus (bench/forecast_starts.py), never on the held-out runs.
+MEMORISED_ACC = 0.99
+SHARE_RISE: float | None = None
+
+
+def _log_odds(share: np.ndarray) -> np.ndarray:
+    s = np.clip(share, 1e-6, 1 - 1e-6)
+    return np.log(s / (1 - s))
+
+
+def memorised_start(
+    epochs: Any, train_acc: Any, xy_share: Any, rise: float | None = None
+) -> int | None:
+    """The epoch the train set was first memorised, once the x + y share has risen by `rise`
+    log-odds since (default `SHARE_RISE`; None: never). Depends only on the checkpoints up to
+    the one where it is found, so it is fixed once found."""
+    rise = SHARE_RISE if rise is None else rise
+    if rise is None or train_acc is None or xy_share is None:
+        return None
+    acc = np.asarray(train_acc, dtype=np.float64)
+    share = np.asarray(xy_share, dtype=np.float64)
+    hit = np.flatnonzero(np.isfinite(acc) & (acc >= MEMORISED_ACC))
+    if not hit.size or not math.isfinite(share[hit[0]]):
+        return None
+    j0 = int(hit[0])
+    z = _log_odds(share)
+    above = np.isfinite(share) & (z - z[j0] >= rise)
+    both = above[j0 + 2 :] & above[j0 + 1 : -1]
+    return int(np.asarray(epochs)[j0]) if both.any() else None
+
+
 def forecast_anchor(
-    epochs: Any, test_loss: Any, memorisation_end: int | None
+    epochs: Any,
+    test_loss: Any,
+    memorisation_end: int | None,
+    train_acc: Any = None,
+    xy_share: Any = None,
 ) -> tuple[int | None, bool]:
     """Where the forecast's extrapolation starts, and whether that is provisional: the
-    announced memorisation end, else `provisional_start` (None: neither yet)."""
+    announced memorisation end, else `provisional_start`, else `memorised_start` (None:
+    none yet)."""
     if memorisation_end is not None:
         return memorisation_end, False
-    if test_loss is None:
-        return None, False
-    start = provisional_start(test_loss, epochs)
+    start = None if test_loss is None else provisional_start(test_loss, epochs)
+    if start is None:
+        start = memorised_start(epochs, train_acc, xy_share)
     return start, start is not None
 
 
@@ -391,14 +431,17 @@ def forecast_grok(
     model: ForecastModel | None = None,
     test_loss: Any = None,
     sum_sq_weights: Any = None,
+    train_acc: Any = None,
 ) -> Forecast:
     """The calibrated forecast from curves over checkpoint epochs (ascending) as of the last
     one, with its conformal interval (`model`: the shipped constants by default). With the
-    `test_loss` curve it speaks before the memorisation end is announced, provisionally;
-    the correction reads `test_loss` and `sum_sq_weights` too (forecast_model.FEATURES)."""
+    `test_loss` curve (or `train_acc`: `memorised_start`) it speaks before the memorisation
+    end is announced, provisionally; the correction reads `test_loss` and `sum_sq_weights`
+    too (forecast_model.FEATURES)."""
     epochs = np.asarray(epochs, dtype=np.float64)
     model = model if model is not None else shipped_model()
-    anchor, provisional = forecast_anchor(epochs, test_loss, memorisation_end)
+    anchor, provisional = forecast_anchor(epochs, test_loss, memorisation_end, train_acc,
+                                          xy_share)  # fmt: skip
     early_answer = _settled_or_premature(epochs, test_acc, anchor)
     if early_answer is not None:
         return early_answer
@@ -438,6 +481,7 @@ def forecast_table(
         model,
         table["test_loss"],
         table["sum_sq_weights"],
+        table["train_acc"],
     )
 
 

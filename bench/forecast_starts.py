@@ -1,0 +1,138 @@
+"""Where may the forecast start? Its start rules compared on the corpus only (issue 19).
+
+    .venv/bin/python bench/forecast_starts.py [--root /work/corpus-forecast] [--json F]
+
+The forecast starts at the announced memorisation end, else at its provisional start (the
+test loss' peak, once it is down to `forecast.PEAK_FALL` of it). On runs whose test loss
+rises again after its first peak it stays silent until late (held-out h15/opdivide, h15b/
+opadd: nothing at 65% of the way). `forecast.memorised_start` is a third start: the epoch the
+train set was memorised, once the x + y share's log-odds have risen by `SHARE_RISE` since.
+
+For each candidate `SHARE_RISE` (None: the rule off), the constants are refitted by
+bench/forecast_refit.py's procedure on the corpus (ROOT/corpus/features.jsonl; the held-out
+set is never read), then, with them, over the corpus:
+- grokked runs: a forecast issued at 50% and at 65% of the way to the grok epoch; the
+  median |error| at 50/65/80% on the calibration split (runs the correction was not fitted
+  on), over the forecasts issued;
+- runs that never grokked: a forecast epoch within the budget at some checkpoint (a false
+  alarm; these runs play no part in the fit).
+
+The rule kept (stated before any candidate's figures were seen): the most forecasts issued
+at 65%, then at 50%, among the candidates with no more false alarms than the rule off and a
+calibration-split median error at 50% and at 80% at most 2 points above the rule off's; on a
+tie the larger rise (the later start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.forecast_cuts import RunFeatures, read_runs, splits
+from bench.forecast_judge import false_grok, issued
+from bench.forecast_refit import refit
+from grok_tui.engine.measures import forecast
+from grok_tui.engine.measures.forecast_model import ForecastModel
+
+RISES: tuple[float | None, ...] = (None, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+CUTS = (0.5, 0.65, 0.8)
+SLACK = 0.02  # the error may rise this much (absolute) against the rule off
+
+
+def make(model: ForecastModel):
+    return lambda rf, i: rf.cut(i, model)
+
+
+def judge_rule(runs: list[RunFeatures], model: ForecastModel) -> dict[str, Any]:
+    split = splits(runs)
+    grokked = [rf for rf in runs if rf.grok is not None]
+    issued_at = {c: 0 for c in CUTS}
+    errors: dict[float, list[float]] = {c: [] for c in CUTS}
+    silent: dict[float, list[str]] = {c: [] for c in CUTS}
+    for rf in grokked:
+        for c in CUTS:
+            i = rf.index_at(c * rf.grok)
+            fc = None if i is None else rf.cut(i, model)
+            if issued(fc):
+                issued_at[c] += 1
+                if split[rf.name] == "calibration":
+                    errors[c].append(abs(fc.grok_epoch - rf.grok) / rf.grok)
+            else:
+                silent[c].append(rf.name)
+    never = [rf for rf in runs if rf.grok is None]
+    alarms = {rf.name: e for rf in never if (e := false_grok(rf, make(model))) is not None}
+    return {
+        "grokked": len(grokked),
+        "never": len(never),
+        "issued": issued_at,
+        "silent": silent,
+        "calibration_median_error": {
+            c: float(np.median(e)) if e else math.inf for c, e in errors.items()
+        },
+        "false_alarms": alarms,
+    }
+
+
+def chosen(results: dict[float | None, dict[str, Any]]) -> float | None:
+    off = results[None]
+    med_off = off["calibration_median_error"]
+
+    def allowed(r: dict[str, Any]) -> bool:
+        med = r["calibration_median_error"]
+        return (
+            len(r["false_alarms"]) <= len(off["false_alarms"])
+            and med[0.5] <= med_off[0.5] + SLACK
+            and med[0.8] <= med_off[0.8] + SLACK
+        )
+
+    ok = [rise for rise, r in results.items() if allowed(r)]
+
+    def rank(rise: float | None) -> tuple[int, int, float]:
+        r = results[rise]
+        return (r["issued"][0.65], r["issued"][0.5], math.inf if rise is None else rise)
+
+    return max(ok, key=rank)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("/work/corpus-forecast"))
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args()
+    runs = read_runs(args.root / "corpus" / "features.jsonl")
+    if any(rf.train_acc is None for rf in runs):
+        raise SystemExit("the corpus' features lack the train accuracy: extract it again")
+    results: dict[float | None, dict[str, Any]] = {}
+    print("| SHARE_RISE | target, features | issued 50% | issued 65% | median error 50/65/80% "
+          "(calibration split) | false alarms |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for rise in RISES:
+        forecast.SHARE_RISE = rise
+        model = refit(runs, str(args.root / "corpus"), verbose=False)
+        r = judge_rule(runs, model)
+        r["model"] = model.to_json()
+        results[rise] = r
+        med = " / ".join(f"{100 * r['calibration_median_error'][c]:.1f}%" for c in CUTS)
+        n, alarms = r["grokked"], r["false_alarms"]
+        print(f"| {rise} | {model.target_share}, {'+'.join(model.features)} | "
+              f"{r['issued'][0.5]}/{n} | {r['issued'][0.65]}/{n} | {med} | "
+              f"{len(alarms)}/{r['never']} {alarms} |", flush=True)  # fmt: skip
+    forecast.SHARE_RISE = None
+    pick = chosen(results)
+    print(f"\nkept: SHARE_RISE = {pick}")
+    print(f"silent at 65% with it: {results[pick]['silent'][0.65]}")
+    if args.json:
+        args.json.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
