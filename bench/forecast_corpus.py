@@ -98,6 +98,16 @@ PLAN: dict[str, list[tuple[str, str]]] = {
                 "--seed 30 --data-seed 26 --epochs 1500 --checkpoint-every 10"),
         ("c11b", "--p 131 --frac-train 0.3 --weight-decay 1 --lr 0.002 --op add,multiply "
                  "--seed 31 --data-seed 27 --epochs 2500 --checkpoint-every 25"),
+        # Added 2026-12-04 (a new session) after the sixth fit was judged on h16/h16b (p = 113
+        # and 137: its 80% intervals held the truth 9 times in 17): the corpus' grokking runs
+        # are 27 at p <= 83 and 5 above, so its residuals are those of small p. Every op at
+        # p = 139 and 149 (no run has either), for a seventh fit; fresh held-out runs
+        # planned after that fit judge it.
+        ("c12", "--p 149 --frac-train 0.35 --weight-decay 1.5 --op add,subtract,multiply,divide "
+                "--seed 35 --data-seed 31 --epochs 2000"),
+        ("c12b", "--p 139 --frac-train 0.4 --weight-decay 1 --lr 0.002 "
+                 "--op add,subtract,multiply,divide "
+                 "--seed 36 --data-seed 32 --epochs 2500 --checkpoint-every 25"),
     ],
     "held": [
         ("h1", "--p 41 --frac-train 0.5,0.6 --weight-decay 1.5 --lr 0.004 --op add,subtract "
