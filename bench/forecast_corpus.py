@@ -7,6 +7,15 @@
 
 (`train` or `extract` alone; `--root DIR`, default /work/corpus-forecast.)
 
+The features (not the runs: those are gigabytes) are kept in the repository, so the refit
+and the judge run on a fresh machine in seconds, without training anything:
+
+    .venv/bin/python bench/forecast_corpus.py unpack    # bench/forecast_data -> ROOT/SET
+    .venv/bin/python bench/forecast_corpus.py pack      # ROOT/SET -> bench/forecast_data
+
+`unpack` writes ROOT/SET/features.jsonl only where there is none; a later `extract`
+appends to it the trained runs it lacks.
+
 `train` runs `grok-tui sweep --headless` once per sweep of the plan below (one process at a
 time, one torch thread), into ROOT/SET/NAME (a finished sweep is skipped, a killed one
 resumed). `extract` steps every member run's outlook as a live viewer would
@@ -37,6 +46,7 @@ the former bit for bit): bench/RESULTS.md, "Reproducing the held-out judgement" 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import subprocess
@@ -398,9 +408,37 @@ def extract(root: Path, which: str, only: list[str] | None = None) -> None:
     add_record_train_acc(root, which)
 
 
+DATA = REPO / "bench" / "forecast_data"  # SET.jsonl.gz: a set's features.jsonl, packed
+
+
+def pack(root: Path, which: str) -> None:
+    """ROOT/SET/features.jsonl -> bench/forecast_data/SET.jsonl.gz (deterministic bytes)."""
+    src = root / which / "features.jsonl"
+    if not src.is_file():
+        raise SystemExit(f"{src}: not there (extract first)")
+    DATA.mkdir(exist_ok=True)
+    target = DATA / f"{which}.jsonl.gz"
+    with open(target, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+        f.write(src.read_bytes())
+    print(f"{target}: {len(_lines(src))} runs", flush=True)
+
+
+def unpack(root: Path, which: str) -> None:
+    """bench/forecast_data/SET.jsonl.gz -> ROOT/SET/features.jsonl, where there is none."""
+    src, target = DATA / f"{which}.jsonl.gz", root / which / "features.jsonl"
+    if target.is_file():
+        print(f"{target}: already there, left as it is", flush=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name("features.jsonl.partial")
+    partial.write_bytes(gzip.decompress(src.read_bytes()))
+    os.replace(partial, target)
+    print(f"{target}: {len(_lines(target))} runs", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=("train", "extract", "all"))
+    parser.add_argument("stage", choices=("train", "extract", "all", "pack", "unpack"))
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--set", dest="which", choices=tuple(PLAN), nargs="+",
                         default=list(PLAN))  # fmt: skip
@@ -409,6 +447,9 @@ def main() -> int:
                         "of the rest, into another --root)")  # fmt: skip
     args = parser.parse_args()
     for which in args.which:
+        if args.stage in ("pack", "unpack"):
+            (pack if args.stage == "pack" else unpack)(args.root, which)
+            continue
         if args.stage in ("train", "all"):
             train(args.root, which, args.only)
         if args.stage in ("extract", "all"):

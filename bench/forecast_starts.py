@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.forecast_cuts import RunFeatures, read_runs, splits
 from bench.forecast_judge import false_grok, issued
-from bench.forecast_refit import refit
+from bench.forecast_refit import CORPUS_NAME, refit
 from grok_tui.engine.measures import forecast
 from grok_tui.engine.measures.forecast_model import ForecastModel
 
@@ -116,7 +116,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     for rise in RISES:
         forecast.SHARE_RISE = rise
-        model = refit(runs, str(args.root / "corpus"), verbose=False)
+        model = refit(runs, CORPUS_NAME, verbose=False)
         r = judge_rule(runs, model)
         r["model"] = model.to_json()
         results[rise] = r

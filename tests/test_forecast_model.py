@@ -61,12 +61,14 @@ def test_the_forecast_uses_the_shipped_constants() -> None:
     share = share_curve(model.target_share)
     fc = forecast_grok(X, share, np.zeros_like(X), memorisation_end=1000)
     assert fc == forecast_grok(X, share, np.zeros_like(X), 1000, model)
-    # By hand: the raw forecast, corrected, +- the half-width of its bin of progress.
+    # By hand: the raw forecast, corrected, +- the half-width of its bin of the evidence, the
+    # share of the epochs since memorisation ended (1000 of 6000 ago: 5/6).
     f = forecast_features(X, share, 1000, model)
     assert not isinstance(f, str)
     center = math.log(f.raw) + model.coef[0]
     center += sum(c * f.values[n] for c, n in zip(model.coef[1:], model.features, strict=True))
-    width = model.width(f.values["progress"])
+    assert model.width_by == "evidence" and f.values["evidence"] == pytest.approx(5 / 6)
+    width = model.width(5 / 6)
     assert fc.grok_epoch == round(max(math.exp(center), 6000))
     assert fc.low == round(max(math.exp(center - width), 6000))
     assert fc.high == round(max(math.exp(center + width), fc.grok_epoch))
@@ -89,6 +91,33 @@ def test_the_interval_narrows_with_progress() -> None:
     assert early.high / early.grok_epoch == pytest.approx(math.e, rel=1e-3)
     assert late.high / late.grok_epoch == pytest.approx(math.exp(0.1), rel=1e-3)
     assert model.width(-1.0) == 1.0 and model.width(5.0) == 0.1  # out of range: the ends
+
+
+def test_keyed_on_the_evidence_the_width_does_not_read_the_forecast() -> None:
+    """With `width_by` "evidence" the interval's bin is the share of the epochs since
+    memorisation ended: a forecast that comes sooner (a faster-growing share, so more
+    `progress`) gets no narrower an interval. Keyed on progress, it would."""
+    kw = dict(level=0.8, target_share=0.85, window=0.5, min_points=4, features=("progress",),
+              coef=(0.0, 0.0), edges=(0.0, 0.5, 1.0), half_width=(1.0, 0.1))  # fmt: skip
+    by_progress = ForecastModel(**kw)
+    by_evidence = ForecastModel(**kw, width_by="evidence")
+    slow, fast = share_curve(0.85, cross=20000), share_curve(0.85, cross=7000)
+    got = {}
+    for name, model in (("progress", by_progress), ("evidence", by_evidence)):
+        for label, share in (("slow", slow), ("fast", fast)):
+            fc = forecast_grok(X[:31], share[:31], np.zeros(31), 1000, model)  # now 3,000
+            got[name, label] = math.log(fc.high / fc.grok_epoch)
+            assert fc.details["evidence"] == pytest.approx(2 / 3)
+    # (epochs are rounded to integers: 1e-3 is their rounding at ~3,000-10,000)
+    assert got["evidence", "slow"] == pytest.approx(0.1, rel=1e-2)
+    assert got["evidence", "fast"] == pytest.approx(0.1, rel=1e-2)
+    assert got["progress", "slow"] == pytest.approx(1.0, rel=1e-2)  # little progress: wide
+    assert got["progress", "fast"] == pytest.approx(0.1, rel=1e-2)  # soon: narrow
+    data = by_evidence.to_json()
+    assert data["width_by"] == "evidence" and model_from_json(data) == by_evidence
+    assert "width_by" not in by_progress.to_json()  # the older fits keep their fingerprint
+    with pytest.raises(ForecastConstantsError, match="width_by"):
+        model_from_json({**data, "width_by": "nonsense"})
 
 
 def test_an_early_range_rather_than_silence() -> None:

@@ -415,6 +415,7 @@ def forecast_features(
         "trend": 0.0,
         "fall": _loss_fall(test_loss, all_x, memorisation_end),
         "decay": _decay(sum_sq_weights, all_x, memorisation_end),
+        "evidence": (now - memorisation_end) / now if now > 0 else 0.0,
     }
     late_acc = acc_trend(all_x, test_acc, memorisation_end)
     if late_acc is not None:
@@ -456,7 +457,7 @@ def forecast_grok(
         return Forecast(None, reason=why, as_of=now, provisional=provisional)
     v = got.values
     center = math.log(got.raw) + model.correction(v)
-    width = model.width(v["progress"])
+    width = model.width(v[model.width_by])
     value = max(math.exp(center), now)
     return Forecast(
         grok_epoch=round(value),
@@ -466,22 +467,6 @@ def forecast_grok(
         level=model.level,
         details={"raw": got.raw, "early": got.early, "late": got.late, "start": anchor, **v},
         provisional=provisional,
-    )
-
-
-def forecast_table(
-    table: Any, phases: dict[str, int | None], model: ForecastModel | None = None
-) -> Forecast:
-    """The forecast of a `ProgressTable` as of its newest checkpoint."""
-    return forecast_grok(
-        table.epochs,
-        table["xy_share_logits"],
-        table["test_acc"],
-        phases.get("memorisation_end"),
-        model,
-        table["test_loss"],
-        table["sum_sq_weights"],
-        table["train_acc"],
     )
 
 

@@ -8,7 +8,11 @@ its error is systematic (early on it comes too soon), so the calibrated forecast
 with the features below, fitted by least squares on the fit split of a corpus of runs made
 with the project's lab, and the 80% interval is log(forecast) +- q, q the split-conformal
 half-width (engine/measures/conformal.py) of the calibration split's |residuals|, one q per
-bin of the fraction of progress (`progress`), so the interval narrows as evidence comes in.
+bin of a feature (`width_by`), so the interval narrows as evidence comes in. That feature
+was `progress` up to the sixth fit; it is `evidence` since: `progress` divides by the raw
+forecast itself, so a forecast that comes too soon reads as far along and got the narrowest
+interval exactly when it was wrong (held-out runs at p = 113 and 137: 9 of 17 covered),
+while `evidence` reads only the epochs.
 bench/forecast_refit.py rebuilds forecast_constants.json (and says how); the file is read
 as untrusted JSON: any value missing or of the wrong kind is a clear one-line error.
 """
@@ -38,6 +42,7 @@ FEATURES = (
     "trend",  # acc x log(test accuracy's own trend's epoch of 99% / raw), clipped: the lag
     "fall",  # log(test loss' peak since memorisation / test loss now)
     "decay",  # log(sum of squared weights at memorisation end / now)
+    "evidence",  # (now - memorisation end) / now: how much of the run the curves since cover
 )
 
 
@@ -55,9 +60,10 @@ class ForecastModel:
     min_points: int
     features: tuple[str, ...]
     coef: tuple[float, ...]  # intercept, then one per feature
-    edges: tuple[float, ...]  # bins of `progress`: [edges[i], edges[i + 1])
+    edges: tuple[float, ...]  # bins of `width_by`: [edges[i], edges[i + 1])
     half_width: tuple[float, ...]  # the conformal half-width of log(forecast) per bin
     fitted_on: dict[str, Any] = field(default_factory=dict)  # provenance, for people
+    width_by: str = "progress"  # the feature (FEATURES) the half-widths' bins are of
 
     @property
     def fingerprint(self) -> int:
@@ -73,10 +79,10 @@ class ForecastModel:
             c * values[name] for c, name in zip(self.coef[1:], self.features, strict=True)
         )
 
-    def width(self, progress: float) -> float:
-        """The conformal half-width (in log epochs) for this fraction of progress."""
+    def width(self, value: float) -> float:
+        """The conformal half-width (in log epochs) for this value of `width_by`."""
         for i in range(len(self.half_width)):
-            if progress < self.edges[i + 1] or i == len(self.half_width) - 1:
+            if value < self.edges[i + 1] or i == len(self.half_width) - 1:
                 return self.half_width[i]
         raise AssertionError("unreachable")
 
@@ -91,6 +97,8 @@ class ForecastModel:
             "coef": list(self.coef),
             "edges": list(self.edges),
             "half_width": list(self.half_width),
+            # (absent: progress, so that the fits before `evidence` keep their fingerprint)
+            **({} if self.width_by == "progress" else {"width_by": self.width_by}),
             "fitted_on": self.fitted_on,
         }
 
@@ -127,6 +135,9 @@ def model_from_json(data: Any) -> ForecastModel:
     half = _numbers(data, "half_width", len(edges) - 1)
     if any(h <= 0 for h in half):
         raise ForecastConstantsError("forecast constants: half_width must be positive")
+    width_by = data.get("width_by", "progress")
+    if width_by not in FEATURES:
+        raise ForecastConstantsError(f"forecast constants: width_by must be among {FEATURES}")
     fitted_on = data.get("fitted_on", {})
     return ForecastModel(
         level=_number(data, "level", 0.01, 0.99),
@@ -138,6 +149,7 @@ def model_from_json(data: Any) -> ForecastModel:
         edges=edges,
         half_width=half,
         fitted_on=fitted_on if isinstance(fitted_on, dict) else {},
+        width_by=width_by,
     )
 
 
