@@ -209,6 +209,17 @@ PLAN: dict[str, list[tuple[str, str]]] = {
         ("h16b", "--p 137 --frac-train 0.35 --weight-decay 1 --lr 0.002 "
                  "--op add,subtract,multiply,divide "
                  "--seed 34 --data-seed 30 --epochs 3000 --checkpoint-every 25"),
+        # Planned 2026-12-04 after the seventh fit's constants were committed (7a08c27), trained
+        # after this plan was committed, judged once: the seventh fit's fresh runs. Every op at
+        # p = 107 with train fraction 0.4 (h13 had 0.2 and 0.3 there, add and multiply), and
+        # every op at p = 151, above every p of the corpus (c12: 149), with the paper's weight
+        # decay and lr 2e-3; new seeds and data seeds. Likely to grok (p = 113 at 0.4 and
+        # p = 137 at 0.35 all did, h16/h16b), so that errors and intervals can be judged.
+        ("h17", "--p 107 --frac-train 0.4 --weight-decay 1.5 --op add,subtract,multiply,divide "
+                "--seed 37 --data-seed 33 --epochs 2000"),
+        ("h17b", "--p 151 --frac-train 0.45 --weight-decay 1 --lr 0.002 "
+                 "--op add,subtract,multiply,divide "
+                 "--seed 38 --data-seed 34 --epochs 2500 --checkpoint-every 25"),
     ],
 }  # fmt: skip
 TRAIN_RUN = "run"  # a `train` entry's run: ROOT/SET/NAME/members/run (as a sweep member)
