@@ -18,7 +18,9 @@ geometric mean.
 `forecast_grok`, the forecast shown: the raw forecast corrected by a log-ratio fitted on a
 corpus of lab runs, as a function of how far the run has come (its bias is systematic:
 early on it comes too soon), with a split-conformal 80% interval from runs held out from
-the fit, wider the less progress there is (engine/measures/forecast_model.py; the constants
+the fit, wider the less of the run the curves since memorisation cover (`evidence`; not the
+progress the forecast itself implies, which is most sure of itself exactly when it comes
+too soon: engine/measures/forecast_model.py; the constants
 ship in forecast_constants.json, bench/forecast_refit.py refits them). It speaks as soon as
 the share has grown over `min_points` checkpoints since memorisation ended: a wide range
 early, narrowing as evidence comes in. Once the share has reached the target (the circuit is
