@@ -1,6 +1,7 @@
 """Judge the grok forecast on held-out runs against issue 19's goals (and issue 9's, as
 bench/forecast_backtest.py defines them, so the numbers stay comparable).
 
+    .venv/bin/python bench/forecast_corpus.py unpack   # the shipped features, or train:
     OMP_NUM_THREADS=1 .venv/bin/python bench/forecast_corpus.py all --set held
     .venv/bin/python bench/forecast_judge.py [--root /work/corpus-forecast] [--set held]
 

@@ -1,5 +1,6 @@
 """Refit the grok forecast's constants (grok_tui/engine/measures/forecast_constants.json).
 
+    .venv/bin/python bench/forecast_corpus.py unpack   # the shipped features, or train:
     OMP_NUM_THREADS=1 .venv/bin/python bench/forecast_corpus.py all --set corpus
     .venv/bin/python bench/forecast_refit.py [--root /work/corpus-forecast] [--check]
 
