@@ -312,10 +312,9 @@ def run_features(path: Path) -> dict:
         "test_acc": [c[2] for c in cols],
         "test_loss": [c[1] for c in cols],
         "sum_sq_weights": [c[3] for c in cols],
-        # For a seventh fit's start signal (issue 19): memorisation read off the train set.
+        # For studies of the forecast's start (bench/forecast_starts.py reads train_acc):
         "train_loss": [c[0] for c in cols],
         "train_acc": [c[6] for c in cols],  # the record's, as the forecast reads it live
-        "train_acc_from": "record",
         "gini_w_e_freq": [c[4] for c in cols],
         "memorisation_end": [
             history.steps[e].state.announced.get("memorisation_end") for e in epochs
@@ -333,38 +332,18 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def recorded(path: Path, epochs: list[int], key: str = "sum_sq_weights") -> list[float | None]:
-    """A record's scalar (default the sum of squared weights) at each of `epochs`, from the
-    run's measures.jsonl (its newest record per epoch, as the progress tracker reads them)."""
+def recorded_weights(path: Path, epochs: list[int]) -> list[float | None]:
+    """The sum of squared weights at each of `epochs`, from the run's measures.jsonl (its
+    newest record per epoch, as the progress tracker reads them)."""
     newest: dict[int, float] = {}
     for line in (path / "measures.jsonl").read_text().splitlines():
         try:
             row = json.loads(line)
         except ValueError:
             continue
-        if isinstance(row, dict) and row.get("kind") == "record" and key in row:
-            newest[int(row["epoch"])] = float(row[key])
+        if isinstance(row, dict) and row.get("kind") == "record" and "sum_sq_weights" in row:
+            newest[int(row["epoch"])] = float(row["sum_sq_weights"])
     return [newest.get(int(e)) for e in epochs]
-
-
-def add_record_train_acc(root: Path, which: str) -> None:
-    """Runs extracted with the train accuracy of metrics.jsonl (b2568c9-55e6ecf, one
-    session): the record's instead, which the forecast reads live (the old file kept as
-    features.before-record-acc.jsonl)."""
-    out = root / which / "features.jsonl"
-    lines = _lines(out)
-    if all(d.get("train_acc_from") == "record" for d in lines):
-        return
-    for d in lines:
-        sweep, member = d["run"].split("/", 1)
-        d["train_acc"] = recorded(root / which / sweep / "members" / member, d["epochs"],
-                                  "train_acc")  # fmt: skip
-        d["train_acc_from"] = "record"
-    partial = out.with_name("features.jsonl.partial")
-    partial.write_text("".join(json.dumps(d) + "\n" for d in lines))
-    os.replace(out, out.with_name("features.before-record-acc.jsonl"))
-    os.replace(partial, out)
-    print(f"{out}: train accuracy from the records", flush=True)
 
 
 def add_weights(root: Path, which: str) -> None:
@@ -378,8 +357,8 @@ def add_weights(root: Path, which: str) -> None:
     for d in lines:
         if "sum_sq_weights" not in d:
             sweep, member = d["run"].split("/", 1)
-            d["sum_sq_weights"] = recorded(root / which / sweep / "members" / member,
-                                           d["epochs"])  # fmt: skip
+            d["sum_sq_weights"] = recorded_weights(root / which / sweep / "members" / member,
+                                                   d["epochs"])  # fmt: skip
     partial = out.with_name("features.jsonl.partial")
     partial.write_text("".join(json.dumps(d) + "\n" for d in lines))
     os.replace(out, out.with_name("features.before-weights.jsonl"))
@@ -416,7 +395,6 @@ def extract(root: Path, which: str, only: list[str] | None = None) -> None:
         os.replace(out, out.with_name("features.before-phases.jsonl"))
         os.replace(target, out)
     add_weights(root, which)
-    add_record_train_acc(root, which)
 
 
 DATA = REPO / "bench" / "forecast_data"  # SET.jsonl.gz: a set's features.jsonl, packed
