@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from grok_tui.engine.measures.forecast import (
     Forecast,
-    forecast_anchor,
     forecast_grok,
+    forecast_start,
     rule_forecast,
 )
 from grok_tui.engine.measures.forecast_model import ForecastModel
@@ -53,9 +53,10 @@ class RunFeatures:
     def train_acc_to(self, i: int) -> np.ndarray | None:
         return None if self.train_acc is None else self.train_acc[: i + 1]
 
-    def anchor(self, i: int) -> tuple[int | None, bool]:
-        """Where the forecast made at checkpoint i starts (forecast.forecast_anchor)."""
-        return forecast_anchor(self.epochs[: i + 1], self.curves(i)[0],
+    def anchor(self, i: int) -> tuple[int | None, str]:
+        """Where the forecast made at checkpoint i starts, and which start that is
+        (forecast.forecast_start)."""
+        return forecast_start(self.epochs[: i + 1], self.curves(i)[0],
                                self.memorisation_end[i], self.train_acc_to(i),
                                self.xy_share[: i + 1])  # fmt: skip
 

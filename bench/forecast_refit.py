@@ -9,7 +9,7 @@ in two halves, fit and calibration (bench/forecast_cuts.py: alternately in the o
 hash of their names, within the runs that grokked and within those that did not). At every
 checkpoint before a run grokked (runs that grokked within their budget) and after
 memorisation ended (as the forecast reads it: the announced end, else its own provisional
-start, forecast.forecast_anchor), the raw forecast and its features are computed exactly as
+start, forecast.forecast_start), the raw forecast and its features are computed exactly as
 the app computes them (forecast.forecast_features). Then:
 
 1. the correction: weighted least squares of log(grok epoch / raw forecast) on the
@@ -23,7 +23,9 @@ the app computes them (forecast.forecast_features). Then:
    as infinitely wrong);
 2. the interval: on the calibration split, |log(grok epoch) - log(forecast)|, and per bin
    of `WIDTH_BY` the split-conformal half-width at `LEVEL` (engine/measures/conformal.py,
-   runs weighted as in 1: a run is the exchangeable unit, not a checkpoint).
+   runs weighted as in 1: a run is the exchangeable unit, not a checkpoint); the forecasts
+   from the memorised start (forecast.memorised_start, when `SHARE_RISE` is set) apart, with
+   a half-width of their own.
 
 Deterministic (no randomness; the split is a hash). --check prints what it would write and
 whether it differs from the shipped file, and writes nothing.
@@ -71,6 +73,9 @@ FEATURE_SETS = (
     (*USE, "acc", "trend"),
     (*USE, "acc", "trend", "fall"),
     (*USE, "acc", "trend", "decay"),
+    (*USE, "memo"),
+    (*USE, "trend", "memo"),
+    (*USE, "acc", "trend", "memo"),
 )
 BASE = ForecastModel(level=LEVEL, target_share=0.85, window=0.5, min_points=4,
                      features=USE, coef=(0.0,) * (len(USE) + 1),
@@ -97,11 +102,12 @@ def cases(runs: list[RunFeatures], base: ForecastModel = BASE) -> list[tuple[str
             continue
         for i in rf.before_grok():
             loss, weights = rf.curves(i)
-            m, _ = rf.anchor(i)
+            m, kind = rf.anchor(i)
             if m is None:
                 continue
             got = forecast_features(rf.epochs[: i + 1], rf.xy_share[: i + 1], m, base,
-                                    rf.test_acc[: i + 1], loss, weights)  # fmt: skip
+                                    rf.test_acc[: i + 1], loss, weights,
+                                    memorised=kind == "memorised")  # fmt: skip
             if isinstance(got, Features):
                 out.append((rf.name, math.log(rf.grok / got.raw), got))
     return out
@@ -165,9 +171,13 @@ def fitted(runs: list[RunFeatures], target: float, features: tuple[str, ...]) ->
 
 def calibrate(
     model: ForecastModel, rows: list[tuple[str, float, Features]], say=print
-) -> tuple[float, ...]:
-    """The conformal half-width per bin of `WIDTH_BY`; a bin with too few runs takes the
-    widest of its neighbours below (never narrower on thin evidence)."""
+) -> tuple[tuple[float, ...], float | None]:
+    """The conformal half-width per bin of `WIDTH_BY`, and that of the forecasts from the
+    memorised start (`memo`; None when there are none), which are kept out of the bins; a
+    bin with too few runs takes the widest of its neighbours below (never narrower on thin
+    evidence), the memorised start's too few runs the widest bin's."""
+    memo = [row for row in rows if row[2].values.get("memo")]
+    rows = [row for row in rows if not row[2].values.get("memo")]
     widths: list[float] = []
     for lo, hi in itertools.pairwise(EDGES):
         last = hi == EDGES[-1]
@@ -188,7 +198,17 @@ def calibrate(
             f"  {WIDTH_BY} [{lo:.2f}, {hi:.2f}): {len(runs)} runs, {len(scores)} cases, "
             f"half-width {q:.3f} (x{math.exp(q):.2f})"
         )
-    return tuple(widths)
+    if not memo:
+        return tuple(widths), None
+    runs = {n for n, _, _ in memo}
+    q = math.inf
+    if len(runs) >= MIN_RUNS_PER_BIN:
+        scores = [abs(r - model.correction(f.values)) for _, r, f in memo]
+        q = conformal_quantile(scores, LEVEL, run_weights([n for n, _, _ in memo]))
+    q = float(q if math.isfinite(q) else max(widths))
+    say(f"  from the memorised start: {len(runs)} runs, {len(memo)} cases, half-width "
+        f"{q:.3f} (x{math.exp(q):.2f})")  # fmt: skip
+    return tuple(widths), q
 
 
 def named_runs(runs: list[RunFeatures], fitted_on: dict) -> list[RunFeatures]:
@@ -225,14 +245,15 @@ def refit(runs: list[RunFeatures], corpus: str, verbose: bool = True) -> Forecas
     say(f"target share {model.target_share}; correction: "
         + ", ".join(f"{n} {c:+.3f}" for n, c in terms))  # fmt: skip
     say(f"calibration ({LEVEL:.0%} split-conformal half-widths of log epochs):")
-    widths = calibrate(model, cases(by_split["calibration"], model), say)
+    widths, memo_width = calibrate(model, cases(by_split["calibration"], model), say)
     fitted_on = {
         "corpus": corpus,
         "runs_fit": sorted(r.name for r in by_split["fit"]),
         "runs_calibration": sorted(r.name for r in by_split["calibration"]),
         "command": "bench/forecast_corpus.py all --set corpus; bench/forecast_refit.py",
     }
-    return replace(model, edges=EDGES, half_width=widths, fitted_on=fitted_on, width_by=WIDTH_BY)
+    return replace(model, edges=EDGES, half_width=widths, fitted_on=fitted_on, width_by=WIDTH_BY,
+                   memo_half_width=memo_width)  # fmt: skip
 
 
 def main() -> int:

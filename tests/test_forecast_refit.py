@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench import forecast_corpus, forecast_refit
+from grok_tui.engine.measures.conformal import conformal_quantile
+from grok_tui.engine.measures.forecast import Features
+from grok_tui.engine.measures.forecast_model import ForecastModel
 
 
 def test_the_shipped_constants_are_the_refit_of_the_corpus(
@@ -43,3 +48,33 @@ def test_unpack_leaves_a_features_file_alone_and_pack_round_trips(
     assert (tmp_path / "data" / "corpus.jsonl.gz").read_bytes() == first
     forecast_corpus.unpack(tmp_path / "b", "corpus")
     assert (tmp_path / "b" / "corpus" / "features.jsonl").read_text() == '{"run": "mine"}\n'
+
+
+def test_forecasts_from_the_memorised_start_get_their_own_half_width() -> None:
+    """calibrate keeps the `memo` cases out of the bins of evidence and gives them the
+    split-conformal half-width of their own residuals (each run weighing 1); with too few
+    runs, the widest bin's."""
+    model = ForecastModel(level=0.8, target_share=0.9, window=0.5, min_points=4,
+                          features=("memo",), coef=(0.0, 0.0), edges=(0.0, 1.0),
+                          half_width=(1.0,))  # fmt: skip
+    rng = np.random.default_rng(0)
+
+    def row(name: str, memo: bool, residual: float) -> tuple[str, float, Features]:
+        values = {"evidence": float(rng.uniform(0, 1)), "memo": float(memo)}
+        return name, residual, Features(100, 100.0, 90.0, 110.0, values)
+
+    plain = [row(f"p{i % 6}", False, float(r)) for i, r in enumerate(rng.normal(0, 0.1, 60))]
+    memo = [row(f"m{i % 5}", True, float(r)) for i, r in enumerate(rng.normal(0, 1.0, 25))]
+    widths, memo_width = forecast_refit.calibrate(model, plain + memo, say=lambda *_: None)
+    names = [n for n, _, _ in memo]
+    weights = 1.0 / np.array([names.count(n) for n in names])
+    assert memo_width == conformal_quantile([abs(r) for _, r, _ in memo], 0.8, weights)
+    plain_names = [n for n, _, _ in plain]
+    plain_w = 1.0 / np.array([plain_names.count(n) for n in plain_names])
+    assert len(widths) == len(forecast_refit.EDGES) - 1
+    assert all(math.isfinite(w) for w in widths) and memo_width > max(widths)
+    assert max(widths) <= conformal_quantile([abs(r) for _, r, _ in plain], 0.99, plain_w)
+    assert forecast_refit.calibrate(model, plain, say=lambda *_: None)[1] is None
+    few = [r for r in memo if r[0] in ("m0", "m1")]
+    _, fallback = forecast_refit.calibrate(model, plain + few, say=lambda *_: None)
+    assert fallback == max(widths)

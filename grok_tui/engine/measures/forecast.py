@@ -38,7 +38,11 @@ its peak, which on a fast run comes late (at 60-80% of the way to grokking), so 
 the forecast starts from a provisional end of its own (`provisional_start`): the peak of
 the test loss, once the test loss has come a third of the way down from it. That start is
 fixed the first time it is found (a later, higher peak does not move it) and belongs to the
-forecast alone: the phases shown never see it. Such a forecast is marked provisional.
+forecast alone: the phases shown never see it. Where the test loss does not come down early
+(it may rise again after its first peak) a third start may speak (`memorised_start`: where
+the train set was memorised, once the x + y share has risen since; `SHARE_RISE`, chosen on
+the corpus by bench/forecast_starts.py); its forecasts carry the `memo` feature and their own
+interval width. Such forecasts are marked provisional.
 
 `rule_forecast`, the forecast before issue 19 (kept for comparison in the benchmarks): the
 two estimates widened by `margin`, after a wait for the share to grow `min_growth` times and
@@ -203,6 +207,25 @@ def memorised_start(
     return int(np.asarray(epochs)[j0]) if both.any() else None
 
 
+def forecast_start(
+    epochs: Any,
+    test_loss: Any,
+    memorisation_end: int | None,
+    train_acc: Any = None,
+    xy_share: Any = None,
+) -> tuple[int | None, str]:
+    """Where the forecast's extrapolation starts, and which start that is: the announced
+    memorisation end ("announced"), else `provisional_start` ("provisional"), else
+    `memorised_start` ("memorised"); (None, "") while there is none."""
+    if memorisation_end is not None:
+        return memorisation_end, "announced"
+    start = None if test_loss is None else provisional_start(test_loss, epochs)
+    if start is not None:
+        return start, "provisional"
+    start = memorised_start(epochs, train_acc, xy_share)
+    return (start, "memorised") if start is not None else (None, "")
+
+
 def forecast_anchor(
     epochs: Any,
     test_loss: Any,
@@ -210,15 +233,9 @@ def forecast_anchor(
     train_acc: Any = None,
     xy_share: Any = None,
 ) -> tuple[int | None, bool]:
-    """Where the forecast's extrapolation starts, and whether that is provisional: the
-    announced memorisation end, else `provisional_start`, else `memorised_start` (None:
-    none yet)."""
-    if memorisation_end is not None:
-        return memorisation_end, False
-    start = None if test_loss is None else provisional_start(test_loss, epochs)
-    if start is None:
-        start = memorised_start(epochs, train_acc, xy_share)
-    return start, start is not None
+    """`forecast_start`'s start, and whether it is provisional (not the announced end)."""
+    start, kind = forecast_start(epochs, test_loss, memorisation_end, train_acc, xy_share)
+    return start, kind not in ("announced", "")
 
 
 def _last_finite(values: Any) -> float:
@@ -384,6 +401,7 @@ def forecast_features(
     test_acc: Any = None,
     test_loss: Any = None,
     sum_sq_weights: Any = None,
+    memorised: bool = False,
 ) -> Features | str:
     """The raw forecast and the correction's features at the last checkpoint, or the reason
     there are none. Shared by the forecast and bench/forecast_refit.py, so the fit sees
@@ -418,6 +436,7 @@ def forecast_features(
         "fall": _loss_fall(test_loss, all_x, memorisation_end),
         "decay": _decay(sum_sq_weights, all_x, memorisation_end),
         "evidence": (now - memorisation_end) / now if now > 0 else 0.0,
+        "memo": float(memorised),
     }
     late_acc = acc_trend(all_x, test_acc, memorisation_end)
     if late_acc is not None:
@@ -443,15 +462,15 @@ def forecast_grok(
     too (forecast_model.FEATURES)."""
     epochs = np.asarray(epochs, dtype=np.float64)
     model = model if model is not None else shipped_model()
-    anchor, provisional = forecast_anchor(epochs, test_loss, memorisation_end, train_acc,
-                                          xy_share)  # fmt: skip
+    anchor, kind = forecast_start(epochs, test_loss, memorisation_end, train_acc, xy_share)
+    provisional = kind in ("provisional", "memorised")
     early_answer = _settled_or_premature(epochs, test_acc, anchor)
     if early_answer is not None:
         return early_answer
     assert anchor is not None
     now = int(epochs[-1])
     got = forecast_features(epochs, xy_share, anchor, model, test_acc, test_loss,
-                            sum_sq_weights)  # fmt: skip
+                            sum_sq_weights, memorised=kind == "memorised")  # fmt: skip
     if isinstance(got, str):
         return Forecast(None, reason=got, as_of=now, provisional=provisional)
     if got.raw > FAR * now:
@@ -459,7 +478,7 @@ def forecast_grok(
         return Forecast(None, reason=why, as_of=now, provisional=provisional)
     v = got.values
     center = math.log(got.raw) + model.correction(v)
-    width = model.width(v[model.width_by])
+    width = model.width(v[model.width_by], memo=kind == "memorised")
     value = max(math.exp(center), now)
     return Forecast(
         grok_epoch=round(value),

@@ -43,6 +43,7 @@ FEATURES = (
     "fall",  # log(test loss' peak since memorisation / test loss now)
     "decay",  # log(sum of squared weights at memorisation end / now)
     "evidence",  # (now - memorisation end) / now: how much of the run the curves since cover
+    "memo",  # 1 when the forecast starts where the train set was memorised (memorised_start)
 )
 
 
@@ -64,6 +65,10 @@ class ForecastModel:
     half_width: tuple[float, ...]  # the conformal half-width of log(forecast) per bin
     fitted_on: dict[str, Any] = field(default_factory=dict)  # provenance, for people
     width_by: str = "progress"  # the feature (FEATURES) the half-widths' bins are of
+    # The half-width of a forecast that starts where the train set was memorised (`memo`),
+    # calibrated on those cases alone: an early start reads as much evidence, so the bins
+    # of `evidence` would give it too narrow an interval (None: the bins, as before).
+    memo_half_width: float | None = None
 
     @property
     def fingerprint(self) -> int:
@@ -79,8 +84,11 @@ class ForecastModel:
             c * values[name] for c, name in zip(self.coef[1:], self.features, strict=True)
         )
 
-    def width(self, value: float) -> float:
-        """The conformal half-width (in log epochs) for this value of `width_by`."""
+    def width(self, value: float, memo: bool = False) -> float:
+        """The conformal half-width (in log epochs) for this value of `width_by` (`memo`:
+        a forecast from the memorised start, which has its own)."""
+        if memo and self.memo_half_width is not None:
+            return self.memo_half_width
         for i in range(len(self.half_width)):
             if value < self.edges[i + 1] or i == len(self.half_width) - 1:
                 return self.half_width[i]
@@ -99,6 +107,7 @@ class ForecastModel:
             "half_width": list(self.half_width),
             # (absent: progress, so that the fits before `evidence` keep their fingerprint)
             **({} if self.width_by == "progress" else {"width_by": self.width_by}),
+            **({} if self.memo_half_width is None else {"memo_half_width": self.memo_half_width}),
             "fitted_on": self.fitted_on,
         }
 
@@ -138,6 +147,9 @@ def model_from_json(data: Any) -> ForecastModel:
     width_by = data.get("width_by", "progress")
     if width_by not in FEATURES:
         raise ForecastConstantsError(f"forecast constants: width_by must be among {FEATURES}")
+    memo_half_width = None
+    if "memo_half_width" in data:
+        memo_half_width = _number(data, "memo_half_width", 1e-9, 100.0)
     fitted_on = data.get("fitted_on", {})
     return ForecastModel(
         level=_number(data, "level", 0.01, 0.99),
@@ -150,6 +162,7 @@ def model_from_json(data: Any) -> ForecastModel:
         half_width=half,
         fitted_on=fitted_on if isinstance(fitted_on, dict) else {},
         width_by=width_by,
+        memo_half_width=memo_half_width,
     )
 
 
