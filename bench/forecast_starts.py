@@ -6,7 +6,8 @@ The forecast starts at the announced memorisation end, else at its provisional s
 test loss' peak, once it is down to `forecast.PEAK_FALL` of it). On runs whose test loss
 rises again after its first peak it stays silent until late (held-out h15/opdivide, h15b/
 opadd: nothing at 65% of the way). `forecast.memorised_start` is a third start: the epoch the
-train set was memorised, once the x + y share's log-odds have risen by `SHARE_RISE` since.
+train set was memorised, once the x + y share's log-odds have risen by a given amount since
+(the constants' `share_rise`; bench/forecast_refit.py's `SHARE_RISE` is the one kept).
 
 Since 2026-12-04 evening, a forecast from that start carries the feature `memo` (the refit
 may correct it apart: its feature sets include it) and its own conformal half-width
@@ -14,7 +15,7 @@ may correct it apart: its feature sets include it) and its own conformal half-wi
 got the narrow intervals of late forecasts (corpus calibration split, rise 0.5: 3 of 6
 covered at the cuts).
 
-For each candidate `SHARE_RISE` (None: the rule off), the constants are refitted by
+For each candidate rise (None: the rule off), the constants are refitted by
 bench/forecast_refit.py's procedure on the corpus (ROOT/corpus/features.jsonl; the held-out
 set is never read), then, with them, over the corpus:
 - grokked runs: a forecast issued at 50% and at 65% of the way to the grok epoch; the
@@ -45,7 +46,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.forecast_cuts import RunFeatures, read_runs, splits
 from bench.forecast_judge import false_grok, issued
 from bench.forecast_refit import CORPUS_NAME, refit
-from grok_tui.engine.measures import forecast
 from grok_tui.engine.measures.forecast_model import ForecastModel
 
 RISES: tuple[float | None, ...] = (None, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
@@ -124,8 +124,7 @@ def main() -> int:
           "(calibration split) | false alarms |")  # fmt: skip
     print("|---|---|---|---|---|---|")
     for rise in RISES:
-        forecast.SHARE_RISE = rise
-        model = refit(runs, CORPUS_NAME, verbose=False)
+        model = refit(runs, CORPUS_NAME, verbose=False, share_rise=rise)
         r = judge_rule(runs, model)
         r["model"] = model.to_json()
         results[rise] = r
@@ -134,7 +133,6 @@ def main() -> int:
         print(f"| {rise} | {model.target_share}, {'+'.join(model.features)} | "
               f"{r['issued'][0.5]}/{n} | {r['issued'][0.65]}/{n} | {med} | "
               f"{len(alarms)}/{r['never']} {alarms} |", flush=True)  # fmt: skip
-    forecast.SHARE_RISE = None
     print(
         "\nOn the calibration runs the rule off issues at each cut too (a diagnostic: the "
         "medians above are over different runs), median error 50 / 65 / 80%:"

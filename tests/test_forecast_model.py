@@ -8,12 +8,10 @@ import json
 import math
 from dataclasses import replace
 from pathlib import Path
-from unittest.mock import patch
 
 import numpy as np
 import pytest
 
-from grok_tui.engine.measures import forecast
 from grok_tui.engine.measures.forecast import (
     ACC_POINTS,
     GROKKED_ACC,
@@ -234,12 +232,10 @@ def test_memorisation_of_the_train_set_starts_the_forecast_once_the_share_rises(
     assert memorised_start(epochs, acc, share, 0.5) == 20  # log-odds up 0.29, 0.54, 0.98
     assert memorised_start(epochs[:4], acc[:4], share[:4], 0.5) is None  # one rise: not yet
     flat = [4.0] * 5
-    with patch.object(forecast, "SHARE_RISE", None):  # off
-        assert memorised_start(epochs, acc, share) is None
-        assert forecast_anchor(epochs, flat, None, acc, share) == (None, False)
-    with patch.object(forecast, "SHARE_RISE", 0.5):
-        assert forecast_anchor(epochs, flat, None, acc, share) == (20, True)
-        assert forecast_anchor(epochs, flat, 60, acc, share) == (60, False)
+    assert memorised_start(epochs, acc, share, None) is None  # off
+    assert forecast_anchor(epochs, flat, None, acc, share) == (None, False)
+    assert forecast_anchor(epochs, flat, None, acc, share, 0.5) == (20, True)
+    assert forecast_anchor(epochs, flat, 60, acc, share, 0.5) == (60, False)
 
 
 def test_the_start_says_which_it_is_and_the_memorised_one_has_its_own_width() -> None:
@@ -250,29 +246,32 @@ def test_the_start_says_which_it_is_and_the_memorised_one_has_its_own_width() ->
     epochs = [0, 20, 40, 60, 80]
     acc, share = [0.5, 1.0, 1.0, 1.0, 1.0], [0.2, 0.2, 0.25, 0.3, 0.4]
     flat, bump = [4.0] * 5, [4.0, 9.0, 15.0, 19.0, 12.0]
-    with patch.object(forecast, "SHARE_RISE", 0.5):
-        assert forecast_start(epochs, flat, 60, acc, share) == (60, "announced")
-        assert forecast_start(epochs, bump, None, acc, share) == (60, "provisional")
-        assert forecast_start(epochs, flat, None, acc, share) == (20, "memorised")
-        assert forecast_start(epochs[:4], flat[:4], None, acc[:4], share[:4]) == (None, "")
+    assert forecast_start(epochs, flat, 60, acc, share, 0.5) == (60, "announced")
+    assert forecast_start(epochs, bump, None, acc, share, 0.5) == (60, "provisional")
+    assert forecast_start(epochs, flat, None, acc, share, 0.5) == (20, "memorised")
+    assert forecast_start(epochs, flat, None, acc, share, None) == (None, "")  # off
+    assert forecast_start(epochs[:4], flat[:4], None, acc[:4], share[:4], 0.5) == (None, "")
     kw = dict(level=0.8, target_share=0.85, window=0.5, min_points=4,
               features=("progress", "memo"), coef=(0.0, 0.0, 0.25), edges=(0.0, 0.5, 1.0),
               half_width=(1.0, 0.1), width_by="evidence")  # fmt: skip
-    binned, own = ForecastModel(**kw), ForecastModel(**kw, memo_half_width=0.7)
-    target = model_from_json(own.to_json())
-    assert target == own and "memo_half_width" not in binned.to_json()
+    binned = ForecastModel(**kw)
+    own = ForecastModel(**kw, memo_half_width=0.7, share_rise=0.5)
+    assert model_from_json(own.to_json()) == own
+    assert "memo_half_width" not in binned.to_json() and "share_rise" not in binned.to_json()
     assert own.width(0.9, memo=True) == 0.7 and own.width(0.9) == 0.1 == binned.width(0.9, True)
     with pytest.raises(ForecastConstantsError, match="memo_half_width"):
         model_from_json({**own.to_json(), "memo_half_width": -1.0})
+    with pytest.raises(ForecastConstantsError, match="share_rise"):
+        model_from_json({**own.to_json(), "share_rise": "0.5"})
     # A share that rises from epoch 1,000 and a train set memorised there, the test loss
     # flat (no provisional start) and no announced end: the memorised start.
     share = share_curve(0.85)
     acc = np.where(X >= 1000, 1.0, 0.5)
     loss = np.full_like(X, 4.0)
-    with patch.object(forecast, "SHARE_RISE", 0.5):
-        fc = forecast_grok(X[:31], share[:31], np.zeros(31), None, own, loss[:31], None,
-                           acc[:31])  # fmt: skip
-        announced = forecast_grok(X[:31], share[:31], np.zeros(31), 1000, own, loss[:31])
+    fc = forecast_grok(X[:31], share[:31], np.zeros(31), None, own, loss[:31], None, acc[:31])
+    announced = forecast_grok(X[:31], share[:31], np.zeros(31), 1000, own, loss[:31])
+    off = forecast_grok(X[:31], share[:31], np.zeros(31), None, binned, loss[:31], None, acc[:31])
+    assert off.grok_epoch is None and "memorisation" in off.reason  # the rise goes with them
     assert fc.provisional and fc.details["start"] == 1000 and fc.details["memo"] == 1.0
     assert announced.details["memo"] == 0.0 and not announced.provisional
     # the same raw forecast; the correction adds 0.25 to the log epoch; widths 0.7 and 0.1

@@ -40,9 +40,9 @@ the test loss, once the test loss has come a third of the way down from it. That
 fixed the first time it is found (a later, higher peak does not move it) and belongs to the
 forecast alone: the phases shown never see it. Where the test loss does not come down early
 (it may rise again after its first peak) a third start may speak (`memorised_start`: where
-the train set was memorised, once the x + y share has risen since; `SHARE_RISE`, chosen on
-the corpus by bench/forecast_starts.py); its forecasts carry the `memo` feature and their own
-interval width. Such forecasts are marked provisional.
+the train set was memorised, once the x + y share has risen since, by the constants'
+`share_rise`, chosen on the corpus by bench/forecast_starts.py); its forecasts carry the
+`memo` feature and their own interval width. Such forecasts are marked provisional.
 
 `rule_forecast`, the forecast before issue 19 (kept for comparison in the benchmarks): the
 two estimates widened by `margin`, after a wait for the share to grow `min_growth` times and
@@ -175,10 +175,11 @@ def provisional_start(test_loss: Any, epochs: Any) -> int | None:
 # A second provisional start, for runs whose test loss does not come down early (it may
 # rise again after its first peak) while the circuit already forms: the first checkpoint at
 # which the train set is memorised (train accuracy >= MEMORISED_ACC), once the x + y share's
-# log-odds have risen by SHARE_RISE since then, at each of the last two checkpoints. None:
-# not used. Chosen on the corpus (bench/forecast_starts.py), never on the held-out runs.
+# log-odds have risen by a given amount since then, at each of the last two checkpoints.
+# The amount belongs to the fitted constants (`ForecastModel.share_rise`: the correction and
+# the intervals were fitted with that start; None: not used), chosen on the corpus by
+# bench/forecast_starts.py, never on the held-out runs.
 MEMORISED_ACC = 0.99
-SHARE_RISE: float | None = None
 
 
 def _log_odds(share: np.ndarray) -> np.ndarray:
@@ -186,13 +187,10 @@ def _log_odds(share: np.ndarray) -> np.ndarray:
     return np.log(s / (1 - s))
 
 
-def memorised_start(
-    epochs: Any, train_acc: Any, xy_share: Any, rise: float | None = None
-) -> int | None:
+def memorised_start(epochs: Any, train_acc: Any, xy_share: Any, rise: float | None) -> int | None:
     """The epoch the train set was first memorised, once the x + y share has risen by `rise`
-    log-odds since (default `SHARE_RISE`; None: never). Depends only on the checkpoints up to
-    the one where it is found, so it is fixed once found."""
-    rise = SHARE_RISE if rise is None else rise
+    log-odds since (None: never). Depends only on the checkpoints up to the one where it is
+    found, so it is fixed once found."""
     if rise is None or train_acc is None or xy_share is None:
         return None
     acc = np.asarray(train_acc, dtype=np.float64)
@@ -213,16 +211,17 @@ def forecast_start(
     memorisation_end: int | None,
     train_acc: Any = None,
     xy_share: Any = None,
+    share_rise: float | None = None,
 ) -> tuple[int | None, str]:
     """Where the forecast's extrapolation starts, and which start that is: the announced
     memorisation end ("announced"), else `provisional_start` ("provisional"), else
-    `memorised_start` ("memorised"); (None, "") while there is none."""
+    `memorised_start` with `share_rise` ("memorised"); (None, "") while there is none."""
     if memorisation_end is not None:
         return memorisation_end, "announced"
     start = None if test_loss is None else provisional_start(test_loss, epochs)
     if start is not None:
         return start, "provisional"
-    start = memorised_start(epochs, train_acc, xy_share)
+    start = memorised_start(epochs, train_acc, xy_share, share_rise)
     return (start, "memorised") if start is not None else (None, "")
 
 
@@ -232,9 +231,11 @@ def forecast_anchor(
     memorisation_end: int | None,
     train_acc: Any = None,
     xy_share: Any = None,
+    share_rise: float | None = None,
 ) -> tuple[int | None, bool]:
     """`forecast_start`'s start, and whether it is provisional (not the announced end)."""
-    start, kind = forecast_start(epochs, test_loss, memorisation_end, train_acc, xy_share)
+    start, kind = forecast_start(epochs, test_loss, memorisation_end, train_acc, xy_share,
+                                 share_rise)  # fmt: skip
     return start, kind not in ("announced", "")
 
 
@@ -462,7 +463,8 @@ def forecast_grok(
     too (forecast_model.FEATURES)."""
     epochs = np.asarray(epochs, dtype=np.float64)
     model = model if model is not None else shipped_model()
-    anchor, kind = forecast_start(epochs, test_loss, memorisation_end, train_acc, xy_share)
+    anchor, kind = forecast_start(epochs, test_loss, memorisation_end, train_acc, xy_share,
+                                  model.share_rise)  # fmt: skip
     provisional = kind in ("provisional", "memorised")
     early_answer = _settled_or_premature(epochs, test_acc, anchor)
     if early_answer is not None:

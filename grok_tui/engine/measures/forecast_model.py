@@ -69,6 +69,10 @@ class ForecastModel:
     # calibrated on those cases alone: an early start reads as much evidence, so the bins
     # of `evidence` would give it too narrow an interval (None: the bins, as before).
     memo_half_width: float | None = None
+    # The rise of the x + y share's log-odds since the train set was memorised at which the
+    # forecast may start there (forecast.memorised_start; None: it never does). The
+    # correction and the intervals were fitted with this start, so it travels with them.
+    share_rise: float | None = None
 
     @property
     def fingerprint(self) -> int:
@@ -108,6 +112,7 @@ class ForecastModel:
             # (absent: progress, so that the fits before `evidence` keep their fingerprint)
             **({} if self.width_by == "progress" else {"width_by": self.width_by}),
             **({} if self.memo_half_width is None else {"memo_half_width": self.memo_half_width}),
+            **({} if self.share_rise is None else {"share_rise": self.share_rise}),
             "fitted_on": self.fitted_on,
         }
 
@@ -150,6 +155,9 @@ def model_from_json(data: Any) -> ForecastModel:
     memo_half_width = None
     if "memo_half_width" in data:
         memo_half_width = _number(data, "memo_half_width", 1e-9, 100.0)
+    share_rise = None
+    if "share_rise" in data:
+        share_rise = _number(data, "share_rise", 0.0, 100.0)
     fitted_on = data.get("fitted_on", {})
     return ForecastModel(
         level=_number(data, "level", 0.01, 0.99),
@@ -163,6 +171,7 @@ def model_from_json(data: Any) -> ForecastModel:
         fitted_on=fitted_on if isinstance(fitted_on, dict) else {},
         width_by=width_by,
         memo_half_width=memo_half_width,
+        share_rise=share_rise,
     )
 
 
