@@ -126,6 +126,19 @@ PLAN: dict[str, list[tuple[str, str]]] = {
         # grok within 1,500 epochs, some perhaps to come near.
         ("c13", "--p 163 --frac-train 0.2,0.3 --weight-decay 1 --lr 0.001 --op add,multiply "
                 "--seed 39 --data-seed 35 --epochs 1500 --checkpoint-every 25"),
+        # Added 2026-12-04 evening after the candidate eighth fit (c765977: the forecast may
+        # start where the train set was memorised, share_rise 0.5, kept on the corpus with
+        # 4 false alarms of 16, as without) was judged on the held-out runs h1-h17b (never
+        # used to choose it): 12 false alarms of 25 (the seventh fit: 4), on runs whose
+        # share rises for a while without grokking within the budget (train fractions
+        # 0.2-0.25 at p = 59-103, subtract at 0.4). The corpus' never-grokking runs mostly
+        # lack that rise, so its rule could not see the cost. Runs like those at corpus
+        # primes (the held-out runs themselves stay out), new seeds: every op at p = 67 with
+        # train fraction 0.2 and weight decay 1 and 2, every op at p = 127 with 0.25.
+        ("c14", "--p 67 --frac-train 0.2 --weight-decay 1,2 --op add,subtract,multiply,divide "
+                "--seed 42 --data-seed 38 --epochs 1500"),
+        ("c14b", "--p 127 --frac-train 0.25 --weight-decay 1.5 "
+                 "--op add,subtract,multiply,divide --seed 43 --data-seed 39 --epochs 1500"),
     ],
     "held": [
         ("h1", "--p 41 --frac-train 0.5,0.6 --weight-decay 1.5 --lr 0.004 --op add,subtract "
