@@ -90,10 +90,11 @@ MIN_RUNS_PER_BIN = 3
 TARGETS = (0.85, 0.9, 0.95, 0.97)  # the target shares tried (on the fit split only)
 CUT_SHARES = (0.5, 0.65, 0.8)
 # The forecast may start where the train set was memorised once the x + y share's log-odds
-# have risen this much since (forecast.memorised_start; the constants carry it): chosen on
-# the corpus by bench/forecast_starts.py's rule, stated before its figures (0.5, 2026-12-04
-# evening; up to the seventh fit: None).
-SHARE_RISE: float | None = 0.5
+# have risen this much since (forecast.memorised_start; the constants carry it; None: never),
+# chosen on the corpus by bench/forecast_starts.py's rule, stated before its figures. On 56
+# runs it kept 0.5 (c765977, a candidate); on 68, with never-grokking runs whose share rises
+# (c14, c14b), every rise added false alarms and it keeps None (bench/RESULTS.md, "Eighth").
+SHARE_RISE: float | None = None
 # What the constants say they were fitted on: the corpus plan's features, wherever unpacked
 # (bench/forecast_corpus.py pack/unpack), so a refit anywhere writes the same bytes.
 CORPUS_NAME = "bench/forecast_data/corpus.jsonl.gz (bench/forecast_corpus.py, set corpus)"
