@@ -479,6 +479,12 @@ def forecast_grok(
         why = f"no grokking in sight (the share's trend reaches it after {round(got.raw):,})"
         return Forecast(None, reason=why, as_of=now, provisional=provisional)
     v = got.values
+    if v["evidence"] < model.min_evidence:
+        why = f"memorisation ended too recently ({anchor:,}) to extrapolate from"
+        return Forecast(None, reason=why, as_of=now, provisional=provisional)
+    if v["growth"] < model.min_growth:
+        why = f"the x + y share has hardly grown since {anchor:,}"
+        return Forecast(None, reason=why, as_of=now, provisional=provisional)
     center = math.log(got.raw) + model.correction(v)
     width = model.width(v[model.width_by], memo=kind == "memorised")
     value = max(math.exp(center), now)

@@ -73,6 +73,13 @@ class ForecastModel:
     # forecast may start there (forecast.memorised_start; None: it never does). The
     # correction and the intervals were fitted with this start, so it travels with them.
     share_rise: float | None = None
+    # Abstain while the curves since the start cover less than `min_evidence` of the run
+    # (a start found late: the memorisation end is recent news) or the share has grown less
+    # than `min_growth` in log since the start (no circuit to extrapolate yet): where runs
+    # that never grok drew forecasts within their budget. Chosen on the corpus
+    # (bench/forecast_guards.py); 0: no guard.
+    min_evidence: float = 0.0
+    min_growth: float = 0.0
 
     @property
     def fingerprint(self) -> int:
@@ -113,6 +120,8 @@ class ForecastModel:
             **({} if self.width_by == "progress" else {"width_by": self.width_by}),
             **({} if self.memo_half_width is None else {"memo_half_width": self.memo_half_width}),
             **({} if self.share_rise is None else {"share_rise": self.share_rise}),
+            **({"min_evidence": self.min_evidence} if self.min_evidence else {}),
+            **({"min_growth": self.min_growth} if self.min_growth else {}),
             "fitted_on": self.fitted_on,
         }
 
@@ -158,6 +167,7 @@ def model_from_json(data: Any) -> ForecastModel:
     share_rise = None
     if "share_rise" in data:
         share_rise = _number(data, "share_rise", 0.0, 100.0)
+    guards = {k: _number(data, k, 0.0, 100.0) for k in ("min_evidence", "min_growth") if k in data}
     fitted_on = data.get("fitted_on", {})
     return ForecastModel(
         level=_number(data, "level", 0.01, 0.99),
@@ -172,6 +182,7 @@ def model_from_json(data: Any) -> ForecastModel:
         width_by=width_by,
         memo_half_width=memo_half_width,
         share_rise=share_rise,
+        **guards,
     )
 
 
