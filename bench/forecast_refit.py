@@ -25,7 +25,9 @@ the app computes them (forecast.forecast_features). Then:
    of `WIDTH_BY` the split-conformal half-width at `LEVEL` (engine/measures/conformal.py,
    runs weighted as in 1: a run is the exchangeable unit, not a checkpoint); the forecasts
    from the memorised start (forecast.memorised_start, when `SHARE_RISE` is set) apart, with
-   a half-width of their own.
+   a half-width of their own;
+3. the guards under which the forecast abstains (`MIN_EVIDENCE`, `MIN_GROWTH`, chosen by
+   bench/forecast_guards.py) are written with them.
 
 Deterministic (no randomness; the split is a hash). --check prints what it would write and
 whether it differs from the shipped file, and writes nothing.
@@ -95,6 +97,12 @@ CUT_SHARES = (0.5, 0.65, 0.8)
 # runs it kept 0.5 (c765977, a candidate); on 68, with never-grokking runs whose share rises
 # (c14, c14b), every rise added false alarms and it keeps None (bench/RESULTS.md, "Eighth").
 SHARE_RISE: float | None = None
+# The guards (ForecastModel.min_evidence, min_growth): chosen on the corpus by
+# bench/forecast_guards.py's rule, stated before its figures (68 runs, 2026-12-04 evening:
+# min_evidence 0.1 takes 6 false alarms of 28 to 4 at no cost in forecasts or error;
+# min_growth 0.2 would take them to 3 but is silent on one more grokking run at 65%).
+MIN_EVIDENCE = 0.1
+MIN_GROWTH = 0.0
 # What the constants say they were fitted on: the corpus plan's features, wherever unpacked
 # (bench/forecast_corpus.py pack/unpack), so a refit anywhere writes the same bytes.
 CORPUS_NAME = "bench/forecast_data/corpus.jsonl.gz (bench/forecast_corpus.py, set corpus)"
@@ -271,7 +279,8 @@ def refit(
         "command": "bench/forecast_corpus.py all --set corpus; bench/forecast_refit.py",
     }
     return replace(model, edges=EDGES, half_width=widths, fitted_on=fitted_on, width_by=WIDTH_BY,
-                   memo_half_width=memo_width)  # fmt: skip
+                   memo_half_width=memo_width, min_evidence=MIN_EVIDENCE,
+                   min_growth=MIN_GROWTH)  # fmt: skip
 
 
 def main() -> int:

@@ -281,6 +281,40 @@ def test_the_start_says_which_it_is_and_the_memorised_one_has_its_own_width() ->
     assert math.log(announced.high / announced.grok_epoch) == pytest.approx(0.1, abs=1e-3)
 
 
+def test_the_guards_silence_a_forecast_from_a_recent_start_or_a_flat_share() -> None:
+    """min_evidence: no forecast while the epochs since the start are under that share of the
+    run; min_growth: none while the share's log growth since the start is under it. Either
+    at 0 (the default, and absent from the JSON) lets the same forecast through."""
+    kw = dict(
+        level=0.8,
+        target_share=0.85,
+        window=0.5,
+        min_points=4,
+        features=("progress",),
+        coef=(0.0, 0.0),
+        edges=(0.0, 1.0),
+        half_width=(0.2,),
+        width_by="evidence",
+    )
+    share = share_curve(0.85)
+    free = forecast_grok(X[:31], share[:31], np.zeros(31), 2000, ForecastModel(**kw))
+    evidence, growth = free.details["evidence"], free.details["growth"]  # 1/3; its log growth
+    assert evidence == pytest.approx(1 / 3) and growth > 0
+    for guard, value, word in (
+        ("min_evidence", evidence, "recently"),
+        ("min_growth", growth, "hardly grown"),
+    ):
+        above = ForecastModel(**kw, **{guard: value * 1.01})
+        below = ForecastModel(**kw, **{guard: value * 0.99})
+        silent = forecast_grok(X[:31], share[:31], np.zeros(31), 2000, above)
+        assert silent.grok_epoch is None and word in silent.reason
+        assert forecast_grok(X[:31], share[:31], np.zeros(31), 2000, below) == free
+        assert model_from_json(above.to_json()) == above
+    assert "min_evidence" not in ForecastModel(**kw).to_json()
+    with pytest.raises(ForecastConstantsError, match="min_growth"):
+        model_from_json({**ForecastModel(**kw).to_json(), "min_growth": -0.5})
+
+
 def test_before_memorisation_is_announced_the_forecast_speaks_provisionally() -> None:
     """The same curves, the memorisation end not announced: with the test loss the forecast
     starts from the test loss' peak and says it is provisional; without it, silence."""
