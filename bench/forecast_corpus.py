@@ -255,6 +255,17 @@ PLAN: dict[str, list[tuple[str, str]]] = {
         ("h18b", "--p 157 --frac-train 0.25 --weight-decay 1 --lr 0.002 "
                  "--op add,subtract,multiply,divide "
                  "--seed 41 --data-seed 37 --epochs 2000 --checkpoint-every 25"),
+        # Planned 2026-12-04 evening after the ninth fit's constants were committed (1e27581:
+        # the seventh's with the guard min_evidence 0.1), trained after this plan was
+        # committed, judged once: every op at p = 113 with train fraction 0.45 (likely to
+        # grok: h16 there at 0.4 all did), and every op at p = 97 with train fraction 0.25,
+        # lr 2e-3 and the paper's weight decay (likely to end its budget without grokking, or
+        # near it: the false alarms' case). New seeds and data seeds.
+        ("h19", "--p 113 --frac-train 0.45 --weight-decay 1.5 --op add,subtract,multiply,divide "
+                "--seed 44 --data-seed 40 --epochs 2000"),
+        ("h19b", "--p 97 --frac-train 0.25 --weight-decay 1 --lr 0.002 "
+                 "--op add,subtract,multiply,divide "
+                 "--seed 45 --data-seed 41 --epochs 2000 --checkpoint-every 25"),
     ],
 }  # fmt: skip
 TRAIN_RUN = "run"  # a `train` entry's run: ROOT/SET/NAME/members/run (as a sweep member)
