@@ -20,7 +20,6 @@ from grok_tui.engine.measures.forecast import (
     PEAK_FALL,
     PEAK_RISE,
     acc_trend,
-    forecast_anchor,
     forecast_features,
     forecast_grok,
     forecast_start,
@@ -198,9 +197,9 @@ def test_a_memorising_bump_starts_the_forecast_once_it_comes_down() -> None:
     assert provisional_start(small, epochs) is None
     stays_up = [4.0, 9.0, 15.0, 19.0, 18.0, 17.0, 16.5, 16.0, 15.5]  # not a third down
     assert provisional_start(stays_up, epochs) is None
-    assert forecast_anchor(epochs, rise, 80) == (80, False)  # announced: that one
-    assert forecast_anchor(epochs, rise, None) == (60, True)
-    assert forecast_anchor(epochs, None, None) == (None, False)
+    assert forecast_start(epochs, rise, 80) == (80, "announced")  # announced: that one
+    assert forecast_start(epochs, rise, None) == (60, "provisional")
+    assert forecast_start(epochs, None, None) == (None, "")
 
 
 def brute_memorised_start(epochs, train_acc, share, rise):
@@ -233,9 +232,9 @@ def test_memorisation_of_the_train_set_starts_the_forecast_once_the_share_rises(
     assert memorised_start(epochs[:4], acc[:4], share[:4], 0.5) is None  # one rise: not yet
     flat = [4.0] * 5
     assert memorised_start(epochs, acc, share, None) is None  # off
-    assert forecast_anchor(epochs, flat, None, acc, share) == (None, False)
-    assert forecast_anchor(epochs, flat, None, acc, share, 0.5) == (20, True)
-    assert forecast_anchor(epochs, flat, 60, acc, share, 0.5) == (60, False)
+    assert forecast_start(epochs, flat, None, acc, share) == (None, "")
+    assert forecast_start(epochs, flat, None, acc, share, 0.5) == (20, "memorised")
+    assert forecast_start(epochs, flat, 60, acc, share, 0.5) == (60, "announced")
 
 
 def test_the_start_says_which_it_is_and_the_memorised_one_has_its_own_width() -> None:

@@ -225,20 +225,6 @@ def forecast_start(
     return (start, "memorised") if start is not None else (None, "")
 
 
-def forecast_anchor(
-    epochs: Any,
-    test_loss: Any,
-    memorisation_end: int | None,
-    train_acc: Any = None,
-    xy_share: Any = None,
-    share_rise: float | None = None,
-) -> tuple[int | None, bool]:
-    """`forecast_start`'s start, and whether it is provisional (not the announced end)."""
-    start, kind = forecast_start(epochs, test_loss, memorisation_end, train_acc, xy_share,
-                                 share_rise)  # fmt: skip
-    return start, kind not in ("announced", "")
-
-
 def _last_finite(values: Any) -> float:
     """The newest finite value of a curve (0 when there is none)."""
     if values is None:
