@@ -26,7 +26,6 @@ with the fewest false alarms; on a tie the most issued at 50%, then the smaller
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import sys
@@ -36,8 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.forecast_cuts import read_runs
-from bench.forecast_starts import CUTS, SLACK, judge_rule
+from bench.forecast_starts import SLACK, TABLE_TAIL, corpus_from_args, judge_rule, table_row
 from grok_tui.engine.measures.forecast_model import ForecastModel, shipped_model
 
 MIN_EVIDENCE = (0.0, 0.1, 0.2, 0.3)
@@ -69,29 +67,20 @@ def guarded(model: ForecastModel, evidence: float, growth: float) -> ForecastMod
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=Path("/work/corpus-forecast"))
-    parser.add_argument("--json", type=Path, help="write the results here")
-    args = parser.parse_args()
-    runs = read_runs(args.root / "corpus" / "features.jsonl")
+    runs, json_path = corpus_from_args(__doc__)
     base = guarded(shipped_model(), 0.0, 0.0)
     results: dict[tuple[float, float], dict[str, Any]] = {}
-    print("| min_evidence | min_growth | issued 50% | issued 65% | median error 50/65/80% "
-          "(calibration split) | false alarms |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+    print(f"| min_evidence | min_growth | {TABLE_TAIL}\n|---|---|---|---|---|---|")
     for evidence, growth in itertools.product(MIN_EVIDENCE, MIN_GROWTH):
         r = judge_rule(runs, guarded(base, evidence, growth))
         results[evidence, growth] = r
-        med = " / ".join(f"{100 * r['calibration_median_error'][c]:.1f}%" for c in CUTS)
-        n, alarms = r["grokked"], r["false_alarms"]
-        print(f"| {evidence} | {growth} | {r['issued'][0.5]}/{n} | {r['issued'][0.65]}/{n} | "
-              f"{med} | {len(alarms)}/{r['never']} {alarms} |", flush=True)  # fmt: skip
+        print(table_row([str(evidence), str(growth)], r), flush=True)
     pick = chosen(results)
     print(f"\nkept: min_evidence = {pick[0]}, min_growth = {pick[1]}")
     print(f"silent at 50% with it: {results[pick]['silent'][0.5]}")
-    if args.json:
+    if json_path:
         out = {f"{e},{g}": r for (e, g), r in results.items()}
-        args.json.write_text(json.dumps(out, indent=1))
+        json_path.write_text(json.dumps(out, indent=1))
     return 0
 
 

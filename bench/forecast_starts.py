@@ -90,6 +90,27 @@ def judge_rule(runs: list[RunFeatures], model: ForecastModel) -> dict[str, Any]:
     }
 
 
+def corpus_from_args(doc: str) -> tuple[list[RunFeatures], Path | None]:
+    """The corpus runs (ROOT/corpus/features.jsonl) and where to write the results, from the
+    command line of a script that compares rules on the corpus."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("/work/corpus-forecast"))
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args()
+    return read_runs(args.root / "corpus" / "features.jsonl"), args.json
+
+
+def table_row(cells: list[str], r: dict[str, Any]) -> str:
+    """A row of the comparison's table: the candidate's cells, then `judge_rule`'s figures."""
+    med = " / ".join(f"{100 * r['calibration_median_error'][c]:.1f}%" for c in CUTS)
+    n, alarms = r["grokked"], r["false_alarms"]
+    return (f"| {' | '.join(cells)} | {r['issued'][0.5]}/{n} | {r['issued'][0.65]}/{n} | {med} "
+            f"| {len(alarms)}/{r['never']} {alarms} |")  # fmt: skip
+
+
+TABLE_TAIL = "issued 50% | issued 65% | median error 50/65/80% (calibration split) | false alarms |"
+
+
 def chosen(results: dict[float | None, dict[str, Any]]) -> float | None:
     off = results[None]
     med_off = off["calibration_median_error"]
@@ -112,27 +133,18 @@ def chosen(results: dict[float | None, dict[str, Any]]) -> float | None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=Path("/work/corpus-forecast"))
-    parser.add_argument("--json", type=Path, help="write the results here")
-    args = parser.parse_args()
-    runs = read_runs(args.root / "corpus" / "features.jsonl")
+    runs, json_path = corpus_from_args(__doc__)
     if any(rf.train_acc is None for rf in runs):
         raise SystemExit("the corpus' features lack the train accuracy: extract it again")
     results: dict[float | None, dict[str, Any]] = {}
-    print("| SHARE_RISE | target, features | issued 50% | issued 65% | median error 50/65/80% "
-          "(calibration split) | false alarms |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+    print(f"| share_rise | target, features | {TABLE_TAIL}\n|---|---|---|---|---|---|")
     for rise in RISES:
         model = refit(runs, CORPUS_NAME, verbose=False, share_rise=rise)
         r = judge_rule(runs, model)
         r["model"] = model.to_json()
         results[rise] = r
-        med = " / ".join(f"{100 * r['calibration_median_error'][c]:.1f}%" for c in CUTS)
-        n, alarms = r["grokked"], r["false_alarms"]
-        print(f"| {rise} | {model.target_share}, {'+'.join(model.features)} | "
-              f"{r['issued'][0.5]}/{n} | {r['issued'][0.65]}/{n} | {med} | "
-              f"{len(alarms)}/{r['never']} {alarms} |", flush=True)  # fmt: skip
+        target = f"{model.target_share}, {'+'.join(model.features)}"
+        print(table_row([str(rise), target], r), flush=True)
     print(
         "\nOn the calibration runs the rule off issues at each cut too (a diagnostic: the "
         "medians above are over different runs), median error 50 / 65 / 80%:"
@@ -147,10 +159,10 @@ def main() -> int:
             common.append(pair)
         print(f"  {rise}: " + " / ".join(f"{100 * a:.1f}% (off {100 * b:.1f}%)" for a, b in common))
     pick = chosen(results)
-    print(f"\nkept: SHARE_RISE = {pick}")
+    print(f"\nkept: share_rise = {pick}")
     print(f"silent at 65% with it: {results[pick]['silent'][0.65]}")
-    if args.json:
-        args.json.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=1))
+    if json_path:
+        json_path.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=1))
     return 0
 
 

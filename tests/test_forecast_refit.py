@@ -5,6 +5,7 @@ reads only the corpus set, never the held-out runs, and writes the same bytes an
 from __future__ import annotations
 
 import gzip
+import importlib
 import json
 import math
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from bench import forecast_corpus, forecast_refit
 from grok_tui.engine.measures.conformal import conformal_quantile
 from grok_tui.engine.measures.forecast import Features
-from grok_tui.engine.measures.forecast_model import ForecastModel
+from grok_tui.engine.measures.forecast_model import ForecastModel, shipped_model
 
 
 def test_the_shipped_constants_are_the_refit_of_the_corpus(
@@ -78,3 +79,27 @@ def test_forecasts_from_the_memorised_start_get_their_own_half_width() -> None:
     few = [r for r in memo if r[0] in ("m0", "m1")]
     _, fallback = forecast_refit.calibrate(model, plain + few, say=lambda *_: None)
     assert fallback == max(widths)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["forecast_guards", "forecast_starts"])
+def test_the_rules_on_the_shipped_corpus_keep_the_shipped_choices(
+    script: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """bench/forecast_guards.py and bench/forecast_starts.py, run on the shipped corpus by
+    their stated rules, keep what the shipped constants (and the refit) carry."""
+    forecast_corpus.unpack(tmp_path, "corpus")
+    out = tmp_path / "results.json"
+    monkeypatch.setattr("sys.argv", [f"{script}.py", "--root", str(tmp_path), "--json", str(out)])
+    assert importlib.import_module(f"bench.{script}").main() == 0
+    kept = capsys.readouterr().out.split("kept: ")[1].splitlines()[0]
+    model = shipped_model()
+    if script == "forecast_guards":
+        assert kept == f"min_evidence = {model.min_evidence}, min_growth = {model.min_growth}"
+    else:
+        assert kept == f"share_rise = {model.share_rise}"
+        assert model.share_rise == forecast_refit.SHARE_RISE
+    assert json.loads(out.read_text())
