@@ -47,6 +47,16 @@ FEATURES = (
 )
 
 
+# Constants a fit may leave at their default: (default, low, high). to_json writes one only
+# when it differs from its default, so the fits made before it keep their fingerprint.
+OPTIONAL: dict[str, tuple[float | None, float, float]] = {
+    "memo_half_width": (None, 1e-9, 100.0),
+    "share_rise": (None, 0.0, 100.0),
+    "min_evidence": (0.0, 0.0, 100.0),
+    "min_growth": (0.0, 0.0, 100.0),
+}
+
+
 class ForecastConstantsError(UserError):
     """The forecast's constants file cannot be used; the message names what is wrong."""
 
@@ -118,10 +128,11 @@ class ForecastModel:
             "half_width": list(self.half_width),
             # (absent: progress, so that the fits before `evidence` keep their fingerprint)
             **({} if self.width_by == "progress" else {"width_by": self.width_by}),
-            **({} if self.memo_half_width is None else {"memo_half_width": self.memo_half_width}),
-            **({} if self.share_rise is None else {"share_rise": self.share_rise}),
-            **({"min_evidence": self.min_evidence} if self.min_evidence else {}),
-            **({"min_growth": self.min_growth} if self.min_growth else {}),
+            **{
+                k: getattr(self, k)
+                for k, (default, _, _) in OPTIONAL.items()
+                if getattr(self, k) != default
+            },
             "fitted_on": self.fitted_on,
         }
 
@@ -161,13 +172,7 @@ def model_from_json(data: Any) -> ForecastModel:
     width_by = data.get("width_by", "progress")
     if width_by not in FEATURES:
         raise ForecastConstantsError(f"forecast constants: width_by must be among {FEATURES}")
-    memo_half_width = None
-    if "memo_half_width" in data:
-        memo_half_width = _number(data, "memo_half_width", 1e-9, 100.0)
-    share_rise = None
-    if "share_rise" in data:
-        share_rise = _number(data, "share_rise", 0.0, 100.0)
-    guards = {k: _number(data, k, 0.0, 100.0) for k in ("min_evidence", "min_growth") if k in data}
+    optional = {k: _number(data, k, lo, hi) for k, (_, lo, hi) in OPTIONAL.items() if k in data}
     fitted_on = data.get("fitted_on", {})
     return ForecastModel(
         level=_number(data, "level", 0.01, 0.99),
@@ -180,9 +185,7 @@ def model_from_json(data: Any) -> ForecastModel:
         half_width=half,
         fitted_on=fitted_on if isinstance(fitted_on, dict) else {},
         width_by=width_by,
-        memo_half_width=memo_half_width,
-        share_rise=share_rise,
-        **guards,
+        **optional,
     )
 
 
