@@ -68,11 +68,10 @@ def guarded(model: ForecastModel, evidence: float, growth: float) -> ForecastMod
 
 def main() -> int:
     runs, json_path = corpus_from_args(__doc__)
-    base = guarded(shipped_model(), 0.0, 0.0)
     results: dict[tuple[float, float], dict[str, Any]] = {}
     print(f"| min_evidence | min_growth | {TABLE_TAIL}\n|---|---|---|---|---|---|")
     for evidence, growth in itertools.product(MIN_EVIDENCE, MIN_GROWTH):
-        r = judge_rule(runs, guarded(base, evidence, growth))
+        r = judge_rule(runs, guarded(shipped_model(), evidence, growth))
         results[evidence, growth] = r
         print(table_row([str(evidence), str(growth)], r), flush=True)
     pick = chosen(results)

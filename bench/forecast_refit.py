@@ -188,6 +188,15 @@ def fitted(
     return replace(base, coef=fit(cases(runs, base), features))
 
 
+def group_width(model: ForecastModel, rows: list[tuple[str, float, Features]]) -> float:
+    """The split-conformal half-width at `LEVEL` of these cases' |residuals|, each run
+    weighing 1 (inf: fewer than `MIN_RUNS_PER_BIN` runs, or too few for the level)."""
+    if len({n for n, _, _ in rows}) < MIN_RUNS_PER_BIN:
+        return math.inf
+    scores = [abs(r - model.correction(f.values)) for _, r, f in rows]
+    return conformal_quantile(scores, LEVEL, run_weights([n for n, _, _ in rows]))
+
+
 def calibrate(
     model: ForecastModel, rows: list[tuple[str, float, Features]], say=print
 ) -> tuple[tuple[float, ...], float | None]:
@@ -195,6 +204,11 @@ def calibrate(
     memorised start (`memo`; None when there are none), which are kept out of the bins; a
     bin with too few runs takes the widest of its neighbours below (never narrower on thin
     evidence), the memorised start's too few runs the widest bin's."""
+
+    def report(label: str, group: list, q: float) -> None:
+        say(f"  {label}: {len({n for n, _, _ in group})} runs, {len(group)} cases, "
+            f"half-width {q:.3f} (x{math.exp(q):.2f})")  # fmt: skip
+
     memo = [row for row in rows if row[2].values.get("memo")]
     rows = [row for row in rows if not row[2].values.get("memo")]
     widths: list[float] = []
@@ -205,28 +219,16 @@ def calibrate(
             for n, r, f in rows
             if lo <= f.values[WIDTH_BY] and (f.values[WIDTH_BY] < hi or last)
         ]
-        scores = [abs(r - model.correction(f.values)) for _, r, f in inside]
-        runs = {n for n, _, _ in inside}
-        q = math.inf
-        if len(runs) >= MIN_RUNS_PER_BIN:
-            q = conformal_quantile(scores, LEVEL, run_weights([n for n, _, _ in inside]))
+        q = group_width(model, inside)
         if not math.isfinite(q):
             q = widths[-1] if widths else math.log(10.0)
         widths.append(float(q))
-        say(
-            f"  {WIDTH_BY} [{lo:.2f}, {hi:.2f}): {len(runs)} runs, {len(scores)} cases, "
-            f"half-width {q:.3f} (x{math.exp(q):.2f})"
-        )
+        report(f"{WIDTH_BY} [{lo:.2f}, {hi:.2f})", inside, q)
     if not memo:
         return tuple(widths), None
-    runs = {n for n, _, _ in memo}
-    q = math.inf
-    if len(runs) >= MIN_RUNS_PER_BIN:
-        scores = [abs(r - model.correction(f.values)) for _, r, f in memo]
-        q = conformal_quantile(scores, LEVEL, run_weights([n for n, _, _ in memo]))
+    q = group_width(model, memo)
     q = float(q if math.isfinite(q) else max(widths))
-    say(f"  from the memorised start: {len(runs)} runs, {len(memo)} cases, half-width "
-        f"{q:.3f} (x{math.exp(q):.2f})")  # fmt: skip
+    report("from the memorised start", memo, q)
     return tuple(widths), q
 
 

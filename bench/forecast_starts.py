@@ -61,8 +61,7 @@ def judge_rule(runs: list[RunFeatures], model: ForecastModel) -> dict[str, Any]:
     split = splits(runs)
     grokked = [rf for rf in runs if rf.grok is not None]
     issued_at = {c: 0 for c in CUTS}
-    errors: dict[float, list[float]] = {c: [] for c in CUTS}
-    by_run: dict[float, dict[str, float]] = {c: {} for c in CUTS}
+    by_run: dict[float, dict[str, float]] = {c: {} for c in CUTS}  # calibration split
     silent: dict[float, list[str]] = {c: [] for c in CUTS}
     for rf in grokked:
         for c in CUTS:
@@ -71,8 +70,7 @@ def judge_rule(runs: list[RunFeatures], model: ForecastModel) -> dict[str, Any]:
             if issued(fc):
                 issued_at[c] += 1
                 if split[rf.name] == "calibration":
-                    errors[c].append(abs(fc.grok_epoch - rf.grok) / rf.grok)
-                    by_run[c][rf.name] = errors[c][-1]
+                    by_run[c][rf.name] = abs(fc.grok_epoch - rf.grok) / rf.grok
             else:
                 silent[c].append(rf.name)
     never = [rf for rf in runs if rf.grok is None]
@@ -83,7 +81,7 @@ def judge_rule(runs: list[RunFeatures], model: ForecastModel) -> dict[str, Any]:
         "issued": issued_at,
         "silent": silent,
         "calibration_median_error": {
-            c: float(np.median(e)) if e else math.inf for c, e in errors.items()
+            c: float(np.median(list(e.values()))) if e else math.inf for c, e in by_run.items()
         },
         "false_alarms": alarms,
         "calibration_errors": by_run,
