@@ -53,12 +53,14 @@ class RunFeatures:
     def train_acc_to(self, i: int) -> np.ndarray | None:
         return None if self.train_acc is None else self.train_acc[: i + 1]
 
-    def anchor(self, i: int, share_rise: float | None) -> tuple[int | None, str]:
-        """Where the forecast made at checkpoint i starts, and which start that is
-        (forecast.forecast_start; `share_rise`: the constants')."""
+    def anchor(self, i: int, model: ForecastModel) -> tuple[int | None, str]:
+        """Where the forecast made at checkpoint i with `model`'s start rule (its
+        `share_rise`, `memo_min_acc`) starts, and which start that is
+        (forecast.forecast_start)."""
         return forecast_start(self.epochs[: i + 1], self.curves(i)[0],
                               self.memorisation_end[i], self.train_acc_to(i),
-                              self.xy_share[: i + 1], share_rise)  # fmt: skip
+                              self.xy_share[: i + 1], model.share_rise,
+                              self.test_acc[: i + 1], model.memo_min_acc)  # fmt: skip
 
     def curves(self, i: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(test loss, sum of squared weights) up to checkpoint i (None where not kept)."""

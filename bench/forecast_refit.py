@@ -24,7 +24,8 @@ the app computes them (forecast.forecast_features). Then:
 2. the interval: on the calibration split, |log(grok epoch) - log(forecast)|, and per bin
    of `WIDTH_BY` the split-conformal half-width at `LEVEL` (engine/measures/conformal.py,
    runs weighted as in 1: a run is the exchangeable unit, not a checkpoint); the forecasts
-   from the memorised start (forecast.memorised_start, when `SHARE_RISE` is set) apart, with
+   from the memorised start (forecast.memorised_start, when `SHARE_RISE` is set, with
+   `MEMO_MIN_ACC`) apart, with
    a half-width of their own;
 3. the guards under which the forecast abstains (`MIN_EVIDENCE`, `MIN_GROWTH`, chosen by
    bench/forecast_guards.py) are written with them.
@@ -97,6 +98,9 @@ CUT_SHARES = (0.5, 0.65, 0.8)
 # runs it kept 0.5 (c765977, a candidate); on 68, with never-grokking runs whose share rises
 # (c14, c14b), every rise added false alarms and it keeps None (bench/RESULTS.md, "Eighth").
 SHARE_RISE: float | None = None
+# ... and the test accuracy that start needs (forecast.memorised_start's `min_acc`; 0: none),
+# chosen with it by the same script and rule.
+MEMO_MIN_ACC = 0.0
 # The guards (ForecastModel.min_evidence, min_growth): chosen on the corpus by
 # bench/forecast_guards.py's rule, stated before its figures (68 runs, 2026-12-04 evening:
 # min_evidence 0.1 takes 6 false alarms of 28 to 4 at no cost in forecasts or error;
@@ -116,7 +120,7 @@ def cases(runs: list[RunFeatures], base: ForecastModel = BASE) -> list[tuple[str
             continue
         for i in rf.before_grok():
             loss, weights = rf.curves(i)
-            m, kind = rf.anchor(i, base.share_rise)
+            m, kind = rf.anchor(i, base)
             if m is None:
                 continue
             got = forecast_features(rf.epochs[: i + 1], rf.xy_share[: i + 1], m, base,
@@ -250,11 +254,13 @@ def refit(
     corpus: str,
     verbose: bool = True,
     share_rise: float | None = SHARE_RISE,
+    memo_min_acc: float = MEMO_MIN_ACC,
 ) -> ForecastModel:
     """The whole procedure (module docstring) on these corpus runs, the forecast starting
-    where the train set was memorised at `share_rise` (None: never): the constants."""
+    where the train set was memorised at `share_rise` (None: never) with test accuracy at
+    least `memo_min_acc`: the constants."""
     say = print if verbose else (lambda *a, **k: None)
-    start = replace(BASE, share_rise=share_rise)
+    start = replace(BASE, share_rise=share_rise, memo_min_acc=memo_min_acc)
     split = splits(runs)
     by_split = {s: [r for r in runs if split[r.name] == s] for s in ("fit", "calibration")}
     for s, group in by_split.items():

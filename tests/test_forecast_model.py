@@ -202,13 +202,17 @@ def test_a_memorising_bump_starts_the_forecast_once_it_comes_down() -> None:
     assert forecast_start(epochs, None, None) == (None, "")
 
 
-def brute_memorised_start(epochs, train_acc, share, rise):
+def brute_memorised_start(epochs, train_acc, share, rise, test_acc=None, min_acc=0.0):
     """memorised_start by its definition, one checkpoint at a time."""
     first = next((j for j, a in enumerate(train_acc) if a >= MEMORISED_ACC), None)
     if first is None:
         return None
     z0 = math.log(share[first] / (1 - share[first]))
-    up = [math.log(s / (1 - s)) - z0 >= rise for s in share]
+    test_acc = [1.0] * len(share) if test_acc is None else test_acc
+    up = [
+        math.log(s / (1 - s)) - z0 >= rise and t >= min_acc
+        for s, t in zip(share, test_acc, strict=True)
+    ]
     found = any(up[j] and up[j - 1] for j in range(first + 2, len(share)))
     return epochs[first] if found else None
 
@@ -223,9 +227,14 @@ def test_memorisation_of_the_train_set_starts_the_forecast_once_the_share_rises(
         acc = np.minimum(1.0, np.cumsum(rng.uniform(0, 0.4, n)))
         share = np.clip(0.2 + np.cumsum(rng.normal(0.02, 0.05, n)), 0.01, 0.99)
         rise = float(rng.choice([0.1, 0.25, 0.5]))
+        test = np.clip(np.cumsum(rng.normal(0.02, 0.04, n)), 0.0, 1.0)
+        gate = float(rng.choice([0.0, 0.05, 0.1]))
         for j in range(1, n + 1):
             got = memorised_start(epochs[:j], acc[:j], share[:j], rise)
             assert got == brute_memorised_start(epochs[:j], acc[:j], share[:j], rise)
+            got = memorised_start(epochs[:j], acc[:j], share[:j], rise, test[:j], gate)
+            want = brute_memorised_start(epochs[:j], acc[:j], share[:j], rise, test[:j], gate)
+            assert got == want
     epochs = [0, 20, 40, 60, 80]
     acc, share = [0.5, 1.0, 1.0, 1.0, 1.0], [0.2, 0.2, 0.25, 0.3, 0.4]
     assert memorised_start(epochs, acc, share, 0.5) == 20  # log-odds up 0.29, 0.54, 0.98
@@ -235,6 +244,13 @@ def test_memorisation_of_the_train_set_starts_the_forecast_once_the_share_rises(
     assert forecast_start(epochs, flat, None, acc, share) == (None, "")
     assert forecast_start(epochs, flat, None, acc, share, 0.5) == (20, "memorised")
     assert forecast_start(epochs, flat, 60, acc, share, 0.5) == (60, "announced")
+    # The gate: test accuracy >= memo_min_acc at the same two checkpoints in a row.
+    test = [0.0, 0.01, 0.02, 0.12, 0.15]
+    assert memorised_start(epochs, acc, share, 0.5, test, 0.1) == 20  # both rises above 0.1
+    assert memorised_start(epochs, acc, share, 0.5, test, 0.13) is None  # only the last
+    assert memorised_start(epochs, acc, share, 0.5, None, 0.1) is None  # no curve: no start
+    assert forecast_start(epochs, flat, None, acc, share, 0.5, test, 0.13) == (None, "")
+    assert forecast_start(epochs, flat, None, acc, share, 0.5, test, 0.1) == (20, "memorised")
 
 
 def test_the_start_says_which_it_is_and_the_memorised_one_has_its_own_width() -> None:
@@ -256,6 +272,10 @@ def test_the_start_says_which_it_is_and_the_memorised_one_has_its_own_width() ->
     binned = ForecastModel(**kw)
     own = ForecastModel(**kw, memo_half_width=0.7, share_rise=0.5)
     assert model_from_json(own.to_json()) == own
+    gated = ForecastModel(**kw, share_rise=0.5, memo_min_acc=0.1)
+    assert model_from_json(gated.to_json()) == gated and "memo_min_acc" not in own.to_json()
+    with pytest.raises(ForecastConstantsError, match="memo_min_acc"):
+        model_from_json({**gated.to_json(), "memo_min_acc": 1.5})
     assert "memo_half_width" not in binned.to_json() and "share_rise" not in binned.to_json()
     assert own.width(0.9, memo=True) == 0.7 and own.width(0.9) == 0.1 == binned.width(0.9, True)
     with pytest.raises(ForecastConstantsError, match="memo_half_width"):
@@ -272,6 +292,11 @@ def test_the_start_says_which_it_is_and_the_memorised_one_has_its_own_width() ->
     off = forecast_grok(X[:31], share[:31], np.zeros(31), None, binned, loss[:31], None, acc[:31])
     assert off.grok_epoch is None and "memorisation" in off.reason  # the rise goes with them
     assert fc.provisional and fc.details["start"] == 1000 and fc.details["memo"] == 1.0
+    gate = replace(own, memo_min_acc=0.1)  # test accuracy 0 there: no start; 0.2: the same
+    args = (X[:31], share[:31])
+    assert forecast_grok(*args, np.zeros(31), None, gate, loss[:31], None, acc[:31]).reason
+    lifted = forecast_grok(*args, np.full(31, 0.2), None, gate, loss[:31], None, acc[:31])
+    assert lifted.grok_epoch == fc.grok_epoch and lifted.details["start"] == 1000
     assert announced.details["memo"] == 0.0 and not announced.provisional
     # the same raw forecast; the correction adds 0.25 to the log epoch; widths 0.7 and 0.1
     assert fc.details["raw"] == pytest.approx(announced.details["raw"])

@@ -41,7 +41,8 @@ fixed the first time it is found (a later, higher peak does not move it) and bel
 forecast alone: the phases shown never see it. Where the test loss does not come down early
 (it may rise again after its first peak) a third start may speak (`memorised_start`: where
 the train set was memorised, once the x + y share has risen since, by the constants'
-`share_rise`, chosen on the corpus by bench/forecast_starts.py); its forecasts carry the
+`share_rise`, with test accuracy at least their `memo_min_acc`, both chosen on the corpus
+by bench/forecast_starts.py); its forecasts carry the
 `memo` feature and their own interval width. Such forecasts are marked provisional.
 
 `rule_forecast`, the forecast before issue 19 (kept for comparison in the benchmarks): the
@@ -175,10 +176,13 @@ def provisional_start(test_loss: Any, epochs: Any) -> int | None:
 # A second provisional start, for runs whose test loss does not come down early (it may
 # rise again after its first peak) while the circuit already forms: the first checkpoint at
 # which the train set is memorised (train accuracy >= MEMORISED_ACC), once the x + y share's
-# log-odds have risen by a given amount since then, at each of the last two checkpoints.
-# The amount belongs to the fitted constants (`ForecastModel.share_rise`: the correction and
-# the intervals were fitted with that start; None: not used), chosen on the corpus by
-# bench/forecast_starts.py, never on the held-out runs.
+# log-odds have risen by a given amount since then, at each of the last two checkpoints,
+# with test accuracy at least a given level there too (runs whose share rises and stalls
+# never grok and keep test accuracy near chance; runs about to grok fast are already well
+# above it). Both belong to the fitted constants (`ForecastModel.share_rise` and
+# `memo_min_acc`: the correction and the intervals were fitted with that start; a rise of
+# None: not used), chosen on the corpus by bench/forecast_starts.py, never on the held-out
+# runs.
 MEMORISED_ACC = 0.99
 
 
@@ -187,11 +191,21 @@ def _log_odds(share: np.ndarray) -> np.ndarray:
     return np.log(s / (1 - s))
 
 
-def memorised_start(epochs: Any, train_acc: Any, xy_share: Any, rise: float | None) -> int | None:
+def memorised_start(
+    epochs: Any,
+    train_acc: Any,
+    xy_share: Any,
+    rise: float | None,
+    test_acc: Any = None,
+    min_acc: float = 0.0,
+) -> int | None:
     """The epoch the train set was first memorised, once the x + y share has risen by `rise`
-    log-odds since (None: never). Depends only on the checkpoints up to the one where it is
-    found, so it is fixed once found."""
+    log-odds since (None: never) with test accuracy >= `min_acc`, at each of two checkpoints
+    in a row. Depends only on the checkpoints up to the one where it is found, so it is
+    fixed once found."""
     if rise is None or train_acc is None or xy_share is None:
+        return None
+    if min_acc > 0 and test_acc is None:
         return None
     acc = np.asarray(train_acc, dtype=np.float64)
     share = np.asarray(xy_share, dtype=np.float64)
@@ -201,6 +215,9 @@ def memorised_start(epochs: Any, train_acc: Any, xy_share: Any, rise: float | No
     j0 = int(hit[0])
     z = _log_odds(share)
     above = np.isfinite(share) & (z - z[j0] >= rise)
+    if min_acc > 0:
+        test = np.asarray(test_acc, dtype=np.float64)
+        above &= np.isfinite(test) & (test >= min_acc)
     both = above[j0 + 2 :] & above[j0 + 1 : -1]
     return int(np.asarray(epochs)[j0]) if both.any() else None
 
@@ -212,16 +229,19 @@ def forecast_start(
     train_acc: Any = None,
     xy_share: Any = None,
     share_rise: float | None = None,
+    test_acc: Any = None,
+    memo_min_acc: float = 0.0,
 ) -> tuple[int | None, str]:
     """Where the forecast's extrapolation starts, and which start that is: the announced
     memorisation end ("announced"), else `provisional_start` ("provisional"), else
-    `memorised_start` with `share_rise` ("memorised"); (None, "") while there is none."""
+    `memorised_start` with `share_rise` and `memo_min_acc` ("memorised"); (None, "") while
+    there is none."""
     if memorisation_end is not None:
         return memorisation_end, "announced"
     start = None if test_loss is None else provisional_start(test_loss, epochs)
     if start is not None:
         return start, "provisional"
-    start = memorised_start(epochs, train_acc, xy_share, share_rise)
+    start = memorised_start(epochs, train_acc, xy_share, share_rise, test_acc, memo_min_acc)
     return (start, "memorised") if start is not None else (None, "")
 
 
@@ -450,7 +470,7 @@ def forecast_grok(
     epochs = np.asarray(epochs, dtype=np.float64)
     model = model if model is not None else shipped_model()
     anchor, kind = forecast_start(epochs, test_loss, memorisation_end, train_acc, xy_share,
-                                  model.share_rise)  # fmt: skip
+                                  model.share_rise, test_acc, model.memo_min_acc)  # fmt: skip
     provisional = kind in ("provisional", "memorised")
     early_answer = _settled_or_premature(epochs, test_acc, anchor)
     if early_answer is not None:

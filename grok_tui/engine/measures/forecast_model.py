@@ -52,6 +52,7 @@ FEATURES = (
 OPTIONAL: dict[str, tuple[float | None, float, float]] = {
     "memo_half_width": (None, 1e-9, 100.0),
     "share_rise": (None, 0.0, 100.0),
+    "memo_min_acc": (0.0, 0.0, 1.0),
     "min_evidence": (0.0, 0.0, 100.0),
     "min_growth": (0.0, 0.0, 100.0),
 }
@@ -83,6 +84,9 @@ class ForecastModel:
     # forecast may start there (forecast.memorised_start; None: it never does). The
     # correction and the intervals were fitted with this start, so it travels with them.
     share_rise: float | None = None
+    # ... and the test accuracy it needs there too (0: none), at the same checkpoints: runs
+    # whose share rises and stalls keep test accuracy near chance.
+    memo_min_acc: float = 0.0
     # Abstain while the curves since the start cover less than `min_evidence` of the run
     # (a start found late: the memorisation end is recent news) or the share has grown less
     # than `min_growth` in log since the start (no circuit to extrapolate yet): where runs
