@@ -266,6 +266,18 @@ PLAN: dict[str, list[tuple[str, str]]] = {
         ("h19b", "--p 97 --frac-train 0.25 --weight-decay 1 --lr 0.002 "
                  "--op add,subtract,multiply,divide "
                  "--seed 45 --data-seed 41 --epochs 2000 --checkpoint-every 25"),
+        # Planned 2026-12-04 night after the tenth fit's constants were committed (80344fd:
+        # the memorised start with a test-accuracy gate), trained after this plan was
+        # committed, judged once: every op at p = 167 (above every p so far) with train
+        # fraction 0.45 (fast groks: the runs the ninth fit was silent on at 65%, h19), and
+        # every op at p = 109 with train fraction 0.25, lr 2e-3 and the paper's weight decay
+        # (runs that may end their budget without grokking: the false alarms' case). New
+        # seeds and data seeds.
+        ("h20", "--p 167 --frac-train 0.45 --weight-decay 1.5 --op add,subtract,multiply,divide "
+                "--seed 48 --data-seed 44 --epochs 1500"),
+        ("h20b", "--p 109 --frac-train 0.25 --weight-decay 1 --lr 0.002 "
+                 "--op add,subtract,multiply,divide "
+                 "--seed 49 --data-seed 45 --epochs 2000 --checkpoint-every 25"),
     ],
 }  # fmt: skip
 TRAIN_RUN = "run"  # a `train` entry's run: ROOT/SET/NAME/members/run (as a sweep member)
