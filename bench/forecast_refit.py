@@ -9,7 +9,8 @@ in two halves, fit and calibration (bench/forecast_cuts.py: alternately in the o
 hash of their names, within the runs that grokked and within those that did not). At every
 checkpoint before a run grokked (runs that grokked within their budget) and after
 memorisation ended (as the forecast reads it: the announced end, else its own provisional
-start, forecast.forecast_start), the raw forecast and its features are computed exactly as
+start, else where the train set was memorised at `SHARE_RISE` and `MEMO_MIN_ACC`:
+forecast.forecast_start), the raw forecast and its features are computed exactly as
 the app computes them (forecast.forecast_features). Then:
 
 1. the correction: weighted least squares of log(grok epoch / raw forecast) on the
@@ -175,7 +176,7 @@ def cv_error(
     """What the target share and the features are chosen by: the median |log error| at 50%,
     65% and 80% of each grokked run's grok epoch, each run forecast by the correction fitted
     on the other runs (leave one run out: in-sample errors favour more features); `start`:
-    the constants whose start rule (`share_rise`) the forecasts use."""
+    the constants whose start rule (`share_rise`, `memo_min_acc`) the forecasts use."""
     base = replace(start, target_share=target, features=features)
     rows = cases(runs, base)
     errors = []

@@ -15,7 +15,7 @@ may correct it apart: its feature sets include it) and its own conformal half-wi
 got the narrow intervals of late forecasts (corpus calibration split, rise 0.5: 3 of 6
 covered at the cuts).
 
-For each candidate rise (None: the rule off), the constants are refitted by
+For each candidate (a rise, None: the rule off, and a gate), the constants are refitted by
 bench/forecast_refit.py's procedure on the corpus (ROOT/corpus/features.jsonl; the held-out
 set is never read), then, with them, over the corpus:
 - grokked runs: a forecast issued at 50% and at 65% of the way to the grok epoch; the
