@@ -131,6 +131,19 @@ def test_an_early_range_rather_than_silence() -> None:
     assert creeping.grok_epoch is None and "no grokking in sight" in creeping.reason
 
 
+def test_silence_before_memorisation_says_when_the_run_already_generalises() -> None:
+    """No start yet: the reason says memorisation has not ended, and, once test accuracy is
+    at `GENERALISING_ACC` or more (a fast run), that it generalises as it memorises."""
+    share = share_curve(0.85)
+    early = forecast_grok(X[:5], share[:5], np.full(5, 0.1), None)
+    assert early.grok_epoch is None and early.reason == "memorisation has not ended yet"
+    acc = np.array([0.0, 0.2, 0.4, 0.83, np.nan])  # the newest finite value is read
+    fast = forecast_grok(X[:5], share[:5], acc, None)
+    assert fast.grok_epoch is None and fast.reason == (
+        "memorisation has not ended yet (test accuracy already 83%: it generalises as it memorises)"
+    )
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
