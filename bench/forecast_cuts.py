@@ -60,7 +60,8 @@ class RunFeatures:
         return forecast_start(self.epochs[: i + 1], self.curves(i)[0],
                               self.memorisation_end[i], self.train_acc_to(i),
                               self.xy_share[: i + 1], model.share_rise,
-                              self.test_acc[: i + 1], model.memo_min_acc)  # fmt: skip
+                              self.test_acc[: i + 1], model.memo_min_acc,
+                              model.generalising_acc)  # fmt: skip
 
     def curves(self, i: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(test loss, sum of squared weights) up to checkpoint i (None where not kept)."""

@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.forecast_cuts import RunFeatures, read_runs, splits
 from grok_tui.engine.measures.conformal import conformal_quantile, run_weights
-from grok_tui.engine.measures.forecast import Features, forecast_features
+from grok_tui.engine.measures.forecast import EARLY_STARTS, Features, forecast_features
 from grok_tui.engine.measures.forecast_model import CONSTANTS_PATH, ForecastModel, model_from_json
 
 LEVEL = 0.8
@@ -105,6 +105,9 @@ SHARE_RISE: float | None = 0.25
 # ... and the test accuracy that start needs (forecast.memorised_start's `min_acc`; 0: none),
 # chosen with it by the same script and rule.
 MEMO_MIN_ACC = 0.05
+# ... and the test accuracy at which it may start before the train set is memorised
+# (forecast.generalising_start; None: never), chosen with them by the same script and rule.
+GENERALISING_ACC: float | None = None
 # The guards (ForecastModel.min_evidence, min_growth): chosen on the corpus by
 # bench/forecast_guards.py's rule, stated before its figures (68 runs, 2026-12-04 evening:
 # min_evidence 0.1 takes 6 false alarms of 28 to 4 at no cost in forecasts or error;
@@ -129,7 +132,7 @@ def cases(runs: list[RunFeatures], base: ForecastModel = BASE) -> list[tuple[str
                 continue
             got = forecast_features(rf.epochs[: i + 1], rf.xy_share[: i + 1], m, base,
                                     rf.test_acc[: i + 1], loss, weights,
-                                    memorised=kind == "memorised")  # fmt: skip
+                                    memorised=kind in EARLY_STARTS)  # fmt: skip
             if isinstance(got, Features):
                 out.append((rf.name, math.log(rf.grok / got.raw), got))
     return out
@@ -176,7 +179,8 @@ def cv_error(
     """What the target share and the features are chosen by: the median |log error| at 50%,
     65% and 80% of each grokked run's grok epoch, each run forecast by the correction fitted
     on the other runs (leave one run out: in-sample errors favour more features); `start`:
-    the constants whose start rule (`share_rise`, `memo_min_acc`) the forecasts use."""
+    the constants whose start rules (`share_rise`, `memo_min_acc`, `generalising_acc`) the
+    forecasts use."""
     base = replace(start, target_share=target, features=features)
     rows = cases(runs, base)
     errors = []
@@ -259,12 +263,15 @@ def refit(
     verbose: bool = True,
     share_rise: float | None = SHARE_RISE,
     memo_min_acc: float = MEMO_MIN_ACC,
+    generalising_acc: float | None = GENERALISING_ACC,
 ) -> ForecastModel:
     """The whole procedure (module docstring) on these corpus runs, the forecast starting
     where the train set was memorised at `share_rise` (None: never) with test accuracy at
-    least `memo_min_acc`: the constants."""
+    least `memo_min_acc`, or, before it was memorised, where test accuracy reached
+    `generalising_acc` (None: never): the constants."""
     say = print if verbose else (lambda *a, **k: None)
-    start = replace(BASE, share_rise=share_rise, memo_min_acc=memo_min_acc)
+    start = replace(BASE, share_rise=share_rise, memo_min_acc=memo_min_acc,
+                    generalising_acc=generalising_acc)  # fmt: skip
     split = splits(runs)
     by_split = {s: [r for r in runs if split[r.name] == s] for s in ("fit", "calibration")}
     for s, group in by_split.items():

@@ -23,6 +23,7 @@ from grok_tui.engine.measures.forecast import (
     forecast_features,
     forecast_grok,
     forecast_start,
+    generalising_start,
     memorised_start,
     provisional_start,
 )
@@ -264,6 +265,63 @@ def test_memorisation_of_the_train_set_starts_the_forecast_once_the_share_rises(
     assert memorised_start(epochs, acc, share, 0.5, None, 0.1) is None  # no curve: no start
     assert forecast_start(epochs, flat, None, acc, share, 0.5, test, 0.13) == (None, "")
     assert forecast_start(epochs, flat, None, acc, share, 0.5, test, 0.1) == (20, "memorised")
+
+
+def brute_generalising_start(epochs, test_acc, level):
+    """generalising_start by its definition."""
+    if level is None:
+        return None
+    up = [a >= level for a in test_acc]  # NaN compares False
+    if not any(up[j] and up[j - 1] for j in range(1, len(up))):
+        return None
+    return epochs[up.index(True)]
+
+
+def test_a_run_that_generalises_as_it_memorises_starts_where_test_accuracy_rose() -> None:
+    """The last start (forecast.generalising_start) equals its definition on random curves
+    at every prefix (so it is fixed once found), and ranks after every other start; its
+    forecasts carry `memo` and take `memo_half_width`, and it is off without its level."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(2, 20))
+        epochs = list(range(0, 20 * n, 20))
+        acc = np.clip(np.cumsum(rng.normal(0.03, 0.06, n)), 0.0, 1.0)
+        acc[rng.random(n) < 0.1] = np.nan
+        level = float(rng.choice([0.05, 0.1, 0.3]))
+        for j in range(1, n + 1):
+            got = generalising_start(epochs[:j], acc[:j], level)
+            assert got == brute_generalising_start(epochs[:j], list(acc[:j]), level)
+    epochs = [0, 20, 40, 60, 80]
+    test = [0.0, 0.12, 0.08, 0.15, 0.3]
+    assert generalising_start(epochs, test, 0.1) == 20  # first at 20, two in a row at 60-80
+    assert generalising_start(epochs[:4], test[:4], 0.1) is None  # not yet two in a row
+    assert generalising_start(epochs, test, None) is None
+    acc, share, flat = [0.5] * 5, [0.2, 0.2, 0.25, 0.3, 0.4], [4.0] * 5
+    start = (epochs, flat, None, acc, share, 0.25, test, 0.05)
+    assert forecast_start(*start) == (None, "")
+    assert forecast_start(*start, 0.1) == (20, "generalising")
+    assert forecast_start(*start[:3], [1.0] * 5, *start[4:], 0.1) == (0, "memorised")
+    assert forecast_start(epochs, flat, 60, acc, share, 0.25, test, 0.05, 0.1)[1] == "announced"
+    kw = dict(level=0.8, target_share=0.85, window=0.5, min_points=4,
+              features=("progress", "memo"), coef=(0.0, 0.0, 0.25), edges=(0.0, 0.5, 1.0),
+              half_width=(1.0, 0.1), width_by="evidence", memo_half_width=0.7)  # fmt: skip
+    on = ForecastModel(**kw, generalising_acc=0.1)
+    assert model_from_json(on.to_json()) == on
+    assert "generalising_acc" not in ForecastModel(**kw).to_json()
+    with pytest.raises(ForecastConstantsError, match="generalising_acc"):
+        model_from_json({**on.to_json(), "generalising_acc": 2.0})
+    # A share that rises from epoch 1,000, the train set never memorised, test accuracy at
+    # 0.2 from there: the forecast starts at 1,000, provisionally, as from the memorised start
+    share = share_curve(0.85)
+    test = np.where(X >= 1000, 0.2, 0.0)
+    never = np.full_like(X, 0.5)
+    loss = np.full_like(X, 4.0)
+    fc = forecast_grok(X[:31], share[:31], test[:31], None, on, loss[:31], None, never[:31])
+    off = forecast_grok(X[:31], share[:31], test[:31], None, ForecastModel(**kw), loss[:31],
+                        None, never[:31])  # fmt: skip
+    assert off.grok_epoch is None
+    assert fc.provisional and fc.details["start"] == 1000 and fc.details["memo"] == 1.0
+    assert math.log(fc.high / fc.grok_epoch) == pytest.approx(0.7, abs=1e-3)
 
 
 def test_the_start_says_which_it_is_and_the_memorised_one_has_its_own_width() -> None:

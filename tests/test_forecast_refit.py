@@ -100,7 +100,11 @@ def test_the_rules_on_the_shipped_corpus_keep_the_shipped_choices(
     if script == "forecast_guards":
         assert kept == f"min_evidence = {model.min_evidence}, min_growth = {model.min_growth}"
     else:
-        assert kept == f"share_rise = {model.share_rise}, memo_min_acc = {model.memo_min_acc}"
+        assert kept == (
+            f"share_rise = {model.share_rise}, memo_min_acc = {model.memo_min_acc}, "
+            f"generalising_acc = {model.generalising_acc}"
+        )
         assert model.share_rise == forecast_refit.SHARE_RISE
         assert model.memo_min_acc == forecast_refit.MEMO_MIN_ACC
+        assert model.generalising_acc == forecast_refit.GENERALISING_ACC
     assert json.loads(out.read_text())

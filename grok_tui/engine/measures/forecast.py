@@ -230,6 +230,32 @@ def memorised_start(
     return int(np.asarray(epochs)[j0]) if both.any() else None
 
 
+# A last start, for runs that generalise while they memorise (a large train fraction: test
+# accuracy at 60-83% before the train set is memorised, held-out p = 167 at 0.45): the first
+# checkpoint with test accuracy at a given level, once it holds there at two checkpoints in
+# a row. The level belongs to the fitted constants (`ForecastModel.generalising_acc`; None:
+# not used), chosen on the corpus by bench/forecast_starts.py.
+
+
+def generalising_start(epochs: Any, test_acc: Any, level: float | None) -> int | None:
+    """The first checkpoint epoch with test accuracy >= `level`, once test accuracy is at or
+    above it at two checkpoints in a row (None: never, or `level` None). Depends only on
+    the checkpoints up to the one where it is found, so it is fixed once found."""
+    if level is None or test_acc is None:
+        return None
+    acc = np.asarray(test_acc, dtype=np.float64)
+    above = np.isfinite(acc) & (acc >= level)
+    hit = np.flatnonzero(above)
+    if not hit.size or not (above[1:] & above[:-1]).any():
+        return None
+    return int(np.asarray(epochs)[hit[0]])
+
+
+# The starts a forecast speaks from before the phases or the test loss give one: their
+# forecasts carry the correction's `memo` feature and take `memo_half_width`.
+EARLY_STARTS = ("memorised", "generalising")
+
+
 def forecast_start(
     epochs: Any,
     test_loss: Any,
@@ -239,18 +265,23 @@ def forecast_start(
     share_rise: float | None = None,
     test_acc: Any = None,
     memo_min_acc: float = 0.0,
+    generalising_acc: float | None = None,
 ) -> tuple[int | None, str]:
     """Where the forecast's extrapolation starts, and which start that is: the announced
     memorisation end ("announced"), else `provisional_start` ("provisional"), else
-    `memorised_start` with `share_rise` and `memo_min_acc` ("memorised"); (None, "") while
-    there is none."""
+    `memorised_start` with `share_rise` and `memo_min_acc` ("memorised"), else
+    `generalising_start` at `generalising_acc` ("generalising"); (None, "") while there is
+    none."""
     if memorisation_end is not None:
         return memorisation_end, "announced"
     start = None if test_loss is None else provisional_start(test_loss, epochs)
     if start is not None:
         return start, "provisional"
     start = memorised_start(epochs, train_acc, xy_share, share_rise, test_acc, memo_min_acc)
-    return (start, "memorised") if start is not None else (None, "")
+    if start is not None:
+        return start, "memorised"
+    start = generalising_start(epochs, test_acc, generalising_acc)
+    return (start, "generalising") if start is not None else (None, "")
 
 
 def _last_finite(values: Any) -> float:
@@ -478,15 +509,16 @@ def forecast_grok(
     epochs = np.asarray(epochs, dtype=np.float64)
     model = model if model is not None else shipped_model()
     anchor, kind = forecast_start(epochs, test_loss, memorisation_end, train_acc, xy_share,
-                                  model.share_rise, test_acc, model.memo_min_acc)  # fmt: skip
-    provisional = kind in ("provisional", "memorised")
+                                  model.share_rise, test_acc, model.memo_min_acc,
+                                  model.generalising_acc)  # fmt: skip
+    provisional = kind in ("provisional", *EARLY_STARTS)
     early_answer = _settled_or_premature(epochs, test_acc, anchor)
     if early_answer is not None:
         return early_answer
     assert anchor is not None
     now = int(epochs[-1])
     got = forecast_features(epochs, xy_share, anchor, model, test_acc, test_loss,
-                            sum_sq_weights, memorised=kind == "memorised")  # fmt: skip
+                            sum_sq_weights, memorised=kind in EARLY_STARTS)  # fmt: skip
     if isinstance(got, str):
         return Forecast(None, reason=got, as_of=now, provisional=provisional)
     if got.raw > FAR * now:
@@ -500,7 +532,7 @@ def forecast_grok(
         why = f"the x + y share has hardly grown since {anchor:,}"
         return Forecast(None, reason=why, as_of=now, provisional=provisional)
     center = math.log(got.raw) + model.correction(v)
-    width = model.width(v[model.width_by], memo=kind == "memorised")
+    width = model.width(v[model.width_by], memo=kind in EARLY_STARTS)
     value = max(math.exp(center), now)
     return Forecast(
         grok_epoch=round(value),

@@ -43,7 +43,8 @@ FEATURES = (
     "fall",  # log(test loss' peak since memorisation / test loss now)
     "decay",  # log(sum of squared weights at memorisation end / now)
     "evidence",  # (now - memorisation end) / now: how much of the run the curves since cover
-    "memo",  # 1 when the forecast starts where the train set was memorised (memorised_start)
+    "memo",  # 1 when the forecast starts early: where the train set was memorised
+    # (memorised_start) or where test accuracy rose before it was (generalising_start)
 )
 
 
@@ -53,6 +54,7 @@ OPTIONAL: dict[str, tuple[float | None, float, float]] = {
     "memo_half_width": (None, 1e-9, 100.0),
     "share_rise": (None, 0.0, 100.0),
     "memo_min_acc": (0.0, 0.0, 1.0),
+    "generalising_acc": (None, 0.0, 1.0),
     "min_evidence": (0.0, 0.0, 100.0),
     "min_growth": (0.0, 0.0, 100.0),
 }
@@ -87,6 +89,10 @@ class ForecastModel:
     # ... and the test accuracy it needs there too (0: none), at the same checkpoints: runs
     # whose share rises and stalls keep test accuracy near chance.
     memo_min_acc: float = 0.0
+    # The test accuracy at which the forecast may start before the train set is memorised
+    # (forecast.generalising_start: runs that generalise while they memorise; None: never).
+    # Its forecasts carry `memo` and take `memo_half_width`, as the memorised start's.
+    generalising_acc: float | None = None
     # Abstain while the curves since the start cover less than `min_evidence` of the run
     # (a start found late: the memorisation end is recent news) or the share has grown less
     # than `min_growth` in log since the start (no circuit to extrapolate yet): where runs
