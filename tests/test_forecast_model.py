@@ -138,7 +138,7 @@ def test_silence_before_memorisation_says_when_the_run_already_generalises() -> 
     share = share_curve(0.85)
     early = forecast_grok(X[:5], share[:5], np.full(5, 0.1), None)
     assert early.grok_epoch is None and early.reason == "memorisation has not ended yet"
-    acc = np.array([0.0, 0.2, 0.4, 0.83, np.nan])  # the newest finite value is read
+    acc = np.array([0.0, 0.05, 0.1, 0.83, np.nan])  # the newest finite value is read
     fast = forecast_grok(X[:5], share[:5], acc, None)
     assert fast.grok_epoch is None and fast.reason == (
         "memorisation has not ended yet (test accuracy already 83%: it generalises as it memorises)"
