@@ -289,6 +289,17 @@ PLAN: dict[str, list[tuple[str, str]]] = {
         ("h20b", "--p 109 --frac-train 0.25 --weight-decay 1 --lr 0.002 "
                  "--op add,subtract,multiply,divide "
                  "--seed 49 --data-seed 45 --epochs 2000 --checkpoint-every 25"),
+        # Planned 2026-12-04 night after the eleventh fit's constants were committed (the
+        # corpus with c15/c15b; the start where test accuracy reached 0.3), trained after
+        # this plan was committed, judged once: every op at p = 113 (the paper's) with train
+        # fraction 0.5 (runs that may generalise while they memorise, as h20), and every
+        # op at p = 101 with train fraction 0.3 and the paper's weight decay (runs that may
+        # end their budget without grokking). New seeds and data seeds.
+        ("h21", "--p 113 --frac-train 0.5 --weight-decay 1.5 --op add,subtract,multiply,divide "
+                "--seed 52 --data-seed 48 --epochs 1200"),
+        ("h21b", "--p 101 --frac-train 0.3 --weight-decay 1 --lr 0.002 "
+                 "--op add,subtract,multiply,divide "
+                 "--seed 53 --data-seed 49 --epochs 1500 --checkpoint-every 25"),
     ],
 }  # fmt: skip
 TRAIN_RUN = "run"  # a `train` entry's run: ROOT/SET/NAME/members/run (as a sweep member)
