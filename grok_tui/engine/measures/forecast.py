@@ -41,9 +41,11 @@ fixed the first time it is found (a later, higher peak does not move it) and bel
 forecast alone: the phases shown never see it. Where the test loss does not come down early
 (it may rise again after its first peak) a third start may speak (`memorised_start`: where
 the train set was memorised, once the x + y share has risen since, by the constants'
-`share_rise`, with test accuracy at least their `memo_min_acc`, both chosen on the corpus
-by bench/forecast_starts.py); its forecasts carry the
-`memo` feature and their own interval width. Such forecasts are marked provisional.
+`share_rise`, with test accuracy at least their `memo_min_acc`), and on runs that
+generalise while they memorise a fourth (`generalising_start`: where test accuracy reached
+the constants' `generalising_acc`); both are chosen, or left off, on the corpus by
+bench/forecast_starts.py. Forecasts from either carry the `memo` feature and their own
+interval width. Such forecasts are marked provisional.
 
 `rule_forecast`, the forecast before issue 19 (kept for comparison in the benchmarks): the
 two estimates widened by `margin`, after a wait for the share to grow `min_growth` times and
