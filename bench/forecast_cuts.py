@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from grok_tui.engine.measures.forecast import (
     Forecast,
     forecast_grok,
-    forecast_start,
+    model_start,
     rule_forecast,
 )
 from grok_tui.engine.measures.forecast_model import ForecastModel
@@ -54,14 +54,11 @@ class RunFeatures:
         return None if self.train_acc is None else self.train_acc[: i + 1]
 
     def anchor(self, i: int, model: ForecastModel) -> tuple[int | None, str]:
-        """Where the forecast made at checkpoint i with `model`'s start rule (its
-        `share_rise`, `memo_min_acc`) starts, and which start that is
-        (forecast.forecast_start)."""
-        return forecast_start(self.epochs[: i + 1], self.curves(i)[0],
-                              self.memorisation_end[i], self.train_acc_to(i),
-                              self.xy_share[: i + 1], model.share_rise,
-                              self.test_acc[: i + 1], model.memo_min_acc,
-                              model.generalising_acc)  # fmt: skip
+        """Where the forecast made at checkpoint i with `model`'s start rules starts, and
+        which start that is (forecast.model_start)."""
+        return model_start(model, self.epochs[: i + 1], self.curves(i)[0],
+                           self.memorisation_end[i], self.train_acc_to(i),
+                           self.xy_share[: i + 1], self.test_acc[: i + 1])  # fmt: skip
 
     def curves(self, i: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(test loss, sum of squared weights) up to checkpoint i (None where not kept)."""

@@ -6,11 +6,10 @@ Runs that never grok within their budget draw forecasts within it (issue 19's go
 most 5% of them). On the corpus (68 runs, 28 never grokked; 2026-12-04 evening) the
 forecast did so on 6: four at the first forecasts (epochs 120-340, the x + y share grown
 by 0.11-0.22 in log since the start, where grokking runs' forecasts at half way mostly read
-0.3 and more), two
-late (epochs 1,020-1,220 of 1,500, from a start found a few checkpoints before: 6% of the
-run's epochs since it). So two guards (`ForecastModel.min_evidence`, `min_growth`): no
-forecast while the curves since the start cover less than a share of the run, or while the
-share's log growth since the start is below a floor.
+0.3 and more), two late (epochs 1,020-1,220 of 1,500, from a start found a few checkpoints
+before: 6% of the run's epochs since it). So two guards (`ForecastModel.min_evidence`,
+`min_growth`): no forecast while the curves since the start cover less than a share of the
+run, or while the share's log growth since the start is below a floor.
 
 Each candidate pair is the shipped constants with those guards (a guard only silences; the
 correction and the intervals are unchanged), judged over the corpus as

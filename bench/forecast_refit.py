@@ -136,7 +136,7 @@ def cases(runs: list[RunFeatures], base: ForecastModel = BASE) -> list[tuple[str
                 continue
             got = forecast_features(rf.epochs[: i + 1], rf.xy_share[: i + 1], m, base,
                                     rf.test_acc[: i + 1], loss, weights,
-                                    memorised=kind in EARLY_STARTS)  # fmt: skip
+                                    early_start=kind in EARLY_STARTS)  # fmt: skip
             if isinstance(got, Features):
                 out.append((rf.name, math.log(rf.grok / got.raw), got))
     return out
@@ -217,9 +217,9 @@ def calibrate(
     model: ForecastModel, rows: list[tuple[str, float, Features]], say=print
 ) -> tuple[tuple[float, ...], float | None]:
     """The conformal half-width per bin of `WIDTH_BY`, and that of the forecasts from the
-    memorised start (`memo`; None when there are none), which are kept out of the bins; a
-    bin with too few runs takes the widest of its neighbours below (never narrower on thin
-    evidence), the memorised start's too few runs the widest bin's."""
+    early starts (memorised or generalising: `memo`; None when there are none), which are kept
+    out of the bins; a bin with too few runs takes the widest of its neighbours below (never
+    narrower on thin evidence), the early starts' too few runs the widest bin's."""
 
     def report(label: str, group: list, q: float) -> None:
         say(f"  {label}: {len({n for n, _, _ in group})} runs, {len(group)} cases, "

@@ -286,6 +286,22 @@ def forecast_start(
     return (start, "generalising") if start is not None else (None, "")
 
 
+def model_start(
+    model: ForecastModel,
+    epochs: Any,
+    test_loss: Any,
+    memorisation_end: int | None,
+    train_acc: Any,
+    xy_share: Any,
+    test_acc: Any,
+) -> tuple[int | None, str]:
+    """`forecast_start` under the start rules `model` was fitted with (`share_rise`,
+    `memo_min_acc`, `generalising_acc`): the forecast and the refit both start here."""
+    return forecast_start(epochs, test_loss, memorisation_end, train_acc, xy_share,
+                          model.share_rise, test_acc, model.memo_min_acc,
+                          model.generalising_acc)  # fmt: skip
+
+
 def _last_finite(values: Any) -> float:
     """The newest finite value of a curve (0 when there is none)."""
     if values is None:
@@ -449,7 +465,7 @@ def forecast_features(
     test_acc: Any = None,
     test_loss: Any = None,
     sum_sq_weights: Any = None,
-    memorised: bool = False,
+    early_start: bool = False,
 ) -> Features | str:
     """The raw forecast and the correction's features at the last checkpoint, or the reason
     there are none. Shared by the forecast and bench/forecast_refit.py, so the fit sees
@@ -484,7 +500,7 @@ def forecast_features(
         "fall": _loss_fall(test_loss, all_x, memorisation_end),
         "decay": _decay(sum_sq_weights, all_x, memorisation_end),
         "evidence": (now - memorisation_end) / now if now > 0 else 0.0,
-        "memo": float(memorised),
+        "memo": float(early_start),
     }
     late_acc = acc_trend(all_x, test_acc, memorisation_end)
     if late_acc is not None:
@@ -510,9 +526,8 @@ def forecast_grok(
     too (forecast_model.FEATURES)."""
     epochs = np.asarray(epochs, dtype=np.float64)
     model = model if model is not None else shipped_model()
-    anchor, kind = forecast_start(epochs, test_loss, memorisation_end, train_acc, xy_share,
-                                  model.share_rise, test_acc, model.memo_min_acc,
-                                  model.generalising_acc)  # fmt: skip
+    anchor, kind = model_start(model, epochs, test_loss, memorisation_end, train_acc, xy_share,
+                               test_acc)  # fmt: skip
     provisional = kind in ("provisional", *EARLY_STARTS)
     early_answer = _settled_or_premature(epochs, test_acc, anchor)
     if early_answer is not None:
@@ -520,7 +535,7 @@ def forecast_grok(
     assert anchor is not None
     now = int(epochs[-1])
     got = forecast_features(epochs, xy_share, anchor, model, test_acc, test_loss,
-                            sum_sq_weights, memorised=kind in EARLY_STARTS)  # fmt: skip
+                            sum_sq_weights, early_start=kind in EARLY_STARTS)  # fmt: skip
     if isinstance(got, str):
         return Forecast(None, reason=got, as_of=now, provisional=provisional)
     if got.raw > FAR * now:
