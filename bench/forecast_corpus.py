@@ -300,6 +300,23 @@ PLAN: dict[str, list[tuple[str, str]]] = {
         ("h21b", "--p 101 --frac-train 0.3 --weight-decay 1 --lr 0.002 "
                  "--op add,subtract,multiply,divide "
                  "--seed 53 --data-seed 49 --epochs 1500 --checkpoint-every 25"),
+        # Planned 2026-12-04 (late night session) with the eleventh fit's constants unchanged
+        # (shipped since f5e836b), trained after this plan was committed, judged once: the
+        # second fresh set that the eleventh fit owed (h21/h21b were its only clean runs),
+        # and runs slow enough for the forecast to speak at half way (h21 grokked at 221-500,
+        # before it could). Every op at p = 173 (above every p so far) with train fraction
+        # 0.4, lr 2e-3 and the paper's weight decay (h17b, p = 151 at 0.45, grokked at
+        # 333-1,394); every op at p = 179 with train fraction 0.25 (runs that may end their
+        # budget without grokking); and the paper recipe with a new seed (h6, seed 1, grokked
+        # at 6,232; h6 and h14b kept the paper's split, this one has its own). New seeds and
+        # data seeds.
+        ("h22", "--p 173 --frac-train 0.4 --weight-decay 1 --lr 0.002 "
+                "--op add,subtract,multiply,divide "
+                "--seed 56 --data-seed 52 --epochs 2500 --checkpoint-every 25"),
+        ("h22b", "--p 179 --frac-train 0.25 --weight-decay 1 --lr 0.002 "
+                 "--op add,subtract,multiply,divide "
+                 "--seed 57 --data-seed 53 --epochs 2000 --checkpoint-every 25"),
+        ("h22c", "train --preset paper --epochs 12000 --seed 58 --data-seed 54"),
     ],
 }  # fmt: skip
 TRAIN_RUN = "run"  # a `train` entry's run: ROOT/SET/NAME/members/run (as a sweep member)
