@@ -529,19 +529,47 @@ class ExampleShard:
         before shards) and gradient parts at the weights `f` was made of; `clock` is told
         each stage's name as it ends (`ClosedFormStep.clock`)."""
         clock("shard start")
-        plan, slots = self.train, self.train_slots
+        sums = f.table.new_empty(self.train.n_members, 2, 2)
+        self.test_metrics(f, halves, sums[:, :, 1], clock)
+        return self.train_gradients(f, halves, stablemax, floor, sums, clock)
+
+    @torch.no_grad()
+    def test_metrics(
+        self,
+        f: TableForward,
+        halves: tuple[torch.Tensor, torch.Tensor],
+        out: torch.Tensor,
+        clock: Clock = no_clock,
+    ) -> None:
+        """The test examples' [loss, accuracy] per member into `out` (M, 2): means for a
+        whole chunk, sums for a shard. Reads nothing the train half writes, so it may run
+        on its own (bench/overlapped_test_metrics.py measured that against the step as it is)."""
         reduce = member_means_into if self.share == 1.0 else member_sums_into
         scratch = self._scratch_for(f)
-        h = plan.n_heads
-        sums = f.table.new_empty(plan.n_members, 2, 2)
         _, _, test_logits, _ = self.forward(f, "test", halves)
         clock("test forward")
         cross_entropy(
             test_logits, self.labels["test"], self.test.segments, scratch["test_exp"],
-            sums[:, :, 1], self.rows["test"], reduce=reduce,
+            out, self.rows["test"], reduce=reduce,
         )  # fmt: skip
         clock("test loss")
-        del test_logits
+
+    @torch.no_grad()
+    def train_gradients(
+        self,
+        f: TableForward,
+        halves: tuple[torch.Tensor, torch.Tensor],
+        stablemax: Sequence[bool],
+        floor: float,
+        sums: torch.Tensor,
+        clock: Clock = no_clock,
+    ) -> ShardResult:
+        """The train examples' [loss, accuracy] into `sums[:, :, 0]` (as `test_metrics`)
+        and this shard's gradient parts; the result carries `sums`."""
+        plan, slots = self.train, self.train_slots
+        reduce = member_means_into if self.share == 1.0 else member_sums_into
+        scratch = self._scratch_for(f)
+        h = plan.n_heads
         pattern, weights, logits, post = self.forward(f, "train", halves)
         clock("train forward")
         # [G | dpre] in one buffer: G = dloss/dlogits, dpre = (G @ W_L^T) masked by the ReLU.
@@ -720,14 +748,23 @@ class ClosedFormStep:
         floor = self.gradient_floor
         jobs = [functools.partial(s.run, f, halves, stablemax, floor, clock) for s in self.shards]
         results = run(jobs) if run is not None and len(jobs) > 1 else [job() for job in jobs]
-        sums, grad_scores, grad_slots, grad_w_l = results[0]
         clock("shards' results")  # their wall time where they ran on other threads
+        return self.backward(views, f, results, run)
+
+    def backward(
+        self, views: Views, f: TableForward, results: list[ShardResult], run: Jobs | None = None
+    ) -> torch.Tensor:
+        """The shards' results summed (in shard order: the same sums however they ran), the
+        O(p) table backward of their gradients into `views`' gradients, and the (M, 4)
+        metrics; `run` as `measure`'s."""
+        clock = self.clock
+        sums, grad_scores, grad_slots, grad_w_l = results[0]
         if len(results) == 1:  # a whole chunk: its means
             _table_backward(views, f, grad_scores, grad_slots, grad_w_l)
             clock("O(p) table backward")
             return sums.view(self.train.n_members, 4)
         with torch_threads(1):
-            for more in results[1:]:  # in shard order: the same sums however they ran
+            for more in results[1:]:
                 sums += more.sums
                 grad_scores += more.grad_scores
                 grad_slots += more.grad_slots
