@@ -69,6 +69,7 @@ def judge(runs: list[RunFeatures], make) -> dict[str, Any]:
     grokked = [rf for rf in runs if rf.grok is not None]
     never = [rf for rf in runs if rf.grok is None]
     rows, errors, covered = [], {s: [] for s in CUTS}, []
+    covered_at: dict[float, list[bool]] = {s: [] for s in CUTS}
     for rf in grokked:
         cuts = at_cuts(rf, make)
         row = {"run": rf.name, "p": rf.config["p"], "op": rf.config["op"], "grok": rf.grok}
@@ -78,6 +79,7 @@ def judge(runs: list[RunFeatures], make) -> dict[str, Any]:
                 cov = fc.low <= rf.grok <= fc.high
                 errors[share].append(abs(err))
                 covered.append(cov)
+                covered_at[share].append(cov)
                 row[share] = (fc.grok_epoch, fc.low, fc.high, err, cov)
             else:
                 row[share] = None if fc is None else fc.reason
@@ -94,6 +96,8 @@ def judge(runs: list[RunFeatures], make) -> dict[str, Any]:
         "coverage": float(np.mean(covered)) if covered else None,
         "covered": sum(covered),
         "forecasts": len(covered),
+        # the pooled goal's parts: is the interval honest at half way too, or only late?
+        "covered_at": {s: [sum(c), len(c)] for s, c in covered_at.items()},
         "false_grok": {k: v for k, v in falses.items() if v is not None},
         "false_grok_interval": {k: v for k, v in confident.items() if v is not None},
         "never_final_test_acc": {rf.name: float(rf.test_acc[-1]) for rf in never},
@@ -182,7 +186,8 @@ def report(name: str, res: dict[str, Any]) -> None:
     print(f"median |error|: 50% {pct(med[0.5])} (goal <= 15%), 65% {pct(med[0.65])}, "
           f"80% {pct(med[0.8])} (goal <= 8%)")  # fmt: skip
     print(f"80% interval contains the truth: {res['covered']}/{res['forecasts']} = "
-          f"{pct(res['coverage'])} (goal 75-90%)")  # fmt: skip
+          f"{pct(res['coverage'])} (goal 75-90%); by cut: "
+          + ", ".join(f"{s:.0%} {k}/{n}" for s, (k, n) in res["covered_at"].items()))  # fmt: skip
     print(f"runs that never grokked: {res['runs_never']} (test accuracy at the end: "
           f"{res['never_final_test_acc']}); with a forecast epoch within the budget at some "
           f"checkpoint: {len(res['false_grok'])} {res['false_grok']} (goal <= 5%); with the "
