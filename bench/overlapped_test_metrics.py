@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from train_speed import cpu_model, load
+from train_speed import cpu_model, load, ratio_text
 
 from grok_tui.engine.core import closed_form as cf
 from grok_tui.engine.core.config import RunConfig
@@ -140,10 +140,7 @@ def main() -> int:
     for name, times in ms.items():
         print(f"{name}: {statistics.median(times):.2f} ms/epoch "
               f"(blocks: {', '.join(f'{t:.1f}' for t in times)})")  # fmt: skip
-    a, b = ms.values()
-    ratios = [x / y for x, y in zip(a, b, strict=True)]
-    print(f"overlapped vs as it is: {statistics.median(ratios):.2f}x "
-          f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)")  # fmt: skip
+    print(f"overlapped vs as it is: {ratio_text(*ms.values())}")
     return 0
 
 

@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from train_speed import cpu_model, load
+from train_speed import cpu_model, load, ratio_text
 
 import grok_tui.engine.training.stepper as stepper_module
 from grok_tui.engine.core.config import RunConfig, preset
@@ -90,9 +90,7 @@ def main() -> int:
         print(f"{name}: {statistics.median(times):.2f} ms/epoch "
               f"(blocks: {', '.join(f'{t:.1f}' for t in times)})")  # fmt: skip
     for a, b in ((0, 1), (2, 1), (2, 3)):
-        ratios = [x / y for x, y in zip(ms[names[a]], ms[names[b]], strict=True)]
-        print(f"{names[b]} vs {names[a]}: {statistics.median(ratios):.2f}x "
-              f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)")  # fmt: skip
+        print(f"{names[b]} vs {names[a]}: {ratio_text(ms[names[a]], ms[names[b]])}")
     return 0
 
 

@@ -170,6 +170,14 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def ratio_text(slow: list[float], fast: list[float]) -> str:
+    """How much faster `fast` ran than `slow`, block for block: the median of the per-block
+    ratios and their spread, e.g. "1.20x (min 1.16x, max 1.24x)"."""
+    ratios = [s / f for s, f in zip(slow, fast, strict=True)]
+    return (f"{statistics.median(ratios):.2f}x "
+            f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)")  # fmt: skip
+
+
 def load() -> str:
     try:
         return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -248,13 +256,12 @@ def main() -> int:
             f"per-block floor / loop; min {min(shares):.0%}, max {max(shares):.0%})"
         )
         if "reference" in ms:
-            ratios = [r / f for r, f in zip(ms["reference"], ms[key], strict=True)]
-            spread = f"min {min(ratios):.2f}x, max {max(ratios):.2f}x"
-            line += f"; {med(ratios):.2f}x the reference ({spread})"
+            line += f"; the reference's time over its own: {ratio_text(ms['reference'], ms[key])}"
         print(line)
-    gain = [a / c for a, c in zip(ms["autograd"], ms["closed-form"], strict=True)]
-    spread = f"min {min(gain):.2f}x, max {max(gain):.2f}x"
-    print(f"fast loop / fast loop with autograd, speed: {med(gain):.2f}x ({spread})")
+    print(
+        "fast loop / fast loop with autograd, speed: "
+        + ratio_text(ms["autograd"], ms["closed-form"])
+    )
     print(
         f"Trainer.train() with I/O: {full:.1f} epochs/s = {1e3 / full:.2f} ms/epoch "
         f"({args.full_epochs} epochs, checkpoint every {cfg.checkpoint_every}; closed form)"
