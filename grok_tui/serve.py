@@ -28,6 +28,7 @@ import ipaddress
 import os
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from textual_serve.app_service import AppService
 from textual_serve.server import Server
+
+from grok_tui.errors import UsageError
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 PAGE_TEMPLATES = Path(__file__).parent / "serve_page"
@@ -220,6 +223,22 @@ def _int(value: str | None, default: int) -> int:
         return default
 
 
+def check_bindable(host: str, port: int) -> None:
+    """Bind and let go of `host`:`port` before serving, so that an address this machine
+    does not have, or a port in use, is one line (UsageError) before the URL is printed,
+    not the server's traceback after it. (The server binds the same way: SO_REUSEADDR.)"""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UsageError(f"--host {host}: {getattr(exc, 'strerror', None) or exc}") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UsageError(f"cannot serve at {host}:{port}: {exc.strerror or exc}") from None
+
+
 def serve_viewer(
     run_path: Path,
     title: str,
@@ -232,6 +251,7 @@ def serve_viewer(
     argv = [sys.executable, "-m", "grok_tui", "open", str(run_path), "--viewer"]
     if allow_writes:
         argv.append("--allow-writes")
+    check_bindable(host, port)
     if not is_loopback(host):
         print(
             f"grok-tui: warning: --host {host} makes this run reachable from the network; "

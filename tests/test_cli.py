@@ -241,3 +241,42 @@ def test_a_failed_import_prints_one_line_and_nothing_before_it(tmp_path) -> None
     assert out.returncode == 2
     assert out.stdout == ""
     assert out.stderr.count("\n") == 1 and out.stderr.startswith("grok-tui: error: "), out.stderr
+
+
+def test_the_systems_refusals_are_one_line(tmp_path, capsys) -> None:
+    """An OSError no command expected (here a path component past the 255-byte limit) is
+    one line and exit code 1, not a traceback; nothing is created."""
+    too_long = tmp_path / ("a" * 300)
+    train = ["train", "--headless", "--p", "7", "--run-dir", str(too_long / "r")]
+    for argv in (["analyze", str(too_long)], train):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("grok-tui: error: "), err
+        assert "File name too long" in err and "..." in err  # the name cut in its middle
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_file_that_is_not_text(tmp_path, capsys) -> None:
+    grid = tmp_path / "grid.toml"
+    grid.write_bytes(b"\xff\xfe")
+    assert main(["sweep", "--dry-run", str(grid)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not UTF-8 text" in err, err
+
+
+def test_the_app_without_a_terminal_is_one_line_and_makes_nothing(tmp_path, capsys) -> None:
+    """Under pytest stdin and stdout are not a terminal: the app would wait for keys on a
+    pipe. Train, open and compare say so before any directory is made or changed."""
+    run = tmp_path / "r"
+    assert main(["train", "--p", "7", "--frac-train", "0.5", "--run-dir", str(run)]) == 2
+    assert not run.exists()
+    assert main(["train", "--headless", "--p", "7", "--frac-train", "0.5", "--epochs", "4",
+                 "--run-dir", str(run)]) == 0  # fmt: skip
+    before = (run / "run.json").read_bytes()
+    capsys.readouterr()
+    for argv in (["open", str(run)], ["open", str(run), "--resume", "--extend", "5"],
+                 ["compare", str(run), str(run)]):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "needs a terminal" in err, err
+    assert (run / "run.json").read_bytes() == before  # not extended

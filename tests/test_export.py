@@ -101,3 +101,40 @@ def test_exports_agree_on_a_stopped_run(tmp_path) -> None:
     data = torch.load(export_arena(run, tmp_path / "a.pth"), weights_only=True)
     assert data["epochs"][-1] == 23 and len(data["train_losses"]) == 24
     assert math.isnan(data["train_losses"][23]) and not math.isnan(data["train_losses"][22])
+
+
+def test_an_export_never_writes_into_its_run(tmp_path) -> None:
+    """Both formats refuse a path inside the run directory (it would replace run.json, a
+    checkpoint or resume.pt), whatever way the path reaches there; every file is kept."""
+    import pytest
+
+    from grok_tui.engine.core.model import paper_init
+    from grok_tui.engine.store.arena import export_arena
+    from grok_tui.engine.store.errors import RunError
+
+    run = Run.create(tmp_path / "r", CFG, "cpu")
+    run.append_metrics([metric(0)])
+    run.save_checkpoint(2, paper_init(CFG))
+    files = {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file()}
+    targets = [run.path / "run.json", run.path / "checkpoints" / "x.safetensors",
+               tmp_path / "r" / ".." / "r" / "metrics.jsonl", run.path]  # fmt: skip
+    for export in (export_csv, export_arena):
+        for target in targets:
+            with pytest.raises(RunError, match="inside the run") as exc:
+                export(run, target)
+            assert "\n" not in str(exc.value)
+    assert {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file()} == files
+
+
+def test_a_name_at_the_length_limit_is_exported(tmp_path) -> None:
+    """A legal 254-byte file name: its temp name would pass 255 bytes, so it takes a short
+    one of its own (store/atomic.temp_beside); nothing is left beside the export."""
+    from grok_tui.engine.store.atomic import temp_beside
+
+    long = tmp_path / ("b" * 250 + ".csv")
+    assert len(temp_beside(long).name.encode()) <= 255
+    assert temp_beside(tmp_path / "out.csv").name.startswith(".out.csv.")  # the usual name
+    run = Run.create(tmp_path / "r", CFG, "cpu")
+    run.append_metrics([metric(0)])
+    assert read(export_csv(run, long))[0]["epoch"] == "0"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([long.name, "r"])

@@ -361,3 +361,44 @@ def test_import_of_a_file_that_is_not_torch_says_so(tmp_path, data: bytes, needl
         " (neither a zip archive nor a pickle)" if "torch" in needle else ""
     )
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("damage", ["nan weights", "no optimizer state"])
+def test_a_resume_state_that_cannot_be_resumed_changes_nothing(tmp_path, capsys, damage) -> None:
+    """A finished run whose resume.pt is damaged in content, not in form: `open --resume
+    --extend` says what in one line before it extends run.json, and the run's metrics and
+    status stay as they were (they did not: the NaN weights trained one epoch, replaced its
+    good metrics row with NaN ones and marked the run failed)."""
+    from grok_tui.cli import main
+
+    path = tmp_path / "r"
+    assert main(["train", "--headless", "--p", "7", "--frac-train", "0.5", "--epochs", "4",
+                 "--checkpoint-every", "2", "--run-dir", str(path)]) == 0  # fmt: skip
+    state = torch.load(path / "resume.pt", weights_only=True)
+    if damage == "nan weights":
+        for tensor in state["weights"].values():
+            tensor.fill_(math.nan)
+        needle = "is not finite"
+    else:
+        state["optimizer"] = {}
+        needle = "it has no entry 'state'"
+    torch.save(state, path / "resume.pt")
+    before = snapshot(path)
+    capsys.readouterr()
+    assert main(["open", str(path), "--resume", "--headless", "--extend", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err, err
+    assert snapshot(path) == before
+
+
+def test_an_import_refused_says_one_line_without_torchs_warning(tmp_path, capsys) -> None:
+    """A pickle of protocol 4 from elsewhere: torch warns that it did not write it (two
+    lines) before refusing; the one line is all the user sees."""
+    from grok_tui.cli import main
+
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps(Payload(tmp_path / "pwned"), protocol=4))
+    assert main(["import", str(path), str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot be loaded safely" in err, err
+    assert not (tmp_path / "pwned").exists()

@@ -294,6 +294,7 @@ def test_a_non_loopback_host_warns(trained_run, capsys, monkeypatch) -> None:
     from grok_tui.cli import main
 
     monkeypatch.setattr(serve.ViewerServer, "serve", lambda self, debug=False: None)
+    monkeypatch.setattr(serve, "check_bindable", lambda host, port: None)
     assert main(["serve", str(trained_run), "--host", "0.0.0.0"]) == 0
     err = capsys.readouterr().err
     assert "--host 0.0.0.0 makes this run reachable from the network" in err
@@ -326,3 +327,25 @@ def test_a_viewer_whose_server_vanished_exits_by_itself(trained_run, how) -> Non
             proc.kill()
             proc.wait()
     assert proc.returncode == 0
+
+
+def test_an_address_it_cannot_serve_at_is_one_line_before_any_url(trained_run, capsys) -> None:
+    """A port in use, an address this machine does not have (TEST-NET-1), a host name that
+    does not resolve: one line, exit code 2, no URL printed (the server's bind failed after
+    it had printed the URL, with a traceback)."""
+    from grok_tui.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cases = [
+            (["--port", str(port)], "Address already in use"),
+            (["--host", "192.0.2.1"], "cannot serve at 192.0.2.1:8000"),
+            (["--host", "no-such-host.invalid"], "--host no-such-host.invalid"),
+        ]
+        for extra, needle in cases:
+            assert main(["serve", str(trained_run), *extra]) == 2
+            err = capsys.readouterr().err
+            assert needle in err and "http" not in err, err
+            assert err.count("\n") == 1, err  # not even the network warning: refused first

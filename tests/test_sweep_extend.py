@@ -128,7 +128,7 @@ def test_extend_refuses_what_it_cannot_train_and_writes_nothing(tmp_path, capsys
     assert main([*RUN, "--epochs", "5", "--run-dir", str(run)]) == 0
     before = (run / "run.json").read_bytes()
     capsys.readouterr()
-    assert main(["open", str(run), "--resume", "--extend", "20000000"]) == 2
+    assert main(["open", str(run), "--resume", "--headless", "--extend", "20000000"]) == 2
     assert "cannot be extended by 20,000,000: --epochs must be in" in capsys.readouterr().err
     assert main(["open", str(run), "--resume", "--extend", "10", "--key-epoch", "999"]) == 2
     assert "--key-epoch 999: no checkpoint" in capsys.readouterr().err

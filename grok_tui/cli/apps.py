@@ -6,11 +6,29 @@ a headless command never loads Textual.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING
+
+from grok_tui.errors import UsageError
 
 if TYPE_CHECKING:
     from grok_tui.engine.lab.sweep import Sweep
     from grok_tui.engine.store.runs import Run
+
+
+RUN_HINT = " (--headless trains without one; `grok-tui analyze RUN` reads a run)"
+SWEEP_HINT = " (--headless trains a sweep without one)"
+
+
+def need_terminal(hint: str = "") -> None:
+    """A UsageError unless stdin and stdout are a terminal (the app would wait on a pipe
+    for keys that never come) or the app is a served session (`serve`: the browser is its
+    screen, Textual's driver set by the environment)."""
+    if os.environ.get("TEXTUAL_DRIVER"):
+        return
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError(f"the app needs a terminal, and stdin or stdout is not one{hint}")
 
 
 def run_app(
@@ -18,6 +36,7 @@ def run_app(
 ) -> int:
     """The run's screen until the user quits; the exit code. However the UI ended (q, a
     signal, a dead terminal), every thread is stopped and joined before this returns."""
+    need_terminal(RUN_HINT)
     from grok_tui.ui.app import launch, make_run_app
 
     return launch(make_run_app(run, train=train, device=device, viewer=viewer, key_epoch=key_epoch))
@@ -25,6 +44,7 @@ def run_app(
 
 def sweep_app(sweep: Sweep, device: str, train: bool) -> int:
     """The sweep screen (training the sweep if `train`) until the user quits; the exit code."""
+    need_terminal(SWEEP_HINT)
     from grok_tui.ui.app import launch, make_sweep_app
 
     return launch(make_sweep_app(sweep, device, train=train))
@@ -32,6 +52,7 @@ def sweep_app(sweep: Sweep, device: str, train: bool) -> int:
 
 def compare_app(runs: list[Run], device: str) -> int:
     """The curves of `runs` overlaid until the user quits; the exit code."""
+    need_terminal()
     from grok_tui.ui.app import launch, make_compare_app
 
     return launch(make_compare_app(runs, device))

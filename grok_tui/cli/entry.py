@@ -34,6 +34,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as exc:  # the system refused (a name too long, an address to bind): a
+        print(f"grok-tui: error: {os_error_line(exc)}", file=sys.stderr)  # line, not a
+        return 1  # traceback; the commands turn the errors they expect into UserErrors
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line: what the system said, and of which file (a long name cut
+    in its middle)."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    name = exc.filename
+    if name is None:
+        return what
+    name = os.fsdecode(name)
+    if len(name) > 120:
+        name = f"{name[:60]}...{name[-50:]}"
+    return f"{what}: {name}"
 
 
 def command(name: str) -> Callable[[Any], int]:

@@ -100,6 +100,8 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text, so not a TOML sweep file") from None
     unknown = set(data) - set(LIST_FIELDS) - set(GRID_KEYS)
     if unknown:
         known = ", ".join([*LIST_FIELDS, *sorted(GRID_KEYS)])

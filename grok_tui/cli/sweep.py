@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from grok_tui.cli.apps import sweep_app
+from grok_tui.cli.apps import SWEEP_HINT, need_terminal, sweep_app
 from grok_tui.cli.distribution import distribution_from_args
 from grok_tui.cli.grid import grid_given, spec_from_args
 from grok_tui.cli.options import DEFAULT_RUNS_DIR, say
@@ -46,6 +46,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             resolve_device(args.device)
         return show_plan(spec, members=True)
     device = dist.place(args.device, group_size) if dist else resolve_device(args.device)
+    if dist is None and not args.headless:  # before the sweep directory is made
+        need_terminal(SWEEP_HINT)
     try:
         sweep = make_sweep(args, spec, device) if spec is not None else Sweep.open(args.resume)
         if args.extend is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from grok_tui.cli.apps import run_app, sweep_app
+from grok_tui.cli.apps import RUN_HINT, SWEEP_HINT, need_terminal, run_app, sweep_app
 from grok_tui.cli.options import DEFAULT_RUNS_DIR, config_from_args, say
 from grok_tui.console.importing import import_with_bar
 from grok_tui.console.sweep import train_sweep_headless
@@ -17,12 +17,15 @@ from grok_tui.engine.lab.sweep import Sweep
 from grok_tui.engine.store.hub import is_hub_spec
 from grok_tui.engine.store.naming import stamped_path
 from grok_tui.engine.store.runs import Run, RunError
+from grok_tui.engine.training.writer import RunWriter
 from grok_tui.errors import UsageError
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     device = resolve_device(args.device)
+    if not args.headless:  # before the run directory is made
+        need_terminal(RUN_HINT)
     run = Run.create(args.run_dir or new_run_path(cfg), cfg, device)
     if args.headless:
         return train_headless_locked(run, device, measures=not args.no_measures)
@@ -43,13 +46,20 @@ def cmd_open(args: argparse.Namespace) -> int:
         if args.extend is not None:
             raise UsageError("a sweep's members are extended with: grok-tui sweep --resume DIR "
                              "--extend N")  # fmt: skip
+        if not args.headless:
+            need_terminal(SWEEP_HINT)
         return open_sweep(Path(args.run), device, args.resume, args.headless)
+    if not args.headless and imports(args.run):  # the terminal before the import
+        need_terminal(RUN_HINT)
     run = open_or_import(args.run, device)
     run.read_only = args.viewer and not args.allow_writes
     if args.resume:
         run.ensure_resumable()
+        RunWriter(run).check_resume()  # before --extend changes run.json
     if args.key_epoch is not None and args.key_epoch not in run.checkpoint_epochs():
         raise UsageError(f"--key-epoch {args.key_epoch}: no checkpoint at that epoch in {run.path}")
+    if not args.headless:
+        need_terminal(RUN_HINT)
     if args.extend is not None:  # the last check passed: only now is run.json changed
         meta = run.extend(args.extend)
         say(f"{run.path}: {meta.message}")
@@ -74,10 +84,16 @@ def new_run_path(cfg: RunConfig) -> Path:
     return stamped_path(DEFAULT_RUNS_DIR, name)
 
 
+def imports(target: str) -> bool:
+    """Whether `open_or_import` reads `target` as a file to import (not a run directory)."""
+    path = Path(target)
+    return is_hub_spec(target) or (not path.is_dir() and path.suffix == ".pth")
+
+
 def open_or_import(target: str, device: str) -> Run:
     """A run directory as it is; a .pth file or hf: spec imported once under runs/."""
     path = Path(target)
-    if not is_hub_spec(target) and (path.is_dir() or path.suffix != ".pth"):
+    if not imports(target):
         return Run.open(path)
     if is_hub_spec(target):
         name = "arena-" + import_dir_name(target.split(":", 1)[1].strip("/").split("/")[-1])

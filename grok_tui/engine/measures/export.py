@@ -22,12 +22,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from grok_tui.engine.store.atomic import atomic_write_bytes
 from grok_tui.engine.store.rows import METRIC_KEYS
-from grok_tui.engine.store.runs import Run, RunError
+from grok_tui.engine.store.runs import Run
 
 
 def flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -88,18 +88,12 @@ def export_csv(run: Run, out_path: Path | str) -> Path:
 
     Written whole to a temp file and renamed, so a reader never sees half a file.
     """
-    out = Path(out_path)
+    out = run.export_target(out_path)
     columns, rows = csv_rows(run)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
         writer.writerow([cell(row.get(c)) for c in columns])
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(buf.getvalue())
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise RunError(f"cannot write {out}: {exc.strerror or exc}") from None
+    atomic_write_bytes(out, buf.getvalue().encode())
     return out

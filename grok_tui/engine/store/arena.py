@@ -55,9 +55,10 @@ from grok_tui.engine.core.model import (
     paper_to_classic,
     param_shapes,
 )
+from grok_tui.engine.store.atomic import temp_beside
 from grok_tui.engine.store.run_meta import RunMeta
 from grok_tui.engine.store.runs import Run, RunError
-from grok_tui.engine.store.tensor_files import describe_load_error
+from grok_tui.engine.store.tensor_files import describe_load_error, load_plain
 from grok_tui.engine.store.untrusted import FileProblem, check_zip_sizes
 
 SOURCE_PREFIX = "arena:"
@@ -112,7 +113,7 @@ def load_arena_file(path: Path | str) -> ArenaFile:
         raise RunError(str(exc)) from None
     try:
         with _harmless_globals():
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            data = load_plain(path)
     except Exception as exc:  # refused global, truncated zip, not a torch file, ...
         raise RunError(f"{name} cannot be loaded safely: {describe_load_error(exc)}") from None
     if not isinstance(data, Mapping):
@@ -442,7 +443,7 @@ def export_arena(run: Run, out_path: Path | str) -> Path:
     checkpoint) and `config` (the RunConfig as a dict). Written to a temp file, then renamed
     (the temp file has the final name, in a temp folder: torch names the archive after it).
     """
-    out = Path(out_path)
+    out = run.export_target(out_path)
     cfg = run.meta().config
     epochs = run.checkpoint_epochs()
     if not epochs:
@@ -492,7 +493,7 @@ def export_arena(run: Run, out_path: Path | str) -> Path:
     }
     # torch names the archive inside after the file it writes: a temp file of the final
     # name, in a temp folder beside it, so the archive is `full_run_data/`, as published.
-    tmp_dir = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp_dir = temp_beside(out)
     tmp = tmp_dir / out.name
     try:
         tmp_dir.mkdir()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import uuid
 from pathlib import Path
 
 from grok_tui.engine.store.errors import DiskFull, RunError
@@ -22,6 +23,16 @@ def write_error(exc: OSError, path: Path) -> RunError:
     if exc.errno in _FULL_ERRNOS:
         return DiskFull(path)
     return RunError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def temp_beside(path: Path) -> Path:
+    """A temp name in `path`'s folder (a rename to `path` is then atomic): `.NAME.PID.tmp`,
+    or, where that would pass the file system's 255-byte limit on a name (a legal NAME of
+    250 bytes), a short one of its own."""
+    name = f".{path.name}.{os.getpid()}.tmp"
+    if len(os.fsencode(name)) > 255:
+        name = f".grok-tui.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+    return path.with_name(name)
 
 
 def _write_fd(fd: int, data: bytes) -> None:
@@ -38,7 +49,7 @@ def atomic_write_bytes(path: Path, data: bytes, fsync: bool = False) -> None:
     A failure removes the temp file and raises DiskFull / RunError. fsync is for power
     loss only; a killed process cannot tear a replaced file.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_beside(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:

@@ -57,7 +57,7 @@ from grok_tui.engine.store.rows import (
     format_metric_row,
 )
 from grok_tui.engine.store.run_meta import FORMAT_VERSION, RunMeta, now_iso, software_versions
-from grok_tui.engine.store.tensor_files import describe_load_error, load_safetensors
+from grok_tui.engine.store.tensor_files import describe_load_error, load_plain, load_safetensors
 from grok_tui.engine.store.untrusted import (
     FileProblem,
     JsonLines,
@@ -95,6 +95,21 @@ class Run:
             warn(message)
 
     # -- paths -------------------------------------------------------------------------
+    def export_target(self, out: Path | str) -> Path:
+        """`out` as a path an export may write: never inside this run's directory, where
+        it would replace the run's own files (run.json, a checkpoint, resume.pt)."""
+        out = Path(out)
+        try:
+            inside = out.resolve().is_relative_to(self.path.resolve())
+        except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop
+            raise RunError(f"cannot write {out}: {getattr(exc, 'strerror', None) or exc}") from None
+        if inside:
+            raise RunError(
+                f"will not write {out} inside the run {self.path} (its own files live "
+                "there): choose a path outside it"
+            )
+        return out
+
     @property
     def name(self) -> str:
         return self.path.resolve().name
@@ -385,7 +400,7 @@ class Run:
         except FileProblem as exc:
             raise RunError(str(exc)) from None
         try:
-            state = torch.load(self.resume_path, map_location="cpu", weights_only=True)
+            state = load_plain(self.resume_path)
         except Exception as exc:  # unpickling refused, truncated zip, ...
             msg = describe_load_error(exc)
             raise RunError(f"{self.resume_path} cannot be loaded safely: {msg}") from None

@@ -7,7 +7,9 @@ Nothing here unpickles arbitrary objects: safetensors holds tensors only, and a
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -37,6 +39,15 @@ def describe_load_error(exc: BaseException) -> str:
         detail = next((ln for ln in lines if ln.startswith("Unsupported")), "")
         return f"not a plain torch file, or damaged ({detail})" if detail else "damaged"
     return lines[0].split(". ")[0] if lines else type(exc).__name__
+
+
+def load_plain(path: Path) -> Any:
+    """`torch.load(path, weights_only=True)` onto the CPU, without torch's warning about a
+    pickle protocol it did not write (a file from elsewhere: two lines of noise before the
+    one-line error or the result)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -49,13 +49,28 @@ class RunWriter:
             self.run.ensure_resumable()
             self.run.truncate_metrics(before_epoch=0)
             return MemberState(0, paper_init(self.cfg))
-        try:
-            state = resume_to_state(data, self.cfg)
-        except (KeyError, ValueError, RuntimeError, TypeError, IndexError, WeightsError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RunError(f"{self.run.resume_path} does not fit this run: {first}") from None
+        state = self._fitting(data)
         self.run.truncate_metrics(before_epoch=state.epoch)
         return state
+
+    def check_resume(self) -> None:
+        """Raise RunError if the run has a resume state that cannot be resumed from; read
+        only (a command checks before it changes run.json, e.g. to extend the budget)."""
+        data = self.run.load_resume()
+        if data is not None:
+            self._fitting(data)
+
+    def _fitting(self, data: dict[str, Any]) -> MemberState:
+        """`resume_to_state`, its misfits as one RunError line."""
+        try:
+            return resume_to_state(data, self.cfg)
+        except KeyError as exc:  # str() of a KeyError is the bare key, quoted
+            raise RunError(
+                f"{self.run.resume_path} does not fit this run: it has no entry {exc.args[0]!r}"
+            ) from None
+        except (ValueError, RuntimeError, TypeError, IndexError, WeightsError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RunError(f"{self.run.resume_path} does not fit this run: {first}") from None
 
     # -- while training ------------------------------------------------------------------------
     def started(self, device: str) -> None:
@@ -140,6 +155,9 @@ def resume_to_state(data: dict[str, Any], cfg: RunConfig) -> MemberState:
     if not isinstance(weights, dict):
         raise TypeError("weights are not a mapping")
     check_weights(cfg, weights)
+    for name, tensor in weights.items():  # a run resumes from good weights, never NaN ones
+        if isinstance(tensor, torch.Tensor) and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"weight {name} is not finite")
     moments: dict[str, dict[str, torch.Tensor]] = {"exp_avg": {}, "exp_avg_sq": {}}
     per_param = data["optimizer"]["state"]
     for i, short in enumerate(PAPER_TRAINED):
