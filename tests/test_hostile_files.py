@@ -402,3 +402,30 @@ def test_an_import_refused_says_one_line_without_torchs_warning(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot be loaded safely" in err, err
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_checkpoints_folder_removed_by_hand_is_made_again(tmp_path, capsys) -> None:
+    from grok_tui.cli import main
+
+    path = tmp_path / "r"
+    train = ["--headless", "--checkpoint-every", "2"]
+    assert main(["train", *train, "--p", "7", "--frac-train", "0.5", "--epochs", "4",
+                 "--run-dir", str(path)]) == 0  # fmt: skip
+    for p in (path / "checkpoints").iterdir():
+        p.unlink()
+    (path / "checkpoints").rmdir()
+    assert main(["open", str(path), "--resume", "--headless", "--extend", "2"]) == 0
+    names = sorted(p.name for p in (path / "checkpoints").iterdir())
+    assert names == ["epoch_0000004.safetensors", "epoch_0000006.safetensors"]
+
+
+def test_a_run_error_while_training_is_its_own_line_without_an_error_log(run: Run) -> None:
+    """A RunError is already the one line a user needs (a file that could not be written);
+    the traceback file is for bugs."""
+    from grok_tui.engine.training.writer import RunWriter
+
+    message = "cannot write x/checkpoints/epoch_0000070.safetensors: No such file or directory"
+    assert RunWriter(run).crashed(RunError(message)) == message
+    assert not (run.path / "error.log").exists()
+    assert RunWriter(run).crashed(ValueError("a bug")) == "ValueError: a bug (see error.log)"
+    assert (run.path / "error.log").exists()

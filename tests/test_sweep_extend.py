@@ -106,6 +106,7 @@ def test_the_hint_covers_the_forecasts_interval_or_doubles_the_budget() -> None:
         "(80%: 800-1,007); train on with: grok-tui open runs/a --resume --extend 300"
     )
     assert extend_hint("runs/a", 800, 0.5, None).endswith("--extend 800")  # no forecast
+    assert extend_hint("runs/a", 0, 0.01, None).endswith("--extend 100")  # not --extend 0
     assert extend_hint("runs/a", 800, 0.5, Forecast(None, reason="x")).endswith("--extend 800")
     assert extend_hint("runs/a", 800, 0.5, Forecast(700, 650, 790)).endswith("--extend 800")
     assert extend_hint("runs/a", 800, 0.995, seen) == ""  # grokked: nothing to say

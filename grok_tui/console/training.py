@@ -45,11 +45,11 @@ DRAIN_S = 120.0  # at the end of a run, the longest wait for its last measures
 def extend_hint(path: object, budget: int, test_acc: float, forecast: Forecast | None) -> str:
     """What to run when a run's budget ended before it grokked ('' when it grokked): with a
     forecast past the budget, enough epochs for its interval's high end (in hundreds);
-    without one, the budget once more."""
+    without one, the budget once more (100 after a budget of 0, which is legal)."""
     if not test_acc < GROKKED_ACC:  # grokked (or no row at all: NaN says nothing)
         return ""
     said = ""
-    more = budget
+    more = budget or 100
     if forecast is not None and forecast.grok_epoch is not None and not forecast.observed:
         said = f"; the forecast says {forecast.describe().removeprefix('groks ')}"
         high = forecast.high if forecast.high is not None else forecast.grok_epoch

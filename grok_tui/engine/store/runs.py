@@ -360,6 +360,8 @@ class Run:
         path = self.checkpoint_path(epoch)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
         data = save(tensors, metadata={"format": "grok-tui/1", "epoch": str(epoch)})
+        with contextlib.suppress(OSError):  # removed by hand: made again (else the write's
+            path.parent.mkdir(exist_ok=True)  # own error says why not, in one line)
         atomic_write_bytes(path, data)
         return path
 

@@ -101,9 +101,12 @@ class RunWriter:
 
     def crashed(self, exc: BaseException) -> str:
         """Out of memory, a full disk, a bug: say it in a line; keep the traceback in the
-        run for a bug report (not for a full disk: the failed write left nothing behind)."""
+        run for a bug report (not for a full disk, or a file that could not be written: the
+        failed write left nothing behind, and its one line says all there is)."""
         if isinstance(exc, DiskFull):
             return self.run.disk_full_message(exc)
+        if isinstance(exc, RunError):
+            return str(exc)
         with contextlib.suppress(RunError):
             atomic_write_bytes(self.run.path / "error.log", traceback.format_exc().encode())
         text = str(exc).strip().splitlines()
