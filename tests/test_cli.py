@@ -28,6 +28,7 @@ from grok_tui.cli import main
         (["train", "--bogus"], "unrecognized arguments: --bogus"),
         (["open", "/nonexistent/run"], "no run at /nonexistent/run"),
         (["open"], "the following arguments are required: run"),
+        (["ablate", "some-run", "--heads", ","], "--heads: ',' names nothing to ablate"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys, tmp_path, monkeypatch) -> None:

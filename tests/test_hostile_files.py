@@ -183,6 +183,10 @@ def meta_json(**changes) -> dict:
         (json.dumps([meta_json()]), "JSON object"),
         ('{"format": 1, "config": ', "not valid JSON"),
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (
+            json.dumps(meta_json(config={k: v for k, v in CFG.to_dict().items() if k != "p"})),
+            "config lacks 'p'",
+        ),  # not the paper's 113 by default, then a misfit of shapes
     ],
     ids=[
         "p-string",
@@ -196,6 +200,7 @@ def meta_json(**changes) -> dict:
         "top-list",
         "torn",
         "deep",
+        "p-missing",
     ],
 )
 def test_run_json_with_wrong_types(run: Run, text: str, needle: str) -> None:

@@ -12,14 +12,19 @@ from grok_tui.engine.store.runs import Run
 from grok_tui.errors import UsageError
 
 
-def int_list(option: str, text: str | None) -> tuple[int, ...] | None:
-    """'3,17' -> (3, 17); None when the option was not given."""
+def int_list(option: str, text: str | None, empty: bool = False) -> tuple[int, ...] | None:
+    """'3,17' -> (3, 17); None when the option was not given. An empty list ('' or ',')
+    is an error unless `empty` (--keep-freqs '': keep none, the mean alone): asked to
+    ablate, a list that names nothing is a slip, not a request for no ablation."""
     if text is None:
         return None
     try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
+        got = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise UsageError(f"{option}: {text!r} is not a list of integers (e.g. 3,17)") from None
+    if not got and not empty:
+        raise UsageError(f"{option}: {text!r} names nothing to ablate (e.g. 3,17)")
+    return got
 
 
 def epoch_arg(text: str | None) -> int | str | None:
@@ -38,7 +43,7 @@ def spec_from_args(args: argparse.Namespace) -> Ablation:
         neurons=int_list("--neurons", args.neurons) or (),
         clusters=int_list("--clusters", args.clusters) or (),
         freqs=int_list("--freqs", args.freqs) or (),
-        keep_freqs=int_list("--keep-freqs", args.keep_freqs),
+        keep_freqs=int_list("--keep-freqs", args.keep_freqs, empty=True),
         mode=args.mode,
     )
 

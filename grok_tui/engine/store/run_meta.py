@@ -16,6 +16,8 @@ from grok_tui.engine.store.errors import RunError
 
 FORMAT_VERSION = 1
 STATUSES = ("created", "running", "paused", "done", "failed")
+# The config fields that shape the weights: in every run.json since the first format.
+SHAPE_FIELDS = ("p", "d_model", "n_heads", "d_head", "d_mlp")
 
 
 @dataclass(frozen=True)
@@ -43,13 +45,20 @@ class RunMeta:
 
     @classmethod
     def from_json(cls, data: Any, where: Path) -> RunMeta:
+        """From untrusted JSON; RunError (one line) naming what is wrong. Fields added to
+        the config since the first format take their defaults; those that shape the weights
+        were there from the start and must be."""
         if not isinstance(data, dict):
             raise RunError(f"{where}: run.json must hold a JSON object")
         fmt = data.get("format")
         if fmt != FORMAT_VERSION:
             raise RunError(f"{where}: run.json format {fmt!r} is not {FORMAT_VERSION}")
+        raw = data.get("config")
+        missing = [k for k in SHAPE_FIELDS if isinstance(raw, dict) and k not in raw]
+        if missing:  # a default (the paper's p) would only surface as a misfit of shapes
+            raise RunError(f"{where}: run.json config lacks {', '.join(map(repr, missing))}")
         try:
-            config = RunConfig.from_dict(data.get("config"))
+            config = RunConfig.from_dict(raw)
         except ConfigError as exc:
             raise RunError(f"{where}: run.json {exc}") from None
         status = data.get("status")
