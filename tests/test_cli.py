@@ -281,3 +281,24 @@ def test_the_app_without_a_terminal_is_one_line_and_makes_nothing(tmp_path, caps
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "needs a terminal" in err, err
     assert (run / "run.json").read_bytes() == before  # not extended
+
+
+def test_ctrl_c_during_the_imports_waits_for_them_then_exits_130(monkeypatch) -> None:
+    """The signal arrives in the middle of the command's imports (torch's `import numpy`
+    swallowed it and left numpy half made): the imports finish, then exit code 130."""
+    import os
+    import signal
+
+    from grok_tui.cli import entry
+
+    finished: list[str] = []
+
+    def importing(name: str):
+        os.kill(os.getpid(), signal.SIGINT)
+        finished.append(name)  # reached: the signal did not cut the import short
+        return lambda args: 0
+
+    monkeypatch.setattr(entry, "command", importing)
+    assert entry.main(["train", "--headless"]) == 130
+    assert finished == ["train"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back

@@ -434,3 +434,37 @@ def test_a_run_error_while_training_is_its_own_line_without_an_error_log(run: Ru
     assert not (run.path / "error.log").exists()
     assert RunWriter(run).crashed(ValueError("a bug")) == "ValueError: a bug (see error.log)"
     assert (run.path / "error.log").exists()
+
+
+def test_an_extend_that_could_not_train_leaves_run_json_as_it_was(tmp_path, capsys, monkeypatch):
+    """A file the trainer must write that this process may not (here metrics.jsonl, denied
+    by os.access: as root no permission bit denies anything): one line, and run.json is not
+    extended (it was, by 5 epochs per retry, with nothing trained)."""
+    import os
+
+    from grok_tui.cli import main
+
+    path = tmp_path / "r"
+    assert main(["train", "--headless", "--p", "7", "--frac-train", "0.5", "--epochs", "4",
+                 "--checkpoint-every", "2", "--run-dir", str(path)]) == 0  # fmt: skip
+    before = snapshot(path)
+    access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: Path(p).name != "metrics.jsonl" and access(p, mode)
+    )
+    capsys.readouterr()
+    assert main(["open", str(path), "--resume", "--headless", "--extend", "5"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "metrics.jsonl cannot be read and written here" in err, err
+    assert snapshot(path) == before
+
+
+def test_a_checkpoint_it_may_not_read_is_not_called_missing(run: Run, monkeypatch) -> None:
+    import os
+
+    path = run.checkpoint_path(0)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != path and access(p, mode))
+    with pytest.raises(RunError) as exc:
+        run.load_checkpoint(0)
+    assert_one_line(exc, "cannot be read here (permission denied)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
             argv = ["train", *argv]  # bare `grok-tui [options]` trains a new run
         args = parser.parse_args(argv)
-        return command(args.command)(args)
+        return imported_whole(args.command)(args)
     except UserError as exc:
         print(f"grok-tui: error: {exc}", file=sys.stderr)
         return 2
@@ -50,6 +51,25 @@ def os_error_line(exc: OSError) -> str:
     if len(name) > 120:
         name = f"{name[:60]}...{name[-50:]}"
     return f"{what}: {name}"
+
+
+def imported_whole(name: str) -> Callable[[Any], int]:
+    """`command(name)`, with ctrl+c held until its imports are done, then honoured (exit
+    130). A KeyboardInterrupt inside `import numpy` (torch imports it, and swallows what
+    the import raises) left numpy half made: tracebacks, runs marked failed for a missing
+    `numpy.multiply`, or the interrupt ignored and the progress measures lost."""
+    held: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    except ValueError:  # not the main thread: nothing to hold
+        return command(name)
+    try:
+        found = command(name)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
+    return found
 
 
 def command(name: str) -> Callable[[Any], int]:

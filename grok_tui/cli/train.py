@@ -55,7 +55,8 @@ def cmd_open(args: argparse.Namespace) -> int:
     run.read_only = args.viewer and not args.allow_writes
     if args.resume:
         run.ensure_resumable()
-        RunWriter(run).check_resume()  # before --extend changes run.json
+        run.check_trainable()  # these two before --extend changes run.json
+        RunWriter(run).check_resume()
     if args.key_epoch is not None and args.key_epoch not in run.checkpoint_epochs():
         raise UsageError(f"--key-epoch {args.key_epoch}: no checkpoint at that epoch in {run.path}")
     if not args.headless:

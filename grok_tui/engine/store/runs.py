@@ -444,6 +444,20 @@ class Run:
             )
         raise RunError(f"{self.path} has checkpoints but no resume.pt: it cannot be resumed")
 
+    def check_trainable(self) -> None:
+        """Raise RunError (one line) if this process could not train the run on: a file it
+        must read or write that it may not (permissions, a read-only mount). Checked before
+        a command changes run.json (`open --resume --extend`), so that a refusal leaves
+        the run as it was instead of extended with nothing trained."""
+        needs = [(self.path, os.W_OK | os.X_OK), (self.meta_path, os.R_OK | os.W_OK)]
+        needs += [(p, os.R_OK | os.W_OK) for p in (self.metrics_path, self.resume_path)]
+        needs.append((self.checkpoint_dir, os.W_OK | os.X_OK))
+        for path, mode in needs:  # (a loop, a FIFO, a dangling link: their readers say so)
+            plain = os.path.isfile(path) or os.path.isdir(path)
+            if plain and not os.access(path, mode):
+                what = "read and written" if mode & os.R_OK else "written"
+                raise RunError(f"cannot train {self.path} on: {path} cannot be {what} here")
+
     # -- measures cache ------------------------------------------------------------------
     def measures_lock(self) -> contextlib.AbstractContextManager[None]:
         """The cache's writer lock (store/measures_lock.py): every append holds it, and a

@@ -56,7 +56,8 @@ def warn(message: str) -> None:
 # -- opening -----------------------------------------------------------------------------------
 def what_is_wrong(path: Path) -> str:
     """Why `path` cannot be read as a plain file ('' if it can): a symbolic link that
-    loops or points nowhere, a directory, a FIFO (whose reading would block forever)."""
+    loops or points nowhere, a directory, a FIFO (whose reading would block forever), a
+    file this process may not read."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -67,8 +68,8 @@ def what_is_wrong(path: Path) -> str:
         if exc.errno == errno.ELOOP:
             return "is a symbolic link that loops (it never reaches a file)"
         return f"cannot be read: {exc.strerror or exc}"
-    if stat.S_ISREG(st.st_mode):
-        return ""
+    if stat.S_ISREG(st.st_mode):  # (a reader told "missing" where it was not allowed)
+        return "" if os.access(path, os.R_OK) else "cannot be read here (permission denied)"
     kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
     if stat.S_ISFIFO(st.st_mode):
         kind = "a FIFO, not a file"
