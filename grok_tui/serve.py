@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import os
 import secrets
@@ -226,17 +227,31 @@ def _int(value: str | None, default: int) -> int:
 def check_bindable(host: str, port: int) -> None:
     """Bind and let go of `host`:`port` before serving, so that an address this machine
     does not have, or a port in use, is one line (UsageError) before the URL is printed,
-    not the server's traceback after it. (The server binds the same way: SO_REUSEADDR.)"""
+    not the server's traceback after it. As the server binds (asyncio's create_server):
+    every address the host resolves to, SO_REUSEADDR; one this machine lacks (`localhost`
+    as ::1 where IPv6 is off) is skipped; refused when one is in use or none could be."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise UsageError(f"--host {host}: {getattr(exc, 'strerror', None) or exc}") from None
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    bound, why = 0, "no address to bind"
+    for family, kind, proto, _, address in infos:
         try:
-            probe.bind(address)
-        except OSError as exc:
-            raise UsageError(f"cannot serve at {host}:{port}: {exc.strerror or exc}") from None
+            probe = socket.socket(family, kind, proto)
+        except OSError as exc:  # a family this machine does not support
+            why = exc.strerror or str(exc)
+            continue
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+                bound += 1
+            except OSError as exc:
+                if exc.errno != errno.EADDRNOTAVAIL:  # in use, not allowed: refused
+                    raise UsageError(f"cannot serve at {host}:{port}: {exc.strerror}") from None
+                why = exc.strerror or str(exc)
+    if not bound:
+        raise UsageError(f"cannot serve at {host}:{port}: {why}")
 
 
 def serve_viewer(

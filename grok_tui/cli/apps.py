@@ -22,13 +22,15 @@ SWEEP_HINT = " (--headless trains a sweep without one)"
 
 
 def need_terminal(hint: str = "") -> None:
-    """A UsageError unless stdin and stdout are a terminal (the app would wait on a pipe
-    for keys that never come) or the app is a served session (`serve`: the browser is its
+    """A UsageError unless stdin and stderr are a terminal (the app reads its keys from
+    stdin, and would wait on a pipe for keys that never come; Textual draws on stderr, so
+    `open RUN > log` is fine) or the app is a served session (`serve`: the browser is its
     screen, Textual's driver set by the environment)."""
     if os.environ.get("TEXTUAL_DRIVER"):
         return
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise UsageError(f"the app needs a terminal, and stdin or stdout is not one{hint}")
+    err = sys.__stderr__
+    if not (sys.stdin.isatty() and err is not None and err.isatty()):
+        raise UsageError(f"the app needs a terminal, and stdin or stderr is not one{hint}")
 
 
 def run_app(

@@ -60,6 +60,8 @@ def imported_whole(name: str) -> Callable[[Any], int]:
     `numpy.multiply`, or the interrupt ignored and the progress measures lost."""
     held: list[int] = []
     try:
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started with it ignored
+            return command(name)  # (`cmd &` from a script): ignored it stays
         previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
     except ValueError:  # not the main thread: nothing to hold
         return command(name)
@@ -68,7 +70,7 @@ def imported_whole(name: str) -> Callable[[Any], int]:
     finally:
         signal.signal(signal.SIGINT, previous)
     if held:
-        raise KeyboardInterrupt
+        signal.raise_signal(signal.SIGINT)  # now, to whatever handled it before
     return found
 
 

@@ -46,10 +46,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             resolve_device(args.device)
         return show_plan(spec, members=True)
     device = dist.place(args.device, group_size) if dist else resolve_device(args.device)
-    if dist is None and not args.headless:  # before the sweep directory is made
-        need_terminal(SWEEP_HINT)
     try:
-        sweep = make_sweep(args, spec, device) if spec is not None else Sweep.open(args.resume)
+        sweep = Sweep.open(args.resume) if spec is None else None  # its own errors first
+        if dist is None and not args.headless:  # then, before a sweep directory is made
+            need_terminal(SWEEP_HINT)
+        if sweep is None:
+            sweep = make_sweep(args, spec, device)
         if args.extend is not None:
             extend(sweep, args.extend)
         if dist is not None:

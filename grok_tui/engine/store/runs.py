@@ -449,13 +449,15 @@ class Run:
         must read or write that it may not (permissions, a read-only mount). Checked before
         a command changes run.json (`open --resume --extend`), so that a refusal leaves
         the run as it was instead of extended with nothing trained."""
-        needs = [(self.path, os.W_OK | os.X_OK), (self.meta_path, os.R_OK | os.W_OK)]
-        needs += [(p, os.R_OK | os.W_OK) for p in (self.metrics_path, self.resume_path)]
-        needs.append((self.checkpoint_dir, os.W_OK | os.X_OK))
+        # run.json and resume.pt are replaced by a rename (the folder's permission counts);
+        # metrics.jsonl is appended to in place
+        needs = [(self.path, os.W_OK | os.X_OK), (self.checkpoint_dir, os.W_OK | os.X_OK)]
+        needs += [(self.meta_path, os.R_OK), (self.resume_path, os.R_OK)]
+        needs.append((self.metrics_path, os.R_OK | os.W_OK))
         for path, mode in needs:  # (a loop, a FIFO, a dangling link: their readers say so)
             plain = os.path.isfile(path) or os.path.isdir(path)
             if plain and not os.access(path, mode):
-                what = "read and written" if mode & os.R_OK else "written"
+                what = {os.R_OK: "read", os.R_OK | os.W_OK: "read and written"}.get(mode, "written")
                 raise RunError(f"cannot train {self.path} on: {path} cannot be {what} here")
 
     # -- measures cache ------------------------------------------------------------------
