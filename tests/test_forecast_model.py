@@ -134,7 +134,7 @@ def test_an_early_range_rather_than_silence() -> None:
 
 def test_silence_before_memorisation_says_when_the_run_already_generalises() -> None:
     """No start yet: the reason says memorisation has not ended, and, once test accuracy is
-    at `GENERALISING_ACC` or more (a fast run), that it generalises as it memorises."""
+    at `SAID_GENERALISING_ACC` or more (a fast run), that it generalises as it memorises."""
     share = share_curve(0.85)
     early = forecast_grok(X[:5], share[:5], np.full(5, 0.1), None)
     assert early.grok_epoch is None and early.reason == "memorisation has not ended yet"

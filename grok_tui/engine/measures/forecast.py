@@ -67,8 +67,8 @@ from grok_tui.engine.measures.forecast_model import ForecastModel, shipped_model
 GROKKED_ACC = 0.99  # the event forecast: test accuracy reaches 99%
 # Test accuracy at which a run with no start yet is said to generalise while it memorises
 # (a fast run: held-out p = 167 at train fraction 0.45 was at 60-83% at 65% of its way);
-# words for the silence, never a forecast.
-GENERALISING_ACC = 0.5
+# words for the silence, never a forecast (the fitted `generalising_acc` starts one).
+SAID_GENERALISING_ACC = 0.5
 FAR = 10.0  # a raw forecast beyond FAR x now is no forecast: the share is hardly growing
 
 
@@ -144,7 +144,7 @@ def _settled_or_premature(
     if memorisation_end is None:
         why = "memorisation has not ended yet"
         acc = _last_finite(test_acc)
-        if acc >= GENERALISING_ACC:  # no delay after memorisation to extrapolate: say so
+        if acc >= SAID_GENERALISING_ACC:  # no delay after memorisation to extrapolate: say so
             why += f" (test accuracy already {acc:.0%}: it generalises as it memorises)"
         return Forecast(None, reason=why, as_of=now)
     return None
