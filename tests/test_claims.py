@@ -208,3 +208,33 @@ def test_a_reused_pid_is_not_its_old_process() -> None:
     assert not same_process_alive(int(child.stdout), None)
     assert recorded_start({"started": 5}) == 5
     assert recorded_start({"started": True}) is None and recorded_start({"started": "5"}) is None
+
+
+def test_what_the_parent_of_workers_says_they_wait_for(tmp_path) -> None:
+    """Worker processes print only into workers.log, so a sweep whose group was held by
+    a claim file nobody wrote waited its whole lease (600 s) without a word."""
+    from grok_tui.engine.lab.backends import LOOK_S, ClaimWatch
+    from grok_tui.engine.lab.sweep import Sweep, SweepSpec
+    from tests.sweep_harness import TINY_BASE
+
+    sweep = Sweep.create(tmp_path / "s", SweepSpec(TINY_BASE, {"seed": [0, 1, 2, 3, 4]}), "cpu")
+    here, me = socket.gethostname(), os.getpid()
+    (sweep.path / "claims").mkdir()
+    (sweep.path / "claims" / "group-0000.0001.json").write_bytes(b"\xff{not json")
+    write_claim(sweep.path, 1, 1, pid=me, host=here, started=process_start(me))  # a worker
+    write_claim(sweep.path, 2, 1, pid=dead_pid(), host=here, started=None)  # taken over
+    write_claim(sweep.path, 3, 2, pid=7, host="elsewhere.example")  # another machine's
+    write_claim(sweep.path, 4, 1, pid=7, host="elsewhere.example", state="released")
+    clock = FakeClock()
+    watch = ClaimWatch(sweep, range(5), {me}, lease_s=600, clock=clock)
+    notes = watch.look()
+    assert len(notes) == 2
+    assert notes[0].startswith("group 0: its claim ") and "unreadable" in notes[0]
+    assert "600 s" in notes[0] and "group-0000.0001.json" in notes[0]
+    assert notes[1] == "group 3 is being trained by pid 7 on elsewhere.example; waiting for it"
+    assert watch.look() == []  # not before LOOK_S
+    clock.now = LOOK_S
+    assert watch.look() == []  # each said once
+    # A process of this host that is not one of the workers (another `sweep --resume`).
+    other = ClaimWatch(sweep, [1], set(), lease_s=600, clock=clock)
+    assert other.look() == [f"group 1 is being trained by pid {me} on {here}; waiting for it"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 
 import pytest
@@ -33,8 +34,55 @@ def test_a_worker_error_goes_to_the_parent_not_onto_its_table(tmp_path, capfd) -
     capfd.readouterr()
     with pytest.raises(RunError) as exc:
         train_on_devices(sweep, ["cpu"], tick_s=0.2)
-    assert str(exc.value).startswith("worker on cpu: ") and "resume.pt" in str(exc.value)
+    name = sweep.meta().members[0].name
+    assert str(exc.value).startswith(f"{name}: ") and "resume.pt" in str(exc.value)
     assert "grok-tui: error" not in capfd.readouterr().err  # the child printed nothing
+
+
+def _paused_at(run, epochs: int) -> None:
+    """A finished member made a paused one with `epochs` to train (as --extend leaves it)."""
+    meta = json.loads(run.meta_path.read_text())
+    meta["status"], meta["config"]["epochs"] = "paused", epochs
+    run.meta_path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_damaged_member_is_named_once_after_the_others_trained(tmp_path, processes) -> None:
+    """Before, the first group that failed ended its worker: with two worker processes
+    both tried the damaged member in turn (its error said twice, "worker on cpu: ..."),
+    and every group after it was left untrained."""
+    from grok_tui.engine.lab.backends import train_sweep
+    from grok_tui.engine.lab.sweep import SweepSpec
+    from tests.sweep_harness import TINY_BASE
+
+    spec = SweepSpec(TINY_BASE.replace(epochs=20, checkpoint_every=10), {"seed": [0, 1, 2]})
+    sweep = Sweep.create(tmp_path / "s", spec, "cpu")
+    assert [r.status for r in train_sweep(sweep, "cpu", processes=1)] == ["done"] * 3
+    names = [m.name for m in sweep.meta().members]
+    for name in names:
+        _paused_at(sweep.member_run(name), 30)
+    sweep.member_run(names[0]).resume_path.write_bytes(b"not a torch file")
+    with pytest.raises(RunError) as exc:
+        train_sweep(sweep, "cpu", processes=processes)
+    message = str(exc.value)
+    assert message.startswith(f"{names[0]}: resume.pt") and message.count("resume.pt") == 1
+    for name in names[1:]:  # the others trained on
+        run = sweep.member_run(name)
+        assert run.meta().status == "done" and run.read_metrics()[-1]["epoch"] == 30
+    assert sweep.member_run(names[0]).meta().status == "paused"  # left as it was
+
+
+def test_a_fifo_in_place_of_the_workers_log_is_refused_not_a_hang(tmp_path) -> None:
+    """The worker opened SWEEP/workers.log for writing, which blocks on a FIFO until
+    someone reads it: the sweep hung with no word."""
+    from grok_tui.engine.lab.backends import WORKER_LOG
+    from grok_tui.engine.lab.sweep import SweepSpec
+    from tests.sweep_harness import TINY_BASE
+
+    sweep = Sweep.create(tmp_path / "s", SweepSpec(TINY_BASE.replace(epochs=3), {}), "cpu")
+    os.mkfifo(sweep.path / WORKER_LOG)
+    with pytest.raises(RunError, match="workers.log is a FIFO, not a file"):
+        train_on_devices(sweep, ["cpu"], tick_s=0.2)
 
 
 def test_workers_start_under_a_screen_that_captured_stderr(tmp_path, monkeypatch) -> None:

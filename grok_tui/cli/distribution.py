@@ -82,7 +82,7 @@ class Distribution:
             devices = self.devices
 
             def runner(on_event: Any, control: Any, say: Any) -> list[Any]:
-                return train_on_devices(sweep, devices, groups, on_event, control,
+                return train_on_devices(sweep, devices, groups, on_event, control, say=say,
                                         **self.options())  # fmt: skip
 
             where = ", ".join(devices)

@@ -22,6 +22,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -33,6 +34,7 @@ from grok_tui.engine.core.config import ConfigError
 from grok_tui.engine.lab.claims import DEFAULT_LEASE_S, Claim, Claims, exit_on_lost
 from grok_tui.engine.lab.sweep import Sweep, free_memory, member_needs_training
 from grok_tui.engine.store.runs import Run, RunError
+from grok_tui.engine.store.untrusted import what_is_wrong
 from grok_tui.engine.training.train import Event, Finished, GroupTrainer, TrainControl
 
 POLL_S = 1.0  # how often a waiting worker looks at the claims of the groups it waits for
@@ -51,6 +53,17 @@ class Waiting:
 
 
 SweepEvent = Event | Waiting  # what a sweep's `on_event` is called with
+LOOK_S = 5.0  # how often a parent of worker processes looks for claims none of them holds
+
+
+class GroupsFailed(RunError):
+    """Groups a worker could not train (a member's damaged resume state, a member another
+    process has locked, ...), each failure a line, raised once the worker has trained every
+    other group it could: one member's files do not stop a sweep of hundreds."""
+
+    def __init__(self, failures: list[str]) -> None:
+        super().__init__("; ".join(failures))
+        self.failures = failures
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -176,7 +189,7 @@ def train_sweep(
     `on_event` sees `Waiting` ticks. `options`: `run_groups`' keyword options (lease, token,
     say, ...)."""
     chosen = list(range(len(sweep.meta().groups)) if groups is None else groups)
-    lease = {k: v for k, v in options.items() if k == "lease_s"}
+    lease = {k: v for k, v in options.items() if k in ("lease_s", "say")}  # the workers'
     if processes > 1:
         return train_on_devices(sweep, [device] * processes, chosen, on_event, control, **lease)
     singles = single_groups_left(sweep, chosen) if device == "cpu" and not processes else []
@@ -205,12 +218,14 @@ def run_groups(
     say: Callable[[str], None] | None = None,
 ) -> list[Finished]:
     """Train the given groups (default: all), each under its claim; returns the members'
-    Finished. Returns early on a stop request (`control.stop`)."""
+    Finished. Returns early on a stop request (`control.stop`). A group that fails with a
+    RunError (its files) is tried once; `GroupsFailed` names them after the others."""
     meta = sweep.meta()
     todo = list(range(len(meta.groups)) if groups is None else groups)
     claims = Claims(sweep.path, lease_s, token)
     emit = on_event or (lambda event: None)
     results: list[Finished] = []
+    failures: list[str] = []
     waiting_for: dict[int, str] = {}
 
     def stopped() -> bool:
@@ -230,7 +245,8 @@ def run_groups(
                 holder = claims.holder(g)
                 who = holder.describe() if holder else "another worker"
                 if say is not None and waiting_for.get(g) != who:
-                    say(f"group {g} is being trained by {who}; waiting for it")
+                    say(holder.waiting_note(lease_s) if holder else
+                        f"group {g} is being trained by {who}; waiting for it")  # fmt: skip
                 waiting_for[g] = who
                 continue
             waiting_for.pop(g, None)
@@ -239,9 +255,13 @@ def run_groups(
                 if claim.took_over is not None and say is not None:
                     say(f"group {g}: took over the claim of {claim.took_over['pid']} on "
                         f"{claim.took_over['host']} (gone)")  # fmt: skip
-                results += train_group(
-                    sweep, names, device, on_event, control, stale_owner=claim.took_over
-                )
+                try:
+                    results += train_group(
+                        sweep, names, device, on_event, control, stale_owner=claim.took_over
+                    )
+                except RunError as exc:  # released like any other: it is tried once
+                    label = names[0] if len(names) == 1 else f"group {g}"
+                    failures.append(f"{label}: {exc}")
             if not stopped():
                 todo.remove(g)  # trained once: a member that crashed is not retried here
         if todo and not stopped():
@@ -250,6 +270,8 @@ def run_groups(
                 control.stop.wait(poll_s)
             else:
                 time.sleep(poll_s)
+    if failures:
+        raise GroupsFailed(failures)
     return results
 
 
@@ -287,13 +309,21 @@ def _device_worker(sweep_path: str, device: str, groups: list[int], lease_s: flo
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, stop)
+
+    def report(line: str) -> None:
+        if errors is not None:
+            errors.put(line)
+        else:
+            print(f"grok-tui: error: {line}", file=sys.stderr, flush=True)
+
     try:
         run_groups(Sweep(sweep_path), device, groups, None, control, lease_s=lease_s)
+    except GroupsFailed as exc:  # a member each: the parent says each once
+        for failure in exc.failures:
+            report(failure)
+        sys.exit(2)
     except (RunError, ConfigError) as exc:  # one line, as the CLI says it
-        if errors is not None:
-            errors.put(f"worker on {device}: {exc}")
-        else:
-            print(f"grok-tui: error: worker on {device}: {exc}", file=sys.stderr, flush=True)
+        report(f"worker on {device}: {exc}")
         sys.exit(2)
 
 
@@ -301,9 +331,13 @@ def _output_to(path: Path) -> None:
     """Send this worker's stdout and stderr (a warning, a crash's traceback) to the sweep's
     WORKER_LOG: the terminal belongs to the parent (a live table, or the app's screen,
     which any byte written there would tear)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    except OSError:  # a read-only or full disk: nowhere, rather than the screen
+    try:  # non-blocking: a FIFO planted under the name must not hang the worker
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o644)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+    except OSError:  # a read-only or full disk, a FIFO: nowhere, rather than the screen
         fd = os.open(os.devnull, os.O_WRONLY)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
@@ -355,12 +389,20 @@ def train_on_devices(
     *,
     lease_s: float = DEFAULT_LEASE_S,
     tick_s: float = 0.5,
+    say: Callable[[str], None] | None = None,
 ) -> list[Finished]:
     """One worker process per device over the same groups; claims hand each group to the
     first free worker. A stop request is passed on to the workers as SIGTERM (they save a
-    checkpoint and stop). Returns the members' Finished, read from the directory."""
+    checkpoint and stop). Returns the members' Finished, read from the directory.
+
+    The workers print nowhere the user looks (`_output_to`), so this process says what
+    they wait for: a group held by another sweep process, or by a claim file nobody
+    wrote (`ClaimWatch`)."""
     todo = list(range(len(sweep.meta().groups)) if groups is None else groups)
     emit = on_event or (lambda event: None)
+    log = sweep.path / WORKER_LOG
+    if (wrong := what_is_wrong(log)) not in ("", "is missing"):
+        raise RunError(f"{log} {wrong}: the workers write their output there; remove it")
     cpu_workers = sum(1 for d in devices if d == "cpu")
     threads = max(1, usable_cores() // max(cpu_workers, 1))
     ctx = multiprocessing.get_context("spawn")
@@ -376,9 +418,13 @@ def train_on_devices(
     ]
     for p in procs:
         p.start()
+    watch = ClaimWatch(sweep, todo, {p.pid for p in procs if p.pid is not None}, lease_s)
     signalled = False
     try:
         while any(p.is_alive() for p in procs):
+            if say is not None:
+                for note in watch.look():
+                    say(note)
             if control is not None and control.stop.is_set() and not signalled:
                 for p in procs:
                     if p.is_alive():
@@ -392,12 +438,55 @@ def train_on_devices(
             if p.is_alive():
                 p.terminate()
             p.join()
-    log = sweep.path / WORKER_LOG
     failed = [f"{p.name} exited with status {p.exitcode} (its output: {log})"
               for p in procs if p.exitcode]  # fmt: skip
     said = []
     while not errors.empty():
         said.append(errors.get())
+    said = list(dict.fromkeys(said))  # two workers that tried one damaged group: said once
     if failed and not signalled:
         raise RunError("; ".join(said or failed))  # said after the live table, on its own line
     return results_from_dir(sweep, todo)
+
+
+class ClaimWatch:
+    """What the workers of one process wait for: claims on its groups held by neither them
+    nor a dead process of this host (which they take over at once), each said once per
+    holder, looked at every `LOOK_S` seconds."""
+
+    def __init__(
+        self,
+        sweep: Sweep,
+        groups: Sequence[int],
+        own_pids: set[int],
+        lease_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sweep, self.groups, self.own = sweep, list(groups), own_pids
+        self.claims = Claims(sweep.path, lease_s)
+        self.clock = clock
+        self.next_look = clock()
+        self.said: dict[int, str] = {}
+
+    def look(self) -> list[str]:
+        """The notes not said yet (none between looks)."""
+        now = self.clock()
+        if now < self.next_look:
+            return []
+        self.next_look = now + LOOK_S
+        notes = []
+        for g in self.groups:
+            holder = self.claims.holder(g)
+            if holder is None or holder.released:
+                continue
+            owner, alive = holder.owner, holder.alive_here()
+            if alive is False or (alive and owner is not None and owner["pid"] in self.own):
+                continue
+            note = holder.waiting_note(self.claims.lease_s)
+            if self.said.get(g) == note:
+                continue
+            if not group_needs_training(self.sweep, self.sweep.meta().groups[g]):
+                continue  # done: a claim left behind by a worker of another host
+            self.said[g] = note
+            notes.append(note)
+        return notes

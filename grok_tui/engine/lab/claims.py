@@ -81,6 +81,26 @@ class Holder:
         owner = self.owner
         return f"pid {owner['pid']} on {owner['host']}" if owner else "an unreadable claim"
 
+    def waiting_note(self, lease_s: float) -> str:
+        """What a sweep that waits for this claim tells the user, in one line. A claim file
+        grok-tui did not write (it writes them whole, by link) names nobody: the wait then
+        lasts a whole lease, so the user is told how long and how to end it sooner."""
+        if self.owner is not None:
+            return f"group {self.group} is being trained by {self.describe()}; waiting for it"
+        return (
+            f"group {self.group}: its claim {self.path} is unreadable, so it counts as held "
+            f"until it has not changed for {lease_s:.0f} s (the claim lease); if no other "
+            "worker trains this sweep, delete that file to go on now"
+        )
+
+    def alive_here(self) -> bool | None:
+        """Whether its holder is a live process on this host; None: another host's (or
+        nobody's), which only the heartbeat can tell."""
+        owner = self.owner
+        if owner is None or owner["host"] != socket.gethostname():
+            return None
+        return same_process_alive(owner["pid"], recorded_start(self.data))
+
 
 class Claims:
     """The claims of one sweep directory, as seen by one worker (it remembers heartbeats)."""
