@@ -197,4 +197,4 @@ class GrokRun:
 
 def open_run(path: str | Path, device: str = "cpu") -> GrokRun:
     """Open a run directory for analysis; raises RunError (one line) if it is not one."""
-    return GrokRun(Run.open(path), device)
+    return GrokRun(Run.open_to_read(path), device)

@@ -308,3 +308,33 @@ def test_ctrl_c_during_the_imports_waits_for_them_then_exits_130(monkeypatch) ->
     assert entry.main(["train", "--headless"]) == 130
     assert finished == ["train"]
     assert signal.getsignal(signal.SIGINT) is before  # given back
+
+
+def test_analyze_a_run_this_process_may_not_write(small_run, tmp_path, capsys, monkeypatch) -> None:
+    """Another user's run (or one on a read-only mount) has no measures cache this process
+    may write: analyze failed on making its folder; now it computes them in memory and
+    writes nothing into the run. (Tests may run as root, whom no mode bit stops, so the
+    permission is taken away where the run asks for it: os.access.)"""
+    import json
+    import os
+    import shutil
+
+    import grok_tui.engine.store.runs as runs
+
+    theirs = tmp_path / "theirs"
+    shutil.copytree(small_run, theirs)
+    shutil.rmtree(theirs / "measures", ignore_errors=True)
+    (theirs / "measures.jsonl").unlink(missing_ok=True)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in theirs.rglob("*"))
+    real_access = os.access
+    monkeypatch.setattr(
+        runs.os, "access", lambda path, mode: not mode & os.W_OK and real_access(path, mode)
+    )
+    capsys.readouterr()
+    assert main(["analyze", str(theirs), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["epoch"] == 40
+    assert (
+        err == f"grok-tui: {theirs} cannot be written here: its measures are computed, not cached\n"
+    )
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in theirs.rglob("*")) == before

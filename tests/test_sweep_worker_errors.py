@@ -81,7 +81,7 @@ def test_a_fifo_in_place_of_the_workers_log_is_refused_not_a_hang(tmp_path) -> N
 
     sweep = Sweep.create(tmp_path / "s", SweepSpec(TINY_BASE.replace(epochs=3), {}), "cpu")
     os.mkfifo(sweep.path / WORKER_LOG)
-    with pytest.raises(RunError, match="workers.log is a FIFO, not a file"):
+    with pytest.raises(RunError, match=r"workers\.log is a FIFO, not a file"):
         train_on_devices(sweep, ["cpu"], tick_s=0.2)
 
 

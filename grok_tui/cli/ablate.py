@@ -51,7 +51,7 @@ def spec_from_args(args: argparse.Namespace) -> Ablation:
 def cmd_ablate(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     epoch = epoch_arg(args.epoch)
-    run = Run.open(args.run)
+    run = Run.open_to_read(args.run)
     spec.check(run.meta().config)  # before any forward: a bad head is an error at once
     device = resolve_device(args.device)
     if epoch == "all":

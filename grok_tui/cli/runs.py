@@ -23,14 +23,16 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    run = Run.open(args.run)
+    run = Run.open_to_read(args.run)
     out = export_arena(run, args.out) if args.format == "arena" else export_csv(run, args.out)
     say(f"wrote {out}")
     return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    run = Run.open(args.run)
+    run = Run.open_to_read(args.run)
+    if run.read_only:
+        say(f"{run.path} cannot be written here: its measures are computed, not cached")
     report = analysis_report(
         run, args.epoch, resolve_device(args.device), key_epoch=args.key_epoch, llc=args.llc
     )
@@ -44,5 +46,5 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     if len(args.runs) < 2:
         raise UsageError("compare needs two or more runs")
-    runs = [Run.open(p) for p in args.runs]
+    runs = [Run.open_to_read(p) for p in args.runs]
     return compare_app(runs, resolve_device(args.device))

@@ -177,6 +177,21 @@ class Run:
         run.meta()  # validates run.json
         return run
 
+    @classmethod
+    def open_to_read(cls, path: Path | str) -> Run:
+        """A run to analyse or export: read-only (`read_only`) where this process may not
+        write its measures cache (another user's run, a read-only mount), so its progress
+        measures are computed in memory instead of failing on the cache's folder."""
+        run = cls.open(path)
+        run.read_only = not run.cache_writable()
+        return run
+
+    def cache_writable(self) -> bool:
+        """Whether this process may write the measures cache: the directory, and the cache
+        file and folder where they exist (`os.access`: also False on a read-only mount)."""
+        parts = [p for p in (self.measures_path, self.path / "measures") if p.exists()]
+        return all(os.access(p, os.W_OK) for p in (self.path, *parts))
+
     def meta(self) -> RunMeta:
         try:
             data = read_json_file(self.meta_path)
