@@ -131,6 +131,10 @@ def test_extend_refuses_what_it_cannot_train_and_writes_nothing(tmp_path, capsys
     capsys.readouterr()
     assert main(["open", str(run), "--resume", "--headless", "--extend", "20000000"]) == 2
     assert "cannot be extended by 20,000,000: --epochs must be in" in capsys.readouterr().err
+    # without --headless and without a terminal (pytest's stdin): the budget is what is
+    # wrong with the command, so it is said first, not "needs a terminal"
+    assert main(["open", str(run), "--resume", "--extend", "20000000"]) == 2
+    assert "cannot be extended by 20,000,000" in capsys.readouterr().err
     assert main(["open", str(run), "--resume", "--extend", "10", "--key-epoch", "999"]) == 2
     assert "--key-epoch 999: no checkpoint" in capsys.readouterr().err
     assert (run / "run.json").read_bytes() == before

@@ -57,6 +57,8 @@ def cmd_open(args: argparse.Namespace) -> int:
         run.ensure_resumable()
         run.check_trainable()  # these two before --extend changes run.json
         RunWriter(run).check_resume()
+        if args.extend is not None:
+            run.check_extend(args.extend)
     if args.key_epoch is not None and args.key_epoch not in run.checkpoint_epochs():
         raise UsageError(f"--key-epoch {args.key_epoch}: no checkpoint at that epoch in {run.path}")
     if not args.headless:

@@ -230,18 +230,28 @@ class Run:
             self.acquire_lock()  # RunError while another live process trains it
         try:
             meta = self.meta()
-            if self.diverged():
-                raise RunError(f"{self.path} diverged ({meta.message}): more epochs would "
-                               "diverge again at the same epoch")  # fmt: skip
-            try:
-                config = meta.config.replace(epochs=meta.config.epochs + epochs).validated()
-            except ConfigError as exc:
-                raise RunError(f"{self.path} cannot be extended by {epochs:,}: {exc}") from None
+            config = self._extended(meta, epochs)
             note = f"extended to {config.epochs:,} epochs" + (f" ({why})" if why else "")
             return self.update_meta(config=config, status="paused", message=note)
         finally:
             if not mine:
                 self.release_lock()
+
+    def check_extend(self, epochs: int) -> None:
+        """RunError (one line) where `extend(epochs)` would refuse the run as it is now,
+        writing nothing: a command checks this before it asks for anything else."""
+        self._extended(self.meta(), epochs)
+
+    def _extended(self, meta: RunMeta, epochs: int) -> RunConfig:
+        """The run's config with `epochs` more; RunError if it diverged or past the
+        largest budget."""
+        if self.diverged():
+            raise RunError(f"{self.path} diverged ({meta.message}): more epochs would "
+                           "diverge again at the same epoch")  # fmt: skip
+        try:
+            return meta.config.replace(epochs=meta.config.epochs + epochs).validated()
+        except ConfigError as exc:
+            raise RunError(f"{self.path} cannot be extended by {epochs:,}: {exc}") from None
 
     def diverged(self) -> bool:
         """Stopped by a non-finite loss (its last metrics row): training it again from its
