@@ -475,9 +475,8 @@ class ClaimWatch:
             return []
         self.next_look = now + LOOK_S
         notes = []
-        for g in self.groups:
-            holder = self.claims.holder(g)
-            if holder is None or holder.released:
+        for g, holder in self.claims.holders(self.groups).items():
+            if holder.released:
                 continue
             owner, alive = holder.owner, holder.alive_here()
             if alive is False or (alive and owner is not None and owner["pid"] in self.own):

@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,18 +121,21 @@ class Claims:
         self._seen: dict[Path, tuple[tuple[int, int], float]] = {}
 
     # -- reading ----------------------------------------------------------------------------
-    def _generations(self, group: int) -> list[tuple[int, Path]]:
-        prefix = f"group-{group:04d}."
+    def _listing(self) -> dict[int, list[tuple[int, Path]]]:
+        """Every claimed group's generations (ascending) and files, from one listing."""
         try:
             names = os.listdir(self.dir)
         except FileNotFoundError:
-            return []
-        out = []
+            return {}
+        out: dict[int, list[tuple[int, Path]]] = {}
         for name in names:
             m = _CLAIM_RE.match(name)
-            if m and name.startswith(prefix):
-                out.append((int(m.group(2)), self.dir / name))
-        return sorted(out)
+            if m:
+                out.setdefault(int(m.group(1)), []).append((int(m.group(2)), self.dir / name))
+        return {group: sorted(gens) for group, gens in out.items()}
+
+    def _generations(self, group: int) -> list[tuple[int, Path]]:
+        return self._listing().get(group, [])
 
     def holder(self, group: int) -> Holder | None:
         """The newest claim of a group (None if it was never claimed)."""
@@ -140,22 +143,40 @@ class Claims:
             gens = self._generations(group)
             if not gens:
                 return None
-            generation, path = gens[-1]
-            try:
-                st = os.stat(path)
-                raw = read_regular_file(path, 1 << 16)  # a FIFO must not hang a worker
-            except FileNotFoundError:
-                continue
-            except FileProblem:
-                raw = b""  # not a file: an unreadable claim
-            try:
-                data = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-                data = {}
-            if not isinstance(data, dict):
-                data = {}
-            return Holder(group, generation, path, data, (st.st_ino, st.st_mtime_ns))
+            found = self._read(group, *gens[-1])
+            if found is not None:
+                return found
         return None
+
+    def holders(self, groups: Iterable[int]) -> dict[int, Holder]:
+        """The newest claim of each of these groups that has one: one listing for all (a
+        sweep of a thousand groups is looked at every few seconds), a group whose claim
+        was replaced meanwhile read again alone."""
+        listing = self._listing()
+        out = {}
+        for group in groups:
+            if group in listing:
+                found = self._read(group, *listing[group][-1]) or self.holder(group)
+                if found is not None:
+                    out[group] = found
+        return out
+
+    def _read(self, group: int, generation: int, path: Path) -> Holder | None:
+        """The claim file `path` as read; None if it is gone (replaced by a newer one)."""
+        try:
+            st = os.stat(path)
+            raw = read_regular_file(path, 1 << 16)  # a FIFO must not hang a worker
+        except FileNotFoundError:
+            return None
+        except FileProblem:
+            raw = b""  # not a file: an unreadable claim
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
+        return Holder(group, generation, path, data, (st.st_ino, st.st_mtime_ns))
 
     def is_free(self, holder: Holder) -> bool:
         """Released, or its holder is gone (see the module docstring)."""
