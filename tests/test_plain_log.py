@@ -132,7 +132,9 @@ def test_the_sweep_speed_follows_a_change_of_load_within_a_window() -> None:
     start would still read ~32)."""
     rate = RecentRate(window=30.0)
     total, now = 0.0, 0.0
-    assert rate.add(now, total) == 0.0  # one sample: no rate yet
+    assert math.isnan(rate.add(now, total))  # one sample: no rate yet
+    assert math.isnan(rate.add(now + 1.0, total + 40.0))  # nor over a second
+    now, total = now + 1.0, total + 40.0
     for _ in range(600):  # 10 minutes at 40/s, a sample a second
         now, total = now + 1.0, total + 40.0
         assert rate.add(now, total) == pytest.approx(40.0)

@@ -21,6 +21,7 @@ from grok_tui.engine.lab.sweep_status import MemberSummary, SweepWatcher
 from grok_tui.engine.training.train import Finished, Progress, TrainControl
 
 REFRESH_S = 0.5
+NAN = math.nan
 OUTCOME_STYLE = {
     "comprehension": "green",
     "grokking": "bold magenta",
@@ -81,9 +82,9 @@ def member_table(watcher: SweepWatcher, max_rows: int, speed: float, width: int 
         parts.append(f"{counts['diverged']} diverged")
     hidden = total - len(members)
     more = f" ({hidden} more not shown)" if hidden > 0 else ""
+    rate = f"; {speed:,.0f} member-epochs/s" if math.isfinite(speed) else ""
     summary = Text(
-        f"{watcher.sweep.path}: {total} members, {', '.join(parts) or 'starting'}; "
-        f"{speed:,.0f} member-epochs/s{more}",
+        f"{watcher.sweep.path}: {total} members, {', '.join(parts) or 'starting'}{rate}{more}",
         style="dim",
     )
     return Group(table, summary)
@@ -108,6 +109,7 @@ def row_cells(s: MemberSummary) -> list[str | Text]:
 
 
 RATE_WINDOW_S = 30.0  # the live speed counts member-epochs over about this much recent time
+RATE_AFTER_S = 2.0  # no speed is shown before the samples span this long
 
 
 class RecentRate:
@@ -122,14 +124,15 @@ class RecentRate:
         self.samples: deque[tuple[float, float]] = deque()
 
     def add(self, now: float, count: float) -> float:
-        """Record `count` (a running total) at `now`; the rate over the newest window (0
-        until two samples lie apart in time)."""
+        """Record `count` (a running total) at `now`; the rate over the newest window (NaN
+        until the samples span RATE_AFTER_S: the first lines said "0 member-epochs/s"
+        while the workers started)."""
         self.samples.append((now, count))
         while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
             self.samples.popleft()  # the oldest kept is the last one at least a window old
         then, before = self.samples[0]
         # never below 0: a resumed member's rows are cut back to its checkpoint
-        return max(count - before, 0.0) / (now - then) if now > then else 0.0
+        return max(count - before, 0.0) / (now - then) if now - then >= RATE_AFTER_S else NAN
 
 
 Runner = Callable[[Callable[[object], None], TrainControl, Callable[[str], None]], list[Finished]]
@@ -149,7 +152,7 @@ def train_sweep_headless(
     control = TrainControl()
     results: list[Finished] = []
     started = time.perf_counter()
-    state = {"last": 0.0, "member_epochs": 0, "speed": 0.0, "events": 0}
+    state = {"last": 0.0, "member_epochs": 0, "speed": NAN, "events": 0}
     rate = RecentRate()
     rate.add(started, 0)
     epochs0 = sum(max(m.epoch, 0) for m in watcher.members.values())
