@@ -191,8 +191,11 @@ def test_an_export_of_a_metrics_file_cut_short_names_the_missing_epochs(
     run, capsys, tmp_path, how
 ) -> None:
     cut_metrics(run, how)
+    if how == "torn":  # a finished run: its last checkpoint (60) must have its row
+        run.update_meta(status="done")
     have = {r["epoch"] for r in Run(run.path).read_metrics()}
-    missing = [e for e in range(61) if e not in have]  # checkpoints go to 60
+    due = 60 if how == "torn" else 59  # paused at 60: that row comes when it resumes
+    missing = [e for e in range(due + 1) if e not in have]  # checkpoints go to 60
     assert missing
     out = tmp_path / "run.csv"
     rc, err = grok(capsys, "export", str(run.path), "--format", "csv", str(out))
@@ -207,6 +210,29 @@ def test_an_export_of_a_metrics_file_cut_short_names_the_missing_epochs(
     reader.poll()
     reader.poll()
     assert [p for p in reader.problems if "has no row" in p] == [warning.split(": ", 2)[2]]
+
+
+def test_a_stopped_run_is_not_called_damaged(run, capsys, tmp_path) -> None:
+    """A stop (q, a signal, a pause) saves checkpoint E before E's row, written when
+    training resumes (README). The app's follower and the export called every stopped
+    run damaged ("metrics.jsonl has no row for epoch E though the run has a checkpoint
+    at epoch E"), found by probing; a finished run's last row must be there."""
+    lines = run.metrics_path.read_text().splitlines(keepends=True)
+    run.metrics_path.write_text("".join(lines[:-1]))  # rows 0..59; checkpoint 60: paused
+    reader = MetricsReader(Run(run.path))
+    rows, _ = reader.poll()
+    assert rows[-1]["epoch"] == 59 and reader.problems == []
+    out = tmp_path / "run.csv"
+    rc, err = grok(capsys, "export", str(run.path), "--format", "csv", str(out))
+    assert rc == 0 and warnings_in(err) == [], err
+    assert out.read_text().splitlines()[-1].startswith("60,,")  # not measured yet
+    run.update_meta(status="done")  # the same files in a finished run: damaged
+    reader = MetricsReader(Run(run.path))
+    reader.poll()
+    assert reader.problems == [
+        "metrics.jsonl has no row for epoch 60 though the run has a checkpoint at epoch 60: "
+        "the file was cut short or damaged"
+    ]
 
 
 def test_epoch_gaps_match_a_brute_force_count() -> None:

@@ -60,7 +60,7 @@ class MetricsReader:
         self.line += found.lines
         self.problems.extend(describe_skipped(self.run.metrics_path.name, found.skipped))
         if newest is not None:
-            gaps = epoch_gaps((int(r["epoch"]) for r in found.rows), newest)
+            gaps = epoch_gaps((int(r["epoch"]) for r in found.rows), self.run.rows_due(newest))
             unexplained = count_epochs(gaps) > len(found.skipped)  # by the bad lines named
             if unexplained and not self._gaps_said:
                 self._gaps_said = True  # once per reader: a rewrite reads it all again

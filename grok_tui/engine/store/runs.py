@@ -277,7 +277,7 @@ class Run:
         newest = self.newest_checkpoint_with_rows() if whole else None  # listed before reading
         found = self._read_metrics_lines(warn_skipped=True)
         if newest is not None:
-            gaps = epoch_gaps((int(r["epoch"]) for r in found.rows), newest)
+            gaps = epoch_gaps((int(r["epoch"]) for r in found.rows), self.rows_due(newest))
             if count_epochs(gaps) > len(found.skipped):  # more than the bad lines explain
                 self.warn_once(missing_rows_warning(self.metrics_path.name, gaps, newest))
         return found.rows
@@ -295,6 +295,17 @@ class Run:
         except RunError:
             return None
         return epochs[-1]
+
+    def rows_due(self, newest: int) -> int:
+        """The last epoch that must have a metrics row, `newest` being the newest
+        checkpoint: itself in a finished run; the one before in any other, which a stop
+        (q, a signal, a pause) leaves at checkpoint E with rows to E - 1 (E's row is
+        written when training resumes: README, "Which file is the truth")."""
+        try:
+            finished = self.meta().status == "done"
+        except RunError:
+            finished = False
+        return newest if finished else newest - 1
 
     def _read_metrics_lines(self, warn_skipped: bool) -> JsonLines:
         try:
