@@ -65,6 +65,19 @@ def fmt_loss(x: float) -> str:
     return "-" if not math.isfinite(x) else f"{x:.3e}"
 
 
+def first_grokked(rows: list[dict[str, float]]) -> list[int]:
+    """[the first row's epoch with test accuracy >= GROKKED_ACC], or []."""
+    return [int(r["epoch"]) for r in rows if r["test_acc"] >= GROKKED_ACC][:1]
+
+
+def forecast_words(forecast: Forecast, grokked: int | None) -> str:
+    """The forecast in words; once the run has grokked, the epoch the metrics saw (every
+    epoch) rather than the first checkpoint past it: the app and `analyze` say the same."""
+    if forecast.observed and grokked is not None:
+        return f"grokked at {grokked:,}"
+    return forecast.describe()
+
+
 def describe_time(epochs: int, train_s: float, elapsed_s: float) -> str:
     """'46 s training (54.3 epochs/s), 47 s in all': the speed is the training loop's (the
     metrics' wall_s), not slowed by start-up or by waiting for the last measures."""
@@ -109,6 +122,7 @@ def train_headless(
     control = TrainControl()
     last: dict[str, float] = {}
     forecast: list[Forecast] = []  # the newest, for the hint at the end
+    grokked: list[int] = []  # the first epoch of a row at GROKKED_ACC: rows have every epoch
     started = time.perf_counter()
     # Not a terminal (a log file): plain lines at a steady interval instead of the bar.
     plain = None if console.is_terminal else PlainProgress(console_writer(console), name=run.name)
@@ -125,9 +139,10 @@ def train_headless(
                     failing[0] = False
                     o = update.outlook
                     forecast[:] = [o.forecast]
-                    bar.update(task, outlook=f"{o.describe_phase()}; {o.forecast.describe()}")
+                    said = forecast_words(o.forecast, grokked[0] if grokked else None)
+                    bar.update(task, outlook=f"{o.describe_phase()}; {said}")
                     if plain is not None:
-                        plain.outlook(f"phase {o.describe_phase()}; {o.forecast.describe()}")
+                        plain.outlook(f"phase {o.describe_phase()}; {said}")
                 elif update.note:
                     bar.update(task, outlook=update.note)
                     if plain is not None:
@@ -149,6 +164,8 @@ def train_headless(
             if isinstance(event, TrainProgress) and event.rows:
                 row = event.rows[-1]
                 last.update(row)
+                if not grokked:
+                    grokked.extend(first_grokked(event.rows))
                 bar.update(
                     task,
                     completed=row["epoch"],
@@ -166,6 +183,8 @@ def train_headless(
 
         trainer = Trainer(run, device, on_event)
         start_epoch, start_wall = trainer.epoch, trainer.wall_s
+        if start_epoch > 0 and not grokked:  # resumed: it may have grokked before
+            grokked.extend(first_grokked(run.read_metrics()))
         bar.update(task, completed=start_epoch)
         result = Finished("failed", trainer.epoch, "interrupted")
         received: list[int] = []
