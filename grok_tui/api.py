@@ -23,6 +23,8 @@ import) is loaded by `model()` only.
 
 from __future__ import annotations
 
+import operator
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +74,9 @@ class GrokRun:
             raise RunError(f"{self.run.path} has no checkpoints yet")
         if epoch is None:
             return epochs[-1]
+        if isinstance(epoch, bool) or not hasattr(epoch, "__index__"):
+            raise RunError(f"an epoch is an integer (or None: the newest), not {epoch!r}")
+        epoch = operator.index(epoch)
         if epoch not in epochs:
             raise RunError(f"no checkpoint at epoch {epoch} (have {epochs[0]}..{epochs[-1]})")
         return epoch
@@ -165,6 +170,10 @@ class GrokRun:
         from grok_tui.engine.measures.llc_checkpoint import LLCCache, settings_json
 
         cache = LLCCache(self.run, self.device)
+        if epochs is not None and (
+            isinstance(epochs, (str, bytes)) or not isinstance(epochs, Iterable)
+        ):
+            raise RunError(f"epochs is a list of checkpoint epochs (or None: all), not {epochs!r}")
         chosen = self.epochs if epochs is None else [self._epoch(e) for e in epochs]
         found = cache.scan()
         if compute:
@@ -196,5 +205,10 @@ class GrokRun:
 
 
 def open_run(path: str | Path, device: str = "cpu") -> GrokRun:
-    """Open a run directory for analysis; raises RunError (one line) if it is not one."""
-    return GrokRun(Run.open_to_read(path), device)
+    """Open a run directory for analysis on `device` ('cpu', 'cuda', 'auto', ...); raises
+    RunError (one line) if it is not one, DeviceError for a device this machine lacks."""
+    from grok_tui.engine.core.device import resolve_device
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise RunError(f"a run is a directory's path, not {path!r}")
+    return GrokRun(Run.open_to_read(path), resolve_device(device))

@@ -86,3 +86,34 @@ def test_open_run_is_lazy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_wrong_inputs_are_one_line_errors_never_a_quiet_wrong_answer(run: GrokRun) -> None:
+    """Found by probing: `neurons='123'` ablated neurons 1, 2 and 3, `heads=[0.9]` head 0
+    and `neurons=[True]` neuron 1 without a word; `heads=5`, `weights(50.0)`, `llc(epochs=5)`,
+    `open_run(None)` and `open_run(path, device='auto'...)` failed deep inside torch or
+    pathlib."""
+    from grok_tui.engine.core.device import DeviceError
+    from grok_tui.errors import UserError
+
+    first = run.epochs[0]
+    for bad in ({"neurons": "123"}, {"heads": [0.9]}, {"neurons": [True]}, {"heads": 5},
+                {"heads": ["a"]}, {"heads": [None]}, {"keep_freqs": 5}, {"mode": 3}):  # fmt: skip
+        with pytest.raises(UserError) as exc:
+            run.ablate(first, **bad)
+        assert "\n" not in str(exc.value)
+    assert run.ablate(first, heads=[np.int64(1)]).ablation.heads == (1,)  # numpy ints: fine
+    for epoch in (float(first), str(first), True):
+        with pytest.raises(RunError, match="an epoch is an integer"):
+            run.weights(epoch)
+    with pytest.raises(RunError, match="a list of checkpoint epochs"):
+        run.llc(epochs=5)
+    with pytest.raises(RunError, match="a list of checkpoint epochs"):
+        run.llc(epochs=str(first))
+    for path in (None, 5):
+        with pytest.raises(RunError, match="a run is a directory's path"):
+            open_run(path)
+    for device in ("CPU", "bogus", 5):
+        with pytest.raises(DeviceError, match="is not one of auto, cpu"):
+            open_run(run.path, device=device)
+    assert open_run(run.path, device="auto").device in ("cpu", "cuda", "mps")

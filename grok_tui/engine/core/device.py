@@ -27,6 +27,8 @@ def resolve_device(name: str | None) -> str:
     """Check a device name ('auto', 'cpu', 'cuda', 'cuda:1', 'mps'); return a usable one."""
     if name is None or name == "auto":
         return best_device()
+    if not isinstance(name, str):
+        raise DeviceError(f"--device {name!r} is not one of auto, cpu, cuda, cuda:N, mps")
     if name == "cpu":
         return "cpu"
     m = re.fullmatch(r"cuda(?::(\d+))?", name)

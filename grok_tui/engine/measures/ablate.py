@@ -25,6 +25,7 @@ tests/test_ablate.py pins heads and neurons to TransformerLens `run_with_hooks`.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,13 +69,25 @@ class Ablation:
         keep_freqs: Iterable[int] | None = None,
         mode: str = "zero",
     ) -> Ablation:
-        """A spec from any iterables (sorted, duplicates dropped)."""
+        """A spec from any iterables of integers (sorted, duplicates dropped); AblationError
+        for anything else. Before, a notebook's `neurons='123'` ablated neurons 1, 2 and 3
+        and `heads=[0.9]` head 0, without a word."""
 
-        def norm(values: Iterable[int]) -> tuple[int, ...]:
-            return tuple(sorted({int(v) for v in values}))
+        def norm(name: str, values: Iterable[int]) -> tuple[int, ...]:
+            if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+                raise AblationError(f"{name} must be a list of integers, not {values!r}")
+            out = set()
+            for v in values:
+                if isinstance(v, bool) or not hasattr(v, "__index__"):
+                    raise AblationError(f"{name} must be integers, got {v!r}")
+                out.add(operator.index(v))
+            return tuple(sorted(out))
 
-        keep = None if keep_freqs is None else norm(keep_freqs)
-        return cls(norm(heads), norm(neurons), norm(clusters), norm(freqs), keep, mode)
+        keep = None if keep_freqs is None else norm("keep_freqs", keep_freqs)
+        if not isinstance(mode, str):
+            raise AblationError(f"unknown ablation mode {mode!r} (choose zero or mean)")
+        return cls(norm("heads", heads), norm("neurons", neurons), norm("clusters", clusters),
+                   norm("freqs", freqs), keep, mode)  # fmt: skip
 
     def check(self, cfg: Any) -> None:
         """Raise AblationError (one line) for anything this config's model lacks."""
