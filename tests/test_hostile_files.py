@@ -273,6 +273,14 @@ CASES = {
         "'blocks.0.mlp.b_in'] has dtype torch.int64",
     ),
     "not-a-tensor": (sd_with(blocks__0__mlp__b_out=[0.0] * 16), "is not a tensor"),
+    "nan-weights": (  # imported, it showed 'nan%' maps and accuracies of 0 (probing)
+        sd_with(blocks__0__mlp__b_out=torch.full((16,), float("nan"))),
+        "'state_dicts'[1]['blocks.0.mlp.b_out'] holds NaN or infinite values",
+    ),
+    "inf-weights": (
+        sd_with(unembed__W_U=good_file()["state_dicts"][1]["unembed.W_U"] * float("inf")),
+        "'unembed.W_U'] holds NaN or infinite values",
+    ),
     "p-not-prime": (good_file(CFG.replace(p=8)), "prime"),
 }
 

@@ -244,6 +244,8 @@ def _checked_state_dict(
         if not tensor.is_floating_point():
             raise RunError(f"{where}[{key!r}] has dtype {tensor.dtype}, expected a float type")
         out[key] = tensor.to(torch.float32)  # the run format is float32 throughout
+        if not bool(torch.isfinite(out[key]).all()):  # imported, it analysed as 'nan%' maps
+            raise RunError(f"{where}[{key!r}] holds NaN or infinite values: not trained weights")
     return out
 
 
