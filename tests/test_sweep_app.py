@@ -296,3 +296,26 @@ async def test_a_wide_screen_draws_the_selected_cell_s_curves_beside_the_diagram
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         assert not app.query_one("#cell-curves", Plot).display  # no room: the diagram only
+
+
+async def test_a_sweep_that_cannot_train_says_why_in_a_toast(tmp_path) -> None:
+    """The reason was appended to the status line only, cut off at 80 columns: `r` seemed
+    to do nothing (found by probing, with a member directory removed)."""
+    import shutil
+
+    spec = SweepSpec(TINY_BASE.replace(epochs=20, checkpoint_every=10), {"seed": [0, 1]})
+    sweep = Sweep.create(tmp_path / "s", spec, "cpu")
+    gone = sweep.meta().members[0].name
+    shutil.rmtree(sweep.member_run(gone).path)
+    app = make_sweep_app(sweep, "cpu")
+    session = app.sessions[0]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("r")
+        for _ in range(600):
+            await pilot.pause(0.1)
+            if session.done.is_set() and session.failures:
+                break
+        await pilot.pause(1.2)  # a poll
+        errors = [n for n in app._notifications if n.severity == "error"]
+        assert len(errors) == 1 and "is not a run directory" in str(errors[0].message)
+        assert gone in str(errors[0].message)

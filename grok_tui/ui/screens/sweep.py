@@ -149,6 +149,7 @@ class SweepScreen(Screen[None]):
         self._speed = (time.perf_counter(), self._member_epochs())
         self.member_epochs_per_s = 0.0
         self._poller: Timer | None = None
+        self._failures_said = session.failures
 
     def compose(self) -> ComposeResult:
         yield Static("", id="sweep-status")
@@ -200,6 +201,11 @@ class SweepScreen(Screen[None]):
     def poll(self) -> None:
         if being_removed(self):
             return
+        if self.session.failures > self._failures_said:  # the status line is cut at 80
+            self._failures_said = self.session.failures  # columns: a toast, once
+            self.notify(
+                self.session.failure, title="Sweep training stopped", severity="error", timeout=20
+            )
         if self.watcher.poll():
             now, total = time.perf_counter(), self._member_epochs()
             t0, e0 = self._speed

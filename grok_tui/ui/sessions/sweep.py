@@ -26,6 +26,7 @@ class SweepSession:
         self.sweep = sweep
         self.device = device
         self.want_train = train  # start training when the sweep screen opens
+        self.failures = 0  # trainings that ended with `failure`, so far
         self.control = TrainControl()
         self.done = threading.Event()
         self.done.set()
@@ -59,6 +60,7 @@ class SweepSession:
         except Exception as exc:  # a bug must not leave the app waiting forever
             self.failure = f"{type(exc).__name__}: {exc}"
         finally:
+            self.failures += bool(self.failure)  # the screen says each one once
             self.done.set()
 
     def stop(self) -> None:
