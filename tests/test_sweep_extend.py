@@ -177,3 +177,20 @@ def test_headless_says_the_grok_epoch_the_metrics_saw_as_the_app_does() -> None:
     assert forecast_words(observed, None) == "grokked at 950"  # no row seen: the checkpoint's
     ahead = Forecast(1200, 1100, 1300)
     assert forecast_words(ahead, None) == ahead.describe() == "groks ~1,200 (1,100-1,300)"
+
+
+def test_a_sweep_where_a_run_is_expected_says_where_its_runs_are(tmp_path, capsys) -> None:
+    """`analyze SWEEP` said only "not a run directory (no run.json)" (probing)."""
+    from grok_tui.engine.lab.sweep import SweepSpec
+    from tests.sweep_harness import TINY_BASE
+
+    sweep = Sweep.create(tmp_path / "s", SweepSpec(TINY_BASE, {"seed": [0, 1]}), "cpu")
+    capsys.readouterr()
+    export = ["export", str(sweep.path), "--format", "csv", str(tmp_path / "x.csv")]
+    for argv in (["analyze", str(sweep.path)], export):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"grok-tui: error: {sweep.path} is a sweep, not a run: its runs are in "
+            f"{sweep.path / 'members'} (grok-tui open {sweep.path} shows the sweep)\n"
+        )

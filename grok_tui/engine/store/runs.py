@@ -196,6 +196,11 @@ class Run:
         try:
             data = read_json_file(self.meta_path)
         except FileNotFoundError:
+            if (self.path / "sweep.json").is_file():  # lab/sweep.py's file: a sweep
+                raise RunError(
+                    f"{self.path} is a sweep, not a run: its runs are in {self.path / 'members'} "
+                    f"(grok-tui open {self.path} shows the sweep)"
+                ) from None
             raise RunError(f"{self.path} is not a run directory (no run.json)") from None
         except FileProblem as exc:
             raise RunError(str(exc)) from None
