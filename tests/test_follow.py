@@ -65,3 +65,21 @@ def test_follower_sees_a_writer_live_and_survives_its_death(tmp_path) -> None:
     assert run.meta().status == "running"  # it never got to say otherwise: the lock tells
     assert not run.writer_alive()
     assert seen["rows"] >= rows_before
+
+
+def test_a_run_moved_away_while_shown_is_said_once_in_one_line(tmp_path) -> None:
+    """Probing moved a run directory while the app showed it: a raw "[Errno 2] No such
+    file or directory: 'gone1/run.json'" toast came at every poll."""
+    from grok_tui.engine.core.config import RunConfig
+
+    run = Run.create(tmp_path / "r", RunConfig(p=7, epochs=3, preset="t"), "cpu")
+    follower = RunFollower(run)
+    assert follower.poll().error == ""
+    (tmp_path / "r").rename(tmp_path / "elsewhere")
+    first = follower.poll().error
+    assert first == f"{run.meta_path} is missing: showing what was read"
+    assert [follower.poll().error for _ in range(3)] == ["", "", ""]  # said once
+    (tmp_path / "elsewhere").rename(tmp_path / "r")
+    assert follower.poll().error == ""
+    (tmp_path / "r").rename(tmp_path / "elsewhere")
+    assert follower.poll().error == first  # gone again: said again

@@ -20,6 +20,7 @@ from grok_tui.engine.core.threads import WakeableThread
 from grok_tui.engine.store.metrics_reader import MetricsReader
 from grok_tui.engine.store.run_meta import RunMeta
 from grok_tui.engine.store.runs import Run, RunError
+from grok_tui.engine.store.untrusted import what_is_wrong
 
 
 @dataclass
@@ -48,6 +49,7 @@ class RunFollower:
         self._checkpoints: list[int] | None = None
         self._meta_stamp: tuple[int, int] | None = None
         self._writer_alive: bool | None = None
+        self._error = ""  # the last error said
 
     def poll(self) -> RunUpdate:
         update = RunUpdate()
@@ -57,14 +59,21 @@ class RunFollower:
         if checkpoints != self._checkpoints:
             self._checkpoints = checkpoints
             update.checkpoints = checkpoints
+        error = ""
         try:
             st = os.stat(self.run.meta_path)
             stamp = (st.st_ino, st.st_mtime_ns)
             if stamp != self._meta_stamp:
                 self._meta_stamp = stamp
                 update.meta = self.run.meta()
-        except (OSError, RunError) as exc:
-            update.error = str(exc)
+        except RunError as exc:
+            error = str(exc)
+        except OSError as exc:  # the directory moved or was deleted while it was shown
+            path = self.run.meta_path
+            error = f"{path} {what_is_wrong(path) or exc.strerror}: showing what was read"
+        if error != self._error:  # each change once: a moved run toasted at every poll
+            update.error = error
+            self._error = error
         alive = self._other_writer_alive()
         if alive != self._writer_alive:
             self._writer_alive = alive
