@@ -61,9 +61,11 @@ def test_an_unknown_interval_falls_back_to_the_default(monkeypatch) -> None:
 
 def member(name: str, status: str, epoch: int = 5) -> SimpleNamespace:
     return SimpleNamespace(
-        name=name, status=status, diverged=False, finished=status in ("done", "failed"),
+        name=name, status=status, shown_status=status, diverged=False,
+        finished=status in ("done", "failed"),
         epoch=epoch, config=SimpleNamespace(epochs=10), train_loss=0.5, test_loss=math.nan,
-        train_acc=1.0, test_acc=0.5, outcome=SimpleNamespace(label="memorisation?"), message="",
+        train_acc=1.0, test_acc=0.5, outcome=SimpleNamespace(label="memorisation?"),
+        outcome_label="memorisation?", message="",
     )  # fmt: skip
 
 

@@ -319,3 +319,26 @@ async def test_a_sweep_that_cannot_train_says_why_in_a_toast(tmp_path) -> None:
         errors = [n for n in app._notifications if n.severity == "error"]
         assert len(errors) == 1 and "is not a run directory" in str(errors[0].message)
         assert gone in str(errors[0].message)
+
+
+async def test_a_member_whose_metrics_were_emptied_is_damaged_not_confusion(tmp_path) -> None:
+    """Probing emptied a finished member's metrics.jsonl: the diagram marked it X,
+    "confusion" (never fits the train set), and nothing said the file was damaged."""
+    spec = SweepSpec(TINY_BASE.replace(epochs=20, checkpoint_every=10), {"seed": [0, 1]})
+    sweep = Sweep.create(tmp_path / "s", spec, "cpu")
+    from grok_tui.engine.lab.backends import train_sweep
+
+    train_sweep(sweep, "cpu", processes=1)
+    name = sweep.meta().members[0].name
+    sweep.member_run(name).metrics_path.write_bytes(b"")
+    watcher = SweepWatcher(sweep)
+    watcher.poll()
+    summary = watcher.members[name]
+    assert summary.shown_status == "damaged" and "has no row for 21 epochs" in summary.damaged
+    assert not summary.outcome.final  # pending, not a confusion
+    app = make_sweep_app(sweep, "cpu")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        row = [str(c) for c in app.query_one(DataTable).get_row(name)]
+        assert "damaged" in row and "? (damaged metrics)" in row
+        assert not any("confusion" in cell for cell in row)

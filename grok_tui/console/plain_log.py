@@ -134,12 +134,12 @@ class PlainSweepProgress:
 
 def member_line(s: Any) -> str:
     """'lr=0.001,wd=1: done at epoch 1,000/1,000  train loss ... outcome grokking'."""
-    status = "diverged" if s.diverged else s.status
+    status = s.shown_status
     text = (
         f"{s.name}: {status} at epoch {max(s.epoch, 0):,}/{s.config.epochs:,}"
         f"  train loss {fmt_loss(s.train_loss)}  test loss {fmt_loss(s.test_loss)}"
         f"  train acc {fmt_acc(s.train_acc)}  test acc {fmt_acc(s.test_acc)}"
-        f"  outcome {s.outcome.label}"
+        f"  outcome {s.outcome_label}"
     )
     if s.status == "failed" and s.message:
         text += f"  ({s.message})"

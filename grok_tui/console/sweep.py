@@ -93,7 +93,7 @@ def member_table(watcher: SweepWatcher, max_rows: int, speed: float, width: int 
 def row_cells(s: MemberSummary) -> list[str | Text]:
     outcome = s.outcome
     style = OUTCOME_STYLE.get(outcome.name, "") if outcome.final else "dim"
-    status = "diverged" if s.diverged else s.status
+    status = s.shown_status
     return [
         s.name,
         f"{max(s.epoch, 0)}/{s.config.epochs}",
@@ -103,8 +103,8 @@ def row_cells(s: MemberSummary) -> list[str | Text]:
         fmt_acc(s.test_acc),
         fmt_epoch(s.memorised_at),
         fmt_epoch(s.grokked_at),
-        Text(outcome.label, style=style),
-        Text(status, style="red" if status in ("failed", "diverged") else ""),
+        Text(s.outcome_label, style=style),
+        Text(status, style="red" if status in ("failed", "diverged", "damaged") else ""),
     ]
 
 

@@ -39,6 +39,7 @@ class MemberSummary:
     memorised_at: int | None = None
     grokked_at: int | None = None
     diverged: bool = False
+    damaged: str = ""  # what its metrics reader found wrong (its outcome is then not final)
     rule: OutcomeRule = field(default_factory=OutcomeRule)
     recent: list[tuple[int, float]] = field(default_factory=list)  # (epoch, test acc), last
     # rule.trend_window epochs: whether a member its budget stopped was still improving
@@ -48,16 +49,30 @@ class MemberSummary:
         return self.status in ("done", "failed") or self.diverged
 
     @property
+    def shown_status(self) -> str:
+        """The status a table shows: diverged and damaged before run.json's."""
+        return "diverged" if self.diverged else "damaged" if self.damaged else self.status
+
+    @property
+    def outcome_label(self) -> str:
+        """The outcome a table shows; '?' where damaged metrics leave it unknown."""
+        return "? (damaged metrics)" if self.damaged else self.outcome.label
+
+    @property
     def outcome(self) -> Outcome:
+        """From its rows; never final while its metrics are damaged (an emptied file
+        read as 'confusion': never fits the train set)."""
         epochs, accs = [e for e, _ in self.recent], [a for _, a in self.recent]
         improving = (
             self.status == "done" and not self.diverged and still_improving(epochs, accs, self.rule)
         )
         at = self.epoch if improving else None
-        return outcome_of(self.memorised_at, self.grokked_at, self.finished, self.rule, at)
+        finished = self.finished and not self.damaged
+        return outcome_of(self.memorised_at, self.grokked_at, finished, self.rule, at)
 
     def reset(self) -> None:
         self.epoch, self.memorised_at, self.grokked_at, self.diverged = -1, None, None, False
+        self.damaged = ""
         self.recent = []
         self.train_loss = self.test_loss = self.train_acc = self.test_acc = NAN
 
@@ -118,9 +133,13 @@ class SweepWatcher:
                 summary.status, summary.message = meta.status, meta.message
                 summary.config = meta.config
                 changed = True
-            rows, reset = self._readers[name].poll()
+            reader = self._readers[name]
+            rows, reset = reader.poll()
             if reset:
                 summary.reset()
+                changed = True
+            if reader.problems:
+                summary.damaged, reader.problems = reader.problems[-1], []
                 changed = True
             if rows:
                 summary.add(rows)

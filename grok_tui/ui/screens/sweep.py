@@ -79,7 +79,7 @@ def sort_key(column: str, s: MemberSummary) -> Any:
         "test loss": num(s.test_loss),
         "mem@": num(s.memorised_at),
         "grok@": num(s.grokked_at),
-        "outcome": (0, s.outcome.label),
+        "outcome": (0, s.outcome_label),
     }.get(column, (0, s.name))
 
 
@@ -319,11 +319,11 @@ class SweepScreen(Screen[None]):
         for s in self.rows():
             outcome = s.outcome
             style = OUTCOME_STYLE.get(outcome.name, "") if outcome.final else "dim"
-            status = "diverged" if s.diverged else s.status
+            status = s.shown_status
             table.add_row(
                 "●" if s.name in self.view.marked else " ",
                 s.name,
-                Text(outcome.label, style=style),
+                Text(s.outcome_label, style=style),
                 "-" if s.grokked_at is None else f"{s.grokked_at:,}",
                 "-" if s.memorised_at is None else f"{s.memorised_at:,}",
                 f"{max(s.epoch, 0)}/{s.config.epochs}",
