@@ -350,7 +350,9 @@ def test_analyze_llc_estimates_the_checkpoints_up_to_its_epoch(
     assert main(["analyze", str(trained.path), "--epoch", "100", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["llc"] is None
     assert main(["analyze", str(trained.path), "--epoch", "100", "--json", "--llc"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert err.startswith("grok-tui: estimating the learning coefficient of 2 checkpoint(s)")
     cache = llc_checkpoint.LLCCache(trained)
     assert sorted(cache.scan()) == [0, 100]
     assert report["llc"] == cache.scan()[100].llc

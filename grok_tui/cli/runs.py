@@ -34,8 +34,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if run.read_only:
         say(f"{run.path} cannot be written here: its measures are computed, not cached")
     report = analysis_report(
-        run, args.epoch, resolve_device(args.device), key_epoch=args.key_epoch, llc=args.llc
-    )
+        run, args.epoch, resolve_device(args.device), key_epoch=args.key_epoch, llc=args.llc,
+        say=say,
+    )  # fmt: skip
     if args.json:
         print(json.dumps(report, allow_nan=False))
     else:

@@ -45,12 +45,14 @@ def analysis_report(
     should_stop: Callable[[], bool] | None = None,
     key_epoch: int | None = None,
     llc: bool = False,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """JSON-ready analysis of checkpoint `epoch` (default: the newest) and the run's phases.
 
     `llc`: first estimate the learning coefficient of every checkpoint up to `epoch` that
     has none (cached; seconds each on a CPU); otherwise the report has the estimates made
-    so far (by the app, headless training, `run.llc()`), None where there is none.
+    so far (by the app, headless training, `run.llc()`), None where there is none. `say`
+    is told, before minutes of that, how many it estimates.
 
     Dict keys of frequencies are strings (JSON objects need them); -1 is the unclustered
     group. Non-finite numbers are None.
@@ -75,11 +77,14 @@ def analysis_report(
         from grok_tui.engine.measures.llc_checkpoint import LLCCache
 
         cache = LLCCache(run, device)
-        for e in cache.todo():
+        todo = [e for e in cache.todo() if e <= epoch]
+        if todo and say is not None:
+            say(f"estimating the learning coefficient of {len(todo)} checkpoint(s): seconds "
+                "each on a CPU, cached for the next time")  # fmt: skip
+        for e in todo:
             if should_stop is not None and should_stop():
                 break
-            if e <= epoch:
-                cache.compute(e, should_stop)
+            cache.compute(e, should_stop)
     tracker = ProgressTracker(run, device, key_epoch=key_epoch)
     snap = tracker.analyzer.snapshot(run.load_checkpoint(epoch, cfg), epoch)
 
