@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import ModalScreen
@@ -41,7 +43,9 @@ class GotoEpochScreen(DismissOnce, ModalScreen[int | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         epoch = parse_epoch(event.value)
         if epoch is None:
-            self.query_one("#error", Label).update(f"not an epoch: {event.value!r}")
+            self.query_one("#error", Label).update(
+                f"not an epoch: {event.value!r} (a number such as 10000 or 10k)"
+            )
             return
         self.dismiss(epoch)
 
@@ -50,7 +54,9 @@ class GotoEpochScreen(DismissOnce, ModalScreen[int | None]):
 
 
 def parse_epoch(text: str) -> int | None:
-    """'12000', '12,000', '12k', '1.5k' -> an int; None for anything else."""
+    """'12000', '12,000', '12k', '1.5k' -> an int; None for anything else. Past 10^12 (no
+    run is that long) it is 10^12, whose nearest checkpoint is the last: a long string of
+    9s meant "the end" (it read "not an epoch")."""
     text = text.strip().lower().replace(",", "").replace("_", "")
     scale = 1
     if text.endswith("k"):
@@ -59,6 +65,6 @@ def parse_epoch(text: str) -> int | None:
         value = float(text) * scale
     except ValueError:
         return None
-    if not value >= 0 or value != value or value > 1e12:
+    if not 0 <= value < math.inf:  # negative, NaN or infinite
         return None
-    return round(value)
+    return min(round(value), 10**12)
