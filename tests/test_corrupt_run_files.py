@@ -292,8 +292,8 @@ async def test_the_app_shows_a_damaged_metrics_file_and_stays_up(run) -> None:
     ("change", "needle"),
     [
         ({"d_mlp": 100_000_000_000}, "d_mlp must be in 1..16,384"),
-        ({"epochs": 10**10}, "--epochs must be in 0..10,000,000"),
-        ({"lr": math.inf}, "--lr must be a finite number"),
+        ({"epochs": 10**10}, "run.json config epochs must be in 0..10,000,000"),
+        ({"lr": math.inf}, "run.json config lr must be a finite number"),
     ],
 )
 def test_run_json_with_absurd_values(run, capsys, change, needle) -> None:

@@ -476,3 +476,20 @@ def test_a_checkpoint_it_may_not_read_is_not_called_missing(run: Run, monkeypatc
     with pytest.raises(RunError) as exc:
         run.load_checkpoint(0)
     assert_one_line(exc, "cannot be read here (permission denied)")
+
+
+def test_a_bad_config_in_run_json_names_its_field_not_a_flag(tmp_path) -> None:
+    """It said "run.json --op must be one of ..." (probing): run.json has no flags."""
+    import json
+
+    run = Run.create(tmp_path / "r", CFG, "cpu")
+    data = json.loads(run.meta_path.read_text())
+    data["config"]["op"] = "pow"
+    data["config"]["frac_train"] = 0.5
+    run.meta_path.write_text(json.dumps(data))
+    with pytest.raises(RunError, match=r"run\.json config op must be one of "):
+        run.meta()
+    data["config"]["op"], data["config"]["frac_train"] = "add", 5.0
+    run.meta_path.write_text(json.dumps(data))
+    with pytest.raises(RunError, match=r"run\.json config frac_train must be in \(0, 1\)"):
+        run.meta()

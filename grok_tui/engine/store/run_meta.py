@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,10 @@ class RunMeta:
             raise RunError(f"{where}: run.json config lacks {', '.join(map(repr, missing))}")
         try:
             config = RunConfig.from_dict(raw)
-        except ConfigError as exc:
-            raise RunError(f"{where}: run.json {exc}") from None
+        except ConfigError as exc:  # its field's name, not the CLI's flag ("--op")
+            said = re.sub(r"^--([a-z-]+)", lambda m: m.group(1).replace("-", "_"), str(exc))
+            said = said if said.startswith("config") else f"config {said}"
+            raise RunError(f"{where}: run.json {said}") from None
         status = data.get("status")
         if status not in STATUSES:
             raise RunError(f"{where}: run.json status {status!r} is not one of {STATUSES}")
