@@ -11,6 +11,7 @@ import json
 import math
 import pickle
 import re
+import shutil
 import struct
 from pathlib import Path
 
@@ -493,3 +494,14 @@ def test_a_bad_config_in_run_json_names_its_field_not_a_flag(tmp_path) -> None:
     run.meta_path.write_text(json.dumps(data))
     with pytest.raises(RunError, match=r"run\.json config frac_train must be in \(0, 1\)"):
         run.meta()
+
+
+def test_a_file_in_place_of_the_checkpoints_folder_is_said_not_taken_for_none(tmp_path) -> None:
+    """It read as "has no checkpoints yet" (probing)."""
+    from grok_tui.engine.store.untrusted import RunWarning
+
+    run = Run.create(tmp_path / "r", CFG, "cpu")
+    shutil.rmtree(run.checkpoint_dir, ignore_errors=True)
+    run.checkpoint_dir.write_bytes(b"not a folder")
+    with pytest.warns(RunWarning, match="checkpoints cannot be listed \\(not a directory\\)"):
+        assert run.checkpoint_epochs() == []

@@ -383,9 +383,15 @@ class Run:
 
     # -- checkpoints ---------------------------------------------------------------------
     def checkpoint_epochs(self) -> list[int]:
+        """The epochs of the checkpoints on disk, ascending; a `checkpoints` that cannot
+        be listed (a file in its place, no permission) is said once, not taken for none."""
         try:
             names = os.listdir(self.checkpoint_dir)
-        except OSError:
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            kind = "not a directory" if isinstance(exc, NotADirectoryError) else exc.strerror
+            self.warn_once(f"{self.checkpoint_dir} cannot be listed ({kind}): no checkpoint read")
             return []
         epochs = []
         for name in names:
