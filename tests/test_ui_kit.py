@@ -3,6 +3,9 @@ speed and ETA, and the shared selection keys."""
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 import pytest
 
@@ -18,7 +21,13 @@ from grok_tui.ui.state import (
 )
 from grok_tui.ui.widgets.plot import PALETTE, faint, head_series
 from grok_tui.ui.widgets.status_bar import StatusBar, StatusInfo
-from grok_tui.ui.widgets.ticks import log_ticks, nice_step, round_ticks, tick_label
+from grok_tui.ui.widgets.ticks import (
+    log_ticks,
+    nice_step,
+    round_ticks,
+    tick_label,
+    ticks_that_fit,
+)
 from tests.pane_harness import tiny_snapshots
 
 
@@ -203,3 +212,15 @@ def test_help_says_next_and_previous_for_the_pane_keys() -> None:
     described = {b.key: b.description for b in RunScreen.BINDINGS}
     assert (described["n"], described["N"]) == ("Next neuron", "Previous neuron")
     assert (described["h"], described["H"]) == ("Next head", "Previous head")
+
+
+def test_log_ticks_on_a_short_plot_are_few_and_evenly_spaced() -> None:
+    """12 runs compared at 80 x 24 squeezed the loss plot to 3 rows, and plotext dropped
+    one of 6 labels (1e-25 of 0.1, 1e-9, ..., 1e-41): a short plot asks for fewer."""
+    assert [ticks_that_fit(r) for r in (3, 5, 7, 12, 40)] == [2, 2, 3, 5, 7]
+    values = [1e-41, 0.1]
+    for rows in (3, 7, 12, 40):
+        ticks = [t for t, _ in log_ticks(values, most=ticks_that_fit(rows))]
+        assert 1 <= len(ticks) <= ticks_that_fit(rows)
+        exponents = [round(math.log10(t)) for t in ticks]
+        assert len({b - a for a, b in itertools.pairwise(exponents)}) <= 1  # even steps

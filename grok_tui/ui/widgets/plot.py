@@ -17,7 +17,7 @@ from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
-from grok_tui.ui.widgets.ticks import log_ticks, round_ticks
+from grok_tui.ui.widgets.ticks import log_ticks, round_ticks, ticks_that_fit
 
 RGB = tuple[int, int, int]
 Series = tuple[str, list[float], list[float], RGB]  # label, xs, ys, colour
@@ -220,7 +220,7 @@ class Plot(PlotextPlot):
         plt.title(fig.title)
         if fig.log_y:
             plt.yscale("log")
-            ticks = log_ticks(plotted)
+            ticks = log_ticks(plotted, most=ticks_that_fit(self.size.height))
             plt.yticks([t for t, _ in ticks], [label for _, label in ticks])
         if fig.zero_line:
             plt.hline(0.0, color=OTHER_COLOUR)

@@ -79,3 +79,12 @@ def log_ticks(values: Iterable[float], most: int = 7) -> list[tuple[float, str]]
         while len(ticks) > most:
             ticks = ticks[::2]
     return [(t, tick_label(t)) for t in ticks]
+
+
+def ticks_that_fit(rows: int, most: int = 7) -> int:
+    """How many labelled ticks a y axis of `rows` text rows takes, at most `most`: one row
+    between labels, at least 2. plotext drops a label that would share a row, so a plot
+    squeezed to 3 rows (12 runs compared at 80 x 24) showed log ticks with a decade missing
+    from their even steps."""
+    plot_rows = rows - 2  # the title and the x axis
+    return max(2, min(most, (plot_rows + 1) // 2))
