@@ -342,3 +342,15 @@ async def test_a_member_whose_metrics_were_emptied_is_damaged_not_confusion(tmp_
         row = [str(c) for c in app.query_one(DataTable).get_row(name)]
         assert "damaged" in row and "? (damaged metrics)" in row
         assert not any("confusion" in cell for cell in row)
+
+
+async def test_the_sweep_footer_keeps_quit_at_80_columns(tiny_sweep) -> None:
+    """At 80 x 24 the footer cut 'q Quit' to 'q' (probing)."""
+    from textual.widgets._footer import FooterKey
+
+    app = make_sweep_app(Sweep.open(tiny_sweep), "cpu")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        keys = {k.key: k for k in app.screen.query(FooterKey)}
+        quit_key = keys["q"]
+        assert quit_key.region.width > 0 and quit_key.region.right <= 80 - len("ctrl+p palette")

@@ -110,7 +110,7 @@ class SweepScreen(Screen[None]):
         Binding("x", "axis('x', 1)", "X axis"),
         Binding("y", "axis('y', 1)", "Y axis"),
         Binding("f", "pin(1)", "Slice"),
-        Binding("o", "sort(1)", "Order"),
+        Binding("o", "sort(1)", "Order", show=False),  # the footer fits 80 columns with q
         Binding("O", "reverse", "Reverse order", show=False),
         Binding("s", "app.save_svg", "Screenshot", show=False),
         Binding("space", "mark", "Mark"),
