@@ -116,3 +116,25 @@ def test_workers_start_under_a_screen_that_captured_stderr(tmp_path, monkeypatch
     assert [r.status for r in results] == ["done", "done"]
     assert (sweep.path / WORKER_LOG).is_file()
     assert sys.stderr.getvalue() == ""
+
+
+def test_many_damaged_members_end_in_one_capped_line_not_a_hang(tmp_path) -> None:
+    """Review: each worker put one queue line per failed group, and the parent read the
+    queue only after the workers ended; a few hundred failures filled its 64 KiB pipe and
+    the sweep hung for ever (SIGTERM could not stop a worker blocked in the write). Each
+    worker now says at most SAID_FAILURES and a count, and the parent drains as it waits."""
+    from grok_tui.engine.lab.backends import SAID_FAILURES, GroupsFailed, train_sweep
+    from grok_tui.engine.lab.sweep import SweepSpec
+    from tests.sweep_harness import TINY_BASE
+
+    spec = SweepSpec(TINY_BASE.replace(epochs=20), {"seed": list(range(24))})
+    sweep = Sweep.create(tmp_path / "s", spec, "cpu")
+    for member in sweep.meta().members:
+        run = sweep.member_run(member.name)
+        run.update_meta(status="paused")
+        run.resume_path.write_bytes(b"not a torch file")
+    with pytest.raises(GroupsFailed) as exc:
+        train_sweep(sweep, "cpu", processes=2)
+    message = str(exc.value)
+    assert "\n" not in message and message.count("resume.pt") == SAID_FAILURES
+    assert message.endswith(" more") and len(message) < 2000

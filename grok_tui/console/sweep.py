@@ -15,7 +15,7 @@ from rich.text import Text
 
 from grok_tui.console.plain_log import PlainSweepProgress, console_writer, sweep_line
 from grok_tui.console.training import stop_on_signals
-from grok_tui.engine.lab.backends import train_sweep
+from grok_tui.engine.lab.backends import GroupsFailed, said_in_short, train_sweep
 from grok_tui.engine.lab.sweep import Sweep
 from grok_tui.engine.lab.sweep_status import MemberSummary, SweepWatcher
 from grok_tui.engine.training.train import Finished, Progress, TrainControl
@@ -202,8 +202,12 @@ def train_sweep_headless(
             return train_sweep(sweep, device, on_event, control, say=say)
 
         refresh(force=True)
+        failures: list[str] = []
         with stop_on_signals(control) as received:
-            results = (runner or train_here)(on_event, control, say)
+            try:
+                results = (runner or train_here)(on_event, control, say)
+            except GroupsFailed as exc:  # members that could not train; the rest did
+                results, failures = exc.results, exc.failures
         refresh(force=True)
 
     if not console.is_terminal:
@@ -219,6 +223,9 @@ def train_sweep_headless(
     console.print(summary, highlight=False, soft_wrap=True)
     for r in crashed:
         console.print(f"[red]{r.member}: {r.message}[/]", highlight=False, soft_wrap=True)
+    if failures:
+        console.print(f"grok-tui: error: {said_in_short(failures)}", markup=False,
+                      highlight=False, soft_wrap=True)  # fmt: skip
     if received:
         console.print(
             f"stopped by signal; continue with: grok-tui sweep --resume {sweep.path}",
@@ -226,4 +233,4 @@ def train_sweep_headless(
             soft_wrap=True,
         )
         return 130
-    return 1 if crashed else 0
+    return 2 if failures else 1 if crashed else 0

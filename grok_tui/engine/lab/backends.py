@@ -56,14 +56,25 @@ SweepEvent = Event | Waiting  # what a sweep's `on_event` is called with
 LOOK_S = 5.0  # how often a parent of worker processes looks for claims none of them holds
 
 
+SAID_FAILURES = 5  # failures named in a message; the rest are counted
+
+
 class GroupsFailed(RunError):
     """Groups a worker could not train (a member's damaged resume state, a member another
     process has locked, ...), each failure a line, raised once the worker has trained every
-    other group it could: one member's files do not stop a sweep of hundreds."""
+    other group it could: one member's files do not stop a sweep of hundreds. `results`:
+    the Finished of what did train."""
 
-    def __init__(self, failures: list[str]) -> None:
-        super().__init__("; ".join(failures))
-        self.failures = failures
+    def __init__(self, failures: list[str], results: list[Finished] | None = None) -> None:
+        self.failures = list(dict.fromkeys(failures))  # each once, in order
+        self.results = results or []
+        super().__init__(said_in_short(self.failures))
+
+
+def said_in_short(failures: Sequence[str], most: int = SAID_FAILURES) -> str:
+    """The first `most` failures and how many more: one line, whatever their number."""
+    more = len(failures) - most
+    return "; ".join(failures[:most]) + (f"; and {more:,} more" if more > 0 else "")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -196,11 +207,20 @@ def train_sweep(
     workers = workers_for(len(singles))
     if workers <= 1:
         return run_groups(sweep, device, chosen, on_event, control, **options)
-    results = train_on_devices(sweep, [device] * workers, singles, on_event, control, **lease)
+    failures: list[str] = []
+    try:
+        results = train_on_devices(sweep, [device] * workers, singles, on_event, control, **lease)
+    except GroupsFailed as exc:  # members the workers could not train: the rest still do
+        failures, results = exc.failures, exc.results
     done = set(singles)
     rest = [g for g in chosen if g not in done]
     if rest and not (control is not None and control.stop.is_set()):
-        results += run_groups(sweep, device, rest, on_event, control, **options)
+        try:
+            results += run_groups(sweep, device, rest, on_event, control, **options)
+        except GroupsFailed as exc:
+            failures, results = failures + exc.failures, results + exc.results
+    if failures:
+        raise GroupsFailed(failures, results)
     return results
 
 
@@ -236,7 +256,13 @@ def run_groups(
             if stopped():
                 break
             names = meta.groups[g]
-            if not group_needs_training(sweep, names):
+            label = names[0] if len(names) == 1 else f"group {g}"
+            try:
+                needed = group_needs_training(sweep, names)
+            except RunError as exc:  # a member's run.json: the group cannot be read
+                failures.append(f"{label}: {exc}")
+                needed = False
+            if not needed:
                 todo.remove(g)
                 waiting_for.pop(g, None)
                 continue
@@ -260,7 +286,6 @@ def run_groups(
                         sweep, names, device, on_event, control, stale_owner=claim.took_over
                     )
                 except RunError as exc:  # released like any other: it is tried once
-                    label = names[0] if len(names) == 1 else f"group {g}"
                     failures.append(f"{label}: {exc}")
             if not stopped():
                 todo.remove(g)  # trained once: a member that crashed is not retried here
@@ -271,7 +296,7 @@ def run_groups(
             else:
                 time.sleep(poll_s)
     if failures:
-        raise GroupsFailed(failures)
+        raise GroupsFailed(failures, results)
     return results
 
 
@@ -283,8 +308,11 @@ def results_from_dir(sweep: Sweep, groups: Sequence[int]) -> list[Finished]:
     for g in groups:
         for name in meta.groups[g]:
             run = sweep.member_run(name)
-            run_meta = run.meta()
-            rows = run.read_metrics()
+            try:
+                run_meta = run.meta()
+                rows = run.read_metrics()
+            except RunError:  # a damaged member: its worker named it
+                continue
             epoch = int(rows[-1]["epoch"]) if rows else 0
             out.append(Finished(run_meta.status, epoch, run_meta.message, name))
     return out
@@ -310,17 +338,21 @@ def _device_worker(sweep_path: str, device: str, groups: list[int], lease_s: flo
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, stop)
 
-    def report(line: str) -> None:
+    def report(line: str, kind: str = "worker") -> None:
+        """`kind`: "member" (one member could not train; the others did) or "worker"."""
         if errors is not None:
-            errors.put(line)
+            errors.put((kind, line))
         else:
             print(f"grok-tui: error: {line}", file=sys.stderr, flush=True)
 
     try:
         run_groups(Sweep(sweep_path), device, groups, None, control, lease_s=lease_s)
-    except GroupsFailed as exc:  # a member each: the parent says each once
-        for failure in exc.failures:
-            report(failure)
+    except GroupsFailed as exc:  # a member each (capped: the queue is a pipe of 64 KiB,
+        for failure in exc.failures[:SAID_FAILURES]:  # which the parent drains as it waits)
+            report(failure, "member")
+        if len(exc.failures) > SAID_FAILURES:
+            more = len(exc.failures) - SAID_FAILURES
+            report(f"{more:,} more member(s) of one worker failed", "member")
         sys.exit(2)
     except (RunError, ConfigError) as exc:  # one line, as the CLI says it
         report(f"worker on {device}: {exc}")
@@ -420,8 +452,11 @@ def train_on_devices(
         p.start()
     watch = ClaimWatch(sweep, todo, {p.pid for p in procs if p.pid is not None}, lease_s)
     signalled = False
+    said: list[tuple[str, str]] = []  # (kind, line) from the workers, drained as they run
     try:
         while any(p.is_alive() for p in procs):
+            while not errors.empty():  # a full pipe would block a worker's put for ever
+                said.append(errors.get())
             if say is not None:
                 for note in watch.look():
                     say(note)
@@ -440,12 +475,14 @@ def train_on_devices(
             p.join()
     failed = [f"{p.name} exited with status {p.exitcode} (its output: {log})"
               for p in procs if p.exitcode]  # fmt: skip
-    said = []
     while not errors.empty():
         said.append(errors.get())
-    said = list(dict.fromkeys(said))  # two workers that tried one damaged group: said once
-    if failed and not signalled:
-        raise RunError("; ".join(said or failed))  # said after the live table, on its own line
+    broken = [line for kind, line in said if kind == "worker"]
+    members = [line for kind, line in said if kind == "member"]  # two workers that tried
+    if failed and not signalled and (broken or not members):  # one damaged group: said once
+        raise RunError(said_in_short(list(dict.fromkeys(broken)) or failed))  # on its own line
+    if members and not signalled:
+        raise GroupsFailed(members, results_from_dir(sweep, todo))
     return results_from_dir(sweep, todo)
 
 
@@ -484,8 +521,11 @@ class ClaimWatch:
             note = holder.waiting_note(self.claims.lease_s)
             if self.said.get(g) == note:
                 continue
-            if not group_needs_training(self.sweep, self.sweep.meta().groups[g]):
-                continue  # done: a claim left behind by a worker of another host
+            try:
+                if not group_needs_training(self.sweep, self.sweep.meta().groups[g]):
+                    continue  # done: a claim left behind by a worker of another host
+            except RunError:  # a damaged member: its worker says so, not this look
+                continue
             self.said[g] = note
             notes.append(note)
         return notes

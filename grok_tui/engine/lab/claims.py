@@ -130,12 +130,23 @@ class Claims:
         out: dict[int, list[tuple[int, Path]]] = {}
         for name in names:
             m = _CLAIM_RE.match(name)
-            if m:
+            if m and name.startswith(f"group-{int(m.group(1)):04d}."):  # as `_generations`
                 out.setdefault(int(m.group(1)), []).append((int(m.group(2)), self.dir / name))
         return {group: sorted(gens) for group, gens in out.items()}
 
     def _generations(self, group: int) -> list[tuple[int, Path]]:
-        return self._listing().get(group, [])
+        """One group's generations (ascending): a worker's hot path (each claim, each
+        heartbeat), so no Path is made for another group's files."""
+        prefix = f"group-{group:04d}."
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            if name.startswith(prefix) and (m := _CLAIM_RE.match(name)):
+                out.append((int(m.group(2)), self.dir / name))
+        return sorted(out)
 
     def holder(self, group: int) -> Holder | None:
         """The newest claim of a group (None if it was never claimed)."""
