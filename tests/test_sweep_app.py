@@ -336,6 +336,14 @@ async def test_a_member_whose_metrics_were_emptied_is_damaged_not_confusion(tmp_
     summary = watcher.members[name]
     assert summary.shown_status == "damaged" and "has no row for 21 epochs" in summary.damaged
     assert not summary.outcome.final  # pending, not a confusion
+    assert watcher.counts()["damaged"] == 1
+    # Resumed, the file is rewritten (reset) and its gap kept: still damaged (review: the
+    # reset cleared the flag and the reader did not say the gap again: a final confusion).
+    run = sweep.member_run(name)
+    run.update_meta(status="paused", config=run.meta().config.replace(epochs=30))
+    train_sweep(sweep, "cpu", processes=1)
+    watcher.poll()
+    assert summary.shown_status == "damaged" and not summary.outcome.final
     app = make_sweep_app(sweep, "cpu")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()

@@ -150,8 +150,9 @@ def sweep_line(path: Any, total: int, counts: Mapping[str, int], speed: float) -
     """'sweeps/wd: 12 members, 3 done, 9 running; 4,100 member-epochs/s' (no speed while
     it is NaN: not measured yet)."""
     parts = [f"{counts.get(k, 0)} {k}" for k in ("done", "running", "failed") if counts.get(k)]
-    if counts.get("diverged"):
-        parts.append(f"{counts['diverged']} diverged")
+    for flag in ("diverged", "damaged"):
+        if counts.get(flag):
+            parts.append(f"{counts[flag]} {flag}")
     rate = f"; {speed:,.0f} member-epochs/s" if math.isfinite(speed) else ""
     return f"{path}: {total} members, {', '.join(parts) or 'starting'}{rate}"
 

@@ -78,8 +78,9 @@ def member_table(watcher: SweepWatcher, max_rows: int, speed: float, width: int 
     counts = watcher.counts()
     total = len(watcher.members)
     parts = [f"{counts.get(k, 0)} {k}" for k in ("done", "running", "failed") if counts.get(k)]
-    if counts.get("diverged"):
-        parts.append(f"{counts['diverged']} diverged")
+    for flag in ("diverged", "damaged"):
+        if counts.get(flag):
+            parts.append(f"{counts[flag]} {flag}")
     hidden = total - len(members)
     more = f" ({hidden} more not shown)" if hidden > 0 else ""
     rate = f"; {speed:,.0f} member-epochs/s" if math.isfinite(speed) else ""

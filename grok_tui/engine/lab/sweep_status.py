@@ -153,6 +153,8 @@ class SweepWatcher:
             out[s.status] = out.get(s.status, 0) + 1
             if s.diverged:
                 out["diverged"] = out.get("diverged", 0) + 1
+            if s.damaged:
+                out["damaged"] = out.get("damaged", 0) + 1
         return out
 
 

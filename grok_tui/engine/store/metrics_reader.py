@@ -42,6 +42,7 @@ class MetricsReader:
         reset = self._inode is not None and (st.st_ino != self._inode or st.st_size < self.offset)
         if reset:
             self.offset, self.line = 0, 1  # rewritten (a resume truncated it): read it again
+            self._gaps_said = False  # and its gaps, which a resume keeps, said again
         self._inode = st.st_ino
         if not stat.S_ISREG(st.st_mode):
             self.problems.append(f"{self.run.metrics_path} {what_is_wrong(self.run.metrics_path)}")

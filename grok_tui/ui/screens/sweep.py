@@ -265,8 +265,9 @@ class SweepScreen(Screen[None]):
         counts = self.watcher.counts()
         n = len(self.watcher.members)
         parts = [f"{counts[k]} {k}" for k in ("done", "running", "failed") if counts.get(k)]
-        if counts.get("diverged"):
-            parts.append(f"{counts['diverged']} diverged")
+        for flag in ("diverged", "damaged"):
+            if counts.get(flag):
+                parts.append(f"{counts[flag]} {flag}")
         state = self.state()
         speed = f", {self.member_epochs_per_s:,.0f} member-epochs/s" if state != "done" else ""
         text = Text()
