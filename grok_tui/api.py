@@ -74,9 +74,12 @@ class GrokRun:
             raise RunError(f"{self.run.path} has no checkpoints yet")
         if epoch is None:
             return epochs[-1]
-        if isinstance(epoch, bool) or not hasattr(epoch, "__index__"):
-            raise RunError(f"an epoch is an integer (or None: the newest), not {epoch!r}")
-        epoch = operator.index(epoch)
+        try:
+            if isinstance(epoch, bool):
+                raise TypeError
+            epoch = operator.index(epoch)  # ints, numpy ints; not 50.0, not a tensor of 50.
+        except TypeError:
+            raise RunError(f"an epoch is an integer (or None: the newest), not {epoch!r}") from None
         if epoch not in epochs:
             raise RunError(f"no checkpoint at epoch {epoch} (have {epochs[0]}..{epochs[-1]})")
         return epoch
@@ -204,11 +207,19 @@ class GrokRun:
         return progress_table(self.run, self.device)
 
 
-def open_run(path: str | Path, device: str = "cpu") -> GrokRun:
+def open_run(path: str | Path, device: str | torch.device = "cpu") -> GrokRun:
     """Open a run directory for analysis on `device` ('cpu', 'cuda', 'auto', ...); raises
     RunError (one line) if it is not one, DeviceError for a device this machine lacks."""
-    from grok_tui.engine.core.device import resolve_device
+    import torch
+
+    from grok_tui.engine.core.device import DeviceError, resolve_device
 
     if not isinstance(path, (str, os.PathLike)):
         raise RunError(f"a run is a directory's path, not {path!r}")
-    return GrokRun(Run.open_to_read(path), resolve_device(device))
+    if isinstance(device, torch.device):
+        device = str(device)
+    try:
+        device = resolve_device(device)
+    except DeviceError as exc:  # the CLI's words name its flag; a notebook has none
+        raise DeviceError(str(exc).removeprefix("--")) from None
+    return GrokRun(Run.open_to_read(path), device)

@@ -114,6 +114,12 @@ def test_wrong_inputs_are_one_line_errors_never_a_quiet_wrong_answer(run: GrokRu
         with pytest.raises(RunError, match="a run is a directory's path"):
             open_run(path)
     for device in ("CPU", "bogus", 5):
-        with pytest.raises(DeviceError, match="is not one of auto, cpu"):
+        with pytest.raises(DeviceError, match=r"^device .* is not one of auto, cpu"):
             open_run(run.path, device=device)
     assert open_run(run.path, device="auto").device in ("cpu", "cuda", "mps")
+    assert open_run(run.path, device=torch.device("cpu")).device == "cpu"  # as before
+    for bad in ({"neurons": torch.tensor([0.5])}, {"neurons": np.array([[1, 2]])}):
+        with pytest.raises(UserError, match="must be integers"):  # not their TypeError
+            run.ablate(first, **bad)
+    with pytest.raises(RunError, match="an epoch is an integer"):
+        run.weights(torch.tensor(float(first)))

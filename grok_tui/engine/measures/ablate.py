@@ -78,9 +78,12 @@ class Ablation:
                 raise AblationError(f"{name} must be a list of integers, not {values!r}")
             out = set()
             for v in values:
-                if isinstance(v, bool) or not hasattr(v, "__index__"):
-                    raise AblationError(f"{name} must be integers, got {v!r}")
-                out.add(operator.index(v))
+                try:
+                    if isinstance(v, bool):
+                        raise TypeError
+                    out.add(operator.index(v))  # ints, numpy ints; not floats, not arrays
+                except TypeError:
+                    raise AblationError(f"{name} must be integers, got {v!r}") from None
             return tuple(sorted(out))
 
         keep = None if keep_freqs is None else norm("keep_freqs", keep_freqs)
