@@ -73,11 +73,16 @@ def test_a_run_moved_away_while_shown_is_said_once_in_one_line(tmp_path) -> None
     from grok_tui.engine.core.config import RunConfig
 
     run = Run.create(tmp_path / "r", RunConfig(p=7, epochs=3, preset="t"), "cpu")
+    run.checkpoint_dir.mkdir(exist_ok=True)
+    (run.checkpoint_dir / "epoch_0000000.safetensors").write_bytes(b"")  # listed, not read
     follower = RunFollower(run)
-    assert follower.poll().error == ""
+    first_look = follower.poll()
+    assert first_look.error == "" and first_look.checkpoints == [0]
     (tmp_path / "r").rename(tmp_path / "elsewhere")
-    first = follower.poll().error
+    moved = follower.poll()
+    first = moved.error
     assert first == f"{run.meta_path} is missing: showing what was read"
+    assert moved.checkpoints is None and moved.writer_alive is None  # the timeline stays
     assert [follower.poll().error for _ in range(3)] == ["", "", ""]  # said once
     (tmp_path / "elsewhere").rename(tmp_path / "r")
     assert follower.poll().error == ""

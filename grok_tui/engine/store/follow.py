@@ -55,8 +55,9 @@ class RunFollower:
         update = RunUpdate()
         update.rows, update.reset = self._reader.poll()
         update.warnings, self._reader.problems = self._reader.problems, []
+        gone = not os.path.exists(self.run.meta_path)
         checkpoints = self.run.checkpoint_epochs()
-        if checkpoints != self._checkpoints:
+        if checkpoints != self._checkpoints and not gone:  # a moved run keeps what it showed
             self._checkpoints = checkpoints
             update.checkpoints = checkpoints
         error = ""
@@ -75,7 +76,7 @@ class RunFollower:
             update.error = error
             self._error = error
         alive = self._other_writer_alive()
-        if alive != self._writer_alive:
+        if alive != self._writer_alive and not gone:  # not "the writer is gone": the run is
             self._writer_alive = alive
             update.writer_alive = alive
         return update
