@@ -313,7 +313,7 @@ async def test_a_sweep_that_cannot_train_says_why_in_a_toast(tmp_path) -> None:
         await pilot.press("r")
         for _ in range(600):
             await pilot.pause(0.1)
-            if session.done.is_set() and session.failures:
+            if session.done.is_set() and session.failure:
                 break
         await pilot.pause(1.2)  # a poll
         errors = [n for n in app._notifications if n.severity == "error"]
@@ -362,3 +362,27 @@ async def test_the_sweep_footer_keeps_quit_at_80_columns(tiny_sweep) -> None:
         keys = {k.key: k for k in app.screen.query(FooterKey)}
         quit_key = keys["q"]
         assert quit_key.region.width > 0 and quit_key.region.right <= 80 - len("ctrl+p palette")
+
+
+def test_the_app_hears_what_the_sweep_s_workers_wait_for(tmp_path) -> None:
+    """Review: the parent's notes of claims (an unreadable claim file holding a group for
+    its whole lease) reached the headless table only; the app waited in silence."""
+    import time
+
+    from grok_tui.ui.sessions.sweep import SweepSession
+
+    spec = SweepSpec(TINY_BASE.replace(epochs=20, checkpoint_every=10), {"seed": [0, 1, 2]})
+    sweep = Sweep.create(tmp_path / "s", spec, "cpu")
+    (sweep.path / "claims").mkdir()
+    (sweep.path / "claims" / "group-0000.0001.json").write_bytes(b"\xff not json")
+    session = SweepSession(sweep, "cpu")
+    session.start()
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not any("unreadable" in t for _, t in session.notes):
+            time.sleep(0.2)
+    finally:
+        session.stop()
+        session.join()
+    (note,) = [t for _, t in session.notes if "unreadable" in t]
+    assert note.startswith("group 0: its claim ") and "delete that file" in note

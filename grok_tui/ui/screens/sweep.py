@@ -147,9 +147,9 @@ class SweepScreen(Screen[None]):
             self.view.x_axis = shown[0]
             self.view.y_axis = shown[1] if len(shown) > 1 else ""
         self._speed = (time.perf_counter(), self._member_epochs())
-        self.member_epochs_per_s = 0.0
+        self.member_epochs_per_s = math.nan  # not measured yet: not shown
         self._poller: Timer | None = None
-        self._failures_said = session.failures
+        self._notes_said = len(session.notes)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="sweep-status")
@@ -201,11 +201,12 @@ class SweepScreen(Screen[None]):
     def poll(self) -> None:
         if being_removed(self):
             return
-        if self.session.failures > self._failures_said:  # the status line is cut at 80
-            self._failures_said = self.session.failures  # columns: a toast, once
-            self.notify(
-                self.session.failure, title="Sweep training stopped", severity="error", timeout=20
-            )
+        notes = self.session.notes  # toasts: the status line is cut at 80 columns
+        for severity, text in notes[self._notes_said :]:
+            error = severity == "error"
+            title = "Sweep training stopped" if error else "Sweep"
+            self.notify(text, title=title, severity=severity, timeout=20 if error else 10)
+        self._notes_said = len(notes)
         if self.watcher.poll():
             now, total = time.perf_counter(), self._member_epochs()
             t0, e0 = self._speed
@@ -269,7 +270,8 @@ class SweepScreen(Screen[None]):
             if counts.get(flag):
                 parts.append(f"{counts[flag]} {flag}")
         state = self.state()
-        speed = f", {self.member_epochs_per_s:,.0f} member-epochs/s" if state != "done" else ""
+        rate = self.member_epochs_per_s
+        speed = f", {rate:,.0f} member-epochs/s" if state != "done" and math.isfinite(rate) else ""
         text = Text()
         text.append(f"{self.sweep.path.name}", style="bold")
         # Separators, not spaces alone: an SVG screenshot drops a segment's leading spaces.

@@ -26,7 +26,9 @@ class SweepSession:
         self.sweep = sweep
         self.device = device
         self.want_train = train  # start training when the sweep screen opens
-        self.failures = 0  # trainings that ended with `failure`, so far
+        # (severity, text) for the screen to toast, in order: what the trainer said (a
+        # claim waited for) and why a training stopped; appended by the trainer thread
+        self.notes: list[tuple[str, str]] = []
         self.control = TrainControl()
         self.done = threading.Event()
         self.done.set()
@@ -54,14 +56,18 @@ class SweepSession:
     def _train(self) -> None:
         lower_this_thread(TRAINER_NICENESS)
         try:
-            train_sweep(self.sweep, self.device, None, self.control)
+            train_sweep(self.sweep, self.device, None, self.control, say=self._say)
         except RunError as exc:
             self.failure = str(exc)
         except Exception as exc:  # a bug must not leave the app waiting forever
             self.failure = f"{type(exc).__name__}: {exc}"
         finally:
-            self.failures += bool(self.failure)  # the screen says each one once
+            if self.failure:
+                self.notes.append(("error", self.failure))
             self.done.set()
+
+    def _say(self, text: str) -> None:
+        self.notes.append(("information", text))
 
     def stop(self) -> None:
         """Ask the trainer to save and stop (returns at once)."""
