@@ -62,6 +62,8 @@ def log_ticks(values: Iterable[float], most: int = 7) -> list[tuple[float, str]]
     inside = [10.0**k for k in range(k_lo, k_hi + 1) if lo <= 10.0**k <= hi]
     if len(inside) >= 2:
         step = max(1, (k_hi - k_lo) // (most - 1) + 1)
+        if most == 2:  # the floor step leaves one tick: the two ends' decades
+            step = k_hi - k_lo
         ticks = [10.0**k for k in range(k_lo, k_hi + 1, step)]
     else:
         ticks = []
@@ -86,5 +88,5 @@ def ticks_that_fit(rows: int, most: int = 7) -> int:
     between labels, at least 2. plotext drops a label that would share a row, so a plot
     squeezed to 3 rows (12 runs compared at 80 x 24) showed log ticks with a decade missing
     from their even steps."""
-    plot_rows = rows - 2  # the title and the x axis
+    plot_rows = rows - 3  # the title, the x ticks and (on taller plots) their label
     return max(2, min(most, (plot_rows + 1) // 2))
