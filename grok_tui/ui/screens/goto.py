@@ -65,6 +65,8 @@ def parse_epoch(text: str) -> int | None:
         value = float(text) * scale
     except ValueError:
         return None
+    if value == math.inf and text.isdigit():  # digits past a float's range: the end
+        return 10**12
     if not 0 <= value < math.inf:  # negative, NaN or infinite
         return None
     return min(round(value), 10**12)
