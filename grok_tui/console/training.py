@@ -122,9 +122,7 @@ def train_headless(
     control = TrainControl()
     last: dict[str, float] = {}
     forecast: list[Forecast] = []  # the newest, for the hint at the end
-    # the first epoch of a row at GROKKED_ACC (rows have every epoch); a resumed run's
-    # before the measures start, so that their first line says it too
-    grokked: list[int] = first_grokked(run.read_metrics()) if run.checkpoint_epochs() else []
+    grokked: list[int] = []  # the first epoch of a row at GROKKED_ACC: rows have every epoch
     started = time.perf_counter()
     # Not a terminal (a log file): plain lines at a steady interval instead of the bar.
     plain = None if console.is_terminal else PlainProgress(console_writer(console), name=run.name)
@@ -185,6 +183,8 @@ def train_headless(
 
         trainer = Trainer(run, device, on_event)
         start_epoch, start_wall = trainer.epoch, trainer.wall_s
+        if start_epoch > 0 and not grokked:  # resumed: it may have grokked before. Read
+            grokked.extend(first_grokked(run.read_metrics()))  # after the resume's repair
         bar.update(task, completed=start_epoch)
         result = Finished("failed", trainer.epoch, "interrupted")
         received: list[int] = []
