@@ -168,10 +168,12 @@ def test_extend_refuses_what_it_cannot_train_and_writes_nothing(tmp_path, capsys
 def test_headless_says_the_grok_epoch_the_metrics_saw_as_the_app_does() -> None:
     """The headless line said 'grokked at 950' (the first checkpoint past 99%) where the
     app and analyze said 909 (the first row: rows have every epoch), found by probing."""
-    from grok_tui.console.training import first_grokked, forecast_words
+    from grok_tui.console.training import forecast_words
+    from grok_tui.engine.measures.forecast import first_grokked
 
     rows = [{"epoch": e, "test_acc": a} for e, a in ((907, 0.98), (908, 0.991), (909, 0.995))]
-    assert first_grokked(rows) == [908] and first_grokked(rows[:1]) == []
+    assert first_grokked(rows) == 908 and first_grokked(rows[:1]) is None
+    assert first_grokked(rows, upto=907) is None  # analyze --epoch 907: not yet
     observed = Forecast(950, 950, 950, observed=True)
     assert forecast_words(observed, 908) == "grokked at 908"
     assert forecast_words(observed, None) == "grokked at 950"  # no row seen: the checkpoint's

@@ -32,7 +32,7 @@ from rich.progress import (
 )
 
 from grok_tui.console.plain_log import PlainProgress, console_writer
-from grok_tui.engine.measures.forecast import GROKKED_ACC, Forecast
+from grok_tui.engine.measures.forecast import GROKKED_ACC, Forecast, first_grokked
 from grok_tui.engine.measures.llc_service import TRAINING_SHARE, LLCService
 from grok_tui.engine.measures.services import ProgressService, ProgressUpdate
 from grok_tui.engine.store.runs import Run
@@ -63,11 +63,6 @@ def extend_hint(path: object, budget: int, test_acc: float, forecast: Forecast |
 
 def fmt_loss(x: float) -> str:
     return "-" if not math.isfinite(x) else f"{x:.3e}"
-
-
-def first_grokked(rows: list[dict[str, float]]) -> list[int]:
-    """[the first row's epoch with test accuracy >= GROKKED_ACC], or []."""
-    return [int(r["epoch"]) for r in rows if r["test_acc"] >= GROKKED_ACC][:1]
 
 
 def forecast_words(forecast: Forecast, grokked: int | None) -> str:
@@ -122,7 +117,7 @@ def train_headless(
     control = TrainControl()
     last: dict[str, float] = {}
     forecast: list[Forecast] = []  # the newest, for the hint at the end
-    grokked: list[int] = []  # the first epoch of a row at GROKKED_ACC: rows have every epoch
+    grokked: list[int] = []  # `first_grokked` of the rows, once known (rows have every epoch)
     started = time.perf_counter()
     # Not a terminal (a log file): plain lines at a steady interval instead of the bar.
     plain = None if console.is_terminal else PlainProgress(console_writer(console), name=run.name)
@@ -164,8 +159,8 @@ def train_headless(
             if isinstance(event, TrainProgress) and event.rows:
                 row = event.rows[-1]
                 last.update(row)
-                if not grokked:
-                    grokked.extend(first_grokked(event.rows))
+                if not grokked and (seen := first_grokked(event.rows)) is not None:
+                    grokked.append(seen)
                 bar.update(
                     task,
                     completed=row["epoch"],
@@ -184,7 +179,8 @@ def train_headless(
         trainer = Trainer(run, device, on_event)
         start_epoch, start_wall = trainer.epoch, trainer.wall_s
         if start_epoch > 0 and not grokked:  # resumed: it may have grokked before. Read
-            grokked.extend(first_grokked(run.read_metrics()))  # after the resume's repair
+            seen = first_grokked(run.read_metrics())  # after the resume's repair
+            grokked.extend([] if seen is None else [seen])
         bar.update(task, completed=start_epoch)
         result = Finished("failed", trainer.epoch, "interrupted")
         received: list[int] = []

@@ -57,6 +57,7 @@ A run that has grokked reports the epoch seen.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,18 @@ import numpy as np
 from grok_tui.engine.measures.forecast_model import ForecastModel, shipped_model
 
 GROKKED_ACC = 0.99  # the event forecast: test accuracy reaches 99%
+
+
+def first_grokked(rows: Iterable[Mapping[str, float]], upto: float = math.inf) -> int | None:
+    """The first metrics row's epoch (up to `upto`) with test accuracy >= GROKKED_ACC: the
+    grok epoch as the app, `analyze` and headless training say it (rows have every epoch;
+    the measures, whose forecast turns observed, only checkpoints)."""
+    return next(
+        (int(r["epoch"]) for r in rows if r["epoch"] <= upto and r["test_acc"] >= GROKKED_ACC),
+        None,
+    )
+
+
 # Test accuracy at which a run with no start yet is said to generalise while it memorises
 # (a fast run: held-out p = 167 at train fraction 0.45 was at 60-83% at 65% of its way);
 # words for the silence, never a forecast (the fitted `generalising_acc` starts one).

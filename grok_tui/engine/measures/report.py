@@ -32,7 +32,7 @@ import torch
 from grok_tui.engine.core import ops
 from grok_tui.engine.measures import phases, progress
 from grok_tui.engine.measures.asof import OutlookHistory
-from grok_tui.engine.measures.forecast import GROKKED_ACC
+from grok_tui.engine.measures.forecast import first_grokked
 from grok_tui.engine.measures.numerics import NUMERIC_SCALARS
 from grok_tui.engine.measures.progress import ProgressTracker
 from grok_tui.engine.store.runs import Run, RunError
@@ -151,14 +151,9 @@ def analysis_report(
     }
     if view.forecast.observed:
         # Metrics have every epoch, the measures only checkpoints; none after this one.
-        seen = next(
-            (
-                int(r["epoch"])
-                for r in run.read_metrics()
-                if r["epoch"] <= epoch and r["test_acc"] >= GROKKED_ACC
-            ),
-            view.forecast.grok_epoch,
-        )
+        seen = first_grokked(run.read_metrics(), upto=epoch)
+        if seen is None:
+            seen = view.forecast.grok_epoch
         report["grokked_at"] = seen
         report["forecast"] = None
         report["forecast_reason"] = f"grokked at {seen:,}: test accuracy reached 99% then"

@@ -55,14 +55,19 @@ class RunFollower:
         update = RunUpdate()
         update.rows, update.reset = self._reader.poll()
         update.warnings, self._reader.problems = self._reader.problems, []
-        gone = not os.path.exists(self.run.meta_path)
+        error, missing = "", None
+        try:
+            st = os.stat(self.run.meta_path)  # once per poll: stamp, and whether it is there
+        except OSError as exc:
+            st, missing = None, exc
+        gone = missing is not None
         checkpoints = self.run.checkpoint_epochs()
         if checkpoints != self._checkpoints and not gone:  # a moved run keeps what it showed
             self._checkpoints = checkpoints
             update.checkpoints = checkpoints
-        error = ""
         try:
-            st = os.stat(self.run.meta_path)
+            if st is None:
+                raise missing  # said below, in one line
             stamp = (st.st_ino, st.st_mtime_ns)
             if stamp != self._meta_stamp:
                 self._meta_stamp = stamp
